@@ -1,0 +1,428 @@
+//! The validated, typed config. `Config::load` reads TOML, checks every value, and reports
+//! all problems at once, each with file, line, column and key; the server does not start on
+//! any of them. Paths in the file are relative to the file's folder.
+
+pub mod error;
+pub mod raw;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrors};
+use raw::RawConfig;
+use toml::Spanned;
+
+use crate::blocklist::Kind;
+use crate::blocklist::load::{EMBEDDED, ListSource, Location};
+
+/// The text of the embedded default config.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+/// How the embedded default is named in messages.
+pub const DEFAULT_NAME: &str = "<embedded default>";
+
+/// How blocked names are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockMode {
+    /// A → sinkhole IPv4, AAAA → sinkhole IPv6, other types NODATA.
+    Sinkhole,
+    /// NXDOMAIN with an SOA.
+    NxDomain,
+    /// NOERROR, no answer, with an SOA.
+    NoData,
+    /// REFUSED.
+    Refused,
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Addresses served on UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// UDP receive threads per listen address (0 = one per core).
+    pub udp_threads: usize,
+    /// Idle TCP connections are closed after this.
+    pub tcp_idle: Duration,
+}
+
+/// `[upstream]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Upstream resolvers, tried in order.
+    pub servers: Vec<SocketAddr>,
+    /// Longest wait for one upstream.
+    pub timeout: Duration,
+}
+
+/// `[cache]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Most entries kept; 0 disables the cache.
+    pub max_entries: usize,
+    /// TTL floor, seconds.
+    pub min_ttl: u32,
+    /// TTL ceiling, seconds.
+    pub max_ttl: u32,
+}
+
+/// `[blocking]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockingConfig {
+    /// How blocked names are answered.
+    pub mode: BlockMode,
+    /// A answer for blocked names.
+    pub sinkhole_ipv4: Ipv4Addr,
+    /// AAAA answer for blocked names.
+    pub sinkhole_ipv6: Ipv6Addr,
+    /// TTL of blocked answers.
+    pub ttl: u32,
+    /// Block and allow lists, in config order (blocks first).
+    pub lists: Vec<ListSource>,
+}
+
+/// The whole validated config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where it was read from (for messages).
+    pub file: String,
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[upstream]`
+    pub upstream: UpstreamConfig,
+    /// `[cache]`
+    pub cache: CacheConfig,
+    /// `[blocking]`
+    pub blocking: BlockingConfig,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                line: 0,
+                col: 0,
+                key: None,
+                msg: format!("cannot read config: {e}"),
+            }])
+        })?;
+        let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Self::parse(&text, &file, Some(&base))
+    }
+
+    /// The embedded default: listens on 127.0.0.1:5300, forwards to Quad9, blocks with the
+    /// lists compiled into the binary.
+    pub fn embedded_default() -> Self {
+        match Self::parse(DEFAULT_TOML, DEFAULT_NAME, None) {
+            Ok(c) => c,
+            // The default is fixed at build time and covered by a test.
+            Err(e) => panic!("embedded default config is invalid: {e}"),
+        }
+    }
+
+    /// Parses and validates config text. `base` is the folder list paths are relative to;
+    /// `None` means the embedded lists.
+    pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Self, ConfigErrors> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let off = e.span().map_or(0, |s| s.start);
+            let (line, col) = error::line_col(text, off);
+            ConfigErrors(vec![ConfigError {
+                file: file.to_string(),
+                line,
+                col,
+                key: error::key_at(text, off),
+                msg: e.message().trim().to_string(),
+            }])
+        })?;
+        let mut v = Validator {
+            text,
+            file,
+            errors: Vec::new(),
+        };
+        let cfg = v.validate(raw, base);
+        if v.errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(v.errors))
+        }
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, span: Range<usize>, key: &str, msg: impl Into<String>) {
+        let (line, col) = if span == (0..0) {
+            (0, 0)
+        } else {
+            error::line_col(self.text, span.start)
+        };
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            col,
+            key: Some(key.to_string()),
+            msg: msg.into(),
+        });
+    }
+
+    fn addrs(&mut self, list: &[Spanned<String>], key: &str) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for s in list {
+            match parse_socket_addr(s.get_ref()) {
+                Ok(a) => out.push(a),
+                Err(m) => self.err(s.span(), key, format!("{:?}: {m}", s.get_ref())),
+            }
+        }
+        out
+    }
+
+    fn validate(&mut self, raw: RawConfig, base: Option<&Path>) -> Config {
+        let listen = self.addrs(raw.server.listen.get_ref(), "server.listen");
+        if raw.server.listen.get_ref().is_empty() {
+            self.err(
+                raw.server.listen.span(),
+                "server.listen",
+                "at least one address is needed",
+            );
+        }
+        let servers = self.addrs(raw.upstream.servers.get_ref(), "upstream.servers");
+        if raw.upstream.servers.get_ref().is_empty() {
+            self.err(
+                raw.upstream.servers.span(),
+                "upstream.servers",
+                "at least one upstream resolver is needed",
+            );
+        }
+        let timeout_ms = *raw.upstream.timeout_ms.get_ref();
+        if !(1..=60_000).contains(&timeout_ms) {
+            self.err(
+                raw.upstream.timeout_ms.span(),
+                "upstream.timeout_ms",
+                format!("{timeout_ms}: must be between 1 and 60000 (milliseconds)"),
+            );
+        }
+        let (min_ttl, max_ttl) = (*raw.cache.min_ttl.get_ref(), *raw.cache.max_ttl.get_ref());
+        if min_ttl > max_ttl {
+            self.err(
+                raw.cache.min_ttl.span(),
+                "cache.min_ttl",
+                format!("{min_ttl} is above cache.max_ttl ({max_ttl})"),
+            );
+        }
+        for (t, key) in [
+            (&raw.cache.max_ttl, "cache.max_ttl"),
+            (&raw.blocking.ttl, "blocking.ttl"),
+        ] {
+            if *t.get_ref() > i32::MAX as u32 {
+                self.err(t.span(), key, "a DNS TTL is at most 2147483647 seconds");
+            }
+        }
+        let b = &raw.blocking;
+        let mode = match b.mode.get_ref().as_str() {
+            "sinkhole" => BlockMode::Sinkhole,
+            "nxdomain" => BlockMode::NxDomain,
+            "nodata" => BlockMode::NoData,
+            "refused" => BlockMode::Refused,
+            other => {
+                self.err(
+                    b.mode.span(),
+                    "blocking.mode",
+                    format!("unknown mode {other:?}: use sinkhole, nxdomain, nodata or refused"),
+                );
+                BlockMode::Sinkhole
+            }
+        };
+        let sinkhole_ipv4 = b.sinkhole_ipv4.get_ref().parse().unwrap_or_else(|_| {
+            self.err(
+                b.sinkhole_ipv4.span(),
+                "blocking.sinkhole_ipv4",
+                format!("{:?} is not an IPv4 address", b.sinkhole_ipv4.get_ref()),
+            );
+            Ipv4Addr::UNSPECIFIED
+        });
+        let sinkhole_ipv6 = b.sinkhole_ipv6.get_ref().parse().unwrap_or_else(|_| {
+            self.err(
+                b.sinkhole_ipv6.span(),
+                "blocking.sinkhole_ipv6",
+                format!("{:?} is not an IPv6 address", b.sinkhole_ipv6.get_ref()),
+            );
+            Ipv6Addr::UNSPECIFIED
+        });
+        let mut lists = Vec::new();
+        for (entries, key, kind) in [
+            (&b.lists, "blocking.lists", Kind::Block),
+            (&b.allow, "blocking.allow", Kind::Allow),
+        ] {
+            for e in entries {
+                if let Some(src) = self.list_source(e, key, kind, base) {
+                    lists.push(src);
+                }
+            }
+        }
+        Config {
+            file: self.file.to_string(),
+            server: ServerConfig {
+                listen,
+                udp_threads: raw.server.udp_threads,
+                tcp_idle: Duration::from_millis(raw.server.tcp_idle_ms.max(100)),
+            },
+            upstream: UpstreamConfig {
+                servers,
+                timeout: Duration::from_millis(timeout_ms.max(1)),
+            },
+            cache: CacheConfig {
+                max_entries: raw.cache.max_entries,
+                min_ttl,
+                max_ttl: max_ttl.max(min_ttl),
+            },
+            blocking: BlockingConfig {
+                mode,
+                sinkhole_ipv4,
+                sinkhole_ipv6,
+                ttl: *b.ttl.get_ref(),
+                lists,
+            },
+        }
+    }
+
+    fn list_source(
+        &mut self,
+        e: &Spanned<String>,
+        key: &str,
+        kind: Kind,
+        base: Option<&Path>,
+    ) -> Option<ListSource> {
+        let name = e.get_ref();
+        if name.starts_with("http://") || name.starts_with("https://") {
+            self.err(
+                e.span(),
+                key,
+                format!("{name:?}: URL lists are not supported yet; download the list to a file"),
+            );
+            return None;
+        }
+        let location = match base {
+            None => match EMBEDDED.iter().find(|(n, _)| n == name) {
+                Some((n, _)) => Location::Embedded(n),
+                None => {
+                    self.err(e.span(), key, format!("{name:?}: no such embedded list"));
+                    return None;
+                }
+            },
+            Some(dir) => {
+                let path = dir.join(name);
+                if !path.is_file() {
+                    self.err(
+                        e.span(),
+                        key,
+                        format!("{name:?}: no such file ({})", path.display()),
+                    );
+                    return None;
+                }
+                Location::File(path)
+            }
+        };
+        Some(ListSource {
+            display: name.clone(),
+            location,
+            kind,
+        })
+    }
+}
+
+/// Parses `ip:port`, `[ipv6]:port`, or a bare IP (port 53).
+pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    if let Some((host, port)) = s.rsplit_once(':') {
+        let host_is_ip = host.parse::<IpAddr>().is_ok()
+            || host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .is_some_and(|h| h.parse::<Ipv6Addr>().is_ok());
+        if host_is_ip {
+            return Err(format!("invalid port {port:?}"));
+        }
+    }
+    Err("not an address: write IP:PORT, [IPv6]:PORT or a bare IP (port 53); host names are not accepted".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default();
+        assert_eq!(c.server.listen, vec!["127.0.0.1:5300".parse().unwrap()]);
+        assert_eq!(c.upstream.servers.len(), 2);
+        assert_eq!(c.blocking.mode, BlockMode::Sinkhole);
+        assert!(matches!(
+            c.blocking.lists[0].location,
+            Location::Embedded("blocklists/messaging.txt")
+        ));
+    }
+
+    #[test]
+    fn socket_addrs() {
+        assert_eq!(
+            parse_socket_addr("[2001:db8::1]:5353").unwrap(),
+            "[2001:db8::1]:5353".parse().unwrap()
+        );
+        assert_eq!(
+            parse_socket_addr("1.1.1.1").unwrap(),
+            "1.1.1.1:53".parse().unwrap()
+        );
+        assert!(parse_socket_addr("1.1.1.1:5x").unwrap_err().contains("invalid port"));
+        assert!(parse_socket_addr("dns.google:53").is_err());
+    }
+
+    fn errs(text: &str) -> Vec<String> {
+        match Config::parse(text, "t.toml", Some(Path::new("/nonexistent"))) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = errs("[server]\nlisten = [\"127.0.0.1:53\"]\nlisen = 1\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("t.toml:3:1: server.lisen: unknown field `lisen`"), "{e:?}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let e = errs("[upstream]\ntimeout_ms = \"fast\"\n");
+        assert!(e[0].starts_with("t.toml:2:14: upstream.timeout_ms: "), "{e:?}");
+    }
+
+    #[test]
+    fn all_semantic_errors_are_collected() {
+        let e = errs(
+            "[upstream]\nservers = [\"1.1.1.1:5x\"]\n[blocking]\nmode = \"drop\"\nsinkhole_ipv4 = \"::\"\n",
+        );
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].starts_with("t.toml:2:12: upstream.servers: \"1.1.1.1:5x\": invalid port"));
+        assert!(e[1].starts_with("t.toml:4:8: blocking.mode: unknown mode \"drop\""));
+        assert!(e[2].starts_with("t.toml:5:17: blocking.sinkhole_ipv4:"));
+    }
+
+    #[test]
+    fn missing_list_file_is_an_error() {
+        let e = errs("[blocking]\nlists = [\"nope.txt\"]\n");
+        assert!(e[0].starts_with("t.toml:2:10: blocking.lists: \"nope.txt\": no such file"), "{e:?}");
+    }
+}

@@ -1,0 +1,119 @@
+//! `RawConfig`: the serde mirror of the TOML file. Every table denies unknown keys; values
+//! that need a semantic check are `Spanned` so that their errors get their own line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// `[server]`
+    pub server: RawServer,
+    /// `[upstream]`
+    pub upstream: RawUpstream,
+    /// `[cache]`
+    pub cache: RawCache,
+    /// `[blocking]`
+    pub blocking: RawBlocking,
+}
+
+/// `[server]`: where to answer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Addresses served on UDP and TCP.
+    pub listen: Spanned<Vec<Spanned<String>>>,
+    /// UDP receive threads per listen address (0 = one per CPU core).
+    pub udp_threads: usize,
+    /// Idle time after which a TCP client connection is closed.
+    pub tcp_idle_ms: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: Spanned::new(0..0, vec![Spanned::new(0..0, "127.0.0.1:5300".into())]),
+            udp_threads: 0,
+            tcp_idle_ms: 10_000,
+        }
+    }
+}
+
+/// `[upstream]`: where ordinary queries go.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    /// `host:port` of each upstream resolver, tried in order.
+    pub servers: Spanned<Vec<Spanned<String>>>,
+    /// Longest wait for one upstream before trying the next.
+    pub timeout_ms: Spanned<u64>,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            servers: Spanned::new(
+                0..0,
+                vec![
+                    Spanned::new(0..0, "9.9.9.9:53".into()),
+                    Spanned::new(0..0, "149.112.112.112:53".into()),
+                ],
+            ),
+            timeout_ms: Spanned::new(0..0, 1500),
+        }
+    }
+}
+
+/// `[cache]`: the answer cache in front of the upstreams.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    /// Most answers kept (0 turns the cache off).
+    pub max_entries: usize,
+    /// Lowest TTL kept and served, in seconds.
+    pub min_ttl: Spanned<u32>,
+    /// Highest TTL kept and served, in seconds.
+    pub max_ttl: Spanned<u32>,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+            min_ttl: Spanned::new(0..0, 0),
+            max_ttl: Spanned::new(0..0, 86_400),
+        }
+    }
+}
+
+/// `[blocking]`: what is blocked and how it is answered.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBlocking {
+    /// `sinkhole`, `nxdomain`, `nodata` or `refused`.
+    pub mode: Spanned<String>,
+    /// Address in A answers for blocked names.
+    pub sinkhole_ipv4: Spanned<String>,
+    /// Address in AAAA answers for blocked names.
+    pub sinkhole_ipv6: Spanned<String>,
+    /// TTL of blocked answers, in seconds.
+    pub ttl: Spanned<u32>,
+    /// Blocklist files.
+    pub lists: Vec<Spanned<String>>,
+    /// Allowlist files.
+    pub allow: Vec<Spanned<String>>,
+}
+
+impl Default for RawBlocking {
+    fn default() -> Self {
+        Self {
+            mode: Spanned::new(0..0, "sinkhole".into()),
+            sinkhole_ipv4: Spanned::new(0..0, "0.0.0.0".into()),
+            sinkhole_ipv6: Spanned::new(0..0, "::".into()),
+            ttl: Spanned::new(0..0, 10),
+            lists: Vec::new(),
+            allow: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! sinkhole: a filtering DNS resolver for LANs.
+//!
+//! # Bird's-eye view
+//! Clients send queries to the listeners ([`server`]): UDP on a few OS threads (the hot
+//! path), TCP on tokio. Each packet goes through [`handler::handle`], which parses it with
+//! the hand-written codec in [`dns::wire`] and runs the [`pipeline`]:
+//!
+//! ```text
+//! packet ─► handler ─► blocking ─► cache ─► upstream ─► response
+//!             │           │          │         └ UDP, TCP retry on TC, failover, SERVFAIL by deadline
+//!             │           │          └ answers by (name, type, class, DO, CD); TTLs count down
+//!             │           └ suffix rules (blocklist), allow wins at equal or higher specificity
+//!             └ FORMERR / NOTIMP / BADVERS, responses dropped
+//! ```
+//!
+//! # Code map
+//! - [`config`]: TOML → validated [`config::Config`]; errors name file, line, column, key.
+//! - [`blocklist`]: list parsing, name normalisation, the compact suffix matcher.
+//! - [`dns::wire`]: query parsing and response writing on bytes.
+//! - [`pipeline`]: the stages and their order.
+//! - [`server`], [`handler`]: sockets and the per-packet decision.
+//! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
+//! - [`cli`]: the command line.
+//!
+//! # Invariants
+//! 1. Only `server` and `handler` touch sockets and packets; stages see a parsed `Query`.
+//! 2. Only `pipeline::upstream` does network I/O on the query path.
+//! 3. A `Blocklist` and a `Config` are immutable once built; a reload builds new ones off the
+//!    query path and swaps an `Arc`.
+//! 4. Every query gets exactly one response, except packets that must not be answered
+//!    (responses, runts); no input panics.
+//! 5. List parsing never fails as a whole: bad lines are skipped and reported.
+#![warn(missing_docs)]
+
+pub mod blocklist;
+pub mod cli;
+pub mod config;
+pub mod dns;
+pub mod handler;
+pub mod pipeline;
+pub mod reload;
+pub mod server;
+pub mod service;

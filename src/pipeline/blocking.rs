@@ -1,0 +1,92 @@
+//! `Blocking`: decides whether a name is blocked (the most specific rule of the block and
+//! allow lists wins; allow wins at equal specificity) and what a blocked answer says,
+//! according to `blocking.mode`.
+//!
+//! A `Blocking` is immutable; a reload builds a new one and the pipeline swaps it in.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::blocklist::load::{ListReport, ListSource, load_all};
+use crate::blocklist::{Blocklist, Kind, Match};
+use crate::blocklist::load::BlocklistError;
+use crate::config::{BlockMode, BlockingConfig};
+use crate::dns::wire::{LocalAnswer, Query, TYPE_A, TYPE_AAAA, rcode};
+
+/// The blocking stage: the rule set plus the answer policy.
+#[derive(Debug)]
+pub struct Blocking {
+    list: Arc<Blocklist>,
+    mode: BlockMode,
+    v4: IpAddr,
+    v6: IpAddr,
+    ttl: u32,
+    sources: Vec<ListSource>,
+}
+
+impl Blocking {
+    /// Builds the stage around an already loaded list.
+    pub fn new(cfg: &BlockingConfig, list: Blocklist) -> Self {
+        Self {
+            list: Arc::new(list),
+            mode: cfg.mode,
+            v4: IpAddr::V4(cfg.sinkhole_ipv4),
+            v6: IpAddr::V6(cfg.sinkhole_ipv6),
+            ttl: cfg.ttl,
+            sources: cfg.lists.clone(),
+        }
+    }
+
+    /// Loads the configured lists and builds the stage. Fails only when a list cannot be
+    /// read (bad lines are skipped and reported).
+    pub fn load(cfg: &BlockingConfig) -> Result<(Self, Vec<ListReport>), BlocklistError> {
+        let (list, reports) = load_all(&cfg.lists)?;
+        Ok((Self::new(cfg, list), reports))
+    }
+
+    /// The lists this stage was built from.
+    pub fn sources(&self) -> &[ListSource] {
+        &self.sources
+    }
+
+    /// The rule set.
+    pub fn list(&self) -> &Blocklist {
+        &self.list
+    }
+
+    /// The block rule deciding `q`, or `None` when the name is not blocked.
+    pub fn check(&self, q: &Query) -> Option<Match<'_>> {
+        self.list.find(q.name()).filter(|m| m.kind == Kind::Block)
+    }
+
+    /// The answer for a blocked query. `ede` is the Extended DNS Error text.
+    pub fn answer<'a>(&self, q: &Query, m: &Match<'_>, ede: &'a str) -> LocalAnswer<'a> {
+        let rule_labels = m.rule.split('.').count();
+        let (rc, address) = match self.mode {
+            BlockMode::Sinkhole => (
+                rcode::NOERROR,
+                match q.qtype {
+                    TYPE_A => Some(self.v4),
+                    TYPE_AAAA => Some(self.v6),
+                    _ => None,
+                },
+            ),
+            BlockMode::NxDomain => (rcode::NXDOMAIN, None),
+            BlockMode::NoData => (rcode::NOERROR, None),
+            BlockMode::Refused => (rcode::REFUSED, None),
+        };
+        let negative = address.is_none() && rc != rcode::REFUSED;
+        LocalAnswer {
+            rcode: rc,
+            address,
+            soa_labels: negative.then_some(rule_labels.min(q.label_count())),
+            ttl: self.ttl,
+            ede: q.edns.map(|_| (crate::dns::wire::EDE_BLOCKED, ede)),
+        }
+    }
+}
+
+/// The EDE text for a blocked answer: the rule and where it came from.
+pub fn ede_text(m: &Match<'_>) -> String {
+    format!("blocked by {} ({}:{})", m.rule, m.source, m.line)
+}

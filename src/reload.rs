@@ -1,0 +1,126 @@
+//! Reloading without losing a query: on SIGHUP (config and lists re-read) or when a list
+//! file changes on disk (lists re-read), a new blocking stage is built on a blocking thread
+//! and swapped in atomically. Until then, and if the reload fails, the old one keeps serving.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+
+use crate::blocklist::load::{Location, log_reports};
+use crate::config::Config;
+use crate::pipeline::Pipeline;
+use crate::pipeline::blocking::Blocking;
+
+/// What identifies a version of a file: modification time, size, inode.
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamp(path: &PathBuf) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+/// Rebuilds and swaps the blocking stage.
+pub struct Reloader {
+    pipeline: Arc<Pipeline>,
+    config_path: Option<PathBuf>,
+    config: Mutex<Config>,
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    /// A reloader for `pipeline`, serving `config` read from `config_path` (`None` for the
+    /// embedded default, which SIGHUP cannot re-read).
+    pub fn new(pipeline: Arc<Pipeline>, config: Config, config_path: Option<PathBuf>) -> Self {
+        Self {
+            pipeline,
+            config_path,
+            config: Mutex::new(config),
+            busy: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        let cfg = self.config.lock().unwrap_or_else(|p| p.into_inner());
+        cfg.blocking
+            .lists
+            .iter()
+            .filter_map(|s| match &s.location {
+                Location::File(p) => Some(p.clone()),
+                Location::Embedded(_) => None,
+            })
+            .collect()
+    }
+
+    /// Reloads the lists (and, with `reread_config`, the config file first). On any error
+    /// the running set stays and the error is returned.
+    pub async fn reload(&self, reread_config: bool) -> anyhow::Result<()> {
+        let _one_at_a_time = self.busy.lock().await;
+        let start = Instant::now();
+        let mut cfg = self.config.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if reread_config && let Some(path) = &self.config_path {
+            let path = path.clone();
+            let new = tokio::task::spawn_blocking(move || Config::load(&path))
+                .await
+                .context("config reload task failed")??;
+            if new.server != cfg.server || new.upstream != cfg.upstream || new.cache != cfg.cache {
+                tracing::warn!(
+                    "[server], [upstream] and [cache] changes take effect after a restart; only [blocking] was reloaded"
+                );
+            }
+            cfg.blocking = new.blocking;
+        }
+        let bcfg = cfg.blocking.clone();
+        let (blocking, reports) = tokio::task::spawn_blocking(move || Blocking::load(&bcfg))
+            .await
+            .context("list reload task failed")??;
+        log_reports(&reports);
+        let rules = blocking.list().len();
+        self.pipeline.swap_blocking(blocking);
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
+        tracing::info!(
+            rules,
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "lists reloaded"
+        );
+        Ok(())
+    }
+
+    /// Reloads and logs the outcome; a failure keeps the old set.
+    pub async fn reload_logged(&self, reread_config: bool) {
+        if let Err(e) = self.reload(reread_config).await {
+            tracing::error!("reload failed, still serving the previous lists: {e:#}");
+        }
+    }
+
+    /// Polls the list files every `interval`; a file whose stamp changed and then stayed
+    /// the same for one interval (so a write in progress is not read half-way) triggers a
+    /// reload.
+    pub fn spawn_watch(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut seen: Vec<(PathBuf, Stamp)> =
+                me.files().into_iter().map(|p| { let s = stamp(&p); (p, s) }).collect();
+            let mut pending = false;
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now: Vec<(PathBuf, Stamp)> =
+                    me.files().into_iter().map(|p| { let s = stamp(&p); (p, s) }).collect();
+                let changed = now != seen;
+                seen = now;
+                if changed {
+                    pending = true;
+                } else if pending {
+                    pending = false;
+                    tracing::info!("list file changed on disk; reloading");
+                    me.reload_logged(false).await;
+                    seen = me.files().into_iter().map(|p| { let s = stamp(&p); (p, s) }).collect();
+                }
+            }
+        })
+    }
+}

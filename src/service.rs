@@ -1,0 +1,80 @@
+//! A whole running resolver: pipeline, listeners, and the list watcher, started from a
+//! validated config and pre-bound sockets, stopped by [`Service::shutdown`]. `serve` and
+//! the integration tests both run exactly this.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::pipeline::Pipeline;
+use crate::pipeline::blocking::Blocking;
+use crate::reload::Reloader;
+use crate::server::{Server, Sockets};
+
+/// Knobs that are not config keys.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// How often list files are checked for changes.
+    pub watch_interval: Duration,
+    /// The config file, for SIGHUP re-reads (`None` = embedded default).
+    pub config_path: Option<PathBuf>,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            watch_interval: Duration::from_secs(1),
+            config_path: None,
+        }
+    }
+}
+
+/// A running resolver.
+pub struct Service {
+    pipeline: Arc<Pipeline>,
+    server: Server,
+    reloader: Arc<Reloader>,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+impl Service {
+    /// Starts serving. Call from within the tokio runtime `rt`.
+    pub fn start(
+        cfg: Config,
+        blocking: Blocking,
+        sockets: Sockets,
+        rt: &tokio::runtime::Handle,
+        opts: ServiceOptions,
+    ) -> std::io::Result<Self> {
+        let pipeline = Arc::new(Pipeline::new(&cfg, blocking));
+        let server = Server::start(sockets, Arc::clone(&pipeline), rt, cfg.server.tcp_idle)?;
+        let reloader = Arc::new(Reloader::new(Arc::clone(&pipeline), cfg, opts.config_path));
+        let watch = {
+            let _g = rt.enter();
+            reloader.spawn_watch(opts.watch_interval)
+        };
+        Ok(Self {
+            pipeline,
+            server,
+            reloader,
+            watch,
+        })
+    }
+
+    /// The pipeline (for tests and metrics).
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// The reloader (SIGHUP calls it).
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
+    }
+
+    /// Stops the listeners and the watcher.
+    pub fn shutdown(self) {
+        self.watch.abort();
+        self.server.shutdown();
+    }
+}
