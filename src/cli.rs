@@ -85,7 +85,10 @@ fn config_check(file: &PathBuf) -> ExitCode {
             let skipped: usize = reports.iter().map(|r| r.errors.len()).sum();
             for r in &reports {
                 for e in &r.errors {
-                    eprintln!("{}:{}: warning: {}: skipped {:?}", r.display, e.line, e.reason, e.text);
+                    eprintln!(
+                        "{}:{}: warning: {}: skipped {:?}",
+                        r.display, e.line, e.reason, e.text
+                    );
                 }
             }
             println!(
@@ -137,8 +140,8 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let (blocking, reports) = Blocking::load(&cfg.blocking).context("loading blocklists")?;
     log_reports(&reports);
-    let sockets = crate::server::bind(&cfg.server.listen, cfg.server.udp_threads)
-        .with_context(|| {
+    let sockets =
+        crate::server::bind(&cfg.server.listen, cfg.server.udp_threads).with_context(|| {
             format!(
                 "cannot listen on {:?} (address in use, or a port below 1024 without root?)",
                 cfg.server.listen

@@ -42,7 +42,11 @@ pub fn handle(pipeline: &Pipeline, pkt: &[u8], tcp: bool, out: &mut Vec<u8>) -> 
             rcode,
             query,
         }) => {
-            tracing::debug!(len = pkt.len(), rcode = wire::rcode::name(rcode), "rejected query");
+            tracing::debug!(
+                len = pkt.len(),
+                rcode = wire::rcode::name(rcode),
+                "rejected query"
+            );
             wire::write_error(out, id, flags, query.as_deref(), rcode, None);
             Handled::Reply(Outcome {
                 action: Action::Rejected,

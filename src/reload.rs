@@ -59,7 +59,11 @@ impl Reloader {
     pub async fn reload(&self, reread_config: bool) -> anyhow::Result<()> {
         let _one_at_a_time = self.busy.lock().await;
         let start = Instant::now();
-        let mut cfg = self.config.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut cfg = self
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if reread_config && let Some(path) = &self.config_path {
             let path = path.clone();
             let new = tokio::task::spawn_blocking(move || Config::load(&path))
@@ -101,15 +105,27 @@ impl Reloader {
     pub fn spawn_watch(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
         tokio::spawn(async move {
-            let mut seen: Vec<(PathBuf, Stamp)> =
-                me.files().into_iter().map(|p| { let s = stamp(&p); (p, s) }).collect();
+            let mut seen: Vec<(PathBuf, Stamp)> = me
+                .files()
+                .into_iter()
+                .map(|p| {
+                    let s = stamp(&p);
+                    (p, s)
+                })
+                .collect();
             let mut pending = false;
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let now: Vec<(PathBuf, Stamp)> =
-                    me.files().into_iter().map(|p| { let s = stamp(&p); (p, s) }).collect();
+                let now: Vec<(PathBuf, Stamp)> = me
+                    .files()
+                    .into_iter()
+                    .map(|p| {
+                        let s = stamp(&p);
+                        (p, s)
+                    })
+                    .collect();
                 let changed = now != seen;
                 seen = now;
                 if changed {
@@ -118,7 +134,14 @@ impl Reloader {
                     pending = false;
                     tracing::info!("list file changed on disk; reloading");
                     me.reload_logged(false).await;
-                    seen = me.files().into_iter().map(|p| { let s = stamp(&p); (p, s) }).collect();
+                    seen = me
+                        .files()
+                        .into_iter()
+                        .map(|p| {
+                            let s = stamp(&p);
+                            (p, s)
+                        })
+                        .collect();
                 }
             }
         })

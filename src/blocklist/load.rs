@@ -145,7 +145,13 @@ pub fn log_reports(reports: &[ListReport]) {
             "list loaded"
         );
         for e in r.errors.iter().take(REPORTED_ERRORS) {
-            tracing::warn!("{}:{}: {}: skipped {:?}", r.display, e.line, e.reason, e.text);
+            tracing::warn!(
+                "{}:{}: {}: skipped {:?}",
+                r.display,
+                e.line,
+                e.reason,
+                e.text
+            );
         }
         if r.errors.len() > REPORTED_ERRORS {
             tracing::warn!(

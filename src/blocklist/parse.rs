@@ -163,7 +163,10 @@ mod tests {
         );
         assert_eq!(
             names(&p),
-            vec![("example.com", Kind::Block), ("ads.example.net", Kind::Block)]
+            vec![
+                ("example.com", Kind::Block),
+                ("ads.example.net", Kind::Block)
+            ]
         );
         assert_eq!(p.rules[1].line, 4);
         assert!(p.errors.is_empty());
@@ -193,6 +196,10 @@ mod tests {
         assert_eq!(names(&p), vec![("good.com", Kind::Block)]);
         let lines: Vec<u32> = p.errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 3, 4]);
-        assert!(p.errors[0].reason.contains("empty label"), "{:?}", p.errors[0]);
+        assert!(
+            p.errors[0].reason.contains("empty label"),
+            "{:?}",
+            p.errors[0]
+        );
     }
 }

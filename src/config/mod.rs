@@ -109,7 +109,9 @@ impl Config {
                 msg: format!("cannot read config: {e}"),
             }])
         })?;
-        let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let base = path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         Self::parse(&text, &file, Some(&base))
     }
 
@@ -385,7 +387,11 @@ mod tests {
             parse_socket_addr("1.1.1.1").unwrap(),
             "1.1.1.1:53".parse().unwrap()
         );
-        assert!(parse_socket_addr("1.1.1.1:5x").unwrap_err().contains("invalid port"));
+        assert!(
+            parse_socket_addr("1.1.1.1:5x")
+                .unwrap_err()
+                .contains("invalid port")
+        );
         assert!(parse_socket_addr("dns.google:53").is_err());
     }
 
@@ -400,13 +406,19 @@ mod tests {
     fn unknown_key_names_file_line_and_key() {
         let e = errs("[server]\nlisten = [\"127.0.0.1:53\"]\nlisen = 1\n");
         assert_eq!(e.len(), 1);
-        assert!(e[0].starts_with("t.toml:3:1: server.lisen: unknown field `lisen`"), "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:3:1: server.lisen: unknown field `lisen`"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn wrong_type_names_key() {
         let e = errs("[upstream]\ntimeout_ms = \"fast\"\n");
-        assert!(e[0].starts_with("t.toml:2:14: upstream.timeout_ms: "), "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:2:14: upstream.timeout_ms: "),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -423,6 +435,9 @@ mod tests {
     #[test]
     fn missing_list_file_is_an_error() {
         let e = errs("[blocking]\nlists = [\"nope.txt\"]\n");
-        assert!(e[0].starts_with("t.toml:2:10: blocking.lists: \"nope.txt\": no such file"), "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:2:10: blocking.lists: \"nope.txt\": no such file"),
+            "{e:?}"
+        );
     }
 }

@@ -505,7 +505,12 @@ pub fn write_local(out: &mut Vec<u8>, q: &Query, a: &LocalAnswer<'_>) {
     let an = u16::from(a.address.is_some());
     let ns = u16::from(a.soa_labels.is_some());
     let ar = u16::from(q.edns.is_some());
-    write_header(out, q.id, response_flags(q.flags, a.rcode, 0), [1, an, ns, ar]);
+    write_header(
+        out,
+        q.id,
+        response_flags(q.flags, a.rcode, 0),
+        [1, an, ns, ar],
+    );
     q.write_question(out);
     match a.address {
         Some(IpAddr::V4(ip)) => {
@@ -603,7 +608,9 @@ impl Response {
         }
         let qn = q.wire_name();
         let qend = HEADER_LEN + qn.len();
-        let same_question = pkt.get(HEADER_LEN..qend).is_some_and(|n| n.eq_ignore_ascii_case(qn))
+        let same_question = pkt
+            .get(HEADER_LEN..qend)
+            .is_some_and(|n| n.eq_ignore_ascii_case(qn))
             && u16_at(pkt, qend) == Some(q.qtype)
             && u16_at(pkt, qend + 2) == Some(q.qclass);
         if !same_question {
@@ -636,8 +643,8 @@ impl Response {
                 if i < u32::from(an) {
                     min_answer = Some(min_answer.map_or(clamped, |m| m.min(clamped)));
                 } else if i < u32::from(an) + u32::from(ns) && rr.rtype == TYPE_SOA {
-                    let minimum = u32_at(pkt, rr.end.checked_sub(4).ok_or(Malformed)?)
-                        .ok_or(Malformed)?;
+                    let minimum =
+                        u32_at(pkt, rr.end.checked_sub(4).ok_or(Malformed)?).ok_or(Malformed)?;
                     soa_neg = Some(ttl.min(minimum).clamp(min_ttl, max_ttl));
                 }
             }
@@ -782,16 +789,36 @@ mod tests {
         assert!(matches!(parse_query(&resp), Err(Reject::Drop)));
         let mut two = query_bytes("a.com.", RecordType::A, false);
         two[5] = 2;
-        assert!(matches!(parse_query(&two), Err(Reject::Reply { rcode: 1, .. })));
+        assert!(matches!(
+            parse_query(&two),
+            Err(Reject::Reply { rcode: 1, .. })
+        ));
         let mut zero = query_bytes("a.com.", RecordType::A, false);
         zero[5] = 0;
-        assert!(matches!(parse_query(&zero), Err(Reject::Reply { rcode: 1, query: None, .. })));
+        assert!(matches!(
+            parse_query(&zero),
+            Err(Reject::Reply {
+                rcode: 1,
+                query: None,
+                ..
+            })
+        ));
         let mut notify = query_bytes("a.com.", RecordType::SOA, false);
         notify[2] |= 4 << 3;
-        assert!(matches!(parse_query(&notify), Err(Reject::Reply { rcode: 4, query: Some(_), .. })));
+        assert!(matches!(
+            parse_query(&notify),
+            Err(Reject::Reply {
+                rcode: 4,
+                query: Some(_),
+                ..
+            })
+        ));
         let mut cut = query_bytes("a.com.", RecordType::A, true);
         cut.truncate(cut.len() - 3);
-        assert!(matches!(parse_query(&cut), Err(Reject::Reply { rcode: 1, .. })));
+        assert!(matches!(
+            parse_query(&cut),
+            Err(Reject::Reply { rcode: 1, .. })
+        ));
     }
 
     #[test]

@@ -7,9 +7,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::blocklist::load::BlocklistError;
 use crate::blocklist::load::{ListReport, ListSource, load_all};
 use crate::blocklist::{Blocklist, Kind, Match};
-use crate::blocklist::load::BlocklistError;
 use crate::config::{BlockMode, BlockingConfig};
 use crate::dns::wire::{LocalAnswer, Query, TYPE_A, TYPE_AAAA, rcode};
 

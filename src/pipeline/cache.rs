@@ -22,9 +22,11 @@ struct Entry {
     expires: Instant,
 }
 
+type Shard = Mutex<LruCache<Box<[u8]>, Entry>>;
+
 /// The answer cache.
 pub struct Cache {
-    shards: Option<Box<[Mutex<LruCache<Box<[u8]>, Entry>>]>>,
+    shards: Option<Box<[Shard]>>,
 }
 
 impl Cache {
@@ -39,7 +41,7 @@ impl Cache {
         Self { shards }
     }
 
-    fn shard(&self, key: &[u8]) -> Option<&Mutex<LruCache<Box<[u8]>, Entry>>> {
+    fn shard(&self, key: &[u8]) -> Option<&Shard> {
         let shards = self.shards.as_ref()?;
         // FNV-1a: cheap, and the shard index needs no quality beyond spreading names.
         let h = key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
@@ -103,8 +105,11 @@ mod tests {
         m.add_query(HQuery::query(name.clone(), RecordType::A));
         let q = parse_query(&m.to_vec().unwrap()).unwrap();
         m.metadata.message_type = MessageType::Response;
-        m.answers
-            .push(Record::from_rdata(name, ttl, RData::A(A::new(192, 0, 2, 1))));
+        m.answers.push(Record::from_rdata(
+            name,
+            ttl,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
         let r = Response::from_upstream(&m.to_vec().unwrap(), &q, 7, 0, 86400).unwrap();
         (q, Arc::new(r))
     }

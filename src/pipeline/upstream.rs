@@ -119,7 +119,12 @@ impl Upstream {
         }
     }
 
-    async fn tcp(&self, server: SocketAddr, q: &Query, end: Instant) -> Result<Response, UpstreamError> {
+    async fn tcp(
+        &self,
+        server: SocketAddr,
+        q: &Query,
+        end: Instant,
+    ) -> Result<Response, UpstreamError> {
         let id: u16 = rand::random();
         let mut msg = vec![0, 0];
         let mut body = Vec::with_capacity(64 + q.question_len());

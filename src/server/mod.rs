@@ -32,7 +32,10 @@ pub struct Sockets {
 impl Sockets {
     /// The addresses actually bound (port 0 resolved), one per listen address.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.tcp.iter().filter_map(|t| t.local_addr().ok()).collect()
+        self.tcp
+            .iter()
+            .filter_map(|t| t.local_addr().ok())
+            .collect()
     }
 }
 
@@ -116,7 +119,12 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let mut udp_threads = Vec::new();
         for s in sockets.udp {
-            udp_threads.push(udp::spawn(s, Arc::clone(&pipeline), rt.clone(), Arc::clone(&stop))?);
+            udp_threads.push(udp::spawn(
+                s,
+                Arc::clone(&pipeline),
+                rt.clone(),
+                Arc::clone(&stop),
+            )?);
         }
         let mut tcp_tasks = Vec::new();
         for l in sockets.tcp {

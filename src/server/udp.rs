@@ -31,7 +31,12 @@ pub(super) fn spawn(
         .spawn(move || run(&sock, &pipeline, &rt, &stop))
 }
 
-fn run(sock: &Arc<UdpSocket>, pipeline: &Arc<Pipeline>, rt: &tokio::runtime::Handle, stop: &AtomicBool) {
+fn run(
+    sock: &Arc<UdpSocket>,
+    pipeline: &Arc<Pipeline>,
+    rt: &tokio::runtime::Handle,
+    stop: &AtomicBool,
+) {
     let inflight = Arc::new(AtomicUsize::new(0));
     let mut buf = [0u8; 4096];
     let mut out = Vec::with_capacity(1500);
@@ -60,17 +65,29 @@ fn run(sock: &Arc<UdpSocket>, pipeline: &Arc<Pipeline>, rt: &tokio::runtime::Han
             Handled::Drop => {}
             Handled::Forward(q) => {
                 if inflight.load(Ordering::Relaxed) >= MAX_INFLIGHT {
-                    wire::write_error(&mut out, q.id, q.flags, Some(&q), wire::rcode::SERVFAIL, None);
+                    wire::write_error(
+                        &mut out,
+                        q.id,
+                        q.flags,
+                        Some(&q),
+                        wire::rcode::SERVFAIL,
+                        None,
+                    );
                     send(sock, &out, src);
                     continue;
                 }
                 inflight.fetch_add(1, Ordering::Relaxed);
-                let (sock, pipeline, inflight) =
-                    (Arc::clone(sock), Arc::clone(pipeline), Arc::clone(&inflight));
+                let (sock, pipeline, inflight) = (
+                    Arc::clone(sock),
+                    Arc::clone(pipeline),
+                    Arc::clone(&inflight),
+                );
                 rt.spawn(async move {
                     let mut out = Vec::with_capacity(1500);
                     let limit = q.udp_limit();
-                    pipeline.resolve_upstream(&q, arrived, &mut out, limit).await;
+                    pipeline
+                        .resolve_upstream(&q, arrived, &mut out, limit)
+                        .await;
                     send(&sock, &out, src);
                     inflight.fetch_sub(1, Ordering::Relaxed);
                 });

@@ -1,0 +1,199 @@
+//! The real binary: --version and --help everywhere, `config check`, and SIGHUP reloading
+//! a changed config while serving.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+
+use crate::fake_upstream::{FakeUpstream, a};
+use crate::harness::{first_answer, make_query, udp_exchange};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sinkhole"))
+}
+
+#[test]
+fn version_and_help_on_every_command() {
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sinkhole "));
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["config", "--help"],
+        &["config", "check", "--help"],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage:"),
+            "{args:?}"
+        );
+    }
+    let out = bin()
+        .args(["config", "check", "--version"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn config_check_names_file_line_and_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:5300\"]\n\n[upstream]\nservers = [\"9.9.9.9:5x\"]\ntimeout_ms = 100\n\n[blocking]\nmode = \"blackhole\"\n",
+    )
+    .unwrap();
+    let out = bin().args(["config", "check"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let p = path.display();
+    assert!(
+        err.contains(&format!(
+            "{p}:5:12: upstream.servers: \"9.9.9.9:5x\": invalid port"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{p}:9:8: blocking.mode: unknown mode \"blackhole\""
+        )),
+        "{err}"
+    );
+
+    std::fs::write(&path, "[cache]\nmax_entires = 5\n").unwrap();
+    let out = bin().args(["config", "check"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{p}:2:1: cache.max_entires: unknown field `max_entires`"
+        )),
+        "{err}"
+    );
+
+    // serve refuses to start on the same errors.
+    let out = bin()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    std::fs::write(dir.path().join("l.txt"), "ok.test\nbad..test\n").unwrap();
+    std::fs::write(&path, "[blocking]\nlists = [\"l.txt\"]\n").unwrap();
+    let out = bin().args(["config", "check"]).arg(&path).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("l.txt:2: warning: invalid domain \"bad..test\": empty label"),
+        "{err}"
+    );
+}
+
+#[test]
+fn readme_example_config_is_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = bin()
+        .args(["config", "check"])
+        .arg(format!("{root}/sinkhole.example.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    loop {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_rereads_config_and_lists_and_sigterm_stops_cleanly() {
+    let up = FakeUpstream::start(vec![
+        a("www.test.", "192.0.2.1", 300),
+        a("chat.test.", "192.0.2.5", 300),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = |lists: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[upstream]\nservers = [\"{}\"]\n[blocking]\nlists = [{lists}]\n",
+            up.addr
+        )
+    };
+    std::fs::write(dir.path().join("a.txt"), "ads.test\n").unwrap();
+    std::fs::write(dir.path().join("b.txt"), "chat.test\n").unwrap();
+    let path = dir.path().join("s.toml");
+    std::fs::write(&path, cfg("\"a.txt\"")).unwrap();
+    let mut child = bin()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let t = Instant::now();
+    let first = loop {
+        let q = make_query("chat.test.", RecordType::A, None);
+        let probe = tokio::time::timeout(Duration::from_millis(300), udp_exchange(addr, &q)).await;
+        if let Ok(Some(m)) = probe {
+            break m;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "server did not start"
+        );
+    };
+    assert_eq!(first_answer(&first), "192.0.2.5");
+    // A second list appears in the config: only SIGHUP re-reads it.
+    std::fs::write(&path, cfg("\"a.txt\", \"b.txt\"")).unwrap();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t = Instant::now();
+    loop {
+        let m = udp_exchange(addr, &make_query("chat.test.", RecordType::A, None))
+            .await
+            .unwrap();
+        if first_answer(&m) == "0.0.0.0" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "SIGHUP reload not seen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(log.contains("serving DNS on UDP and TCP"), "{log}");
+    assert!(log.contains("lists reloaded"), "{log}");
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real server on ephemeral loopback ports, a real authoritative
+//! upstream (hickory-server) on another, and real DNS messages over UDP and TCP.
+
+mod fake_upstream; // the in-process authoritative upstream, with query counters
+mod harness; // TestServer (the real service on 127.0.0.1:0) and a small DNS client
+
+mod blocking; // block modes, suffix and allow precedence, EDE
+mod cache; // hits, TTL countdown, negative caching
+mod cli; // the real binary: --version/--help, config check, SIGHUP reload
+mod forward; // forwarding, rcodes, flags, failover, SERVFAIL deadline, TCP fallback
+mod malformed; // bad packets never hurt other clients
+mod reload; // file-change reload under a query loop
