@@ -283,8 +283,7 @@ fn firewall_apply(
             {
                 return Some(a == "y" || a == "yes");
             }
-            if interrupted.load(std::sync::atomic::Ordering::SeqCst) || Instant::now() >= deadline
-            {
+            if interrupted.load(std::sync::atomic::Ordering::SeqCst) || Instant::now() >= deadline {
                 return None;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

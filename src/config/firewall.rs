@@ -508,7 +508,8 @@ impl FirewallValidator<'_> {
                 RejectWith::Reject
             }
         };
-        let lan_interfaces = self.interfaces(raw.lan_interfaces.get_ref(), "firewall.lan_interfaces");
+        let lan_interfaces =
+            self.interfaces(raw.lan_interfaces.get_ref(), "firewall.lan_interfaces");
         if raw.lan_interfaces.get_ref().is_empty() {
             self.err(
                 raw.lan_interfaces.span(),
@@ -516,14 +517,19 @@ impl FirewallValidator<'_> {
                 "at least one LAN interface is needed (e.g. [\"eth1\"])",
             );
         }
-        let wan_interfaces = self.interfaces(raw.wan_interfaces.get_ref(), "firewall.wan_interfaces");
+        let wan_interfaces =
+            self.interfaces(raw.wan_interfaces.get_ref(), "firewall.wan_interfaces");
         let mut lan_subnets = Vec::new();
         for s in raw.lan_subnets.get_ref() {
             match s.get_ref().parse::<IpNet>() {
                 Ok(n) if n.trunc() != n => self.err(
                     s.span(),
                     "firewall.lan_subnets",
-                    format!("{:?}: host bits set; did you mean {}?", s.get_ref(), n.trunc()),
+                    format!(
+                        "{:?}: host bits set; did you mean {}?",
+                        s.get_ref(),
+                        n.trunc()
+                    ),
                 ),
                 Ok(n) => lan_subnets.push(n),
                 Err(_) => self.err(
@@ -711,9 +717,9 @@ fn parse_port_forward(s: &str) -> Result<(Proto, u16, SocketAddr), String> {
         .split_once('=')
         .ok_or("write PROTO/PORT=IP:PORT, e.g. \"tcp/7070=192.168.1.43:80\"")?;
     let (proto, port) = parse_proto_port(outside)?;
-    let to = inside.parse::<SocketAddr>().map_err(|_| {
-        format!("{inside:?} is not IP:PORT (IPv6 as [addr]:port)")
-    })?;
+    let to = inside
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("{inside:?} is not IP:PORT (IPv6 as [addr]:port)"))?;
     if to.port() == 0 {
         return Err("invalid port 0".into());
     }

@@ -34,11 +34,17 @@ pub const HOOKS: [(&str, &str, &str); 4] = [
 pub const HOOK_COMMENT: &str = "sinkhole hook";
 
 fn is_family(f: Family, net: &IpNet) -> bool {
-    matches!((f, net), (Family::V4, IpNet::V4(_)) | (Family::V6, IpNet::V6(_)))
+    matches!(
+        (f, net),
+        (Family::V4, IpNet::V4(_)) | (Family::V6, IpNet::V6(_))
+    )
 }
 
 fn is_family_ip(f: Family, ip: &IpAddr) -> bool {
-    matches!((f, ip), (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_)))
+    matches!(
+        (f, ip),
+        (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_))
+    )
 }
 
 fn rule(out: &mut String, chain: &str, body: &str, origin: &str) {
@@ -116,11 +122,10 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
     }
 
     // The host's own input.
-    let deny_o = fw
-        .deny_sources
-        .origin
-        .as_ref()
-        .map_or_else(|| "firewall.deny_sources (empty)".to_string(), |o| o.comment());
+    let deny_o = fw.deny_sources.origin.as_ref().map_or_else(
+        || "firewall.deny_sources (empty)".to_string(),
+        |o| o.comment(),
+    );
     let inp = "SINKHOLE-INPUT";
     rule(&mut out, inp, "-i lo -j ACCEPT", "baseline: loopback");
     rule(&mut out, inp, "-j SINKHOLE-DENY", &deny_o);
@@ -162,7 +167,11 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
         rule(
             &mut out,
             inp,
-            &format!("-p {0} -m {0} --dport {1} -j ACCEPT", a.proto.name(), a.port),
+            &format!(
+                "-p {0} -m {0} --dport {1} -j ACCEPT",
+                a.proto.name(),
+                a.port
+            ),
             &a.origin.comment(),
         );
     }
@@ -171,7 +180,11 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
     // Forwarded traffic.
     let fwd = "SINKHOLE-FORWARD";
     rule(&mut out, fwd, "-j SINKHOLE-DENY", &deny_o);
-    for pf in fw.port_forwards.iter().filter(|p| is_family_ip(f, &p.to.ip())) {
+    for pf in fw
+        .port_forwards
+        .iter()
+        .filter(|p| is_family_ip(f, &p.to.ip()))
+    {
         rule(
             &mut out,
             fwd,
@@ -184,11 +197,7 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
             &pf.origin.comment(),
         );
     }
-    let resolvers: Vec<&IpAddr> = fw
-        .resolver
-        .iter()
-        .filter(|a| is_family_ip(f, a))
-        .collect();
+    let resolvers: Vec<&IpAddr> = fw.resolver.iter().filter(|a| is_family_ip(f, a)).collect();
     for l in ifaces("-i", &fw.lan_interfaces) {
         if fw.topology == Topology::LanHost {
             let o = fw.origin("firewall.resolver").comment();
@@ -332,7 +341,11 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
         }
     }
     for w in ifaces("-i", &fw.wan_interfaces) {
-        for pf in fw.port_forwards.iter().filter(|p| is_family_ip(f, &p.to.ip())) {
+        for pf in fw
+            .port_forwards
+            .iter()
+            .filter(|p| is_family_ip(f, &p.to.ip()))
+        {
             rule(
                 &mut out,
                 pre,

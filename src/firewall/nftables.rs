@@ -118,9 +118,7 @@ pub fn render(rs: &Ruleset) -> String {
         .collect();
 
     // The host's own input: the baseline of a sane host firewall.
-    out.push_str(
-        "\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n",
-    );
+    out.push_str("\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n");
     rule(&mut out, "iif \"lo\" accept", "baseline: loopback");
     if deny4 {
         rule(&mut out, "ip saddr @deny_v4 drop", &deny_o);
@@ -232,13 +230,19 @@ pub fn render(rs: &Ruleset) -> String {
         }
         rule(
             &mut out,
-            &format!("{l} meta l4proto {{ tcp, udp }} th dport 53 {}", refuse(None)),
+            &format!(
+                "{l} meta l4proto {{ tcp, udp }} th dport 53 {}",
+                refuse(None)
+            ),
             &topo_o,
         );
         if fw.block_dot {
             rule(
                 &mut out,
-                &format!("{l} meta l4proto {{ tcp, udp }} th dport 853 {}", refuse(None)),
+                &format!(
+                    "{l} meta l4proto {{ tcp, udp }} th dport 853 {}",
+                    refuse(None)
+                ),
                 &fw.origin("firewall.block_dot").comment(),
             );
         }

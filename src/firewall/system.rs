@@ -63,10 +63,12 @@ fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Tool
         // A tool that exits early closes the pipe; its stderr says why.
         let _ = stdin.write_all(text.as_bytes());
     }
-    let out = child.wait_with_output().map_err(|source| ToolError::Spawn {
-        tool: program.to_string(),
-        source,
-    })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|source| ToolError::Spawn {
+            tool: program.to_string(),
+            source,
+        })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -167,9 +169,9 @@ pub fn apply(rs: &Ruleset, backend: Backend, family: Option<Family>) -> Result<(
 /// Drops `-I BUILTIN 1 … -j SINKHOLE-X` lines whose jump is already in `saved`.
 fn without_present_hooks(text: &str, saved: &str) -> String {
     let present = |builtin: &str, ours: &str| {
-        saved.lines().any(|l| {
-            l.starts_with(&format!("-A {builtin} ")) && l.ends_with(&format!("-j {ours}"))
-        })
+        saved
+            .lines()
+            .any(|l| l.starts_with(&format!("-A {builtin} ")) && l.ends_with(&format!("-j {ours}")))
     };
     let mut out = String::new();
     for line in text.lines() {
@@ -269,7 +271,8 @@ fn removal(table: &str, chains: &[&str], saved: &str) -> String {
 
 /// The folder of the confirm state files: `$SINKHOLE_RUN_DIR`, else `/run/sinkhole`.
 pub fn run_dir() -> PathBuf {
-    std::env::var_os("SINKHOLE_RUN_DIR").map_or_else(|| PathBuf::from("/run/sinkhole"), PathBuf::from)
+    std::env::var_os("SINKHOLE_RUN_DIR")
+        .map_or_else(|| PathBuf::from("/run/sinkhole"), PathBuf::from)
 }
 
 /// A pending `apply --confirm`: `firewall.pending` exists while it waits, and

@@ -106,7 +106,10 @@ fn every_rule_carries_a_comment() {
             }
         }
         let ipt = render(&rs, Backend::Iptables, None);
-        for l in ipt.lines().filter(|l| l.starts_with("-A ") || l.starts_with("-I ")) {
+        for l in ipt
+            .lines()
+            .filter(|l| l.starts_with("-A ") || l.starts_with("-I "))
+        {
             assert!(l.contains("-m comment --comment \""), "{name}: {l}");
         }
     }
@@ -185,7 +188,9 @@ fn err_bad_interface_name() {
     );
     assert_eq!(
         e,
-        ["t.toml:2:27: firewall.lan_interfaces: \"eth 2\": not an interface name: ' ' is not allowed (letters, digits, _ - . and a final +)"]
+        [
+            "t.toml:2:27: firewall.lan_interfaces: \"eth 2\": not an interface name: ' ' is not allowed (letters, digits, _ - . and a final +)"
+        ]
     );
     let e = fw_errors(
         &format!("{BASE}wan_interfaces = [\"averyveryverylongname0\"]\n"),
@@ -254,7 +259,10 @@ fn err_unknown_backend_topology_reject_with() {
 
 #[test]
 fn err_bad_allow_inbound() {
-    let e = fw_errors(&format!("{BASE}allow_inbound = [\"22\", \"sctp/9\"]\n"), &[]);
+    let e = fw_errors(
+        &format!("{BASE}allow_inbound = [\"22\", \"sctp/9\"]\n"),
+        &[],
+    );
     assert_eq!(e.len(), 2, "{e:?}");
     assert!(e[0].starts_with("t.toml:4:18: firewall.allow_inbound: \"22\": write PROTO/PORT"));
     assert!(e[1].contains("unknown protocol \"sctp\""));
@@ -310,7 +318,9 @@ fn err_app_blocks_line_names_file_and_line() {
 #[test]
 fn err_doh_and_deny_files_name_file_and_line() {
     let e = fw_errors(
-        &format!("{BASE}doh_servers = \"doh.txt\"\ndeny_sources = [\"a.zone\", \"missing.zone\"]\n"),
+        &format!(
+            "{BASE}doh_servers = \"doh.txt\"\ndeny_sources = [\"a.zone\", \"missing.zone\"]\n"
+        ),
         &[
             ("doh.txt", "1.1.1.1 # ok\ndns.google\n"),
             ("a.zone", "10.0.0.0/8\n\n10.0.0.0/33\n"),
@@ -367,7 +377,10 @@ fn real_doh_lists_load() {
     let cfg = Config::parse(text, "t.toml", Some(&dir)).unwrap_or_else(|e| panic!("{e}"));
     let doh = cfg.firewall.unwrap().doh_servers;
     assert!(doh.v4().count() > 1000, "{}", doh.nets.len());
-    for (file, min_v6) in [("doh_ipv6_dibdot.txt", 500), ("doh_ips_oneoffdallas.txt", 0)] {
+    for (file, min_v6) in [
+        ("doh_ipv6_dibdot.txt", 500),
+        ("doh_ips_oneoffdallas.txt", 0),
+    ] {
         let text = text.replace("doh_ipv4_dibdot.txt", file);
         let cfg = Config::parse(&text, "t.toml", Some(&dir)).unwrap_or_else(|e| panic!("{e}"));
         let doh = cfg.firewall.unwrap().doh_servers;
