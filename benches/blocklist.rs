@@ -19,7 +19,7 @@ fn domain(i: usize) -> String {
         x = x.rotate_left(7).wrapping_mul(0x2545_F491_4F6C_DD1D);
     }
     let tld = TLDS[i % TLDS.len()];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         format!("ads{}.{label}.{tld}", i % 97)
     } else {
         format!("{label}{i}.{tld}")
