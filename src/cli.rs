@@ -48,7 +48,7 @@ pub enum Command {
 /// Options every `sinkhole firewall` subcommand takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FirewallOpts {
-    /// Config file with a [firewall] section.
+    /// Config file with a `[firewall]` section.
     #[arg(long, short, value_name = "FILE", default_value = "sinkhole.toml")]
     pub config: PathBuf,
     /// Rule set flavour; defaults to `firewall.backend`.

@@ -511,3 +511,49 @@ fn namespaces_resolver_is_the_only_way_out() {
         assert_open(&lab, &format!("{backend}, after rollback"));
     }
 }
+
+/// `firewall show` needs no root: config errors name the file and line and exit 2.
+#[test]
+fn show_errors_name_file_and_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("s.toml");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["firewall", "show", "--config"])
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(&cfg, "[server]\nlisten = [\"127.0.0.1:5300\"]\n").unwrap();
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [firewall] section"));
+
+    std::fs::write(dir.path().join("apps"), "10.0.0.5:80\n10.0.0.6\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[firewall]\nlan_interfaces = [\"eth1\"]\nlan_subnets = [\"10.0.0.0/24\"]\napp_blocks = \"apps\"\n",
+    )
+    .unwrap();
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let apps = dir.path().join("apps");
+    assert!(
+        err.contains(&format!(
+            "{}:2:1: firewall.app_blocks: \"10.0.0.6\"",
+            apps.display()
+        )),
+        "{err}"
+    );
+
+    std::fs::write(dir.path().join("apps"), "10.0.0.5:80\n").unwrap();
+    let out = run(&["--backend", "iptables", "--family", "ipv4"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("-s 10.0.0.5/32 -p tcp --dport 80"), "{text}");
+    assert!(!text.contains("# ip6tables-restore"));
+    let out = run(&["--family", "ipv4"]);
+    assert_eq!(out.status.code(), Some(2), "--family is for iptables");
+}
