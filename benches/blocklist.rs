@@ -19,7 +19,7 @@ fn domain(i: usize) -> String {
         x = x.rotate_left(7).wrapping_mul(0x2545_F491_4F6C_DD1D);
     }
     let tld = TLDS[i % TLDS.len()];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         format!("ads{}.{label}.{tld}", i % 97)
     } else {
         format!("{label}{i}.{tld}")
@@ -47,11 +47,19 @@ fn bench(c: &mut Criterion) {
         list.heap_bytes() >> 20
     );
     let hits: Vec<String> = (0..1000).map(|i| names[i * 997].clone()).collect();
-    let deep: Vec<String> = (0..1000).map(|i| format!("a.b.c.{}", names[i * 991])).collect();
-    let misses: Vec<String> = (0..1000).map(|i| format!("www.miss{i}.example.com")).collect();
+    let deep: Vec<String> = (0..1000)
+        .map(|i| format!("a.b.c.{}", names[i * 991]))
+        .collect();
+    let misses: Vec<String> = (0..1000)
+        .map(|i| format!("www.miss{i}.example.com"))
+        .collect();
     g.sample_size(50);
     g.throughput(Throughput::Elements(1000));
-    for (label, set) in [("find_hit", &hits), ("find_deep_hit", &deep), ("find_miss", &misses)] {
+    for (label, set) in [
+        ("find_hit", &hits),
+        ("find_deep_hit", &deep),
+        ("find_miss", &misses),
+    ] {
         g.bench_function(label, |b| {
             b.iter(|| {
                 let mut n = 0;

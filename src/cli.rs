@@ -1,15 +1,17 @@
-//! The command line: `serve`, `config check`. One function per subcommand; each returns an
+//! The command line: `serve`, `config check`, `firewall show|check|apply|remove|confirm`. One function per subcommand; each returns an
 //! exit code (0 ok, 1 runtime failure, 2 config or usage error).
 
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::blocklist::load::log_reports;
 use crate::config::{Config, DEFAULT_NAME};
+use crate::firewall::{Backend, Family, Ruleset, render, system};
 use crate::pipeline::blocking::Blocking;
 use crate::service::{Service, ServiceOptions};
 
@@ -38,6 +40,82 @@ pub enum Command {
     /// Config file commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Firewall companion: rules that make the resolver the only way out for DNS.
+    #[command(subcommand)]
+    Firewall(FirewallCommand),
+}
+
+/// Options every `sinkhole firewall` subcommand takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FirewallOpts {
+    /// Config file with a `[firewall]` section.
+    #[arg(long, short, value_name = "FILE", default_value = "sinkhole.toml")]
+    pub config: PathBuf,
+    /// Rule set flavour; defaults to `firewall.backend`.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Only one family (iptables backend): ipv4 → iptables-restore, ipv6 → ip6tables-restore.
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
+}
+
+/// `--backend`
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BackendArg {
+    /// One `table inet sinkhole` for `nft -f`.
+    Nftables,
+    /// `iptables-restore` / `ip6tables-restore` input.
+    Iptables,
+}
+
+/// `--family`
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FamilyArg {
+    /// IPv4 only.
+    Ipv4,
+    /// IPv6 only.
+    Ipv6,
+}
+
+/// `sinkhole firewall …`
+#[derive(Debug, Subcommand)]
+pub enum FirewallCommand {
+    /// Print the complete rule set.
+    Show(FirewallOpts),
+    /// Validate the rule set with the real tool (`nft -c`, `iptables-restore --test`).
+    Check(FirewallOpts),
+    /// Apply the rule set atomically; with --confirm, roll back unless confirmed in time.
+    Apply {
+        /// Common options.
+        #[command(flatten)]
+        opts: FirewallOpts,
+        /// Roll back unless confirmed within this time (`30s`, `2m`), on the terminal or by
+        /// `sinkhole firewall confirm` from another shell.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        confirm: Option<Duration>,
+    },
+    /// Remove what sinkhole added (and nothing else).
+    Remove(FirewallOpts),
+    /// Confirm a pending `apply --confirm` (from another shell).
+    Confirm(FirewallOpts),
+}
+
+/// `30s`, `2m`, `500ms`, or bare seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mul_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (s, 1000)
+    };
+    match num.trim().parse::<u64>() {
+        Ok(v) if v > 0 => Ok(Duration::from_millis(v.saturating_mul(mul_ms))),
+        _ => Err(format!("{s:?}: write a duration such as 30s, 2m or 500ms")),
+    }
 }
 
 /// `sinkhole config …`
@@ -55,7 +133,174 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
+        Command::Firewall(cmd) => firewall(cmd),
     }
+}
+
+fn firewall_ruleset(opts: &FirewallOpts) -> Result<(Ruleset, Backend, Option<Family>), ExitCode> {
+    let cfg = load_config(Some(&opts.config))?;
+    let rs = Ruleset::from_config(&cfg).map_err(|e| {
+        eprintln!("sinkhole: {e}");
+        ExitCode::from(2)
+    })?;
+    let backend = match opts.backend {
+        Some(BackendArg::Nftables) => Backend::Nftables,
+        Some(BackendArg::Iptables) => Backend::Iptables,
+        None => rs.fw.backend,
+    };
+    let family = opts.family.map(|f| match f {
+        FamilyArg::Ipv4 => Family::V4,
+        FamilyArg::Ipv6 => Family::V6,
+    });
+    if family.is_some() && backend == Backend::Nftables {
+        eprintln!(
+            "sinkhole: --family is for the iptables backend; the nftables table is inet (IPv4 and IPv6 together)"
+        );
+        return Err(ExitCode::from(2));
+    }
+    Ok((rs, backend, family))
+}
+
+fn firewall(cmd: FirewallCommand) -> ExitCode {
+    let opts = match &cmd {
+        FirewallCommand::Show(o)
+        | FirewallCommand::Check(o)
+        | FirewallCommand::Remove(o)
+        | FirewallCommand::Confirm(o)
+        | FirewallCommand::Apply { opts: o, .. } => o.clone(),
+    };
+    if let FirewallCommand::Confirm(_) = cmd {
+        let dir = system::run_dir();
+        return match system::confirm(&dir) {
+            Ok(true) => {
+                println!("confirmed: the pending rules are kept");
+                ExitCode::SUCCESS
+            }
+            Ok(false) => {
+                eprintln!(
+                    "sinkhole: nothing to confirm (no {})",
+                    dir.join("firewall.pending").display()
+                );
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("sinkhole: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let (rs, backend, family) = match firewall_ruleset(&opts) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let result = match cmd {
+        FirewallCommand::Show(_) => {
+            print!("{}", render(&rs, backend, family));
+            Ok(())
+        }
+        FirewallCommand::Check(_) => system::check(&rs, backend, family)
+            .map(|()| println!("{}: rule set ok ({backend:?})", opts.config.display()))
+            .map_err(anyhow::Error::from),
+        FirewallCommand::Remove(_) => system::remove(backend, family)
+            .map(|any| {
+                if any {
+                    println!("removed sinkhole's rules ({backend:?})");
+                } else {
+                    println!("no sinkhole rules were loaded ({backend:?})");
+                }
+            })
+            .map_err(anyhow::Error::from),
+        FirewallCommand::Apply { confirm, .. } => firewall_apply(&rs, backend, family, confirm),
+        FirewallCommand::Confirm(_) => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sinkhole: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn firewall_apply(
+    rs: &Ruleset,
+    backend: Backend,
+    family: Option<Family>,
+    confirm: Option<Duration>,
+) -> anyhow::Result<()> {
+    let snap = system::snapshot(backend, family).context("recording the current rules")?;
+    system::apply(rs, backend, family).context("applying the rule set")?;
+    let Some(timeout) = confirm else {
+        println!("applied ({backend:?})");
+        return Ok(());
+    };
+    let dir = system::run_dir();
+    let pending = match system::Pending::start(dir.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            system::rollback(&snap).context("rolling back")?;
+            return Err(anyhow::Error::from(e).context("rolled back: cannot wait for confirmation"));
+        }
+    };
+    let tty = std::io::stdin().is_terminal();
+    println!(
+        "applied ({backend:?}); rolling back in {}s unless confirmed{} or by `sinkhole firewall confirm` ({})",
+        timeout.as_secs_f32(),
+        if tty { " here (type yes)" } else { "" },
+        dir.join("firewall.pending").display()
+    );
+    let answers = tty.then(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            print!("keep the new rules? [yes/no] ");
+            let _ = std::io::stdout().flush();
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_ok() {
+                let _ = tx.send(line.trim().to_ascii_lowercase());
+            }
+        });
+        rx
+    });
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let flag = std::sync::Arc::clone(&interrupted);
+    rt.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let decision = rt.block_on(async {
+        loop {
+            if pending.is_confirmed() {
+                return Some(true);
+            }
+            if let Some(rx) = &answers
+                && let Ok(a) = rx.try_recv()
+            {
+                return Some(a == "y" || a == "yes");
+            }
+            if interrupted.load(std::sync::atomic::Ordering::SeqCst) || Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    drop(pending);
+    if decision == Some(true) {
+        println!("confirmed: keeping the new rules");
+        return Ok(());
+    }
+    system::rollback(&snap).context("ROLLBACK FAILED: check the rules by hand")?;
+    let why = if decision == Some(false) {
+        "not confirmed"
+    } else {
+        "no confirmation in time"
+    };
+    anyhow::bail!("{why}: rolled back to the previous rules")
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {

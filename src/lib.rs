@@ -20,6 +20,8 @@
 //! - [`pipeline`]: the stages and their order.
 //! - [`server`], [`handler`]: sockets and the per-packet decision.
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
+//! - [`firewall`]: `[firewall]` → an nftables or iptables rule set (pure renderers); only
+//!   `firewall::system` runs `nft` / `iptables-restore`.
 //! - [`cli`]: the command line.
 //!
 //! # Invariants
@@ -30,12 +32,15 @@
 //! 4. Every query gets exactly one response, except packets that must not be answered
 //!    (responses, runts); no input panics.
 //! 5. List parsing never fails as a whole: bad lines are skipped and reported.
+//! 6. Rendering a firewall rule set is pure (no processes, no root); only
+//!    `sinkhole firewall check|apply|remove` call `nft` / `iptables-restore`.
 #![warn(missing_docs)]
 
 pub mod blocklist;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod firewall;
 pub mod handler;
 pub mod pipeline;
 pub mod reload;

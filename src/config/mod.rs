@@ -3,6 +3,7 @@
 //! any of them. Paths in the file are relative to the file's folder.
 
 pub mod error;
+pub mod firewall;
 pub mod raw;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use firewall::FirewallConfig;
 use raw::RawConfig;
 use toml::Spanned;
 
@@ -94,6 +96,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[blocking]`
     pub blocking: BlockingConfig,
+    /// `[firewall]`, when the file has one.
+    pub firewall: Option<FirewallConfig>,
 }
 
 impl Config {
@@ -269,6 +273,17 @@ impl Validator<'_> {
                 }
             }
         }
+        let firewall = raw.firewall.map(|fw| {
+            let mut v = firewall::FirewallValidator {
+                text: self.text,
+                file: self.file,
+                base,
+                errors: Vec::new(),
+            };
+            let cfg = v.validate(fw);
+            self.errors.append(&mut v.errors);
+            cfg
+        });
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -292,6 +307,7 @@ impl Validator<'_> {
                 ttl: *b.ttl.get_ref(),
                 lists,
             },
+            firewall,
         }
     }
 

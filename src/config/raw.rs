@@ -16,6 +16,8 @@ pub struct RawConfig {
     pub cache: RawCache,
     /// `[blocking]`
     pub blocking: RawBlocking,
+    /// `[firewall]` (optional: only `sinkhole firewall` needs it)
+    pub firewall: Option<super::firewall::RawFirewall>,
 }
 
 /// `[server]`: where to answer.

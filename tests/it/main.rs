@@ -7,6 +7,7 @@ mod harness; // TestServer (the real service on 127.0.0.1:0) and a small DNS cli
 mod blocking; // block modes, suffix and allow precedence, EDE
 mod cache; // hits, TTL countdown, negative caching
 mod cli; // the real binary: --version/--help, config check, SIGHUP reload
+mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptables
 mod forward; // forwarding, rcodes, flags, failover, SERVFAIL deadline, TCP fallback
 mod malformed; // bad packets never hurt other clients
 mod reload; // file-change reload under a query loop

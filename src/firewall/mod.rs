@@ -1,0 +1,115 @@
+//! The firewall companion: turns `[firewall]` into a rule set that makes the resolver the
+//! only way out for DNS. [`Ruleset`] is built from a validated [`Config`]; [`render`] is a
+//! pure function from it to the text a tool loads (`nft -f` script or `iptables-restore`
+//! input). Nothing here runs a process or needs root: only [`system`] (used by
+//! `sinkhole firewall check|apply|remove|confirm`) calls `nft` and `iptables-restore`.
+
+pub mod iptables;
+pub mod nftables;
+pub mod system;
+
+use std::net::SocketAddr;
+
+use thiserror::Error;
+
+use crate::config::Config;
+pub use crate::config::firewall::Backend;
+use crate::config::firewall::{FirewallConfig, Origin, RejectWith};
+
+/// An IP family, for `--family` (iptables backend: one of the two parts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4 (`iptables-restore`).
+    V4,
+    /// IPv6 (`ip6tables-restore`).
+    V6,
+}
+
+/// Why no rule set could be built.
+#[derive(Debug, Error)]
+pub enum FirewallError {
+    /// The config has no `[firewall]` section.
+    #[error("{0}: no [firewall] section: see \"Firewall companion\" in the README")]
+    NoSection(String),
+}
+
+/// Everything the renderers need, typed: the `[firewall]` section plus the resolver's port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    /// The config file's name, for the header.
+    pub source: String,
+    /// The validated section.
+    pub fw: FirewallConfig,
+    /// The port the local resolver answers on (from `server.listen`), redirect target.
+    pub dns_port: u16,
+}
+
+impl Ruleset {
+    /// Builds the rule set from a validated config.
+    pub fn from_config(cfg: &Config) -> Result<Self, FirewallError> {
+        let fw = cfg
+            .firewall
+            .clone()
+            .ok_or_else(|| FirewallError::NoSection(cfg.file.clone()))?;
+        Ok(Self {
+            source: cfg.file.clone(),
+            fw,
+            dns_port: dns_port(&cfg.server.listen),
+        })
+    }
+
+    /// The comment for a refusal: `reject_with` decides how, this names it.
+    fn refuse_origin(&self) -> Origin {
+        self.fw.origin("firewall.reject_with")
+    }
+
+    fn rejects(&self) -> bool {
+        self.fw.reject_with == RejectWith::Reject
+    }
+}
+
+/// The resolver's port: the first non-loopback `server.listen` address, else the first, else 53.
+fn dns_port(listen: &[SocketAddr]) -> u16 {
+    listen
+        .iter()
+        .find(|a| !a.ip().is_loopback())
+        .or(listen.first())
+        .map_or(53, SocketAddr::port)
+}
+
+/// Renders the rule set for a backend. For iptables, `family` selects one part (`None`: the
+/// IPv4 part, a `# ip6tables-restore` line, the IPv6 part); nftables' `inet` table always
+/// holds both.
+pub fn render(rs: &Ruleset, backend: Backend, family: Option<Family>) -> String {
+    match backend {
+        Backend::Nftables => nftables::render(rs),
+        Backend::Iptables => match family {
+            Some(f) => iptables::render(rs, f),
+            None => format!(
+                "{}# ip6tables-restore\n{}",
+                iptables::render(rs, Family::V4),
+                iptables::render(rs, Family::V6)
+            ),
+        },
+    }
+}
+
+/// A rule comment, safe inside double quotes for both tools (nft limits comments to 128 bytes).
+fn comment(text: &str) -> String {
+    let mut s: String = text
+        .chars()
+        .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+        .collect();
+    if s.len() > 120 {
+        let mut cut = 117;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;
