@@ -174,8 +174,8 @@ impl Query {
         }
     }
 
-    /// The cache key: lower-cased wire name, type, class, and the DO and CD bits (which
-    /// change what an upstream returns).
+    /// The cache key: lower-cased wire name, type, class, and the DO, CD and RD bits (which
+    /// change what an upstream returns: an RD=0 answer may be a referral).
     pub fn cache_key<'b>(&self, buf: &'b mut [u8; 262]) -> &'b [u8] {
         let n = self.wire_len as usize;
         for (d, s) in buf.iter_mut().zip(&self.wire[..n]) {
@@ -183,7 +183,8 @@ impl Query {
         }
         buf[n..n + 2].copy_from_slice(&self.qtype.to_be_bytes());
         buf[n + 2..n + 4].copy_from_slice(&self.qclass.to_be_bytes());
-        buf[n + 4] = u8::from(self.dnssec_ok()) | (u8::from(self.cd()) << 1);
+        buf[n + 4] =
+            u8::from(self.dnssec_ok()) | (u8::from(self.cd()) << 1) | (u8::from(self.rd()) << 2);
         &buf[..n + 5]
     }
 

@@ -133,14 +133,14 @@ impl Pipeline {
             }
             Err(e) => {
                 tracing::debug!(qname = %q.name_lossy(), error = %e, "all upstreams failed");
-                let text = e.to_string();
+                // The EDE text stays generic: upstream addresses are not the client's business.
                 wire::write_error(
                     out,
                     q.id,
                     q.flags,
                     Some(q),
                     rcode::SERVFAIL,
-                    Some((EDE_NO_REACHABLE_AUTHORITY, &text)),
+                    Some((EDE_NO_REACHABLE_AUTHORITY, "no upstream resolver answered")),
                 );
                 Outcome {
                     action: Action::Failed,

@@ -66,7 +66,13 @@ impl Upstream {
         arrived: Instant,
     ) -> Result<(Response, SocketAddr), UpstreamError> {
         let deadline = self.deadline(arrived);
-        let mut last = UpstreamError::Timeout(self.servers[0]);
+        let Some(&first) = self.servers.first() else {
+            return Err(UpstreamError::Transport(
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+                "no upstream configured".into(),
+            ));
+        };
+        let mut last = UpstreamError::Timeout(first);
         for &server in &self.servers {
             let now = Instant::now();
             if now >= deadline {

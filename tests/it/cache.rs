@@ -86,3 +86,20 @@ async fn max_entries_bounds_the_cache() {
     }
     assert!(s.service().pipeline().cache().len() <= 16);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rd_do_and_cd_are_part_of_the_cache_key() {
+    let (up, s) = setup("").await;
+    s.query("www.test.", RecordType::A).await;
+    // RD=0: may get a referral from a real upstream, so never served an RD=1 answer.
+    let mut q = crate::harness::make_query("www.test.", RecordType::A, None);
+    q.metadata.recursion_desired = false;
+    crate::harness::udp_exchange(s.addr, &q).await.unwrap();
+    assert!(!up.last_query().unwrap().metadata.recursion_desired);
+    let mut q = crate::harness::make_query("www.test.", RecordType::A, Some(1232));
+    q.edns.as_mut().unwrap().set_dnssec_ok(true);
+    crate::harness::udp_exchange(s.addr, &q).await.unwrap();
+    assert_eq!(up.calls(), 3);
+    crate::harness::udp_exchange(s.addr, &q).await.unwrap();
+    assert_eq!(up.calls(), 3, "same flags: cached");
+}
