@@ -42,6 +42,17 @@ impl Reloader {
         }
     }
 
+    /// The current stamp of every list file.
+    fn stamps(&self) -> Vec<(PathBuf, Stamp)> {
+        self.files()
+            .into_iter()
+            .map(|p| {
+                let s = stamp(&p);
+                (p, s)
+            })
+            .collect()
+    }
+
     fn files(&self) -> Vec<PathBuf> {
         let cfg = self.config.lock().unwrap_or_else(|p| p.into_inner());
         cfg.blocking
@@ -105,27 +116,13 @@ impl Reloader {
     pub fn spawn_watch(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
         tokio::spawn(async move {
-            let mut seen: Vec<(PathBuf, Stamp)> = me
-                .files()
-                .into_iter()
-                .map(|p| {
-                    let s = stamp(&p);
-                    (p, s)
-                })
-                .collect();
+            let mut seen: Vec<(PathBuf, Stamp)> = me.stamps();
             let mut pending = false;
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let now: Vec<(PathBuf, Stamp)> = me
-                    .files()
-                    .into_iter()
-                    .map(|p| {
-                        let s = stamp(&p);
-                        (p, s)
-                    })
-                    .collect();
+                let now: Vec<(PathBuf, Stamp)> = me.stamps();
                 let changed = now != seen;
                 seen = now;
                 if changed {
@@ -134,14 +131,7 @@ impl Reloader {
                     pending = false;
                     tracing::info!("list file changed on disk; reloading");
                     me.reload_logged(false).await;
-                    seen = me
-                        .files()
-                        .into_iter()
-                        .map(|p| {
-                            let s = stamp(&p);
-                            (p, s)
-                        })
-                        .collect();
+                    seen = me.stamps();
                 }
             }
         })

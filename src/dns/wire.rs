@@ -513,24 +513,24 @@ pub fn write_local(out: &mut Vec<u8>, q: &Query, a: &LocalAnswer<'_>) {
         [1, an, ns, ar],
     );
     q.write_question(out);
-    match a.address {
-        Some(IpAddr::V4(ip)) => {
-            put_u16(out, 0xC000 | HEADER_LEN as u16);
-            put_u16(out, TYPE_A);
-            put_u16(out, q.qclass);
-            put_u32(out, a.ttl);
-            put_u16(out, 4);
-            out.extend_from_slice(&ip.octets());
-        }
-        Some(IpAddr::V6(ip)) => {
-            put_u16(out, 0xC000 | HEADER_LEN as u16);
-            put_u16(out, TYPE_AAAA);
-            put_u16(out, q.qclass);
-            put_u32(out, a.ttl);
-            put_u16(out, 16);
-            out.extend_from_slice(&ip.octets());
-        }
-        None => {}
+    if let Some(addr) = a.address {
+        let (v4, v6);
+        let (rtype, octets): (u16, &[u8]) = match addr {
+            IpAddr::V4(ip) => {
+                v4 = ip.octets();
+                (TYPE_A, &v4)
+            }
+            IpAddr::V6(ip) => {
+                v6 = ip.octets();
+                (TYPE_AAAA, &v6)
+            }
+        };
+        put_u16(out, 0xC000 | HEADER_LEN as u16);
+        put_u16(out, rtype);
+        put_u16(out, q.qclass);
+        put_u32(out, a.ttl);
+        put_u16(out, octets.len() as u16);
+        out.extend_from_slice(octets);
     }
     if let Some(n) = a.soa_labels {
         let owner = q.suffix_offset(n).unwrap_or(HEADER_LEN as u16);
