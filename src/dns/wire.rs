@@ -696,6 +696,27 @@ impl Response {
         u16_at(&self.wire, 2).unwrap_or(0) & 0x000F
     }
 
+    /// The answer section as text, for the query log: addresses for A/AAAA, targets
+    /// (without the final dot) for CNAME, PTR, NS, MX…, the record data otherwise. Parses
+    /// the message, so it is for the log writer, not for the query path.
+    pub fn answers(&self) -> Vec<String> {
+        use hickory_proto::rr::RData;
+        let Ok(msg) = hickory_proto::op::Message::from_vec(&self.wire) else {
+            return Vec::new();
+        };
+        msg.answers
+            .iter()
+            .map(|r| match &r.data {
+                RData::A(a) => a.0.to_string(),
+                RData::AAAA(a) => a.0.to_string(),
+                RData::CNAME(n) => n.0.to_ascii().trim_end_matches('.').to_string(),
+                RData::PTR(n) => n.0.to_ascii().trim_end_matches('.').to_string(),
+                RData::NS(n) => n.0.to_ascii().trim_end_matches('.').to_string(),
+                other => other.to_string(),
+            })
+            .collect()
+    }
+
     /// Number of answer records.
     pub fn answer_count(&self) -> u16 {
         u16_at(&self.wire, 6).unwrap_or(0)

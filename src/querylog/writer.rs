@@ -1,0 +1,377 @@
+//! The log writer: one OS thread that takes [`Record`]s off the queue, places them in their
+//! client's session, renders them as JSON lines and appends them to `log.path`, rotating by
+//! size. A thread rather than a tokio task: a slow or stuck disk must not hold a runtime
+//! worker that forwards queries.
+//!
+//! Every line is handed to the buffered file in one piece, and the buffer is only ever
+//! written out whole lines at a time, so a reader (`tail -f`) sees whole lines. When the file
+//! cannot be opened or written (folder not writable, disk full) the records are dropped and
+//! counted, the reason is logged once, and opening is retried every few seconds.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read as _, Seek as _, SeekFrom, Write as _};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::sessions::Sessions;
+use super::{Entry, Msg, Record, Stats, action_name, qtype_name};
+use crate::config::LogConfig;
+use crate::dns::wire::rcode;
+use crate::pipeline::Detail;
+
+/// How long a failed open waits before the next try.
+const RETRY: Duration = Duration::from_secs(2);
+/// Records written between two flushes at most, under load.
+const FLUSH_EVERY: usize = 4096;
+
+/// `2026-11-21T10:00:01.532Z`
+pub fn format_ts(t: SystemTime) -> String {
+    let dt = time::OffsetDateTime::from(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        dt.millisecond()
+    )
+}
+
+/// Unix time in milliseconds.
+pub fn unix_ms(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The client as logged: with anonymizing, its /24 (IPv4) or /48 (IPv6) network address.
+pub fn client_text(ip: IpAddr, anonymize: bool) -> String {
+    if !anonymize {
+        return ip.to_string();
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            std::net::Ipv4Addr::new(a, b, c, 0).to_string()
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string()
+        }
+    }
+}
+
+/// The rotated file number `n` of `path` (`queries.jsonl.1` is the newest).
+pub fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+/// The writer's state; [`Writer::run`] is its thread.
+#[derive(Debug)]
+pub struct Writer {
+    cfg: LogConfig,
+    stats: Arc<Stats>,
+    sessions: Sessions,
+    out: Option<BufWriter<File>>,
+    size: u64,
+    /// Records in the buffer, not yet known to be on disk.
+    pending: u64,
+    retry_at: Option<Instant>,
+    failing: bool,
+    line: Vec<u8>,
+    reported_drops: u64,
+}
+
+impl Writer {
+    /// A writer for `cfg`, counting into `stats`.
+    pub fn new(cfg: LogConfig, stats: Arc<Stats>) -> Self {
+        let gap = i64::try_from(cfg.session_gap.as_millis()).unwrap_or(i64::MAX);
+        Self {
+            cfg,
+            stats,
+            sessions: Sessions::new(gap),
+            out: None,
+            size: 0,
+            pending: 0,
+            retry_at: None,
+            failing: false,
+            line: Vec::with_capacity(512),
+            reported_drops: 0,
+        }
+    }
+
+    /// Writes records until [`Msg::Stop`] (then what is still queued) or until every sender
+    /// is gone; flushes at the end.
+    pub fn run(mut self, rx: &Receiver<Msg>) {
+        tracing::info!(path = %self.cfg.path.display(), "query log on");
+        self.open();
+        let mut stopping = false;
+        loop {
+            let first = if stopping {
+                match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            } else {
+                match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.report_drops();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            };
+            let mut next = Some(first);
+            let mut n = 0;
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Record(r) => self.write(&r),
+                    Msg::Stop => stopping = true,
+                }
+                n += 1;
+                if n < FLUSH_EVERY {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.flush();
+        }
+        self.flush();
+        self.report_drops();
+        tracing::info!(
+            written = self.stats.written.load(Ordering::Relaxed),
+            dropped = self.stats.dropped.load(Ordering::Relaxed),
+            "query log closed"
+        );
+    }
+
+    fn report_drops(&mut self) {
+        let d = self.stats.dropped.load(Ordering::Relaxed);
+        if d != self.reported_drops {
+            tracing::warn!(
+                dropped = d,
+                since_last = d - self.reported_drops,
+                "query log: records dropped (queue full or file not writable)"
+            );
+            self.reported_drops = d;
+        }
+    }
+
+    fn drop_records(&self, n: u64) {
+        self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Opens (or re-opens) the current file for appending. On failure the reason is logged
+    /// once per failure spell and the next try waits [`RETRY`].
+    fn open(&mut self) -> bool {
+        if self.out.is_some() {
+            return true;
+        }
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        match open_append(&self.cfg.path) {
+            Ok((f, size)) => {
+                if self.failing {
+                    tracing::info!(path = %self.cfg.path.display(), "query log: writing again");
+                }
+                self.failing = false;
+                self.retry_at = None;
+                self.size = size;
+                self.out = Some(BufWriter::with_capacity(64 * 1024, f));
+                true
+            }
+            Err(e) => {
+                self.fail(&format!("cannot open {}: {e}", self.cfg.path.display()));
+                false
+            }
+        }
+    }
+
+    fn fail(&mut self, why: &str) {
+        if !self.failing {
+            tracing::warn!(
+                "query log: {why}; queries are still answered, records are dropped and counted until it works again"
+            );
+        }
+        self.failing = true;
+        self.retry_at = Some(Instant::now() + RETRY);
+        if let Some(w) = self.out.take() {
+            // Whatever is still buffered is lost with the failed file.
+            let (_f, _lost) = w.into_parts();
+        }
+        self.drop_records(self.pending);
+        self.pending = 0;
+    }
+
+    fn flush(&mut self) {
+        let Some(w) = self.out.as_mut() else { return };
+        match w.flush() {
+            Ok(()) => {
+                self.stats
+                    .written
+                    .fetch_add(self.pending, Ordering::Relaxed);
+                self.pending = 0;
+            }
+            Err(e) => self.fail(&format!("cannot write {}: {e}", self.cfg.path.display())),
+        }
+    }
+
+    fn render(&mut self, r: &Record) {
+        let ts = format_ts(r.ts);
+        let mark = self
+            .sessions
+            .mark(r.client, unix_ms(r.ts), &r.asked.qname);
+        let m = r.outcome.rule.as_ref().and_then(|x| x.get());
+        let (rule, list) = match m {
+            Some(m) if m.source.is_empty() => (Some(m.rule.to_string()), Some("builtin".into())),
+            Some(m) => (
+                Some(m.rule.to_string()),
+                Some(format!("{}:{}", m.source, m.line)),
+            ),
+            None => (None, None),
+        };
+        let answers: Vec<String> = match &r.outcome.detail {
+            Detail::None => Vec::new(),
+            Detail::Local(a) => a.iter().map(ToString::to_string).collect(),
+            Detail::Response(resp) => resp.answers(),
+        };
+        let e = Entry {
+            ts: ts.into(),
+            client: client_text(r.client, self.cfg.anonymize_clients).into(),
+            qname: r.asked.qname.as_ref().into(),
+            qtype: qtype_name(r.asked.qtype),
+            action: action_name(r.outcome.action).into(),
+            rule: rule.map(Into::into),
+            list: list.map(Into::into),
+            rcode: rcode::name(r.outcome.rcode).into(),
+            answers: answers.into_iter().map(Into::into).collect(),
+            upstream: r.outcome.upstream.map(|u| u.to_string().into()),
+            elapsed_us: u64::try_from(r.elapsed.as_micros()).unwrap_or(u64::MAX),
+            session: mark.session,
+            seq: mark.seq,
+            new: mark.new,
+        };
+        self.line.clear();
+        if serde_json::to_writer(&mut self.line, &e).is_err() {
+            self.line.clear();
+        }
+        self.line.push(b'\n');
+    }
+
+    fn write(&mut self, r: &Record) {
+        // Sessions count every record, also those that cannot be written.
+        self.render(r);
+        if self.line.len() <= 1 || !self.open() {
+            self.drop_records(1);
+            return;
+        }
+        let len = self.line.len() as u64;
+        if self.size > 0 && self.size + len > self.cfg.max_bytes {
+            self.rotate();
+            if !self.open() {
+                self.drop_records(1);
+                return;
+            }
+        }
+        let Some(w) = self.out.as_mut() else {
+            self.drop_records(1);
+            return;
+        };
+        match w.write_all(&self.line) {
+            Ok(()) => {
+                self.size += len;
+                self.pending += 1;
+            }
+            Err(e) => {
+                self.pending += 1;
+                self.fail(&format!("cannot write {}: {e}", self.cfg.path.display()));
+            }
+        }
+    }
+
+    /// `path` → `path.1` → … → `path.keep`; the oldest beyond `keep` is removed.
+    fn rotate(&mut self) {
+        self.flush();
+        self.out = None;
+        let path = self.cfg.path.clone();
+        let keep = self.cfg.keep;
+        let res = if keep == 0 {
+            std::fs::remove_file(&path)
+        } else {
+            let _ = std::fs::remove_file(rotated(&path, keep));
+            for i in (1..keep).rev() {
+                let from = rotated(&path, i);
+                if from.exists() {
+                    let _ = std::fs::rename(&from, rotated(&path, i + 1));
+                }
+            }
+            std::fs::rename(&path, rotated(&path, 1))
+        };
+        if let Err(e) = res {
+            tracing::warn!(path = %path.display(), error = %e, "query log: rotation failed; appending to the current file");
+        }
+        self.size = 0;
+    }
+}
+
+/// Opens `path` for appending; when its last line is torn (a crash, a full disk), ends it
+/// first so that the next record starts on a line of its own.
+fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
+    let mut size = f.metadata()?.len();
+    if size > 0 {
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(size - 1))?;
+        f.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            f.write_all(b"\n")?;
+            size += 1;
+        }
+    }
+    Ok((f, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_millis() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(format_ts(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(unix_ms(t), 1_700_000_000_123);
+    }
+
+    #[test]
+    fn anonymized_clients_keep_their_network() {
+        let v4: IpAddr = "192.168.1.77".parse().unwrap();
+        let v6: IpAddr = "2001:db8:1:2:3::9".parse().unwrap();
+        assert_eq!(client_text(v4, false), "192.168.1.77");
+        assert_eq!(client_text(v4, true), "192.168.1.0");
+        assert_eq!(client_text(v6, true), "2001:db8:1::");
+    }
+
+    #[test]
+    fn torn_last_line_is_ended_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("q.jsonl");
+        std::fs::write(&p, "{\"a\":1}\n{\"b\":").unwrap();
+        let (_f, size) = open_append(&p).unwrap();
+        assert_eq!(size, 15);
+        assert!(std::fs::read_to_string(&p).unwrap().ends_with("{\"b\":\n"));
+    }
+}
