@@ -199,8 +199,7 @@ impl Pipeline {
                 let rc = resp.rcode();
                 let mut key = [0u8; 262];
                 let resp = Arc::new(resp);
-                self.cache
-                    .put(q.cache_key(&mut key), &resp, Instant::now());
+                self.cache.put(q.cache_key(&mut key), &resp, Instant::now());
                 let mut o = Outcome::new(Action::Allowed, rc, Some(server));
                 if self.details {
                     o.rule = self.exception(q);

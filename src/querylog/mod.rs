@@ -228,3 +228,46 @@ pub fn start(cfg: &LogConfig) -> std::io::Result<(QueryLog, LogTask)> {
         LogTask { tx, done, stats },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Outcome;
+
+    fn rec() -> Record {
+        Record {
+            ts: SystemTime::now(),
+            client: "192.0.2.1".parse().unwrap(),
+            asked: Asked {
+                qname: "example.com".into(),
+                qtype: 1,
+            },
+            outcome: Outcome::new(Action::Cached, 0, None),
+            elapsed: Duration::from_micros(5),
+        }
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts_without_waiting() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let log = QueryLog {
+            tx,
+            stats: Arc::default(),
+            last_warn: Arc::default(),
+        };
+        for _ in 0..5 {
+            log.record(rec());
+        }
+        assert_eq!(log.dropped(), 3);
+        drop(rx);
+        log.record(rec());
+        assert_eq!(log.dropped(), 4, "a stopped writer counts as a drop too");
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(action_name(Action::Rejected), "refused");
+        assert_eq!(qtype_name(28), "AAAA");
+        assert_eq!(qtype_name(65280), "TYPE65280");
+    }
+}

@@ -73,7 +73,10 @@ pub fn for_each(
         let fh = match File::open(file) {
             Ok(fh) => fh,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && file != path => {
-                warnings.warn(&format!("{}: vanished while reading (rotated?)", file.display()));
+                warnings.warn(&format!(
+                    "{}: vanished while reading (rotated?)",
+                    file.display()
+                ));
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -91,7 +94,11 @@ pub fn for_each(
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    warnings.warn(&format!("{}:{}: read error: {e}", file.display(), lineno + 1));
+                    warnings.warn(&format!(
+                        "{}:{}: read error: {e}",
+                        file.display(),
+                        lineno + 1
+                    ));
                     break;
                 }
             }

@@ -48,7 +48,8 @@ impl SessionSplit {
                 (next, true)
             }
             None => {
-                self.current.insert(client.to_string(), (session, seq, next));
+                self.current
+                    .insert(client.to_string(), (session, seq, next));
                 (next, true)
             }
         }
@@ -241,9 +242,9 @@ pub struct Heartbeat {
     pub client: String,
     /// The name.
     pub qname: String,
-    /// The typical interval (median), seconds.
+    /// The interval, seconds (least-squares fit over the beats).
     pub period_s: f64,
-    /// Mean absolute deviation of the intervals from the period, seconds.
+    /// How far beats fall from the fitted schedule on average, seconds.
     pub jitter_s: f64,
     /// Times asked (queries within 2 s of each other count once: A and AAAA together).
     pub times: usize,
@@ -251,8 +252,7 @@ pub struct Heartbeat {
 
 /// Parses the `ts` field into Unix milliseconds.
 pub fn ts_ms(ts: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
@@ -291,11 +291,31 @@ pub fn heartbeats(path: &Path, filter: &Filter, min_times: usize) -> Vec<Heartbe
         if jitter > (median * 0.1).max(2_000.0) {
             continue;
         }
+        // Period and jitter from a least-squares line through (beat number, time): the
+        // jitter is how far beats fall from that line on average.
+        let n = times.len() as f64;
+        let t0 = times[0];
+        let ys: Vec<f64> = times.iter().map(|&t| (t - t0) as f64).collect();
+        let mean_k = (n - 1.0) / 2.0;
+        let mean_y = ys.iter().sum::<f64>() / n;
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for (k, y) in ys.iter().enumerate() {
+            let dk = k as f64 - mean_k;
+            sxy += dk * (y - mean_y);
+            sxx += dk * dk;
+        }
+        let period = if sxx > 0.0 { sxy / sxx } else { median };
+        let resid = ys
+            .iter()
+            .enumerate()
+            .map(|(k, y)| (y - (mean_y + period * (k as f64 - mean_k))).abs())
+            .sum::<f64>()
+            / n;
         out.push(Heartbeat {
             client,
             qname,
-            period_s: median / 1000.0,
-            jitter_s: jitter / 1000.0,
+            period_s: period / 1000.0,
+            jitter_s: resid / 1000.0,
             times: times.len(),
         });
     }
@@ -306,4 +326,63 @@ pub fn heartbeats(path: &Path, filter: &Filter, min_times: usize) -> Vec<Heartbe
             .then_with(|| a.qname.cmp(&b.qname))
     });
     out
+}
+
+/// `--since`: RFC 3339 (`2026-11-21T10:00:00Z`, any offset), a date (`2026-11-21`, UTC
+/// midnight), or an age (`90s`, `15m`, `2h`, `7d`) before `now`. Returns the `ts` text to
+/// compare with.
+pub fn parse_since(s: &str, now: std::time::SystemTime) -> Result<String, String> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(super::writer::format_ts(t.into()));
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339) {
+        return Ok(super::writer::format_ts(t.into()));
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let mul = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match num.parse::<u64>() {
+        Ok(n) if mul > 0 => {
+            let ago = std::time::Duration::from_secs(n.saturating_mul(mul));
+            let t = now.checked_sub(ago).unwrap_or(std::time::UNIX_EPOCH);
+            Ok(super::writer::format_ts(t))
+        }
+        _ => Err(format!(
+            "{s:?}: write a time such as 2026-11-21T10:00:00Z, 2026-11-21, or an age such as 15m, 2h, 7d"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn since_forms() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            parse_since("2023-11-14T23:13:20+01:00", now).unwrap(),
+            "2023-11-14T22:13:20.000Z"
+        );
+        assert_eq!(
+            parse_since("2023-11-14", now).unwrap(),
+            "2023-11-14T00:00:00.000Z"
+        );
+        assert_eq!(parse_since("2h", now).unwrap(), "2023-11-14T20:13:20.000Z");
+        assert!(parse_since("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn ts_round_trip() {
+        assert_eq!(ts_ms("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
+    }
 }

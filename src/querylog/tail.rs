@@ -219,8 +219,7 @@ fn follow_file(
         match (&mut cur, meta) {
             (Some(o), Some(m)) if m.ino() != o.ino => {
                 let mut rest = Vec::new();
-                if std::io::Read::read_to_end(&mut o.file, &mut rest).is_ok() && !rest.is_empty()
-                {
+                if std::io::Read::read_to_end(&mut o.file, &mut rest).is_ok() && !rest.is_empty() {
                     o.pos += rest.len() as u64;
                     partial.extend_from_slice(&rest);
                     // Print the old file's last lines on the next round from the buffer.

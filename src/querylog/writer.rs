@@ -228,9 +228,7 @@ impl Writer {
 
     fn render(&mut self, r: &Record) {
         let ts = format_ts(r.ts);
-        let mark = self
-            .sessions
-            .mark(r.client, unix_ms(r.ts), &r.asked.qname);
+        let mark = self.sessions.mark(r.client, unix_ms(r.ts), &r.asked.qname);
         let m = r.outcome.rule.as_ref().and_then(|x| x.get());
         let (rule, list) = match m {
             Some(m) if m.source.is_empty() => (Some(m.rule.to_string()), Some("builtin".into())),
@@ -305,6 +303,11 @@ impl Writer {
         self.out = None;
         let path = self.cfg.path.clone();
         let keep = self.cfg.keep;
+        // Only a regular file is rotated (never /dev/null or a FIFO someone pointed us at).
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            self.size = 0;
+            return;
+        }
         let res = if keep == 0 {
             std::fs::remove_file(&path)
         } else {
@@ -327,6 +330,9 @@ impl Writer {
 /// Opens `path` for appending; when its last line is torn (a crash, a full disk), ends it
 /// first so that the next record starts on a line of its own.
 fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
@@ -371,7 +377,7 @@ mod tests {
         let p = dir.path().join("q.jsonl");
         std::fs::write(&p, "{\"a\":1}\n{\"b\":").unwrap();
         let (_f, size) = open_append(&p).unwrap();
-        assert_eq!(size, 15);
+        assert_eq!(size, 14);
         assert!(std::fs::read_to_string(&p).unwrap().ends_with("{\"b\":\n"));
     }
 }

@@ -134,12 +134,7 @@ impl Server {
         for l in sockets.tcp {
             let _guard = rt.enter();
             let l = tokio::net::TcpListener::from_std(l)?;
-            tcp_tasks.push(rt.spawn(tcp::serve(
-                l,
-                Arc::clone(&pipeline),
-                log.clone(),
-                tcp_idle,
-            )));
+            tcp_tasks.push(rt.spawn(tcp::serve(l, Arc::clone(&pipeline), log.clone(), tcp_idle)));
         }
         Ok(Self {
             stop,
