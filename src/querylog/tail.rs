@@ -15,6 +15,9 @@ use ipnet::IpNet;
 use super::Entry;
 use super::read::{Warnings, for_each, parse_line};
 
+/// A cheap test on a raw log line (see [`Filter::prefilter`]).
+pub type Prefilter = Box<dyn Fn(&[u8]) -> bool>;
+
 /// Which records to show.
 #[derive(Debug, Default)]
 pub struct Filter {
@@ -57,7 +60,7 @@ impl Filter {
 
     /// A cheap test on the raw line: `false` means the record cannot match. Used to skip
     /// parsing most lines when a single client is asked for.
-    pub fn prefilter(&self) -> Box<dyn Fn(&[u8]) -> bool> {
+    pub fn prefilter(&self) -> Prefilter {
         match &self.client {
             Some(net) if net.prefix_len() == net.max_prefix_len() => {
                 let needle = format!("\"client\":\"{}\"", net.addr()).into_bytes();
@@ -117,7 +120,7 @@ fn answers(e: &Entry<'_>) -> String {
 }
 
 /// Prints the last `lines` matching records; with `follow`, keeps printing new ones until
-/// the output goes away or `stop_after` (tests) passes.
+/// the output goes away (a write error ends it).
 pub fn run(
     path: &Path,
     filter: &Filter,
