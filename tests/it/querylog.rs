@@ -94,6 +94,17 @@ async fn messenger_start_is_logged_in_sessions_and_reported() {
     )
     .await;
     let me = "127.0.0.2";
+    let path = s.path("queries.jsonl");
+    // A record is written after its answer is sent, and the next query may reach another
+    // listener thread first: wait for each record so that the order in the file is the
+    // script's order.
+    let mut n = 0;
+    let mut ask = async |src: &str, name: &str, rt: RecordType| {
+        let m = s.query_from(src, name, rt).await;
+        n += 1;
+        records(&path, n).await;
+        m
+    };
     // The messenger starts: its login name first, then its other names.
     let session1 = [
         ("Login.Messenger.TEST.", RecordType::A),
@@ -104,7 +115,7 @@ async fn messenger_start_is_logged_in_sessions_and_reported() {
         ("presence.messenger.test.", RecordType::A),
     ];
     for (name, rt) in session1 {
-        s.query_from(me, name, rt).await;
+        ask(me, name, rt).await;
     }
     // Silent for longer than session_gap_s, then it starts again.
     tokio::time::sleep(Duration::from_millis(1_300)).await;
@@ -113,16 +124,12 @@ async fn messenger_start_is_logged_in_sessions_and_reported() {
         ("api.messenger.test.", RecordType::A),
         ("www.news.test.", RecordType::A),
     ] {
-        s.query_from(me, name, rt).await;
+        ask(me, name, rt).await;
     }
-    s.query_from("127.0.0.3", "www.news.test.", RecordType::A)
-        .await;
-    let m = s
-        .query_from("127.0.0.3", "ok.ads.test.", RecordType::A)
-        .await;
+    ask("127.0.0.3", "www.news.test.", RecordType::A).await;
+    let m = ask("127.0.0.3", "ok.ads.test.", RecordType::A).await;
     assert_eq!(first_answer(&m), "192.0.2.50");
 
-    let path = s.path("queries.jsonl");
     let recs = records(&path, 11).await;
     assert_eq!(recs.len(), 11);
     for r in &recs {
