@@ -260,23 +260,32 @@ pub fn ts_ms(ts: &str) -> Option<i64> {
 /// interval at least 10 s, and the intervals within 10% (at least 2 s) of it on average.
 pub fn heartbeats(path: &Path, filter: &Filter, min_times: usize) -> Vec<Heartbeat> {
     let mut w = Warnings::default();
-    let mut seen: HashMap<(String, String), Vec<i64>> = HashMap::new();
+    // "client name" → times; one key string per pair, looked up without allocating.
+    let mut seen: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut key = String::new();
     let pre = filter.prefilter();
     for_each(path, &mut w, &*pre, &mut |e| {
         if !filter.matches(&e) {
             return;
         }
         let Some(t) = ts_ms(&e.ts) else { return };
-        let times = seen
-            .entry((e.client.to_string(), e.qname.to_string()))
-            .or_default();
+        key.clear();
+        key.push_str(&e.client);
+        key.push(' ');
+        key.push_str(&e.qname);
+        let times = match seen.get_mut(key.as_str()) {
+            Some(v) => v,
+            None => seen.entry(key.clone()).or_default(),
+        };
         if times.last().is_none_or(|&l| t - l >= 2_000) {
             times.push(t);
         }
     });
     w.finish();
     let mut out = Vec::new();
-    for ((client, qname), mut times) in seen {
+    for (key, mut times) in seen {
+        let (client, qname) = key.split_once(' ').unwrap_or((&key, ""));
+        let (client, qname) = (client.to_string(), qname.to_string());
         if times.len() < min_times.max(3) {
             continue;
         }
@@ -384,5 +393,8 @@ mod tests {
     #[test]
     fn ts_round_trip() {
         assert_eq!(ts_ms("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
+        assert_eq!(ts_ms("2023-11-14T23:13:20.123+01:00"), Some(1_700_000_000_123));
+        assert_eq!(ts_ms("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(ts_ms("nonsense"), None);
     }
 }

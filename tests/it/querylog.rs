@@ -556,7 +556,9 @@ fn generate_1m_record_log() {
         rng ^= rng << 17;
         rng
     };
-    let clients: Vec<String> = (0..200)
+    // 20 busy clients get half the queries; 980 quiet ones the rest, so that their
+    // sessions split often (about 30 s apart per client on average).
+    let clients: Vec<String> = (0..1000)
         .map(|i| format!("192.168.{}.{}", i / 250, i % 250 + 2))
         .collect();
     let mut state: Vec<(u64, u64, i64)> = vec![(0, 0, 0); clients.len()];
@@ -564,9 +566,13 @@ fn generate_1m_record_log() {
     let mut t = start;
     for _ in 0..1_000_000 {
         t += (next() % 60) as i64; // ~30 ms apart on average: about 8 hours
-        let c = (next() % clients.len() as u64) as usize;
+        let c = if next() % 2 == 0 {
+            (next() % 20) as usize
+        } else {
+            20 + (next() % 980) as usize
+        };
         let (session, seq, last) = &mut state[c];
-        if *session == 0 || t - *last > 30_000 + (next() % 600_000) as i64 {
+        if *session == 0 || t - *last >= 30_000 {
             *session += 1;
             *seq = 0;
         }
