@@ -575,6 +575,9 @@ pub struct Response {
     ttls: Box<[(u16, u32)]>,
     /// How long the answer may be cached (seconds), or `None` when it must not be.
     pub cache_ttl: Option<u32>,
+    /// The answers as text, rendered once for the query log (a cached answer is logged
+    /// many times).
+    answers_text: std::sync::OnceLock<Box<[Box<str>]>>,
 }
 
 /// Why an upstream answer was not usable.
@@ -672,6 +675,7 @@ impl Response {
             wire: wire.into_boxed_slice(),
             ttls: ttls.into_boxed_slice(),
             cache_ttl,
+            answers_text: std::sync::OnceLock::new(),
         })
     }
 
@@ -699,22 +703,30 @@ impl Response {
     /// The answer section as text, for the query log: addresses for A/AAAA, targets
     /// (without the final dot) for CNAME, PTR, NS, MX…, the record data otherwise. Parses
     /// the message, so it is for the log writer, not for the query path.
-    pub fn answers(&self) -> Vec<String> {
-        use hickory_proto::rr::RData;
-        let Ok(msg) = hickory_proto::op::Message::from_vec(&self.wire) else {
-            return Vec::new();
-        };
-        msg.answers
-            .iter()
-            .map(|r| match &r.data {
-                RData::A(a) => a.0.to_string(),
-                RData::AAAA(a) => a.0.to_string(),
-                RData::CNAME(n) => n.0.to_ascii().trim_end_matches('.').to_string(),
-                RData::PTR(n) => n.0.to_ascii().trim_end_matches('.').to_string(),
-                RData::NS(n) => n.0.to_ascii().trim_end_matches('.').to_string(),
-                other => other.to_string(),
-            })
-            .collect()
+    pub fn answers(&self) -> &[Box<str>] {
+        self.answers_text.get_or_init(|| {
+            use hickory_proto::rr::RData;
+            let Ok(msg) = hickory_proto::op::Message::from_vec(&self.wire) else {
+                return Box::default();
+            };
+            let target = |n: &hickory_proto::rr::Name| {
+                n.to_ascii()
+                    .trim_end_matches('.')
+                    .to_string()
+                    .into_boxed_str()
+            };
+            msg.answers
+                .iter()
+                .map(|r| match &r.data {
+                    RData::A(a) => a.0.to_string().into_boxed_str(),
+                    RData::AAAA(a) => a.0.to_string().into_boxed_str(),
+                    RData::CNAME(n) => target(&n.0),
+                    RData::PTR(n) => target(&n.0),
+                    RData::NS(n) => target(&n.0),
+                    other => other.to_string().into_boxed_str(),
+                })
+                .collect()
+        })
     }
 
     /// Number of answer records.

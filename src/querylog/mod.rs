@@ -109,7 +109,7 @@ pub fn qtype_name(t: u16) -> Cow<'static, str> {
     use hickory_proto::rr::RecordType;
     match RecordType::from(t) {
         RecordType::Unknown(n) => Cow::Owned(format!("TYPE{n}")),
-        rt => Cow::Owned(rt.to_string()),
+        rt => Cow::Borrowed(<&'static str>::from(rt)),
     }
 }
 

@@ -393,7 +393,10 @@ mod tests {
     #[test]
     fn ts_round_trip() {
         assert_eq!(ts_ms("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
-        assert_eq!(ts_ms("2023-11-14T23:13:20.123+01:00"), Some(1_700_000_000_123));
+        assert_eq!(
+            ts_ms("2023-11-14T23:13:20.123+01:00"),
+            Some(1_700_000_000_123)
+        );
         assert_eq!(ts_ms("1970-01-01T00:00:00.000Z"), Some(0));
         assert_eq!(ts_ms("nonsense"), None);
     }

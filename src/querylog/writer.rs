@@ -18,7 +18,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::sessions::Sessions;
-use super::{Entry, Msg, Record, Stats, action_name, qtype_name};
+use super::{Msg, Record, Stats, action_name, qtype_name};
 use crate::config::LogConfig;
 use crate::dns::wire::rcode;
 use crate::pipeline::Detail;
@@ -89,6 +89,8 @@ pub struct Writer {
     failing: bool,
     line: Vec<u8>,
     reported_drops: u64,
+    last_ts: (SystemTime, String),
+    last_client: (IpAddr, String),
 }
 
 impl Writer {
@@ -106,6 +108,8 @@ impl Writer {
             failing: false,
             line: Vec::with_capacity(512),
             reported_drops: 0,
+            last_ts: (SystemTime::UNIX_EPOCH, String::new()),
+            last_client: (IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), String::new()),
         }
     }
 
@@ -226,44 +230,71 @@ impl Writer {
         }
     }
 
+    /// Renders `r` as one JSON line into `self.line`. Written by hand rather than through
+    /// serde: this is most of the writer's work per query. The timestamp and client text
+    /// are reused from the previous record when equal (a UDP batch shares its arrival time).
     fn render(&mut self, r: &Record) {
-        let ts = format_ts(r.ts);
-        let mark = self.sessions.mark(r.client, unix_ms(r.ts), &r.asked.qname);
-        let m = r.outcome.rule.as_ref().and_then(|x| x.get());
-        let (rule, list) = match m {
-            Some(m) if m.source.is_empty() => (Some(m.rule.to_string()), Some("builtin".into())),
-            Some(m) => (
-                Some(m.rule.to_string()),
-                Some(format!("{}:{}", m.source, m.line)),
-            ),
-            None => (None, None),
-        };
-        let answers: Vec<String> = match &r.outcome.detail {
-            Detail::None => Vec::new(),
-            Detail::Local(a) => a.iter().map(ToString::to_string).collect(),
-            Detail::Response(resp) => resp.answers(),
-        };
-        let e = Entry {
-            ts: ts.into(),
-            client: client_text(r.client, self.cfg.anonymize_clients).into(),
-            qname: r.asked.qname.as_ref().into(),
-            qtype: qtype_name(r.asked.qtype),
-            action: action_name(r.outcome.action).into(),
-            rule: rule.map(Into::into),
-            list: list.map(Into::into),
-            rcode: rcode::name(r.outcome.rcode).into(),
-            answers: answers.into_iter().map(Into::into).collect(),
-            upstream: r.outcome.upstream.map(|u| u.to_string().into()),
-            elapsed_us: u64::try_from(r.elapsed.as_micros()).unwrap_or(u64::MAX),
-            session: mark.session,
-            seq: mark.seq,
-            new: mark.new,
-        };
-        self.line.clear();
-        if serde_json::to_writer(&mut self.line, &e).is_err() {
-            self.line.clear();
+        use std::io::Write as _;
+        if self.last_ts.0 != r.ts || self.last_ts.1.is_empty() {
+            self.last_ts = (r.ts, format_ts(r.ts));
         }
-        self.line.push(b'\n');
+        if self.last_client.0 != r.client || self.last_client.1.is_empty() {
+            self.last_client = (r.client, client_text(r.client, self.cfg.anonymize_clients));
+        }
+        let mark = self.sessions.mark(r.client, unix_ms(r.ts), &r.asked.qname);
+        let l = &mut self.line;
+        l.clear();
+        l.extend_from_slice(b"{\"ts\":");
+        json_str(l, &self.last_ts.1);
+        l.extend_from_slice(b",\"client\":");
+        json_str(l, &self.last_client.1);
+        l.extend_from_slice(b",\"qname\":");
+        json_str(l, &r.asked.qname);
+        l.extend_from_slice(b",\"qtype\":");
+        json_str(l, &qtype_name(r.asked.qtype));
+        l.extend_from_slice(b",\"action\":");
+        json_str(l, action_name(r.outcome.action));
+        match r.outcome.rule.as_ref().and_then(|x| x.get()) {
+            Some(m) => {
+                l.extend_from_slice(b",\"rule\":");
+                json_str(l, m.rule);
+                l.extend_from_slice(b",\"list\":");
+                if m.source.is_empty() {
+                    json_str(l, "builtin");
+                } else {
+                    json_str(l, &format!("{}:{}", m.source, m.line));
+                }
+            }
+            None => l.extend_from_slice(b",\"rule\":null,\"list\":null"),
+        }
+        l.extend_from_slice(b",\"rcode\":");
+        json_str(l, rcode::name(r.outcome.rcode));
+        l.extend_from_slice(b",\"answers\":[");
+        match &r.outcome.detail {
+            Detail::None | Detail::Local(None) => {}
+            Detail::Local(Some(a)) => json_str(l, &a.to_string()),
+            Detail::Response(resp) => {
+                for (i, a) in resp.answers().iter().enumerate() {
+                    if i > 0 {
+                        l.push(b',');
+                    }
+                    json_str(l, a);
+                }
+            }
+        }
+        l.extend_from_slice(b"],\"upstream\":");
+        match r.outcome.upstream {
+            Some(u) => json_str(l, &u.to_string()),
+            None => l.extend_from_slice(b"null"),
+        }
+        let _ = write!(
+            l,
+            ",\"elapsed_us\":{},\"session\":{},\"seq\":{},\"new\":{}}}\n",
+            r.elapsed.as_micros(),
+            mark.session,
+            mark.seq,
+            mark.new
+        );
     }
 
     fn write(&mut self, r: &Record) {
@@ -327,6 +358,30 @@ impl Writer {
     }
 }
 
+/// Appends `s` as a JSON string (RFC 8259 escaping).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let b = s.as_bytes();
+    if !b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\') {
+        out.extend_from_slice(b);
+    } else {
+        for &c in b {
+            match c {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                c if c < 0x20 => {
+                    out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    out.push(b'"');
+}
+
 /// Opens `path` for appending; when its last line is torn (a crash, a full disk), ends it
 /// first so that the next record starts on a line of its own.
 fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
@@ -369,6 +424,46 @@ mod tests {
         assert_eq!(client_text(v4, false), "192.168.1.77");
         assert_eq!(client_text(v4, true), "192.168.1.0");
         assert_eq!(client_text(v6, true), "2001:db8:1::");
+    }
+
+    #[test]
+    fn rendered_lines_are_json_entries() {
+        use crate::handler::Asked;
+        use crate::pipeline::{Action, Detail, Outcome};
+        let cfg = LogConfig {
+            path: PathBuf::from("/nonexistent/q.jsonl"),
+            max_bytes: 1 << 20,
+            keep: 1,
+            anonymize_clients: false,
+            session_gap: Duration::from_secs(30),
+        };
+        let mut w = Writer::new(cfg, Arc::default());
+        let mut o = Outcome::new(Action::Blocked, 3, Some("9.9.9.9:53".parse().unwrap()));
+        o.detail = Detail::Local(Some("0.0.0.0".parse().unwrap()));
+        let r = Record {
+            ts: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            client: "192.0.2.7".parse().unwrap(),
+            asked: Asked {
+                qname: "we\"ird\\na\tme.example".into(),
+                qtype: 65,
+            },
+            outcome: o,
+            elapsed: Duration::from_micros(42),
+        };
+        w.render(&r);
+        let line = std::str::from_utf8(&w.line).unwrap();
+        assert!(line.ends_with("}\n"));
+        let e: super::super::Entry<'_> = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(e.ts, "2023-11-14T22:13:20.123Z");
+        assert_eq!(e.client, "192.0.2.7");
+        assert_eq!(e.qname, "we\"ird\\na\tme.example");
+        assert_eq!(e.qtype, "HTTPS");
+        assert_eq!(e.action, "blocked");
+        assert_eq!((e.rule, e.list), (None, None));
+        assert_eq!(e.rcode, "NXDOMAIN");
+        assert_eq!(e.answers, ["0.0.0.0"]);
+        assert_eq!(e.upstream.as_deref(), Some("9.9.9.9:53"));
+        assert_eq!((e.elapsed_us, e.session, e.seq, e.new), (42, 1, 1, true));
     }
 
     #[test]
