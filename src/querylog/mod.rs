@@ -29,8 +29,9 @@ use crate::config::LogConfig;
 use crate::handler::Asked;
 use crate::pipeline::{Action, Outcome};
 
-/// Records waiting for the writer at most; past it they are dropped and counted.
-pub const QUEUE: usize = 32_768;
+/// Messages (records, or UDP batches of records) waiting for the writer at most; past it
+/// they are dropped and counted.
+pub const QUEUE: usize = 16_384;
 
 /// What the query path hands to the log: small, no formatting done yet.
 #[derive(Debug)]
@@ -127,6 +128,8 @@ pub struct Stats {
 pub enum Msg {
     /// A query to log.
     Record(Box<Record>),
+    /// The queries of one UDP receive batch, in order.
+    Batch(Vec<Record>),
     /// Write what is queued, flush, and stop.
     Stop,
 }
@@ -145,6 +148,16 @@ impl QueryLog {
         if self.tx.try_send(Msg::Record(Box::new(r))).is_err() {
             let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             self.warn_dropped(n);
+        }
+    }
+
+    /// Hands a batch of records to the writer in one queue operation; drops and counts
+    /// them all when the queue is full.
+    pub fn record_batch(&self, rs: Vec<Record>) {
+        let n = rs.len() as u64;
+        if n > 0 && self.tx.try_send(Msg::Batch(rs)).is_err() {
+            let total = self.stats.dropped.fetch_add(n, Ordering::Relaxed) + n;
+            self.warn_dropped(total);
         }
     }
 
@@ -259,9 +272,11 @@ mod tests {
             log.record(rec());
         }
         assert_eq!(log.dropped(), 3);
+        log.record_batch(vec![rec(), rec(), rec()]);
+        assert_eq!(log.dropped(), 6, "a batch is dropped and counted whole");
         drop(rx);
         log.record(rec());
-        assert_eq!(log.dropped(), 4, "a stopped writer counts as a drop too");
+        assert_eq!(log.dropped(), 7, "a stopped writer counts as a drop too");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::sessions::Sessions;
@@ -27,6 +27,10 @@ use crate::pipeline::Detail;
 const RETRY: Duration = Duration::from_secs(2);
 /// Records written between two flushes at most, under load.
 const FLUSH_EVERY: usize = 4096;
+/// Pause between two looks at the queue while records are coming in.
+pub const POLL_BUSY: Duration = Duration::from_millis(10);
+/// Pause between two looks at the queue when it was empty.
+pub const POLL_IDLE: Duration = Duration::from_millis(50);
 
 /// `2026-11-21T10:00:01.532Z`
 pub fn format_ts(t: SystemTime) -> String {
@@ -115,41 +119,55 @@ impl Writer {
 
     /// Writes records until [`Msg::Stop`] (then what is still queued) or until every sender
     /// is gone; flushes at the end.
+    ///
+    /// The writer polls the queue (every [`POLL_BUSY`] under load, [`POLL_IDLE`] when quiet)
+    /// instead of sleeping on it: a sleeping receiver would make every `try_send` on the
+    /// query path pay for a wake-up (a futex call and a context switch).
     pub fn run(mut self, rx: &Receiver<Msg>) {
         tracing::info!(path = %self.cfg.path.display(), "query log on");
         self.open();
-        let mut stopping = false;
+        let mut last_report = Instant::now();
         loop {
-            let first = if stopping {
+            let mut n = 0usize;
+            let mut unflushed = 0usize;
+            let mut stopping = false;
+            let mut gone = false;
+            loop {
                 match rx.try_recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
-                }
-            } else {
-                match rx.recv_timeout(Duration::from_secs(1)) {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.report_drops();
-                        continue;
+                    Ok(Msg::Record(r)) => {
+                        self.write(&r);
+                        n += 1;
+                        unflushed += 1;
                     }
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    Ok(Msg::Batch(v)) => {
+                        for r in &v {
+                            self.write(r);
+                        }
+                        n += v.len();
+                        unflushed += v.len();
+                    }
+                    Ok(Msg::Stop) => stopping = true,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        gone = true;
+                        break;
+                    }
                 }
-            };
-            let mut next = Some(first);
-            let mut n = 0;
-            while let Some(m) = next.take() {
-                match m {
-                    Msg::Record(r) => self.write(&r),
-                    Msg::Stop => stopping = true,
-                }
-                n += 1;
-                if n < FLUSH_EVERY {
-                    next = rx.try_recv().ok();
+                if unflushed >= FLUSH_EVERY {
+                    self.flush();
+                    unflushed = 0;
                 }
             }
             self.flush();
+            if stopping || gone {
+                break;
+            }
+            if last_report.elapsed() >= Duration::from_secs(1) {
+                self.report_drops();
+                last_report = Instant::now();
+            }
+            std::thread::sleep(if n > 0 { POLL_BUSY } else { POLL_IDLE });
         }
-        self.flush();
         self.report_drops();
         tracing::info!(
             written = self.stats.written.load(Ordering::Relaxed),

@@ -158,16 +158,20 @@ fn run(
         }
         send_batch(fd, &mut sheaders, &outs[..dests.len()], &dests);
         // Log after send: the answers are out before any logging work.
-        if let (Some(log), Some(ts)) = (log, ts) {
-            for (src, outcome, asked, elapsed) in logged.drain(..) {
-                log.record(Record {
+        if let (Some(log), Some(ts)) = (log, ts)
+            && !logged.is_empty()
+        {
+            let batch = logged
+                .drain(..)
+                .map(|(src, outcome, asked, elapsed)| Record {
                     ts,
                     client: src.ip(),
                     asked,
                     outcome,
                     elapsed,
-                });
-            }
+                })
+                .collect();
+            log.record_batch(batch);
         }
     }
 }
