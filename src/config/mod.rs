@@ -522,6 +522,44 @@ mod tests {
     }
 
     #[test]
+    fn log_section() {
+        let c = Config::parse(
+            "[log]\npath = \"q.jsonl\"\nmax_size_mb = 0.5\nkeep = 2\nsession_gap_s = 5\n",
+            "t.toml",
+            Some(Path::new("/etc/sinkhole")),
+        )
+        .unwrap();
+        let l = c.log.unwrap();
+        assert_eq!(l.path, PathBuf::from("/etc/sinkhole/q.jsonl"));
+        assert_eq!((l.max_bytes, l.keep), (524_288, 2));
+        assert_eq!(l.session_gap, Duration::from_secs(5));
+        assert!(!l.anonymize_clients);
+        let off = Config::parse("[log]\npath = \"q\"\nenabled = false\n", "t.toml", None);
+        assert!(off.unwrap().log.is_none());
+        assert!(Config::parse("", "t.toml", None).unwrap().log.is_none());
+        let e = errs("[log]\npath = \"q\"\nmax_size_mb = 0\nsession_gap_s = 0\nkep = 1\n");
+        assert!(
+            e[0].starts_with("t.toml:5:1: log.kep: unknown field"),
+            "{e:?}"
+        );
+        let e = errs("[log]\npath = \"q\"\nmax_size_mb = 0\nsession_gap_s = 0\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:3:15: log.max_size_mb: 0: must be between"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("t.toml:4:17: log.session_gap_s: 0:"),
+            "{e:?}"
+        );
+        let e = errs("[log]\nkeep = 1\n");
+        assert!(
+            e[0].contains("log.path: the [log] section needs `path`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn missing_list_file_is_an_error() {
         let e = errs("[blocking]\nlists = [\"nope.txt\"]\n");
         assert!(
