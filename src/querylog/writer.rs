@@ -305,9 +305,9 @@ impl Writer {
             Some(u) => json_str(l, &u.to_string()),
             None => l.extend_from_slice(b"null"),
         }
-        let _ = write!(
+        let _ = writeln!(
             l,
-            ",\"elapsed_us\":{},\"session\":{},\"seq\":{},\"new\":{}}}\n",
+            ",\"elapsed_us\":{},\"session\":{},\"seq\":{},\"new\":{}}}",
             r.elapsed.as_micros(),
             mark.session,
             mark.seq,

@@ -325,7 +325,7 @@ async fn rotation_while_following_loses_no_record() {
         assert_eq!(first_answer(&m), "0.0.0.0");
         if i % 10 == 0 {
             // Give the follower a chance to see each file before it is rotated twice.
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
         }
     }
     s.stop();
