@@ -11,11 +11,31 @@ use crate::pipeline::{Action, Outcome, Pipeline};
 /// Largest DNS message over TCP.
 pub const TCP_LIMIT: usize = 65_535;
 
+/// The question of an answered query, kept for the query log.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    /// The name, lower case, no trailing dot (empty for the root or no question).
+    pub qname: Box<str>,
+    /// The type (0 when the packet had no question).
+    pub qtype: u16,
+}
+
+impl Asked {
+    /// The question of `q`.
+    pub fn of(q: &Query) -> Self {
+        Self {
+            qname: String::from_utf8_lossy(q.name()).into(),
+            qtype: q.qtype,
+        }
+    }
+}
+
 /// What the listener must do with a packet.
 #[derive(Debug)]
 pub enum Handled {
-    /// The response is in the output buffer; send it.
-    Reply(Outcome),
+    /// The response is in the output buffer; send it. The question is kept only when the
+    /// pipeline keeps details (the query log is on).
+    Reply(Outcome, Option<Asked>),
     /// Send nothing.
     Drop,
     /// Resolve upstream (async), then send.
@@ -28,7 +48,7 @@ pub fn handle(pipeline: &Pipeline, pkt: &[u8], tcp: bool, out: &mut Vec<u8>) -> 
         Ok(q) => {
             let limit = if tcp { TCP_LIMIT } else { q.udp_limit() };
             match pipeline.resolve_local(&q, out, limit) {
-                Some(o) => Handled::Reply(o),
+                Some(o) => Handled::Reply(o, pipeline.details().then(|| Asked::of(&q))),
                 None => Handled::Forward(Box::new(q)),
             }
         }
@@ -48,11 +68,16 @@ pub fn handle(pipeline: &Pipeline, pkt: &[u8], tcp: bool, out: &mut Vec<u8>) -> 
                 "rejected query"
             );
             wire::write_error(out, id, flags, query.as_deref(), rcode, None);
-            Handled::Reply(Outcome {
-                action: Action::Rejected,
-                rcode,
-                upstream: None,
-            })
+            let asked = pipeline.details().then(|| {
+                query.as_deref().map_or(
+                    Asked {
+                        qname: "".into(),
+                        qtype: 0,
+                    },
+                    Asked::of,
+                )
+            });
+            Handled::Reply(Outcome::new(Action::Rejected, rcode, None), asked)
         }
     }
 }

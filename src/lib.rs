@@ -19,6 +19,8 @@
 //! - [`dns::wire`]: query parsing and response writing on bytes.
 //! - [`pipeline`]: the stages and their order.
 //! - [`server`], [`handler`]: sockets and the per-packet decision.
+//! - [`querylog`]: the JSON Lines query log (bounded queue → writer thread, sessions,
+//!   rotation) and the `sinkhole log` reports that read it.
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
 //! - [`firewall`]: `[firewall]` → an nftables or iptables rule set (pure renderers); only
 //!   `firewall::system` runs `nft` / `iptables-restore`.
@@ -26,7 +28,9 @@
 //!
 //! # Invariants
 //! 1. Only `server` and `handler` touch sockets and packets; stages see a parsed `Query`.
-//! 2. Only `pipeline::upstream` does network I/O on the query path.
+//! 2. Only `pipeline::upstream` does network I/O on the query path. The query log never
+//!    waits: a record is handed over with `try_send` after the answer is sent; a full queue
+//!    drops it and counts it. With the log off, nothing is done per query for it.
 //! 3. A `Blocklist` and a `Config` are immutable once built; a reload builds new ones off the
 //!    query path and swaps an `Arc`.
 //! 4. Every query gets exactly one response, except packets that must not be answered
@@ -43,6 +47,7 @@ pub mod dns;
 pub mod firewall;
 pub mod handler;
 pub mod pipeline;
+pub mod querylog;
 pub mod reload;
 pub mod server;
 pub mod service;

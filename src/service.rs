@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::pipeline::blocking::Blocking;
+use crate::querylog::{self, LogTask, QueryLog};
 use crate::reload::Reloader;
 use crate::server::{Server, Sockets};
 
@@ -36,6 +37,7 @@ pub struct Service {
     server: Server,
     reloader: Arc<Reloader>,
     watch: tokio::task::JoinHandle<()>,
+    log: Option<(QueryLog, LogTask)>,
 }
 
 impl Service {
@@ -48,7 +50,14 @@ impl Service {
         opts: ServiceOptions,
     ) -> std::io::Result<Self> {
         let pipeline = Arc::new(Pipeline::new(&cfg, blocking));
-        let server = Server::start(sockets, Arc::clone(&pipeline), rt, cfg.server.tcp_idle)?;
+        let log = cfg.log.as_ref().map(querylog::start).transpose()?;
+        let server = Server::start(
+            sockets,
+            Arc::clone(&pipeline),
+            log.as_ref().map(|(l, _)| l.clone()),
+            rt,
+            cfg.server.tcp_idle,
+        )?;
         let reloader = Arc::new(Reloader::new(Arc::clone(&pipeline), cfg, opts.config_path));
         let watch = {
             let _g = rt.enter();
@@ -59,7 +68,13 @@ impl Service {
             server,
             reloader,
             watch,
+            log,
         })
+    }
+
+    /// The query log's handle, when the log is on (its counters: written, dropped).
+    pub fn query_log(&self) -> Option<&QueryLog> {
+        self.log.as_ref().map(|(l, _)| l)
     }
 
     /// The pipeline (for tests and metrics).
@@ -72,9 +87,13 @@ impl Service {
         &self.reloader
     }
 
-    /// Stops the listeners and the watcher.
+    /// Stops the listeners and the watcher, then writes out and flushes the queued query
+    /// log records (waiting at most 5 s for the disk).
     pub fn shutdown(self) {
         self.watch.abort();
         self.server.shutdown();
+        if let Some((_, task)) = self.log {
+            task.finish(std::time::Duration::from_secs(5));
+        }
     }
 }

@@ -39,6 +39,8 @@ pub struct Match<'a> {
     pub source: &'a str,
     /// 1-based line in that list.
     pub line: u32,
+    /// The rule's index in its [`Blocklist`], for [`Blocklist::rule`].
+    pub id: u32,
 }
 
 /// Counts from building a [`Blocklist`].
@@ -173,11 +175,23 @@ impl Blocklist {
         &self.arena[e.off as usize..e.off as usize + e.len as usize]
     }
 
-    fn get(&self, name: &[u8]) -> Option<&Entry> {
+    fn get(&self, name: &[u8]) -> Option<u32> {
         let hash = self.hasher.hash_one(name);
         self.table
             .find(hash, |&i| self.name_of(&self.entries[i as usize]) == name)
-            .map(|&i| &self.entries[i as usize])
+            .copied()
+    }
+
+    /// The rule with index `id` (from [`Match::id`]).
+    pub fn rule(&self, id: u32) -> Option<Match<'_>> {
+        let e = self.entries.get(id as usize)?;
+        Some(Match {
+            kind: if e.allow { Kind::Allow } else { Kind::Block },
+            rule: std::str::from_utf8(self.name_of(e)).unwrap_or(""),
+            source: self.sources.get(e.source as usize).map_or("", |s| s),
+            line: e.line,
+            id,
+        })
     }
 
     /// The most specific rule covering `name` (lower case, dotted, no trailing dot), if any.
@@ -190,14 +204,8 @@ impl Blocklist {
         }
         let mut s = name;
         loop {
-            if let Some(e) = self.get(s) {
-                let rule = std::str::from_utf8(self.name_of(e)).unwrap_or("");
-                return Some(Match {
-                    kind: if e.allow { Kind::Allow } else { Kind::Block },
-                    rule,
-                    source: self.sources.get(e.source as usize).map_or("", |s| s),
-                    line: e.line,
-                });
+            if let Some(id) = self.get(s) {
+                return self.rule(id);
             }
             let dot = s.iter().position(|&b| b == b'.')?;
             s = &s[dot + 1..];

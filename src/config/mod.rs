@@ -98,6 +98,23 @@ pub struct Config {
     pub blocking: BlockingConfig,
     /// `[firewall]`, when the file has one.
     pub firewall: Option<FirewallConfig>,
+    /// `[log]`, when the query log is on (a `[log]` section with `enabled = true`).
+    pub log: Option<LogConfig>,
+}
+
+/// `[log]`, validated: the query log is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// The current log file.
+    pub path: PathBuf,
+    /// Rotation size in bytes.
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    pub keep: u32,
+    /// Log networks instead of client addresses.
+    pub anonymize_clients: bool,
+    /// Idle time that ends a client's session.
+    pub session_gap: Duration,
 }
 
 impl Config {
@@ -284,6 +301,7 @@ impl Validator<'_> {
             self.errors.append(&mut v.errors);
             cfg
         });
+        let log = raw.log.and_then(|l| self.log(l, base));
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -308,7 +326,62 @@ impl Validator<'_> {
                 lists,
             },
             firewall,
+            log,
         }
+    }
+
+    fn log(&mut self, l: raw::RawLog, base: Option<&Path>) -> Option<LogConfig> {
+        let mb = *l.max_size_mb.get_ref();
+        if !(mb.is_finite() && (0.001..=1_048_576.0).contains(&mb)) {
+            self.err(
+                l.max_size_mb.span(),
+                "log.max_size_mb",
+                format!("{mb}: must be between 0.001 and 1048576 (MiB)"),
+            );
+        }
+        if *l.keep.get_ref() > 1000 {
+            self.err(l.keep.span(), "log.keep", "at most 1000 rotated files");
+        }
+        let gap = *l.session_gap_s.get_ref();
+        if !(1..=86_400).contains(&gap) {
+            self.err(
+                l.session_gap_s.span(),
+                "log.session_gap_s",
+                format!("{gap}: must be between 1 and 86400 (seconds)"),
+            );
+        }
+        let path = match &l.path {
+            Some(p) if p.get_ref().trim().is_empty() => {
+                self.err(p.span(), "log.path", "empty path");
+                return None;
+            }
+            Some(p) => {
+                let p = PathBuf::from(p.get_ref());
+                match base {
+                    Some(dir) if p.is_relative() => dir.join(p),
+                    _ => p,
+                }
+            }
+            None if l.enabled => {
+                self.err(
+                    0..0,
+                    "log.path",
+                    "the [log] section needs `path` (e.g. path = \"/var/log/sinkhole/queries.jsonl\"), or enabled = false",
+                );
+                return None;
+            }
+            None => return None,
+        };
+        if !l.enabled {
+            return None;
+        }
+        Some(LogConfig {
+            path,
+            max_bytes: (mb.clamp(0.001, 1_048_576.0) * 1_048_576.0) as u64,
+            keep: (*l.keep.get_ref()).min(1000),
+            anonymize_clients: l.anonymize_clients,
+            session_gap: Duration::from_secs(gap.clamp(1, 86_400)),
+        })
     }
 
     fn list_source(
@@ -446,6 +519,44 @@ mod tests {
         assert!(e[0].starts_with("t.toml:2:12: upstream.servers: \"1.1.1.1:5x\": invalid port"));
         assert!(e[1].starts_with("t.toml:4:8: blocking.mode: unknown mode \"drop\""));
         assert!(e[2].starts_with("t.toml:5:17: blocking.sinkhole_ipv4:"));
+    }
+
+    #[test]
+    fn log_section() {
+        let c = Config::parse(
+            "[log]\npath = \"q.jsonl\"\nmax_size_mb = 0.5\nkeep = 2\nsession_gap_s = 5\n",
+            "t.toml",
+            Some(Path::new("/etc/sinkhole")),
+        )
+        .unwrap();
+        let l = c.log.unwrap();
+        assert_eq!(l.path, PathBuf::from("/etc/sinkhole/q.jsonl"));
+        assert_eq!((l.max_bytes, l.keep), (524_288, 2));
+        assert_eq!(l.session_gap, Duration::from_secs(5));
+        assert!(!l.anonymize_clients);
+        let off = Config::parse("[log]\npath = \"q\"\nenabled = false\n", "t.toml", None);
+        assert!(off.unwrap().log.is_none());
+        assert!(Config::parse("", "t.toml", None).unwrap().log.is_none());
+        let e = errs("[log]\npath = \"q\"\nmax_size_mb = 0\nsession_gap_s = 0\nkep = 1\n");
+        assert!(
+            e[0].starts_with("t.toml:5:1: log.kep: unknown field"),
+            "{e:?}"
+        );
+        let e = errs("[log]\npath = \"q\"\nmax_size_mb = 0\nsession_gap_s = 0\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:3:15: log.max_size_mb: 0: must be between"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("t.toml:4:17: log.session_gap_s: 0:"),
+            "{e:?}"
+        );
+        let e = errs("[log]\nkeep = 1\n");
+        assert!(
+            e[0].contains("log.path: the [log] section needs `path`"),
+            "{e:?}"
+        );
     }
 
     #[test]

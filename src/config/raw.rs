@@ -18,6 +18,39 @@ pub struct RawConfig {
     pub blocking: RawBlocking,
     /// `[firewall]` (optional: only `sinkhole firewall` needs it)
     pub firewall: Option<super::firewall::RawFirewall>,
+    /// `[log]` (optional: without it there is no query log)
+    pub log: Option<RawLog>,
+}
+
+/// `[log]`: the query log (JSON Lines).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// The current log file; rotated files get `.1`, `.2`, … after it.
+    pub path: Option<Spanned<String>>,
+    /// `false` turns the log off while keeping the section.
+    pub enabled: bool,
+    /// The current file is rotated when it would grow past this many MiB (fractions allowed).
+    pub max_size_mb: Spanned<f64>,
+    /// Rotated files kept besides the current one.
+    pub keep: Spanned<u32>,
+    /// Log clients as their network (/24, /48) rather than their address.
+    pub anonymize_clients: bool,
+    /// A client silent this many seconds starts a new session.
+    pub session_gap_s: Spanned<u64>,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            path: None,
+            enabled: true,
+            max_size_mb: Spanned::new(0..0, 100.0),
+            keep: Spanned::new(0..0, 5),
+            anonymize_clients: false,
+            session_gap_s: Spanned::new(0..0, 30),
+        }
+    }
 }
 
 /// `[server]`: where to answer.

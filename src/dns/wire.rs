@@ -576,6 +576,9 @@ pub struct Response {
     ttls: Box<[(u16, u32)]>,
     /// How long the answer may be cached (seconds), or `None` when it must not be.
     pub cache_ttl: Option<u32>,
+    /// The answers as text, rendered once for the query log (a cached answer is logged
+    /// many times).
+    answers_text: std::sync::OnceLock<Box<[Box<str>]>>,
 }
 
 /// Why an upstream answer was not usable.
@@ -673,6 +676,7 @@ impl Response {
             wire: wire.into_boxed_slice(),
             ttls: ttls.into_boxed_slice(),
             cache_ttl,
+            answers_text: std::sync::OnceLock::new(),
         })
     }
 
@@ -695,6 +699,35 @@ impl Response {
     /// The response code.
     pub fn rcode(&self) -> u16 {
         u16_at(&self.wire, 2).unwrap_or(0) & 0x000F
+    }
+
+    /// The answer section as text, for the query log: addresses for A/AAAA, targets
+    /// (without the final dot) for CNAME, PTR, NS, MX…, the record data otherwise. Parses
+    /// the message, so it is for the log writer, not for the query path.
+    pub fn answers(&self) -> &[Box<str>] {
+        self.answers_text.get_or_init(|| {
+            use hickory_proto::rr::RData;
+            let Ok(msg) = hickory_proto::op::Message::from_vec(&self.wire) else {
+                return Box::default();
+            };
+            let target = |n: &hickory_proto::rr::Name| {
+                n.to_ascii()
+                    .trim_end_matches('.')
+                    .to_string()
+                    .into_boxed_str()
+            };
+            msg.answers
+                .iter()
+                .map(|r| match &r.data {
+                    RData::A(a) => a.0.to_string().into_boxed_str(),
+                    RData::AAAA(a) => a.0.to_string().into_boxed_str(),
+                    RData::CNAME(n) => target(&n.0),
+                    RData::PTR(n) => target(&n.0),
+                    RData::NS(n) => target(&n.0),
+                    other => other.to_string().into_boxed_str(),
+                })
+                .collect()
+        })
     }
 
     /// Number of answer records.

@@ -54,6 +54,11 @@ impl Blocking {
         &self.list
     }
 
+    /// The rule set, shared (the query log keeps a reference to name the rule).
+    pub fn shared_list(&self) -> &Arc<Blocklist> {
+        &self.list
+    }
+
     /// The block rule deciding `q`, or `None` when the name is not blocked.
     pub fn check(&self, q: &Query) -> Option<Match<'_>> {
         self.list.find(q.name()).filter(|m| m.kind == Kind::Block)

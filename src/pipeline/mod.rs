@@ -9,14 +9,15 @@ pub mod blocking;
 pub mod cache;
 pub mod upstream;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use crate::blocklist::{Blocklist, Kind, Match};
 use crate::config::Config;
-use crate::dns::wire::{self, EDE_NO_REACHABLE_AUTHORITY, Query, rcode};
+use crate::dns::wire::{self, EDE_NO_REACHABLE_AUTHORITY, Query, Response, rcode};
 use blocking::Blocking;
 use cache::Cache;
 use upstream::Upstream;
@@ -36,8 +37,44 @@ pub enum Action {
     Rejected,
 }
 
+/// A rule of a particular [`Blocklist`] snapshot: the query log names it even when a
+/// reload has swapped the list since. Only made when the pipeline keeps details.
+#[derive(Debug, Clone)]
+pub struct RuleRef {
+    /// The list snapshot the rule belongs to.
+    pub list: Arc<Blocklist>,
+    /// The rule's index in it.
+    pub id: u32,
+}
+
+impl RuleRef {
+    fn new(list: &Arc<Blocklist>, m: &Match<'_>) -> Self {
+        Self {
+            list: Arc::clone(list),
+            id: m.id,
+        }
+    }
+
+    /// The rule.
+    pub fn get(&self) -> Option<Match<'_>> {
+        self.list.rule(self.id)
+    }
+}
+
+/// What was answered, for the query log. Empty unless the pipeline keeps details.
+#[derive(Debug, Clone, Default)]
+pub enum Detail {
+    /// Nothing kept.
+    #[default]
+    None,
+    /// A locally written answer (blocked): the address in it, if any.
+    Local(Option<IpAddr>),
+    /// An upstream answer, fresh or from the cache.
+    Response(Arc<Response>),
+}
+
 /// The result of resolving one query: the response bytes are in the caller's buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     /// What was done.
     pub action: Action,
@@ -45,6 +82,23 @@ pub struct Outcome {
     pub rcode: u16,
     /// The upstream that answered, for `Allowed`.
     pub upstream: Option<SocketAddr>,
+    /// The block rule, or the allow rule that let a listed name through (details only).
+    pub rule: Option<RuleRef>,
+    /// The answer (details only).
+    pub detail: Detail,
+}
+
+impl Outcome {
+    /// An outcome without details.
+    pub fn new(action: Action, rcode: u16, upstream: Option<SocketAddr>) -> Self {
+        Self {
+            action,
+            rcode,
+            upstream,
+            rule: None,
+            detail: Detail::None,
+        }
+    }
 }
 
 /// The chain of stages, shared by every listener.
@@ -52,6 +106,7 @@ pub struct Pipeline {
     blocking: ArcSwap<Blocking>,
     cache: Cache,
     upstream: Upstream,
+    details: bool,
 }
 
 impl Pipeline {
@@ -61,7 +116,14 @@ impl Pipeline {
             blocking: ArcSwap::from_pointee(blocking),
             cache: Cache::new(cfg.cache.max_entries),
             upstream: Upstream::new(&cfg.upstream, &cfg.cache),
+            details: cfg.log.is_some(),
         }
+    }
+
+    /// True when outcomes carry the rule and answer (the query log is on). When false,
+    /// nothing is allocated or reference-counted per query for logging.
+    pub fn details(&self) -> bool {
+        self.details
     }
 
     /// Swaps in a new blocking stage (a reload). Queries in flight finish with the old one.
@@ -84,7 +146,8 @@ impl Pipeline {
         // Blocking before the cache: a list change applies at once, and the cache only
         // ever holds upstream answers.
         let blocking = self.blocking.load();
-        if let Some(m) = blocking.check(q) {
+        let found = blocking.list().find(q.name());
+        if let Some(m) = found.filter(|m| m.kind == Kind::Block) {
             let text = if q.edns.is_some() {
                 blocking::ede_text(&m)
             } else {
@@ -92,21 +155,33 @@ impl Pipeline {
             };
             let a = blocking.answer(q, &m, &text);
             wire::write_local(out, q, &a);
-            return Some(Outcome {
-                action: Action::Blocked,
-                rcode: a.rcode,
-                upstream: None,
-            });
+            let mut o = Outcome::new(Action::Blocked, a.rcode, None);
+            if self.details {
+                o.rule = Some(RuleRef::new(blocking.shared_list(), &m));
+                o.detail = Detail::Local(a.address);
+            }
+            return Some(o);
         }
         let mut key = [0u8; 262];
         let key = q.cache_key(&mut key);
         let (resp, age) = self.cache.get(key, Instant::now())?;
         resp.write(out, q, age, limit);
-        Some(Outcome {
-            action: Action::Cached,
-            rcode: resp.rcode(),
-            upstream: None,
-        })
+        let mut o = Outcome::new(Action::Cached, resp.rcode(), None);
+        if self.details {
+            o.rule = found.map(|m| RuleRef::new(blocking.shared_list(), &m));
+            o.detail = Detail::Response(resp);
+        }
+        Some(o)
+    }
+
+    /// The allow rule that lets `q` through although a list covers it (details only).
+    fn exception(&self, q: &Query) -> Option<RuleRef> {
+        if !self.details {
+            return None;
+        }
+        let blocking = self.blocking.load();
+        let m = blocking.list().find(q.name())?;
+        (m.kind == Kind::Allow).then(|| RuleRef::new(blocking.shared_list(), &m))
     }
 
     /// Forwards `q` upstream, caches the answer, and writes the response (SERVFAIL when
@@ -123,13 +198,14 @@ impl Pipeline {
                 resp.write(out, q, 0, limit);
                 let rc = resp.rcode();
                 let mut key = [0u8; 262];
-                self.cache
-                    .put(q.cache_key(&mut key), &Arc::new(resp), Instant::now());
-                Outcome {
-                    action: Action::Allowed,
-                    rcode: rc,
-                    upstream: Some(server),
+                let resp = Arc::new(resp);
+                self.cache.put(q.cache_key(&mut key), &resp, Instant::now());
+                let mut o = Outcome::new(Action::Allowed, rc, Some(server));
+                if self.details {
+                    o.rule = self.exception(q);
+                    o.detail = Detail::Response(resp);
                 }
+                o
             }
             Err(e) => {
                 tracing::debug!(qname = %q.name_lossy(), error = %e, "all upstreams failed");
@@ -142,11 +218,9 @@ impl Pipeline {
                     rcode::SERVFAIL,
                     Some((EDE_NO_REACHABLE_AUTHORITY, "no upstream resolver answered")),
                 );
-                Outcome {
-                    action: Action::Failed,
-                    rcode: rcode::SERVFAIL,
-                    upstream: None,
-                }
+                let mut o = Outcome::new(Action::Failed, rcode::SERVFAIL, None);
+                o.rule = self.exception(q);
+                o
             }
         }
     }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::pipeline::Pipeline;
+use crate::querylog::QueryLog;
 
 /// Receive buffer asked for on UDP sockets, so that bursts are queued rather than dropped.
 const UDP_RCVBUF: usize = 4 << 20;
@@ -109,10 +110,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts serving on `sockets` with `pipeline`; forwards run on `rt`.
+    /// Starts serving on `sockets` with `pipeline`; forwards run on `rt`. Every answered
+    /// query goes to `log`, after its answer was sent.
     pub fn start(
         sockets: Sockets,
         pipeline: Arc<Pipeline>,
+        log: Option<QueryLog>,
         rt: &tokio::runtime::Handle,
         tcp_idle: Duration,
     ) -> std::io::Result<Self> {
@@ -122,6 +125,7 @@ impl Server {
             udp_threads.push(udp::spawn(
                 s,
                 Arc::clone(&pipeline),
+                log.clone(),
                 rt.clone(),
                 Arc::clone(&stop),
             )?);
@@ -130,7 +134,7 @@ impl Server {
         for l in sockets.tcp {
             let _guard = rt.enter();
             let l = tokio::net::TcpListener::from_std(l)?;
-            tcp_tasks.push(rt.spawn(tcp::serve(l, Arc::clone(&pipeline), tcp_idle)));
+            tcp_tasks.push(rt.spawn(tcp::serve(l, Arc::clone(&pipeline), log.clone(), tcp_idle)));
         }
         Ok(Self {
             stop,

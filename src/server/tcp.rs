@@ -8,13 +8,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::handler::{Handled, TCP_LIMIT, handle};
+use crate::handler::{Asked, Handled, TCP_LIMIT, handle};
 use crate::pipeline::Pipeline;
+use crate::querylog::{QueryLog, Record};
 
 /// Most TCP connections served at once.
 const MAX_CONNECTIONS: usize = 512;
 
-pub(super) async fn serve(listener: TcpListener, pipeline: Arc<Pipeline>, idle: Duration) {
+pub(super) async fn serve(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    log: Option<QueryLog>,
+    idle: Duration,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -30,8 +36,9 @@ pub(super) async fn serve(listener: TcpListener, pipeline: Arc<Pipeline>, idle: 
             continue;
         };
         let pipeline = Arc::clone(&pipeline);
+        let log = log.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, &pipeline, idle).await {
+            if let Err(e) = connection(stream, peer.ip(), &pipeline, log.as_ref(), idle).await {
                 tracing::debug!(client = %peer, error = %e, "tcp connection ended");
             }
             drop(permit);
@@ -39,7 +46,13 @@ pub(super) async fn serve(listener: TcpListener, pipeline: Arc<Pipeline>, idle: 
     }
 }
 
-async fn connection(mut s: TcpStream, pipeline: &Pipeline, idle: Duration) -> std::io::Result<()> {
+async fn connection(
+    mut s: TcpStream,
+    client: std::net::IpAddr,
+    pipeline: &Pipeline,
+    log: Option<&QueryLog>,
+    idle: Duration,
+) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut out = Vec::with_capacity(512);
     loop {
@@ -53,17 +66,29 @@ async fn connection(mut s: TcpStream, pipeline: &Pipeline, idle: Duration) -> st
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         let arrived = tokio::time::Instant::now();
-        match handle(pipeline, &buf, true, &mut out) {
-            Handled::Reply(_) => {}
+        let ts = log.map(|_| std::time::SystemTime::now());
+        let logged = match handle(pipeline, &buf, true, &mut out) {
+            Handled::Reply(o, asked) => asked.map(|a| (o, a)),
             Handled::Drop => continue,
             Handled::Forward(q) => {
-                pipeline
+                let o = pipeline
                     .resolve_upstream(&q, arrived, &mut out, TCP_LIMIT)
                     .await;
+                log.map(|_| (o, Asked::of(&q)))
             }
-        }
+        };
         let n = u16::try_from(out.len()).unwrap_or(u16::MAX);
         s.write_all(&n.to_be_bytes()).await?;
         s.write_all(&out).await?;
+        // Log after the answer is sent; never awaits.
+        if let (Some(log), Some(ts), Some((outcome, asked))) = (log, ts, logged) {
+            log.record(Record {
+                ts,
+                client,
+                asked,
+                outcome,
+                elapsed: arrived.elapsed(),
+            });
+        }
     }
 }

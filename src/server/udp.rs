@@ -15,8 +15,9 @@ use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 
 use crate::dns::wire;
-use crate::handler::{Handled, handle};
-use crate::pipeline::Pipeline;
+use crate::handler::{Asked, Handled, handle};
+use crate::pipeline::{Action, Outcome, Pipeline};
+use crate::querylog::{QueryLog, Record};
 
 /// Most forwards in flight per socket.
 const MAX_INFLIGHT: usize = 8192;
@@ -30,6 +31,7 @@ const DATAGRAM: usize = 4096;
 pub(super) fn spawn(
     sock: UdpSocket,
     pipeline: Arc<Pipeline>,
+    log: Option<QueryLog>,
     rt: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -38,7 +40,7 @@ pub(super) fn spawn(
     let sock = Arc::new(sock);
     std::thread::Builder::new()
         .name(name)
-        .spawn(move || run(&sock, &pipeline, &rt, &stop))
+        .spawn(move || run(&sock, &pipeline, log.as_ref(), &rt, &stop))
 }
 
 fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
@@ -51,6 +53,7 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
 fn run(
     sock: &Arc<UdpSocket>,
     pipeline: &Arc<Pipeline>,
+    log: Option<&QueryLog>,
     rt: &tokio::runtime::Handle,
     stop: &AtomicBool,
 ) {
@@ -62,6 +65,8 @@ fn run(
     let mut sheaders = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut got: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
     let mut dests: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
+    // Answers of this batch waiting to be logged once sent (empty when the log is off).
+    let mut logged: Vec<(SocketAddr, Outcome, Asked, std::time::Duration)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         got.clear();
         {
@@ -92,11 +97,17 @@ fn run(
             }
         }
         let arrived = tokio::time::Instant::now();
+        let ts = log.map(|_| std::time::SystemTime::now());
         dests.clear();
         for (i, &(n, src)) in got.iter().enumerate() {
             let out = &mut outs[dests.len()];
             match handle(pipeline, &bufs[i][..n], false, out) {
-                Handled::Reply(_) => dests.push(Some(SockaddrStorage::from(src))),
+                Handled::Reply(o, asked) => {
+                    dests.push(Some(SockaddrStorage::from(src)));
+                    if let Some(a) = asked {
+                        logged.push((src, o, a, arrived.elapsed()));
+                    }
+                }
                 Handled::Drop => {}
                 Handled::Forward(q) => {
                     if inflight.load(Ordering::Relaxed) >= MAX_INFLIGHT {
@@ -109,6 +120,10 @@ fn run(
                             None,
                         );
                         dests.push(Some(SockaddrStorage::from(src)));
+                        if log.is_some() {
+                            let o = Outcome::new(Action::Failed, wire::rcode::SERVFAIL, None);
+                            logged.push((src, o, Asked::of(&q), arrived.elapsed()));
+                        }
                         continue;
                     }
                     inflight.fetch_add(1, Ordering::Relaxed);
@@ -117,21 +132,47 @@ fn run(
                         Arc::clone(pipeline),
                         Arc::clone(&inflight),
                     );
+                    let log = log.cloned().zip(ts);
                     rt.spawn(async move {
                         let mut out = Vec::with_capacity(1500);
                         let limit = q.udp_limit();
-                        pipeline
+                        let o = pipeline
                             .resolve_upstream(&q, arrived, &mut out, limit)
                             .await;
                         if let Err(e) = sock.send_to(&out, src) {
                             tracing::debug!(error = %e, client = %src, "udp send failed");
                         }
                         inflight.fetch_sub(1, Ordering::Relaxed);
+                        if let Some((log, ts)) = log {
+                            log.record(Record {
+                                ts,
+                                client: src.ip(),
+                                asked: Asked::of(&q),
+                                outcome: o,
+                                elapsed: arrived.elapsed(),
+                            });
+                        }
                     });
                 }
             }
         }
         send_batch(fd, &mut sheaders, &outs[..dests.len()], &dests);
+        // Log after send: the answers are out before any logging work.
+        if let (Some(log), Some(ts)) = (log, ts)
+            && !logged.is_empty()
+        {
+            let batch = logged
+                .drain(..)
+                .map(|(src, outcome, asked, elapsed)| Record {
+                    ts,
+                    client: src.ip(),
+                    asked,
+                    outcome,
+                    elapsed,
+                })
+                .collect();
+            log.record_batch(batch);
+        }
     }
 }
 

@@ -97,6 +97,28 @@ impl TestServer {
             .expect("no answer")
     }
 
+    /// A UDP query sent from `src` (any 127.0.0.0/8 address on Linux).
+    pub(crate) async fn query_from(&self, src: &str, name: &str, rt: RecordType) -> Message {
+        let s = UdpSocket::bind((src, 0)).await.unwrap();
+        let q = make_query(name, rt, None);
+        s.send_to(&q.to_vec().unwrap(), self.addr).await.unwrap();
+        let mut buf = vec![0u8; 65535];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), s.recv_from(&mut buf))
+            .await
+            .expect("no answer")
+            .unwrap();
+        let m = Message::from_vec(&buf[..n]).expect("answer does not parse");
+        check_matches(&q, &m);
+        m
+    }
+
+    /// Stops the service (flushing the query log), as a clean shutdown does.
+    pub(crate) fn stop(&mut self) {
+        if let Some(s) = self.service.take() {
+            s.shutdown();
+        }
+    }
+
     pub(crate) async fn query_tcp(&self, name: &str, rt: RecordType) -> Message {
         tcp_exchange(self.addr, &make_query(name, rt, None))
             .await

@@ -10,4 +10,5 @@ mod cli; // the real binary: --version/--help, config check, SIGHUP reload
 mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptables
 mod forward; // forwarding, rcodes, flags, failover, SERVFAIL deadline, TCP fallback
 mod malformed; // bad packets never hurt other clients
+mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
 mod reload; // file-change reload under a query loop

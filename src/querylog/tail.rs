@@ -1,0 +1,251 @@
+//! `sinkhole log tail`: the last records as readable lines (or JSON), filtered by client,
+//! action and name, and with `--follow` the new ones as they arrive, across rotation and
+//! truncation (the file is polled; a renamed file is read to its end before the new one is
+//! opened).
+
+use std::fs::File;
+use std::io::{BufRead as _, BufReader, Seek as _, SeekFrom, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::Entry;
+use super::read::{Warnings, for_each, parse_line};
+
+/// A cheap test on a raw log line (see [`Filter::prefilter`]).
+pub type Prefilter = Box<dyn Fn(&[u8]) -> bool>;
+
+/// Which records to show.
+#[derive(Debug, Default)]
+pub struct Filter {
+    /// Client address or network.
+    pub client: Option<IpNet>,
+    /// `blocked`, `allowed`, …
+    pub action: Option<String>,
+    /// Glob over the query name (`*.example.com`).
+    pub name: Option<globset::GlobMatcher>,
+    /// Only records at or after this time (`ts` text, compared as text: same format).
+    pub since: Option<String>,
+}
+
+impl Filter {
+    /// True when `e` passes.
+    pub fn matches(&self, e: &Entry<'_>) -> bool {
+        if let Some(net) = &self.client {
+            match e.client.parse::<IpAddr>() {
+                Ok(ip) if net.contains(&ip) => {}
+                _ => return false,
+            }
+        }
+        if let Some(a) = &self.action
+            && *e.action != **a
+        {
+            return false;
+        }
+        if let Some(g) = &self.name
+            && !g.is_match(&*e.qname)
+        {
+            return false;
+        }
+        if let Some(s) = &self.since
+            && *e.ts < **s
+        {
+            return false;
+        }
+        true
+    }
+
+    /// A cheap test on the raw line: `false` means the record cannot match. Used to skip
+    /// parsing most lines when a single client is asked for.
+    pub fn prefilter(&self) -> Prefilter {
+        match &self.client {
+            Some(net) if net.prefix_len() == net.max_prefix_len() => {
+                let needle = format!("\"client\":\"{}\"", net.addr()).into_bytes();
+                let finder = memchr::memmem::Finder::new(&needle).into_owned();
+                Box::new(move |line| finder.find(line).is_some())
+            }
+            _ => Box::new(|_| true),
+        }
+    }
+}
+
+/// How a record is shown.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    /// ANSI colours (stdout is a terminal).
+    pub color: bool,
+    /// The JSON line as stored.
+    pub json: bool,
+}
+
+/// One readable line: time, client, action, type, name, and the answer or the rule.
+pub fn render(e: &Entry<'_>, style: Style) -> String {
+    if style.json {
+        return serde_json::to_string(e).unwrap_or_default();
+    }
+    // `2026-11-21T10:00:01.532Z` → `2026-11-21 10:00:01.532`
+    let ts = e.ts.get(..23).unwrap_or(&e.ts).replacen('T', " ", 1);
+    let detail = match (&e.rule, &e.list) {
+        (Some(r), Some(l)) if e.action == "blocked" => format!("{r} ({l})"),
+        (Some(r), Some(l)) => format!("{} [allowed by {r} ({l})]", answers(e)),
+        _ => answers(e),
+    };
+    let action = e.action.to_uppercase();
+    let (on, off) = if style.color {
+        let c = match &*e.action {
+            "blocked" => "\x1b[31m",
+            "allowed" => "\x1b[32m",
+            "cached" => "\x1b[36m",
+            _ => "\x1b[33m",
+        };
+        (c, "\x1b[0m")
+    } else {
+        ("", "")
+    };
+    format!(
+        "{ts} {:<15} {on}{action:<7}{off} {:<5} {} {detail}",
+        e.client, e.qtype, e.qname
+    )
+}
+
+fn answers(e: &Entry<'_>) -> String {
+    if e.answers.is_empty() {
+        e.rcode.to_string()
+    } else {
+        e.answers.join(", ")
+    }
+}
+
+/// Prints the last `lines` matching records; with `follow`, keeps printing new ones until
+/// the output goes away (a write error ends it).
+pub fn run(
+    path: &Path,
+    filter: &Filter,
+    lines: usize,
+    follow: bool,
+    style: Style,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let mut warnings = Warnings::default();
+    let mut last: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let pre = filter.prefilter();
+    // Where the current file ended when it was read, to follow from there.
+    let start = std::fs::metadata(path).ok().map(|m| (m.ino(), m.len()));
+    if lines > 0 {
+        for_each(path, &mut warnings, &*pre, &mut |e| {
+            if filter.matches(&e) {
+                if last.len() == lines {
+                    last.pop_front();
+                }
+                last.push_back(render(&e, style));
+            }
+        });
+    }
+    warnings.finish();
+    for l in &last {
+        writeln!(out, "{l}")?;
+    }
+    out.flush()?;
+    if follow {
+        follow_file(path, start, filter, &*pre, style, out)?;
+    }
+    Ok(())
+}
+
+struct Open {
+    file: BufReader<File>,
+    ino: u64,
+    pos: u64,
+}
+
+fn open_at(path: &Path, pos: u64) -> Option<Open> {
+    let f = File::open(path).ok()?;
+    let ino = f.metadata().ok()?.ino();
+    let mut file = BufReader::new(f);
+    file.seek(SeekFrom::Start(pos)).ok()?;
+    Some(Open { file, ino, pos })
+}
+
+fn follow_file(
+    path: &Path,
+    start: Option<(u64, u64)>,
+    filter: &Filter,
+    pre: &dyn Fn(&[u8]) -> bool,
+    style: Style,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let mut cur: Option<Open> = match start {
+        Some((ino, len)) => open_at(path, len).filter(|o| o.ino == ino),
+        None => None,
+    };
+    // The file may have been rotated between listing and opening: start at its beginning.
+    if cur.is_none() && start.is_some() {
+        cur = open_at(path, 0);
+    }
+    let mut partial: Vec<u8> = Vec::new();
+    let mut warnings = Warnings::default();
+    loop {
+        if let Some(o) = cur.as_mut() {
+            // Read every whole line that is there now.
+            loop {
+                let mut buf = Vec::new();
+                let n = o.file.read_until(b'\n', &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                o.pos += n as u64;
+                partial.extend_from_slice(&buf);
+                if partial.last() != Some(&b'\n') {
+                    break;
+                }
+                let line = partial.strip_suffix(b"\n").unwrap_or(&partial);
+                if !line.is_empty() && pre(line) {
+                    match parse_line(line) {
+                        Ok(e) if filter.matches(&e) => writeln!(out, "{}", render(&e, style))?,
+                        Ok(_) => {}
+                        Err(err) => warnings.warn(&format!(
+                            "{}: unreadable line skipped: {err}",
+                            path.display()
+                        )),
+                    }
+                }
+                partial.clear();
+            }
+            out.flush()?;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        // Rotated (a new file at the path) or truncated: finish the old one, then switch.
+        let meta = std::fs::metadata(path).ok();
+        match (&mut cur, meta) {
+            (Some(o), Some(m)) if m.ino() != o.ino => {
+                let mut rest = Vec::new();
+                if std::io::Read::read_to_end(&mut o.file, &mut rest).is_ok() && !rest.is_empty() {
+                    o.pos += rest.len() as u64;
+                    partial.extend_from_slice(&rest);
+                    // Print the old file's last lines on the next round from the buffer.
+                    for line in partial.split(|&b| b == b'\n') {
+                        if line.is_empty() || !pre(line) {
+                            continue;
+                        }
+                        if let Ok(e) = parse_line(line)
+                            && filter.matches(&e)
+                        {
+                            writeln!(out, "{}", render(&e, style))?;
+                        }
+                    }
+                }
+                partial.clear();
+                cur = open_at(path, 0);
+            }
+            (Some(o), Some(m)) if m.len() < o.pos => {
+                partial.clear();
+                cur = open_at(path, 0);
+            }
+            (None, Some(_)) => cur = open_at(path, 0),
+            _ => {}
+        }
+    }
+}

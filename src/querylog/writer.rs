@@ -1,0 +1,496 @@
+//! The log writer: one OS thread that takes [`Record`]s off the queue, places them in their
+//! client's session, renders them as JSON lines and appends them to `log.path`, rotating by
+//! size. A thread rather than a tokio task: a slow or stuck disk must not hold a runtime
+//! worker that forwards queries.
+//!
+//! Every line is handed to the buffered file in one piece, and the buffer is only ever
+//! written out whole lines at a time, so a reader (`tail -f`) sees whole lines. When the file
+//! cannot be opened or written (folder not writable, disk full) the records are dropped and
+//! counted, the reason is logged once, and opening is retried every few seconds.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read as _, Seek as _, SeekFrom, Write as _};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::sessions::Sessions;
+use super::{Msg, Record, Stats, action_name, qtype_name};
+use crate::config::LogConfig;
+use crate::dns::wire::rcode;
+use crate::pipeline::Detail;
+
+/// How long a failed open waits before the next try.
+const RETRY: Duration = Duration::from_secs(2);
+/// Records written between two flushes at most, under load.
+const FLUSH_EVERY: usize = 4096;
+/// Pause between two looks at the queue while records are coming in.
+pub const POLL_BUSY: Duration = Duration::from_millis(10);
+/// Pause between two looks at the queue when it was empty.
+pub const POLL_IDLE: Duration = Duration::from_millis(50);
+
+/// `2026-11-21T10:00:01.532Z`
+pub fn format_ts(t: SystemTime) -> String {
+    let dt = time::OffsetDateTime::from(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        dt.millisecond()
+    )
+}
+
+/// Unix time in milliseconds.
+pub fn unix_ms(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The client as logged: with anonymizing, its /24 (IPv4) or /48 (IPv6) network address.
+pub fn client_text(ip: IpAddr, anonymize: bool) -> String {
+    if !anonymize {
+        return ip.to_string();
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            std::net::Ipv4Addr::new(a, b, c, 0).to_string()
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string()
+        }
+    }
+}
+
+/// The rotated file number `n` of `path` (`queries.jsonl.1` is the newest).
+pub fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+/// The writer's state; [`Writer::run`] is its thread.
+#[derive(Debug)]
+pub struct Writer {
+    cfg: LogConfig,
+    stats: Arc<Stats>,
+    sessions: Sessions,
+    out: Option<BufWriter<File>>,
+    size: u64,
+    /// Records in the buffer, not yet known to be on disk.
+    pending: u64,
+    retry_at: Option<Instant>,
+    failing: bool,
+    line: Vec<u8>,
+    reported_drops: u64,
+    last_ts: (SystemTime, String),
+    last_client: (IpAddr, String),
+}
+
+impl Writer {
+    /// A writer for `cfg`, counting into `stats`.
+    pub fn new(cfg: LogConfig, stats: Arc<Stats>) -> Self {
+        let gap = i64::try_from(cfg.session_gap.as_millis()).unwrap_or(i64::MAX);
+        Self {
+            cfg,
+            stats,
+            sessions: Sessions::new(gap),
+            out: None,
+            size: 0,
+            pending: 0,
+            retry_at: None,
+            failing: false,
+            line: Vec::with_capacity(512),
+            reported_drops: 0,
+            last_ts: (SystemTime::UNIX_EPOCH, String::new()),
+            last_client: (IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), String::new()),
+        }
+    }
+
+    /// Writes records until [`Msg::Stop`] (then what is still queued) or until every sender
+    /// is gone; flushes at the end.
+    ///
+    /// The writer polls the queue (every [`POLL_BUSY`] under load, [`POLL_IDLE`] when quiet)
+    /// instead of sleeping on it: a sleeping receiver would make every `try_send` on the
+    /// query path pay for a wake-up (a futex call and a context switch).
+    pub fn run(mut self, rx: &Receiver<Msg>) {
+        tracing::info!(path = %self.cfg.path.display(), "query log on");
+        self.open();
+        let mut last_report = Instant::now();
+        loop {
+            let mut n = 0usize;
+            let mut unflushed = 0usize;
+            let mut stopping = false;
+            let mut gone = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(Msg::Record(r)) => {
+                        self.write(&r);
+                        n += 1;
+                        unflushed += 1;
+                    }
+                    Ok(Msg::Batch(v)) => {
+                        for r in &v {
+                            self.write(r);
+                        }
+                        n += v.len();
+                        unflushed += v.len();
+                    }
+                    Ok(Msg::Stop) => stopping = true,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        gone = true;
+                        break;
+                    }
+                }
+                if unflushed >= FLUSH_EVERY {
+                    self.flush();
+                    unflushed = 0;
+                }
+            }
+            self.flush();
+            if stopping || gone {
+                break;
+            }
+            if last_report.elapsed() >= Duration::from_secs(1) {
+                self.report_drops();
+                last_report = Instant::now();
+            }
+            std::thread::sleep(if n > 0 { POLL_BUSY } else { POLL_IDLE });
+        }
+        self.report_drops();
+        tracing::info!(
+            written = self.stats.written.load(Ordering::Relaxed),
+            dropped = self.stats.dropped.load(Ordering::Relaxed),
+            "query log closed"
+        );
+    }
+
+    fn report_drops(&mut self) {
+        let d = self.stats.dropped.load(Ordering::Relaxed);
+        if d != self.reported_drops {
+            tracing::warn!(
+                dropped = d,
+                since_last = d - self.reported_drops,
+                "query log: records dropped (queue full or file not writable)"
+            );
+            self.reported_drops = d;
+        }
+    }
+
+    fn drop_records(&self, n: u64) {
+        self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Opens (or re-opens) the current file for appending. On failure the reason is logged
+    /// once per failure spell and the next try waits [`RETRY`].
+    fn open(&mut self) -> bool {
+        if self.out.is_some() {
+            return true;
+        }
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        match open_append(&self.cfg.path) {
+            Ok((f, size)) => {
+                if self.failing {
+                    tracing::info!(path = %self.cfg.path.display(), "query log: writing again");
+                }
+                self.failing = false;
+                self.retry_at = None;
+                self.size = size;
+                self.out = Some(BufWriter::with_capacity(64 * 1024, f));
+                true
+            }
+            Err(e) => {
+                self.fail(&format!("cannot open {}: {e}", self.cfg.path.display()));
+                false
+            }
+        }
+    }
+
+    fn fail(&mut self, why: &str) {
+        if !self.failing {
+            tracing::warn!(
+                "query log: {why}; queries are still answered, records are dropped and counted until it works again"
+            );
+        }
+        self.failing = true;
+        self.retry_at = Some(Instant::now() + RETRY);
+        if let Some(w) = self.out.take() {
+            // Whatever is still buffered is lost with the failed file.
+            let (_f, _lost) = w.into_parts();
+        }
+        self.drop_records(self.pending);
+        self.pending = 0;
+    }
+
+    fn flush(&mut self) {
+        let Some(w) = self.out.as_mut() else { return };
+        match w.flush() {
+            Ok(()) => {
+                self.stats
+                    .written
+                    .fetch_add(self.pending, Ordering::Relaxed);
+                self.pending = 0;
+            }
+            Err(e) => self.fail(&format!("cannot write {}: {e}", self.cfg.path.display())),
+        }
+    }
+
+    /// Renders `r` as one JSON line into `self.line`. Written by hand rather than through
+    /// serde: this is most of the writer's work per query. The timestamp and client text
+    /// are reused from the previous record when equal (a UDP batch shares its arrival time).
+    fn render(&mut self, r: &Record) {
+        use std::io::Write as _;
+        if self.last_ts.0 != r.ts || self.last_ts.1.is_empty() {
+            self.last_ts = (r.ts, format_ts(r.ts));
+        }
+        if self.last_client.0 != r.client || self.last_client.1.is_empty() {
+            self.last_client = (r.client, client_text(r.client, self.cfg.anonymize_clients));
+        }
+        let mark = self.sessions.mark(r.client, unix_ms(r.ts), &r.asked.qname);
+        let l = &mut self.line;
+        l.clear();
+        l.extend_from_slice(b"{\"ts\":");
+        json_str(l, &self.last_ts.1);
+        l.extend_from_slice(b",\"client\":");
+        json_str(l, &self.last_client.1);
+        l.extend_from_slice(b",\"qname\":");
+        json_str(l, &r.asked.qname);
+        l.extend_from_slice(b",\"qtype\":");
+        json_str(l, &qtype_name(r.asked.qtype));
+        l.extend_from_slice(b",\"action\":");
+        json_str(l, action_name(r.outcome.action));
+        match r.outcome.rule.as_ref().and_then(|x| x.get()) {
+            Some(m) => {
+                l.extend_from_slice(b",\"rule\":");
+                json_str(l, m.rule);
+                l.extend_from_slice(b",\"list\":");
+                if m.source.is_empty() {
+                    json_str(l, "builtin");
+                } else {
+                    json_str(l, &format!("{}:{}", m.source, m.line));
+                }
+            }
+            None => l.extend_from_slice(b",\"rule\":null,\"list\":null"),
+        }
+        l.extend_from_slice(b",\"rcode\":");
+        json_str(l, rcode::name(r.outcome.rcode));
+        l.extend_from_slice(b",\"answers\":[");
+        match &r.outcome.detail {
+            Detail::None | Detail::Local(None) => {}
+            Detail::Local(Some(a)) => json_str(l, &a.to_string()),
+            Detail::Response(resp) => {
+                for (i, a) in resp.answers().iter().enumerate() {
+                    if i > 0 {
+                        l.push(b',');
+                    }
+                    json_str(l, a);
+                }
+            }
+        }
+        l.extend_from_slice(b"],\"upstream\":");
+        match r.outcome.upstream {
+            Some(u) => json_str(l, &u.to_string()),
+            None => l.extend_from_slice(b"null"),
+        }
+        let _ = writeln!(
+            l,
+            ",\"elapsed_us\":{},\"session\":{},\"seq\":{},\"new\":{}}}",
+            r.elapsed.as_micros(),
+            mark.session,
+            mark.seq,
+            mark.new
+        );
+    }
+
+    fn write(&mut self, r: &Record) {
+        // Sessions count every record, also those that cannot be written.
+        self.render(r);
+        if self.line.len() <= 1 || !self.open() {
+            self.drop_records(1);
+            return;
+        }
+        let len = self.line.len() as u64;
+        if self.size > 0 && self.size + len > self.cfg.max_bytes {
+            self.rotate();
+            if !self.open() {
+                self.drop_records(1);
+                return;
+            }
+        }
+        let Some(w) = self.out.as_mut() else {
+            self.drop_records(1);
+            return;
+        };
+        match w.write_all(&self.line) {
+            Ok(()) => {
+                self.size += len;
+                self.pending += 1;
+            }
+            Err(e) => {
+                self.pending += 1;
+                self.fail(&format!("cannot write {}: {e}", self.cfg.path.display()));
+            }
+        }
+    }
+
+    /// `path` → `path.1` → … → `path.keep`; the oldest beyond `keep` is removed.
+    fn rotate(&mut self) {
+        self.flush();
+        self.out = None;
+        let path = self.cfg.path.clone();
+        let keep = self.cfg.keep;
+        // Only a regular file is rotated (never /dev/null or a FIFO someone pointed us at).
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            self.size = 0;
+            return;
+        }
+        let res = if keep == 0 {
+            std::fs::remove_file(&path)
+        } else {
+            let _ = std::fs::remove_file(rotated(&path, keep));
+            for i in (1..keep).rev() {
+                let from = rotated(&path, i);
+                if from.exists() {
+                    let _ = std::fs::rename(&from, rotated(&path, i + 1));
+                }
+            }
+            std::fs::rename(&path, rotated(&path, 1))
+        };
+        if let Err(e) = res {
+            tracing::warn!(path = %path.display(), error = %e, "query log: rotation failed; appending to the current file");
+        }
+        self.size = 0;
+    }
+}
+
+/// Appends `s` as a JSON string (RFC 8259 escaping).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let b = s.as_bytes();
+    if !b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\') {
+        out.extend_from_slice(b);
+    } else {
+        for &c in b {
+            match c {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                c if c < 0x20 => {
+                    out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// Opens `path` for appending; when its last line is torn (a crash, a full disk), ends it
+/// first so that the next record starts on a line of its own.
+fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
+    let mut size = f.metadata()?.len();
+    if size > 0 {
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(size - 1))?;
+        f.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            f.write_all(b"\n")?;
+            size += 1;
+        }
+    }
+    Ok((f, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_millis() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(format_ts(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(unix_ms(t), 1_700_000_000_123);
+    }
+
+    #[test]
+    fn anonymized_clients_keep_their_network() {
+        let v4: IpAddr = "192.168.1.77".parse().unwrap();
+        let v6: IpAddr = "2001:db8:1:2:3::9".parse().unwrap();
+        assert_eq!(client_text(v4, false), "192.168.1.77");
+        assert_eq!(client_text(v4, true), "192.168.1.0");
+        assert_eq!(client_text(v6, true), "2001:db8:1::");
+    }
+
+    #[test]
+    fn rendered_lines_are_json_entries() {
+        use crate::handler::Asked;
+        use crate::pipeline::{Action, Detail, Outcome};
+        let cfg = LogConfig {
+            path: PathBuf::from("/nonexistent/q.jsonl"),
+            max_bytes: 1 << 20,
+            keep: 1,
+            anonymize_clients: false,
+            session_gap: Duration::from_secs(30),
+        };
+        let mut w = Writer::new(cfg, Arc::default());
+        let mut o = Outcome::new(Action::Blocked, 3, Some("9.9.9.9:53".parse().unwrap()));
+        o.detail = Detail::Local(Some("0.0.0.0".parse().unwrap()));
+        let r = Record {
+            ts: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            client: "192.0.2.7".parse().unwrap(),
+            asked: Asked {
+                qname: "we\"ird\\na\tme.example".into(),
+                qtype: 65,
+            },
+            outcome: o,
+            elapsed: Duration::from_micros(42),
+        };
+        w.render(&r);
+        let line = std::str::from_utf8(&w.line).unwrap();
+        assert!(line.ends_with("}\n"));
+        let e: super::super::Entry<'_> = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(e.ts, "2023-11-14T22:13:20.123Z");
+        assert_eq!(e.client, "192.0.2.7");
+        assert_eq!(e.qname, "we\"ird\\na\tme.example");
+        assert_eq!(e.qtype, "HTTPS");
+        assert_eq!(e.action, "blocked");
+        assert_eq!((e.rule, e.list), (None, None));
+        assert_eq!(e.rcode, "NXDOMAIN");
+        assert_eq!(e.answers, ["0.0.0.0"]);
+        assert_eq!(e.upstream.as_deref(), Some("9.9.9.9:53"));
+        assert_eq!((e.elapsed_us, e.session, e.seq, e.new), (42, 1, 1, true));
+    }
+
+    #[test]
+    fn torn_last_line_is_ended_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("q.jsonl");
+        std::fs::write(&p, "{\"a\":1}\n{\"b\":").unwrap();
+        let (_f, size) = open_append(&p).unwrap();
+        assert_eq!(size, 14);
+        assert!(std::fs::read_to_string(&p).unwrap().ends_with("{\"b\":\n"));
+    }
+}
