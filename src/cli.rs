@@ -327,12 +327,15 @@ fn config_check(file: &PathBuf) -> ExitCode {
     };
     match Blocking::load(&cfg.blocking) {
         Ok((b, reports)) => {
-            let skipped: usize = reports.iter().map(|r| r.errors.len()).sum();
+            let skipped: usize = reports.iter().map(|r| r.skipped_total()).sum();
             for r in &reports {
+                if let Some(w) = &r.warning {
+                    eprintln!("{}: warning: {w}", r.display);
+                }
                 for e in &r.errors {
                     eprintln!(
-                        "{}:{}: warning: {}: skipped {:?}",
-                        r.display, e.line, e.reason, e.text
+                        "{}:{}: warning: {}: skipped {:?} ({})",
+                        r.display, e.line, e.detail, e.text, e.reason
                     );
                 }
             }

@@ -50,6 +50,10 @@ impl Reloader {
             .filter_map(|s| match &s.location {
                 Location::File(p) => Some(p.clone()),
                 Location::Embedded(_) => None,
+                Location::Url(u) => Some(crate::blocklist::fetch::cache_path(
+                    &cfg.blocking.cache_dir,
+                    u,
+                )),
             })
             .collect()
     }

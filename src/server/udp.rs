@@ -65,9 +65,17 @@ fn run(
     while !stop.load(Ordering::Relaxed) {
         got.clear();
         {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
-                bufs.iter_mut().map(|b| [IoSliceMut::new(&mut b[..])]).collect();
-            match recvmmsg(fd, &mut rheaders, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
+                .iter_mut()
+                .map(|b| [IoSliceMut::new(&mut b[..])])
+                .collect();
+            match recvmmsg(
+                fd,
+                &mut rheaders,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
                 Ok(msgs) => {
                     for m in msgs {
                         if let Some(a) = m.address.as_ref().and_then(to_std) {
@@ -92,17 +100,29 @@ fn run(
                 Handled::Drop => {}
                 Handled::Forward(q) => {
                     if inflight.load(Ordering::Relaxed) >= MAX_INFLIGHT {
-                        wire::write_error(out, q.id, q.flags, Some(&q), wire::rcode::SERVFAIL, None);
+                        wire::write_error(
+                            out,
+                            q.id,
+                            q.flags,
+                            Some(&q),
+                            wire::rcode::SERVFAIL,
+                            None,
+                        );
                         dests.push(Some(SockaddrStorage::from(src)));
                         continue;
                     }
                     inflight.fetch_add(1, Ordering::Relaxed);
-                    let (sock, pipeline, inflight) =
-                        (Arc::clone(sock), Arc::clone(pipeline), Arc::clone(&inflight));
+                    let (sock, pipeline, inflight) = (
+                        Arc::clone(sock),
+                        Arc::clone(pipeline),
+                        Arc::clone(&inflight),
+                    );
                     rt.spawn(async move {
                         let mut out = Vec::with_capacity(1500);
                         let limit = q.udp_limit();
-                        pipeline.resolve_upstream(&q, arrived, &mut out, limit).await;
+                        pipeline
+                            .resolve_upstream(&q, arrived, &mut out, limit)
+                            .await;
                         if let Err(e) = sock.send_to(&out, src) {
                             tracing::debug!(error = %e, client = %src, "udp send failed");
                         }
