@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::parse::{Kind, Line, LineError, SkipReason, excerpt, for_each_line};
+use super::parse::{Kind, Line, LineError, SkipReason, excerpt, parse_line};
 use super::{Blocklist, BlocklistBuilder, Inserted};
 
 /// The lists shipped in `blocklists/`, compiled into the binary so that the embedded default
@@ -182,6 +182,65 @@ pub fn read_file(display: &str, path: &Path) -> Result<String, BlocklistError> {
     decode(display, std::fs::read(path).map_err(io)?)
 }
 
+/// Streams the lines of a file list to `f(line_number, line)` without holding the whole file:
+/// refuses oversized, binary (NUL bytes) and HTML files, replaces undecodable bytes (with one
+/// warning), and numbers lines from 1 (`\n` or `\r\n` endings).
+pub fn stream_file(
+    list: &str,
+    path: &Path,
+    mut f: impl FnMut(u32, &str),
+) -> Result<(), BlocklistError> {
+    use std::io::BufRead as _;
+    let io = |source| BlocklistError::Io {
+        path: list.to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > MAX_LIST_BYTES {
+        return Err(BlocklistError::TooLarge {
+            path: list.to_string(),
+            size,
+            max: MAX_LIST_BYTES,
+        });
+    }
+    let mut r = std::io::BufReader::with_capacity(256 << 10, file);
+    if looks_like_html(r.fill_buf().map_err(io)?) {
+        return Err(BlocklistError::Html {
+            path: list.to_string(),
+        });
+    }
+    let mut buf = Vec::with_capacity(256);
+    let mut n: u32 = 0;
+    let mut warned = false;
+    loop {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf).map_err(io)? == 0 {
+            return Ok(());
+        }
+        n = n.saturating_add(1);
+        if buf.contains(&0) {
+            return Err(BlocklistError::Binary {
+                path: list.to_string(),
+            });
+        }
+        let line = match std::str::from_utf8(&buf) {
+            Ok(l) => std::borrow::Cow::Borrowed(l),
+            Err(_) => {
+                if !warned {
+                    tracing::warn!(
+                        "{}:{n}: list is not valid UTF-8; undecodable bytes replaced (those lines are skipped)",
+                        list
+                    );
+                    warned = true;
+                }
+                String::from_utf8_lossy(&buf)
+            }
+        };
+        f(n, line.strip_suffix('\n').unwrap_or(&line));
+    }
+}
+
 /// Reads the text of a source. A URL list is read from its cached copy in `cache_dir`;
 /// `Ok(None)` when there is none yet.
 pub fn read_source(src: &ListSource, cache_dir: &Path) -> Result<Option<String>, BlocklistError> {
@@ -225,26 +284,43 @@ pub fn load_all_with(
             display: src.display.clone(),
             ..ListReport::default()
         };
-        let Some(text) = read_source(src, cache_dir)? else {
-            report.warning = Some(format!(
-                "no cached copy in {} yet; the list is empty until a download succeeds",
-                cache_dir.display()
-            ));
-            reports.push(report);
-            continue;
+        let path = match &src.location {
+            Location::File(p) => Some(p.clone()),
+            Location::Url(u) => Some(super::fetch::cache_path(cache_dir, u)),
+            Location::Embedded(_) => None,
         };
-        // About one rule per 25 bytes of text in real lists.
-        builder.reserve(text.len() / 25);
         let id = builder.add_source(&src.display);
-        add_text(
-            &mut builder,
-            &text,
+        let mut lines = LineSink {
+            builder: &mut builder,
             src,
             id,
-            &mut report,
-            &mut badfilters,
+            report: &mut report,
+            badfilters: &mut badfilters,
             keep_all_errors,
-        );
+            buf: String::with_capacity(256),
+        };
+        match path {
+            Some(p) if matches!(src.location, Location::Url(_)) && !p.exists() => {
+                report.warning = Some(format!(
+                    "no cached copy in {} yet; the list is empty until a download succeeds",
+                    cache_dir.display()
+                ));
+            }
+            Some(p) => {
+                // About one rule per 25 bytes in real lists.
+                let size = std::fs::metadata(&p).map_or(0, |m| m.len());
+                lines
+                    .builder
+                    .reserve(usize::try_from(size / 25).unwrap_or(0));
+                stream_file(&src.display, &p, |n, raw| lines.line(n, raw))?;
+            }
+            None => {
+                let text = read_source(src, cache_dir)?.unwrap_or_default();
+                for (i, raw) in text.split('\n').enumerate() {
+                    lines.line(u32::try_from(i + 1).unwrap_or(u32::MAX), raw);
+                }
+            }
+        }
         report.elapsed = start.elapsed();
         reports.push(report);
     }
@@ -254,16 +330,18 @@ pub fn load_all_with(
     Ok((builder.build(), reports))
 }
 
-fn add_text(
-    builder: &mut BlocklistBuilder,
-    text: &str,
-    src: &ListSource,
+struct LineSink<'a> {
+    builder: &'a mut BlocklistBuilder,
+    src: &'a ListSource,
     id: u16,
-    report: &mut ListReport,
-    badfilters: &mut Vec<(String, Kind)>,
+    report: &'a mut ListReport,
+    badfilters: &'a mut Vec<(String, Kind)>,
     keep_all_errors: bool,
-) {
-    let count = |report: &mut ListReport, kind: Kind, outcome: Inserted| {
+    buf: String,
+}
+
+impl LineSink<'_> {
+    fn count(report: &mut ListReport, kind: Kind, outcome: Inserted) {
         report.entries += 1;
         if kind == Kind::Allow {
             report.exceptions += 1;
@@ -271,12 +349,11 @@ fn add_text(
         if outcome != Inserted::New {
             report.duplicates += 1;
         }
-    };
-    for_each_line(
-        text,
-        src.kind,
-        src.exact,
-        |line, raw, parsed| match parsed {
+    }
+
+    fn line(&mut self, line: u32, raw: &str) {
+        let (id, builder) = (self.id, &mut *self.builder);
+        match parse_line(raw, self.src.kind, self.src.exact, &mut self.buf) {
             Line::Empty => {}
             Line::Name {
                 name,
@@ -285,28 +362,28 @@ fn add_text(
                 important,
             } => {
                 let o = builder.insert(name, kind, exact, important, id, line);
-                count(report, kind, o);
+                Self::count(self.report, kind, o);
             }
             Line::Names { names, kind, exact } => {
                 for n in &names {
                     let o = builder.insert(n, kind, exact, false, id, line);
-                    count(report, kind, o);
+                    Self::count(self.report, kind, o);
                 }
             }
-            Line::BadFilter { name, kind } => badfilters.push((name.to_string(), kind)),
+            Line::BadFilter { name, kind } => self.badfilters.push((name.to_string(), kind)),
             Line::Pattern {
                 pattern,
                 text,
                 kind,
             } => {
-                report.patterns += 1;
+                self.report.patterns += 1;
                 builder.insert_pattern(pattern, &text, kind, id, line);
             }
             Line::Skip(reason, detail) => {
-                let n = report.skipped.entry(reason).or_insert(0);
+                let n = self.report.skipped.entry(reason).or_insert(0);
                 *n += 1;
-                if keep_all_errors || *n <= REPORTED_ERRORS {
-                    report.errors.push(LineError {
+                if self.keep_all_errors || *n <= REPORTED_ERRORS {
+                    self.report.errors.push(LineError {
                         line,
                         text: excerpt(raw),
                         reason,
@@ -314,8 +391,8 @@ fn add_text(
                     });
                 }
             }
-        },
-    );
+        }
+    }
 }
 
 /// Logs a load: one info line per list and a warning per kept skipped line (the first
