@@ -1,4 +1,5 @@
-//! The command line: `serve`, `config check`, `firewall show|check|apply|remove|confirm`. One function per subcommand; each returns an
+//! The command line: `serve`, `config check`, `firewall show|check|apply|remove|confirm`,
+//! `lists check|lint|convert|add|remove|update` (in `cli_lists`). One function per subcommand; each returns an
 //! exit code (0 ok, 1 runtime failure, 2 config or usage error).
 
 use std::io::{IsTerminal as _, Write as _};
@@ -43,6 +44,95 @@ pub enum Command {
     /// Firewall companion: rules that make the resolver the only way out for DNS.
     #[command(subcommand)]
     Firewall(FirewallCommand),
+    /// Blocklist maintenance: check names, lint, convert, edit, download.
+    #[command(subcommand)]
+    Lists(ListsCommand),
+}
+
+/// `--to` of `lists convert`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    /// One name per line.
+    Domains,
+    /// `0.0.0.0 name`.
+    Hosts,
+    /// `||name^`.
+    Adblock,
+    /// `address=/name/#`.
+    Dnsmasq,
+    /// `local-zone: "name." always_nxdomain`.
+    Unbound,
+    /// A Response Policy Zone (`CNAME .`).
+    Rpz,
+}
+
+/// `sinkhole lists …`
+#[derive(Debug, Subcommand)]
+pub enum ListsCommand {
+    /// For each name: blocked or allowed, and every rule that matched it (file:line).
+    Check {
+        /// Config file (the same as `serve`'s); without it, the embedded default.
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Names to check.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Invalid lines, duplicates, redundant entries, entries an allow cancels; exit 1 when a
+    /// line is invalid.
+    Lint {
+        /// Config file (accepted for symmetry; lint reads the files given).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// List files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print the combined set of the files in another format.
+    Convert {
+        /// Output format.
+        #[arg(long, value_enum)]
+        to: FormatArg,
+        /// Config file (accepted for symmetry; convert reads the files given).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// List files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Add names to a list file (in place, atomically; comments and order kept).
+    Add {
+        /// Names to add.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// The list file.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// A comment written after each added name.
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
+        /// Config file (accepted for symmetry).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Remove names from a list file (in place, atomically; comments and order kept).
+    Remove {
+        /// Names to remove.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// The list file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Config file (accepted for symmetry).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Download the URL lists of the config now (conditional requests; last good copy kept).
+    Update {
+        /// Config file.
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Options every `sinkhole firewall` subcommand takes.
@@ -134,6 +224,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
         Command::Firewall(cmd) => firewall(cmd),
+        Command::Lists(cmd) => crate::cli_lists::run(cmd),
     }
 }
 
@@ -303,7 +394,7 @@ fn firewall_apply(
     anyhow::bail!("{why}: rolled back to the previous rules")
 }
 
-fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     match path {
         None => Ok(Config::embedded_default()),
         Some(p) => Config::load(p).map_err(|errs| {

@@ -22,7 +22,7 @@
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
 //! - [`firewall`]: `[firewall]` → an nftables or iptables rule set (pure renderers); only
 //!   `firewall::system` runs `nft` / `iptables-restore`.
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line (`cli_lists`: `sinkhole lists …`).
 //!
 //! # Invariants
 //! 1. Only `server` and `handler` touch sockets and packets; stages see a parsed `Query`.
@@ -38,6 +38,7 @@
 
 pub mod blocklist;
 pub mod cli;
+mod cli_lists;
 pub mod config;
 pub mod dns;
 pub mod firewall;

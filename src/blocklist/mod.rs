@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod load;
 pub mod parse;
 pub mod patterns;
+pub mod tools;
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
