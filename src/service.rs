@@ -36,6 +36,7 @@ pub struct Service {
     server: Server,
     reloader: Arc<Reloader>,
     watch: tokio::task::JoinHandle<()>,
+    refresh: tokio::task::JoinHandle<()>,
 }
 
 impl Service {
@@ -50,15 +51,19 @@ impl Service {
         let pipeline = Arc::new(Pipeline::new(&cfg, blocking));
         let server = Server::start(sockets, Arc::clone(&pipeline), rt, cfg.server.tcp_idle)?;
         let reloader = Arc::new(Reloader::new(Arc::clone(&pipeline), cfg, opts.config_path));
-        let watch = {
+        let (watch, refresh) = {
             let _g = rt.enter();
-            reloader.spawn_watch(opts.watch_interval)
+            (
+                reloader.spawn_watch(opts.watch_interval),
+                reloader.spawn_refresh(),
+            )
         };
         Ok(Self {
             pipeline,
             server,
             reloader,
             watch,
+            refresh,
         })
     }
 
@@ -72,9 +77,10 @@ impl Service {
         &self.reloader
     }
 
-    /// Stops the listeners and the watcher.
+    /// Stops the listeners, the watcher and the list downloads.
     pub fn shutdown(self) {
         self.watch.abort();
+        self.refresh.abort();
         self.server.shutdown();
     }
 }

@@ -322,6 +322,13 @@ pub fn parse_line<'b>(
         }
         return name_line(rest, kind, false, important, badfilter, buf);
     }
+    // `|name^`: a name anchored at both ends, i.e. this name only.
+    if let Some(rest) = s.strip_prefix('|')
+        && let Some(name) = rest.strip_suffix('|').unwrap_or(rest).strip_suffix('^')
+        && !name.contains(['/', ':', '^', '|', '&', '=', '?', '*', '['])
+    {
+        return name_line(name, kind, true, important, badfilter, buf);
+    }
     if important || badfilter {
         return Line::Skip(
             SkipReason::UnsupportedModifier,
@@ -388,7 +395,7 @@ pub fn parse_line<'b>(
         }
         return name_line(rest, kind, false, false, false, buf);
     }
-    if first.contains(['*', '?', '[']) {
+    if first.contains(['*', '?', '[', '{']) {
         return glob_line(first, kind);
     }
     if let Some(rest) = first.strip_prefix('.') {
@@ -433,10 +440,15 @@ fn modifiers(mods: &str) -> Result<((), bool, bool), Line<'static>> {
 }
 
 fn looks_like_regex(s: &str) -> bool {
+    // Names never hold `/`, `:` or `&`; lines with them are URL rules, not name regexes.
+    if s.contains(['/', '&', '=']) || s.replace("[:", "").replace(":]", "").contains(':') {
+        return false;
+    }
     s.starts_with('^')
         || s.ends_with('$')
         || s.starts_with("(^")
-        || s.contains(['\\', '(', ')', '{', '}', '+'])
+        || s.contains(['\\', '(', ')', '+'])
+        || s.contains('{') && s.contains(|c: char| c.is_ascii_digit()) && !s.contains(",*")
         || s.contains('|') && !s.starts_with('|')
 }
 
@@ -446,6 +458,10 @@ fn regex_line(re: &str, kind: Kind) -> Line<'static> {
         .size_limit(1 << 20)
         .build()
     {
+        Ok(r) if r.is_match("") => Line::Skip(
+            SkipReason::BadRegex,
+            "regex matches the empty string, so every name".into(),
+        ),
         Ok(_) => Line::Pattern {
             pattern: PatternKind::Regex,
             text: re.to_string(),
@@ -868,6 +884,15 @@ mod tests {
             glob("{clk.rtpdn*.com,*.clk.rtpdn*.com}")
         );
         assert_eq!(one("||tracker."), glob("{tracker.*,*.tracker.*}"));
+        assert_eq!(one("{a.x*.com,*.a.x*.com}"), glob("{a.x*.com,*.a.x*.com}"));
+        assert_eq!(
+            one("@@|core.crazyegg.com^|"),
+            Line::Names {
+                names: vec!["core.crazyegg.com".into()],
+                kind: Kind::Allow,
+                exact: true
+            }
+        );
         assert!(matches!(
             one("/^ad[sx]\\./"),
             Line::Pattern {
@@ -892,6 +917,8 @@ mod tests {
             }
         ));
         assert_eq!(reason("/(unclosed/"), SkipReason::BadRegex);
+        assert_eq!(reason("/a|/"), SkipReason::BadRegex);
+        assert_eq!(reason("/api/cmp_tracker|"), SkipReason::UrlRule);
         assert_eq!(one("bücher.de"), block("xn--bcher-kva.de"));
     }
 
