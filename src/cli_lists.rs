@@ -3,7 +3,7 @@
 //! command reports (invalid lines, names not found, downloads failed), 2 config or usage error.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -257,7 +257,7 @@ fn convert(to: FormatArg, files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn add(names: &[String], to: &PathBuf, comment: Option<&str>) -> ExitCode {
+fn add(names: &[String], to: &Path, comment: Option<&str>) -> ExitCode {
     let mut checked = Vec::new();
     for n in names {
         match tools::checked_name(n) {
@@ -302,7 +302,7 @@ fn add(names: &[String], to: &PathBuf, comment: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn remove(names: &[String], from: &PathBuf) -> ExitCode {
+fn remove(names: &[String], from: &Path) -> ExitCode {
     let mut checked = Vec::new();
     for n in names {
         match normalize(n) {

@@ -145,8 +145,8 @@ impl BlocklistBuilder {
         let Ok(len) = u8::try_from(name.len()) else {
             return Inserted::Duplicate;
         };
-        let flags = u8::from(kind == Kind::Allow) * ALLOW
-            | u8::from(important && kind == Kind::Block) * IMPORTANT;
+        let flags = (u8::from(kind == Kind::Allow) * ALLOW)
+            | (u8::from(important && kind == Kind::Block) * IMPORTANT);
         let t = &mut self.t;
         let hash = t.hasher.hash_one(name.as_bytes());
         let table = if exact { &mut t.exact } else { &mut t.subtree };

@@ -146,8 +146,10 @@ pub fn lint(lists: &[(String, ReadList)]) -> Vec<Finding> {
     }
     for (_, l) in lists {
         for r in l.rules.iter().filter(|r| r.pattern.is_none()) {
-            if let Some(p) = ancestor(&first, &r.name) {
-                if p.kind == r.kind {
+            if let Some(p) = ancestor(&first, &r.name)
+                && p.kind == r.kind
+            {
+                {
                     out.push(Finding {
                         at: format!("{}:{}", r.source, r.line),
                         what: "redundant",

@@ -441,6 +441,24 @@ pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     Err("not an address: write IP:PORT, [IPv6]:PORT or a bare IP (port 53); host names are not accepted".into())
 }
 
+/// `30s`, `15m`, `24h`, `7d`, or bare seconds (at least one minute for list refreshes).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1),
+        Some((i, 'm')) => (&t[..i], 60),
+        Some((i, 'h')) => (&t[..i], 3600),
+        Some((i, 'd')) => (&t[..i], 86_400),
+        _ => (t, 1),
+    };
+    match num.trim().parse::<u64>() {
+        Ok(v) if v.saturating_mul(mul) >= 60 => Ok(Duration::from_secs(v.saturating_mul(mul))),
+        _ => Err(format!(
+            "{s:?}: write a duration of at least a minute, such as 30m, 24h or 7d"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,22 +538,44 @@ mod tests {
             "{e:?}"
         );
     }
-}
 
-/// `30s`, `15m`, `24h`, `7d`, or bare seconds (at least one minute for list refreshes).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, mul) = match t.char_indices().last() {
-        Some((i, 's')) => (&t[..i], 1),
-        Some((i, 'm')) => (&t[..i], 60),
-        Some((i, 'h')) => (&t[..i], 3600),
-        Some((i, 'd')) => (&t[..i], 86_400),
-        _ => (t, 1),
-    };
-    match num.trim().parse::<u64>() {
-        Ok(v) if v.saturating_mul(mul) >= 60 => Ok(Duration::from_secs(v.saturating_mul(mul))),
-        _ => Err(format!(
-            "{s:?}: write a duration of at least a minute, such as 30m, 24h or 7d"
-        )),
+    #[test]
+    fn list_tables_urls_and_new_blocking_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("h.txt"), "a.test\n").unwrap();
+        let c = Config::parse(
+            "[blocking]\nlists = [\"https://lists.example/x.txt\", { source = \"h.txt\", match = \"exact\" }]\nrefresh = \"12h\"\ncache_dir = \"cache\"\nmax_shrink = \"30%\"\n",
+            "t.toml",
+            Some(dir.path()),
+        )
+        .unwrap();
+        let b = &c.blocking;
+        assert_eq!(
+            b.lists[0].location,
+            Location::Url("https://lists.example/x.txt".into())
+        );
+        assert!(!b.lists[0].exact);
+        assert!(b.lists[1].exact);
+        assert_eq!(b.refresh, Duration::from_secs(12 * 3600));
+        assert_eq!(b.cache_dir, dir.path().join("cache"));
+        assert_eq!(b.max_shrink, 30);
+        let e = errs(
+            "[blocking]\nlists = [{ source = \"h.txt\", match = \"fuzzy\" }]\nrefresh = \"5s\"\nmax_shrink = 150\n",
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("blocking.lists") && m.contains("fuzzy")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("t.toml:3:11: blocking.refresh")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("t.toml:4:14: blocking.max_shrink")),
+            "{e:?}"
+        );
     }
 }
