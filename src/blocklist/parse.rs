@@ -255,7 +255,8 @@ pub fn parse_line<'b>(
     if s.is_empty() || s.starts_with('#') || s.starts_with('!') || s.starts_with('[') {
         return Line::Empty;
     }
-    if let Some(i) = s.find(" #").or_else(|| s.find("\t#")) {
+    let hash = s.contains('#');
+    if hash && let Some(i) = s.find(" #").or_else(|| s.find("\t#")) {
         s = s[..i].trim_end();
     }
     let mut kind = default_kind;
@@ -263,7 +264,19 @@ pub fn parse_line<'b>(
         kind = Kind::Allow;
         s = rest;
     }
-    if s.contains("##") || s.contains("#@#") || s.contains("#$#") || s.contains("#?#") {
+    // Fast path: a bare name (most lines of most lists).
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        if is_self_entry(s) && !s.eq_ignore_ascii_case("local") {
+            return Line::Empty;
+        }
+        if let Some(rest) = s.strip_prefix('.') {
+            return name_line(rest, kind, false, false, false, buf);
+        }
+        return name_line(s, kind, exact_default, false, false, buf);
+    }
+    if hash && (s.contains("##") || s.contains("#@#") || s.contains("#$#") || s.contains("#?#")) {
         return Line::Skip(
             SkipReason::Cosmetic,
             "cosmetic (element hiding) rule".into(),
@@ -372,7 +385,7 @@ pub fn parse_line<'b>(
         }
         let mut names = Vec::new();
         for name in std::iter::once(second).chain(fields) {
-            if SELF_ENTRIES.contains(&name.to_ascii_lowercase().as_str()) {
+            if is_self_entry(name) {
                 continue;
             }
             match normalized(name, buf) {
@@ -401,7 +414,7 @@ pub fn parse_line<'b>(
     if let Some(rest) = first.strip_prefix('.') {
         return name_line(rest, kind, false, false, false, buf);
     }
-    if SELF_ENTRIES.contains(&first.to_ascii_lowercase().as_str()) && first != "local" {
+    if is_self_entry(first) && !first.eq_ignore_ascii_case("local") {
         return Line::Empty;
     }
     name_line(first, kind, exact_default, false, false, buf)
@@ -439,9 +452,15 @@ fn modifiers(mods: &str) -> Result<((), bool, bool), Line<'static>> {
     Ok(((), important, badfilter))
 }
 
+fn is_self_entry(name: &str) -> bool {
+    SELF_ENTRIES.iter().any(|e| e.eq_ignore_ascii_case(name))
+}
+
 fn looks_like_regex(s: &str) -> bool {
     // Names never hold `/`, `:` or `&`; lines with them are URL rules, not name regexes.
-    if s.contains(['/', '&', '=']) || s.replace("[:", "").replace(":]", "").contains(':') {
+    if s.contains(['/', '&', '='])
+        || s.contains(':') && s.replace("[:", "").replace(":]", "").contains(':')
+    {
         return false;
     }
     s.starts_with('^')
