@@ -241,6 +241,26 @@ pub fn stream_file(
     }
 }
 
+/// Size and line count of a file (one quick pass), `None` when it cannot be read or is
+/// larger than [`MAX_LIST_BYTES`] (the real read reports why).
+fn count_lines(path: &Path) -> Option<(usize, usize)> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path).ok()?;
+    let size = f.metadata().ok()?.len();
+    if size > MAX_LIST_BYTES {
+        return None;
+    }
+    let mut buf = vec![0u8; 256 << 10];
+    let mut n = 1;
+    loop {
+        let got = f.read(&mut buf).ok()?;
+        if got == 0 {
+            return Some((usize::try_from(size).ok()?, n));
+        }
+        n += buf[..got].iter().filter(|&&b| b == b'\n').count();
+    }
+}
+
 /// Reads the text of a source. A URL list is read from its cached copy in `cache_dir`;
 /// `Ok(None)` when there is none yet.
 pub fn read_source(src: &ListSource, cache_dir: &Path) -> Result<Option<String>, BlocklistError> {
@@ -307,11 +327,11 @@ pub fn load_all_with(
                 ));
             }
             Some(p) => {
-                // About one rule per 25 bytes in real lists.
-                let size = std::fs::metadata(&p).map_or(0, |m| m.len());
-                lines
-                    .builder
-                    .reserve(usize::try_from(size / 25).unwrap_or(0));
+                // Sized up front (one rule per line at most, names no longer than the file):
+                // no doubling copies while a big list loads next to the one serving.
+                if let Some((size, n)) = count_lines(&p) {
+                    lines.builder.reserve(n, size);
+                }
                 stream_file(&src.display, &p, |n, raw| lines.line(n, raw))?;
             }
             None => {
@@ -426,5 +446,69 @@ pub fn log_reports(reports: &[ListReport]) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_one(dir: &Path, name: &str) -> Result<(Blocklist, Vec<ListReport>), BlocklistError> {
+        let src = ListSource::file(name, dir.join(name), Kind::Block);
+        load_all_with(&[src], dir, false)
+    }
+
+    #[test]
+    fn bad_files_fail_with_the_list_named_and_odd_text_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("bin.txt"), b"a.com\n\x00\x01\x02\xff").unwrap();
+        let e = load_one(d, "bin.txt").unwrap_err();
+        assert!(e.to_string().starts_with("bin.txt: not a text file"), "{e}");
+
+        // A 2 GB file (sparse) is refused before it is read.
+        let f = std::fs::File::create(d.join("huge.txt")).unwrap();
+        f.set_len(2 << 30).unwrap();
+        let e = load_one(d, "huge.txt").unwrap_err();
+        assert!(matches!(e, BlocklistError::TooLarge { .. }), "{e}");
+        assert!(
+            e.to_string().starts_with("huge.txt: 2147483648 bytes"),
+            "{e}"
+        );
+
+        std::fs::write(d.join("page.txt"), "\n<!DOCTYPE html>\n<html></html>\n").unwrap();
+        let e = load_one(d, "page.txt").unwrap_err();
+        assert!(e.to_string().contains("an HTML page"), "{e}");
+
+        // A 1 MB line and a non-UTF-8 line are skipped; the rest loads.
+        let mut text = b"first.com\n".to_vec();
+        text.extend(std::iter::repeat_n(b'a', 1 << 20));
+        text.extend_from_slice(b"\nb\xe4d.com\nlast.com\n");
+        std::fs::write(d.join("odd.txt"), &text).unwrap();
+        let (l, r) = load_one(d, "odd.txt").unwrap();
+        assert!(l.is_blocked(b"first.com") && l.is_blocked(b"last.com"));
+        assert_eq!(r[0].skipped[&SkipReason::TooLong], 1);
+        assert_eq!(r[0].skipped[&SkipReason::InvalidName], 1);
+        assert_eq!(
+            r[0].errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+    }
+
+    #[test]
+    fn reports_count_per_reason_and_keep_ten_per_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("@@||ok.com^\nok.com\n");
+        for i in 0..25 {
+            text.push_str(&format!("10.0.0.{i}\n"));
+        }
+        text.push_str("||x.com^$third-party\n");
+        std::fs::write(dir.path().join("l.txt"), text).unwrap();
+        let (_, r) = load_one(dir.path(), "l.txt").unwrap();
+        let r = &r[0];
+        assert_eq!((r.entries, r.exceptions, r.duplicates), (2, 1, 1));
+        assert_eq!(r.skipped[&SkipReason::IpAddress], 25);
+        assert_eq!(r.skipped[&SkipReason::BrowserModifier], 1);
+        assert_eq!(r.errors.len(), REPORTED_ERRORS + 1);
     }
 }

@@ -113,11 +113,12 @@ impl BlocklistBuilder {
         Self::default()
     }
 
-    /// Room for `n` more rules (avoids rehashing while loading a big list).
-    pub fn reserve(&mut self, n: usize) {
+    /// Room for `n` more rules of `bytes` name bytes in all (avoids rehashing and copying
+    /// while a big list loads). Untouched reserved pages cost no memory; `build` trims.
+    pub fn reserve(&mut self, n: usize, bytes: usize) {
         let t = &mut self.t;
-        t.entries.reserve(n);
-        t.arena.reserve(n * 20);
+        t.entries.reserve_exact(n);
+        t.arena.reserve_exact(bytes);
         let (arena, entries, hasher) = (&t.arena, &t.entries, &t.hasher);
         t.subtree.reserve(n, |&i| {
             hasher.hash_one(name_of(arena, &entries[i as usize]))
