@@ -15,7 +15,10 @@
 //!
 //! # Code map
 //! - [`config`]: TOML → validated [`config::Config`]; errors name file, line, column, key.
-//! - [`blocklist`]: list parsing, name normalisation, the compact suffix matcher.
+//! - [`blocklist`]: list parsing (every community format, per-line skip reasons), name
+//!   normalisation and the public-suffix guard, the compact suffix matcher, globs/regexes
+//!   behind a prefilter (`patterns`), URL downloads (`fetch`), the `sinkhole lists` helpers
+//!   (`tools`).
 //! - [`dns::wire`]: query parsing and response writing on bytes.
 //! - [`pipeline`]: the stages and their order.
 //! - [`server`], [`handler`]: sockets and the per-packet decision.
@@ -26,12 +29,15 @@
 //!
 //! # Invariants
 //! 1. Only `server` and `handler` touch sockets and packets; stages see a parsed `Query`.
-//! 2. Only `pipeline::upstream` does network I/O on the query path.
+//! 2. Only `pipeline::upstream` does network I/O on the query path (list downloads run on
+//!    blocking threads, off it).
 //! 3. A `Blocklist` and a `Config` are immutable once built; a reload builds new ones off the
 //!    query path and swaps an `Arc`.
 //! 4. Every query gets exactly one response, except packets that must not be answered
 //!    (responses, runts); no input panics.
 //! 5. List parsing never fails as a whole: bad lines are skipped and reported.
+//!    A list that cannot be used at all (unreadable, binary, HTML, too large, a failed or
+//!    shrunken download) leaves the last good set serving.
 //! 6. Rendering a firewall rule set is pure (no processes, no root); only
 //!    `sinkhole firewall check|apply|remove` call `nft` / `iptables-restore`.
 #![warn(missing_docs)]

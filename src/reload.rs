@@ -88,7 +88,13 @@ impl Reloader {
             .context("list reload task failed")??;
         log_reports(&reports);
         let rules = blocking.list().len();
-        self.pipeline.swap_blocking(blocking);
+        let old = self.pipeline.swap_blocking(blocking);
+        // Freeing a big list takes milliseconds: do it on a blocking thread, after queries
+        // that started with it have finished.
+        tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(old);
+        });
         *self.config.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
         tracing::info!(
             rules,

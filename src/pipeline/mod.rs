@@ -64,9 +64,10 @@ impl Pipeline {
         }
     }
 
-    /// Swaps in a new blocking stage (a reload). Queries in flight finish with the old one.
-    pub fn swap_blocking(&self, b: Blocking) {
-        self.blocking.store(Arc::new(b));
+    /// Swaps in a new blocking stage (a reload) and returns the old one, so that the caller
+    /// can free it off the query path. Queries in flight finish with the old one.
+    pub fn swap_blocking(&self, b: Blocking) -> Arc<Blocking> {
+        self.blocking.swap(Arc::new(b))
     }
 
     /// The current blocking stage.

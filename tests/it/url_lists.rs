@@ -236,3 +236,46 @@ async fn server_downloads_at_start_and_serves_the_cache_without_network() {
     );
     assert_eq!(http.requests.load(Ordering::SeqCst), before);
 }
+
+#[test]
+fn lists_update_downloads_and_reports_failures() {
+    let http = Http::start(&list_of(7));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "[blocking]\nlists = [\"{}\", \"{}\"]\ncache_dir = \"cache\"\n",
+            http.url("/list"),
+            http.url("/500")
+        ),
+    )
+    .unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sinkhole"))
+            .args(["lists", "update", "--config", "c.toml"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{o}{e}");
+    assert!(
+        o.contains(&format!("{}: updated, 7 rules", http.url("/list"))),
+        "{o}"
+    );
+    assert!(
+        e.contains(&format!("{}: download failed", http.url("/500"))),
+        "{e}"
+    );
+    assert!(cache_path(&dir.path().join("cache"), &http.url("/list")).exists());
+    let out = run();
+    let o = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        o.contains(&format!("{}: not modified", http.url("/list"))),
+        "{o}"
+    );
+}
