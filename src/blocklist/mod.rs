@@ -472,4 +472,69 @@ mod tests {
         assert!(l.find(b"example.com").is_none());
         assert!(l.find(b"").is_none());
     }
+
+    #[test]
+    fn exact_rules_cover_the_name_only() {
+        let mut b = BlocklistBuilder::new();
+        let src = b.add_source("t.txt");
+        b.insert("a.com", Kind::Block, true, false, src, 1);
+        b.insert("b.com", Kind::Block, false, false, src, 2);
+        b.insert("x.b.com", Kind::Allow, true, false, src, 3);
+        let l = b.build();
+        assert!(l.is_blocked(b"a.com"));
+        assert!(!l.is_blocked(b"www.a.com"));
+        assert!(!l.is_blocked(b"x.b.com"));
+        assert!(
+            l.is_blocked(b"y.x.b.com"),
+            "an exact allow does not cover the subtree"
+        );
+    }
+
+    #[test]
+    fn important_block_beats_allow_and_badfilter_removes() {
+        let mut b = BlocklistBuilder::new();
+        let src = b.add_source("t.txt");
+        b.insert("t.net", Kind::Block, false, true, src, 1);
+        b.insert("t.net", Kind::Allow, false, false, src, 2);
+        b.insert("ok.t.net", Kind::Allow, false, false, src, 3);
+        b.insert("gone.com", Kind::Block, false, false, src, 4);
+        assert!(b.remove("gone.com", Kind::Block));
+        let l = b.build();
+        assert!(l.is_blocked(b"t.net"));
+        assert!(
+            l.is_blocked(b"ok.t.net"),
+            "an important parent beats a child allow"
+        );
+        assert!(!l.is_blocked(b"gone.com"));
+        assert_eq!(l.stats().badfiltered, 1);
+    }
+
+    #[test]
+    fn patterns_decide_after_names_and_allow_patterns_override() {
+        let mut b = BlocklistBuilder::new();
+        let src = b.add_source("t.txt");
+        b.insert("ads.example.com", Kind::Block, false, false, src, 1);
+        b.insert("good.org", Kind::Allow, false, false, src, 2);
+        b.insert_pattern(PatternKind::Glob, "ads*.*", Kind::Block, src, 3);
+        b.insert_pattern(
+            PatternKind::Regex,
+            "^ads\\.example\\.com$",
+            Kind::Allow,
+            src,
+            4,
+        );
+        let l = b.build();
+        let m = l.find(b"ads1.good.net").unwrap();
+        assert_eq!((m.kind, m.rule, m.line), (Kind::Block, "ads*.*", 3));
+        assert!(
+            !l.is_blocked(b"ads.example.com"),
+            "allow regex overrides a name block"
+        );
+        assert!(l.is_blocked(b"x.ads.example.com"));
+        assert!(
+            !l.is_blocked(b"ads2.good.org"),
+            "a name allow beats a block pattern"
+        );
+        assert!(l.find(b"www.example.net").is_none());
+    }
 }

@@ -286,3 +286,37 @@ async fn running_server_picks_up_lists_add() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_turned_bad_keeps_the_last_good_set() {
+    let up = FakeUpstream::start(vec![a("fine.test.", "192.0.2.8", 300)]).await;
+    let s = TestServer::start(
+        &format!(
+            "[upstream]\nservers = [\"{}\"]\n[cache]\nmax_entries = 0\n[blocking]\nlists = [\"b.txt\"]\n",
+            up.addr
+        ),
+        &[("b.txt", "blocked.test\n")],
+    )
+    .await;
+    assert_eq!(
+        first_answer(&s.query("blocked.test.", RecordType::A).await),
+        "0.0.0.0"
+    );
+    for bad in [
+        b"\x7fELF\x02\x01\x01\x00\x00\x00".to_vec(),
+        b"<!DOCTYPE html>\n<html><body>captive portal</body></html>\n".to_vec(),
+    ] {
+        std::fs::write(s.path("b.txt"), &bad).unwrap();
+        // Two watch intervals for the change to be seen and settle, then a reload attempt.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(
+            first_answer(&s.query("blocked.test.", RecordType::A).await),
+            "0.0.0.0",
+            "the last good set still serves"
+        );
+        assert_eq!(
+            first_answer(&s.query("fine.test.", RecordType::A).await),
+            "192.0.2.8"
+        );
+    }
+}
