@@ -197,6 +197,24 @@ fn patterns(c: &mut Criterion) {
             n
         })
     });
+    let (globs_only, _) =
+        load_all_with(&lists[..1], Path::new("/nonexistent"), false).expect("loads");
+    let (regex_only, _) =
+        load_all_with(&lists[1..], Path::new("/nonexistent"), false).expect("loads");
+    for (label, list) in [
+        ("miss_adguard_patterns_only", &globs_only),
+        ("miss_pihole_regexes_only", &regex_only),
+    ] {
+        g.bench_function(label, |b| {
+            b.iter(|| {
+                let mut n = 0;
+                for name in &names {
+                    n += usize::from(list.find(black_box(name.as_bytes())).is_some());
+                }
+                n
+            })
+        });
+    }
     g.bench_function("miss_named_only", |b| {
         b.iter(|| {
             let mut n = 0;

@@ -52,6 +52,8 @@ impl Reloader {
             .filter_map(|s| match &s.location {
                 Location::File(p) => Some(p.clone()),
                 Location::Embedded(_) => None,
+                // The cached copy: a download (the refresh task, or `sinkhole lists update`
+                // while serving) is picked up like an edited list file.
                 Location::Url(u) => Some(crate::blocklist::fetch::cache_path(
                     &cfg.blocking.cache_dir,
                     u,
@@ -112,8 +114,8 @@ impl Reloader {
     }
 
     /// Downloads every URL list whose copy changed (conditional requests, guards in
-    /// `blocklist::fetch`), then reloads when one did. Failures are logged and keep the last
-    /// good copy. Returns how many lists were updated.
+    /// `blocklist::fetch`); the file watch then reloads. Failures are logged and keep the
+    /// last good copy. Returns how many lists were updated.
     pub async fn refresh_urls(&self) -> usize {
         let blocking = self
             .config
@@ -153,9 +155,7 @@ impl Reloader {
                 Err(e) => tracing::error!("list download task failed: {e}"),
             }
         }
-        if updated > 0 {
-            self.reload_logged(false).await;
-        }
+        // The file watch sees the new cached copies and reloads.
         updated
     }
 

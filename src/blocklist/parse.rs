@@ -472,12 +472,19 @@ fn looks_like_regex(s: &str) -> bool {
 }
 
 fn regex_line(re: &str, kind: Kind) -> Line<'static> {
-    match regex::RegexBuilder::new(re)
+    if re.contains("\\/") || re.contains("://") {
+        return Line::Skip(
+            SkipReason::UrlRule,
+            "regex over URLs (needs a /), which no DNS name matches".into(),
+        );
+    }
+    match regex::bytes::RegexBuilder::new(re)
         .case_insensitive(true)
+        .unicode(false)
         .size_limit(1 << 20)
         .build()
     {
-        Ok(r) if r.is_match("") => Line::Skip(
+        Ok(r) if r.is_match(b"") => Line::Skip(
             SkipReason::BadRegex,
             "regex matches the empty string, so every name".into(),
         ),
@@ -937,6 +944,10 @@ mod tests {
         ));
         assert_eq!(reason("/(unclosed/"), SkipReason::BadRegex);
         assert_eq!(reason("/a|/"), SkipReason::BadRegex);
+        assert_eq!(
+            reason("/(https?:\\/\\/)213\\.32\\.115\\..{100,}/"),
+            SkipReason::UrlRule
+        );
         assert_eq!(reason("/api/cmp_tracker|"), SkipReason::UrlRule);
         assert_eq!(one("bücher.de"), block("xn--bcher-kva.de"));
     }
