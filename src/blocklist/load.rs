@@ -190,7 +190,7 @@ pub fn stream_file(
     path: &Path,
     mut f: impl FnMut(u32, &str),
 ) -> Result<(), BlocklistError> {
-    use std::io::BufRead as _;
+    use std::io::{BufRead as _, Read as _};
     let io = |source| BlocklistError::Io {
         path: list.to_string(),
         source,
@@ -215,8 +215,25 @@ pub fn stream_file(
     let mut warned = false;
     loop {
         buf.clear();
-        if r.read_until(b'\n', &mut buf).map_err(io)? == 0 {
+        // At most MAX_LINE + 1 bytes of a line are kept (a longer one is skipped as too long
+        // without holding it whole).
+        let cap = super::parse::MAX_LINE as u64 + 1;
+        if (&mut r).take(cap).read_until(b'\n', &mut buf).map_err(io)? == 0 {
             return Ok(());
+        }
+        if buf.len() as u64 == cap && buf.last() != Some(&b'\n') {
+            loop {
+                let chunk = r.fill_buf().map_err(io)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                if let Some(i) = chunk.iter().position(|&b| b == b'\n') {
+                    r.consume(i + 1);
+                    break;
+                }
+                let len = chunk.len();
+                r.consume(len);
+            }
         }
         n = n.saturating_add(1);
         if buf.contains(&0) {

@@ -247,7 +247,7 @@ pub fn parse_line<'b>(
     if raw.len() > MAX_LINE {
         return Line::Skip(
             SkipReason::TooLong,
-            format!("line of {} bytes (limit {MAX_LINE})", raw.len()),
+            format!("line longer than {MAX_LINE} bytes"),
         );
     }
     // A BOM may sit at the start of any line (joined files), CR ends CRLF lines.
