@@ -1,5 +1,6 @@
 //! The command line: `serve`, `config check`, `log tail|first|top|suggest|heartbeats`,
-//! `firewall show|check|apply|remove|confirm`. One function per subcommand; each returns an
+//! `firewall show|check|apply|remove|confirm`, `lists check|lint|convert|add|remove|update`
+//! (in `cli_lists`). One function per subcommand; each returns an
 //! exit code (0 ok, 1 runtime failure, 2 config or usage error).
 
 use std::io::{IsTerminal as _, Write as _};
@@ -47,6 +48,9 @@ pub enum Command {
     /// Read the query log: what each client asks, and how applications start.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Blocklist maintenance: check names, lint, convert, edit, download.
+    #[command(subcommand)]
+    Lists(ListsCommand),
 }
 
 /// Where the log is: `--file`, or `log.path` of the config.
@@ -166,6 +170,92 @@ pub enum ByArg {
     Blocked,
 }
 
+/// `--to` of `lists convert`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    /// One name per line.
+    Domains,
+    /// `0.0.0.0 name`.
+    Hosts,
+    /// `||name^`.
+    Adblock,
+    /// `address=/name/#`.
+    Dnsmasq,
+    /// `local-zone: "name." always_nxdomain`.
+    Unbound,
+    /// A Response Policy Zone (`CNAME .`).
+    Rpz,
+}
+
+/// `sinkhole lists …`
+#[derive(Debug, Subcommand)]
+pub enum ListsCommand {
+    /// For each name: blocked or allowed, and every rule that matched it (file:line).
+    Check {
+        /// Config file (the same as `serve`'s); without it, the embedded default.
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Names to check.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Invalid lines, duplicates, redundant entries, entries an allow cancels; exit 1 when a
+    /// line is invalid.
+    Lint {
+        /// Config file (accepted for symmetry; lint reads the files given).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// List files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print the combined set of the files in another format.
+    Convert {
+        /// Output format.
+        #[arg(long, value_enum)]
+        to: FormatArg,
+        /// Config file (accepted for symmetry; convert reads the files given).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// List files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Add names to a list file (in place, atomically; comments and order kept).
+    Add {
+        /// Names to add.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// The list file.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// A comment written after each added name.
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
+        /// Config file (accepted for symmetry).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Remove names from a list file (in place, atomically; comments and order kept).
+    Remove {
+        /// Names to remove.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// The list file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Config file (accepted for symmetry).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Download the URL lists of the config now (conditional requests; last good copy kept).
+    Update {
+        /// Config file.
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
 /// Options every `sinkhole firewall` subcommand takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FirewallOpts {
@@ -256,6 +346,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
         Command::Firewall(cmd) => firewall(cmd),
         Command::Log(cmd) => log_command(cmd),
+        Command::Lists(cmd) => crate::cli_lists::run(cmd),
     }
 }
 
@@ -642,7 +733,7 @@ fn firewall_apply(
     anyhow::bail!("{why}: rolled back to the previous rules")
 }
 
-fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     match path {
         None => Ok(Config::embedded_default()),
         Some(p) => Config::load(p).map_err(|errs| {
@@ -666,12 +757,15 @@ fn config_check(file: &PathBuf) -> ExitCode {
     };
     match Blocking::load(&cfg.blocking) {
         Ok((b, reports)) => {
-            let skipped: usize = reports.iter().map(|r| r.errors.len()).sum();
+            let skipped: usize = reports.iter().map(|r| r.skipped_total()).sum();
             for r in &reports {
+                if let Some(w) = &r.warning {
+                    eprintln!("{}: warning: {w}", r.display);
+                }
                 for e in &r.errors {
                     eprintln!(
-                        "{}:{}: warning: {}: skipped {:?}",
-                        r.display, e.line, e.reason, e.text
+                        "{}:{}: warning: {}: skipped {:?} ({})",
+                        r.display, e.line, e.detail, e.text, e.reason
                     );
                 }
             }

@@ -15,7 +15,10 @@
 //!
 //! # Code map
 //! - [`config`]: TOML → validated [`config::Config`]; errors name file, line, column, key.
-//! - [`blocklist`]: list parsing, name normalisation, the compact suffix matcher.
+//! - [`blocklist`]: list parsing (every community format, per-line skip reasons), name
+//!   normalisation and the public-suffix guard, the compact suffix matcher, globs/regexes
+//!   behind a prefilter (`patterns`), URL downloads (`fetch`), the `sinkhole lists` helpers
+//!   (`tools`).
 //! - [`dns::wire`]: query parsing and response writing on bytes.
 //! - [`pipeline`]: the stages and their order.
 //! - [`server`], [`handler`]: sockets and the per-packet decision.
@@ -24,11 +27,12 @@
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
 //! - [`firewall`]: `[firewall]` → an nftables or iptables rule set (pure renderers); only
 //!   `firewall::system` runs `nft` / `iptables-restore`.
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line (`cli_lists`: `sinkhole lists …`).
 //!
 //! # Invariants
 //! 1. Only `server` and `handler` touch sockets and packets; stages see a parsed `Query`.
-//! 2. Only `pipeline::upstream` does network I/O on the query path. The query log never
+//! 2. Only `pipeline::upstream` does network I/O on the query path (list downloads run on
+//!    blocking threads, off it). The query log never
 //!    waits: a record is handed over with `try_send` after the answer is sent; a full queue
 //!    drops it and counts it. With the log off, nothing is done per query for it.
 //! 3. A `Blocklist` and a `Config` are immutable once built; a reload builds new ones off the
@@ -36,12 +40,15 @@
 //! 4. Every query gets exactly one response, except packets that must not be answered
 //!    (responses, runts); no input panics.
 //! 5. List parsing never fails as a whole: bad lines are skipped and reported.
+//!    A list that cannot be used at all (unreadable, binary, HTML, too large, a failed or
+//!    shrunken download) leaves the last good set serving.
 //! 6. Rendering a firewall rule set is pure (no processes, no root); only
 //!    `sinkhole firewall check|apply|remove` call `nft` / `iptables-restore`.
 #![warn(missing_docs)]
 
 pub mod blocklist;
 pub mod cli;
+mod cli_lists;
 pub mod config;
 pub mod dns;
 pub mod firewall;

@@ -1,6 +1,7 @@
 //! Reloading without losing a query: on SIGHUP (config and lists re-read) or when a list
 //! file changes on disk (lists re-read), a new blocking stage is built on a blocking thread
 //! and swapped in atomically. Until then, and if the reload fails, the old one keeps serving.
+//! URL lists are downloaded at start and every `blocking.refresh` (SIGHUP does not download).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 
+use crate::blocklist::fetch::{self, Updated};
 use crate::blocklist::load::{Location, log_reports};
 use crate::config::Config;
 use crate::pipeline::Pipeline;
@@ -61,6 +63,12 @@ impl Reloader {
             .filter_map(|s| match &s.location {
                 Location::File(p) => Some(p.clone()),
                 Location::Embedded(_) => None,
+                // The cached copy: a download (the refresh task, or `sinkhole lists update`
+                // while serving) is picked up like an edited list file.
+                Location::Url(u) => Some(crate::blocklist::fetch::cache_path(
+                    &cfg.blocking.cache_dir,
+                    u,
+                )),
             })
             .collect()
     }
@@ -93,7 +101,13 @@ impl Reloader {
             .context("list reload task failed")??;
         log_reports(&reports);
         let rules = blocking.list().len();
-        self.pipeline.swap_blocking(blocking);
+        let old = self.pipeline.swap_blocking(blocking);
+        // Freeing a big list takes milliseconds: do it on a blocking thread, after queries
+        // that started with it have finished.
+        tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(old);
+        });
         *self.config.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
         tracing::info!(
             rules,
@@ -108,6 +122,76 @@ impl Reloader {
         if let Err(e) = self.reload(reread_config).await {
             tracing::error!("reload failed, still serving the previous lists: {e:#}");
         }
+    }
+
+    /// Downloads every URL list whose copy changed (conditional requests, guards in
+    /// `blocklist::fetch`); the file watch then reloads. Failures are logged and keep the
+    /// last good copy. Returns how many lists were updated.
+    pub async fn refresh_urls(&self) -> usize {
+        let blocking = self
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .blocking
+            .clone();
+        let mut updated = 0;
+        for src in &blocking.lists {
+            let Location::Url(url) = &src.location else {
+                continue;
+            };
+            let (url, dir, max_shrink) =
+                (url.clone(), blocking.cache_dir.clone(), blocking.max_shrink);
+            let r = tokio::task::spawn_blocking(move || {
+                let r = fetch::update(
+                    &url,
+                    &dir,
+                    max_shrink,
+                    Duration::from_secs(120),
+                    &mut |_, _| {},
+                );
+                (url, r)
+            })
+            .await;
+            match r {
+                Ok((url, Ok(Updated::Stored(rules)))) => {
+                    tracing::info!(list = %url, rules, "list downloaded");
+                    updated += 1;
+                }
+                Ok((url, Ok(Updated::NotModified))) => {
+                    tracing::debug!(list = %url, "list not modified");
+                }
+                Ok((_, Err(e))) => {
+                    tracing::warn!("{e}; still serving the last good copy");
+                }
+                Err(e) => tracing::error!("list download task failed: {e}"),
+            }
+        }
+        // The file watch sees the new cached copies and reloads.
+        updated
+    }
+
+    /// Downloads the URL lists now and then every `blocking.refresh` (re-read each round,
+    /// so a SIGHUP that changes it takes effect after the current wait).
+    pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let (has_urls, every) = {
+                    let cfg = me.config.lock().unwrap_or_else(|p| p.into_inner());
+                    (
+                        cfg.blocking
+                            .lists
+                            .iter()
+                            .any(|s| matches!(s.location, Location::Url(_))),
+                        cfg.blocking.refresh,
+                    )
+                };
+                if has_urls {
+                    me.refresh_urls().await;
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
     }
 
     /// Polls the list files every `interval`; a file whose stamp changed and then stayed

@@ -38,6 +38,7 @@ pub struct Service {
     reloader: Arc<Reloader>,
     watch: tokio::task::JoinHandle<()>,
     log: Option<(QueryLog, LogTask)>,
+    refresh: tokio::task::JoinHandle<()>,
 }
 
 impl Service {
@@ -59,9 +60,12 @@ impl Service {
             cfg.server.tcp_idle,
         )?;
         let reloader = Arc::new(Reloader::new(Arc::clone(&pipeline), cfg, opts.config_path));
-        let watch = {
+        let (watch, refresh) = {
             let _g = rt.enter();
-            reloader.spawn_watch(opts.watch_interval)
+            (
+                reloader.spawn_watch(opts.watch_interval),
+                reloader.spawn_refresh(),
+            )
         };
         Ok(Self {
             pipeline,
@@ -69,6 +73,7 @@ impl Service {
             reloader,
             watch,
             log,
+            refresh,
         })
     }
 
@@ -87,10 +92,11 @@ impl Service {
         &self.reloader
     }
 
-    /// Stops the listeners and the watcher, then writes out and flushes the queued query
-    /// log records (waiting at most 5 s for the disk).
+    /// Stops the listeners, the watcher and the list downloads, then writes out and flushes
+    /// the queued query log records (waiting at most 5 s for the disk).
     pub fn shutdown(self) {
         self.watch.abort();
+        self.refresh.abort();
         self.server.shutdown();
         if let Some((_, task)) = self.log {
             task.finish(std::time::Duration::from_secs(5));

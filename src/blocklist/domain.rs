@@ -23,34 +23,50 @@ pub enum DomainError {
     /// A character that no host name contains.
     #[error("invalid character {0:?}")]
     InvalidChar(char),
-    /// An IDN written in Unicode: lists must use the punycode (`xn--`) form for now.
-    #[error("non-ASCII name (write internationalised names as punycode, xn--…)")]
+    /// A Unicode name that is not a valid IDN (no punycode form).
+    #[error("non-ASCII name that is not a valid internationalised domain name")]
     NonAscii,
     /// An IP address where a name was expected.
     #[error("an IP address, not a domain name")]
     IpAddress,
 }
 
-/// Normalises a list entry: trims, lower-cases, drops one trailing dot, and checks DNS limits.
+/// Normalises a list entry: trims, lower-cases, drops one trailing dot, converts an IDN
+/// written in Unicode to its punycode (`xn--`) form, and checks DNS limits.
 ///
 /// Underscores are accepted (service names such as `_dns.resolver.arpa` and real blocklists
 /// use them), and so are leading/trailing hyphens in labels, which real names carry too.
 pub fn normalize(text: &str) -> Result<String, DomainError> {
+    let mut out = String::new();
+    normalize_into(text, &mut out)?;
+    Ok(out)
+}
+
+/// [`normalize`] into a reused buffer (cleared first): the list loader's allocation-free path.
+pub fn normalize_into(text: &str, out: &mut String) -> Result<(), DomainError> {
+    out.clear();
     let t = text.trim();
     let t = t.strip_suffix('.').unwrap_or(t);
     if t.is_empty() {
         return Err(DomainError::Empty);
     }
     if !t.is_ascii() {
-        return Err(DomainError::NonAscii);
+        // UTS #46 mapping (case folding, NFC) then punycode, as browsers and resolvers do.
+        let ascii = idna::domain_to_ascii(t).map_err(|_| DomainError::NonAscii)?;
+        if !ascii.is_ascii() || ascii.is_empty() {
+            return Err(DomainError::NonAscii);
+        }
+        return normalize_into(&ascii, out);
     }
     if t.len() > 253 {
         return Err(DomainError::NameTooLong);
     }
-    if t.parse::<std::net::IpAddr>().is_ok() {
+    let b = t.as_bytes();
+    if (b[0].is_ascii_digit() || b[0] == b':' || b.contains(&b':'))
+        && t.parse::<std::net::IpAddr>().is_ok()
+    {
         return Err(DomainError::IpAddress);
     }
-    let mut out = String::with_capacity(t.len());
     for label in t.split('.') {
         if label.is_empty() {
             return Err(DomainError::EmptyLabel);
@@ -59,18 +75,24 @@ pub fn normalize(text: &str) -> Result<String, DomainError> {
             return Err(DomainError::LabelTooLong);
         }
         if let Some(c) = label
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+            .bytes()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_'))
         {
-            return Err(DomainError::InvalidChar(c));
+            return Err(DomainError::InvalidChar(char::from(c)));
         }
-        if !out.is_empty() {
-            out.push('.');
-        }
-        out.push_str(label);
     }
+    out.push_str(t);
     out.make_ascii_lowercase();
-    Ok(out)
+    Ok(())
+}
+
+/// True when `name` (normalised) is a public suffix that no list should block or allow as a
+/// whole: a suffix of the ICANN section of the Public Suffix List (`com`, `co.uk`).
+/// Private-section suffixes (`github.io`) and labels the list does not know (`test`, `lan`)
+/// are not refused: lists block some of them on purpose.
+pub fn is_public_suffix(name: &str) -> bool {
+    psl::suffix(name.as_bytes())
+        .is_some_and(|s| s.as_bytes().len() == name.len() && s.typ() == Some(psl::Type::Icann))
 }
 
 #[cfg(test)]
@@ -92,8 +114,26 @@ mod tests {
         let long = vec!["abcdefghi"; 26].join(".");
         assert_eq!(normalize(&long), Err(DomainError::NameTooLong));
         assert_eq!(normalize("a b.com"), Err(DomainError::InvalidChar(' ')));
-        assert_eq!(normalize("bücher.de"), Err(DomainError::NonAscii));
+        assert_eq!(normalize("bücher.de").unwrap(), "xn--bcher-kva.de");
+        assert_eq!(normalize("BÜCHER.de.").unwrap(), "xn--bcher-kva.de");
         assert_eq!(normalize("10.0.0.1"), Err(DomainError::IpAddress));
+    }
+
+    #[test]
+    fn public_suffixes() {
+        for n in ["com", "co.uk", "uk", "xn--55qx5d.cn"] {
+            assert!(is_public_suffix(n), "{n}");
+        }
+        for n in [
+            "example.com",
+            "bbc.co.uk",
+            "github.io",
+            "x.github.io",
+            "test",
+            "lan",
+        ] {
+            assert!(!is_public_suffix(n), "{n}");
+        }
     }
 
     #[test]

@@ -1,31 +1,48 @@
 //! The suffix matcher: an immutable set of block and allow rules, each meaning "this name and
 //! everything below it", looked up by walking the query name's suffixes.
 //!
-//! Layout: every rule name lives in one byte arena; a `hashbrown::HashTable<u32>` maps the
-//! hash of a name to its entry. A million rules cost about 40 MiB and no allocation happens
-//! per lookup. Built once by [`BlocklistBuilder`], then shared frozen as `Arc<Blocklist>`; a
+//! Layout: every rule name lives in one byte arena; two `hashbrown::HashTable<u32>` (subtree
+//! rules, exact rules) map the hash of a name to its 12-byte entry. A million rules cost about
+//! 40 MiB and no allocation happens per lookup. Globs and regexes live in `patterns.rs`, behind
+//! a literal prefilter. Built once by [`BlocklistBuilder`], then shared frozen as `Arc<Blocklist>`; a
 //! reload builds a new one. Parsing list files is `parse.rs`; loading them from disk is
 //! `load.rs`.
 
 pub mod domain;
+pub mod fetch;
 pub mod load;
 pub mod parse;
+pub mod patterns;
+pub mod tools;
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-pub use parse::{Kind, LineError, ParsedRule};
+pub use parse::{Kind, LineError, ParsedRule, PatternKind, SkipReason};
+use patterns::{PatternSet, PatternSetBuilder};
 
-/// One stored rule, 12 bytes: where its name is in the arena, where it came from.
+const ALLOW: u8 = 1;
+const IMPORTANT: u8 = 2;
+
+/// One stored rule, 12 bytes: where its name is in the arena, where it came from, its flags.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     off: u32,
     line: u32,
     source: u16,
     len: u8,
-    allow: bool,
+    flags: u8,
+}
+
+impl Entry {
+    fn allow(&self) -> bool {
+        self.flags & ALLOW != 0
+    }
+    fn important(&self) -> bool {
+        self.flags & IMPORTANT != 0
+    }
 }
 
 /// A rule that matched a name, borrowed from the [`Blocklist`].
@@ -33,36 +50,61 @@ struct Entry {
 pub struct Match<'a> {
     /// Block or allow.
     pub kind: Kind,
-    /// The rule's domain (a suffix of the name looked up).
+    /// The rule's domain (a suffix of the name looked up), or the glob / regex text.
     pub rule: &'a str,
     /// The list the rule came from, as written in the config.
     pub source: &'a str,
     /// 1-based line in that list.
     pub line: u32,
-    /// The rule's index in its [`Blocklist`], for [`Blocklist::rule`].
-    pub id: u32,
 }
 
 /// Counts from building a [`Blocklist`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BuildStats {
-    /// Block rules stored.
+    /// Block rules stored (names).
     pub blocks: usize,
-    /// Allow rules stored.
+    /// Allow rules stored (names).
     pub allows: usize,
     /// Rules dropped because the same name was already present with the same kind.
     pub duplicates: usize,
+    /// Glob and regex rules.
+    pub patterns: usize,
+    /// Rules disabled by a `$badfilter` rule.
+    pub badfiltered: usize,
+}
+
+/// What [`BlocklistBuilder::insert`] did with a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new name.
+    New,
+    /// The same name and kind was already there.
+    Duplicate,
+    /// The name was there with the other kind; the winner at equal specificity stays.
+    Merged,
+}
+
+/// The hash tables of one builder or list: subtree rules and exact-name rules.
+#[derive(Debug, Default)]
+struct Tables {
+    arena: Vec<u8>,
+    entries: Vec<Entry>,
+    subtree: HashTable<u32>,
+    exact: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+}
+
+fn name_of<'a>(arena: &'a [u8], e: &Entry) -> &'a [u8] {
+    &arena[e.off as usize..e.off as usize + e.len as usize]
 }
 
 /// Collects rules from several sources; [`BlocklistBuilder::build`] freezes them.
 #[derive(Debug, Default)]
 pub struct BlocklistBuilder {
-    arena: Vec<u8>,
-    entries: Vec<Entry>,
-    table: HashTable<u32>,
-    hasher: foldhash::fast::FixedState,
+    t: Tables,
     sources: Vec<Arc<str>>,
     stats: BuildStats,
+    patterns: PatternSetBuilder,
 }
 
 impl BlocklistBuilder {
@@ -71,160 +113,285 @@ impl BlocklistBuilder {
         Self::default()
     }
 
-    /// Registers a source (list path or name) and returns its index for [`Self::insert`].
+    /// Room for `n` more rules of `bytes` name bytes in all (avoids rehashing and copying
+    /// while a big list loads). Untouched reserved pages cost no memory; `build` trims.
+    pub fn reserve(&mut self, n: usize, bytes: usize) {
+        let t = &mut self.t;
+        t.entries.reserve_exact(n);
+        t.arena.reserve_exact(bytes);
+        let (arena, entries, hasher) = (&t.arena, &t.entries, &t.hasher);
+        t.subtree.reserve(n, |&i| {
+            hasher.hash_one(name_of(arena, &entries[i as usize]))
+        });
+    }
+
+    /// Registers a source (list path or URL) and returns its index for [`Self::insert`].
     pub fn add_source(&mut self, name: &str) -> u16 {
         self.sources.push(Arc::from(name));
         u16::try_from(self.sources.len() - 1).unwrap_or(u16::MAX)
     }
 
-    /// Adds one rule. `name` must already be normalised (`domain::normalize`). An allow rule
-    /// replaces a block rule for the same name (allow wins at equal specificity); an exact
-    /// duplicate is counted and dropped.
-    pub fn insert(&mut self, name: &str, kind: Kind, source: u16, line: u32) {
+    /// Adds one name rule (subtree unless `exact`). `name` must already be normalised
+    /// (`domain::normalize`). At the same name an allow wins over a block unless the block
+    /// is `important`.
+    pub fn insert(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        exact: bool,
+        important: bool,
+        source: u16,
+        line: u32,
+    ) -> Inserted {
         let Ok(len) = u8::try_from(name.len()) else {
-            return;
+            return Inserted::Duplicate;
         };
-        let allow = kind == Kind::Allow;
-        let hash = self.hasher.hash_one(name.as_bytes());
-        let (arena, entries) = (&self.arena, &mut self.entries);
-        let found = self.table.find(hash, |&i| {
-            let e = &entries[i as usize];
-            &arena[e.off as usize..e.off as usize + e.len as usize] == name.as_bytes()
-        });
-        if let Some(&i) = found {
+        let flags = (u8::from(kind == Kind::Allow) * ALLOW)
+            | (u8::from(important && kind == Kind::Block) * IMPORTANT);
+        let t = &mut self.t;
+        let hash = t.hasher.hash_one(name.as_bytes());
+        let table = if exact { &mut t.exact } else { &mut t.subtree };
+        let (arena, entries) = (&t.arena, &mut t.entries);
+        if let Some(&i) = table.find(hash, |&i| {
+            name_of(arena, &entries[i as usize]) == name.as_bytes()
+        }) {
             let e = &mut entries[i as usize];
-            if e.allow == allow || e.allow {
+            if e.allow() == (kind == Kind::Allow) {
+                e.flags |= flags;
                 self.stats.duplicates += 1;
-            } else {
-                // A block entry is replaced by an allow for the same name.
-                e.allow = true;
-                e.source = source;
-                e.line = line;
-                self.stats.blocks -= 1;
-                self.stats.allows += 1;
+                return Inserted::Duplicate;
             }
-            return;
+            // Block vs allow at the same name: allow wins unless the block is important.
+            let new_wins = if kind == Kind::Allow {
+                !e.important()
+            } else {
+                important
+            };
+            if new_wins {
+                if kind == Kind::Allow {
+                    self.stats.blocks -= 1;
+                    self.stats.allows += 1;
+                } else {
+                    self.stats.allows -= 1;
+                    self.stats.blocks += 1;
+                }
+                *e = Entry {
+                    off: e.off,
+                    len: e.len,
+                    line,
+                    source,
+                    flags,
+                };
+            }
+            self.stats.duplicates += 1;
+            return Inserted::Merged;
         }
-        let Ok(off) = u32::try_from(self.arena.len()) else {
-            return;
+        let Ok(off) = u32::try_from(t.arena.len()) else {
+            return Inserted::Duplicate;
         };
-        self.arena.extend_from_slice(name.as_bytes());
-        let idx = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
-        self.entries.push(Entry {
+        t.arena.extend_from_slice(name.as_bytes());
+        let idx = u32::try_from(t.entries.len()).unwrap_or(u32::MAX);
+        t.entries.push(Entry {
             off,
             line,
             source,
             len,
-            allow,
+            flags,
         });
-        if allow {
+        if kind == Kind::Allow {
             self.stats.allows += 1;
         } else {
             self.stats.blocks += 1;
         }
-        let (arena, entries, hasher) = (&self.arena, &self.entries, &self.hasher);
-        self.table.insert_unique(hash, idx, |&i| {
-            let e = &entries[i as usize];
-            hasher.hash_one(&arena[e.off as usize..e.off as usize + e.len as usize])
+        let (arena, entries, hasher) = (&t.arena, &t.entries, &t.hasher);
+        let table = if exact { &mut t.exact } else { &mut t.subtree };
+        table.insert_unique(hash, idx, |&i| {
+            hasher.hash_one(name_of(arena, &entries[i as usize]))
         });
+        Inserted::New
     }
 
-    /// Number of rules stored so far.
+    /// Adds a glob or regex rule (already checked to compile by the parser).
+    pub fn insert_pattern(
+        &mut self,
+        pattern: PatternKind,
+        text: &str,
+        kind: Kind,
+        source: u16,
+        line: u32,
+    ) {
+        self.stats.patterns += 1;
+        self.patterns.add(pattern, text, kind, source, line);
+    }
+
+    /// Removes the subtree rule `name` of `kind` (a `$badfilter`); true when it was there.
+    pub fn remove(&mut self, name: &str, kind: Kind) -> bool {
+        let t = &mut self.t;
+        let hash = t.hasher.hash_one(name.as_bytes());
+        let (arena, entries) = (&t.arena, &t.entries);
+        let Ok(found) = t.subtree.find_entry(hash, |&i| {
+            let e = &entries[i as usize];
+            name_of(arena, e) == name.as_bytes() && e.allow() == (kind == Kind::Allow)
+        }) else {
+            return false;
+        };
+        found.remove();
+        if kind == Kind::Allow {
+            self.stats.allows -= 1;
+        } else {
+            self.stats.blocks -= 1;
+        }
+        self.stats.badfiltered += 1;
+        true
+    }
+
+    /// Number of name rules stored so far.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.t.subtree.len() + self.t.exact.len()
     }
 
     /// True when no rule has been stored.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0 && self.stats.patterns == 0
     }
 
-    /// Freezes the rules into a [`Blocklist`].
-    pub fn build(mut self) -> Blocklist {
-        self.arena.shrink_to_fit();
-        self.entries.shrink_to_fit();
-        self.table.shrink_to_fit(|&i| {
-            let e = &self.entries[i as usize];
-            self.hasher
-                .hash_one(&self.arena[e.off as usize..e.off as usize + e.len as usize])
-        });
+    /// Freezes the rules into a [`Blocklist`]. Fails only when a pattern set does not
+    /// compile as a whole (each pattern was checked alone).
+    pub fn build(self) -> Blocklist {
+        let mut t = self.t;
+        t.arena.shrink_to_fit();
+        t.entries.shrink_to_fit();
+        let (arena, entries, hasher) = (&t.arena, &t.entries, &t.hasher);
+        let rehash = |&i: &u32| hasher.hash_one(name_of(arena, &entries[i as usize]));
+        t.subtree.shrink_to_fit(rehash);
+        t.exact.shrink_to_fit(rehash);
+        let has_important = t.entries.iter().any(Entry::important);
         Blocklist {
-            arena: self.arena.into_boxed_slice(),
-            entries: self.entries.into_boxed_slice(),
-            table: self.table,
-            hasher: self.hasher,
+            arena: t.arena.into_boxed_slice(),
+            entries: t.entries.into_boxed_slice(),
+            subtree: t.subtree,
+            exact: t.exact,
+            hasher: t.hasher,
+            has_important,
+            patterns: self.patterns.build(),
             sources: self.sources,
             stats: self.stats,
         }
     }
 }
 
-/// An immutable suffix-rule set. [`Blocklist::find`] answers "which rule decides this name?".
+/// An immutable rule set. [`Blocklist::find`] answers "which rule decides this name?".
 #[derive(Debug, Default)]
 pub struct Blocklist {
     arena: Box<[u8]>,
     entries: Box<[Entry]>,
-    table: HashTable<u32>,
+    subtree: HashTable<u32>,
+    exact: HashTable<u32>,
     hasher: foldhash::fast::FixedState,
+    has_important: bool,
+    patterns: PatternSet,
     sources: Vec<Arc<str>>,
     stats: BuildStats,
 }
 
 impl Blocklist {
-    fn name_of(&self, e: &Entry) -> &[u8] {
-        &self.arena[e.off as usize..e.off as usize + e.len as usize]
+    fn get(&self, table: &HashTable<u32>, name: &[u8], hash: u64) -> Option<&Entry> {
+        table
+            .find(hash, |&i| {
+                name_of(&self.arena, &self.entries[i as usize]) == name
+            })
+            .map(|&i| &self.entries[i as usize])
     }
 
-    fn get(&self, name: &[u8]) -> Option<u32> {
-        let hash = self.hasher.hash_one(name);
-        self.table
-            .find(hash, |&i| self.name_of(&self.entries[i as usize]) == name)
-            .copied()
-    }
-
-    /// The rule with index `id` (from [`Match::id`]).
-    pub fn rule(&self, id: u32) -> Option<Match<'_>> {
-        let e = self.entries.get(id as usize)?;
-        Some(Match {
-            kind: if e.allow { Kind::Allow } else { Kind::Block },
-            rule: std::str::from_utf8(self.name_of(e)).unwrap_or(""),
+    fn to_match(&self, e: &Entry) -> Match<'_> {
+        Match {
+            kind: if e.allow() { Kind::Allow } else { Kind::Block },
+            rule: std::str::from_utf8(name_of(&self.arena, e)).unwrap_or(""),
             source: self.sources.get(e.source as usize).map_or("", |s| s),
             line: e.line,
-            id,
-        })
+        }
     }
 
-    /// The most specific rule covering `name` (lower case, dotted, no trailing dot), if any.
-    ///
-    /// Walks the suffixes from the whole name up to the last label; the first stored one
-    /// decides. Allow beats block at the same name because the builder keeps only the allow.
-    pub fn find(&self, name: &[u8]) -> Option<Match<'_>> {
+    /// The most specific name rule covering `name`, ignoring globs and regexes.
+    pub fn find_named(&self, name: &[u8]) -> Option<Match<'_>> {
         if self.entries.is_empty() {
             return None;
         }
         let mut s = name;
+        let mut first = true;
+        let mut decided: Option<&Entry> = None;
         loop {
-            if let Some(id) = self.get(s) {
-                return self.rule(id);
+            let hash = self.hasher.hash_one(s);
+            let sub = self.get(&self.subtree, s, hash);
+            let here = if first && !self.exact.is_empty() {
+                match (sub, self.get(&self.exact, s, hash)) {
+                    (Some(a), Some(b)) => Some(if a.important() || (a.allow() && !b.important()) {
+                        a
+                    } else {
+                        b
+                    }),
+                    (a, b) => a.or(b),
+                }
+            } else {
+                sub
+            };
+            first = false;
+            match (decided, here) {
+                (None, Some(e)) => {
+                    if !e.allow() || !self.has_important {
+                        return Some(self.to_match(e));
+                    }
+                    // An allow: an important block above still wins.
+                    decided = Some(e);
+                }
+                (Some(_), Some(e)) if e.important() => return Some(self.to_match(e)),
+                _ => {}
             }
-            let dot = s.iter().position(|&b| b == b'.')?;
+            let Some(dot) = s.iter().position(|&b| b == b'.') else {
+                return decided.map(|e| self.to_match(e));
+            };
             s = &s[dot + 1..];
         }
     }
 
-    /// True when `name` is blocked (a block rule is the most specific match).
+    /// The rule deciding `name` (lower case, dotted, no trailing dot), if any.
+    ///
+    /// Name rules first: the most specific wins, an allow beats a block at the same name
+    /// (unless the block is `$important`), an exact rule applies only to the name itself.
+    /// Then patterns: an allow glob/regex overrides a block; a block glob/regex decides only
+    /// names that no name rule covers. No allocation unless a pattern matches.
+    pub fn find(&self, name: &[u8]) -> Option<Match<'_>> {
+        let named = self.find_named(name);
+        if self.patterns.is_empty() {
+            return named;
+        }
+        match named {
+            Some(m) if m.kind == Kind::Allow => Some(m),
+            Some(m) => Some(
+                self.patterns
+                    .find(name, Kind::Allow, &self.sources)
+                    .unwrap_or(m),
+            ),
+            None => self
+                .patterns
+                .find(name, Kind::Allow, &self.sources)
+                .or_else(|| self.patterns.find(name, Kind::Block, &self.sources)),
+        }
+    }
+
+    /// True when `name` is blocked.
     pub fn is_blocked(&self, name: &[u8]) -> bool {
         matches!(self.find(name), Some(m) if m.kind == Kind::Block)
     }
 
-    /// Number of rules (block + allow).
+    /// Number of name rules (block + allow).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.subtree.len() + self.exact.len()
     }
 
-    /// True when there are no rules.
+    /// True when there are no rules at all.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0 && self.patterns.is_empty()
     }
 
     /// Counts from the build.
@@ -232,11 +399,16 @@ impl Blocklist {
         self.stats
     }
 
-    /// Approximate heap bytes held (arena, entries, hash table).
+    /// The patterns (globs and regexes).
+    pub fn patterns(&self) -> &PatternSet {
+        &self.patterns
+    }
+
+    /// Approximate heap bytes held (arena, entries, hash tables).
     pub fn heap_bytes(&self) -> usize {
         self.arena.len()
             + self.entries.len() * std::mem::size_of::<Entry>()
-            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+            + (self.subtree.capacity() + self.exact.capacity()) * (std::mem::size_of::<u32>() + 1)
     }
 }
 
@@ -248,7 +420,7 @@ mod tests {
         let mut b = BlocklistBuilder::new();
         let src = b.add_source("test.txt");
         for (i, (n, k)) in rules.iter().enumerate() {
-            b.insert(n, *k, src, i as u32 + 1);
+            b.insert(n, *k, false, false, src, i as u32 + 1);
         }
         b.build()
     }
@@ -284,7 +456,7 @@ mod tests {
         let b = list(&[("x.com", Kind::Allow), ("x.com", Kind::Block)]);
         assert!(!a.is_blocked(b"x.com"));
         assert!(!b.is_blocked(b"www.x.com"));
-        assert_eq!(a.stats().duplicates + b.stats().duplicates, 1);
+        assert_eq!(a.stats().duplicates + b.stats().duplicates, 2);
     }
 
     #[test]
@@ -299,5 +471,70 @@ mod tests {
         let l = Blocklist::default();
         assert!(l.find(b"example.com").is_none());
         assert!(l.find(b"").is_none());
+    }
+
+    #[test]
+    fn exact_rules_cover_the_name_only() {
+        let mut b = BlocklistBuilder::new();
+        let src = b.add_source("t.txt");
+        b.insert("a.com", Kind::Block, true, false, src, 1);
+        b.insert("b.com", Kind::Block, false, false, src, 2);
+        b.insert("x.b.com", Kind::Allow, true, false, src, 3);
+        let l = b.build();
+        assert!(l.is_blocked(b"a.com"));
+        assert!(!l.is_blocked(b"www.a.com"));
+        assert!(!l.is_blocked(b"x.b.com"));
+        assert!(
+            l.is_blocked(b"y.x.b.com"),
+            "an exact allow does not cover the subtree"
+        );
+    }
+
+    #[test]
+    fn important_block_beats_allow_and_badfilter_removes() {
+        let mut b = BlocklistBuilder::new();
+        let src = b.add_source("t.txt");
+        b.insert("t.net", Kind::Block, false, true, src, 1);
+        b.insert("t.net", Kind::Allow, false, false, src, 2);
+        b.insert("ok.t.net", Kind::Allow, false, false, src, 3);
+        b.insert("gone.com", Kind::Block, false, false, src, 4);
+        assert!(b.remove("gone.com", Kind::Block));
+        let l = b.build();
+        assert!(l.is_blocked(b"t.net"));
+        assert!(
+            l.is_blocked(b"ok.t.net"),
+            "an important parent beats a child allow"
+        );
+        assert!(!l.is_blocked(b"gone.com"));
+        assert_eq!(l.stats().badfiltered, 1);
+    }
+
+    #[test]
+    fn patterns_decide_after_names_and_allow_patterns_override() {
+        let mut b = BlocklistBuilder::new();
+        let src = b.add_source("t.txt");
+        b.insert("ads.example.com", Kind::Block, false, false, src, 1);
+        b.insert("good.org", Kind::Allow, false, false, src, 2);
+        b.insert_pattern(PatternKind::Glob, "ads*.*", Kind::Block, src, 3);
+        b.insert_pattern(
+            PatternKind::Regex,
+            "^ads\\.example\\.com$",
+            Kind::Allow,
+            src,
+            4,
+        );
+        let l = b.build();
+        let m = l.find(b"ads1.good.net").unwrap();
+        assert_eq!((m.kind, m.rule, m.line), (Kind::Block, "ads*.*", 3));
+        assert!(
+            !l.is_blocked(b"ads.example.com"),
+            "allow regex overrides a name block"
+        );
+        assert!(l.is_blocked(b"x.ads.example.com"));
+        assert!(
+            !l.is_blocked(b"ads2.good.org"),
+            "a name allow beats a block pattern"
+        );
+        assert!(l.find(b"www.example.net").is_none());
     }
 }

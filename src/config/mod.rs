@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use firewall::FirewallConfig;
-use raw::RawConfig;
+use raw::{RawConfig, RawList, RawPercent};
 use toml::Spanned;
 
 use crate::blocklist::Kind;
@@ -81,6 +81,12 @@ pub struct BlockingConfig {
     pub ttl: u32,
     /// Block and allow lists, in config order (blocks first).
     pub lists: Vec<ListSource>,
+    /// How often URL lists are downloaded again.
+    pub refresh: Duration,
+    /// Where downloaded lists are kept (a start without network serves these copies).
+    pub cache_dir: PathBuf,
+    /// An update that shrinks a URL list by more than this many percent is not applied.
+    pub max_shrink: u8,
 }
 
 /// The whole validated config.
@@ -285,11 +291,59 @@ impl Validator<'_> {
             (&b.allow, "blocking.allow", Kind::Allow),
         ] {
             for e in entries {
-                if let Some(src) = self.list_source(e, key, kind, base) {
+                let (name, exact) = match e.get_ref() {
+                    RawList::Plain(n) => (n.clone(), false),
+                    RawList::Table(t) => match t.match_.as_deref() {
+                        None | Some("subtree") => (t.source.clone(), false),
+                        Some("exact") => (t.source.clone(), true),
+                        Some(other) => {
+                            self.err(
+                                e.span(),
+                                key,
+                                format!("match = {other:?}: write \"exact\" or \"subtree\""),
+                            );
+                            continue;
+                        }
+                    },
+                };
+                let spanned = Spanned::new(e.span(), name);
+                if let Some(src) = self.list_source(&spanned, key, kind, exact, base) {
                     lists.push(src);
                 }
             }
         }
+        let refresh = match &b.refresh {
+            None => Duration::from_secs(24 * 3600),
+            Some(r) => parse_duration(r.get_ref()).unwrap_or_else(|m| {
+                self.err(r.span(), "blocking.refresh", m);
+                Duration::from_secs(24 * 3600)
+            }),
+        };
+        let cache_dir = match (&b.cache_dir, base) {
+            (Some(d), Some(base)) => base.join(d.get_ref()),
+            (Some(d), None) => PathBuf::from(d.get_ref()),
+            (None, _) => PathBuf::from(crate::blocklist::fetch::DEFAULT_CACHE_DIR),
+        };
+        let max_shrink = match &b.max_shrink {
+            None => 50,
+            Some(p) => {
+                let v = match p.get_ref() {
+                    RawPercent::Number(n) => Some(*n),
+                    RawPercent::Text(t) => t.trim().trim_end_matches('%').trim().parse().ok(),
+                };
+                match v {
+                    Some(n @ 0..=100) => n as u8,
+                    _ => {
+                        self.err(
+                            p.span(),
+                            "blocking.max_shrink",
+                            "write a percentage from 0 to 100, such as 50 or \"50%\"",
+                        );
+                        50
+                    }
+                }
+            }
+        };
         let firewall = raw.firewall.map(|fw| {
             let mut v = firewall::FirewallValidator {
                 text: self.text,
@@ -324,6 +378,9 @@ impl Validator<'_> {
                 sinkhole_ipv6,
                 ttl: *b.ttl.get_ref(),
                 lists,
+                refresh,
+                cache_dir,
+                max_shrink,
             },
             firewall,
             log,
@@ -389,16 +446,22 @@ impl Validator<'_> {
         e: &Spanned<String>,
         key: &str,
         kind: Kind,
+        exact: bool,
         base: Option<&Path>,
     ) -> Option<ListSource> {
         let name = e.get_ref();
         if name.starts_with("http://") || name.starts_with("https://") {
-            self.err(
-                e.span(),
-                key,
-                format!("{name:?}: URL lists are not supported yet; download the list to a file"),
-            );
-            return None;
+            let rest = name.split_once("://").map_or("", |(_, r)| r);
+            if rest.is_empty() || rest.starts_with('/') || name.contains(char::is_whitespace) {
+                self.err(e.span(), key, format!("{name:?}: not a valid URL"));
+                return None;
+            }
+            return Some(ListSource {
+                display: name.clone(),
+                location: Location::Url(name.clone()),
+                kind,
+                exact,
+            });
         }
         let location = match base {
             None => match EMBEDDED.iter().find(|(n, _)| n == name) {
@@ -425,6 +488,7 @@ impl Validator<'_> {
             display: name.clone(),
             location,
             kind,
+            exact,
         })
     }
 }
@@ -448,6 +512,24 @@ pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
         }
     }
     Err("not an address: write IP:PORT, [IPv6]:PORT or a bare IP (port 53); host names are not accepted".into())
+}
+
+/// `30s`, `15m`, `24h`, `7d`, or bare seconds (at least one minute for list refreshes).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1),
+        Some((i, 'm')) => (&t[..i], 60),
+        Some((i, 'h')) => (&t[..i], 3600),
+        Some((i, 'd')) => (&t[..i], 86_400),
+        _ => (t, 1),
+    };
+    match num.trim().parse::<u64>() {
+        Ok(v) if v.saturating_mul(mul) >= 60 => Ok(Duration::from_secs(v.saturating_mul(mul))),
+        _ => Err(format!(
+            "{s:?}: write a duration of at least a minute, such as 30m, 24h or 7d"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -564,6 +646,46 @@ mod tests {
         let e = errs("[blocking]\nlists = [\"nope.txt\"]\n");
         assert!(
             e[0].starts_with("t.toml:2:10: blocking.lists: \"nope.txt\": no such file"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn list_tables_urls_and_new_blocking_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("h.txt"), "a.test\n").unwrap();
+        let c = Config::parse(
+            "[blocking]\nlists = [\"https://lists.example/x.txt\", { source = \"h.txt\", match = \"exact\" }]\nrefresh = \"12h\"\ncache_dir = \"cache\"\nmax_shrink = \"30%\"\n",
+            "t.toml",
+            Some(dir.path()),
+        )
+        .unwrap();
+        let b = &c.blocking;
+        assert_eq!(
+            b.lists[0].location,
+            Location::Url("https://lists.example/x.txt".into())
+        );
+        assert!(!b.lists[0].exact);
+        assert!(b.lists[1].exact);
+        assert_eq!(b.refresh, Duration::from_secs(12 * 3600));
+        assert_eq!(b.cache_dir, dir.path().join("cache"));
+        assert_eq!(b.max_shrink, 30);
+        let e = errs(
+            "[blocking]\nlists = [{ source = \"h.txt\", match = \"fuzzy\" }]\nrefresh = \"5s\"\nmax_shrink = 150\n",
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("blocking.lists") && m.contains("fuzzy")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("t.toml:3:11: blocking.refresh")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("t.toml:4:14: blocking.max_shrink")),
             "{e:?}"
         );
     }

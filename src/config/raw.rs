@@ -134,10 +134,47 @@ pub struct RawBlocking {
     pub sinkhole_ipv6: Spanned<String>,
     /// TTL of blocked answers, in seconds.
     pub ttl: Spanned<u32>,
-    /// Blocklist files.
-    pub lists: Vec<Spanned<String>>,
-    /// Allowlist files.
-    pub allow: Vec<Spanned<String>>,
+    /// Blocklists: paths or URLs, each a string or `{ source = "…", match = "exact" }`.
+    pub lists: Vec<Spanned<RawList>>,
+    /// Allowlists, in the same forms.
+    pub allow: Vec<Spanned<RawList>>,
+    /// How often URL lists are downloaded again (`"24h"`).
+    pub refresh: Option<Spanned<String>>,
+    /// Where downloaded lists are kept.
+    pub cache_dir: Option<Spanned<String>>,
+    /// Largest shrink of a URL list applied by an update, percent (`50` or `"50%"`).
+    pub max_shrink: Option<Spanned<RawPercent>>,
+}
+
+/// One entry of `blocking.lists` / `blocking.allow`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawList {
+    /// A path or URL.
+    Plain(String),
+    /// `{ source = "…", match = "exact" }`.
+    Table(RawListTable),
+}
+
+/// The table form of a list entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListTable {
+    /// Path or URL.
+    pub source: String,
+    /// `"subtree"` (default) or `"exact"`.
+    #[serde(rename = "match")]
+    pub match_: Option<String>,
+}
+
+/// A percentage written as a number or as `"50%"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawPercent {
+    /// `50`
+    Number(i64),
+    /// `"50%"`
+    Text(String),
 }
 
 impl Default for RawBlocking {
@@ -149,6 +186,9 @@ impl Default for RawBlocking {
             ttl: Spanned::new(0..0, 10),
             lists: Vec::new(),
             allow: Vec::new(),
+            refresh: None,
+            cache_dir: None,
+            max_shrink: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::blocklist::load::BlocklistError;
-use crate::blocklist::load::{ListReport, ListSource, load_all};
+use crate::blocklist::load::{ListReport, ListSource, load_all_with};
 use crate::blocklist::{Blocklist, Kind, Match};
 use crate::config::{BlockMode, BlockingConfig};
 use crate::dns::wire::{LocalAnswer, Query, TYPE_A, TYPE_AAAA, rcode};
@@ -40,7 +40,7 @@ impl Blocking {
     /// Loads the configured lists and builds the stage. Fails only when a list cannot be
     /// read (bad lines are skipped and reported).
     pub fn load(cfg: &BlockingConfig) -> Result<(Self, Vec<ListReport>), BlocklistError> {
-        let (list, reports) = load_all(&cfg.lists)?;
+        let (list, reports) = load_all_with(&cfg.lists, &cfg.cache_dir, false)?;
         Ok((Self::new(cfg, list), reports))
     }
 

@@ -37,27 +37,26 @@ pub enum Action {
     Rejected,
 }
 
-/// A rule of a particular [`Blocklist`] snapshot: the query log names it even when a
-/// reload has swapped the list since. Only made when the pipeline keeps details.
+/// The [`Blocklist`] snapshot that decided a query: the query log names the deciding rule
+/// even when a reload has swapped the list since, by looking the name up again in the same
+/// immutable snapshot (off the query path, in the log writer). Only made when the pipeline
+/// keeps details.
 #[derive(Debug, Clone)]
 pub struct RuleRef {
-    /// The list snapshot the rule belongs to.
+    /// The list snapshot that decided.
     pub list: Arc<Blocklist>,
-    /// The rule's index in it.
-    pub id: u32,
 }
 
 impl RuleRef {
-    fn new(list: &Arc<Blocklist>, m: &Match<'_>) -> Self {
+    fn new(list: &Arc<Blocklist>, _m: &Match<'_>) -> Self {
         Self {
             list: Arc::clone(list),
-            id: m.id,
         }
     }
 
-    /// The rule.
-    pub fn get(&self) -> Option<Match<'_>> {
-        self.list.rule(self.id)
+    /// The rule that decided `qname` (the query's lower-case name) in this snapshot.
+    pub fn get(&self, qname: &str) -> Option<Match<'_>> {
+        self.list.find(qname.as_bytes())
     }
 }
 
@@ -126,9 +125,10 @@ impl Pipeline {
         self.details
     }
 
-    /// Swaps in a new blocking stage (a reload). Queries in flight finish with the old one.
-    pub fn swap_blocking(&self, b: Blocking) {
-        self.blocking.store(Arc::new(b));
+    /// Swaps in a new blocking stage (a reload) and returns the old one, so that the caller
+    /// can free it off the query path. Queries in flight finish with the old one.
+    pub fn swap_blocking(&self, b: Blocking) -> Arc<Blocking> {
+        self.blocking.swap(Arc::new(b))
     }
 
     /// The current blocking stage.

@@ -272,7 +272,7 @@ impl Writer {
         json_str(l, &qtype_name(r.asked.qtype));
         l.extend_from_slice(b",\"action\":");
         json_str(l, action_name(r.outcome.action));
-        match r.outcome.rule.as_ref().and_then(|x| x.get()) {
+        match r.outcome.rule.as_ref().and_then(|x| x.get(&r.asked.qname)) {
             Some(m) => {
                 l.extend_from_slice(b",\"rule\":");
                 json_str(l, m.rule);

@@ -23,6 +23,13 @@ fn version_and_help_on_every_command() {
         &["serve", "--help"],
         &["config", "--help"],
         &["config", "check", "--help"],
+        &["lists", "--help"],
+        &["lists", "check", "--help"],
+        &["lists", "lint", "--help"],
+        &["lists", "convert", "--help"],
+        &["lists", "add", "--help"],
+        &["lists", "remove", "--help"],
+        &["lists", "update", "--help"],
     ] {
         let out = bin().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");

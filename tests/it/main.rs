@@ -9,6 +9,9 @@ mod cache; // hits, TTL countdown, negative caching
 mod cli; // the real binary: --version/--help, config check, SIGHUP reload
 mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptables
 mod forward; // forwarding, rcodes, flags, failover, SERVFAIL deadline, TCP fallback
+mod lists_cli; // `sinkhole lists check|lint|convert|add|remove` on files
 mod malformed; // bad packets never hurt other clients
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
+mod real_lists; // the real community lists in ../shared/data
 mod reload; // file-change reload under a query loop
+mod url_lists; // URL lists against a loopback HTTP server

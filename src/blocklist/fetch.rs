@@ -1,0 +1,330 @@
+//! Lists from URLs: conditional download (ETag / If-Modified-Since) into the cache folder,
+//! with the guards a subscription needs. A download that fails (HTTP error, redirect loop,
+//! body cut short, HTML page, binary data) or that would shrink the list by more than
+//! `blocking.max_shrink` is not applied: the cached last good copy stays.
+//!
+//! Blocking I/O (ureq): call it from a blocking thread (`spawn_blocking`), never the query
+//! path.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::load::{MAX_LIST_BYTES, decode};
+use super::parse::{Kind, Line, for_each_line};
+
+/// `blocking.cache_dir` when the config does not set it.
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/sinkhole";
+
+/// Why a download was not applied.
+#[derive(Debug, Error)]
+pub enum FetchError {
+    /// Transport or HTTP failure (status ≥ 400, redirect loop, connection, timeout…).
+    #[error("{url}: download failed: {msg}")]
+    Http {
+        /// The list URL.
+        url: String,
+        /// What went wrong.
+        msg: String,
+    },
+    /// The body is not a usable list (HTML page, binary data, too large).
+    #[error("{url}: {msg}")]
+    Content {
+        /// The list URL.
+        url: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// The new copy has far fewer rules than the last good one.
+    #[error(
+        "{url}: update refused: {new} rules instead of {old} (shrinks by more than {max_shrink}%); keeping the last good copy"
+    )]
+    Shrunk {
+        /// The list URL.
+        url: String,
+        /// Rules in the cached copy.
+        old: usize,
+        /// Rules in the download.
+        new: usize,
+        /// `blocking.max_shrink`, percent.
+        max_shrink: u8,
+    },
+    /// The cache folder could not be written.
+    #[error("{url}: cannot write the cache ({path}): {source}")]
+    Cache {
+        /// The list URL.
+        url: String,
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// What a successful [`update`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Updated {
+    /// 304 Not Modified (or the same bytes): nothing changed.
+    NotModified,
+    /// A new copy was stored, with this many rules.
+    Stored(usize),
+}
+
+/// The cached copy of `url` in `dir`: a readable name plus a stable hash, `.txt`.
+pub fn cache_path(dir: &Path, url: &str) -> PathBuf {
+    let readable: String = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    // FNV-1a: stable across builds and versions.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in url.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    dir.join(format!("{readable}-{h:016x}.txt"))
+}
+
+fn meta_path(list: &Path) -> PathBuf {
+    list.with_extension("meta")
+}
+
+/// Validators of the cached copy: (ETag, Last-Modified).
+fn read_meta(list: &Path) -> (Option<String>, Option<String>) {
+    let Ok(text) = std::fs::read_to_string(meta_path(list)) else {
+        return (None, None);
+    };
+    let mut etag = None;
+    let mut modified = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("etag: ") {
+            etag = Some(v.to_string());
+        } else if let Some(v) = line.strip_prefix("last-modified: ") {
+            modified = Some(v.to_string());
+        }
+    }
+    (etag, modified)
+}
+
+/// Counts the usable rules in list text (names and patterns).
+pub fn count_rules(text: &str) -> usize {
+    let mut n = 0;
+    for_each_line(text, Kind::Block, false, |_, _, l| match l {
+        Line::Name { .. } | Line::Pattern { .. } => n += 1,
+        Line::Names { names, .. } => n += names.len(),
+        _ => {}
+    });
+    n
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file in the same folder, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile_in(dir, path)?;
+    tmp.1.write_all(bytes)?;
+    tmp.1.sync_all()?;
+    drop(tmp.1);
+    std::fs::rename(&tmp.0, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp.0);
+    })
+}
+
+fn tempfile_in(dir: &Path, path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let base = path
+        .file_name()
+        .map_or_else(|| "list".into(), |n| n.to_string_lossy().into_owned());
+    for i in 0..100u32 {
+        let p = dir.join(format!(".{base}.{}.{i}.tmp", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
+            Ok(f) => {
+                // Keep the permissions of the file being replaced.
+                if let Ok(m) = std::fs::metadata(path) {
+                    let _ = std::fs::set_permissions(&p, m.permissions());
+                }
+                return Ok((p, f));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free temporary file name"))
+}
+
+/// Downloads `url` into its cache file in `dir` if it changed, applying the guards.
+/// `progress(done, total)` is called as the body arrives.
+pub fn update(
+    url: &str,
+    dir: &Path,
+    max_shrink: u8,
+    timeout: Duration,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<Updated, FetchError> {
+    let http = |msg: String| FetchError::Http {
+        url: url.to_string(),
+        msg,
+    };
+    let content = |msg: String| FetchError::Content {
+        url: url.to_string(),
+        msg,
+    };
+    let path = cache_path(dir, url);
+    let old = std::fs::read(&path).ok();
+    let (etag, modified) = if old.is_some() {
+        read_meta(&path)
+    } else {
+        (None, None)
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .max_redirects(5)
+        .user_agent(concat!("sinkhole/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let mut req = agent.get(url);
+    if let Some(e) = &etag {
+        req = req.header("If-None-Match", e);
+    }
+    if let Some(m) = &modified {
+        req = req.header("If-Modified-Since", m);
+    }
+    let resp = req.call().map_err(|e| http(e.to_string()))?;
+    let status = resp.status().as_u16();
+    if status == 304 {
+        return Ok(Updated::NotModified);
+    }
+    if !(200..300).contains(&status) {
+        return Err(http(format!("HTTP status {status}")));
+    }
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let new_etag = header("etag");
+    let new_modified = header("last-modified");
+    if header("content-type").is_some_and(|t| t.to_ascii_lowercase().contains("text/html")) {
+        return Err(content("the server sent an HTML page, not a list".into()));
+    }
+    let total = header("content-length").and_then(|v| v.parse::<u64>().ok());
+    if total.is_some_and(|t| t > MAX_LIST_BYTES) {
+        return Err(content(format!(
+            "{} bytes is larger than the {MAX_LIST_BYTES} bytes a list may have",
+            total.unwrap_or(0)
+        )));
+    }
+    let mut body = Vec::with_capacity(total.unwrap_or(1 << 20).min(64 << 20) as usize);
+    let mut reader = resp.into_body().into_reader();
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let n = reader
+            .read(&mut chunk)
+            .map_err(|e| http(format!("body cut short after {} bytes: {e}", body.len())))?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+        if body.len() as u64 > MAX_LIST_BYTES {
+            return Err(content(format!(
+                "larger than the {MAX_LIST_BYTES} bytes a list may have"
+            )));
+        }
+        progress(body.len() as u64, total);
+    }
+    if let Some(t) = total
+        && t != body.len() as u64
+    {
+        return Err(http(format!("body cut short: {} of {t} bytes", body.len())));
+    }
+    if old.as_deref() == Some(&body[..]) {
+        write_meta(url, &path, new_etag.as_deref(), new_modified.as_deref())?;
+        return Ok(Updated::NotModified);
+    }
+    let text =
+        decode(url, body).map_err(|e| content(e.to_string().replace(&format!("{url}: "), "")))?;
+    let new = count_rules(&text);
+    if let Some(old) = old {
+        let old_text = String::from_utf8_lossy(&old);
+        let old_n = count_rules(&old_text);
+        let floor = old_n as u128 * u128::from(100 - max_shrink.min(100)) / 100;
+        if (new as u128) < floor {
+            return Err(FetchError::Shrunk {
+                url: url.to_string(),
+                old: old_n,
+                new,
+                max_shrink,
+            });
+        }
+    } else if new == 0 {
+        return Err(content("no usable rule in the download".into()));
+    }
+    let cache_err = |source, p: &Path| FetchError::Cache {
+        url: url.to_string(),
+        path: p.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| cache_err(e, dir))?;
+    write_atomic(&path, text.as_bytes()).map_err(|e| cache_err(e, &path))?;
+    write_meta(url, &path, new_etag.as_deref(), new_modified.as_deref())?;
+    Ok(Updated::Stored(new))
+}
+
+fn write_meta(
+    url: &str,
+    path: &Path,
+    etag: Option<&str>,
+    modified: Option<&str>,
+) -> Result<(), FetchError> {
+    let mut meta = format!("url: {url}\n");
+    if let Some(e) = etag {
+        meta.push_str(&format!("etag: {e}\n"));
+    }
+    if let Some(m) = modified {
+        meta.push_str(&format!("last-modified: {m}\n"));
+    }
+    let mp = meta_path(path);
+    write_atomic(&mp, meta.as_bytes()).map_err(|source| FetchError::Cache {
+        url: url.to_string(),
+        path: mp.display().to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_paths_are_stable_and_distinct() {
+        let d = Path::new("/c");
+        let a = cache_path(d, "https://example.com/list.txt");
+        assert_eq!(a, cache_path(d, "https://example.com/list.txt"));
+        assert_ne!(a, cache_path(d, "https://example.com/list.txt?x"));
+        assert!(a.to_string_lossy().starts_with("/c/example.com_list.txt-"));
+    }
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.txt");
+        write_atomic(&p, b"a.com\n").unwrap();
+        write_atomic(&p, b"b.com\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "b.com\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

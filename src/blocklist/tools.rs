@@ -1,0 +1,586 @@
+//! The maintenance behind `sinkhole lists`: which rules match a name (`check`), what is wrong
+//! or redundant in a set of files (`lint`), writing a set in another format (`convert`), and
+//! editing a list file in place (`add` / `remove`). Pure functions over text; `cli.rs` prints.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use thiserror::Error;
+
+use super::domain::{DomainError, is_public_suffix, normalize};
+use super::parse::{Kind, Line, LineError, PatternKind, excerpt, parse_line};
+use super::patterns::PatternSetBuilder;
+
+/// One rule of a set, with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcedRule {
+    /// Normalised name, or pattern text.
+    pub name: String,
+    /// Block or allow.
+    pub kind: Kind,
+    /// Name only.
+    pub exact: bool,
+    /// Glob or regex.
+    pub pattern: Option<PatternKind>,
+    /// The list, as shown.
+    pub source: String,
+    /// 1-based line.
+    pub line: u32,
+    /// The line as written (trimmed, cut to 80 characters).
+    pub text: String,
+}
+
+/// The rules and skipped lines of one list.
+#[derive(Debug, Default)]
+pub struct ReadList {
+    /// Rules in file order.
+    pub rules: Vec<SourcedRule>,
+    /// Every skipped line.
+    pub errors: Vec<LineError>,
+}
+
+/// Parses list text into owned rules, all skipped lines kept.
+pub fn read_list(source: &str, text: &str, kind: Kind, exact_default: bool) -> ReadList {
+    let mut out = ReadList::default();
+    let mut buf = String::new();
+    for (i, raw) in text.split('\n').enumerate() {
+        let line = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let rule = |name: String, kind, exact, pattern| SourcedRule {
+            name,
+            kind,
+            exact,
+            pattern,
+            source: source.to_string(),
+            line,
+            text: excerpt(raw),
+        };
+        match parse_line(raw, kind, exact_default, &mut buf) {
+            Line::Empty | Line::BadFilter { .. } => {}
+            Line::Name {
+                name, kind, exact, ..
+            } => out.rules.push(rule(name.to_string(), kind, exact, None)),
+            Line::Names { names, kind, exact } => {
+                for n in names {
+                    out.rules.push(rule(n, kind, exact, None));
+                }
+            }
+            Line::Pattern {
+                pattern,
+                text,
+                kind,
+            } => out.rules.push(rule(text, kind, false, Some(pattern))),
+            Line::Skip(reason, detail) => out.errors.push(LineError {
+                line,
+                text: excerpt(raw),
+                reason,
+                detail,
+            }),
+        }
+    }
+    out
+}
+
+/// True when `rule` (a name rule) covers `name`: equal, or (subtree) a parent of it.
+pub fn covers(rule: &SourcedRule, name: &str) -> bool {
+    if rule.name == name {
+        return true;
+    }
+    !rule.exact
+        && name.len() > rule.name.len()
+        && name.ends_with(&rule.name)
+        && name.as_bytes()[name.len() - rule.name.len() - 1] == b'.'
+}
+
+/// Every rule of `rules` that matches `name` (name rules by suffix, patterns by matching).
+pub fn matching<'a>(rules: &'a [SourcedRule], name: &str) -> Vec<&'a SourcedRule> {
+    rules
+        .iter()
+        .filter(|r| match r.pattern {
+            None => covers(r, name),
+            Some(p) => {
+                let mut b = PatternSetBuilder::default();
+                b.add(p, &r.name, r.kind, 0, 0);
+                let set = b.build();
+                set.find(name.as_bytes(), r.kind, &[]).is_some()
+            }
+        })
+        .collect()
+}
+
+/// A `lint` finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// `file:line`.
+    pub at: String,
+    /// `invalid`, `duplicate`, `redundant` or `cancelled`.
+    pub what: &'static str,
+    /// The explanation.
+    pub msg: String,
+}
+
+/// Lints a set of lists: every skipped line (invalid), duplicates, entries made redundant by
+/// a parent in the set, and blocks an allow entry cancels.
+pub fn lint(lists: &[(String, ReadList)]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut first: HashMap<(&str, Kind, bool), &SourcedRule> = HashMap::new();
+    for (source, l) in lists {
+        for e in &l.errors {
+            out.push(Finding {
+                at: format!("{source}:{}", e.line),
+                what: "invalid",
+                msg: format!("{}: {} ({})", e.reason, e.detail, e.text),
+            });
+        }
+        for r in &l.rules {
+            if let Some(prev) = first.get(&(r.name.as_str(), r.kind, r.exact)) {
+                out.push(Finding {
+                    at: format!("{}:{}", r.source, r.line),
+                    what: "duplicate",
+                    msg: format!("{} is already at {}:{}", r.name, prev.source, prev.line),
+                });
+            } else {
+                first.insert((r.name.as_str(), r.kind, r.exact), r);
+            }
+        }
+    }
+    for (_, l) in lists {
+        for r in l.rules.iter().filter(|r| r.pattern.is_none()) {
+            if let Some(p) = ancestor(&first, &r.name)
+                && p.kind == r.kind
+            {
+                {
+                    out.push(Finding {
+                        at: format!("{}:{}", r.source, r.line),
+                        what: "redundant",
+                        msg: format!(
+                            "{} is covered by {} ({}:{})",
+                            r.name, p.name, p.source, p.line
+                        ),
+                    });
+                    continue;
+                }
+            }
+            if r.kind == Kind::Block
+                && let Some(a) = first
+                    .get(&(r.name.as_str(), Kind::Allow, false))
+                    .or_else(|| first.get(&(r.name.as_str(), Kind::Allow, r.exact)))
+                    .copied()
+                    .or_else(|| ancestor(&first, &r.name).filter(|a| a.kind == Kind::Allow))
+            {
+                out.push(Finding {
+                    at: format!("{}:{}", r.source, r.line),
+                    what: "cancelled",
+                    msg: format!(
+                        "block {} is cancelled by allow {} ({}:{})",
+                        r.name, a.name, a.source, a.line
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The nearest proper parent of `name` with a subtree rule in the set (allow first).
+fn ancestor<'a>(
+    set: &HashMap<(&str, Kind, bool), &'a SourcedRule>,
+    name: &str,
+) -> Option<&'a SourcedRule> {
+    let mut s = name;
+    while let Some(dot) = s.find('.') {
+        s = &s[dot + 1..];
+        if let Some(r) = set
+            .get(&(s, Kind::Allow, false))
+            .or_else(|| set.get(&(s, Kind::Block, false)))
+        {
+            return Some(r);
+        }
+    }
+    None
+}
+
+/// Output formats of `lists convert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One name per line (`=name` for exact rules).
+    Domains,
+    /// `0.0.0.0 name`.
+    Hosts,
+    /// `||name^`, `@@||name^`, `/regex/`.
+    Adblock,
+    /// `address=/name/#`.
+    Dnsmasq,
+    /// `local-zone: "name." always_nxdomain`.
+    Unbound,
+    /// A Response Policy Zone: `name CNAME .` and `*.name CNAME .`.
+    Rpz,
+}
+
+/// The combined set written in `format`: deduplicated, children covered by a parent of the
+/// same kind dropped, sorted by name. Returns the text and notes on what the format cannot
+/// express (printed as warnings).
+pub fn convert(rules: &[SourcedRule], format: Format) -> (String, Vec<String>) {
+    let mut set: BTreeMap<&str, (Kind, bool)> = BTreeMap::new();
+    let mut patterns: Vec<&SourcedRule> = Vec::new();
+    for r in rules {
+        if r.pattern.is_some() {
+            if !patterns
+                .iter()
+                .any(|p| p.name == r.name && p.kind == r.kind)
+            {
+                patterns.push(r);
+            }
+            continue;
+        }
+        // Allow wins at the same name; subtree wins over exact.
+        let e = set.entry(&r.name).or_insert((r.kind, r.exact));
+        if r.kind == Kind::Allow && e.0 == Kind::Block {
+            *e = (r.kind, r.exact);
+        } else if r.kind == e.0 {
+            e.1 &= r.exact;
+        }
+    }
+    let redundant = |name: &str, kind: Kind| {
+        let mut s = name;
+        while let Some(dot) = s.find('.') {
+            s = &s[dot + 1..];
+            if let Some((k, exact)) = set.get(s)
+                && !exact
+            {
+                return *k == kind;
+            }
+        }
+        false
+    };
+    let mut out = String::new();
+    let mut notes = Vec::new();
+    let (mut allows_dropped, mut exact_dropped) = (0, 0);
+    if format == Format::Rpz {
+        out.push_str(
+            "$TTL 300\n@ IN SOA localhost. hostmaster.localhost. 1 3600 600 86400 300\n  IN NS localhost.\n",
+        );
+    }
+    for (&name, &(kind, exact)) in &set {
+        if redundant(name, kind) {
+            continue;
+        }
+        let allow = kind == Kind::Allow;
+        match format {
+            Format::Adblock => {
+                let at = if allow { "@@" } else { "" };
+                if exact {
+                    // AdGuard Home's exact form.
+                    let _ = writeln!(out, "{at}|{name}^");
+                } else {
+                    let _ = writeln!(out, "{at}||{name}^");
+                }
+            }
+            Format::Rpz => {
+                let target = if allow { "rpz-passthru." } else { "." };
+                let _ = writeln!(out, "{name} CNAME {target}");
+                if !exact {
+                    let _ = writeln!(out, "*.{name} CNAME {target}");
+                }
+            }
+            _ if allow => allows_dropped += 1,
+            Format::Domains => {
+                let _ = writeln!(out, "{}{name}", if exact { "=" } else { "" });
+            }
+            _ if exact => exact_dropped += 1,
+            Format::Hosts => {
+                let _ = writeln!(out, "0.0.0.0 {name}");
+            }
+            Format::Dnsmasq => {
+                let _ = writeln!(out, "address=/{name}/#");
+            }
+            Format::Unbound => {
+                let _ = writeln!(out, "local-zone: \"{name}.\" always_nxdomain");
+            }
+        }
+    }
+    let mut patterns_dropped = 0;
+    for p in patterns {
+        match (format, p.pattern) {
+            (Format::Adblock, Some(PatternKind::Regex)) => {
+                let at = if p.kind == Kind::Allow { "@@" } else { "" };
+                let _ = writeln!(out, "{at}/{}/", p.name);
+            }
+            (Format::Domains, Some(PatternKind::Glob)) if p.kind == Kind::Block => {
+                let _ = writeln!(out, "{}", p.name);
+            }
+            _ => patterns_dropped += 1,
+        }
+    }
+    if allows_dropped > 0 {
+        notes.push(format!(
+            "{allows_dropped} allow entries have no form in this format and were left out (adblock and rpz keep them)"
+        ));
+    }
+    if exact_dropped > 0 {
+        notes.push(format!(
+            "{exact_dropped} exact-name entries have no form in this format and were left out (domains, adblock and rpz keep them)"
+        ));
+    }
+    if patterns_dropped > 0 {
+        notes.push(format!(
+            "{patterns_dropped} glob/regex rules have no form in this format and were left out"
+        ));
+    }
+    (out, notes)
+}
+
+/// Why `add` / `remove` refused to edit.
+#[derive(Debug, Error)]
+pub enum EditError {
+    /// A name that is not a valid domain name.
+    #[error("{name:?} is not a valid domain name: {why}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why.
+        why: DomainError,
+    },
+    /// A public suffix (`com`, `co.uk`).
+    #[error("{name:?} is a public suffix; a list must not block or allow all of it")]
+    PublicSuffix {
+        /// The name given.
+        name: String,
+    },
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Normalises a name for `add`, refusing invalid names and public suffixes.
+pub fn checked_name(name: &str) -> Result<String, EditError> {
+    let n = normalize(name).map_err(|why| EditError::InvalidName {
+        name: name.to_string(),
+        why,
+    })?;
+    if is_public_suffix(&n) {
+        return Err(EditError::PublicSuffix {
+            name: name.to_string(),
+        });
+    }
+    Ok(n)
+}
+
+/// How the last rule line of a file is written, so that added lines match it.
+fn line_style(text: &str) -> impl Fn(&str) -> String {
+    let mut buf = String::new();
+    let last = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| {
+            !l.is_empty()
+                && !matches!(
+                    parse_line(l, Kind::Block, false, &mut buf),
+                    Line::Empty | Line::Skip(..)
+                )
+        })
+        .unwrap_or("")
+        .to_string();
+    move |name: &str| {
+        if last.starts_with("@@||") {
+            format!("@@||{name}^")
+        } else if last.starts_with("||") {
+            format!("||{name}^")
+        } else if last.starts_with("address=/") {
+            format!("address=/{name}/#")
+        } else if last.starts_with("server=/") {
+            format!("server=/{name}/")
+        } else if let Some((ip, _)) = last.split_once(char::is_whitespace)
+            && ip.parse::<std::net::IpAddr>().is_ok()
+        {
+            format!("{ip} {name}")
+        } else {
+            name.to_string()
+        }
+    }
+}
+
+/// The names of `text`'s rules with their line numbers.
+fn names_in(text: &str) -> Vec<(String, u32)> {
+    read_list("", text, Kind::Block, false)
+        .rules
+        .into_iter()
+        .filter(|r| r.pattern.is_none())
+        .map(|r| (r.name, r.line))
+        .collect()
+}
+
+/// Appends `names` to list text in the style of its last rule line, with an inline
+/// `# comment`; names already in the list are skipped. Returns the new text and the names
+/// already present.
+pub fn add_names(text: &str, names: &[String], comment: Option<&str>) -> (String, Vec<String>) {
+    let present = names_in(text);
+    let crlf = text.contains("\r\n");
+    let nl = if crlf { "\r\n" } else { "\n" };
+    let style = line_style(text);
+    let mut out = text.to_string();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push_str(nl);
+    }
+    let mut skipped = Vec::new();
+    let mut added: Vec<&str> = Vec::new();
+    for n in names {
+        if present.iter().any(|(p, _)| p == n) || added.contains(&n.as_str()) {
+            skipped.push(n.clone());
+            continue;
+        }
+        added.push(n);
+        out.push_str(&style(n));
+        if let Some(c) = comment {
+            out.push_str("  # ");
+            out.push_str(c.trim());
+        }
+        out.push_str(nl);
+    }
+    (out, skipped)
+}
+
+/// Removes `names` from list text: a line whose only rule is one of them goes; a hosts line
+/// with other names keeps those. Comments, blank lines and order stay. Returns the new text
+/// and the names that were not found.
+pub fn remove_names(text: &str, names: &[String]) -> (String, Vec<String>) {
+    let mut found = vec![false; names.len()];
+    let mut out = String::with_capacity(text.len());
+    let mut buf = String::new();
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for raw in lines {
+        let body = raw.trim_end_matches(['\n', '\r']);
+        let ending = &raw[body.len()..];
+        let line_names: Vec<String> = match parse_line(body, Kind::Block, false, &mut buf) {
+            Line::Name { name, .. } => vec![name.to_string()],
+            Line::Names { names, .. } => names,
+            _ => Vec::new(),
+        };
+        let hit: Vec<usize> = names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| line_names.contains(n))
+            .map(|(i, _)| i)
+            .collect();
+        if hit.is_empty() {
+            out.push_str(raw);
+            continue;
+        }
+        for &i in &hit {
+            found[i] = true;
+        }
+        let keep: Vec<&String> = line_names.iter().filter(|n| !names.contains(n)).collect();
+        if keep.is_empty() {
+            continue;
+        }
+        // A hosts line with other names: drop only the removed ones, keep the rest of it.
+        let mut fields: Vec<&str> = Vec::new();
+        let (rule, comment) = match body.find(" #").or_else(|| body.find("\t#")) {
+            Some(i) => (&body[..i], &body[i..]),
+            None => (body, ""),
+        };
+        for f in rule.split_whitespace() {
+            let lower = normalize(f).unwrap_or_default();
+            if !names.contains(&lower) {
+                fields.push(f);
+            }
+        }
+        out.push_str(&fields.join(" "));
+        out.push_str(comment);
+        out.push_str(ending);
+    }
+    let missing = names
+        .iter()
+        .zip(found)
+        .filter(|(_, f)| !f)
+        .map(|(n, _)| n.clone())
+        .collect();
+    (out, missing)
+}
+
+/// Reads a list file for the maintenance commands (lossy UTF-8).
+pub fn read_text(path: &Path) -> Result<String, EditError> {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|source| EditError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(text: &str) -> Vec<SourcedRule> {
+        read_list("t.txt", text, Kind::Block, false).rules
+    }
+
+    #[test]
+    fn convert_dedups_drops_children_and_sorts() {
+        let r = rules("b.com\na.com\nx.a.com\na.com\n@@||ok.b.com^\n=only.c.com\n");
+        let (d, notes) = convert(&r, Format::Domains);
+        assert_eq!(d, "a.com\nb.com\n=only.c.com\n");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let (a, _) = convert(&r, Format::Adblock);
+        assert_eq!(a, "||a.com^\n||b.com^\n@@||ok.b.com^\n|only.c.com^\n");
+        let (z, _) = convert(&r, Format::Rpz);
+        assert!(z.contains("a.com CNAME .\n*.a.com CNAME .\n"), "{z}");
+        assert!(z.contains("ok.b.com CNAME rpz-passthru.\n"), "{z}");
+        let (h, _) = convert(&r, Format::Hosts);
+        assert_eq!(h, "0.0.0.0 a.com\n0.0.0.0 b.com\n");
+    }
+
+    #[test]
+    fn lint_finds_each_kind() {
+        let a = read_list(
+            "a.txt",
+            "ex.com\nx.ex.com\nex.com\nbad..com\n",
+            Kind::Block,
+            false,
+        );
+        let b = read_list("b.txt", "@@||ok.com^\nads.ok.com\n", Kind::Block, false);
+        let f = lint(&[("a.txt".into(), a), ("b.txt".into(), b)]);
+        let got: Vec<(&str, &str)> = f.iter().map(|f| (f.at.as_str(), f.what)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a.txt:4", "invalid"),
+                ("a.txt:3", "duplicate"),
+                ("a.txt:2", "redundant"),
+                ("b.txt:2", "cancelled"),
+            ]
+        );
+    }
+
+    #[test]
+    fn add_and_remove_keep_comments_and_style() {
+        let text = "# my list\r\n0.0.0.0 a.com b.com # two\r\n\r\n0.0.0.0 c.com\r\n";
+        let (t, skipped) = add_names(text, &["d.com".into(), "a.com".into()], Some("accounting"));
+        assert_eq!(skipped, vec!["a.com".to_string()]);
+        assert!(
+            t.ends_with("0.0.0.0 c.com\r\n0.0.0.0 d.com  # accounting\r\n"),
+            "{t:?}"
+        );
+        let (t, missing) = remove_names(&t, &["a.com".into(), "c.com".into(), "z.com".into()]);
+        assert_eq!(missing, vec!["z.com".to_string()]);
+        assert_eq!(
+            t,
+            "# my list\r\n0.0.0.0 b.com # two\r\n\r\n0.0.0.0 d.com  # accounting\r\n"
+        );
+        assert!(matches!(
+            checked_name("co.uk"),
+            Err(EditError::PublicSuffix { .. })
+        ));
+        assert!(matches!(
+            checked_name("a..b"),
+            Err(EditError::InvalidName { .. })
+        ));
+    }
+}

@@ -1,0 +1,409 @@
+//! `sinkhole lists check|lint|convert|add|remove|update`: printing and exit codes around
+//! `blocklist::tools` and `blocklist::fetch`. Exit codes: 0 ok, 1 a finding or failure the
+//! command reports (invalid lines, names not found, downloads failed), 2 config or usage error.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::blocklist::domain::normalize;
+use crate::blocklist::fetch::{self, Updated};
+use crate::blocklist::load::{Location, load_all_with, read_source};
+use crate::blocklist::parse::{Kind, Line, excerpt, parse_line};
+use crate::blocklist::tools::{self, Format, SourcedRule, covers};
+use crate::cli::{FormatArg, ListsCommand, load_config};
+
+/// Runs one `lists` subcommand.
+pub(crate) fn run(cmd: ListsCommand) -> ExitCode {
+    match cmd {
+        ListsCommand::Check { config, names } => check(config, &names),
+        ListsCommand::Lint { files, .. } => lint(&files),
+        ListsCommand::Convert { to, files, .. } => convert(to, &files),
+        ListsCommand::Add {
+            names, to, comment, ..
+        } => add(&names, &to, comment.as_deref()),
+        ListsCommand::Remove { names, from, .. } => remove(&names, &from),
+        ListsCommand::Update { config } => update(config),
+    }
+}
+
+fn check(config: Option<PathBuf>, names: &[String]) -> ExitCode {
+    let cfg = match load_config(config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let b = &cfg.blocking;
+    let (list, _) = match load_all_with(&b.lists, &b.cache_dir, false) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("sinkhole: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut queries = Vec::new();
+    for n in names {
+        match normalize(n) {
+            Ok(q) => queries.push(q),
+            Err(e) => {
+                eprintln!("sinkhole: {n:?} is not a valid name: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // Every rule matching each name, with its file:line, read again from the lists.
+    let mut matched: Vec<Vec<SourcedRule>> = vec![Vec::new(); queries.len()];
+    for src in &b.lists {
+        let text = match read_source(src, &b.cache_dir) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                eprintln!("sinkhole: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let mut buf = String::new();
+        for (i, raw) in text.split('\n').enumerate() {
+            let line = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let rules: Vec<SourcedRule> = match parse_line(raw, src.kind, src.exact, &mut buf) {
+                Line::Name {
+                    name, kind, exact, ..
+                } => vec![rule(
+                    name.to_string(),
+                    kind,
+                    exact,
+                    None,
+                    &src.display,
+                    line,
+                    raw,
+                )],
+                Line::Names { names, kind, exact } => names
+                    .into_iter()
+                    .map(|n| rule(n, kind, exact, None, &src.display, line, raw))
+                    .collect(),
+                Line::Pattern {
+                    pattern,
+                    text,
+                    kind,
+                } => vec![rule(
+                    text,
+                    kind,
+                    false,
+                    Some(pattern),
+                    &src.display,
+                    line,
+                    raw,
+                )],
+                _ => continue,
+            };
+            for r in rules {
+                for (qi, q) in queries.iter().enumerate() {
+                    let hit = match r.pattern {
+                        None => covers(&r, q),
+                        Some(_) => !tools::matching(std::slice::from_ref(&r), q).is_empty(),
+                    };
+                    if hit {
+                        matched[qi].push(r.clone());
+                    }
+                }
+            }
+        }
+    }
+    let width = queries.iter().map(String::len).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for (q, rules) in queries.iter().zip(&matched) {
+        let decision = list.find(q.as_bytes());
+        let verdict = match decision {
+            Some(m) if m.kind == Kind::Block => "blocked",
+            Some(_) => "allowed",
+            None => "not blocked",
+        };
+        let deciding = decision.and_then(|m| {
+            rules
+                .iter()
+                .find(|r| r.source == m.source && r.line == m.line)
+        });
+        match (decision, deciding) {
+            (Some(m), Some(r)) => {
+                let _ = writeln!(
+                    out,
+                    "{q:width$}  {verdict}  by {}  ({}:{})",
+                    r.text, m.source, m.line
+                );
+            }
+            (Some(m), None) => {
+                let _ = writeln!(
+                    out,
+                    "{q:width$}  {verdict}  by {}  ({}:{})",
+                    m.rule, m.source, m.line
+                );
+            }
+            (None, _) => {
+                let _ = writeln!(out, "{q:width$}  {verdict}  (no rule matches)");
+            }
+        }
+        for r in rules {
+            if decision.is_some_and(|m| m.source == r.source && m.line == r.line) {
+                continue;
+            }
+            let what = match r.kind {
+                Kind::Block => "block",
+                Kind::Allow => "allow",
+            };
+            let _ = writeln!(
+                out,
+                "{:width$}  also matched ({what}): {}  ({}:{})",
+                "", r.text, r.source, r.line
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn rule(
+    name: String,
+    kind: Kind,
+    exact: bool,
+    pattern: Option<crate::blocklist::PatternKind>,
+    source: &str,
+    line: u32,
+    raw: &str,
+) -> SourcedRule {
+    SourcedRule {
+        name,
+        kind,
+        exact,
+        pattern,
+        source: source.to_string(),
+        line,
+        text: excerpt(raw),
+    }
+}
+
+fn read_lists(files: &[PathBuf]) -> Result<Vec<(String, tools::ReadList)>, ExitCode> {
+    let mut out = Vec::new();
+    for f in files {
+        let shown = f.display().to_string();
+        let text = match crate::blocklist::load::read_file(&shown, f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("sinkhole: {e}");
+                return Err(ExitCode::from(2));
+            }
+        };
+        out.push((
+            shown.clone(),
+            tools::read_list(&shown, &text, Kind::Block, false),
+        ));
+    }
+    Ok(out)
+}
+
+fn lint(files: &[PathBuf]) -> ExitCode {
+    let lists = match read_lists(files) {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    let findings = tools::lint(&lists);
+    let mut out = std::io::stdout().lock();
+    let mut invalid = 0;
+    for f in &findings {
+        if f.what == "invalid" {
+            invalid += 1;
+        }
+        let _ = writeln!(out, "{}: {}: {}", f.at, f.what, f.msg);
+    }
+    let rules: usize = lists.iter().map(|(_, l)| l.rules.len()).sum();
+    let _ = writeln!(
+        out,
+        "{} rules in {} files: {invalid} invalid lines, {} warnings",
+        rules,
+        lists.len(),
+        findings.len() - invalid
+    );
+    if invalid > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn convert(to: FormatArg, files: &[PathBuf]) -> ExitCode {
+    let lists = match read_lists(files) {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    let rules: Vec<SourcedRule> = lists.into_iter().flat_map(|(_, l)| l.rules).collect();
+    let format = match to {
+        FormatArg::Domains => Format::Domains,
+        FormatArg::Hosts => Format::Hosts,
+        FormatArg::Adblock => Format::Adblock,
+        FormatArg::Dnsmasq => Format::Dnsmasq,
+        FormatArg::Unbound => Format::Unbound,
+        FormatArg::Rpz => Format::Rpz,
+    };
+    let (text, notes) = tools::convert(&rules, format);
+    for n in notes {
+        eprintln!("sinkhole: note: {n}");
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sinkhole: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn add(names: &[String], to: &Path, comment: Option<&str>) -> ExitCode {
+    let mut checked = Vec::new();
+    for n in names {
+        match tools::checked_name(n) {
+            Ok(c) => checked.push(c),
+            Err(e) => {
+                eprintln!("sinkhole: {e}; nothing written");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if comment.is_some_and(|c| c.contains(['\n', '\r'])) {
+        eprintln!("sinkhole: --comment must be one line; nothing written");
+        return ExitCode::from(2);
+    }
+    let text = if to.exists() {
+        match tools::read_text(to) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("sinkhole: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        String::new()
+    };
+    let (new, already) = tools::add_names(&text, &checked, comment);
+    for a in &already {
+        eprintln!("{a}: already in {}", to.display());
+    }
+    if new != text
+        && let Err(e) = fetch::write_atomic(to, new.as_bytes())
+    {
+        eprintln!("sinkhole: {}: {e}", to.display());
+        return ExitCode::from(1);
+    }
+    println!(
+        "{}: {} added, {} already there",
+        to.display(),
+        checked.len() - already.len(),
+        already.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn remove(names: &[String], from: &Path) -> ExitCode {
+    let mut checked = Vec::new();
+    for n in names {
+        match normalize(n) {
+            Ok(c) => checked.push(c),
+            Err(e) => {
+                eprintln!("sinkhole: {n:?} is not a valid domain name: {e}; nothing written");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let text = match tools::read_text(from) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sinkhole: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (new, missing) = tools::remove_names(&text, &checked);
+    for m in &missing {
+        eprintln!("{m}: not in {}", from.display());
+    }
+    if new != text
+        && let Err(e) = fetch::write_atomic(from, new.as_bytes())
+    {
+        eprintln!("sinkhole: {}: {e}", from.display());
+        return ExitCode::from(1);
+    }
+    println!(
+        "{}: {} removed",
+        from.display(),
+        checked.len() - missing.len()
+    );
+    if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn update(config: Option<PathBuf>) -> ExitCode {
+    let cfg = match load_config(config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let b = &cfg.blocking;
+    let urls: Vec<&str> = b
+        .lists
+        .iter()
+        .filter_map(|s| match &s.location {
+            Location::Url(u) => Some(u.as_str()),
+            _ => None,
+        })
+        .collect();
+    if urls.is_empty() {
+        println!("no URL lists in the config");
+        return ExitCode::SUCCESS;
+    }
+    let tty = std::io::stderr().is_terminal();
+    let mut failed = 0;
+    for url in urls {
+        let mut progress = |done: u64, total: Option<u64>| {
+            if tty {
+                let mib = |b: u64| b as f64 / 1048576.0;
+                let line = match total {
+                    Some(t) if t > 0 => {
+                        let filled = (done * 30 / t).min(30) as usize;
+                        format!(
+                            "[{}{}] {:.1}/{:.1} MiB",
+                            "#".repeat(filled),
+                            " ".repeat(30 - filled),
+                            mib(done),
+                            mib(t)
+                        )
+                    }
+                    _ => format!("{:.1} MiB", mib(done)),
+                };
+                eprint!("\r{url}: {line}");
+            }
+        };
+        let r = fetch::update(
+            url,
+            &b.cache_dir,
+            b.max_shrink,
+            Duration::from_secs(120),
+            &mut progress,
+        );
+        if tty {
+            eprint!("\r\x1b[K");
+        }
+        match r {
+            Ok(Updated::NotModified) => println!("{url}: not modified"),
+            Ok(Updated::Stored(n)) => println!("{url}: updated, {n} rules"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("sinkhole: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
