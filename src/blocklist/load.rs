@@ -15,10 +15,16 @@ use super::{Blocklist, BlocklistBuilder, Inserted};
 
 /// The lists shipped in `blocklists/`, compiled into the binary so that the embedded default
 /// config works from any folder.
-pub const EMBEDDED: &[(&str, &str)] = &[(
-    "blocklists/messaging.txt",
-    include_str!("../../blocklists/messaging.txt"),
-)];
+pub const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "blocklists/messaging.txt",
+        include_str!("../../blocklists/messaging.txt"),
+    ),
+    (
+        "blocklists/doh-names.txt",
+        include_str!("../../blocklists/doh-names.txt"),
+    ),
+];
 
 /// Where a list's text comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -87,6 +87,8 @@ pub struct BlockingConfig {
     pub cache_dir: PathBuf,
     /// An update that shrinks a URL list by more than this many percent is not applied.
     pub max_shrink: u8,
+    /// Answer the resolver-bypass signals locally (`blocking.bypass_signals`).
+    pub bypass_signals: bool,
 }
 
 /// The whole validated config.
@@ -312,6 +314,11 @@ impl Validator<'_> {
                 }
             }
         }
+        if let Some(d) = &b.doh_names
+            && let Some(src) = self.list_source(d, "blocking.doh_names", Kind::Block, false, base)
+        {
+            lists.push(src);
+        }
         let refresh = match &b.refresh {
             None => Duration::from_secs(24 * 3600),
             Some(r) => parse_duration(r.get_ref()).unwrap_or_else(|m| {
@@ -381,6 +388,7 @@ impl Validator<'_> {
                 refresh,
                 cache_dir,
                 max_shrink,
+                bypass_signals: b.bypass_signals,
             },
             firewall,
             log,
@@ -546,6 +554,13 @@ mod tests {
             c.blocking.lists[0].location,
             Location::Embedded("blocklists/messaging.txt")
         ));
+        assert!(c.blocking.bypass_signals);
+        assert!(
+            c.blocking
+                .lists
+                .iter()
+                .any(|l| l.location == Location::Embedded("blocklists/doh-names.txt"))
+        );
     }
 
     #[test]

@@ -144,6 +144,10 @@ pub struct RawBlocking {
     pub cache_dir: Option<Spanned<String>>,
     /// Largest shrink of a URL list applied by an update, percent (`50` or `"50%"`).
     pub max_shrink: Option<Spanned<RawPercent>>,
+    /// Answer the resolver-bypass signals (Firefox canary, iCloud Private Relay, DDR).
+    pub bypass_signals: bool,
+    /// A file (or URL) of DoH server names, blocked like any list.
+    pub doh_names: Option<Spanned<String>>,
 }
 
 /// One entry of `blocking.lists` / `blocking.allow`.
@@ -189,6 +193,8 @@ impl Default for RawBlocking {
             refresh: None,
             cache_dir: None,
             max_shrink: None,
+            bypass_signals: true,
+            doh_names: None,
         }
     }
 }

@@ -22,7 +22,24 @@ pub struct Blocking {
     v6: IpAddr,
     ttl: u32,
     sources: Vec<ListSource>,
+    bypass_signals: bool,
 }
+
+/// The resolver-bypass signals answered locally when `blocking.bypass_signals` is on, with
+/// their answer: the name (matched exactly) and whether it is NXDOMAIN (else NODATA).
+///
+/// - `use-application-dns.net`: Firefox's canary; NXDOMAIN turns its own DoH off (a
+///   0.0.0.0 answer would leave it on).
+/// - `mask.icloud.com`, `mask-h2.icloud.com`: iCloud Private Relay; NXDOMAIN makes Apple
+///   devices fall back to the network's resolver.
+/// - `_dns.resolver.arpa`: Discovery of Designated Resolvers (RFC 9462); NODATA, so that
+///   clients are not upgraded to an encrypted resolver of their own choosing.
+pub const BYPASS_SIGNALS: &[(&str, bool)] = &[
+    ("use-application-dns.net", true),
+    ("mask.icloud.com", true),
+    ("mask-h2.icloud.com", true),
+    ("_dns.resolver.arpa", false),
+];
 
 impl Blocking {
     /// Builds the stage around an already loaded list.
@@ -34,7 +51,27 @@ impl Blocking {
             v6: IpAddr::V6(cfg.sinkhole_ipv6),
             ttl: cfg.ttl,
             sources: cfg.lists.clone(),
+            bypass_signals: cfg.bypass_signals,
         }
+    }
+
+    /// The bypass signal `q` asks for, if signals are answered: (rule, answer).
+    pub fn bypass<'a>(&self, q: &Query, ede: &'a str) -> Option<(&'static str, LocalAnswer<'a>)> {
+        if !self.bypass_signals {
+            return None;
+        }
+        let name = q.name();
+        let &(rule, nx) = BYPASS_SIGNALS.iter().find(|(n, _)| n.as_bytes() == name)?;
+        Some((
+            rule,
+            LocalAnswer {
+                rcode: if nx { rcode::NXDOMAIN } else { rcode::NOERROR },
+                address: None,
+                soa_labels: Some(q.label_count()),
+                ttl: self.ttl,
+                ede: q.edns.map(|_| (crate::dns::wire::EDE_BLOCKED, ede)),
+            },
+        ))
     }
 
     /// Loads the configured lists and builds the stage. Fails only when a list cannot be

@@ -42,21 +42,30 @@ pub enum Action {
 /// immutable snapshot (off the query path, in the log writer). Only made when the pipeline
 /// keeps details.
 #[derive(Debug, Clone)]
-pub struct RuleRef {
-    /// The list snapshot that decided.
-    pub list: Arc<Blocklist>,
+pub enum RuleRef {
+    /// A list rule: the list snapshot that decided.
+    List(Arc<Blocklist>),
+    /// A rule the server adds itself (a bypass signal): logged with the list `builtin`.
+    Builtin(&'static str),
 }
 
 impl RuleRef {
     fn new(list: &Arc<Blocklist>, _m: &Match<'_>) -> Self {
-        Self {
-            list: Arc::clone(list),
-        }
+        Self::List(Arc::clone(list))
     }
 
-    /// The rule that decided `qname` (the query's lower-case name) in this snapshot.
+    /// The rule that decided `qname` (the query's lower-case name). A builtin rule has an
+    /// empty `source`.
     pub fn get(&self, qname: &str) -> Option<Match<'_>> {
-        self.list.find(qname.as_bytes())
+        match self {
+            Self::List(list) => list.find(qname.as_bytes()),
+            Self::Builtin(rule) => Some(Match {
+                kind: Kind::Block,
+                rule,
+                source: "",
+                line: 0,
+            }),
+        }
     }
 }
 
@@ -146,6 +155,22 @@ impl Pipeline {
         // Blocking before the cache: a list change applies at once, and the cache only
         // ever holds upstream answers.
         let blocking = self.blocking.load();
+        // Bypass signals first: they are answers the network must give (Firefox's canary,
+        // Private Relay, DDR), whatever the lists say.
+        let text = if q.edns.is_some() {
+            "blocked by builtin resolver-bypass signal"
+        } else {
+            ""
+        };
+        if let Some((rule, a)) = blocking.bypass(q, text) {
+            wire::write_local(out, q, &a);
+            let mut o = Outcome::new(Action::Blocked, a.rcode, None);
+            if self.details {
+                o.rule = Some(RuleRef::Builtin(rule));
+                o.detail = Detail::Local(None);
+            }
+            return Some(o);
+        }
         let found = blocking.list().find(q.name());
         if let Some(m) = found.filter(|m| m.kind == Kind::Block) {
             let text = if q.edns.is_some() {

@@ -163,3 +163,62 @@ async fn blocked_answers_carry_ede_15_naming_the_rule_when_edns() {
         assert!(m.edns.is_none());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bypass_signals_are_answered_whatever_the_mode() {
+    let up = FakeUpstream::start(zone()).await;
+    for mode in ["sinkhole", "refused"] {
+        let s = server(mode, &up).await;
+        for (name, rt, want) in [
+            (
+                "use-application-dns.net.",
+                RecordType::A,
+                ResponseCode::NXDomain,
+            ),
+            (
+                "Use-Application-DNS.net.",
+                RecordType::AAAA,
+                ResponseCode::NXDomain,
+            ),
+            ("mask.icloud.com.", RecordType::A, ResponseCode::NXDomain),
+            (
+                "mask-h2.icloud.com.",
+                RecordType::AAAA,
+                ResponseCode::NXDomain,
+            ),
+            (
+                "_dns.resolver.arpa.",
+                RecordType::SVCB,
+                ResponseCode::NoError,
+            ),
+        ] {
+            let m = s.query_edns(name, rt).await;
+            assert_eq!(m.metadata.response_code, want, "{mode} {name}");
+            assert!(
+                m.answers.is_empty(),
+                "{mode} {name}: no 0.0.0.0 for a signal"
+            );
+            assert_eq!(m.authorities[0].record_type(), RecordType::SOA, "{name}");
+            assert_eq!(ede(&m).map(|e| e.0), Some(15), "{name}");
+        }
+    }
+    assert_eq!(up.calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bypass_signals_off_are_forwarded_and_doh_names_are_blocked_like_a_list() {
+    let up = FakeUpstream::start(zone()).await;
+    let s = TestServer::start(
+        &format!(
+            "[upstream]\nservers = [\"{}\"]\n[blocking]\nbypass_signals = false\ndoh_names = \"doh.txt\"\n",
+            up.addr
+        ),
+        &[("doh.txt", "# DoH servers\ndns.example.test\n")],
+    )
+    .await;
+    s.query("use-application-dns.net.", RecordType::A).await;
+    assert_eq!(up.calls(), 1, "forwarded when bypass_signals = false");
+    let m = s.query_edns("dns.example.test.", RecordType::A).await;
+    assert_eq!(first_answer(&m), "0.0.0.0");
+    assert!(ede(&m).unwrap().1.contains("doh.txt:2"));
+}

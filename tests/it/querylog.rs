@@ -280,6 +280,24 @@ async fn messenger_start_is_logged_in_sessions_and_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn bypass_signals_are_logged_with_the_builtin_list() {
+    let up = FakeUpstream::start(zone()).await;
+    let s = TestServer::start(
+        &config(&up, "[log]\npath = \"queries.jsonl\"\n"),
+        &[("block.txt", BLOCK), ("allow.txt", "")],
+    )
+    .await;
+    s.query("use-application-dns.net.", RecordType::A).await;
+    s.query("x.ads.test.", RecordType::A).await;
+    let v = records(&s.path("queries.jsonl"), 2).await;
+    assert_eq!(v[0]["action"], "blocked");
+    assert_eq!(v[0]["rcode"], "NXDOMAIN");
+    assert_eq!(v[0]["rule"], "use-application-dns.net");
+    assert_eq!(v[0]["list"], "builtin");
+    assert_eq!(v[1]["list"], "block.txt:2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn log_off_writes_nothing() {
     let up = FakeUpstream::start(zone()).await;
     for log in ["", "[log]\npath = \"queries.jsonl\"\nenabled = false\n"] {
