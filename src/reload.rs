@@ -96,18 +96,18 @@ impl Reloader {
             cfg.blocking = new.blocking;
         }
         let bcfg = cfg.blocking.clone();
-        let (blocking, reports) = tokio::task::spawn_blocking(move || Blocking::load(&bcfg))
+        let (blocking, reports) = low_priority("sinkhole-reload", move || Blocking::load(&bcfg))
             .await
-            .context("list reload task failed")??;
+            .context("list reload thread failed")??;
         log_reports(&reports);
         let rules = blocking.list().len();
         let old = self.pipeline.swap_blocking(blocking);
-        // Freeing a big list takes milliseconds: do it on a blocking thread, after queries
-        // that started with it have finished.
-        tokio::task::spawn_blocking(move || {
+        // Freeing a big list takes milliseconds: do it on a low-priority thread, after
+        // queries that started with it have finished.
+        drop(low_priority("sinkhole-free", move || {
             std::thread::sleep(Duration::from_millis(200));
             drop(old);
-        });
+        }));
         *self.config.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
         tracing::info!(
             rules,
@@ -219,5 +219,30 @@ impl Reloader {
                 }
             }
         })
+    }
+}
+
+/// Runs `f` on a thread of its own at the lowest CPU priority (nice 19), so that building
+/// or freeing a big list never takes a core from the threads that answer queries: on a
+/// 2-core box, a reload at normal priority delays answers by a scheduler slice (10+ ms).
+/// The thread still runs on an idle core at full speed.
+fn low_priority<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl std::future::Future<Output = anyhow::Result<T>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Err(e) =
+                thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+            {
+                tracing::debug!(error = ?e, "cannot lower the reload thread's priority");
+            }
+            let _ = tx.send(f());
+        });
+    async move {
+        spawned.context("cannot start a reload thread")?;
+        rx.await.context("reload thread ended without a result")
     }
 }
