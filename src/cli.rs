@@ -170,23 +170,6 @@ pub enum ByArg {
     Blocked,
 }
 
-/// `--to` of `lists convert`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum FormatArg {
-    /// One name per line.
-    Domains,
-    /// `0.0.0.0 name`.
-    Hosts,
-    /// `||name^`.
-    Adblock,
-    /// `address=/name/#`.
-    Dnsmasq,
-    /// `local-zone: "name." always_nxdomain`.
-    Unbound,
-    /// A Response Policy Zone (`CNAME .`).
-    Rpz,
-}
-
 /// `sinkhole lists …`
 #[derive(Debug, Subcommand)]
 pub enum ListsCommand {
@@ -213,7 +196,7 @@ pub enum ListsCommand {
     Convert {
         /// Output format.
         #[arg(long, value_enum)]
-        to: FormatArg,
+        to: crate::blocklist::tools::Format,
         /// Config file (accepted for symmetry; convert reads the files given).
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,

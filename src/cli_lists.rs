@@ -12,7 +12,7 @@ use crate::blocklist::fetch::{self, Updated};
 use crate::blocklist::load::{Location, load_all_with, read_source};
 use crate::blocklist::parse::{Kind, Line, excerpt, parse_line};
 use crate::blocklist::tools::{self, Format, SourcedRule, covers};
-use crate::cli::{FormatArg, ListsCommand, load_config};
+use crate::cli::{ListsCommand, load_config};
 
 /// Runs one `lists` subcommand.
 pub(crate) fn run(cmd: ListsCommand) -> ExitCode {
@@ -228,20 +228,12 @@ fn lint(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn convert(to: FormatArg, files: &[PathBuf]) -> ExitCode {
+fn convert(format: Format, files: &[PathBuf]) -> ExitCode {
     let lists = match read_lists(files) {
         Ok(l) => l,
         Err(c) => return c,
     };
     let rules: Vec<SourcedRule> = lists.into_iter().flat_map(|(_, l)| l.rules).collect();
-    let format = match to {
-        FormatArg::Domains => Format::Domains,
-        FormatArg::Hosts => Format::Hosts,
-        FormatArg::Adblock => Format::Adblock,
-        FormatArg::Dnsmasq => Format::Dnsmasq,
-        FormatArg::Unbound => Format::Unbound,
-        FormatArg::Rpz => Format::Rpz,
-    };
     let (text, notes) = tools::convert(&rules, format);
     for n in notes {
         eprintln!("sinkhole: note: {n}");

@@ -200,8 +200,8 @@ fn ancestor<'a>(
     None
 }
 
-/// Output formats of `lists convert`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Output formats of `lists convert` (also its `--to` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// One name per line (`=name` for exact rules).
     Domains,
