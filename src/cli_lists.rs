@@ -10,8 +10,8 @@ use std::time::Duration;
 use crate::blocklist::domain::normalize;
 use crate::blocklist::fetch::{self, Updated};
 use crate::blocklist::load::{Location, load_all_with, read_source};
-use crate::blocklist::parse::{Kind, Line, excerpt, parse_line};
-use crate::blocklist::tools::{self, Format, SourcedRule, covers};
+use crate::blocklist::parse::Kind;
+use crate::blocklist::tools::{self, Format, SourcedRule};
 use crate::cli::{ListsCommand, load_config};
 
 /// Runs one `lists` subcommand.
@@ -62,52 +62,14 @@ fn check(config: Option<PathBuf>, names: &[String]) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        let mut buf = String::new();
-        for (i, raw) in text.split('\n').enumerate() {
-            let line = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            let rules: Vec<SourcedRule> = match parse_line(raw, src.kind, src.exact, &mut buf) {
-                Line::Name {
-                    name, kind, exact, ..
-                } => vec![rule(
-                    name.to_string(),
-                    kind,
-                    exact,
-                    None,
-                    &src.display,
-                    line,
-                    raw,
-                )],
-                Line::Names { names, kind, exact } => names
-                    .into_iter()
-                    .map(|n| rule(n, kind, exact, None, &src.display, line, raw))
-                    .collect(),
-                Line::Pattern {
-                    pattern,
-                    text,
-                    kind,
-                } => vec![rule(
-                    text,
-                    kind,
-                    false,
-                    Some(pattern),
-                    &src.display,
-                    line,
-                    raw,
-                )],
-                _ => continue,
-            };
-            for r in rules {
-                for (qi, q) in queries.iter().enumerate() {
-                    let hit = match r.pattern {
-                        None => covers(&r, q),
-                        Some(_) => !tools::matching(std::slice::from_ref(&r), q).is_empty(),
-                    };
-                    if hit {
-                        matched[qi].push(r.clone());
-                    }
+        let on_rule = |r: SourcedRule| {
+            for (qi, q) in queries.iter().enumerate() {
+                if !tools::matching(std::slice::from_ref(&r), q).is_empty() {
+                    matched[qi].push(r.clone());
                 }
             }
-        }
+        };
+        tools::for_each_rule(&src.display, &text, src.kind, src.exact, on_rule, |_| {});
     }
     let width = queries.iter().map(String::len).max().unwrap_or(0);
     let mut out = std::io::stdout().lock();
@@ -123,22 +85,17 @@ fn check(config: Option<PathBuf>, names: &[String]) -> ExitCode {
                 .iter()
                 .find(|r| r.source == m.source && r.line == m.line)
         });
-        match (decision, deciding) {
-            (Some(m), Some(r)) => {
+        match decision {
+            // The rule as written in its list when it can be found, else as stored.
+            Some(m) => {
+                let text = deciding.map_or(m.rule, |r| r.text.as_str());
                 let _ = writeln!(
                     out,
-                    "{q:width$}  {verdict}  by {}  ({}:{})",
-                    r.text, m.source, m.line
+                    "{q:width$}  {verdict}  by {text}  ({}:{})",
+                    m.source, m.line
                 );
             }
-            (Some(m), None) => {
-                let _ = writeln!(
-                    out,
-                    "{q:width$}  {verdict}  by {}  ({}:{})",
-                    m.rule, m.source, m.line
-                );
-            }
-            (None, _) => {
+            None => {
                 let _ = writeln!(out, "{q:width$}  {verdict}  (no rule matches)");
             }
         }
@@ -158,26 +115,6 @@ fn check(config: Option<PathBuf>, names: &[String]) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-fn rule(
-    name: String,
-    kind: Kind,
-    exact: bool,
-    pattern: Option<crate::blocklist::PatternKind>,
-    source: &str,
-    line: u32,
-    raw: &str,
-) -> SourcedRule {
-    SourcedRule {
-        name,
-        kind,
-        exact,
-        pattern,
-        source: source.to_string(),
-        line,
-        text: excerpt(raw),
-    }
 }
 
 fn read_lists(files: &[PathBuf]) -> Result<Vec<(String, tools::ReadList)>, ExitCode> {

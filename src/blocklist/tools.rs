@@ -43,6 +43,28 @@ pub struct ReadList {
 /// Parses list text into owned rules, all skipped lines kept.
 pub fn read_list(source: &str, text: &str, kind: Kind, exact_default: bool) -> ReadList {
     let mut out = ReadList::default();
+    let (rules, errors) = (&mut out.rules, &mut out.errors);
+    for_each_rule(
+        source,
+        text,
+        kind,
+        exact_default,
+        |r| rules.push(r),
+        |e| errors.push(e),
+    );
+    out
+}
+
+/// Parses list text line by line, handing each rule and each skipped line to a callback,
+/// so that a caller can filter without holding every rule of a big list.
+pub fn for_each_rule(
+    source: &str,
+    text: &str,
+    kind: Kind,
+    exact_default: bool,
+    mut on_rule: impl FnMut(SourcedRule),
+    mut on_error: impl FnMut(LineError),
+) {
     let mut buf = String::new();
     for (i, raw) in text.split('\n').enumerate() {
         let line = u32::try_from(i + 1).unwrap_or(u32::MAX);
@@ -59,18 +81,18 @@ pub fn read_list(source: &str, text: &str, kind: Kind, exact_default: bool) -> R
             Line::Empty | Line::BadFilter { .. } => {}
             Line::Name {
                 name, kind, exact, ..
-            } => out.rules.push(rule(name.to_string(), kind, exact, None)),
+            } => on_rule(rule(name.to_string(), kind, exact, None)),
             Line::Names { names, kind, exact } => {
                 for n in names {
-                    out.rules.push(rule(n, kind, exact, None));
+                    on_rule(rule(n, kind, exact, None));
                 }
             }
             Line::Pattern {
                 pattern,
                 text,
                 kind,
-            } => out.rules.push(rule(text, kind, false, Some(pattern))),
-            Line::Skip(reason, detail) => out.errors.push(LineError {
+            } => on_rule(rule(text, kind, false, Some(pattern))),
+            Line::Skip(reason, detail) => on_error(LineError {
                 line,
                 text: excerpt(raw),
                 reason,
@@ -78,7 +100,6 @@ pub fn read_list(source: &str, text: &str, kind: Kind, exact_default: bool) -> R
             }),
         }
     }
-    out
 }
 
 /// True when `rule` (a name rule) covers `name`: equal, or (subtree) a parent of it.

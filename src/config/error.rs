@@ -32,6 +32,31 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl ConfigError {
+    /// An error about `key` at byte range `span` of `text` (an empty `0..0` span, as the
+    /// defaults carry, means no place in the file).
+    pub fn at(
+        text: &str,
+        file: &str,
+        span: std::ops::Range<usize>,
+        key: &str,
+        msg: impl Into<String>,
+    ) -> Self {
+        let (line, col) = if span == (0..0) {
+            (0, 0)
+        } else {
+            line_col(text, span.start)
+        };
+        Self {
+            file: file.to_string(),
+            line,
+            col,
+            key: Some(key.to_string()),
+            msg: msg.into(),
+        }
+    }
+}
+
 /// Every problem found in one config file (validation collects them all).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);

@@ -302,18 +302,8 @@ impl FirewallValidator<'_> {
     }
 
     fn err(&mut self, span: Range<usize>, key: &str, msg: impl Into<String>) {
-        let (line, col) = if span == (0..0) {
-            (0, 0)
-        } else {
-            line_col(self.text, span.start)
-        };
-        self.errors.push(ConfigError {
-            file: self.file.to_string(),
-            line,
-            col,
-            key: Some(key.to_string()),
-            msg: msg.into(),
-        });
+        self.errors
+            .push(ConfigError::at(self.text, self.file, span, key, msg));
     }
 
     fn file_err(&mut self, file: &str, line: usize, key: &str, msg: String) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::rr::RecordType;
 
 use crate::fake_upstream::{FakeUpstream, a};
-use crate::harness::{first_answer, make_query, udp_exchange};
+use crate::harness::{first_answer, free_port, make_query, udp_exchange};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sinkhole"))
@@ -114,16 +114,6 @@ fn readme_example_config_is_valid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn free_port() -> u16 {
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

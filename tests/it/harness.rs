@@ -250,3 +250,14 @@ pub(crate) fn ede(m: &Message) -> Option<(u16, String)> {
         _ => None,
     }
 }
+
+/// A loopback port free on both UDP and TCP, for a server started as a separate process.
+pub(crate) fn free_port() -> u16 {
+    loop {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}

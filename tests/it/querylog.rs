@@ -11,7 +11,7 @@ use hickory_proto::rr::RecordType;
 use serde_json::Value;
 
 use crate::fake_upstream::{FakeUpstream, a};
-use crate::harness::{TestServer, first_answer, make_query, rcode, udp_exchange};
+use crate::harness::{TestServer, first_answer, free_port, make_query, rcode, udp_exchange};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sinkhole"))
@@ -409,16 +409,6 @@ async fn flood_with_unusable_log_keeps_answering_and_counts_drops() {
         s.stop();
         assert_eq!(log.written(), 0, "{why}");
         assert_eq!(log.dropped(), n as u64, "{why}: every record is counted");
-    }
-}
-
-fn free_port() -> u16 {
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
     }
 }
 
