@@ -1,13 +1,13 @@
 //! The real binary: --version and --help everywhere, `config check`, and SIGHUP reloading
 //! a changed config while serving.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
 use crate::fake_upstream::{FakeUpstream, a};
-use crate::harness::{first_answer, free_port, make_query, udp_exchange};
+use crate::harness::{first_answer, free_port, make_query, spawn_serve, udp_exchange};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sinkhole"))
@@ -135,26 +135,8 @@ async fn sighup_rereads_config_and_lists_and_sigterm_stops_cleanly() {
     std::fs::write(dir.path().join("b.txt"), "chat.test\n").unwrap();
     let path = dir.path().join("s.toml");
     std::fs::write(&path, cfg("\"a.txt\"")).unwrap();
-    let mut child = bin()
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let t = Instant::now();
-    let first = loop {
-        let q = make_query("chat.test.", RecordType::A, None);
-        let probe = tokio::time::timeout(Duration::from_millis(300), udp_exchange(addr, &q)).await;
-        if let Ok(Some(m)) = probe {
-            break m;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "server did not start"
-        );
-    };
+    let (mut child, first) = spawn_serve(&path, addr, "chat.test.").await;
     assert_eq!(first_answer(&first), "192.0.2.5");
     // A second list appears in the config: only SIGHUP re-reads it.
     std::fs::write(&path, cfg("\"a.txt\", \"b.txt\"")).unwrap();

@@ -261,3 +261,35 @@ pub(crate) fn free_port() -> u16 {
         }
     }
 }
+
+/// Starts the real binary as `sinkhole serve --config <config>` (stderr piped, for the test to
+/// read) and waits, at most 10 s, until `probe` gets an answer from `addr`; returns the child
+/// and that first answer.
+// The child is returned to the caller, which signals and waits on it.
+#[allow(clippy::zombie_processes)]
+pub(crate) async fn spawn_serve(
+    config: &std::path::Path,
+    addr: SocketAddr,
+    probe: &str,
+) -> (std::process::Child, Message) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sinkhole"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    loop {
+        let q = make_query(probe, RecordType::A, None);
+        let answer = tokio::time::timeout(Duration::from_millis(300), udp_exchange(addr, &q)).await;
+        if let Ok(Some(m)) = answer {
+            return (child, m);
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not start");
+        }
+    }
+}

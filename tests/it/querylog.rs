@@ -11,7 +11,9 @@ use hickory_proto::rr::RecordType;
 use serde_json::Value;
 
 use crate::fake_upstream::{FakeUpstream, a};
-use crate::harness::{TestServer, first_answer, free_port, make_query, rcode, udp_exchange};
+use crate::harness::{
+    TestServer, first_answer, free_port, make_query, rcode, spawn_serve, udp_exchange,
+};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sinkhole"))
@@ -428,26 +430,9 @@ async fn sigterm_flushes_every_record() {
         ),
     )
     .unwrap();
-    let mut child = bin()
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let t = Instant::now();
-    let mut answered = loop {
-        let q = make_query("www.news.test.", RecordType::A, None);
-        let probe = tokio::time::timeout(Duration::from_millis(300), udp_exchange(addr, &q)).await;
-        if let Ok(Some(_)) = probe {
-            break 1;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "server did not start"
-        );
-    };
+    let (mut child, _) = spawn_serve(&path, addr, "www.news.test.").await;
+    let mut answered = 1;
     for i in 0..500 {
         let name = if i % 2 == 0 {
             format!("s{i}.ads.test.")
