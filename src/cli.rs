@@ -185,7 +185,8 @@ pub enum ListsCommand {
     /// Invalid lines, duplicates, redundant entries, entries an allow cancels; exit 1 when a
     /// line is invalid.
     Lint {
-        /// Config file (accepted for symmetry; lint reads the files given).
+        /// Config file (the same as `serve`'s): its allowlists cancel entries of the files
+        /// too. Without it, the embedded default.
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
         /// List files.
@@ -197,11 +198,12 @@ pub enum ListsCommand {
         /// Output format.
         #[arg(long, value_enum)]
         to: crate::blocklist::tools::Format,
-        /// Config file (accepted for symmetry; convert reads the files given).
+        /// Config file (the same as `serve`'s): with no FILE, its lists and allowlists are
+        /// converted. Without it, the embedded default.
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// List files.
-        #[arg(required = true, value_name = "FILE")]
+        /// List files; none = the lists of the config.
+        #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
     },
     /// Add names to a list file (in place, atomically; comments and order kept).
@@ -215,7 +217,8 @@ pub enum ListsCommand {
         /// A comment written after each added name.
         #[arg(long, value_name = "TEXT")]
         comment: Option<String>,
-        /// Config file (accepted for symmetry).
+        /// Config file (the same as `serve`'s): warns when the file is not one of its lists,
+        /// so a running server would not see the change.
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -227,7 +230,7 @@ pub enum ListsCommand {
         /// The list file.
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
-        /// Config file (accepted for symmetry).
+        /// Config file (the same as `serve`'s): warns when the file is not one of its lists.
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },

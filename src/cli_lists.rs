@@ -18,12 +18,19 @@ use crate::cli::{ListsCommand, load_config};
 pub(crate) fn run(cmd: ListsCommand) -> ExitCode {
     match cmd {
         ListsCommand::Check { config, names } => check(config, &names),
-        ListsCommand::Lint { files, .. } => lint(&files),
-        ListsCommand::Convert { to, files, .. } => convert(to, &files),
+        ListsCommand::Lint { config, files } => lint(config, &files),
+        ListsCommand::Convert { to, config, files } => convert(to, config, &files),
         ListsCommand::Add {
-            names, to, comment, ..
-        } => add(&names, &to, comment.as_deref()),
-        ListsCommand::Remove { names, from, .. } => remove(&names, &from),
+            names,
+            to,
+            comment,
+            config,
+        } => not_in_config(config, &to).unwrap_or_else(|| add(&names, &to, comment.as_deref())),
+        ListsCommand::Remove {
+            names,
+            from,
+            config,
+        } => not_in_config(config, &from).unwrap_or_else(|| remove(&names, &from)),
         ListsCommand::Update { config } => update(config),
     }
 }
@@ -136,12 +143,44 @@ fn read_lists(files: &[PathBuf]) -> Result<Vec<(String, tools::ReadList)>, ExitC
     Ok(out)
 }
 
-fn lint(files: &[PathBuf]) -> ExitCode {
+/// The lists of the config of `kind` (`None`: all), read as `lists check` reads them: URL
+/// lists from their cached copy (skipped when there is none yet).
+fn config_lists(
+    cfg: &crate::config::Config,
+    kind: Option<Kind>,
+) -> Result<Vec<(String, tools::ReadList)>, ExitCode> {
+    let b = &cfg.blocking;
+    let mut out = Vec::new();
+    for src in b.lists.iter().filter(|s| kind.is_none_or(|k| s.kind == k)) {
+        match read_source(src, &b.cache_dir) {
+            Ok(Some(text)) => out.push((
+                src.display.clone(),
+                tools::read_list(&src.display, &text, src.kind, src.exact),
+            )),
+            Ok(None) => eprintln!(
+                "sinkhole: note: {} not downloaded yet; skipped",
+                src.display
+            ),
+            Err(e) => {
+                eprintln!("sinkhole: {e}");
+                return Err(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn lint(config: Option<PathBuf>, files: &[PathBuf]) -> ExitCode {
+    let allows = match load_config(config.as_ref()).map(|cfg| config_lists(&cfg, Some(Kind::Allow)))
+    {
+        Ok(Ok(a)) => a,
+        Ok(Err(code)) | Err(code) => return code,
+    };
     let lists = match read_lists(files) {
         Ok(l) => l,
         Err(c) => return c,
     };
-    let findings = tools::lint(&lists);
+    let findings = tools::lint(&lists, &allows);
     let mut out = std::io::stdout().lock();
     let mut invalid = 0;
     for f in &findings {
@@ -165,8 +204,13 @@ fn lint(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn convert(format: Format, files: &[PathBuf]) -> ExitCode {
-    let lists = match read_lists(files) {
+fn convert(format: Format, config: Option<PathBuf>, files: &[PathBuf]) -> ExitCode {
+    let lists = if files.is_empty() {
+        load_config(config.as_ref()).and_then(|cfg| config_lists(&cfg, None))
+    } else {
+        read_lists(files)
+    };
+    let lists = match lists {
         Ok(l) => l,
         Err(c) => return c,
     };
@@ -269,6 +313,31 @@ fn remove(names: &[String], from: &Path) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// With `--config`, refuses nothing but warns (on stderr) when `file` is not one of the
+/// config's list files: a server with that config would not see the edit. Returns an exit
+/// code only when the config itself is bad.
+fn not_in_config(config: Option<PathBuf>, file: &Path) -> Option<ExitCode> {
+    let config = config?;
+    let cfg = match load_config(Some(&config)) {
+        Ok(c) => c,
+        Err(code) => return Some(code),
+    };
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let target = canon(file);
+    let listed = cfg.blocking.lists.iter().any(|s| match &s.location {
+        Location::File(p) => canon(p) == target,
+        _ => false,
+    });
+    if !listed {
+        eprintln!(
+            "sinkhole: warning: {} is not in blocking.lists or blocking.allow of {}; a server with that config will not use it",
+            file.display(),
+            config.display()
+        );
+    }
+    None
 }
 
 fn update(config: Option<PathBuf>) -> ExitCode {

@@ -11,7 +11,7 @@ use crate::pipeline::Pipeline;
 use crate::pipeline::blocking::Blocking;
 use crate::querylog::{self, LogTask, QueryLog};
 use crate::reload::Reloader;
-use crate::server::{Server, Sockets};
+use crate::server::{Server, Sockets, Tuning};
 
 /// Knobs that are not config keys.
 #[derive(Debug, Clone)]
@@ -57,7 +57,10 @@ impl Service {
             Arc::clone(&pipeline),
             log.as_ref().map(|(l, _)| l.clone()),
             rt,
-            cfg.server.tcp_idle,
+            Tuning {
+                tcp_idle: cfg.server.tcp_idle,
+                udp_batch_wait: cfg.server.udp_batch_wait,
+            },
         )?;
         let reloader = Arc::new(Reloader::new(Arc::clone(&pipeline), cfg, opts.config_path));
         let (watch, refresh) = {

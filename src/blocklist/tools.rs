@@ -141,9 +141,18 @@ pub struct Finding {
 }
 
 /// Lints a set of lists: every skipped line (invalid), duplicates, entries made redundant by
-/// a parent in the set, and blocks an allow entry cancels.
-pub fn lint(lists: &[(String, ReadList)]) -> Vec<Finding> {
+/// a parent in the set, and blocks an allow entry cancels. `allows` (the config's
+/// allowlists) are not linted themselves; their entries only cancel blocks in `lists`.
+pub fn lint(lists: &[(String, ReadList)], allows: &[(String, ReadList)]) -> Vec<Finding> {
     let mut out = Vec::new();
+    let mut context: HashMap<(&str, Kind, bool), &SourcedRule> = HashMap::new();
+    for r in allows.iter().flat_map(|(_, l)| &l.rules) {
+        if r.kind == Kind::Allow && r.pattern.is_none() {
+            context
+                .entry((r.name.as_str(), r.kind, r.exact))
+                .or_insert(r);
+        }
+    }
     let mut first: HashMap<(&str, Kind, bool), &SourcedRule> = HashMap::new();
     for (source, l) in lists {
         for e in &l.errors {
@@ -188,6 +197,13 @@ pub fn lint(lists: &[(String, ReadList)]) -> Vec<Finding> {
                     .or_else(|| first.get(&(r.name.as_str(), Kind::Allow, r.exact)))
                     .copied()
                     .or_else(|| ancestor(&first, &r.name).filter(|a| a.kind == Kind::Allow))
+                    .or_else(|| {
+                        context
+                            .get(&(r.name.as_str(), Kind::Allow, false))
+                            .or_else(|| context.get(&(r.name.as_str(), Kind::Allow, r.exact)))
+                            .copied()
+                            .or_else(|| ancestor(&context, &r.name))
+                    })
             {
                 out.push(Finding {
                     at: format!("{}:{}", r.source, r.line),
@@ -567,7 +583,7 @@ mod tests {
             false,
         );
         let b = read_list("b.txt", "@@||ok.com^\nads.ok.com\n", Kind::Block, false);
-        let f = lint(&[("a.txt".into(), a), ("b.txt".into(), b)]);
+        let f = lint(&[("a.txt".into(), a), ("b.txt".into(), b)], &[]);
         let got: Vec<(&str, &str)> = f.iter().map(|f| (f.at.as_str(), f.what)).collect();
         assert_eq!(
             got,
@@ -576,6 +592,37 @@ mod tests {
                 ("a.txt:3", "duplicate"),
                 ("a.txt:2", "redundant"),
                 ("b.txt:2", "cancelled"),
+            ]
+        );
+    }
+
+    #[test]
+    fn config_allowlists_cancel_but_are_not_linted() {
+        let a = read_list(
+            "a.txt",
+            "ex.com\nmail.ex.org\nkeep.net\n",
+            Kind::Block,
+            false,
+        );
+        let allow = read_list("allow.txt", "ex.org\nex.org\nex.com\n", Kind::Allow, false);
+        let f = lint(&[("a.txt".into(), a)], &[("allow.txt".into(), allow)]);
+        let got: Vec<(&str, &str, &str)> = f
+            .iter()
+            .map(|f| (f.at.as_str(), f.what, f.msg.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "a.txt:1",
+                    "cancelled",
+                    "block ex.com is cancelled by allow ex.com (allow.txt:3)"
+                ),
+                (
+                    "a.txt:2",
+                    "cancelled",
+                    "block mail.ex.org is cancelled by allow ex.org (allow.txt:1)"
+                ),
             ]
         );
     }

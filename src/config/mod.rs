@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     /// UDP receive threads per listen address (0 = one per core).
     pub udp_threads: usize,
+    /// Under load, the pause after a partial UDP batch so that the next one is fuller.
+    pub udp_batch_wait: Duration,
     /// Idle TCP connections are closed after this.
     pub tcp_idle: Duration,
 }
@@ -358,6 +360,7 @@ impl Validator<'_> {
             server: ServerConfig {
                 listen,
                 udp_threads: raw.server.udp_threads,
+                udp_batch_wait: Duration::from_micros(raw.server.udp_batch_wait_us.min(10_000)),
                 tcp_idle: Duration::from_millis(raw.server.tcp_idle_ms.max(100)),
             },
             upstream: UpstreamConfig {

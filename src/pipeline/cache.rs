@@ -22,7 +22,9 @@ struct Entry {
     expires: Instant,
 }
 
-type Shard = Mutex<LruCache<Box<[u8]>, Entry>>;
+/// Keys come from clients, so the hash is seeded per process (foldhash: fast and
+/// flood-resistant enough for a bounded LRU).
+type Shard = Mutex<LruCache<Box<[u8]>, Entry, foldhash::fast::RandomState>>;
 
 /// The answer cache.
 pub struct Cache {
@@ -34,7 +36,7 @@ impl Cache {
     pub fn new(max_entries: usize) -> Self {
         let shards = NonZeroUsize::new(max_entries.div_ceil(SHARDS)).map(|per| {
             (0..SHARDS)
-                .map(|_| Mutex::new(LruCache::new(per)))
+                .map(|_| Mutex::new(LruCache::with_hasher(per, Default::default())))
                 .collect::<Vec<_>>()
                 .into_boxed_slice()
         });

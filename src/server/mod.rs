@@ -101,6 +101,15 @@ pub fn bind(listen: &[SocketAddr], threads: usize) -> std::io::Result<Sockets> {
     Ok(out)
 }
 
+/// Timing knobs of the listeners, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// Idle TCP connections are closed after this.
+    pub tcp_idle: Duration,
+    /// Under load, the pause after a partial UDP batch (see `server::udp`).
+    pub udp_batch_wait: Duration,
+}
+
 /// A running server; dropping it without [`Server::shutdown`] leaves the threads running
 /// until the process ends.
 pub struct Server {
@@ -117,7 +126,7 @@ impl Server {
         pipeline: Arc<Pipeline>,
         log: Option<QueryLog>,
         rt: &tokio::runtime::Handle,
-        tcp_idle: Duration,
+        tuning: Tuning,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut udp_threads = Vec::new();
@@ -128,13 +137,19 @@ impl Server {
                 log.clone(),
                 rt.clone(),
                 Arc::clone(&stop),
+                tuning.udp_batch_wait,
             )?);
         }
         let mut tcp_tasks = Vec::new();
         for l in sockets.tcp {
             let _guard = rt.enter();
             let l = tokio::net::TcpListener::from_std(l)?;
-            tcp_tasks.push(rt.spawn(tcp::serve(l, Arc::clone(&pipeline), log.clone(), tcp_idle)));
+            tcp_tasks.push(rt.spawn(tcp::serve(
+                l,
+                Arc::clone(&pipeline),
+                log.clone(),
+                tuning.tcp_idle,
+            )));
         }
         Ok(Self {
             stop,

@@ -125,6 +125,85 @@ fn lint_reports_invalid_duplicate_redundant_cancelled() {
     assert!(o.contains("hosts.txt:4: invalid: invalid_name"), "{o}");
 }
 
+/// `--config`: the config's allowlists cancel entries of the linted files (without being
+/// linted themselves), `convert` with no FILE converts the config's lists, and `add` /
+/// `remove` warn when the file is not one the config serves.
+#[test]
+fn lists_commands_read_the_config() {
+    let dir = lists_dir();
+    std::fs::write(
+        dir.path().join("mine.txt"),
+        "www.other.org
+keep.test
+",
+    )
+    .unwrap();
+    let out = sinkhole(&["lists", "lint", "mine.txt"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("cancelled"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = sinkhole(
+        &["lists", "lint", "--config", "c.toml", "mine.txt"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(
+        o.contains("mine.txt:1: cancelled: block www.other.org is cancelled by allow www.other.org (allow.txt:2)"),
+        "{o}"
+    );
+    assert!(!o.contains("keep.test"), "{o}");
+
+    let out = sinkhole(
+        &["lists", "convert", "--to", "adblock", "--config", "c.toml"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    for want in [
+        "||example.com^",
+        "||other.org^",
+        "@@||www.other.org^",
+        "@@||good.example.com^",
+    ] {
+        assert!(o.lines().any(|l| l == want), "{want} missing:\n{o}");
+    }
+
+    let out = sinkhole(
+        &[
+            "lists", "add", "x.test", "--to", "mine.txt", "--config", "c.toml",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("mine.txt is not in blocking.lists or blocking.allow of c.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sinkhole(
+        &[
+            "lists",
+            "remove",
+            "other.org",
+            "--from",
+            "hosts.txt",
+            "--config",
+            "c.toml",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn convert_round_trips_in_every_readable_format() {
     let dir = lists_dir();

@@ -14,4 +14,5 @@ mod malformed; // bad packets never hurt other clients
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
 mod real_lists; // the real community lists in ../shared/data
 mod reload; // file-change reload under a query loop
+mod udp_load; // bursts through the batched UDP path and its pause
 mod url_lists; // URL lists against a loopback HTTP server
