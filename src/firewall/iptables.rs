@@ -47,6 +47,13 @@ fn is_family_ip(f: Family, ip: &IpAddr) -> bool {
     )
 }
 
+/// The same rule twice, for `udp` and for `tcp`: `body` gets the protocol name.
+fn both(out: &mut String, chain: &str, origin: &str, body: impl Fn(&str) -> String) {
+    for p in ["udp", "tcp"] {
+        rule(out, chain, &body(p), origin);
+    }
+}
+
 fn rule(out: &mut String, chain: &str, body: &str, origin: &str) {
     // The comment goes before the target, where iptables-save prints it too.
     let (matches, target) = match body.rsplit_once(" -j ") {
@@ -153,14 +160,9 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
     if fw.topology == Topology::Gateway {
         let o = fw.origin("firewall.lan_subnets").comment();
         for n in fw.lan_subnets.iter().filter(|n| is_family(f, n)) {
-            for p in ["udp", "tcp"] {
-                rule(
-                    &mut out,
-                    inp,
-                    &format!("-s {n} -p {p} --dport {} -j ACCEPT", rs.dns_port),
-                    &o,
-                );
-            }
+            both(&mut out, inp, &o, |p| {
+                format!("-s {n} -p {p} --dport {} -j ACCEPT", rs.dns_port)
+            });
         }
     }
     for a in &fw.allow_inbound {
@@ -202,56 +204,37 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
         if fw.topology == Topology::LanHost {
             let o = fw.origin("firewall.resolver").comment();
             for r in &resolvers {
-                for p in ["udp", "tcp"] {
-                    rule(
-                        &mut out,
-                        fwd,
-                        &format!("{l} -s {r} -p {p} -m multiport --dports 53,853 -j ACCEPT"),
-                        &o,
-                    );
-                }
+                both(&mut out, fwd, &o, |p| {
+                    format!("{l} -s {r} -p {p} -m multiport --dports 53,853 -j ACCEPT")
+                });
             }
             if fw.redirect {
-                for p in ["udp", "tcp"] {
-                    rule(
-                        &mut out,
-                        fwd,
-                        &format!("{l} -p {p} --dport 53 -m conntrack --ctstate DNAT -j ACCEPT"),
-                        &fw.origin("firewall.redirect").comment(),
-                    );
-                }
+                both(
+                    &mut out,
+                    fwd,
+                    &fw.origin("firewall.redirect").comment(),
+                    |p| format!("{l} -p {p} --dport 53 -m conntrack --ctstate DNAT -j ACCEPT"),
+                );
             }
         }
         let topo_o = fw.origin("firewall.topology").comment();
-        for p in ["udp", "tcp"] {
-            rule(
+        both(&mut out, fwd, &topo_o, |p| {
+            format!("{l} -p {p} --dport 53 -j SINKHOLE-REFUSE")
+        });
+        if fw.block_dot {
+            both(
                 &mut out,
                 fwd,
-                &format!("{l} -p {p} --dport 53 -j SINKHOLE-REFUSE"),
-                &topo_o,
+                &fw.origin("firewall.block_dot").comment(),
+                |p| format!("{l} -p {p} --dport 853 -j SINKHOLE-REFUSE"),
             );
-        }
-        if fw.block_dot {
-            for p in ["udp", "tcp"] {
-                rule(
-                    &mut out,
-                    fwd,
-                    &format!("{l} -p {p} --dport 853 -j SINKHOLE-REFUSE"),
-                    &fw.origin("firewall.block_dot").comment(),
-                );
-            }
         }
         if let Some(o) = &fw.doh_servers.origin
             && fw.doh_servers.nets.iter().any(|n| is_family(f, n))
         {
-            for p in ["udp", "tcp"] {
-                rule(
-                    &mut out,
-                    fwd,
-                    &format!("{l} -p {p} --dport 443 -j SINKHOLE-DOH"),
-                    &o.comment(),
-                );
-            }
+            both(&mut out, fwd, &o.comment(), |p| {
+                format!("{l} -p {p} --dport 443 -j SINKHOLE-DOH")
+            });
         }
         for b in fw.app_blocks.iter().filter(|b| is_family(f, &b.client)) {
             let target = match (rs.rejects(), b.proto) {
@@ -291,17 +274,12 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
         for l in ifaces("-i", &fw.lan_interfaces) {
             match fw.topology {
                 Topology::Gateway => {
-                    for p in ["udp", "tcp"] {
-                        rule(
-                            &mut out,
-                            pre,
-                            &format!(
-                                "{l} -p {p} --dport 53 -j REDIRECT --to-ports {}",
-                                rs.dns_port
-                            ),
-                            &o,
-                        );
-                    }
+                    both(&mut out, pre, &o, |p| {
+                        format!(
+                            "{l} -p {p} --dport 53 -j REDIRECT --to-ports {}",
+                            rs.dns_port
+                        )
+                    });
                 }
                 Topology::LanHost => {
                     let Some(first) = resolvers.first() else {
@@ -312,30 +290,20 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
                         rule(&mut out, pre, &format!("{l} -s {r} -j RETURN"), &o);
                     }
                     let to = SocketAddr::new(**first, 53);
-                    for p in ["udp", "tcp"] {
-                        rule(
-                            &mut out,
-                            pre,
-                            &format!("{l} -p {p} --dport 53 -j DNAT --to-destination {to}"),
-                            &o,
-                        );
-                    }
+                    both(&mut out, pre, &o, |p| {
+                        format!("{l} -p {p} --dport 53 -j DNAT --to-destination {to}")
+                    });
                 }
             }
         }
         if fw.topology == Topology::LanHost {
             for l in ifaces("-o", &fw.lan_interfaces) {
                 for r in &resolvers {
-                    for p in ["udp", "tcp"] {
-                        rule(
-                            &mut out,
-                            post,
-                            &format!(
-                                "{l} -d {r} -p {p} --dport 53 -m conntrack --ctstate DNAT -j MASQUERADE"
-                            ),
-                            &o,
-                        );
-                    }
+                    both(&mut out, post, &o, |p| {
+                        format!(
+                            "{l} -d {r} -p {p} --dport 53 -m conntrack --ctstate DNAT -j MASQUERADE"
+                        )
+                    });
                 }
             }
         }
