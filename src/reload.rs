@@ -88,9 +88,13 @@ impl Reloader {
             let new = tokio::task::spawn_blocking(move || Config::load(&path))
                 .await
                 .context("config reload task failed")??;
-            if new.server != cfg.server || new.upstream != cfg.upstream || new.cache != cfg.cache {
+            if new.server != cfg.server
+                || new.upstream != cfg.upstream
+                || new.cache != cfg.cache
+                || new.log != cfg.log
+            {
                 tracing::warn!(
-                    "[server], [upstream] and [cache] changes take effect after a restart; only [blocking] was reloaded"
+                    "[server], [upstream], [cache] and [log] changes take effect after a restart; only [blocking] was reloaded"
                 );
             }
             cfg.blocking = new.blocking;
