@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::blocklist::load::BlocklistError;
-use crate::blocklist::load::{ListReport, ListSource, load_all_with};
-use crate::blocklist::{Blocklist, Kind, Match};
+use crate::blocklist::load::{ListReport, load_all_with};
+use crate::blocklist::{Blocklist, Match};
 use crate::config::{BlockMode, BlockingConfig};
 use crate::dns::wire::{LocalAnswer, Query, TYPE_A, TYPE_AAAA, rcode};
 
@@ -21,7 +21,6 @@ pub struct Blocking {
     v4: IpAddr,
     v6: IpAddr,
     ttl: u32,
-    sources: Vec<ListSource>,
     bypass_signals: bool,
 }
 
@@ -50,7 +49,6 @@ impl Blocking {
             v4: IpAddr::V4(cfg.sinkhole_ipv4),
             v6: IpAddr::V6(cfg.sinkhole_ipv6),
             ttl: cfg.ttl,
-            sources: cfg.lists.clone(),
             bypass_signals: cfg.bypass_signals,
         }
     }
@@ -81,24 +79,9 @@ impl Blocking {
         Ok((Self::new(cfg, list), reports))
     }
 
-    /// The lists this stage was built from.
-    pub fn sources(&self) -> &[ListSource] {
-        &self.sources
-    }
-
-    /// The rule set.
-    pub fn list(&self) -> &Blocklist {
-        &self.list
-    }
-
     /// The rule set, shared (the query log keeps a reference to name the rule).
-    pub fn shared_list(&self) -> &Arc<Blocklist> {
+    pub fn list(&self) -> &Arc<Blocklist> {
         &self.list
-    }
-
-    /// The block rule deciding `q`, or `None` when the name is not blocked.
-    pub fn check(&self, q: &Query) -> Option<Match<'_>> {
-        self.list.find(q.name()).filter(|m| m.kind == Kind::Block)
     }
 
     /// The answer for a blocked query. `ede` is the Extended DNS Error text.

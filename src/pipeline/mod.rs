@@ -182,7 +182,7 @@ impl Pipeline {
             wire::write_local(out, q, &a);
             let mut o = Outcome::new(Action::Blocked, a.rcode, None);
             if self.details {
-                o.rule = Some(RuleRef::list(blocking.shared_list()));
+                o.rule = Some(RuleRef::list(blocking.list()));
                 o.detail = Detail::Local(a.address);
             }
             return Some(o);
@@ -193,7 +193,7 @@ impl Pipeline {
         resp.write(out, q, age, limit);
         let mut o = Outcome::new(Action::Cached, resp.rcode(), None);
         if self.details {
-            o.rule = found.map(|_| RuleRef::list(blocking.shared_list()));
+            o.rule = found.map(|_| RuleRef::list(blocking.list()));
             o.detail = Detail::Response(resp);
         }
         Some(o)
@@ -206,7 +206,7 @@ impl Pipeline {
         }
         let blocking = self.blocking.load();
         let m = blocking.list().find(q.name())?;
-        (m.kind == Kind::Allow).then(|| RuleRef::list(blocking.shared_list()))
+        (m.kind == Kind::Allow).then(|| RuleRef::list(blocking.list()))
     }
 
     /// Forwards `q` upstream, caches the answer, and writes the response (SERVFAIL when

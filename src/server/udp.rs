@@ -77,10 +77,12 @@ fn run(
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1500)).collect();
     let mut rheaders = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut sheaders = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut got: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
+    // The sender's address as the kernel gave it: answers go back to it unconverted.
+    let mut got: Vec<(usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
     let mut dests: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
-    // Answers of this batch waiting to be logged once sent (empty when the log is off).
-    let mut logged: Vec<(SocketAddr, Outcome, Asked, std::time::Duration)> = Vec::new();
+    // Records of this batch, handed to the log once the answers are sent (empty when the
+    // log is off).
+    let mut logged: Vec<Record> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         got.clear();
         {
@@ -97,7 +99,7 @@ fn run(
             ) {
                 Ok(msgs) => {
                     for m in msgs {
-                        if let Some(a) = m.address.as_ref().and_then(to_std) {
+                        if let Some(a) = m.address {
                             got.push((m.bytes, a));
                         }
                     }
@@ -113,13 +115,25 @@ fn run(
         let arrived = tokio::time::Instant::now();
         let ts = log.map(|_| std::time::SystemTime::now());
         dests.clear();
-        for (i, &(n, src)) in got.iter().enumerate() {
+        for (i, &(n, from)) in got.iter().enumerate() {
+            let Some(src) = to_std(&from) else { continue };
             let out = &mut outs[dests.len()];
+            let mut record = |asked, outcome| {
+                if let Some(ts) = ts {
+                    logged.push(Record {
+                        ts,
+                        client: src.ip(),
+                        asked,
+                        outcome,
+                        elapsed: arrived.elapsed(),
+                    });
+                }
+            };
             match handle(pipeline, &bufs[i][..n], false, out) {
                 Handled::Reply(o, asked) => {
-                    dests.push(Some(SockaddrStorage::from(src)));
+                    dests.push(Some(from));
                     if let Some(a) = asked {
-                        logged.push((src, o, a, arrived.elapsed()));
+                        record(a, o);
                     }
                 }
                 Handled::Drop => {}
@@ -133,10 +147,10 @@ fn run(
                             wire::rcode::SERVFAIL,
                             None,
                         );
-                        dests.push(Some(SockaddrStorage::from(src)));
+                        dests.push(Some(from));
                         if log.is_some() {
                             let o = Outcome::new(Action::Failed, wire::rcode::SERVFAIL, None);
-                            logged.push((src, o, Asked::of(&q), arrived.elapsed()));
+                            record(Asked::of(&q), o);
                         }
                         continue;
                     }
@@ -172,20 +186,10 @@ fn run(
         }
         send_batch(fd, &mut sheaders, &outs[..dests.len()], &dests);
         // Log after send: the answers are out before any logging work.
-        if let (Some(log), Some(ts)) = (log, ts)
+        if let Some(log) = log
             && !logged.is_empty()
         {
-            let batch = logged
-                .drain(..)
-                .map(|(src, outcome, asked, elapsed)| Record {
-                    ts,
-                    client: src.ip(),
-                    asked,
-                    outcome,
-                    elapsed,
-                })
-                .collect();
-            log.record_batch(batch);
+            log.record_batch(std::mem::take(&mut logged));
         }
         if !batch_wait.is_zero() && got.len() > 1 && got.len() < BATCH {
             std::thread::sleep(batch_wait);
