@@ -116,7 +116,7 @@ pub enum LogCommand {
         src: LogSource,
         /// What to count.
         #[arg(long, value_enum, default_value = "name")]
-        by: ByArg,
+        by: crate::querylog::report::By,
         /// Rows shown.
         #[arg(long, default_value_t = 10)]
         limit: usize,
@@ -155,19 +155,6 @@ pub enum LogCommand {
         #[arg(long, default_value_t = 5)]
         min: usize,
     },
-}
-
-/// `--by`
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum ByArg {
-    /// Query names.
-    Name,
-    /// Registrable domains.
-    Domain,
-    /// Clients.
-    Client,
-    /// Blocked names.
-    Blocked,
 }
 
 /// `sinkhole lists …`
@@ -463,12 +450,6 @@ fn log_run(cmd: LogCommand) -> anyhow::Result<()> {
         } => {
             let (path, _) = log_path(&src)?;
             let f = log_filter(None, None, None, since.as_deref())?;
-            let by = match by {
-                ByArg::Name => report::By::Name,
-                ByArg::Domain => report::By::Domain,
-                ByArg::Client => report::By::Client,
-                ByArg::Blocked => report::By::Blocked,
-            };
             for (n, key) in report::top(&path, &f, by, limit) {
                 writeln!(out, "{n:>9}  {key}")?;
             }

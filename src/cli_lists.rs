@@ -70,8 +70,9 @@ fn check(config: Option<PathBuf>, names: &[String]) -> ExitCode {
             }
         };
         let on_rule = |r: SourcedRule| {
+            let matches = tools::matcher(&r);
             for (qi, q) in queries.iter().enumerate() {
-                if !tools::matching(std::slice::from_ref(&r), q).is_empty() {
+                if matches(q) {
                     matched[qi].push(r.clone());
                 }
             }

@@ -306,13 +306,9 @@ pub fn read_source(src: &ListSource, cache_dir: &Path) -> Result<Option<String>,
     }
 }
 
-/// Loads every source into one [`Blocklist`]. Fails only when a source cannot be read.
-pub fn load_all(sources: &[ListSource]) -> Result<(Blocklist, Vec<ListReport>), BlocklistError> {
-    load_all_with(sources, Path::new(super::fetch::DEFAULT_CACHE_DIR), false)
-}
-
-/// [`load_all`] with the cache folder of URL lists; `keep_all_errors` keeps every skipped
-/// line in the reports (for `lists lint`) instead of the first [`REPORTED_ERRORS`] per reason.
+/// Loads every source into one [`Blocklist`], URL lists from their copy in `cache_dir`.
+/// Fails only when a source cannot be read. `keep_all_errors` keeps every skipped line in
+/// the reports (for `lists lint`) instead of the first [`REPORTED_ERRORS`] per reason.
 pub fn load_all_with(
     sources: &[ListSource],
     cache_dir: &Path,

@@ -61,14 +61,8 @@ pub struct Match<'a> {
 /// Counts from building a [`Blocklist`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BuildStats {
-    /// Block rules stored (names).
-    pub blocks: usize,
-    /// Allow rules stored (names).
-    pub allows: usize,
     /// Rules dropped because the same name was already present with the same kind.
     pub duplicates: usize,
-    /// Glob and regex rules.
-    pub patterns: usize,
     /// Rules disabled by a `$badfilter` rule.
     pub badfiltered: usize,
 }
@@ -168,13 +162,6 @@ impl BlocklistBuilder {
                 important
             };
             if new_wins {
-                if kind == Kind::Allow {
-                    self.stats.blocks -= 1;
-                    self.stats.allows += 1;
-                } else {
-                    self.stats.allows -= 1;
-                    self.stats.blocks += 1;
-                }
                 *e = Entry {
                     off: e.off,
                     len: e.len,
@@ -198,11 +185,6 @@ impl BlocklistBuilder {
             len,
             flags,
         });
-        if kind == Kind::Allow {
-            self.stats.allows += 1;
-        } else {
-            self.stats.blocks += 1;
-        }
         let (arena, entries, hasher) = (&t.arena, &t.entries, &t.hasher);
         let table = if exact { &mut t.exact } else { &mut t.subtree };
         table.insert_unique(hash, idx, |&i| {
@@ -220,7 +202,6 @@ impl BlocklistBuilder {
         source: u16,
         line: u32,
     ) {
-        self.stats.patterns += 1;
         self.patterns.add(pattern, text, kind, source, line);
     }
 
@@ -236,27 +217,12 @@ impl BlocklistBuilder {
             return false;
         };
         found.remove();
-        if kind == Kind::Allow {
-            self.stats.allows -= 1;
-        } else {
-            self.stats.blocks -= 1;
-        }
         self.stats.badfiltered += 1;
         true
     }
 
-    /// Number of name rules stored so far.
-    pub fn len(&self) -> usize {
-        self.t.subtree.len() + self.t.exact.len()
-    }
-
-    /// True when no rule has been stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0 && self.stats.patterns == 0
-    }
-
-    /// Freezes the rules into a [`Blocklist`]. Fails only when a pattern set does not
-    /// compile as a whole (each pattern was checked alone).
+    /// Freezes the rules into a [`Blocklist`]. A pattern set that does not compile as a
+    /// whole (each pattern was checked alone) is logged and left out.
     pub fn build(self) -> Blocklist {
         let mut t = self.t;
         t.arena.shrink_to_fit();
@@ -365,6 +331,10 @@ impl Blocklist {
         if self.patterns.is_empty() {
             return named;
         }
+        // Patterns match text; a name with bytes that are not UTF-8 matches none.
+        let Ok(name) = std::str::from_utf8(name) else {
+            return named;
+        };
         match named {
             Some(m) if m.kind == Kind::Allow => Some(m),
             Some(m) => Some(

@@ -58,22 +58,6 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    /// Every reason, in report order.
-    pub const ALL: [Self; 12] = [
-        Self::InvalidName,
-        Self::IpAddress,
-        Self::PublicSuffix,
-        Self::BrowserModifier,
-        Self::UnsupportedModifier,
-        Self::UrlRule,
-        Self::Cosmetic,
-        Self::DnsmasqNotBlock,
-        Self::BadGlob,
-        Self::BadRegex,
-        Self::TooLong,
-        Self::Unrecognised,
-    ];
-
     /// A short stable key for logs and summaries (`invalid_name`, `public_suffix`…).
     pub fn key(self) -> &'static str {
         match self {

@@ -86,37 +86,42 @@ impl KindBuilder {
                 .map_err(|e| tracing::warn!("glob prefilter not built: {e}"))
                 .ok()
         };
+        let (filtered, filtered_rules) = globs(filtered_rules);
+        let (always, always_rules) = globs(self.always);
         Some(Box::new(Compiled {
-            filtered: globs(&filtered_rules),
+            filtered,
             filtered_rules,
             prefilter,
-            always: globs(&self.always),
-            always_rules: self.always,
+            always,
+            always_rules,
             regex: regexes(&self.regexes),
             regex_rules: self.regexes,
         }))
     }
 }
 
-fn globs(rules: &[Rule]) -> GlobSet {
+/// The set of `rules`' globs, and the rules it holds (set index = rule index). The parser
+/// already compiled each glob, so none is expected to fail here; one that does is dropped
+/// with its rule, keeping the indexes aligned.
+fn globs(rules: Vec<Rule>) -> (GlobSet, Vec<Rule>) {
     let mut b = GlobSetBuilder::new();
+    let mut kept = Vec::with_capacity(rules.len());
     for r in rules {
         match GlobBuilder::new(&r.text).literal_separator(false).build() {
             Ok(g) => {
                 b.add(g);
+                kept.push(r);
             }
-            // Keeps indexes aligned: a glob that cannot match any name.
-            Err(_) => {
-                if let Ok(g) = GlobBuilder::new("[!\\x00-\\x7f]").build() {
-                    b.add(g);
-                }
-            }
+            Err(e) => tracing::warn!(glob = %r.text, "glob dropped: {e}"),
         }
     }
-    b.build().unwrap_or_else(|e| {
-        tracing::warn!("glob set not built, globs ignored: {e}");
-        GlobSet::empty()
-    })
+    match b.build() {
+        Ok(set) => (set, kept),
+        Err(e) => {
+            tracing::warn!("glob set not built, globs ignored: {e}");
+            (GlobSet::empty(), Vec::new())
+        }
+    }
 }
 
 fn regexes(rules: &[Rule]) -> Option<RegexSet> {
@@ -145,11 +150,11 @@ struct Compiled {
 
 impl Compiled {
     fn find(&self, name: &str) -> Option<&Rule> {
-        if let Some(pre) = &self.prefilter
-            && pre.is_match(name)
-            && self.filtered.is_match(name)
+        // Without a prefilter (none built) every filtered glob is tried. `matches` allocates
+        // only on a hit.
+        if self.prefilter.as_ref().is_none_or(|p| p.is_match(name))
+            && let Some(&i) = self.filtered.matches(name).first()
         {
-            let i = *self.filtered.matches(name).first()?;
             return self.filtered_rules.get(i);
         }
         if !self.always.is_empty() && self.always.is_match(name) {
@@ -203,7 +208,7 @@ impl PatternSet {
     /// The first pattern of `kind` matching `name`.
     pub fn find<'a>(
         &'a self,
-        name: &[u8],
+        name: &str,
         kind: Kind,
         sources: &'a [Arc<str>],
     ) -> Option<Match<'a>> {
@@ -211,7 +216,6 @@ impl PatternSet {
             Kind::Block => self.block.as_deref()?,
             Kind::Allow => self.allow.as_deref()?,
         };
-        let name = std::str::from_utf8(name).ok()?;
         let r = c.find(name)?;
         Some(Match {
             kind,
@@ -301,7 +305,7 @@ mod tests {
         b.add(PatternKind::Glob, "adsok.example.*", Kind::Allow, 0, 4);
         let p = b.build();
         let src: Vec<Arc<str>> = vec![Arc::from("p.txt")];
-        let find = |n: &str, k| p.find(n.as_bytes(), k, &src).map(|m| (m.rule, m.line));
+        let find = |n: &str, k| p.find(n, k, &src).map(|m| (m.rule, m.line));
         assert_eq!(
             find("ads1.example.org", Kind::Block),
             Some(("ads*.example.*", 1))

@@ -113,20 +113,18 @@ pub fn covers(rule: &SourcedRule, name: &str) -> bool {
         && name.as_bytes()[name.len() - rule.name.len() - 1] == b'.'
 }
 
-/// Every rule of `rules` that matches `name` (name rules by suffix, patterns by matching).
-pub fn matching<'a>(rules: &'a [SourcedRule], name: &str) -> Vec<&'a SourcedRule> {
-    rules
-        .iter()
-        .filter(|r| match r.pattern {
-            None => covers(r, name),
-            Some(p) => {
-                let mut b = PatternSetBuilder::default();
-                b.add(p, &r.name, r.kind, 0, 0);
-                let set = b.build();
-                set.find(name.as_bytes(), r.kind, &[]).is_some()
-            }
-        })
-        .collect()
+/// A test of whether `rule` matches a name (name rules by suffix, patterns by matching),
+/// built once per rule: a pattern is compiled here, not per name tested.
+pub fn matcher(rule: &SourcedRule) -> impl Fn(&str) -> bool + '_ {
+    let set = rule.pattern.map(|p| {
+        let mut b = PatternSetBuilder::default();
+        b.add(p, &rule.name, rule.kind, 0, 0);
+        b.build()
+    });
+    move |name| match &set {
+        None => covers(rule, name),
+        Some(set) => set.find(name, rule.kind, &[]).is_some(),
+    }
 }
 
 /// A `lint` finding.

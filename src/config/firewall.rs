@@ -393,9 +393,8 @@ impl FirewallValidator<'_> {
                 );
             }
         }
-        let mut nets = IpNet::aggregate(&nets);
-        nets.sort_by_key(|n| matches!(n, IpNet::V6(_)));
-        nets
+        // IPv4 first, then IPv6: the order `aggregate` returns them in.
+        IpNet::aggregate(&nets)
     }
 
     fn app_blocks(&mut self, name: &Spanned<String>, lan: &[IpNet]) -> Vec<AppBlock> {
@@ -597,7 +596,7 @@ impl FirewallValidator<'_> {
                 ),
             }
         }
-        if wan_interfaces.is_empty() && raw.wan_interfaces.get_ref().is_empty() {
+        if raw.wan_interfaces.get_ref().is_empty() {
             if let Some(s) = raw.port_forwards.first() {
                 self.err(
                     s.span(),
@@ -657,7 +656,7 @@ impl FirewallValidator<'_> {
 /// matches every interface starting with the rest (as in iptables).
 pub fn check_interface(name: &str) -> Result<(), String> {
     let stem = name.strip_suffix('+').unwrap_or(name);
-    if stem.is_empty() && name.is_empty() {
+    if name.is_empty() {
         return Err("empty interface name".into());
     }
     if name.len() > 15 {

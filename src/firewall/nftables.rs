@@ -86,6 +86,7 @@ pub fn render(rs: &Ruleset) -> String {
     );
     let (deny4, deny6) = write_sets(&mut out, "deny", &fw.deny_sources);
     let (doh4, doh6) = write_sets(&mut out, "doh", &fw.doh_servers);
+    let res = resolvers(rs);
     let deny_o = fw
         .deny_sources
         .origin
@@ -208,13 +209,13 @@ pub fn render(rs: &Ruleset) -> String {
     for l in &lan {
         if fw.topology == Topology::LanHost {
             let res_o = fw.origin("firewall.resolver").comment();
-            for (fam, ips) in resolvers(rs) {
+            for (fam, ips) in &res {
                 if !ips.is_empty() {
                     rule(
                         &mut out,
                         &format!(
                             "{l} {fam} saddr {} meta l4proto {{ tcp, udp }} th dport {{ 53, 853 }} accept",
-                            set_expr(&ips)
+                            set_expr(ips)
                         ),
                         &res_o,
                     );
@@ -303,17 +304,14 @@ pub fn render(rs: &Ruleset) -> String {
                     &o,
                 ),
                 Topology::LanHost => {
-                    for (fam, ips) in resolvers(rs) {
+                    for (fam, ips) in &res {
                         let Some(first) = ips.first() else { continue };
-                        let to = match first {
-                            IpAddr::V4(a) => format!("{a}:53"),
-                            IpAddr::V6(a) => format!("[{a}]:53"),
-                        };
+                        let to = std::net::SocketAddr::new(*first, 53);
                         rule(
                             &mut pre,
                             &format!(
                                 "{l} {fam} saddr != {} meta l4proto {{ tcp, udp }} th dport 53 dnat {fam} to {to}",
-                                set_expr(&ips)
+                                set_expr(ips)
                             ),
                             &o,
                         );
@@ -325,13 +323,13 @@ pub fn render(rs: &Ruleset) -> String {
             // The client and the resolver share the LAN: without SNAT the resolver would
             // answer the client directly, from an address the client did not ask.
             for l in ifaces("oifname", &fw.lan_interfaces) {
-                for (fam, ips) in resolvers(rs) {
+                for (fam, ips) in &res {
                     if !ips.is_empty() {
                         rule(
                             &mut post,
                             &format!(
                                 "{l} {fam} daddr {} meta l4proto {{ tcp, udp }} th dport 53 ct status dnat masquerade",
-                                set_expr(&ips)
+                                set_expr(ips)
                             ),
                             &o,
                         );

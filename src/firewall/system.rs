@@ -223,10 +223,7 @@ pub fn remove(backend: Backend, family: Option<Family>) -> Result<bool, ToolErro
                 let mut script = String::new();
                 for (table, chains) in [("filter", &FILTER_CHAINS[..]), ("nat", &NAT_CHAINS[..])] {
                     let saved = run(save_tool(f), &["-t", table], None)?;
-                    let text = removal(table, chains, &saved);
-                    if !text.is_empty() {
-                        script.push_str(&text);
-                    }
+                    script.push_str(&removal(table, chains, &saved));
                 }
                 if !script.is_empty() {
                     any = true;

@@ -90,7 +90,9 @@ pub struct Outcome {
     pub rcode: u16,
     /// The upstream that answered, for `Allowed`.
     pub upstream: Option<SocketAddr>,
-    /// The block rule, or the allow rule that let a listed name through (details only).
+    /// Where the deciding rule is looked up (details only): the block rule of a blocked
+    /// query, or the allow rule that let a listed name through. The log shows a rule only
+    /// when its kind agrees with `action`.
     pub rule: Option<RuleRef>,
     /// The answer (details only).
     pub detail: Detail,
@@ -199,14 +201,12 @@ impl Pipeline {
         Some(o)
     }
 
-    /// The allow rule that lets `q` through although a list covers it (details only).
-    fn exception(&self, q: &Query) -> Option<RuleRef> {
-        if !self.details {
-            return None;
-        }
-        let blocking = self.blocking.load();
-        let m = blocking.list().find(q.name())?;
-        (m.kind == Kind::Allow).then(|| RuleRef::list(blocking.list()))
+    /// For a forwarded query (details only): the list snapshot in which the log writer looks
+    /// up the allow rule, if any, that let a listed name through. The lookup is the
+    /// writer's, off the query path.
+    fn allow_snapshot(&self) -> Option<RuleRef> {
+        self.details
+            .then(|| RuleRef::list(self.blocking.load().list()))
     }
 
     /// Forwards `q` upstream, caches the answer, and writes the response (SERVFAIL when
@@ -227,7 +227,7 @@ impl Pipeline {
                 self.cache.put(q.cache_key(&mut key), &resp, Instant::now());
                 let mut o = Outcome::new(Action::Allowed, rc, Some(server));
                 if self.details {
-                    o.rule = self.exception(q);
+                    o.rule = self.allow_snapshot();
                     o.detail = Detail::Response(resp);
                 }
                 o
@@ -244,7 +244,7 @@ impl Pipeline {
                     Some((EDE_NO_REACHABLE_AUTHORITY, "no upstream resolver answered")),
                 );
                 let mut o = Outcome::new(Action::Failed, rcode::SERVFAIL, None);
-                o.rule = self.exception(q);
+                o.rule = self.allow_snapshot();
                 o
             }
         }

@@ -191,7 +191,6 @@ impl QueryLog {
 pub struct LogTask {
     tx: SyncSender<Msg>,
     done: Receiver<()>,
-    stats: Arc<Stats>,
 }
 
 impl LogTask {
@@ -213,11 +212,6 @@ impl LogTask {
             tracing::warn!("query log: writer did not finish in time; some records may be lost");
         }
     }
-
-    /// The counters.
-    pub fn stats(&self) -> &Arc<Stats> {
-        &self.stats
-    }
 }
 
 /// Starts the writer thread; returns the query path's handle and the thread's handle.
@@ -235,10 +229,10 @@ pub fn start(cfg: &LogConfig) -> std::io::Result<(QueryLog, LogTask)> {
     Ok((
         QueryLog {
             tx: tx.clone(),
-            stats: Arc::clone(&stats),
+            stats,
             last_warn: Arc::default(),
         },
-        LogTask { tx, done, stats },
+        LogTask { tx, done },
     ))
 }
 

@@ -115,8 +115,8 @@ pub fn print_first(out: &mut dyn Write, openings: &[Opening]) -> std::io::Result
     Ok(())
 }
 
-/// What `top` counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What `top` counts (also the values of its `--by` flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum By {
     /// Query names.
     Name,

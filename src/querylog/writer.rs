@@ -19,9 +19,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::sessions::Sessions;
 use super::{Msg, Record, Stats, action_name, qtype_name};
+use crate::blocklist::Kind;
 use crate::config::LogConfig;
 use crate::dns::wire::rcode;
-use crate::pipeline::Detail;
+use crate::pipeline::{Action, Detail};
 
 /// How long a failed open waits before the next try.
 const RETRY: Duration = Duration::from_secs(2);
@@ -272,7 +273,10 @@ impl Writer {
         json_str(l, &qtype_name(r.asked.qtype));
         l.extend_from_slice(b",\"action\":");
         json_str(l, action_name(r.outcome.action));
-        match r.outcome.rule.as_ref().and_then(|x| x.get(&r.asked.qname)) {
+        let rule = r.outcome.rule.as_ref().and_then(|x| x.get(&r.asked.qname));
+        // A forwarded or cached name shows only the allow rule that let it through.
+        let blocked = r.outcome.action == Action::Blocked;
+        match rule.filter(|m| (m.kind == Kind::Block) == blocked) {
             Some(m) => {
                 l.extend_from_slice(b",\"rule\":");
                 json_str(l, m.rule);
