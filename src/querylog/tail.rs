@@ -187,31 +187,44 @@ fn follow_file(
     }
     let mut partial: Vec<u8> = Vec::new();
     let mut warnings = Warnings::default();
+    // Prints the record on `line` when it passes; an unreadable line is skipped, with a
+    // warning when `warnings` is given.
+    let show = |line: &[u8],
+                out: &mut dyn Write,
+                warnings: Option<&mut Warnings>|
+     -> std::io::Result<()> {
+        if line.is_empty() || !pre(line) {
+            return Ok(());
+        }
+        match parse_line(line) {
+            Ok(e) if filter.matches(&e) => writeln!(out, "{}", render(&e, style)),
+            Ok(_) => Ok(()),
+            Err(err) => {
+                if let Some(w) = warnings {
+                    w.warn(&format!(
+                        "{}: unreadable line skipped: {err}",
+                        path.display()
+                    ));
+                }
+                Ok(())
+            }
+        }
+    };
     loop {
         if let Some(o) = cur.as_mut() {
-            // Read every whole line that is there now.
+            // Read every whole line that is there now; a partial last line stays in
+            // `partial` until the rest of it arrives.
             loop {
-                let mut buf = Vec::new();
-                let n = o.file.read_until(b'\n', &mut buf)?;
+                let n = o.file.read_until(b'\n', &mut partial)?;
                 if n == 0 {
                     break;
                 }
                 o.pos += n as u64;
-                partial.extend_from_slice(&buf);
                 if partial.last() != Some(&b'\n') {
                     break;
                 }
                 let line = partial.strip_suffix(b"\n").unwrap_or(&partial);
-                if !line.is_empty() && pre(line) {
-                    match parse_line(line) {
-                        Ok(e) if filter.matches(&e) => writeln!(out, "{}", render(&e, style))?,
-                        Ok(_) => {}
-                        Err(err) => warnings.warn(&format!(
-                            "{}: unreadable line skipped: {err}",
-                            path.display()
-                        )),
-                    }
-                }
+                show(line, out, Some(&mut warnings))?;
                 partial.clear();
             }
             out.flush()?;
@@ -225,16 +238,10 @@ fn follow_file(
                 if std::io::Read::read_to_end(&mut o.file, &mut rest).is_ok() && !rest.is_empty() {
                     o.pos += rest.len() as u64;
                     partial.extend_from_slice(&rest);
-                    // Print the old file's last lines on the next round from the buffer.
+                    // Print the old file's last lines now (a torn last line is tried too,
+                    // silently), before the new file is opened.
                     for line in partial.split(|&b| b == b'\n') {
-                        if line.is_empty() || !pre(line) {
-                            continue;
-                        }
-                        if let Ok(e) = parse_line(line)
-                            && filter.matches(&e)
-                        {
-                            writeln!(out, "{}", render(&e, style))?;
-                        }
+                        show(line, out, None)?;
                     }
                 }
                 partial.clear();
