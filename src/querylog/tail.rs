@@ -13,10 +13,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::Entry;
-use super::read::{Warnings, for_each, parse_line};
+use super::read::{Warnings, for_each_match, parse_line};
 
 /// A cheap test on a raw log line (see [`Filter::prefilter`]).
-pub type Prefilter = Box<dyn Fn(&[u8]) -> bool>;
+pub(super) type Prefilter = Box<dyn Fn(&[u8]) -> bool>;
 
 /// Which records to show.
 #[derive(Debug, Default)]
@@ -60,7 +60,7 @@ impl Filter {
 
     /// A cheap test on the raw line: `false` means the record cannot match. Used to skip
     /// parsing most lines when a single client is asked for.
-    pub fn prefilter(&self) -> Prefilter {
+    pub(super) fn prefilter(&self) -> Prefilter {
         match &self.client {
             Some(net) if net.prefix_len() == net.max_prefix_len() => {
                 let needle = format!("\"client\":\"{}\"", net.addr()).into_bytes();
@@ -129,28 +129,23 @@ pub fn run(
     style: Style,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    let mut warnings = Warnings::default();
     let mut last: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-    let pre = filter.prefilter();
     // Where the current file ended when it was read, to follow from there.
     let start = std::fs::metadata(path).ok().map(|m| (m.ino(), m.len()));
     if lines > 0 {
-        for_each(path, &mut warnings, &*pre, &mut |e| {
-            if filter.matches(&e) {
-                if last.len() == lines {
-                    last.pop_front();
-                }
-                last.push_back(render(&e, style));
+        for_each_match(path, filter, |e| {
+            if last.len() == lines {
+                last.pop_front();
             }
+            last.push_back(render(&e, style));
         });
     }
-    warnings.finish();
     for l in &last {
         writeln!(out, "{l}")?;
     }
     out.flush()?;
     if follow {
-        follow_file(path, start, filter, &*pre, style, out)?;
+        follow_file(path, start, filter, style, out)?;
     }
     Ok(())
 }
@@ -173,10 +168,10 @@ fn follow_file(
     path: &Path,
     start: Option<(u64, u64)>,
     filter: &Filter,
-    pre: &dyn Fn(&[u8]) -> bool,
     style: Style,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
+    let pre = filter.prefilter();
     let mut cur: Option<Open> = match start {
         Some((ino, len)) => open_at(path, len).filter(|o| o.ino == ino),
         None => None,
