@@ -5,10 +5,11 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use hickory_proto::rr::RecordType;
 use serde_json::Value;
+use sinkhole::querylog::writer::format_ts;
 
 use crate::fake_upstream::{FakeUpstream, a};
 use crate::harness::{
@@ -472,18 +473,7 @@ fn heartbeats_and_bad_lines() {
     let path = dir.path().join("q.jsonl");
     let base = 1_763_700_000_000_i64; // 2025-11-21T04:40:00Z
     let line = |t: i64, client: &str, name: &str, seq: u64| {
-        let ts =
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 1_000_000).unwrap();
-        let ts = format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            ts.year(),
-            u8::from(ts.month()),
-            ts.day(),
-            ts.hour(),
-            ts.minute(),
-            ts.second(),
-            ts.millisecond()
-        );
+        let ts = format_ts(UNIX_EPOCH + Duration::from_millis(t as u64));
         format!(
             "{{\"ts\":\"{ts}\",\"client\":\"{client}\",\"qname\":\"{name}\",\"qtype\":\"A\",\"action\":\"allowed\",\"rule\":null,\"list\":null,\"rcode\":\"NOERROR\",\"answers\":[],\"upstream\":null,\"elapsed_us\":100,\"session\":{seq},\"seq\":1,\"new\":false}}\n"
         )
@@ -578,8 +568,7 @@ fn generate_1m_record_log() {
         let name_id = next() % 50_000;
         let blocked = name_id % 10 == 0;
         let name = format!("h{}.d{}.example{}.com", name_id % 7, name_id, name_id % 3);
-        let ts =
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 1_000_000).unwrap();
+        let ts = format_ts(UNIX_EPOCH + Duration::from_millis(t as u64));
         let (action, rule, list, answers, up) = if blocked {
             (
                 "blocked",
@@ -599,8 +588,7 @@ fn generate_1m_record_log() {
         };
         writeln!(
             w,
-            "{{\"ts\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z\",\"client\":\"{}\",\"qname\":\"{name}\",\"qtype\":\"A\",\"action\":\"{action}\",\"rule\":{rule},\"list\":{list},\"rcode\":\"NOERROR\",\"answers\":{answers},\"upstream\":{up},\"elapsed_us\":{},\"session\":{session},\"seq\":{seq},\"new\":{}}}",
-            ts.year(), u8::from(ts.month()), ts.day(), ts.hour(), ts.minute(), ts.second(), ts.millisecond(),
+            "{{\"ts\":\"{ts}\",\"client\":\"{}\",\"qname\":\"{name}\",\"qtype\":\"A\",\"action\":\"{action}\",\"rule\":{rule},\"list\":{list},\"rcode\":\"NOERROR\",\"answers\":{answers},\"upstream\":{up},\"elapsed_us\":{},\"session\":{session},\"seq\":{seq},\"new\":{}}}",
             clients[c], next() % 5000, next() % 20 == 0
         )
         .unwrap();
