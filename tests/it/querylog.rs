@@ -4,7 +4,7 @@
 //! log on an unusable path (answers keep flowing, drops counted); flush on SIGTERM.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use hickory_proto::rr::RecordType;
@@ -13,12 +13,9 @@ use sinkhole::querylog::writer::format_ts;
 
 use crate::fake_upstream::{FakeUpstream, a};
 use crate::harness::{
-    TestServer, first_answer, free_port, make_query, rcode, spawn_serve, udp_exchange,
+    TestServer, bin, first_answer, free_port, make_query, rcode, spawn_serve, stop_serve,
+    udp_exchange,
 };
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sinkhole"))
-}
 
 /// Runs `sinkhole log ARGS…`; returns (exit code, stdout, stderr).
 fn log_cmd(args: &[&str]) -> (i32, String, String) {
@@ -432,7 +429,7 @@ async fn sigterm_flushes_every_record() {
     )
     .unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (mut child, _) = spawn_serve(&path, addr, "www.news.test.").await;
+    let (child, _) = spawn_serve(&path, addr, "www.news.test.").await;
     let mut answered = 1;
     for i in 0..500 {
         let name = if i % 2 == 0 {
@@ -445,23 +442,12 @@ async fn sigterm_flushes_every_record() {
         answered += 1;
     }
     // Stop at once: the records still queued must reach the file.
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    let stderr = stop_serve(child);
     let text = std::fs::read_to_string(dir.path().join("q.jsonl")).unwrap();
     assert!(text.ends_with('\n'));
     // Probes that timed out before the server was up may be logged too.
     let lines = text.lines().count();
     assert!(lines >= answered, "{lines} records for {answered} answers");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("query log closed"), "{stderr}");
 }
 
