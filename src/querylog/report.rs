@@ -325,18 +325,9 @@ pub fn parse_since(s: &str, now: std::time::SystemTime) -> Result<String, String
     if let Ok(t) = time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339) {
         return Ok(super::writer::format_ts(t.into()));
     }
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let mul = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => 0,
-    };
-    match num.parse::<u64>() {
-        Ok(n) if mul > 0 => {
-            let ago = std::time::Duration::from_secs(n.saturating_mul(mul));
+    match crate::config::parse_secs(s) {
+        Some(n) => {
+            let ago = std::time::Duration::from_secs(n);
             let t = now.checked_sub(ago).unwrap_or(std::time::UNIX_EPOCH);
             Ok(super::writer::format_ts(t))
         }
