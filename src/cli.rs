@@ -64,6 +64,20 @@ pub struct LogSource {
     pub file: Option<PathBuf>,
 }
 
+/// Which records a report reads: where the log is, one client, a start time.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogScope {
+    /// Where the log is.
+    #[command(flatten)]
+    pub src: LogSource,
+    /// Only this client (IP or CIDR).
+    #[arg(long, value_name = "IP")]
+    pub client: Option<String>,
+    /// Only records since TIME.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+}
+
 /// `sinkhole log …`
 #[derive(Debug, Subcommand)]
 pub enum LogCommand {
@@ -92,19 +106,16 @@ pub enum LogCommand {
         lines: usize,
     },
     /// Each session's first names, per client: what an application looks up as it starts.
+    #[command(mut_arg("since", |a| a.help(
+        "Only sessions since TIME (RFC 3339, a date, or an age: 15m, 2h, 7d)"
+    )))]
     First {
-        /// Where the log is.
+        /// Where the log is, which client, since when.
         #[command(flatten)]
-        src: LogSource,
-        /// Only this client (IP or CIDR).
-        #[arg(long, value_name = "IP")]
-        client: Option<String>,
+        scope: LogScope,
         /// Names shown per session.
         #[arg(long, default_value_t = 10)]
         count: usize,
-        /// Only sessions since TIME (RFC 3339, a date, or an age: 15m, 2h, 7d).
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
         /// Only names whose registrable domain the client had never asked before.
         #[arg(long)]
         new: bool,
@@ -127,30 +138,19 @@ pub enum LogCommand {
     /// Registrable domains that most often open a session and are not blocked yet, with the
     /// command that would block each.
     Suggest {
-        /// Where the log is (the config's block lists are checked too).
+        /// Where the log is (the config's block lists are checked too), which client, since
+        /// when.
         #[command(flatten)]
-        src: LogSource,
-        /// Only this client (IP or CIDR).
-        #[arg(long, value_name = "IP")]
-        client: Option<String>,
-        /// Only records since TIME.
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
+        scope: LogScope,
         /// Rows shown.
         #[arg(long, default_value_t = 10)]
         limit: usize,
     },
     /// Names a client asks at a steady interval (devices and applications phoning home).
     Heartbeats {
-        /// Where the log is.
+        /// Where the log is, which client, since when.
         #[command(flatten)]
-        src: LogSource,
-        /// Only this client (IP or CIDR).
-        #[arg(long, value_name = "IP")]
-        client: Option<String>,
-        /// Only records since TIME.
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
+        scope: LogScope,
         /// Fewest times a name must be asked.
         #[arg(long, default_value_t = 5)]
         min: usize,
@@ -410,6 +410,15 @@ fn log_filter(
     })
 }
 
+impl LogScope {
+    /// The log file, the config (when it loads) and the filter of `--client` and `--since`.
+    fn open(&self) -> anyhow::Result<(PathBuf, Option<Config>, crate::querylog::tail::Filter)> {
+        let (path, cfg) = log_path(&self.src)?;
+        let f = log_filter(self.client.as_deref(), None, None, self.since.as_deref())?;
+        Ok((path, cfg, f))
+    }
+}
+
 fn log_run(cmd: LogCommand) -> anyhow::Result<()> {
     use crate::querylog::{report, tail};
     let stdout = std::io::stdout();
@@ -430,15 +439,8 @@ fn log_run(cmd: LogCommand) -> anyhow::Result<()> {
             let style = tail::Style { color: tty, json };
             tail::run(&path, &f, lines, follow, style, &mut out)?;
         }
-        LogCommand::First {
-            src,
-            client,
-            count,
-            since,
-            new,
-        } => {
-            let (path, _) = log_path(&src)?;
-            let f = log_filter(client.as_deref(), None, None, since.as_deref())?;
+        LogCommand::First { scope, count, new } => {
+            let (path, _, f) = scope.open()?;
             let openings = report::first(&path, &f, count, new);
             report::print_first(&mut out, &openings)?;
         }
@@ -454,14 +456,8 @@ fn log_run(cmd: LogCommand) -> anyhow::Result<()> {
                 writeln!(out, "{n:>9}  {key}")?;
             }
         }
-        LogCommand::Suggest {
-            src,
-            client,
-            since,
-            limit,
-        } => {
-            let (path, cfg) = log_path(&src)?;
-            let f = log_filter(client.as_deref(), None, None, since.as_deref())?;
+        LogCommand::Suggest { scope, limit } => {
+            let (path, cfg, f) = scope.open()?;
             let blocking = match &cfg {
                 Some(c) => Some(Blocking::load(&c.blocking).context("loading blocklists")?.0),
                 None => None,
@@ -502,14 +498,8 @@ fn log_run(cmd: LogCommand) -> anyhow::Result<()> {
                 )?;
             }
         }
-        LogCommand::Heartbeats {
-            src,
-            client,
-            since,
-            min,
-        } => {
-            let (path, _) = log_path(&src)?;
-            let f = log_filter(client.as_deref(), None, None, since.as_deref())?;
+        LogCommand::Heartbeats { scope, min } => {
+            let (path, _, f) = scope.open()?;
             for h in report::heartbeats(&path, &f, min) {
                 writeln!(
                     out,

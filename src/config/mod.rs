@@ -515,8 +515,9 @@ pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     Err("not an address: write IP:PORT, [IPv6]:PORT or a bare IP (port 53); host names are not accepted".into())
 }
 
-/// `30s`, `15m`, `24h`, `7d`, or bare seconds (at least one minute for list refreshes).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+/// `30s`, `15m`, `24h`, `7d`, or bare seconds, in seconds (saturating); `None` when it is
+/// not one of these.
+pub fn parse_secs(s: &str) -> Option<u64> {
     let t = s.trim();
     let (num, mul) = match t.char_indices().last() {
         Some((i, 's')) => (&t[..i], 1),
@@ -525,8 +526,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some((i, 'd')) => (&t[..i], 86_400),
         _ => (t, 1),
     };
-    match num.trim().parse::<u64>() {
-        Ok(v) if v.saturating_mul(mul) >= 60 => Ok(Duration::from_secs(v.saturating_mul(mul))),
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|v| v.saturating_mul(mul))
+}
+
+/// `30s`, `15m`, `24h`, `7d`, or bare seconds (at least one minute for list refreshes).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    match parse_secs(s) {
+        Some(v) if v >= 60 => Ok(Duration::from_secs(v)),
         _ => Err(format!(
             "{s:?}: write a duration of at least a minute, such as 30m, 24h or 7d"
         )),

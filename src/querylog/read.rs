@@ -8,6 +8,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::Entry;
+use super::tail::Filter;
 use super::writer::rotated;
 
 /// Rotated files looked for at most (`log.keep` is capped at 1000).
@@ -121,6 +122,19 @@ pub fn for_each(
             }
         }
     }
+}
+
+/// Calls `f` with every record of the log at `path` that passes `filter`, oldest first;
+/// prints what could not be read (see [`Warnings`]) at the end.
+pub fn for_each_match(path: &Path, filter: &Filter, mut f: impl FnMut(Entry<'_>)) {
+    let mut warnings = Warnings::default();
+    let pre = filter.prefilter();
+    for_each(path, &mut warnings, &*pre, &mut |e| {
+        if filter.matches(&e) {
+            f(e);
+        }
+    });
+    warnings.finish();
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use super::read::{Warnings, for_each};
+use super::read::for_each_match;
 use super::sessions::registrable;
 use super::tail::Filter;
 
@@ -59,14 +59,9 @@ impl SessionSplit {
 /// Each session's first `count` distinct names, per client, in log order. With `only_new`,
 /// only names marked `new` are shown (sessions without any are left out).
 pub fn first(path: &Path, filter: &Filter, count: usize, only_new: bool) -> Vec<Opening> {
-    let mut w = Warnings::default();
     let mut out: Vec<Opening> = Vec::new();
     let mut split = SessionSplit::default();
-    let pre = filter.prefilter();
-    for_each(path, &mut w, &*pre, &mut |e| {
-        if !filter.matches(&e) {
-            return;
-        }
+    for_each_match(path, filter, |e| {
         let (idx, fresh) = split.place(&e.client, e.session, e.seq, out.len());
         if fresh {
             out.push(Opening {
@@ -87,7 +82,6 @@ pub fn first(path: &Path, filter: &Filter, count: usize, only_new: bool) -> Vec<
                 .push((e.qname.to_string(), e.new, e.action.to_string()));
         }
     });
-    w.finish();
     if only_new {
         out.retain(|o| !o.names.is_empty());
     }
@@ -130,13 +124,8 @@ pub enum By {
 
 /// The `limit` most frequent keys, most frequent first (ties by name).
 pub fn top(path: &Path, filter: &Filter, by: By, limit: usize) -> Vec<(u64, String)> {
-    let mut w = Warnings::default();
     let mut counts: HashMap<String, u64> = HashMap::new();
-    let pre = filter.prefilter();
-    for_each(path, &mut w, &*pre, &mut |e| {
-        if !filter.matches(&e) {
-            return;
-        }
+    for_each_match(path, filter, |e| {
         let key: &str = match by {
             By::Name => &e.qname,
             By::Domain => registrable(&e.qname),
@@ -150,7 +139,6 @@ pub fn top(path: &Path, filter: &Filter, by: By, limit: usize) -> Vec<(u64, Stri
             counts.insert(key.to_string(), 1);
         }
     });
-    w.finish();
     sorted(counts, limit)
 }
 
@@ -183,17 +171,12 @@ pub fn suggest(
     is_blocked: &dyn Fn(&str) -> bool,
     limit: usize,
 ) -> (Vec<Suggestion>, u64) {
-    let mut w = Warnings::default();
     // domain → (sessions, clients); a session counts once per domain.
     let mut counts: HashMap<String, (u64, Vec<String>)> = HashMap::new();
     let mut split = SessionSplit::default();
     let mut sessions = 0usize;
     let mut counted: Vec<(usize, String)> = Vec::new();
-    let pre = filter.prefilter();
-    for_each(path, &mut w, &*pre, &mut |e| {
-        if !filter.matches(&e) {
-            return;
-        }
+    for_each_match(path, filter, |e| {
         let (idx, fresh) = split.place(&e.client, e.session, e.seq, sessions);
         if fresh {
             sessions += 1;
@@ -216,7 +199,6 @@ pub fn suggest(
             c.1.push(e.client.to_string());
         }
     });
-    w.finish();
     let mut v: Vec<Suggestion> = counts
         .into_iter()
         .filter(|(d, _)| !is_blocked(d))
@@ -259,15 +241,10 @@ pub fn ts_ms(ts: &str) -> Option<i64> {
 /// Names a client asks at a steady interval: at least `min_times` times, the median
 /// interval at least 10 s, and the intervals within 10% (at least 2 s) of it on average.
 pub fn heartbeats(path: &Path, filter: &Filter, min_times: usize) -> Vec<Heartbeat> {
-    let mut w = Warnings::default();
     // "client name" → times; one key string per pair, looked up without allocating.
     let mut seen: HashMap<String, Vec<i64>> = HashMap::new();
     let mut key = String::new();
-    let pre = filter.prefilter();
-    for_each(path, &mut w, &*pre, &mut |e| {
-        if !filter.matches(&e) {
-            return;
-        }
+    for_each_match(path, filter, |e| {
         let Some(t) = ts_ms(&e.ts) else { return };
         key.clear();
         key.push_str(&e.client);
@@ -281,7 +258,6 @@ pub fn heartbeats(path: &Path, filter: &Filter, min_times: usize) -> Vec<Heartbe
             times.push(t);
         }
     });
-    w.finish();
     let mut out = Vec::new();
     for (key, mut times) in seen {
         let (client, qname) = key.split_once(' ').unwrap_or((&key, ""));
@@ -349,18 +325,9 @@ pub fn parse_since(s: &str, now: std::time::SystemTime) -> Result<String, String
     if let Ok(t) = time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339) {
         return Ok(super::writer::format_ts(t.into()));
     }
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let mul = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => 0,
-    };
-    match num.parse::<u64>() {
-        Ok(n) if mul > 0 => {
-            let ago = std::time::Duration::from_secs(n.saturating_mul(mul));
+    match crate::config::parse_secs(s) {
+        Some(n) => {
+            let ago = std::time::Duration::from_secs(n);
             let t = now.checked_sub(ago).unwrap_or(std::time::UNIX_EPOCH);
             Ok(super::writer::format_ts(t))
         }

@@ -13,10 +13,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::Entry;
-use super::read::{Warnings, for_each, parse_line};
+use super::read::{Warnings, for_each_match, parse_line};
 
 /// A cheap test on a raw log line (see [`Filter::prefilter`]).
-pub type Prefilter = Box<dyn Fn(&[u8]) -> bool>;
+pub(super) type Prefilter = Box<dyn Fn(&[u8]) -> bool>;
 
 /// Which records to show.
 #[derive(Debug, Default)]
@@ -60,7 +60,7 @@ impl Filter {
 
     /// A cheap test on the raw line: `false` means the record cannot match. Used to skip
     /// parsing most lines when a single client is asked for.
-    pub fn prefilter(&self) -> Prefilter {
+    pub(super) fn prefilter(&self) -> Prefilter {
         match &self.client {
             Some(net) if net.prefix_len() == net.max_prefix_len() => {
                 let needle = format!("\"client\":\"{}\"", net.addr()).into_bytes();
@@ -129,28 +129,23 @@ pub fn run(
     style: Style,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    let mut warnings = Warnings::default();
     let mut last: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-    let pre = filter.prefilter();
     // Where the current file ended when it was read, to follow from there.
     let start = std::fs::metadata(path).ok().map(|m| (m.ino(), m.len()));
     if lines > 0 {
-        for_each(path, &mut warnings, &*pre, &mut |e| {
-            if filter.matches(&e) {
-                if last.len() == lines {
-                    last.pop_front();
-                }
-                last.push_back(render(&e, style));
+        for_each_match(path, filter, |e| {
+            if last.len() == lines {
+                last.pop_front();
             }
+            last.push_back(render(&e, style));
         });
     }
-    warnings.finish();
     for l in &last {
         writeln!(out, "{l}")?;
     }
     out.flush()?;
     if follow {
-        follow_file(path, start, filter, &*pre, style, out)?;
+        follow_file(path, start, filter, style, out)?;
     }
     Ok(())
 }
@@ -173,10 +168,10 @@ fn follow_file(
     path: &Path,
     start: Option<(u64, u64)>,
     filter: &Filter,
-    pre: &dyn Fn(&[u8]) -> bool,
     style: Style,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
+    let pre = filter.prefilter();
     let mut cur: Option<Open> = match start {
         Some((ino, len)) => open_at(path, len).filter(|o| o.ino == ino),
         None => None,
@@ -187,31 +182,44 @@ fn follow_file(
     }
     let mut partial: Vec<u8> = Vec::new();
     let mut warnings = Warnings::default();
+    // Prints the record on `line` when it passes; an unreadable line is skipped, with a
+    // warning when `warnings` is given.
+    let show = |line: &[u8],
+                out: &mut dyn Write,
+                warnings: Option<&mut Warnings>|
+     -> std::io::Result<()> {
+        if line.is_empty() || !pre(line) {
+            return Ok(());
+        }
+        match parse_line(line) {
+            Ok(e) if filter.matches(&e) => writeln!(out, "{}", render(&e, style)),
+            Ok(_) => Ok(()),
+            Err(err) => {
+                if let Some(w) = warnings {
+                    w.warn(&format!(
+                        "{}: unreadable line skipped: {err}",
+                        path.display()
+                    ));
+                }
+                Ok(())
+            }
+        }
+    };
     loop {
         if let Some(o) = cur.as_mut() {
-            // Read every whole line that is there now.
+            // Read every whole line that is there now; a partial last line stays in
+            // `partial` until the rest of it arrives.
             loop {
-                let mut buf = Vec::new();
-                let n = o.file.read_until(b'\n', &mut buf)?;
+                let n = o.file.read_until(b'\n', &mut partial)?;
                 if n == 0 {
                     break;
                 }
                 o.pos += n as u64;
-                partial.extend_from_slice(&buf);
                 if partial.last() != Some(&b'\n') {
                     break;
                 }
                 let line = partial.strip_suffix(b"\n").unwrap_or(&partial);
-                if !line.is_empty() && pre(line) {
-                    match parse_line(line) {
-                        Ok(e) if filter.matches(&e) => writeln!(out, "{}", render(&e, style))?,
-                        Ok(_) => {}
-                        Err(err) => warnings.warn(&format!(
-                            "{}: unreadable line skipped: {err}",
-                            path.display()
-                        )),
-                    }
-                }
+                show(line, out, Some(&mut warnings))?;
                 partial.clear();
             }
             out.flush()?;
@@ -225,16 +233,10 @@ fn follow_file(
                 if std::io::Read::read_to_end(&mut o.file, &mut rest).is_ok() && !rest.is_empty() {
                     o.pos += rest.len() as u64;
                     partial.extend_from_slice(&rest);
-                    // Print the old file's last lines on the next round from the buffer.
+                    // Print the old file's last lines now (a torn last line is tried too,
+                    // silently), before the new file is opened.
                     for line in partial.split(|&b| b == b'\n') {
-                        if line.is_empty() || !pre(line) {
-                            continue;
-                        }
-                        if let Ok(e) = parse_line(line)
-                            && filter.matches(&e)
-                        {
-                            writeln!(out, "{}", render(&e, style))?;
-                        }
+                        show(line, out, None)?;
                     }
                 }
                 partial.clear();

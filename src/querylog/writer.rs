@@ -322,7 +322,7 @@ impl Writer {
     fn write(&mut self, r: &Record) {
         // Sessions count every record, also those that cannot be written.
         self.render(r);
-        if self.line.len() <= 1 || !self.open() {
+        if !self.open() {
             self.drop_records(1);
             return;
         }

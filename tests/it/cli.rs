@@ -1,17 +1,14 @@
 //! The real binary: --version and --help everywhere, `config check`, and SIGHUP reloading
 //! a changed config while serving.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
 use crate::fake_upstream::{FakeUpstream, a};
-use crate::harness::{first_answer, free_port, make_query, spawn_serve, udp_exchange};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sinkhole"))
-}
+use crate::harness::{
+    bin, first_answer, free_port, make_query, signal, spawn_serve, stop_serve, udp_exchange,
+};
 
 #[test]
 fn version_and_help_on_every_command() {
@@ -136,18 +133,11 @@ async fn sighup_rereads_config_and_lists_and_sigterm_stops_cleanly() {
     let path = dir.path().join("s.toml");
     std::fs::write(&path, cfg("\"a.txt\"")).unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (mut child, first) = spawn_serve(&path, addr, "chat.test.").await;
+    let (child, first) = spawn_serve(&path, addr, "chat.test.").await;
     assert_eq!(first_answer(&first), "192.0.2.5");
     // A second list appears in the config: only SIGHUP re-reads it.
     std::fs::write(&path, cfg("\"a.txt\", \"b.txt\"")).unwrap();
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&child, "HUP");
     let t = Instant::now();
     loop {
         let m = udp_exchange(addr, &make_query("chat.test.", RecordType::A, None))
@@ -162,17 +152,7 @@ async fn sighup_rereads_config_and_lists_and_sigterm_stops_cleanly() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
-    let mut log = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    let log = stop_serve(child);
     assert!(log.contains("serving DNS on UDP and TCP"), "{log}");
     assert!(log.contains("lists reloaded"), "{log}");
 }

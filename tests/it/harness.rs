@@ -251,6 +251,34 @@ pub(crate) fn ede(m: &Message) -> Option<(u16, String)> {
     }
 }
 
+/// The real binary, as a command to run.
+pub(crate) fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sinkhole"))
+}
+
+/// Sends `SIG{sig}` (`"HUP"`, `"TERM"`) to `child` with the `kill` command.
+pub(crate) fn signal(child: &std::process::Child, sig: &str) {
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Stops a server started by [`spawn_serve`] with SIGTERM, asserts that it exits with
+/// success, and returns what it wrote to stderr.
+pub(crate) fn stop_serve(mut child: std::process::Child) -> String {
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    log
+}
+
 /// A loopback port free on both UDP and TCP, for a server started as a separate process.
 pub(crate) fn free_port() -> u16 {
     loop {
@@ -272,7 +300,7 @@ pub(crate) async fn spawn_serve(
     addr: SocketAddr,
     probe: &str,
 ) -> (std::process::Child, Message) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sinkhole"))
+    let mut child = bin()
         .args(["serve", "--config"])
         .arg(config)
         .stdout(std::process::Stdio::null())

@@ -2,20 +2,16 @@
 //! a running server picking up `lists add` through its file watch.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
 use crate::fake_upstream::{FakeUpstream, a};
-use crate::harness::{TestServer, first_answer};
+use crate::harness::{TestServer, bin, first_answer};
 
 fn sinkhole(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sinkhole"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    bin().args(args).current_dir(dir).output().unwrap()
 }
 
 fn text(b: &[u8]) -> String {

@@ -4,20 +4,18 @@
 //! log on an unusable path (answers keep flowing, drops counted); flush on SIGTERM.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use hickory_proto::rr::RecordType;
 use serde_json::Value;
+use sinkhole::querylog::writer::format_ts;
 
 use crate::fake_upstream::{FakeUpstream, a};
 use crate::harness::{
-    TestServer, first_answer, free_port, make_query, rcode, spawn_serve, udp_exchange,
+    TestServer, bin, first_answer, free_port, make_query, rcode, spawn_serve, stop_serve,
+    udp_exchange,
 };
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sinkhole"))
-}
 
 /// Runs `sinkhole log ARGS…`; returns (exit code, stdout, stderr).
 fn log_cmd(args: &[&str]) -> (i32, String, String) {
@@ -431,8 +429,9 @@ async fn sigterm_flushes_every_record() {
     )
     .unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (mut child, _) = spawn_serve(&path, addr, "www.news.test.").await;
-    let mut answered = 1;
+    let (child, _) = spawn_serve(&path, addr, "www.news.test.").await;
+    // The probe that found the server up, and the queries below.
+    const ANSWERED: usize = 1 + 500;
     for i in 0..500 {
         let name = if i % 2 == 0 {
             format!("s{i}.ads.test.")
@@ -441,26 +440,14 @@ async fn sigterm_flushes_every_record() {
         };
         let q = make_query(&name, RecordType::A, None);
         udp_exchange(addr, &q).await.expect("not answered");
-        answered += 1;
     }
     // Stop at once: the records still queued must reach the file.
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    let stderr = stop_serve(child);
     let text = std::fs::read_to_string(dir.path().join("q.jsonl")).unwrap();
     assert!(text.ends_with('\n'));
     // Probes that timed out before the server was up may be logged too.
     let lines = text.lines().count();
-    assert!(lines >= answered, "{lines} records for {answered} answers");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(lines >= ANSWERED, "{lines} records for {ANSWERED} answers");
     assert!(stderr.contains("query log closed"), "{stderr}");
 }
 
@@ -472,18 +459,7 @@ fn heartbeats_and_bad_lines() {
     let path = dir.path().join("q.jsonl");
     let base = 1_763_700_000_000_i64; // 2025-11-21T04:40:00Z
     let line = |t: i64, client: &str, name: &str, seq: u64| {
-        let ts =
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 1_000_000).unwrap();
-        let ts = format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            ts.year(),
-            u8::from(ts.month()),
-            ts.day(),
-            ts.hour(),
-            ts.minute(),
-            ts.second(),
-            ts.millisecond()
-        );
+        let ts = format_ts(UNIX_EPOCH + Duration::from_millis(t as u64));
         format!(
             "{{\"ts\":\"{ts}\",\"client\":\"{client}\",\"qname\":\"{name}\",\"qtype\":\"A\",\"action\":\"allowed\",\"rule\":null,\"list\":null,\"rcode\":\"NOERROR\",\"answers\":[],\"upstream\":null,\"elapsed_us\":100,\"session\":{seq},\"seq\":1,\"new\":false}}\n"
         )
@@ -578,8 +554,7 @@ fn generate_1m_record_log() {
         let name_id = next() % 50_000;
         let blocked = name_id % 10 == 0;
         let name = format!("h{}.d{}.example{}.com", name_id % 7, name_id, name_id % 3);
-        let ts =
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 1_000_000).unwrap();
+        let ts = format_ts(UNIX_EPOCH + Duration::from_millis(t as u64));
         let (action, rule, list, answers, up) = if blocked {
             (
                 "blocked",
@@ -599,8 +574,7 @@ fn generate_1m_record_log() {
         };
         writeln!(
             w,
-            "{{\"ts\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z\",\"client\":\"{}\",\"qname\":\"{name}\",\"qtype\":\"A\",\"action\":\"{action}\",\"rule\":{rule},\"list\":{list},\"rcode\":\"NOERROR\",\"answers\":{answers},\"upstream\":{up},\"elapsed_us\":{},\"session\":{session},\"seq\":{seq},\"new\":{}}}",
-            ts.year(), u8::from(ts.month()), ts.day(), ts.hour(), ts.minute(), ts.second(), ts.millisecond(),
+            "{{\"ts\":\"{ts}\",\"client\":\"{}\",\"qname\":\"{name}\",\"qtype\":\"A\",\"action\":\"{action}\",\"rule\":{rule},\"list\":{list},\"rcode\":\"NOERROR\",\"answers\":{answers},\"upstream\":{up},\"elapsed_us\":{},\"session\":{session},\"seq\":{seq},\"new\":{}}}",
             clients[c], next() % 5000, next() % 20 == 0
         )
         .unwrap();
