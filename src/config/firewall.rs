@@ -356,6 +356,44 @@ impl FirewallValidator<'_> {
         }
     }
 
+    /// Parses a file line by line: `#` starts a comment, blank lines are skipped, and `parse`
+    /// gets each trimmed line with its number. Only the first [`MAX_FILE_ERRORS`] failures are
+    /// reported, with the line number; the rest are counted in one last message.
+    fn file_lines<T>(
+        &mut self,
+        display: &str,
+        text: &str,
+        key: &str,
+        mut parse: impl FnMut(&str, usize) -> Result<T, String>,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        let mut bad = 0usize;
+        for (i, line) in text.lines().enumerate() {
+            let entry = line.split('#').next().unwrap_or("").trim();
+            if entry.is_empty() {
+                continue;
+            }
+            match parse(entry, i + 1) {
+                Ok(v) => out.push(v),
+                Err(m) => {
+                    bad += 1;
+                    if bad <= MAX_FILE_ERRORS {
+                        self.file_err(display, i + 1, key, m);
+                    }
+                }
+            }
+        }
+        if bad > MAX_FILE_ERRORS {
+            self.file_err(
+                display,
+                0,
+                key,
+                format!("{} more bad lines", bad - MAX_FILE_ERRORS),
+            );
+        }
+        out
+    }
+
     /// Reads IP/CIDR files (first field of each line, `#` comments).
     fn net_files(&mut self, names: &[&Spanned<String>], key: &str) -> Vec<IpNet> {
         let mut nets = Vec::new();
@@ -363,35 +401,11 @@ impl FirewallValidator<'_> {
             let Some((display, text)) = self.read_file(name, key) else {
                 continue;
             };
-            let mut bad = 0usize;
-            for (i, line) in text.lines().enumerate() {
-                let line = line.split('#').next().unwrap_or("").trim();
-                let Some(field) = line.split_whitespace().next() else {
-                    continue;
-                };
-                match parse_net(field) {
-                    Some(n) => nets.push(n),
-                    None => {
-                        bad += 1;
-                        if bad <= MAX_FILE_ERRORS {
-                            self.file_err(
-                                &display,
-                                i + 1,
-                                key,
-                                format!("{field:?} is not an IP address or CIDR"),
-                            );
-                        }
-                    }
-                }
-            }
-            if bad > MAX_FILE_ERRORS {
-                self.file_err(
-                    &display,
-                    0,
-                    key,
-                    format!("{} more bad lines", bad - MAX_FILE_ERRORS),
-                );
-            }
+            nets.extend(self.file_lines(&display, &text, key, |entry, _| {
+                // `entry` is trimmed and not empty, so it has a first field.
+                let field = entry.split_whitespace().next().unwrap_or(entry);
+                parse_net(field).ok_or_else(|| format!("{field:?} is not an IP address or CIDR"))
+            }));
         }
         // IPv4 first, then IPv6: the order `aggregate` returns them in.
         IpNet::aggregate(&nets)
@@ -402,47 +416,22 @@ impl FirewallValidator<'_> {
         let Some((display, text)) = self.read_file(name, KEY) else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        let mut bad = 0usize;
-        for (i, line) in text.lines().enumerate() {
-            let entry = line.split('#').next().unwrap_or("").trim();
-            if entry.is_empty() {
-                continue;
+        self.file_lines(&display, &text, KEY, |entry, lineno| {
+            let (client, port, proto) =
+                parse_app_block(entry).map_err(|m| format!("{entry:?}: {m}"))?;
+            if !(lan.is_empty() || lan.iter().any(|n| n.contains(&client))) {
+                return Err(format!("{entry:?}: {client} is outside lan_subnets"));
             }
-            let res = parse_app_block(entry).and_then(|(client, port, proto)| {
-                if lan.is_empty() || lan.iter().any(|n| n.contains(&client)) {
-                    Ok((client, port, proto))
-                } else {
-                    Err(format!("{client} is outside lan_subnets"))
-                }
-            });
-            match res {
-                Ok((client, port, proto)) => out.push(AppBlock {
-                    client,
-                    port,
-                    proto,
-                    origin: Origin {
-                        key: KEY.into(),
-                        at: format!("{}:{}", name.get_ref(), i + 1),
-                    },
-                }),
-                Err(m) => {
-                    bad += 1;
-                    if bad <= MAX_FILE_ERRORS {
-                        self.file_err(&display, i + 1, KEY, format!("{entry:?}: {m}"));
-                    }
-                }
-            }
-        }
-        if bad > MAX_FILE_ERRORS {
-            self.file_err(
-                &display,
-                0,
-                KEY,
-                format!("{} more bad lines", bad - MAX_FILE_ERRORS),
-            );
-        }
-        out
+            Ok(AppBlock {
+                client,
+                port,
+                proto,
+                origin: Origin {
+                    key: KEY.into(),
+                    at: format!("{}:{lineno}", name.get_ref()),
+                },
+            })
+        })
     }
 
     /// Validates the section.
