@@ -261,18 +261,6 @@ impl FirewallConfig {
     }
 }
 
-/// Validates `[firewall]`, pushing every problem onto `errors`.
-pub(crate) struct FirewallValidator<'a> {
-    /// The config text (for spans).
-    pub(crate) text: &'a str,
-    /// The config file as named in messages.
-    pub(crate) file: &'a str,
-    /// Where list files are read from; `None` (embedded config) means no files.
-    pub(crate) base: Option<&'a Path>,
-    /// Collected errors.
-    pub(crate) errors: Vec<ConfigError>,
-}
-
 fn short_name(file: &str) -> &str {
     Path::new(file)
         .file_name()
@@ -280,7 +268,8 @@ fn short_name(file: &str) -> &str {
         .unwrap_or(file)
 }
 
-impl FirewallValidator<'_> {
+/// The `[firewall]` part of the config's validator.
+impl super::Validator<'_> {
     fn line(&self, span: &Range<usize>) -> usize {
         if *span == (0..0) {
             0
@@ -301,11 +290,6 @@ impl FirewallValidator<'_> {
         }
     }
 
-    fn err(&mut self, span: Range<usize>, key: &str, msg: impl Into<String>) {
-        self.errors
-            .push(ConfigError::at(self.text, self.file, span, key, msg));
-    }
-
     fn file_err(&mut self, file: &str, line: usize, key: &str, msg: String) {
         self.errors.push(ConfigError {
             file: file.to_string(),
@@ -317,14 +301,7 @@ impl FirewallValidator<'_> {
     }
 
     fn interfaces(&mut self, list: &[Spanned<String>], key: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for s in list {
-            match check_interface(s.get_ref()) {
-                Ok(()) => out.push(s.get_ref().clone()),
-                Err(m) => self.err(s.span(), key, format!("{:?}: {m}", s.get_ref())),
-            }
-        }
-        out
+        self.each(list, key, |s| check_interface(s).map(|()| s.to_string()))
     }
 
     fn inside_lan(&mut self, ip: IpAddr, lan: &[IpNet], span: Range<usize>, key: &str) {
@@ -338,9 +315,15 @@ impl FirewallValidator<'_> {
         }
     }
 
-    /// Reads a file named by the config; `None` after reporting the problem.
-    fn read_file(&mut self, name: &Spanned<String>, key: &str) -> Option<(String, String)> {
-        let base = self.base?;
+    /// Reads a file named by the config, relative to `base`; `None` after reporting the
+    /// problem, or without `base` (the embedded config names no files).
+    fn read_file(
+        &mut self,
+        name: &Spanned<String>,
+        key: &str,
+        base: Option<&Path>,
+    ) -> Option<(String, String)> {
+        let base = base?;
         let path = base.join(name.get_ref());
         let display = path.display().to_string();
         match std::fs::read_to_string(&path) {
@@ -395,10 +378,15 @@ impl FirewallValidator<'_> {
     }
 
     /// Reads IP/CIDR files (first field of each line, `#` comments).
-    fn net_files(&mut self, names: &[&Spanned<String>], key: &str) -> Vec<IpNet> {
+    fn net_files(
+        &mut self,
+        names: &[&Spanned<String>],
+        key: &str,
+        base: Option<&Path>,
+    ) -> Vec<IpNet> {
         let mut nets = Vec::new();
         for name in names {
-            let Some((display, text)) = self.read_file(name, key) else {
+            let Some((display, text)) = self.read_file(name, key, base) else {
                 continue;
             };
             nets.extend(self.file_lines(&display, &text, key, |entry, _| {
@@ -411,9 +399,14 @@ impl FirewallValidator<'_> {
         IpNet::aggregate(&nets)
     }
 
-    fn app_blocks(&mut self, name: &Spanned<String>, lan: &[IpNet]) -> Vec<AppBlock> {
+    fn app_blocks(
+        &mut self,
+        name: &Spanned<String>,
+        lan: &[IpNet],
+        base: Option<&Path>,
+    ) -> Vec<AppBlock> {
         const KEY: &str = "firewall.app_blocks";
-        let Some((display, text)) = self.read_file(name, KEY) else {
+        let Some((display, text)) = self.read_file(name, KEY, base) else {
             return Vec::new();
         };
         self.file_lines(&display, &text, KEY, |entry, lineno| {
@@ -434,8 +427,9 @@ impl FirewallValidator<'_> {
         })
     }
 
-    /// Validates the section.
-    pub(crate) fn validate(&mut self, raw: RawFirewall) -> FirewallConfig {
+    /// Validates `[firewall]`, pushing every problem onto `errors`; files are read relative
+    /// to `base`.
+    pub(super) fn firewall(&mut self, raw: RawFirewall, base: Option<&Path>) -> FirewallConfig {
         let mut origins = BTreeMap::new();
         for (key, span) in [
             ("firewall.backend", raw.backend.span()),
@@ -603,21 +597,21 @@ impl FirewallValidator<'_> {
         }
         let doh_servers = match &raw.doh_servers {
             Some(name) => NetSet {
-                nets: self.net_files(&[name], "firewall.doh_servers"),
+                nets: self.net_files(&[name], "firewall.doh_servers", base),
                 origin: Some(self.origin("firewall.doh_servers", &name.span())),
             },
             None => NetSet::default(),
         };
         let deny_refs: Vec<&Spanned<String>> = raw.deny_sources.iter().collect();
         let deny_sources = NetSet {
-            nets: self.net_files(&deny_refs, "firewall.deny_sources"),
+            nets: self.net_files(&deny_refs, "firewall.deny_sources", base),
             origin: raw
                 .deny_sources
                 .first()
                 .map(|s| self.origin("firewall.deny_sources", &s.span())),
         };
         let app_blocks = match &raw.app_blocks {
-            Some(name) => self.app_blocks(name, &lan_subnets),
+            Some(name) => self.app_blocks(name, &lan_subnets, base),
             None => Vec::new(),
         };
         FirewallConfig {
