@@ -128,6 +128,13 @@ pub enum Snapshot {
     Iptables(Vec<(Family, String)>),
 }
 
+/// `iptables-save` output of one family's filter and nat tables.
+fn saved_tables(f: Family) -> Result<String, ToolError> {
+    let mut text = run(save_tool(f), &["-t", "filter"], None)?;
+    text.push_str(&run(save_tool(f), &["-t", "nat"], None)?);
+    Ok(text)
+}
+
 /// Records the current state of what `apply` is about to change.
 pub fn snapshot(backend: Backend, family: Option<Family>) -> Result<Snapshot, ToolError> {
     match backend {
@@ -138,28 +145,30 @@ pub fn snapshot(backend: Backend, family: Option<Family>) -> Result<Snapshot, To
             ))
         }
         Backend::Iptables => {
-            let mut out = Vec::new();
-            for f in families(family) {
-                let mut text = run(save_tool(f), &["-t", "filter"], None)?;
-                text.push_str(&run(save_tool(f), &["-t", "nat"], None)?);
-                out.push((f, text));
-            }
-            Ok(Snapshot::Iptables(out))
+            let parts = families(family)
+                .into_iter()
+                .map(|f| Ok((f, saved_tables(f)?)))
+                .collect::<Result<_, ToolError>>()?;
+            Ok(Snapshot::Iptables(parts))
         }
     }
 }
 
 /// Applies atomically: one `nft -f` transaction, or one `iptables-restore --noflush` run per
-/// family (hooks that already exist are not added twice).
-pub fn apply(rs: &Ruleset, backend: Backend, family: Option<Family>) -> Result<(), ToolError> {
-    match backend {
-        Backend::Nftables => run("nft", &["-f", "-"], Some(&render(rs, backend, None))).map(|_| ()),
-        Backend::Iptables => {
-            for f in families(family) {
-                let mut current = run(save_tool(f), &["-t", "filter"], None)?;
-                current.push_str(&run(save_tool(f), &["-t", "nat"], None)?);
-                let text = without_present_hooks(&render(rs, backend, Some(f)), &current);
-                run(restore_tool(f), &["--noflush"], Some(&text))?;
+/// family. `before`, just taken by [`snapshot`], says which backend and families, and which
+/// hooks already exist (they are not added twice).
+pub fn apply(rs: &Ruleset, before: &Snapshot) -> Result<(), ToolError> {
+    match before {
+        Snapshot::Nftables(_) => run(
+            "nft",
+            &["-f", "-"],
+            Some(&render(rs, Backend::Nftables, None)),
+        )
+        .map(|_| ()),
+        Snapshot::Iptables(parts) => {
+            for (f, current) in parts {
+                let text = without_present_hooks(&render(rs, Backend::Iptables, Some(*f)), current);
+                run(restore_tool(*f), &["--noflush"], Some(&text))?;
             }
             Ok(())
         }
