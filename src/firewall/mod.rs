@@ -25,6 +25,24 @@ pub enum Family {
     V6,
 }
 
+impl Family {
+    /// The tool that loads this family's rules: `iptables-restore` / `ip6tables-restore`.
+    pub fn restore_tool(self) -> &'static str {
+        match self {
+            Self::V4 => "iptables-restore",
+            Self::V6 => "ip6tables-restore",
+        }
+    }
+
+    /// The tool that prints this family's rules: `iptables-save` / `ip6tables-save`.
+    pub fn save_tool(self) -> &'static str {
+        match self {
+            Self::V4 => "iptables-save",
+            Self::V6 => "ip6tables-save",
+        }
+    }
+}
+
 /// Why no rule set could be built.
 #[derive(Debug, Error)]
 pub enum FirewallError {
@@ -86,8 +104,9 @@ pub fn render(rs: &Ruleset, backend: Backend, family: Option<Family>) -> String 
         Backend::Iptables => match family {
             Some(f) => iptables::render(rs, f),
             None => format!(
-                "{}# ip6tables-restore\n{}",
+                "{}# {}\n{}",
                 iptables::render(rs, Family::V4),
+                Family::V6.restore_tool(),
                 iptables::render(rs, Family::V6)
             ),
         },

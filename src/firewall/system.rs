@@ -86,20 +86,6 @@ fn families(family: Option<Family>) -> Vec<Family> {
     }
 }
 
-fn restore_tool(f: Family) -> &'static str {
-    match f {
-        Family::V4 => "iptables-restore",
-        Family::V6 => "ip6tables-restore",
-    }
-}
-
-fn save_tool(f: Family) -> &'static str {
-    match f {
-        Family::V4 => "iptables-save",
-        Family::V6 => "ip6tables-save",
-    }
-}
-
 /// Validates the rule set with the real tool without applying it.
 pub fn check(rs: &Ruleset, backend: Backend, family: Option<Family>) -> Result<(), ToolError> {
     match backend {
@@ -109,7 +95,7 @@ pub fn check(rs: &Ruleset, backend: Backend, family: Option<Family>) -> Result<(
         Backend::Iptables => {
             for f in families(family) {
                 run(
-                    restore_tool(f),
+                    f.restore_tool(),
                     &["--test", "--noflush"],
                     Some(&render(rs, backend, Some(f))),
                 )?;
@@ -130,8 +116,8 @@ pub enum Snapshot {
 
 /// `iptables-save` output of one family's filter and nat tables.
 fn saved_tables(f: Family) -> Result<String, ToolError> {
-    let mut text = run(save_tool(f), &["-t", "filter"], None)?;
-    text.push_str(&run(save_tool(f), &["-t", "nat"], None)?);
+    let mut text = run(f.save_tool(), &["-t", "filter"], None)?;
+    text.push_str(&run(f.save_tool(), &["-t", "nat"], None)?);
     Ok(text)
 }
 
@@ -168,7 +154,7 @@ pub fn apply(rs: &Ruleset, before: &Snapshot) -> Result<(), ToolError> {
         Snapshot::Iptables(parts) => {
             for (f, current) in parts {
                 let text = without_present_hooks(&render(rs, Backend::Iptables, Some(*f)), current);
-                run(restore_tool(*f), &["--noflush"], Some(&text))?;
+                run(f.restore_tool(), &["--noflush"], Some(&text))?;
             }
             Ok(())
         }
@@ -208,7 +194,7 @@ pub fn rollback(snap: &Snapshot) -> Result<(), ToolError> {
         Snapshot::Iptables(parts) => {
             for (f, text) in parts {
                 // Without --noflush: the filter and nat tables become exactly what they were.
-                run(restore_tool(*f), &[], Some(text))?;
+                run(f.restore_tool(), &[], Some(text))?;
             }
             Ok(())
         }
@@ -231,12 +217,12 @@ pub fn remove(backend: Backend, family: Option<Family>) -> Result<bool, ToolErro
             for f in families(family) {
                 let mut script = String::new();
                 for (table, chains) in [("filter", &FILTER_CHAINS[..]), ("nat", &NAT_CHAINS[..])] {
-                    let saved = run(save_tool(f), &["-t", table], None)?;
+                    let saved = run(f.save_tool(), &["-t", table], None)?;
                     script.push_str(&removal(table, chains, &saved));
                 }
                 if !script.is_empty() {
                     any = true;
-                    run(restore_tool(f), &["--noflush"], Some(&script))?;
+                    run(f.restore_tool(), &["--noflush"], Some(&script))?;
                 }
             }
             Ok(any)
