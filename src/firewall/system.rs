@@ -161,13 +161,15 @@ pub fn apply(rs: &Ruleset, before: &Snapshot) -> Result<(), ToolError> {
     }
 }
 
+/// Whether an `iptables-save` line is a jump from `builtin` into our chain `ours`:
+/// `-A BUILTIN … -j OURS`.
+fn is_hook(line: &str, builtin: &str, ours: &str) -> bool {
+    line.starts_with(&format!("-A {builtin} ")) && line.ends_with(&format!("-j {ours}"))
+}
+
 /// Drops `-I BUILTIN 1 … -j SINKHOLE-X` lines whose jump is already in `saved`.
 fn without_present_hooks(text: &str, saved: &str) -> String {
-    let present = |builtin: &str, ours: &str| {
-        saved
-            .lines()
-            .any(|l| l.starts_with(&format!("-A {builtin} ")) && l.ends_with(&format!("-j {ours}")))
-    };
+    let present = |builtin: &str, ours: &str| saved.lines().any(|l| is_hook(l, builtin, ours));
     let mut out = String::new();
     for line in text.lines() {
         let hooked = HOOKS.iter().any(|(_, b, o)| {
@@ -234,14 +236,12 @@ pub fn remove(backend: Backend, family: Option<Family>) -> Result<bool, ToolErro
 fn removal(table: &str, chains: &[&str], saved: &str) -> String {
     let mut body = String::new();
     for line in saved.lines() {
-        if let Some(rest) = line.strip_prefix("-A ") {
-            let builtin = rest.split_whitespace().next().unwrap_or("");
-            if HOOKS
+        if let Some(rest) = line.strip_prefix("-A ")
+            && HOOKS
                 .iter()
-                .any(|(t, b, o)| *t == table && *b == builtin && line.ends_with(&format!("-j {o}")))
-            {
-                body.push_str(&format!("-D {rest}\n"));
-            }
+                .any(|(t, b, o)| *t == table && is_hook(line, b, o))
+        {
+            body.push_str(&format!("-D {rest}\n"));
         }
     }
     let present: Vec<&&str> = chains
