@@ -67,6 +67,27 @@ fn rule(out: &mut String, chain: &str, body: &str, origin: &str) {
     );
 }
 
+/// Starts a table: `*TABLE` and the declarations of our chains in it.
+fn open_table(out: &mut String, table: &str, chains: &[&str]) {
+    let _ = writeln!(out, "*{table}");
+    for c in chains {
+        let _ = writeln!(out, ":{c} - [0:0]");
+    }
+}
+
+/// Ends a table: the jumps from the built-in chains into ours, then `COMMIT`.
+fn close_table(out: &mut String, table: &str) {
+    for (t, builtin, ours) in HOOKS {
+        if t == table {
+            let _ = writeln!(
+                out,
+                "-I {builtin} 1 -m comment --comment \"{HOOK_COMMENT}\" -j {ours}"
+            );
+        }
+    }
+    out.push_str("COMMIT\n");
+}
+
 fn ifaces(flag: &str, names: &[String]) -> Vec<String> {
     names.iter().map(|n| format!("{flag} {n}")).collect()
 }
@@ -90,10 +111,7 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
         rs.source,
         f.restore_tool()
     );
-    out.push_str("*filter\n");
-    for c in FILTER_CHAINS {
-        let _ = writeln!(out, ":{c} - [0:0]");
-    }
+    open_table(&mut out, "filter", &FILTER_CHAINS);
     let refuse_o = rs.refuse_origin().comment();
     if rs.rejects() {
         rule(
@@ -256,18 +274,8 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
             );
         }
     }
-    for (table, builtin, ours) in HOOKS {
-        if table == "filter" {
-            let _ = writeln!(
-                out,
-                "-I {builtin} 1 -m comment --comment \"{HOOK_COMMENT}\" -j {ours}"
-            );
-        }
-    }
-    out.push_str("COMMIT\n*nat\n");
-    for c in NAT_CHAINS {
-        let _ = writeln!(out, ":{c} - [0:0]");
-    }
+    close_table(&mut out, "filter");
+    open_table(&mut out, "nat", &NAT_CHAINS);
     let pre = "SINKHOLE-PREROUTING";
     let post = "SINKHOLE-POSTROUTING";
     if fw.redirect {
@@ -338,14 +346,6 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
             );
         }
     }
-    for (table, builtin, ours) in HOOKS {
-        if table == "nat" {
-            let _ = writeln!(
-                out,
-                "-I {builtin} 1 -m comment --comment \"{HOOK_COMMENT}\" -j {ours}"
-            );
-        }
-    }
-    out.push_str("COMMIT\n");
+    close_table(&mut out, "nat");
     out
 }
