@@ -8,8 +8,6 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use ipnet::IpNet;
-
 use super::{Family, Ruleset, comment};
 use crate::config::firewall::{Proto, Topology};
 
@@ -32,20 +30,6 @@ pub const HOOKS: [(&str, &str, &str); 4] = [
 ];
 /// The comment on hook rules (how `remove` recognises them, with the target).
 pub const HOOK_COMMENT: &str = "sinkhole hook";
-
-fn is_family(f: Family, net: &IpNet) -> bool {
-    matches!(
-        (f, net),
-        (Family::V4, IpNet::V4(_)) | (Family::V6, IpNet::V6(_))
-    )
-}
-
-fn is_family_ip(f: Family, ip: &IpAddr) -> bool {
-    matches!(
-        (f, ip),
-        (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_))
-    )
-}
 
 /// The same rule twice, for `udp` and for `tcp`: `body` gets the protocol name.
 fn both(out: &mut String, chain: &str, origin: &str, body: impl Fn(&str) -> String) {
@@ -131,13 +115,13 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
     }
     if let Some(o) = &fw.deny_sources.origin {
         let o = o.comment();
-        for n in fw.deny_sources.nets.iter().filter(|n| is_family(f, n)) {
+        for n in f.nets(&fw.deny_sources.nets) {
             rule(&mut out, "SINKHOLE-DENY", &format!("-s {n} -j DROP"), &o);
         }
     }
     if let Some(o) = &fw.doh_servers.origin {
         let o = o.comment();
-        for n in fw.doh_servers.nets.iter().filter(|n| is_family(f, n)) {
+        for n in f.nets(&fw.doh_servers.nets) {
             rule(
                 &mut out,
                 "SINKHOLE-DOH",
@@ -178,7 +162,7 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
     );
     if fw.topology == Topology::Gateway {
         let o = fw.origin("firewall.lan_subnets").comment();
-        for n in fw.lan_subnets.iter().filter(|n| is_family(f, n)) {
+        for n in f.nets(&fw.lan_subnets) {
             both(&mut out, inp, &o, |p| {
                 format!("-s {n} -p {p} --dport {} -j ACCEPT", rs.dns_port)
             });
@@ -204,7 +188,7 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
     for pf in fw
         .port_forwards
         .iter()
-        .filter(|p| is_family_ip(f, &p.to.ip()))
+        .filter(|p| Family::of(p.to.ip()) == f)
     {
         rule(
             &mut out,
@@ -218,7 +202,11 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
             &pf.origin.comment(),
         );
     }
-    let resolvers: Vec<&IpAddr> = fw.resolver.iter().filter(|a| is_family_ip(f, a)).collect();
+    let resolvers: Vec<&IpAddr> = fw
+        .resolver
+        .iter()
+        .filter(|a| Family::of(**a) == f)
+        .collect();
     for l in ifaces("-i", &fw.lan_interfaces) {
         if fw.topology == Topology::LanHost {
             let o = fw.origin("firewall.resolver").comment();
@@ -249,13 +237,17 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
             );
         }
         if let Some(o) = &fw.doh_servers.origin
-            && fw.doh_servers.nets.iter().any(|n| is_family(f, n))
+            && f.nets(&fw.doh_servers.nets).next().is_some()
         {
             both(&mut out, fwd, &o.comment(), |p| {
                 format!("{l} -p {p} --dport 443 -j SINKHOLE-DOH")
             });
         }
-        for b in fw.app_blocks.iter().filter(|b| is_family(f, &b.client)) {
+        for b in fw
+            .app_blocks
+            .iter()
+            .filter(|b| Family::of(b.client.addr()) == f)
+        {
             let target = match (rs.rejects(), b.proto) {
                 (false, _) => "DROP".to_string(),
                 (true, Proto::Tcp) => "REJECT --reject-with tcp-reset".to_string(),
@@ -321,7 +313,7 @@ pub fn render(rs: &Ruleset, f: Family) -> String {
         for pf in fw
             .port_forwards
             .iter()
-            .filter(|p| is_family_ip(f, &p.to.ip()))
+            .filter(|p| Family::of(p.to.ip()) == f)
         {
             rule(
                 &mut out,

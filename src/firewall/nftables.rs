@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::{Ruleset, comment};
+use super::{Family, Ruleset, comment};
 use crate::config::firewall::{NetSet, Proto, Topology};
 
 /// The table's name (`nft delete table inet sinkhole` removes everything sinkhole added).
@@ -107,16 +107,6 @@ pub fn render(rs: &Ruleset) -> String {
     };
     let lan = ifaces("iifname", &fw.lan_interfaces);
     let wan = ifaces("iifname", &fw.wan_interfaces);
-    let lan4: Vec<&IpNet> = fw
-        .lan_subnets
-        .iter()
-        .filter(|n| matches!(n, IpNet::V4(_)))
-        .collect();
-    let lan6: Vec<&IpNet> = fw
-        .lan_subnets
-        .iter()
-        .filter(|n| matches!(n, IpNet::V6(_)))
-        .collect();
 
     // The host's own input: the baseline of a sane host firewall.
     out.push_str("\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n");
@@ -142,25 +132,19 @@ pub fn render(rs: &Ruleset) -> String {
     if fw.topology == Topology::Gateway {
         let o = fw.origin("firewall.lan_subnets").comment();
         let port = rs.dns_port;
-        if !lan4.is_empty() {
-            rule(
-                &mut out,
-                &format!(
-                    "ip saddr {} meta l4proto {{ tcp, udp }} th dport {port} accept",
-                    set_expr(&lan4)
-                ),
-                &o,
-            );
-        }
-        if !lan6.is_empty() {
-            rule(
-                &mut out,
-                &format!(
-                    "ip6 saddr {} meta l4proto {{ tcp, udp }} th dport {port} accept",
-                    set_expr(&lan6)
-                ),
-                &o,
-            );
+        for f in Family::BOTH {
+            let nets: Vec<&IpNet> = f.nets(&fw.lan_subnets).collect();
+            if !nets.is_empty() {
+                rule(
+                    &mut out,
+                    &format!(
+                        "{} saddr {} meta l4proto {{ tcp, udp }} th dport {port} accept",
+                        f.nft(),
+                        set_expr(&nets)
+                    ),
+                    &o,
+                );
+            }
         }
     }
     for a in &fw.allow_inbound {
@@ -193,7 +177,7 @@ pub fn render(rs: &Ruleset) -> String {
         rule(&mut out, "ip6 saddr @deny_v6 drop", &deny_o);
     }
     for pf in &fw.port_forwards {
-        let fam = if pf.to.is_ipv4() { "ip" } else { "ip6" };
+        let fam = Family::of(pf.to.ip()).nft();
         rule(
             &mut out,
             &format!(
@@ -268,11 +252,7 @@ pub fn render(rs: &Ruleset) -> String {
             );
         }
         for b in &fw.app_blocks {
-            let fam = if matches!(b.client, IpNet::V4(_)) {
-                "ip"
-            } else {
-                "ip6"
-            };
+            let fam = Family::of(b.client.addr()).nft();
             rule(
                 &mut out,
                 &format!(
@@ -384,6 +364,8 @@ pub fn render(rs: &Ruleset) -> String {
 
 /// The `lan-host` resolvers, by family: `[("ip", v4…), ("ip6", v6…)]`.
 fn resolvers(rs: &Ruleset) -> [(&'static str, Vec<IpAddr>); 2] {
-    let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = rs.fw.resolver.iter().partition(|a| a.is_ipv4());
-    [("ip", v4), ("ip6", v6)]
+    Family::BOTH.map(|f| {
+        let ips = rs.fw.resolver.iter().copied();
+        (f.nft(), ips.filter(|a| Family::of(*a) == f).collect())
+    })
 }

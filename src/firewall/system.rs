@@ -82,7 +82,7 @@ fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Tool
 fn families(family: Option<Family>) -> Vec<Family> {
     match family {
         Some(f) => vec![f],
-        None => vec![Family::V4, Family::V6],
+        None => Family::BOTH.to_vec(),
     }
 }
 
