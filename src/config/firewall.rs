@@ -87,7 +87,7 @@ pub enum Backend {
 
 impl Backend {
     /// Parses `nftables` / `iptables`.
-    pub fn parse(s: &str) -> Option<Self> {
+    fn parse(s: &str) -> Option<Self> {
         match s {
             "nftables" | "nft" => Some(Self::Nftables),
             "iptables" => Some(Self::Iptables),
@@ -637,7 +637,7 @@ impl super::Validator<'_> {
 
 /// Checks a Linux interface name: 1-15 bytes of letters, digits, `_`, `-`, `.`; a final `+`
 /// matches every interface starting with the rest (as in iptables).
-pub fn check_interface(name: &str) -> Result<(), String> {
+fn check_interface(name: &str) -> Result<(), String> {
     let stem = name.strip_suffix('+').unwrap_or(name);
     if name.is_empty() {
         return Err("empty interface name".into());

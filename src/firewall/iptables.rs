@@ -28,8 +28,9 @@ pub const HOOKS: [(&str, &str, &str); 4] = [
     ("nat", "PREROUTING", "SINKHOLE-PREROUTING"),
     ("nat", "POSTROUTING", "SINKHOLE-POSTROUTING"),
 ];
-/// The comment on hook rules (how `remove` recognises them, with the target).
-pub const HOOK_COMMENT: &str = "sinkhole hook";
+/// The comment on hook rules, for whoever reads the host's rules. `remove` and `apply`
+/// recognise hooks by their built-in chain and target (`-j SINKHOLE-…`), not by it.
+const HOOK_COMMENT: &str = "sinkhole hook";
 
 /// The same rule twice, for `udp` and for `tcp`: `body` gets the protocol name.
 fn both(out: &mut String, chain: &str, origin: &str, body: impl Fn(&str) -> String) {
