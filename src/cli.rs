@@ -616,7 +616,7 @@ fn firewall_apply(
     confirm: Option<Duration>,
 ) -> anyhow::Result<()> {
     let snap = system::snapshot(backend, family).context("recording the current rules")?;
-    system::apply(rs, backend, family).context("applying the rule set")?;
+    system::apply(rs, &snap).context("applying the rule set")?;
     let Some(timeout) = confirm else {
         println!("applied ({backend:?})");
         return Ok(());

@@ -87,7 +87,7 @@ pub enum Backend {
 
 impl Backend {
     /// Parses `nftables` / `iptables`.
-    pub fn parse(s: &str) -> Option<Self> {
+    fn parse(s: &str) -> Option<Self> {
         match s {
             "nftables" | "nft" => Some(Self::Nftables),
             "iptables" => Some(Self::Iptables),
@@ -261,18 +261,6 @@ impl FirewallConfig {
     }
 }
 
-/// Validates `[firewall]`, pushing every problem onto `errors`.
-pub(crate) struct FirewallValidator<'a> {
-    /// The config text (for spans).
-    pub(crate) text: &'a str,
-    /// The config file as named in messages.
-    pub(crate) file: &'a str,
-    /// Where list files are read from; `None` (embedded config) means no files.
-    pub(crate) base: Option<&'a Path>,
-    /// Collected errors.
-    pub(crate) errors: Vec<ConfigError>,
-}
-
 fn short_name(file: &str) -> &str {
     Path::new(file)
         .file_name()
@@ -280,7 +268,8 @@ fn short_name(file: &str) -> &str {
         .unwrap_or(file)
 }
 
-impl FirewallValidator<'_> {
+/// The `[firewall]` part of the config's validator.
+impl super::Validator<'_> {
     fn line(&self, span: &Range<usize>) -> usize {
         if *span == (0..0) {
             0
@@ -301,11 +290,6 @@ impl FirewallValidator<'_> {
         }
     }
 
-    fn err(&mut self, span: Range<usize>, key: &str, msg: impl Into<String>) {
-        self.errors
-            .push(ConfigError::at(self.text, self.file, span, key, msg));
-    }
-
     fn file_err(&mut self, file: &str, line: usize, key: &str, msg: String) {
         self.errors.push(ConfigError {
             file: file.to_string(),
@@ -317,14 +301,7 @@ impl FirewallValidator<'_> {
     }
 
     fn interfaces(&mut self, list: &[Spanned<String>], key: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for s in list {
-            match check_interface(s.get_ref()) {
-                Ok(()) => out.push(s.get_ref().clone()),
-                Err(m) => self.err(s.span(), key, format!("{:?}: {m}", s.get_ref())),
-            }
-        }
-        out
+        self.each(list, key, |s| check_interface(s).map(|()| s.to_string()))
     }
 
     fn inside_lan(&mut self, ip: IpAddr, lan: &[IpNet], span: Range<usize>, key: &str) {
@@ -338,9 +315,15 @@ impl FirewallValidator<'_> {
         }
     }
 
-    /// Reads a file named by the config; `None` after reporting the problem.
-    fn read_file(&mut self, name: &Spanned<String>, key: &str) -> Option<(String, String)> {
-        let base = self.base?;
+    /// Reads a file named by the config, relative to `base`; `None` after reporting the
+    /// problem, or without `base` (the embedded config names no files).
+    fn read_file(
+        &mut self,
+        name: &Spanned<String>,
+        key: &str,
+        base: Option<&Path>,
+    ) -> Option<(String, String)> {
+        let base = base?;
         let path = base.join(name.get_ref());
         let display = path.display().to_string();
         match std::fs::read_to_string(&path) {
@@ -356,52 +339,16 @@ impl FirewallValidator<'_> {
         }
     }
 
-    /// Reads IP/CIDR files (first field of each line, `#` comments).
-    fn net_files(&mut self, names: &[&Spanned<String>], key: &str) -> Vec<IpNet> {
-        let mut nets = Vec::new();
-        for name in names {
-            let Some((display, text)) = self.read_file(name, key) else {
-                continue;
-            };
-            let mut bad = 0usize;
-            for (i, line) in text.lines().enumerate() {
-                let line = line.split('#').next().unwrap_or("").trim();
-                let Some(field) = line.split_whitespace().next() else {
-                    continue;
-                };
-                match parse_net(field) {
-                    Some(n) => nets.push(n),
-                    None => {
-                        bad += 1;
-                        if bad <= MAX_FILE_ERRORS {
-                            self.file_err(
-                                &display,
-                                i + 1,
-                                key,
-                                format!("{field:?} is not an IP address or CIDR"),
-                            );
-                        }
-                    }
-                }
-            }
-            if bad > MAX_FILE_ERRORS {
-                self.file_err(
-                    &display,
-                    0,
-                    key,
-                    format!("{} more bad lines", bad - MAX_FILE_ERRORS),
-                );
-            }
-        }
-        // IPv4 first, then IPv6: the order `aggregate` returns them in.
-        IpNet::aggregate(&nets)
-    }
-
-    fn app_blocks(&mut self, name: &Spanned<String>, lan: &[IpNet]) -> Vec<AppBlock> {
-        const KEY: &str = "firewall.app_blocks";
-        let Some((display, text)) = self.read_file(name, KEY) else {
-            return Vec::new();
-        };
+    /// Parses a file line by line: `#` starts a comment, blank lines are skipped, and `parse`
+    /// gets each trimmed line with its number. Only the first [`MAX_FILE_ERRORS`] failures are
+    /// reported, with the line number; the rest are counted in one last message.
+    fn file_lines<T>(
+        &mut self,
+        display: &str,
+        text: &str,
+        key: &str,
+        mut parse: impl FnMut(&str, usize) -> Result<T, String>,
+    ) -> Vec<T> {
         let mut out = Vec::new();
         let mut bad = 0usize;
         for (i, line) in text.lines().enumerate() {
@@ -409,44 +356,80 @@ impl FirewallValidator<'_> {
             if entry.is_empty() {
                 continue;
             }
-            let res = parse_app_block(entry).and_then(|(client, port, proto)| {
-                if lan.is_empty() || lan.iter().any(|n| n.contains(&client)) {
-                    Ok((client, port, proto))
-                } else {
-                    Err(format!("{client} is outside lan_subnets"))
-                }
-            });
-            match res {
-                Ok((client, port, proto)) => out.push(AppBlock {
-                    client,
-                    port,
-                    proto,
-                    origin: Origin {
-                        key: KEY.into(),
-                        at: format!("{}:{}", name.get_ref(), i + 1),
-                    },
-                }),
+            match parse(entry, i + 1) {
+                Ok(v) => out.push(v),
                 Err(m) => {
                     bad += 1;
                     if bad <= MAX_FILE_ERRORS {
-                        self.file_err(&display, i + 1, KEY, format!("{entry:?}: {m}"));
+                        self.file_err(display, i + 1, key, m);
                     }
                 }
             }
         }
         if bad > MAX_FILE_ERRORS {
             self.file_err(
-                &display,
+                display,
                 0,
-                KEY,
+                key,
                 format!("{} more bad lines", bad - MAX_FILE_ERRORS),
             );
         }
         out
     }
 
-    /// Validates the section.
-    pub(crate) fn validate(&mut self, raw: RawFirewall) -> FirewallConfig {
+    /// Reads IP/CIDR files (first field of each line, `#` comments).
+    fn net_files(
+        &mut self,
+        names: &[&Spanned<String>],
+        key: &str,
+        base: Option<&Path>,
+    ) -> Vec<IpNet> {
+        let mut nets = Vec::new();
+        for name in names {
+            let Some((display, text)) = self.read_file(name, key, base) else {
+                continue;
+            };
+            nets.extend(self.file_lines(&display, &text, key, |entry, _| {
+                // `entry` is trimmed and not empty, so it has a first field.
+                let field = entry.split_whitespace().next().unwrap_or(entry);
+                parse_net(field).ok_or_else(|| format!("{field:?} is not an IP address or CIDR"))
+            }));
+        }
+        // IPv4 first, then IPv6: the order `aggregate` returns them in.
+        IpNet::aggregate(&nets)
+    }
+
+    fn app_blocks(
+        &mut self,
+        name: &Spanned<String>,
+        lan: &[IpNet],
+        base: Option<&Path>,
+    ) -> Vec<AppBlock> {
+        const KEY: &str = "firewall.app_blocks";
+        let Some((display, text)) = self.read_file(name, KEY, base) else {
+            return Vec::new();
+        };
+        self.file_lines(&display, &text, KEY, |entry, lineno| {
+            let (client, port, proto) =
+                parse_app_block(entry).map_err(|m| format!("{entry:?}: {m}"))?;
+            if !(lan.is_empty() || lan.iter().any(|n| n.contains(&client))) {
+                return Err(format!("{entry:?}: {client} is outside lan_subnets"));
+            }
+            Ok(AppBlock {
+                client,
+                port,
+                proto,
+                origin: Origin {
+                    key: KEY.into(),
+                    at: format!("{}:{lineno}", name.get_ref()),
+                },
+            })
+        })
+    }
+
+    /// Validates `[firewall]`, pushing every problem onto `errors`; files are read relative
+    /// to `base`.
+    pub(super) fn firewall(&mut self, raw: RawFirewall, base: Option<&Path>) -> FirewallConfig {
         let mut origins = BTreeMap::new();
         for (key, span) in [
             ("firewall.backend", raw.backend.span()),
@@ -614,21 +597,21 @@ impl FirewallValidator<'_> {
         }
         let doh_servers = match &raw.doh_servers {
             Some(name) => NetSet {
-                nets: self.net_files(&[name], "firewall.doh_servers"),
+                nets: self.net_files(&[name], "firewall.doh_servers", base),
                 origin: Some(self.origin("firewall.doh_servers", &name.span())),
             },
             None => NetSet::default(),
         };
         let deny_refs: Vec<&Spanned<String>> = raw.deny_sources.iter().collect();
         let deny_sources = NetSet {
-            nets: self.net_files(&deny_refs, "firewall.deny_sources"),
+            nets: self.net_files(&deny_refs, "firewall.deny_sources", base),
             origin: raw
                 .deny_sources
                 .first()
                 .map(|s| self.origin("firewall.deny_sources", &s.span())),
         };
         let app_blocks = match &raw.app_blocks {
-            Some(name) => self.app_blocks(name, &lan_subnets),
+            Some(name) => self.app_blocks(name, &lan_subnets, base),
             None => Vec::new(),
         };
         FirewallConfig {
@@ -654,7 +637,7 @@ impl FirewallValidator<'_> {
 
 /// Checks a Linux interface name: 1-15 bytes of letters, digits, `_`, `-`, `.`; a final `+`
 /// matches every interface starting with the rest (as in iptables).
-pub fn check_interface(name: &str) -> Result<(), String> {
+fn check_interface(name: &str) -> Result<(), String> {
     let stem = name.strip_suffix('+').unwrap_or(name);
     if name.is_empty() {
         return Err("empty interface name".into());

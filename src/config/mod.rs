@@ -196,15 +196,25 @@ impl Validator<'_> {
             .push(ConfigError::at(self.text, self.file, span, key, msg));
     }
 
-    fn addrs(&mut self, list: &[Spanned<String>], key: &str) -> Vec<SocketAddr> {
+    /// Parses each string of a list, reporting `"value": problem` for the bad ones.
+    fn each<T>(
+        &mut self,
+        list: &[Spanned<String>],
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Vec<T> {
         let mut out = Vec::new();
         for s in list {
-            match parse_socket_addr(s.get_ref()) {
-                Ok(a) => out.push(a),
+            match parse(s.get_ref()) {
+                Ok(v) => out.push(v),
                 Err(m) => self.err(s.span(), key, format!("{:?}: {m}", s.get_ref())),
             }
         }
         out
+    }
+
+    fn addrs(&mut self, list: &[Spanned<String>], key: &str) -> Vec<SocketAddr> {
+        self.each(list, key, parse_socket_addr)
     }
 
     fn validate(&mut self, raw: RawConfig, base: Option<&Path>) -> Config {
@@ -343,17 +353,7 @@ impl Validator<'_> {
                 }
             }
         };
-        let firewall = raw.firewall.map(|fw| {
-            let mut v = firewall::FirewallValidator {
-                text: self.text,
-                file: self.file,
-                base,
-                errors: Vec::new(),
-            };
-            let cfg = v.validate(fw);
-            self.errors.append(&mut v.errors);
-            cfg
-        });
+        let firewall = raw.firewall.map(|fw| self.firewall(fw, base));
         let log = raw.log.and_then(|l| self.log(l, base));
         Config {
             file: self.file.to_string(),

@@ -8,8 +8,9 @@ pub mod iptables;
 pub mod nftables;
 pub mod system;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
+use ipnet::IpNet;
 use thiserror::Error;
 
 use crate::config::Config;
@@ -23,6 +24,48 @@ pub enum Family {
     V4,
     /// IPv6 (`ip6tables-restore`).
     V6,
+}
+
+impl Family {
+    /// Both families, IPv4 first.
+    pub const BOTH: [Self; 2] = [Self::V4, Self::V6];
+
+    /// The family of an address.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => Self::V4,
+            IpAddr::V6(_) => Self::V6,
+        }
+    }
+
+    /// The nets of this family, in their order.
+    pub fn nets(self, nets: &[IpNet]) -> impl Iterator<Item = &IpNet> {
+        nets.iter().filter(move |n| Self::of(n.addr()) == self)
+    }
+
+    /// The family's name in nft rules: `ip` / `ip6`.
+    pub fn nft(self) -> &'static str {
+        match self {
+            Self::V4 => "ip",
+            Self::V6 => "ip6",
+        }
+    }
+
+    /// The tool that loads this family's rules: `iptables-restore` / `ip6tables-restore`.
+    pub fn restore_tool(self) -> &'static str {
+        match self {
+            Self::V4 => "iptables-restore",
+            Self::V6 => "ip6tables-restore",
+        }
+    }
+
+    /// The tool that prints this family's rules: `iptables-save` / `ip6tables-save`.
+    pub fn save_tool(self) -> &'static str {
+        match self {
+            Self::V4 => "iptables-save",
+            Self::V6 => "ip6tables-save",
+        }
+    }
 }
 
 /// Why no rule set could be built.
@@ -86,8 +129,9 @@ pub fn render(rs: &Ruleset, backend: Backend, family: Option<Family>) -> String 
         Backend::Iptables => match family {
             Some(f) => iptables::render(rs, f),
             None => format!(
-                "{}# ip6tables-restore\n{}",
+                "{}# {}\n{}",
                 iptables::render(rs, Family::V4),
+                Family::V6.restore_tool(),
                 iptables::render(rs, Family::V6)
             ),
         },

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::{Ruleset, comment};
+use super::{Family, Ruleset, comment};
 use crate::config::firewall::{NetSet, Proto, Topology};
 
 /// The table's name (`nft delete table inet sinkhole` removes everything sinkhole added).
@@ -59,17 +59,30 @@ fn write_set(out: &mut String, name: &str, ty: &str, nets: &[&IpNet]) {
     out.push_str("\n\t\t}\n\t}\n");
 }
 
-/// Declares `<name>_v4` / `<name>_v6` for the non-empty families; returns which exist.
-fn write_sets(out: &mut String, name: &str, set: &NetSet) -> (bool, bool) {
-    let v4: Vec<&IpNet> = set.v4().collect();
-    let v6: Vec<&IpNet> = set.v6().collect();
-    if !v4.is_empty() {
-        write_set(out, &format!("{name}_v4"), "ipv4_addr", &v4);
+/// A set's name for one family: `deny_v4`, `deny_v6`.
+fn set_name(name: &str, f: Family) -> String {
+    match f {
+        Family::V4 => format!("{name}_v4"),
+        Family::V6 => format!("{name}_v6"),
     }
-    if !v6.is_empty() {
-        write_set(out, &format!("{name}_v6"), "ipv6_addr", &v6);
+}
+
+/// Declares `<name>_v4` / `<name>_v6` for the non-empty families; returns, for each family
+/// that has one, its nft name (`ip` / `ip6`) and the set's name.
+fn write_sets(out: &mut String, name: &str, set: &NetSet) -> Vec<(&'static str, String)> {
+    let mut declared = Vec::new();
+    for f in Family::BOTH {
+        let nets: Vec<&IpNet> = f.nets(&set.nets).collect();
+        if !nets.is_empty() {
+            let ty = match f {
+                Family::V4 => "ipv4_addr",
+                Family::V6 => "ipv6_addr",
+            };
+            write_set(out, &set_name(name, f), ty, &nets);
+            declared.push((f.nft(), set_name(name, f)));
+        }
     }
-    (!v4.is_empty(), !v6.is_empty())
+    declared
 }
 
 /// Renders the `nft -f` script.
@@ -84,8 +97,8 @@ pub fn render(rs: &Ruleset) -> String {
          table inet {TABLE}\ndelete table inet {TABLE}\n\ntable inet {TABLE} {{",
         rs.source
     );
-    let (deny4, deny6) = write_sets(&mut out, "deny", &fw.deny_sources);
-    let (doh4, doh6) = write_sets(&mut out, "doh", &fw.doh_servers);
+    let deny = write_sets(&mut out, "deny", &fw.deny_sources);
+    let doh = write_sets(&mut out, "doh", &fw.doh_servers);
     let res = resolvers(rs);
     let deny_o = fw
         .deny_sources
@@ -93,6 +106,12 @@ pub fn render(rs: &Ruleset) -> String {
         .as_ref()
         .map(|o| o.comment())
         .unwrap_or_default();
+    // The same on input and forward: denied sources are dropped first.
+    let drop_denied = |out: &mut String| {
+        for (fam, set) in &deny {
+            rule(out, &format!("{fam} saddr @{set} drop"), &deny_o);
+        }
+    };
     let doh_o = fw
         .doh_servers
         .origin
@@ -107,26 +126,11 @@ pub fn render(rs: &Ruleset) -> String {
     };
     let lan = ifaces("iifname", &fw.lan_interfaces);
     let wan = ifaces("iifname", &fw.wan_interfaces);
-    let lan4: Vec<&IpNet> = fw
-        .lan_subnets
-        .iter()
-        .filter(|n| matches!(n, IpNet::V4(_)))
-        .collect();
-    let lan6: Vec<&IpNet> = fw
-        .lan_subnets
-        .iter()
-        .filter(|n| matches!(n, IpNet::V6(_)))
-        .collect();
 
     // The host's own input: the baseline of a sane host firewall.
     out.push_str("\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n");
     rule(&mut out, "iif \"lo\" accept", "baseline: loopback");
-    if deny4 {
-        rule(&mut out, "ip saddr @deny_v4 drop", &deny_o);
-    }
-    if deny6 {
-        rule(&mut out, "ip6 saddr @deny_v6 drop", &deny_o);
-    }
+    drop_denied(&mut out);
     rule(
         &mut out,
         "ct state established,related accept",
@@ -142,25 +146,19 @@ pub fn render(rs: &Ruleset) -> String {
     if fw.topology == Topology::Gateway {
         let o = fw.origin("firewall.lan_subnets").comment();
         let port = rs.dns_port;
-        if !lan4.is_empty() {
-            rule(
-                &mut out,
-                &format!(
-                    "ip saddr {} meta l4proto {{ tcp, udp }} th dport {port} accept",
-                    set_expr(&lan4)
-                ),
-                &o,
-            );
-        }
-        if !lan6.is_empty() {
-            rule(
-                &mut out,
-                &format!(
-                    "ip6 saddr {} meta l4proto {{ tcp, udp }} th dport {port} accept",
-                    set_expr(&lan6)
-                ),
-                &o,
-            );
+        for f in Family::BOTH {
+            let nets: Vec<&IpNet> = f.nets(&fw.lan_subnets).collect();
+            if !nets.is_empty() {
+                rule(
+                    &mut out,
+                    &format!(
+                        "{} saddr {} meta l4proto {{ tcp, udp }} th dport {port} accept",
+                        f.nft(),
+                        set_expr(&nets)
+                    ),
+                    &o,
+                );
+            }
         }
     }
     for a in &fw.allow_inbound {
@@ -186,14 +184,9 @@ pub fn render(rs: &Ruleset) -> String {
     out.push_str(
         "\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n",
     );
-    if deny4 {
-        rule(&mut out, "ip saddr @deny_v4 drop", &deny_o);
-    }
-    if deny6 {
-        rule(&mut out, "ip6 saddr @deny_v6 drop", &deny_o);
-    }
+    drop_denied(&mut out);
     for pf in &fw.port_forwards {
-        let fam = if pf.to.is_ipv4() { "ip" } else { "ip6" };
+        let fam = Family::of(pf.to.ip()).nft();
         rule(
             &mut out,
             &format!(
@@ -247,32 +240,18 @@ pub fn render(rs: &Ruleset) -> String {
                 &fw.origin("firewall.block_dot").comment(),
             );
         }
-        if doh4 {
+        for (fam, set) in &doh {
             rule(
                 &mut out,
                 &format!(
-                    "{l} ip daddr @doh_v4 meta l4proto {{ tcp, udp }} th dport 443 {}",
-                    refuse(None)
-                ),
-                &doh_o,
-            );
-        }
-        if doh6 {
-            rule(
-                &mut out,
-                &format!(
-                    "{l} ip6 daddr @doh_v6 meta l4proto {{ tcp, udp }} th dport 443 {}",
+                    "{l} {fam} daddr @{set} meta l4proto {{ tcp, udp }} th dport 443 {}",
                     refuse(None)
                 ),
                 &doh_o,
             );
         }
         for b in &fw.app_blocks {
-            let fam = if matches!(b.client, IpNet::V4(_)) {
-                "ip"
-            } else {
-                "ip6"
-            };
+            let fam = Family::of(b.client.addr()).nft();
             rule(
                 &mut out,
                 &format!(
@@ -384,6 +363,8 @@ pub fn render(rs: &Ruleset) -> String {
 
 /// The `lan-host` resolvers, by family: `[("ip", v4…), ("ip6", v6…)]`.
 fn resolvers(rs: &Ruleset) -> [(&'static str, Vec<IpAddr>); 2] {
-    let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = rs.fw.resolver.iter().partition(|a| a.is_ipv4());
-    [("ip", v4), ("ip6", v6)]
+    Family::BOTH.map(|f| {
+        let ips = rs.fw.resolver.iter().copied();
+        (f.nft(), ips.filter(|a| Family::of(*a) == f).collect())
+    })
 }

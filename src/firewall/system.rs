@@ -82,21 +82,7 @@ fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Tool
 fn families(family: Option<Family>) -> Vec<Family> {
     match family {
         Some(f) => vec![f],
-        None => vec![Family::V4, Family::V6],
-    }
-}
-
-fn restore_tool(f: Family) -> &'static str {
-    match f {
-        Family::V4 => "iptables-restore",
-        Family::V6 => "ip6tables-restore",
-    }
-}
-
-fn save_tool(f: Family) -> &'static str {
-    match f {
-        Family::V4 => "iptables-save",
-        Family::V6 => "ip6tables-save",
+        None => Family::BOTH.to_vec(),
     }
 }
 
@@ -109,7 +95,7 @@ pub fn check(rs: &Ruleset, backend: Backend, family: Option<Family>) -> Result<(
         Backend::Iptables => {
             for f in families(family) {
                 run(
-                    restore_tool(f),
+                    f.restore_tool(),
                     &["--test", "--noflush"],
                     Some(&render(rs, backend, Some(f))),
                 )?;
@@ -128,6 +114,13 @@ pub enum Snapshot {
     Iptables(Vec<(Family, String)>),
 }
 
+/// `iptables-save` output of one family's filter and nat tables.
+fn saved_tables(f: Family) -> Result<String, ToolError> {
+    let mut text = run(f.save_tool(), &["-t", "filter"], None)?;
+    text.push_str(&run(f.save_tool(), &["-t", "nat"], None)?);
+    Ok(text)
+}
+
 /// Records the current state of what `apply` is about to change.
 pub fn snapshot(backend: Backend, family: Option<Family>) -> Result<Snapshot, ToolError> {
     match backend {
@@ -138,41 +131,45 @@ pub fn snapshot(backend: Backend, family: Option<Family>) -> Result<Snapshot, To
             ))
         }
         Backend::Iptables => {
-            let mut out = Vec::new();
-            for f in families(family) {
-                let mut text = run(save_tool(f), &["-t", "filter"], None)?;
-                text.push_str(&run(save_tool(f), &["-t", "nat"], None)?);
-                out.push((f, text));
-            }
-            Ok(Snapshot::Iptables(out))
+            let parts = families(family)
+                .into_iter()
+                .map(|f| Ok((f, saved_tables(f)?)))
+                .collect::<Result<_, ToolError>>()?;
+            Ok(Snapshot::Iptables(parts))
         }
     }
 }
 
 /// Applies atomically: one `nft -f` transaction, or one `iptables-restore --noflush` run per
-/// family (hooks that already exist are not added twice).
-pub fn apply(rs: &Ruleset, backend: Backend, family: Option<Family>) -> Result<(), ToolError> {
-    match backend {
-        Backend::Nftables => run("nft", &["-f", "-"], Some(&render(rs, backend, None))).map(|_| ()),
-        Backend::Iptables => {
-            for f in families(family) {
-                let mut current = run(save_tool(f), &["-t", "filter"], None)?;
-                current.push_str(&run(save_tool(f), &["-t", "nat"], None)?);
-                let text = without_present_hooks(&render(rs, backend, Some(f)), &current);
-                run(restore_tool(f), &["--noflush"], Some(&text))?;
+/// family. `before`, just taken by [`snapshot`], says which backend and families, and which
+/// hooks already exist (they are not added twice).
+pub fn apply(rs: &Ruleset, before: &Snapshot) -> Result<(), ToolError> {
+    match before {
+        Snapshot::Nftables(_) => run(
+            "nft",
+            &["-f", "-"],
+            Some(&render(rs, Backend::Nftables, None)),
+        )
+        .map(|_| ()),
+        Snapshot::Iptables(parts) => {
+            for (f, current) in parts {
+                let text = without_present_hooks(&render(rs, Backend::Iptables, Some(*f)), current);
+                run(f.restore_tool(), &["--noflush"], Some(&text))?;
             }
             Ok(())
         }
     }
 }
 
+/// Whether an `iptables-save` line is a jump from `builtin` into our chain `ours`:
+/// `-A BUILTIN … -j OURS`.
+fn is_hook(line: &str, builtin: &str, ours: &str) -> bool {
+    line.starts_with(&format!("-A {builtin} ")) && line.ends_with(&format!("-j {ours}"))
+}
+
 /// Drops `-I BUILTIN 1 … -j SINKHOLE-X` lines whose jump is already in `saved`.
 fn without_present_hooks(text: &str, saved: &str) -> String {
-    let present = |builtin: &str, ours: &str| {
-        saved
-            .lines()
-            .any(|l| l.starts_with(&format!("-A {builtin} ")) && l.ends_with(&format!("-j {ours}")))
-    };
+    let present = |builtin: &str, ours: &str| saved.lines().any(|l| is_hook(l, builtin, ours));
     let mut out = String::new();
     for line in text.lines() {
         let hooked = HOOKS.iter().any(|(_, b, o)| {
@@ -199,7 +196,7 @@ pub fn rollback(snap: &Snapshot) -> Result<(), ToolError> {
         Snapshot::Iptables(parts) => {
             for (f, text) in parts {
                 // Without --noflush: the filter and nat tables become exactly what they were.
-                run(restore_tool(*f), &[], Some(text))?;
+                run(f.restore_tool(), &[], Some(text))?;
             }
             Ok(())
         }
@@ -222,12 +219,12 @@ pub fn remove(backend: Backend, family: Option<Family>) -> Result<bool, ToolErro
             for f in families(family) {
                 let mut script = String::new();
                 for (table, chains) in [("filter", &FILTER_CHAINS[..]), ("nat", &NAT_CHAINS[..])] {
-                    let saved = run(save_tool(f), &["-t", table], None)?;
+                    let saved = run(f.save_tool(), &["-t", table], None)?;
                     script.push_str(&removal(table, chains, &saved));
                 }
                 if !script.is_empty() {
                     any = true;
-                    run(restore_tool(f), &["--noflush"], Some(&script))?;
+                    run(f.restore_tool(), &["--noflush"], Some(&script))?;
                 }
             }
             Ok(any)
@@ -239,14 +236,12 @@ pub fn remove(backend: Backend, family: Option<Family>) -> Result<bool, ToolErro
 fn removal(table: &str, chains: &[&str], saved: &str) -> String {
     let mut body = String::new();
     for line in saved.lines() {
-        if let Some(rest) = line.strip_prefix("-A ") {
-            let builtin = rest.split_whitespace().next().unwrap_or("");
-            if HOOKS
+        if let Some(rest) = line.strip_prefix("-A ")
+            && HOOKS
                 .iter()
-                .any(|(t, b, o)| *t == table && *b == builtin && line.ends_with(&format!("-j {o}")))
-            {
-                body.push_str(&format!("-D {rest}\n"));
-            }
+                .any(|(t, b, o)| *t == table && is_hook(line, b, o))
+        {
+            body.push_str(&format!("-D {rest}\n"));
         }
     }
     let present: Vec<&&str> = chains
