@@ -601,7 +601,8 @@ fn name_line<'b>(
     }
 }
 
-/// Calls `f(line_number, line)` for every line of `text` (1-based; `\n` or `\r\n` endings).
+/// Parses every line of `text` and calls `f(line_number, raw_line, parsed)` (1-based; `\n` or
+/// `\r\n` endings), reusing one name buffer.
 pub fn for_each_line(
     text: &str,
     default_kind: Kind,
@@ -616,100 +617,17 @@ pub fn for_each_line(
     }
 }
 
-/// A rule read from a list, owned (for the maintenance commands and tests).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedRule {
-    /// The normalised name, or the pattern text.
-    pub name: String,
-    /// Block or allow.
-    pub kind: Kind,
-    /// Name only (not its subtree).
-    pub exact: bool,
-    /// Glob or regex, when the rule is a pattern.
-    pub pattern: Option<PatternKind>,
-    /// `$important`.
-    pub important: bool,
-    /// `$badfilter`: this rule disables another.
-    pub badfilter: bool,
-    /// 1-based line number.
-    pub line: u32,
-}
-
-/// Everything read from one list, owned.
-#[derive(Debug, Default)]
-pub struct ParsedList {
-    /// The usable rules, in file order.
-    pub rules: Vec<ParsedRule>,
-    /// Lines that were skipped, with reasons.
-    pub errors: Vec<LineError>,
-}
-
 /// Cuts a line for a report.
 pub fn excerpt(raw: &str) -> String {
     raw.trim().chars().take(80).collect()
 }
 
-/// Parses a whole list into owned rules (the maintenance commands' path; the server's loader
-/// uses [`for_each_line`] and allocates nothing per plain rule).
-pub fn parse_list(text: &str, default_kind: Kind) -> ParsedList {
-    parse_list_with(text, default_kind, false)
-}
-
-/// [`parse_list`] with the list's `match = "exact"` setting.
-pub fn parse_list_with(text: &str, default_kind: Kind, exact_default: bool) -> ParsedList {
-    let mut out = ParsedList::default();
-    for_each_line(text, default_kind, exact_default, |line, raw, parsed| {
-        let rule = |name: String, kind, exact, important, badfilter, pattern| ParsedRule {
-            name,
-            kind,
-            exact,
-            pattern,
-            important,
-            badfilter,
-            line,
-        };
-        match parsed {
-            Line::Empty => {}
-            Line::Name {
-                name,
-                kind,
-                exact,
-                important,
-            } => out
-                .rules
-                .push(rule(name.to_string(), kind, exact, important, false, None)),
-            Line::Names { names, kind, exact } => {
-                for n in names {
-                    out.rules.push(rule(n, kind, exact, false, false, None));
-                }
-            }
-            Line::BadFilter { name, kind } => {
-                out.rules
-                    .push(rule(name.to_string(), kind, false, false, true, None))
-            }
-            Line::Pattern {
-                pattern,
-                text,
-                kind,
-            } => out
-                .rules
-                .push(rule(text, kind, false, false, false, Some(pattern))),
-            Line::Skip(reason, detail) => out.errors.push(LineError {
-                line,
-                text: excerpt(raw),
-                reason,
-                detail,
-            }),
-        }
-    });
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocklist::tools::{ReadList, read_list};
 
-    fn names(p: &ParsedList) -> Vec<(&str, Kind)> {
+    fn names(p: &ReadList) -> Vec<(&str, Kind)> {
         p.rules.iter().map(|r| (r.name.as_str(), r.kind)).collect()
     }
 
@@ -754,9 +672,11 @@ mod tests {
 
     #[test]
     fn plain_comments_blanks_and_inline_comments() {
-        let p = parse_list(
+        let p = read_list(
+            "t.txt",
             "# header\n\nexample.com\nAds.Example.NET.  # tracker\r\n  ! note\n\u{feff}bom.com\r\n",
             Kind::Block,
+            false,
         );
         assert_eq!(
             names(&p),
@@ -773,9 +693,11 @@ mod tests {
 
     #[test]
     fn hosts_wildcard_and_adblock_forms() {
-        let p = parse_list(
+        let p = read_list(
+            "t.txt",
             "127.0.0.1  localhost\n::1 localhost ip6-localhost\n0.0.0.0 a.com b.com\n*.c.com\n||d.com^\n@@||e.com^\n::1 f.com\n127.0.0.1\tg.com\n",
             Kind::Block,
+            false,
         );
         assert_eq!(
             names(&p),
@@ -938,9 +860,11 @@ mod tests {
 
     #[test]
     fn bad_lines_are_reported_with_line_and_reason() {
-        let p = parse_list(
+        let p = read_list(
+            "t.txt",
             "good.com\nbad..com\nx y z\n1.2.3.4\ncom\n@@||co.uk^\n",
             Kind::Block,
+            false,
         );
         assert_eq!(names(&p), vec![("good.com", Kind::Block)]);
         let got: Vec<(u32, SkipReason)> = p.errors.iter().map(|e| (e.line, e.reason)).collect();

@@ -9,7 +9,7 @@ use std::path::Path;
 use thiserror::Error;
 
 use super::domain::{DomainError, is_public_suffix, normalize};
-use super::parse::{Kind, Line, LineError, PatternKind, excerpt, parse_line};
+use super::parse::{Kind, Line, LineError, PatternKind, excerpt, for_each_line, parse_line};
 use super::patterns::PatternSetBuilder;
 
 /// One rule of a set, with where it was written.
@@ -65,9 +65,7 @@ pub fn for_each_rule(
     mut on_rule: impl FnMut(SourcedRule),
     mut on_error: impl FnMut(LineError),
 ) {
-    let mut buf = String::new();
-    for (i, raw) in text.split('\n').enumerate() {
-        let line = u32::try_from(i + 1).unwrap_or(u32::MAX);
+    for_each_line(text, kind, exact_default, |line, raw, parsed| {
         let rule = |name: String, kind, exact, pattern| SourcedRule {
             name,
             kind,
@@ -77,7 +75,7 @@ pub fn for_each_rule(
             line,
             text: excerpt(raw),
         };
-        match parse_line(raw, kind, exact_default, &mut buf) {
+        match parsed {
             Line::Empty | Line::BadFilter { .. } => {}
             Line::Name {
                 name, kind, exact, ..
@@ -99,7 +97,7 @@ pub fn for_each_rule(
                 detail,
             }),
         }
-    }
+    });
 }
 
 /// True when `rule` (a name rule) covers `name`: equal, or (subtree) a parent of it.
