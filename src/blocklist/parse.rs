@@ -130,8 +130,9 @@ pub enum Line<'a> {
         /// `$important`: beats allow rules.
         important: bool,
     },
-    /// Several names from one line (hosts aliases, dnsmasq `/a/b/`), all subtree rules unless
-    /// `exact`; each is already normalised.
+    /// The names of a hosts line with aliases, or of a dnsmasq `/a/b/` rule (one or more), all
+    /// subtree rules unless `exact`; each is already normalised. A hosts line with one name is
+    /// a [`Line::Name`].
     Names {
         /// The names.
         names: Vec<String>,
@@ -274,7 +275,7 @@ pub fn parse_line<'b>(
         && (end == s.len() - 1 || s[end + 1..].starts_with('$'))
     {
         if end < s.len() - 1 {
-            let (_, important, badfilter) = match modifiers(&s[end + 2..]) {
+            let (important, badfilter) = match modifiers(&s[end + 2..]) {
                 Ok(m) => m,
                 Err(skip) => return skip,
             };
@@ -295,7 +296,7 @@ pub fn parse_line<'b>(
     let (mut important, mut badfilter) = (false, false);
     if let Some((rule, mods)) = s.split_once('$') {
         match modifiers(mods) {
-            Ok((_, i, b)) => (important, badfilter) = (i, b),
+            Ok(m) => (important, badfilter) = m,
             Err(skip) => return skip,
         }
         s = rule;
@@ -367,18 +368,22 @@ pub fn parse_line<'b>(
                 "more than one field, and not a hosts line".into(),
             );
         }
-        let mut names = Vec::new();
-        for name in std::iter::once(second).chain(fields) {
-            if is_self_entry(name) {
-                continue;
-            }
-            match normalized(name, buf) {
-                Ok(()) => names.push(buf.clone()),
-                Err(skip) => return skip,
-            }
-        }
-        if names.is_empty() {
+        let mut hosts = std::iter::once(second)
+            .chain(fields)
+            .filter(|n| !is_self_entry(n));
+        let Some(one) = hosts.next() else {
             return Line::Empty;
+        };
+        let Some(two) = hosts.next() else {
+            // The usual hosts line: one name, no allocation.
+            return name_line(one, kind, exact_default, false, false, buf);
+        };
+        let mut names = Vec::new();
+        for name in [one, two].into_iter().chain(hosts) {
+            if let Err(skip) = normalized(name, buf) {
+                return skip;
+            }
+            names.push(buf.clone());
         }
         return Line::Names {
             names,
@@ -404,8 +409,8 @@ pub fn parse_line<'b>(
     name_line(first, kind, exact_default, false, false, buf)
 }
 
-/// Parses `$a,b=c` modifiers: `Ok((_, important, badfilter))` or the skip for the rule.
-fn modifiers(mods: &str) -> Result<((), bool, bool), Line<'static>> {
+/// Parses `$a,b=c` modifiers: `Ok((important, badfilter))` or the skip for the rule.
+fn modifiers(mods: &str) -> Result<(bool, bool), Line<'static>> {
     let (mut important, mut badfilter) = (false, false);
     for m in mods.split(',') {
         let m = m.trim();
@@ -433,7 +438,7 @@ fn modifiers(mods: &str) -> Result<((), bool, bool), Line<'static>> {
             }
         }
     }
-    Ok(((), important, badfilter))
+    Ok((important, badfilter))
 }
 
 fn is_self_entry(name: &str) -> bool {
@@ -479,12 +484,13 @@ fn regex_line(re: &str, kind: Kind) -> Line<'static> {
         },
         Err(e) => Line::Skip(
             SkipReason::BadRegex,
-            format!("regex does not compile: {}", first_line(&e.to_string())),
+            format!("regex does not compile: {}", last_line(&e.to_string())),
         ),
     }
 }
 
-fn first_line(s: &str) -> &str {
+/// The last line of a (multi-line) regex error: the line that says what is wrong.
+fn last_line(s: &str) -> &str {
     s.lines().last().unwrap_or(s)
 }
 
@@ -712,6 +718,35 @@ mod tests {
             ]
         );
         assert!(p.errors.is_empty(), "{:?}", p.errors);
+    }
+
+    #[test]
+    fn hosts_line_with_one_name_is_a_name_rule() {
+        let mut buf = String::new();
+        assert!(matches!(
+            parse_line("0.0.0.0 A.com", Kind::Block, true, &mut buf),
+            Line::Name {
+                name: "a.com",
+                kind: Kind::Block,
+                exact: true,
+                important: false
+            }
+        ));
+        assert!(matches!(
+            parse_line("127.0.0.1 localhost a.com", Kind::Block, false, &mut buf),
+            Line::Name { name: "a.com", .. }
+        ));
+        assert_eq!(one("::1 localhost ip6-localhost"), Line::Empty);
+        assert_eq!(
+            one("0.0.0.0 a.com localhost b.com"),
+            Line::Names {
+                names: vec!["a.com".into(), "b.com".into()],
+                kind: Kind::Block,
+                exact: false
+            }
+        );
+        assert_eq!(reason("0.0.0.0 a..com"), SkipReason::InvalidName);
+        assert_eq!(reason("0.0.0.0 a.com b..com"), SkipReason::InvalidName);
     }
 
     #[test]
