@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::blocklist::domain::normalize;
 use crate::blocklist::fetch::{self, Updated};
-use crate::blocklist::load::{Location, load_all_with, read_source};
+use crate::blocklist::load::{ListSource, Location, load_all_with, read_source};
 use crate::blocklist::parse::Kind;
 use crate::blocklist::tools::{self, Format, SourcedRule};
 use crate::cli::{ListsCommand, load_config};
@@ -60,15 +60,7 @@ fn check(config: Option<PathBuf>, names: &[String]) -> ExitCode {
     }
     // Every rule matching each name, with its file:line, read again from the lists.
     let mut matched: Vec<Vec<SourcedRule>> = vec![Vec::new(); queries.len()];
-    for src in &b.lists {
-        let text = match read_source(src, &b.cache_dir) {
-            Ok(Some(t)) => t,
-            Ok(None) => continue,
-            Err(e) => {
-                eprintln!("sinkhole: {e}");
-                return ExitCode::from(1);
-            }
-        };
+    let read = for_each_text(&b.lists, &b.cache_dir, 1, false, |src, text| {
         let on_rule = |r: SourcedRule| {
             let matches = tools::matcher(&r);
             for (qi, q) in queries.iter().enumerate() {
@@ -78,6 +70,9 @@ fn check(config: Option<PathBuf>, names: &[String]) -> ExitCode {
             }
         };
         tools::for_each_rule(&src.display, &text, src.kind, src.exact, on_rule, |_| {});
+    });
+    if let Err(code) = read {
+        return code;
     }
     let width = queries.iter().map(String::len).max().unwrap_or(0);
     let mut out = std::io::stdout().lock();
@@ -88,11 +83,10 @@ fn check(config: Option<PathBuf>, names: &[String]) -> ExitCode {
             Some(_) => "allowed",
             None => "not blocked",
         };
-        let deciding = decision.and_then(|m| {
-            rules
-                .iter()
-                .find(|r| r.source == m.source && r.line == m.line)
-        });
+        // The rules of the deciding line (a hosts line may hold several names).
+        let decides =
+            |r: &SourcedRule| decision.is_some_and(|m| r.source == m.source && r.line == m.line);
+        let deciding = rules.iter().find(|r| decides(r));
         match decision {
             // The rule as written in its list when it can be found, else as stored.
             Some(m) => {
@@ -108,7 +102,7 @@ fn check(config: Option<PathBuf>, names: &[String]) -> ExitCode {
             }
         }
         for r in rules {
-            if decision.is_some_and(|m| m.source == r.source && m.line == r.line) {
+            if decides(r) {
                 continue;
             }
             let what = match r.kind {
@@ -125,23 +119,55 @@ fn check(config: Option<PathBuf>, names: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn read_lists(files: &[PathBuf]) -> Result<Vec<(String, tools::ReadList)>, ExitCode> {
-    let mut out = Vec::new();
-    for f in files {
-        let shown = f.display().to_string();
-        let text = match crate::blocklist::load::read_file(&shown, f) {
-            Ok(t) => t,
+/// Reads each source (a URL list from its cached copy in `cache_dir`) and hands its text to
+/// `f`. A source that cannot be read is printed and ends the walk with exit code `code`; a URL
+/// list not downloaded yet is skipped, with a note when `note`.
+fn for_each_text<'s>(
+    sources: impl IntoIterator<Item = &'s ListSource>,
+    cache_dir: &Path,
+    code: u8,
+    note: bool,
+    mut f: impl FnMut(&ListSource, String),
+) -> Result<(), ExitCode> {
+    for src in sources {
+        match read_source(src, cache_dir) {
+            Ok(Some(text)) => f(src, text),
+            Ok(None) if note => eprintln!(
+                "sinkhole: note: {} not downloaded yet; skipped",
+                src.display
+            ),
+            Ok(None) => {}
             Err(e) => {
                 eprintln!("sinkhole: {e}");
-                return Err(ExitCode::from(2));
+                return Err(ExitCode::from(code));
             }
-        };
-        out.push((
-            shown.clone(),
-            tools::read_list(&shown, &text, Kind::Block, false),
-        ));
+        }
     }
+    Ok(())
+}
+
+/// Reads `sources` into owned rules, as [`for_each_text`] reads them.
+fn read_sources<'s>(
+    sources: impl IntoIterator<Item = &'s ListSource>,
+    cache_dir: &Path,
+    code: u8,
+) -> Result<Vec<(String, tools::ReadList)>, ExitCode> {
+    let mut out = Vec::new();
+    for_each_text(sources, cache_dir, code, true, |src, text| {
+        let list = tools::read_list(&src.display, &text, src.kind, src.exact);
+        out.push((src.display.clone(), list));
+    })?;
     Ok(out)
+}
+
+/// The files given on the command line, read as blocklists (exit code 2 when one cannot be
+/// read).
+fn read_lists(files: &[PathBuf]) -> Result<Vec<(String, tools::ReadList)>, ExitCode> {
+    let sources: Vec<ListSource> = files
+        .iter()
+        .map(|f| ListSource::file(&f.display().to_string(), f, Kind::Block))
+        .collect();
+    read_sources(&sources, Path::new(""), 2)
 }
 
 /// The lists of the config of `kind` (`None`: all), read as `lists check` reads them: URL
@@ -151,24 +177,8 @@ fn config_lists(
     kind: Option<Kind>,
 ) -> Result<Vec<(String, tools::ReadList)>, ExitCode> {
     let b = &cfg.blocking;
-    let mut out = Vec::new();
-    for src in b.lists.iter().filter(|s| kind.is_none_or(|k| s.kind == k)) {
-        match read_source(src, &b.cache_dir) {
-            Ok(Some(text)) => out.push((
-                src.display.clone(),
-                tools::read_list(&src.display, &text, src.kind, src.exact),
-            )),
-            Ok(None) => eprintln!(
-                "sinkhole: note: {} not downloaded yet; skipped",
-                src.display
-            ),
-            Err(e) => {
-                eprintln!("sinkhole: {e}");
-                return Err(ExitCode::from(1));
-            }
-        }
-    }
-    Ok(out)
+    let sources = b.lists.iter().filter(|s| kind.is_none_or(|k| s.kind == k));
+    read_sources(sources, &b.cache_dir, 1)
 }
 
 fn lint(config: Option<PathBuf>, files: &[PathBuf]) -> ExitCode {

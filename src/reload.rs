@@ -60,16 +60,9 @@ impl Reloader {
         cfg.blocking
             .lists
             .iter()
-            .filter_map(|s| match &s.location {
-                Location::File(p) => Some(p.clone()),
-                Location::Embedded(_) => None,
-                // The cached copy: a download (the refresh task, or `sinkhole lists update`
-                // while serving) is picked up like an edited list file.
-                Location::Url(u) => Some(crate::blocklist::fetch::cache_path(
-                    &cfg.blocking.cache_dir,
-                    u,
-                )),
-            })
+            // A URL list's cached copy: a download (the refresh task, or `sinkhole lists
+            // update` while serving) is picked up like an edited list file.
+            .filter_map(|s| s.path(&cfg.blocking.cache_dir))
             .collect()
     }
 

@@ -95,6 +95,11 @@ pub fn is_public_suffix(name: &str) -> bool {
         .is_some_and(|s| s.as_bytes().len() == name.len() && s.typ() == Some(psl::Type::Icann))
 }
 
+/// The proper parents of `name`, nearest first: `a.b.c` gives `b.c`, then `c`.
+pub fn parents(name: &str) -> impl Iterator<Item = &str> {
+    name.match_indices('.').map(move |(i, _)| &name[i + 1..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +122,12 @@ mod tests {
         assert_eq!(normalize("bücher.de").unwrap(), "xn--bcher-kva.de");
         assert_eq!(normalize("BÜCHER.de.").unwrap(), "xn--bcher-kva.de");
         assert_eq!(normalize("10.0.0.1"), Err(DomainError::IpAddress));
+    }
+
+    #[test]
+    fn parents_nearest_first() {
+        assert_eq!(parents("a.b.c").collect::<Vec<_>>(), vec!["b.c", "c"]);
+        assert_eq!(parents("com").count(), 0);
     }
 
     #[test]

@@ -6,13 +6,14 @@
 //! Blocking I/O (ureq): call it from a blocking thread (`spawn_blocking`), never the query
 //! path.
 
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thiserror::Error;
 
-use super::load::{MAX_LIST_BYTES, decode};
+use super::load::{BlocklistError, MAX_LIST_BYTES, decode};
 use super::parse::{Kind, Line, for_each_line};
 
 /// `blocking.cache_dir` when the config does not set it.
@@ -29,7 +30,7 @@ pub enum FetchError {
         /// What went wrong.
         msg: String,
     },
-    /// The body is not a usable list (HTML page, binary data, too large).
+    /// The body is not a usable list (sent as an HTML page, too large, no rule).
     #[error("{url}: {msg}")]
     Content {
         /// The list URL.
@@ -37,6 +38,10 @@ pub enum FetchError {
         /// What is wrong with it.
         msg: String,
     },
+    /// The body is not list text (binary data, an HTML page sent as text); the error names
+    /// the URL.
+    #[error(transparent)]
+    NotText(#[from] BlocklistError),
     /// The new copy has far fewer rules than the last good one.
     #[error(
         "{url}: update refused: {new} rules instead of {old} (shrinks by more than {max_shrink}%); keeping the last good copy"
@@ -100,21 +105,37 @@ fn meta_path(list: &Path) -> PathBuf {
     list.with_extension("meta")
 }
 
-/// Validators of the cached copy: (ETag, Last-Modified).
-fn read_meta(list: &Path) -> (Option<String>, Option<String>) {
+/// What the `.meta` file beside a cached copy records.
+#[derive(Debug, Default)]
+struct Meta {
+    /// The ETag the copy came with.
+    etag: Option<String>,
+    /// The Last-Modified date the copy came with.
+    modified: Option<String>,
+    /// The copy's rules and size in bytes when it was stored (the count is trusted only
+    /// while the size still matches).
+    rules: Option<(usize, u64)>,
+}
+
+fn read_meta(list: &Path) -> Meta {
+    let mut meta = Meta::default();
     let Ok(text) = std::fs::read_to_string(meta_path(list)) else {
-        return (None, None);
+        return meta;
     };
-    let mut etag = None;
-    let mut modified = None;
+    let (mut rules, mut bytes) = (None, None);
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("etag: ") {
-            etag = Some(v.to_string());
+            meta.etag = Some(v.to_string());
         } else if let Some(v) = line.strip_prefix("last-modified: ") {
-            modified = Some(v.to_string());
+            meta.modified = Some(v.to_string());
+        } else if let Some(v) = line.strip_prefix("rules: ") {
+            rules = v.parse().ok();
+        } else if let Some(v) = line.strip_prefix("bytes: ") {
+            bytes = v.parse().ok();
         }
     }
-    (etag, modified)
+    meta.rules = rules.zip(bytes);
+    meta
 }
 
 /// Counts the usable rules in list text (names and patterns).
@@ -184,10 +205,10 @@ pub fn update(
     };
     let path = cache_path(dir, url);
     let old = std::fs::read(&path).ok();
-    let (etag, modified) = if old.is_some() {
+    let meta = if old.is_some() {
         read_meta(&path)
     } else {
-        (None, None)
+        Meta::default()
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
@@ -196,10 +217,10 @@ pub fn update(
         .build()
         .into();
     let mut req = agent.get(url);
-    if let Some(e) = &etag {
+    if let Some(e) = &meta.etag {
         req = req.header("If-None-Match", e);
     }
-    if let Some(m) = &modified {
+    if let Some(m) = &meta.modified {
         req = req.header("If-Modified-Since", m);
     }
     let resp = req.call().map_err(|e| http(e.to_string()))?;
@@ -216,8 +237,7 @@ pub fn update(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let new_etag = header("etag");
-    let new_modified = header("last-modified");
+    let (etag, modified) = (header("etag"), header("last-modified"));
     if header("content-type").is_some_and(|t| t.to_ascii_lowercase().contains("text/html")) {
         return Err(content("the server sent an HTML page, not a list".into()));
     }
@@ -252,15 +272,21 @@ pub fn update(
         return Err(http(format!("body cut short: {} of {t} bytes", body.len())));
     }
     if old.as_deref() == Some(&body[..]) {
-        write_meta(url, &path, new_etag.as_deref(), new_modified.as_deref())?;
+        let same = Meta {
+            etag,
+            modified,
+            ..meta
+        };
+        write_meta(url, &path, &same)?;
         return Ok(Updated::NotModified);
     }
-    let text =
-        decode(url, body).map_err(|e| content(e.to_string().replace(&format!("{url}: "), "")))?;
+    let text = decode(url, body)?;
     let new = count_rules(&text);
     if let Some(old) = old {
-        let old_text = String::from_utf8_lossy(&old);
-        let old_n = count_rules(&old_text);
+        let old_n = match meta.rules {
+            Some((n, bytes)) if bytes == old.len() as u64 => n,
+            _ => count_rules(&String::from_utf8_lossy(&old)),
+        };
         let floor = old_n as u128 * u128::from(100 - max_shrink.min(100)) / 100;
         if (new as u128) < floor {
             return Err(FetchError::Shrunk {
@@ -280,25 +306,28 @@ pub fn update(
     };
     std::fs::create_dir_all(dir).map_err(|e| cache_err(e, dir))?;
     write_atomic(&path, text.as_bytes()).map_err(|e| cache_err(e, &path))?;
-    write_meta(url, &path, new_etag.as_deref(), new_modified.as_deref())?;
+    let stored = Meta {
+        etag,
+        modified,
+        rules: Some((new, text.len() as u64)),
+    };
+    write_meta(url, &path, &stored)?;
     Ok(Updated::Stored(new))
 }
 
-fn write_meta(
-    url: &str,
-    path: &Path,
-    etag: Option<&str>,
-    modified: Option<&str>,
-) -> Result<(), FetchError> {
-    let mut meta = format!("url: {url}\n");
-    if let Some(e) = etag {
-        meta.push_str(&format!("etag: {e}\n"));
+fn write_meta(url: &str, path: &Path, meta: &Meta) -> Result<(), FetchError> {
+    let mut text = format!("url: {url}\n");
+    if let Some(e) = &meta.etag {
+        let _ = writeln!(text, "etag: {e}");
     }
-    if let Some(m) = modified {
-        meta.push_str(&format!("last-modified: {m}\n"));
+    if let Some(m) = &meta.modified {
+        let _ = writeln!(text, "last-modified: {m}");
+    }
+    if let Some((rules, bytes)) = meta.rules {
+        let _ = writeln!(text, "rules: {rules}\nbytes: {bytes}");
     }
     let mp = meta_path(path);
-    write_atomic(&mp, meta.as_bytes()).map_err(|source| FetchError::Cache {
+    write_atomic(&mp, text.as_bytes()).map_err(|source| FetchError::Cache {
         url: url.to_string(),
         path: mp.display().to_string(),
         source,
@@ -316,6 +345,26 @@ mod tests {
         assert_eq!(a, cache_path(d, "https://example.com/list.txt"));
         assert_ne!(a, cache_path(d, "https://example.com/list.txt?x"));
         assert!(a.to_string_lossy().starts_with("/c/example.com_list.txt-"));
+    }
+
+    #[test]
+    fn meta_keeps_validators_and_the_rule_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.txt");
+        let meta = Meta {
+            etag: Some("\"7\"".into()),
+            modified: None,
+            rules: Some((3, 42)),
+        };
+        write_meta("http://x/l", &p, &meta).unwrap();
+        let m = read_meta(&p);
+        assert_eq!(
+            (m.etag.as_deref(), m.modified, m.rules),
+            (Some("\"7\""), None, Some((3, 42)))
+        );
+        // A meta file written before counts were kept.
+        std::fs::write(meta_path(&p), "url: http://x/l\netag: \"7\"\n").unwrap();
+        assert_eq!(read_meta(&p).rules, None);
     }
 
     #[test]

@@ -60,6 +60,16 @@ impl ListSource {
             exact: false,
         }
     }
+
+    /// The file the list is read from: the file itself, or a URL list's cached copy in
+    /// `cache_dir` (which may not exist yet); `None` for an embedded list.
+    pub fn path(&self, cache_dir: &Path) -> Option<PathBuf> {
+        match &self.location {
+            Location::File(p) => Some(p.clone()),
+            Location::Url(u) => Some(super::fetch::cache_path(cache_dir, u)),
+            Location::Embedded(_) => None,
+        }
+    }
 }
 
 /// Largest list file read (a bigger one is refused, not read into memory).
@@ -171,21 +181,37 @@ pub fn looks_like_html(bytes: &[u8]) -> bool {
     head.starts_with("<!doctype html") || head.starts_with("<html") || head.starts_with("<head")
 }
 
-/// Reads a file list, refusing binary, HTML and oversized files.
-pub fn read_file(display: &str, path: &Path) -> Result<String, BlocklistError> {
-    let io = |source| BlocklistError::Io {
-        path: display.to_string(),
+/// Maps an I/O error on the list shown as `list`.
+fn io_error(list: &str) -> impl Fn(std::io::Error) -> BlocklistError + Copy + '_ {
+    move |source| BlocklistError::Io {
+        path: list.to_string(),
         source,
-    };
-    let size = std::fs::metadata(path).map_err(io)?.len();
+    }
+}
+
+/// Opens a list file, refusing one larger than [`MAX_LIST_BYTES`] before reading it.
+fn open_list(list: &str, path: &Path) -> Result<std::fs::File, BlocklistError> {
+    let io = io_error(list);
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
     if size > MAX_LIST_BYTES {
         return Err(BlocklistError::TooLarge {
-            path: display.to_string(),
+            path: list.to_string(),
             size,
             max: MAX_LIST_BYTES,
         });
     }
-    decode(display, std::fs::read(path).map_err(io)?)
+    Ok(file)
+}
+
+/// Reads a file list, refusing binary, HTML and oversized files.
+pub fn read_file(display: &str, path: &Path) -> Result<String, BlocklistError> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    open_list(display, path)?
+        .read_to_end(&mut bytes)
+        .map_err(io_error(display))?;
+    decode(display, bytes)
 }
 
 /// Streams the lines of a file list to `f(line_number, line)` without holding the whole file:
@@ -197,19 +223,8 @@ pub fn stream_file(
     mut f: impl FnMut(u32, &str),
 ) -> Result<(), BlocklistError> {
     use std::io::{BufRead as _, Read as _};
-    let io = |source| BlocklistError::Io {
-        path: list.to_string(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
-    if size > MAX_LIST_BYTES {
-        return Err(BlocklistError::TooLarge {
-            path: list.to_string(),
-            size,
-            max: MAX_LIST_BYTES,
-        });
-    }
+    let io = io_error(list);
+    let file = open_list(list, path)?;
     let mut r = std::io::BufReader::with_capacity(256 << 10, file);
     if looks_like_html(r.fill_buf().map_err(io)?) {
         return Err(BlocklistError::Html {
@@ -287,23 +302,19 @@ fn count_lines(path: &Path) -> Option<(usize, usize)> {
 /// Reads the text of a source. A URL list is read from its cached copy in `cache_dir`;
 /// `Ok(None)` when there is none yet.
 pub fn read_source(src: &ListSource, cache_dir: &Path) -> Result<Option<String>, BlocklistError> {
-    match &src.location {
-        Location::Embedded(name) => EMBEDDED
+    let Some(path) = src.path(cache_dir) else {
+        return EMBEDDED
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| src.location == Location::Embedded(n))
             .map(|(_, t)| Some((*t).to_string()))
             .ok_or_else(|| BlocklistError::NoEmbedded {
                 path: src.display.clone(),
-            }),
-        Location::File(path) => read_file(&src.display, path).map(Some),
-        Location::Url(url) => {
-            let path = super::fetch::cache_path(cache_dir, url);
-            if !path.exists() {
-                return Ok(None);
-            }
-            read_file(&src.display, &path).map(Some)
-        }
+            });
+    };
+    if matches!(src.location, Location::Url(_)) && !path.exists() {
+        return Ok(None);
     }
+    read_file(&src.display, &path).map(Some)
 }
 
 /// Loads every source into one [`Blocklist`], URL lists from their copy in `cache_dir`.
@@ -323,11 +334,7 @@ pub fn load_all_with(
             display: src.display.clone(),
             ..ListReport::default()
         };
-        let path = match &src.location {
-            Location::File(p) => Some(p.clone()),
-            Location::Url(u) => Some(super::fetch::cache_path(cache_dir, u)),
-            Location::Embedded(_) => None,
-        };
+        let path = src.path(cache_dir);
         let id = builder.add_source(&src.display);
         let mut lines = LineSink {
             builder: &mut builder,

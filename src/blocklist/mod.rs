@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-pub use parse::{Kind, LineError, ParsedRule, PatternKind, SkipReason};
+pub use parse::{Kind, LineError, PatternKind, SkipReason};
 use patterns::{PatternSet, PatternSetBuilder};
 
 const ALLOW: u8 = 1;

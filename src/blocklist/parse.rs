@@ -130,8 +130,9 @@ pub enum Line<'a> {
         /// `$important`: beats allow rules.
         important: bool,
     },
-    /// Several names from one line (hosts aliases, dnsmasq `/a/b/`), all subtree rules unless
-    /// `exact`; each is already normalised.
+    /// The names of a hosts line with aliases, or of a dnsmasq `/a/b/` rule (one or more), all
+    /// subtree rules unless `exact`; each is already normalised. A hosts line with one name is
+    /// a [`Line::Name`].
     Names {
         /// The names.
         names: Vec<String>,
@@ -274,7 +275,7 @@ pub fn parse_line<'b>(
         && (end == s.len() - 1 || s[end + 1..].starts_with('$'))
     {
         if end < s.len() - 1 {
-            let (_, important, badfilter) = match modifiers(&s[end + 2..]) {
+            let (important, badfilter) = match modifiers(&s[end + 2..]) {
                 Ok(m) => m,
                 Err(skip) => return skip,
             };
@@ -295,7 +296,7 @@ pub fn parse_line<'b>(
     let (mut important, mut badfilter) = (false, false);
     if let Some((rule, mods)) = s.split_once('$') {
         match modifiers(mods) {
-            Ok((_, i, b)) => (important, badfilter) = (i, b),
+            Ok(m) => (important, badfilter) = m,
             Err(skip) => return skip,
         }
         s = rule;
@@ -367,18 +368,22 @@ pub fn parse_line<'b>(
                 "more than one field, and not a hosts line".into(),
             );
         }
-        let mut names = Vec::new();
-        for name in std::iter::once(second).chain(fields) {
-            if is_self_entry(name) {
-                continue;
-            }
-            match normalized(name, buf) {
-                Ok(()) => names.push(buf.clone()),
-                Err(skip) => return skip,
-            }
-        }
-        if names.is_empty() {
+        let mut hosts = std::iter::once(second)
+            .chain(fields)
+            .filter(|n| !is_self_entry(n));
+        let Some(one) = hosts.next() else {
             return Line::Empty;
+        };
+        let Some(two) = hosts.next() else {
+            // The usual hosts line: one name, no allocation.
+            return name_line(one, kind, exact_default, false, false, buf);
+        };
+        let mut names = Vec::new();
+        for name in [one, two].into_iter().chain(hosts) {
+            if let Err(skip) = normalized(name, buf) {
+                return skip;
+            }
+            names.push(buf.clone());
         }
         return Line::Names {
             names,
@@ -404,8 +409,8 @@ pub fn parse_line<'b>(
     name_line(first, kind, exact_default, false, false, buf)
 }
 
-/// Parses `$a,b=c` modifiers: `Ok((_, important, badfilter))` or the skip for the rule.
-fn modifiers(mods: &str) -> Result<((), bool, bool), Line<'static>> {
+/// Parses `$a,b=c` modifiers: `Ok((important, badfilter))` or the skip for the rule.
+fn modifiers(mods: &str) -> Result<(bool, bool), Line<'static>> {
     let (mut important, mut badfilter) = (false, false);
     for m in mods.split(',') {
         let m = m.trim();
@@ -433,7 +438,7 @@ fn modifiers(mods: &str) -> Result<((), bool, bool), Line<'static>> {
             }
         }
     }
-    Ok(((), important, badfilter))
+    Ok((important, badfilter))
 }
 
 fn is_self_entry(name: &str) -> bool {
@@ -479,12 +484,13 @@ fn regex_line(re: &str, kind: Kind) -> Line<'static> {
         },
         Err(e) => Line::Skip(
             SkipReason::BadRegex,
-            format!("regex does not compile: {}", first_line(&e.to_string())),
+            format!("regex does not compile: {}", last_line(&e.to_string())),
         ),
     }
 }
 
-fn first_line(s: &str) -> &str {
+/// The last line of a (multi-line) regex error: the line that says what is wrong.
+fn last_line(s: &str) -> &str {
     s.lines().last().unwrap_or(s)
 }
 
@@ -601,7 +607,8 @@ fn name_line<'b>(
     }
 }
 
-/// Calls `f(line_number, line)` for every line of `text` (1-based; `\n` or `\r\n` endings).
+/// Parses every line of `text` and calls `f(line_number, raw_line, parsed)` (1-based; `\n` or
+/// `\r\n` endings), reusing one name buffer.
 pub fn for_each_line(
     text: &str,
     default_kind: Kind,
@@ -616,100 +623,17 @@ pub fn for_each_line(
     }
 }
 
-/// A rule read from a list, owned (for the maintenance commands and tests).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedRule {
-    /// The normalised name, or the pattern text.
-    pub name: String,
-    /// Block or allow.
-    pub kind: Kind,
-    /// Name only (not its subtree).
-    pub exact: bool,
-    /// Glob or regex, when the rule is a pattern.
-    pub pattern: Option<PatternKind>,
-    /// `$important`.
-    pub important: bool,
-    /// `$badfilter`: this rule disables another.
-    pub badfilter: bool,
-    /// 1-based line number.
-    pub line: u32,
-}
-
-/// Everything read from one list, owned.
-#[derive(Debug, Default)]
-pub struct ParsedList {
-    /// The usable rules, in file order.
-    pub rules: Vec<ParsedRule>,
-    /// Lines that were skipped, with reasons.
-    pub errors: Vec<LineError>,
-}
-
 /// Cuts a line for a report.
 pub fn excerpt(raw: &str) -> String {
     raw.trim().chars().take(80).collect()
 }
 
-/// Parses a whole list into owned rules (the maintenance commands' path; the server's loader
-/// uses [`for_each_line`] and allocates nothing per plain rule).
-pub fn parse_list(text: &str, default_kind: Kind) -> ParsedList {
-    parse_list_with(text, default_kind, false)
-}
-
-/// [`parse_list`] with the list's `match = "exact"` setting.
-pub fn parse_list_with(text: &str, default_kind: Kind, exact_default: bool) -> ParsedList {
-    let mut out = ParsedList::default();
-    for_each_line(text, default_kind, exact_default, |line, raw, parsed| {
-        let rule = |name: String, kind, exact, important, badfilter, pattern| ParsedRule {
-            name,
-            kind,
-            exact,
-            pattern,
-            important,
-            badfilter,
-            line,
-        };
-        match parsed {
-            Line::Empty => {}
-            Line::Name {
-                name,
-                kind,
-                exact,
-                important,
-            } => out
-                .rules
-                .push(rule(name.to_string(), kind, exact, important, false, None)),
-            Line::Names { names, kind, exact } => {
-                for n in names {
-                    out.rules.push(rule(n, kind, exact, false, false, None));
-                }
-            }
-            Line::BadFilter { name, kind } => {
-                out.rules
-                    .push(rule(name.to_string(), kind, false, false, true, None))
-            }
-            Line::Pattern {
-                pattern,
-                text,
-                kind,
-            } => out
-                .rules
-                .push(rule(text, kind, false, false, false, Some(pattern))),
-            Line::Skip(reason, detail) => out.errors.push(LineError {
-                line,
-                text: excerpt(raw),
-                reason,
-                detail,
-            }),
-        }
-    });
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocklist::tools::{ReadList, read_list};
 
-    fn names(p: &ParsedList) -> Vec<(&str, Kind)> {
+    fn names(p: &ReadList) -> Vec<(&str, Kind)> {
         p.rules.iter().map(|r| (r.name.as_str(), r.kind)).collect()
     }
 
@@ -754,9 +678,11 @@ mod tests {
 
     #[test]
     fn plain_comments_blanks_and_inline_comments() {
-        let p = parse_list(
+        let p = read_list(
+            "t.txt",
             "# header\n\nexample.com\nAds.Example.NET.  # tracker\r\n  ! note\n\u{feff}bom.com\r\n",
             Kind::Block,
+            false,
         );
         assert_eq!(
             names(&p),
@@ -773,9 +699,11 @@ mod tests {
 
     #[test]
     fn hosts_wildcard_and_adblock_forms() {
-        let p = parse_list(
+        let p = read_list(
+            "t.txt",
             "127.0.0.1  localhost\n::1 localhost ip6-localhost\n0.0.0.0 a.com b.com\n*.c.com\n||d.com^\n@@||e.com^\n::1 f.com\n127.0.0.1\tg.com\n",
             Kind::Block,
+            false,
         );
         assert_eq!(
             names(&p),
@@ -790,6 +718,35 @@ mod tests {
             ]
         );
         assert!(p.errors.is_empty(), "{:?}", p.errors);
+    }
+
+    #[test]
+    fn hosts_line_with_one_name_is_a_name_rule() {
+        let mut buf = String::new();
+        assert!(matches!(
+            parse_line("0.0.0.0 A.com", Kind::Block, true, &mut buf),
+            Line::Name {
+                name: "a.com",
+                kind: Kind::Block,
+                exact: true,
+                important: false
+            }
+        ));
+        assert!(matches!(
+            parse_line("127.0.0.1 localhost a.com", Kind::Block, false, &mut buf),
+            Line::Name { name: "a.com", .. }
+        ));
+        assert_eq!(one("::1 localhost ip6-localhost"), Line::Empty);
+        assert_eq!(
+            one("0.0.0.0 a.com localhost b.com"),
+            Line::Names {
+                names: vec!["a.com".into(), "b.com".into()],
+                kind: Kind::Block,
+                exact: false
+            }
+        );
+        assert_eq!(reason("0.0.0.0 a..com"), SkipReason::InvalidName);
+        assert_eq!(reason("0.0.0.0 a.com b..com"), SkipReason::InvalidName);
     }
 
     #[test]
@@ -938,9 +895,11 @@ mod tests {
 
     #[test]
     fn bad_lines_are_reported_with_line_and_reason() {
-        let p = parse_list(
+        let p = read_list(
+            "t.txt",
             "good.com\nbad..com\nx y z\n1.2.3.4\ncom\n@@||co.uk^\n",
             Kind::Block,
+            false,
         );
         assert_eq!(names(&p), vec![("good.com", Kind::Block)]);
         let got: Vec<(u32, SkipReason)> = p.errors.iter().map(|e| (e.line, e.reason)).collect();

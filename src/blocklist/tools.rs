@@ -8,8 +8,8 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use super::domain::{DomainError, is_public_suffix, normalize};
-use super::parse::{Kind, Line, LineError, PatternKind, excerpt, parse_line};
+use super::domain::{DomainError, is_public_suffix, normalize, parents};
+use super::parse::{Kind, Line, LineError, PatternKind, excerpt, for_each_line, parse_line};
 use super::patterns::PatternSetBuilder;
 
 /// One rule of a set, with where it was written.
@@ -65,9 +65,7 @@ pub fn for_each_rule(
     mut on_rule: impl FnMut(SourcedRule),
     mut on_error: impl FnMut(LineError),
 ) {
-    let mut buf = String::new();
-    for (i, raw) in text.split('\n').enumerate() {
-        let line = u32::try_from(i + 1).unwrap_or(u32::MAX);
+    for_each_line(text, kind, exact_default, |line, raw, parsed| {
         let rule = |name: String, kind, exact, pattern| SourcedRule {
             name,
             kind,
@@ -77,7 +75,7 @@ pub fn for_each_rule(
             line,
             text: excerpt(raw),
         };
-        match parse_line(raw, kind, exact_default, &mut buf) {
+        match parsed {
             Line::Empty | Line::BadFilter { .. } => {}
             Line::Name {
                 name, kind, exact, ..
@@ -99,18 +97,12 @@ pub fn for_each_rule(
                 detail,
             }),
         }
-    }
+    });
 }
 
 /// True when `rule` (a name rule) covers `name`: equal, or (subtree) a parent of it.
 pub fn covers(rule: &SourcedRule, name: &str) -> bool {
-    if rule.name == name {
-        return true;
-    }
-    !rule.exact
-        && name.len() > rule.name.len()
-        && name.ends_with(&rule.name)
-        && name.as_bytes()[name.len() - rule.name.len() - 1] == b'.'
+    rule.name == name || !rule.exact && parents(name).any(|p| p == rule.name)
 }
 
 /// A test of whether `rule` matches a name (name rules by suffix, patterns by matching),
@@ -141,7 +133,7 @@ pub struct Finding {
 /// Lints a set of lists: every skipped line (invalid), duplicates, entries made redundant by
 /// a parent in the set, and blocks an allow entry cancels. `allows` (the config's
 /// allowlists) are not linted themselves; their entries only cancel blocks in `lists`.
-pub fn lint(lists: &[(String, ReadList)], allows: &[(String, ReadList)]) -> Vec<Finding> {
+pub fn lint<'a>(lists: &'a [(String, ReadList)], allows: &'a [(String, ReadList)]) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut context: HashMap<(&str, Kind, bool), &SourcedRule> = HashMap::new();
     for r in allows.iter().flat_map(|(_, l)| &l.rules) {
@@ -174,34 +166,32 @@ pub fn lint(lists: &[(String, ReadList)], allows: &[(String, ReadList)]) -> Vec<
     }
     for (_, l) in lists {
         for r in l.rules.iter().filter(|r| r.pattern.is_none()) {
-            if let Some(p) = ancestor(&first, &r.name)
+            let parent = ancestor(&first, &r.name);
+            if let Some(p) = parent
                 && p.kind == r.kind
             {
-                {
-                    out.push(Finding {
-                        at: format!("{}:{}", r.source, r.line),
-                        what: "redundant",
-                        msg: format!(
-                            "{} is covered by {} ({}:{})",
-                            r.name, p.name, p.source, p.line
-                        ),
-                    });
-                    continue;
-                }
+                out.push(Finding {
+                    at: format!("{}:{}", r.source, r.line),
+                    what: "redundant",
+                    msg: format!(
+                        "{} is covered by {} ({}:{})",
+                        r.name, p.name, p.source, p.line
+                    ),
+                });
+                continue;
             }
-            if r.kind == Kind::Block
-                && let Some(a) = first
-                    .get(&(r.name.as_str(), Kind::Allow, false))
-                    .or_else(|| first.get(&(r.name.as_str(), Kind::Allow, r.exact)))
-                    .copied()
-                    .or_else(|| ancestor(&first, &r.name).filter(|a| a.kind == Kind::Allow))
-                    .or_else(|| {
-                        context
-                            .get(&(r.name.as_str(), Kind::Allow, false))
-                            .or_else(|| context.get(&(r.name.as_str(), Kind::Allow, r.exact)))
-                            .copied()
-                            .or_else(|| ancestor(&context, &r.name))
-                    })
+            if r.kind != Kind::Block {
+                continue;
+            }
+            // An allow at the same name: a subtree one, or (for an exact block) an exact one.
+            let allow_at = |set: &HashMap<(&str, Kind, bool), &'a SourcedRule>| {
+                let get = |exact| set.get(&(r.name.as_str(), Kind::Allow, exact)).copied();
+                get(false).or_else(|| if r.exact { get(true) } else { None })
+            };
+            if let Some(a) = allow_at(&first)
+                .or_else(|| parent.filter(|a| a.kind == Kind::Allow))
+                .or_else(|| allow_at(&context))
+                .or_else(|| ancestor(&context, &r.name))
             {
                 out.push(Finding {
                     at: format!("{}:{}", r.source, r.line),
@@ -222,17 +212,11 @@ fn ancestor<'a>(
     set: &HashMap<(&str, Kind, bool), &'a SourcedRule>,
     name: &str,
 ) -> Option<&'a SourcedRule> {
-    let mut s = name;
-    while let Some(dot) = s.find('.') {
-        s = &s[dot + 1..];
-        if let Some(r) = set
-            .get(&(s, Kind::Allow, false))
-            .or_else(|| set.get(&(s, Kind::Block, false)))
-        {
-            return Some(r);
-        }
-    }
-    None
+    parents(name).find_map(|p| {
+        set.get(&(p, Kind::Allow, false))
+            .or_else(|| set.get(&(p, Kind::Block, false)))
+            .copied()
+    })
 }
 
 /// Output formats of `lists convert` (also its `--to` values).
@@ -276,17 +260,11 @@ pub fn convert(rules: &[SourcedRule], format: Format) -> (String, Vec<String>) {
             e.1 &= r.exact;
         }
     }
+    // Redundant: the nearest parent with a subtree rule has the same kind.
     let redundant = |name: &str, kind: Kind| {
-        let mut s = name;
-        while let Some(dot) = s.find('.') {
-            s = &s[dot + 1..];
-            if let Some((k, exact)) = set.get(s)
-                && !exact
-            {
-                return *k == kind;
-            }
-        }
-        false
+        parents(name)
+            .find_map(|p| set.get(p).filter(|(_, exact)| !exact))
+            .is_some_and(|(k, _)| *k == kind)
     };
     let mut out = String::new();
     let mut notes = Vec::new();
