@@ -10,7 +10,7 @@
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sinkhole::blocklist::load::{ListSource, load_all_with};
@@ -95,6 +95,52 @@ fn lookups(c: &mut Criterion, group: &str, list: &Blocklist, hits: &[String], mi
     g.finish();
 }
 
+/// Lookups as a server makes them: batches of 32 names (one `recvmmsg`), each batch after
+/// the CPU caches were flushed (on a server the kernel's network work runs between two
+/// batches and evicts the list). One by one, and with [`Blocklist::prefetch`] of the whole
+/// batch first. Only the lookups are timed.
+fn cold_batches(c: &mut Criterion, group: &str, list: &Blocklist, names: &[String]) {
+    const BATCH: usize = 32;
+    let flush: Vec<u64> = (0..(8u64 << 20) / 8).collect();
+    let mut hashes = Vec::new();
+    let mut g = c.benchmark_group(group);
+    g.sample_size(30);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for prefetch in [false, true] {
+        let label = if prefetch {
+            "cold_batch_prefetch"
+        } else {
+            "cold_batch"
+        };
+        let mut at = 0;
+        g.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    black_box(flush.iter().step_by(8).fold(0, |s, x| s ^ x));
+                    let batch = &names[at..at + BATCH];
+                    at = (at + BATCH) % (names.len() - BATCH);
+                    // The names are in packets just received: in the cache.
+                    black_box(batch.iter().map(|n| n.as_bytes()[0]).fold(0, |s, b| s ^ b));
+                    let t = Instant::now();
+                    if prefetch {
+                        let names = batch.iter().map(|n| black_box(n.as_bytes()));
+                        black_box(list.prefetch(names, &mut hashes));
+                    }
+                    let mut n = 0;
+                    for name in batch {
+                        n += usize::from(list.find(black_box(name.as_bytes())).is_some());
+                    }
+                    black_box(n);
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
 fn misses() -> Vec<String> {
     (0..1000)
         .map(|i| format!("www.miss{i}.example.com"))
@@ -114,6 +160,17 @@ fn synthetic(c: &mut Criterion) {
     let list = report("synthetic 1M", &path);
     let hits: Vec<String> = (0..1000).map(|i| domain(i * 997)).collect();
     lookups(c, "synthetic_1m", &list, &hits, &misses());
+    // Half hits (a name below a listed one), half misses, spread over the whole list.
+    let mixed: Vec<String> = (0..100_000)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("www.{}", domain(i * 10 % N))
+            } else {
+                format!("www.miss{i}.example.com")
+            }
+        })
+        .collect();
+    cold_batches(c, "synthetic_1m", &list, &mixed);
     drop(list);
     let mut g = c.benchmark_group("synthetic_1m_load");
     g.sample_size(10);

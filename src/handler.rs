@@ -44,7 +44,19 @@ pub enum Handled {
 
 /// Handles one packet from a client; `tcp` selects the size limit.
 pub fn handle(pipeline: &Pipeline, pkt: &[u8], tcp: bool, out: &mut Vec<u8>) -> Handled {
-    match wire::parse_query(pkt) {
+    respond(pipeline, wire::parse_query(pkt), pkt.len(), tcp, out)
+}
+
+/// Handles a packet of `len` bytes already parsed (the UDP path parses a whole batch
+/// first, to prefetch the lists' lines for all of it).
+pub fn respond(
+    pipeline: &Pipeline,
+    parsed: Result<Query, Reject>,
+    len: usize,
+    tcp: bool,
+    out: &mut Vec<u8>,
+) -> Handled {
+    match parsed {
         Ok(q) => {
             let limit = if tcp { TCP_LIMIT } else { q.udp_limit() };
             match pipeline.resolve_local(&q, out, limit) {
@@ -53,7 +65,7 @@ pub fn handle(pipeline: &Pipeline, pkt: &[u8], tcp: bool, out: &mut Vec<u8>) -> 
             }
         }
         Err(Reject::Drop) => {
-            tracing::debug!(len = pkt.len(), "dropped packet: too short or a response");
+            tracing::debug!(len, "dropped packet: too short or a response");
             Handled::Drop
         }
         Err(Reject::Reply {
@@ -62,11 +74,7 @@ pub fn handle(pipeline: &Pipeline, pkt: &[u8], tcp: bool, out: &mut Vec<u8>) -> 
             rcode,
             query,
         }) => {
-            tracing::debug!(
-                len = pkt.len(),
-                rcode = wire::rcode::name(rcode),
-                "rejected query"
-            );
+            tracing::debug!(len, rcode = wire::rcode::name(rcode), "rejected query");
             wire::write_error(out, id, flags, query.as_deref(), rcode, None);
             let asked = pipeline.details().then(|| {
                 query.as_deref().map_or(

@@ -152,6 +152,19 @@ impl Pipeline {
         &self.cache
     }
 
+    /// Reads the list lines that [`Pipeline::resolve_local`] of each query will look at;
+    /// see [`Blocklist::prefetch`].
+    pub fn prefetch<'q>(
+        &self,
+        qs: impl IntoIterator<Item = &'q Query>,
+        hashes: &mut Vec<u64>,
+    ) -> u64 {
+        let blocking = self.blocking.load();
+        blocking
+            .list()
+            .prefetch(qs.into_iter().map(Query::name), hashes)
+    }
+
     /// Answers `q` without I/O when possible: blocked, or cached. `None` means forward.
     pub fn resolve_local(&self, q: &Query, out: &mut Vec<u8>, limit: usize) -> Option<Outcome> {
         // Blocking before the cache: a list change applies at once, and the cache only

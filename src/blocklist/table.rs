@@ -1,0 +1,194 @@
+//! The frozen hash table of a [`super::Blocklist`]: open addressing over 64-byte buckets,
+//! built once and only read afterwards.
+//!
+//! A lookup in a million-rule list misses the CPU caches on every line it touches, and on
+//! a busy server the kernel's network work evicts the list between two queries. So one
+//! probe reads one cache line: a bucket of 8 slots, each holding a 32-bit tag (the hash's
+//! high half) and the 32-bit offset of the rule's record in the arena. Only a matching tag
+//! costs a second line (the record, to compare the name); a miss costs one. Buckets are
+//! filled to at most 60%, so that a probe rarely spills into the next bucket. And because
+//! a bucket's place depends only on the hash, a batch of queries can touch all its lines
+//! first ([`Table::touch`]) and let the memory system fetch them in parallel.
+
+use super::words::Words;
+
+/// Slots per bucket: 8 words, one cache line (a mapped table is page-aligned, so every
+/// bucket is line-aligned). A slot is `tag << 32 | offset`, or 0 when empty.
+const SLOTS: usize = 8;
+
+/// A read-only map from a 64-bit hash to the arena offsets of the names with that hash.
+#[derive(Default)]
+pub(super) struct Table {
+    slots: Words,
+    buckets: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("len", &self.len)
+            .field("buckets", &self.buckets)
+            .finish()
+    }
+}
+
+/// The tag kept in a slot: the hash's high half, never 0 (0 marks an empty slot).
+fn tag(hash: u64) -> u64 {
+    (hash >> 32) | 1
+}
+
+impl Table {
+    /// A table for `n` entries; fill it with [`Table::insert`].
+    pub(super) fn with_capacity(n: usize) -> Self {
+        // 8 slots per bucket at most 60% full: n / 4.8 buckets, and always one empty slot
+        // so that every probe ends.
+        let buckets = if n == 0 {
+            0
+        } else {
+            (n * 5).div_ceil(24).max(1)
+        };
+        Self {
+            slots: Words::zeroed(buckets * SLOTS),
+            buckets,
+            len: 0,
+        }
+    }
+
+    /// The bucket where `hash` starts probing (the low half, scaled to the table).
+    fn home(&self, hash: u64) -> usize {
+        (((hash & 0xffff_ffff) * self.buckets as u64) >> 32) as usize
+    }
+
+    /// Adds `offset` under `hash`. The caller inserts each name once and no more than the
+    /// capacity given.
+    pub(super) fn insert(&mut self, hash: u64, offset: u32) {
+        debug_assert!(self.len < self.buckets * SLOTS);
+        let slot = tag(hash) << 32 | u64::from(offset);
+        let mut b = self.home(hash);
+        let slots = self.slots.as_mut_slice();
+        loop {
+            if let Some(s) = slots[b * SLOTS..][..SLOTS].iter_mut().find(|s| **s == 0) {
+                *s = slot;
+                self.len += 1;
+                return;
+            }
+            b = if b + 1 == self.buckets { 0 } else { b + 1 };
+        }
+    }
+
+    /// The offset stored under `hash` for which `is` (comparing the name at an offset)
+    /// holds.
+    #[inline]
+    pub(super) fn find(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
+        if self.buckets == 0 {
+            return None;
+        }
+        let tag = tag(hash);
+        let mut b = self.home(hash);
+        let slots = self.slots.as_slice();
+        loop {
+            for &s in &slots[b * SLOTS..][..SLOTS] {
+                if s == 0 {
+                    return None;
+                }
+                if s >> 32 == tag && is(s as u32) {
+                    return Some(s as u32);
+                }
+            }
+            b = if b + 1 == self.buckets { 0 } else { b + 1 };
+        }
+    }
+
+    /// Reads the first word of the bucket where `hash` would be found, so that the line is
+    /// in the cache by the time [`Table::find`] looks. Returns the word so that the caller
+    /// can keep the read from being optimised away.
+    #[inline]
+    pub(super) fn touch(&self, hash: u64) -> u64 {
+        if self.buckets == 0 {
+            return 0;
+        }
+        self.slots.as_slice()[self.home(hash) * SLOTS]
+    }
+
+    /// The offset in the first slot of `hash`'s home bucket whose tag matches, if any: what
+    /// [`Table::find`] will most likely compare, for a prefetch of the record.
+    #[inline]
+    pub(super) fn candidate(&self, hash: u64) -> Option<u32> {
+        if self.buckets == 0 {
+            return None;
+        }
+        let tag = tag(hash);
+        self.slots.as_slice()[self.home(hash) * SLOTS..][..SLOTS]
+            .iter()
+            .find(|&&s| s >> 32 == tag)
+            .map(|&s| s as u32)
+    }
+
+    /// Number of entries.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the table holds nothing.
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when the slots live in a mapping (asked for huge pages).
+    #[cfg(test)]
+    pub(super) fn mapped(&self) -> bool {
+        matches!(self.slots, Words::Map(_))
+    }
+
+    /// Heap bytes held.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.slots.size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_what_was_inserted_and_nothing_else() {
+        let n = 10_000u32;
+        let mut t = Table::with_capacity(n as usize);
+        let hash = |i: u32| u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for i in 0..n {
+            t.insert(hash(i), i);
+        }
+        assert_eq!(t.len(), n as usize);
+        for i in 0..n {
+            assert_eq!(t.find(hash(i), |o| o == i), Some(i));
+        }
+        for i in n..2 * n {
+            assert_eq!(t.find(hash(i), |o| o == i), None);
+        }
+    }
+
+    #[test]
+    fn colliding_hashes_probe_on_and_wrap_around() {
+        // Every entry has the same hash: they fill the home bucket, then the next ones,
+        // wrapping past the end; the comparison picks the right one.
+        let n = 30u32;
+        let mut t = Table::with_capacity(n as usize);
+        let h = u64::MAX; // home = last bucket
+        for i in 0..n {
+            t.insert(h, i);
+        }
+        for i in 0..n {
+            assert_eq!(t.find(h, |o| o == i), Some(i));
+        }
+        assert_eq!(t.find(h, |o| o == n), None);
+    }
+
+    #[test]
+    fn empty_table_finds_nothing() {
+        let t = Table::with_capacity(0);
+        assert!(t.is_empty());
+        assert_eq!(t.find(42, |_| true), None);
+        assert_eq!(t.touch(42), 0);
+    }
+}
