@@ -4,7 +4,7 @@
 //! Layout: the builder keeps names in a byte arena indexed by two `hashbrown` tables
 //! (subtree rules, exact rules), where duplicates, allow/block merges and `$badfilter`
 //! removals are cheap. [`BlocklistBuilder::build`] freezes that into one arena of records
-//! (an 8-byte header, then the name) and two read-only [`table::Table`]s of 64-byte buckets,
+//! (an 8-byte header, then the name) and two read-only tables of 64-byte buckets (`table.rs`),
 //! so that a lookup touches one cache line per suffix and one more for the rule that
 //! matches. A million rules cost about 40 MiB and no allocation happens per lookup. Globs
 //! and regexes live in `patterns.rs`, behind a literal prefilter. The frozen list is shared
