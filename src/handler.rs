@@ -44,14 +44,15 @@ pub enum Handled {
 
 /// Handles one packet from a client; `tcp` selects the size limit.
 pub fn handle(pipeline: &Pipeline, pkt: &[u8], tcp: bool, out: &mut Vec<u8>) -> Handled {
-    respond(pipeline, wire::parse_query(pkt), pkt.len(), tcp, out)
+    respond(pipeline, &wire::parse_query(pkt), pkt.len(), tcp, out)
 }
 
 /// Handles a packet of `len` bytes already parsed (the UDP path parses a whole batch
-/// first, to prefetch the lists' lines for all of it).
+/// first, to prefetch the lists' lines for all of it). Borrowed: only a forwarded query is
+/// copied, into the box the forwarder keeps.
 pub fn respond(
     pipeline: &Pipeline,
-    parsed: Result<Query, Reject>,
+    parsed: &Result<Query, Reject>,
     len: usize,
     tcp: bool,
     out: &mut Vec<u8>,
@@ -59,20 +60,20 @@ pub fn respond(
     match parsed {
         Ok(q) => {
             let limit = if tcp { TCP_LIMIT } else { q.udp_limit() };
-            match pipeline.resolve_local(&q, out, limit) {
-                Some(o) => Handled::Reply(o, pipeline.details().then(|| Asked::of(&q))),
-                None => Handled::Forward(Box::new(q)),
+            match pipeline.resolve_local(q, out, limit) {
+                Some(o) => Handled::Reply(o, pipeline.details().then(|| Asked::of(q))),
+                None => Handled::Forward(Box::new(q.clone())),
             }
         }
         Err(Reject::Drop) => {
             tracing::debug!(len, "dropped packet: too short or a response");
             Handled::Drop
         }
-        Err(Reject::Reply {
+        &Err(Reject::Reply {
             id,
             flags,
             rcode,
-            query,
+            ref query,
         }) => {
             tracing::debug!(len, rcode = wire::rcode::name(rcode), "rejected query");
             wire::write_error(out, id, flags, query.as_deref(), rcode, None);

@@ -100,6 +100,12 @@ pub fn parents(name: &str) -> impl Iterator<Item = &str> {
     name.match_indices('.').map(move |(i, _)| &name[i + 1..])
 }
 
+/// `name` and then its proper parents, as bytes: `a.b.c` gives `a.b.c`, `b.c`, `c`. The
+/// walk of every suffix lookup.
+pub fn suffixes(name: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::once(name).chain(memchr::memchr_iter(b'.', name).map(move |i| &name[i + 1..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +134,9 @@ mod tests {
     fn parents_nearest_first() {
         assert_eq!(parents("a.b.c").collect::<Vec<_>>(), vec!["b.c", "c"]);
         assert_eq!(parents("com").count(), 0);
+        let all: Vec<&[u8]> = suffixes(b"a..b").collect();
+        assert_eq!(all, [&b"a..b"[..], b".b", b"b"]);
+        assert_eq!(suffixes(b"").count(), 1);
     }
 
     #[test]

@@ -365,13 +365,11 @@ impl Blocklist {
         if self.subtree.is_empty() && self.exact.is_empty() {
             return None;
         }
-        let mut s = name;
-        let mut first = true;
         let mut decided: Option<Rule<'_>> = None;
-        loop {
+        for (depth, s) in domain::suffixes(name).enumerate() {
             let hash = self.hasher.hash_one(s);
             let sub = self.get(&self.subtree, s, hash);
-            let here = if first && !self.exact.is_empty() {
+            let here = if depth == 0 && !self.exact.is_empty() {
                 match (sub, self.get(&self.exact, s, hash)) {
                     (Some(a), Some(b)) => Some(if a.important() || (a.allow() && !b.important()) {
                         a
@@ -383,7 +381,6 @@ impl Blocklist {
             } else {
                 sub
             };
-            first = false;
             match (decided, here) {
                 (None, Some(e)) => {
                     if !e.allow() || !self.has_important {
@@ -395,11 +392,8 @@ impl Blocklist {
                 (Some(_), Some(e)) if e.important() => return Some(self.to_match(&e)),
                 _ => {}
             }
-            let Some(dot) = s.iter().position(|&b| b == b'.') else {
-                return decided.map(|e| self.to_match(&e));
-            };
-            s = &s[dot + 1..];
         }
+        decided.map(|e| self.to_match(&e))
     }
 
     /// The rule deciding `name` (lower case, dotted, no trailing dot), if any.
@@ -481,15 +475,10 @@ impl Blocklist {
         hashes.clear();
         let mut exact = 0;
         for name in names {
-            let mut s = name;
-            let hash = self.hasher.hash_one(s);
+            let whole = hashes.len();
+            hashes.extend(domain::suffixes(name).map(|s| self.hasher.hash_one(s)));
             if !self.exact.is_empty() {
-                exact ^= self.exact.touch(hash);
-            }
-            hashes.push(hash);
-            while let Some(dot) = s.iter().position(|&b| b == b'.') {
-                s = &s[dot + 1..];
-                hashes.push(self.hasher.hash_one(s));
+                exact ^= self.exact.touch(hashes[whole]);
             }
         }
         let seen = hashes

@@ -126,7 +126,7 @@ fn run(
                 .map(|&(i, n, _)| wire::parse_query(&bufs[i][..n])),
         );
         std::hint::black_box(pipeline.prefetch(parsed.iter().flatten(), &mut hashes));
-        for (&(_, n, from), parsed) in got.iter().zip(parsed.drain(..)) {
+        for (&(_, n, from), parsed) in got.iter().zip(&parsed) {
             let Some(src) = to_std(&from) else { continue };
             let out = &mut outs[dests.len()];
             let mut record = |asked, outcome| {
@@ -195,6 +195,7 @@ fn run(
                 }
             }
         }
+        parsed.clear();
         send_batch(fd, &mut sheaders, &outs[..dests.len()], &dests);
         // Log after send: the answers are out before any logging work.
         if let Some(log) = log
