@@ -228,44 +228,46 @@ fn u32_at(b: &[u8], i: usize) -> Option<u32> {
 
 /// Parses the question name at `pos` (no compression allowed in a question: a query that
 /// uses it is answered FORMERR). Returns the position after it.
+///
+/// The wire name is at most 255 bytes (RFC 1035 §3.1), checked before a label is copied;
+/// the text form escapes `.` and `\` inside labels, so it can be about twice as long, and
+/// every write into it is bounds-checked as well (#10: a name of `.` bytes used to write
+/// past the text buffer and panic the listener).
 fn parse_qname(pkt: &[u8], mut pos: usize, q: &mut Query) -> Option<usize> {
     let start = pos;
     let mut text_len = 0usize;
+    let mut push = |text: &mut [u8; 510], c: u8| -> Option<()> {
+        *text.get_mut(text_len)? = c;
+        text_len += 1;
+        Some(())
+    };
     loop {
         let len = usize::from(*pkt.get(pos)?);
         if len == 0 {
             pos += 1;
             break;
         }
-        if len > 63 || q.nlabels as usize >= q.labels.len() {
+        // The label, its length byte and the final root byte must fit in 255.
+        if len > 63 || pos - start + 1 + len + 1 > 255 {
             return None;
         }
-        q.labels[q.nlabels as usize] = u8::try_from(pos - start).ok()?;
-        q.nlabels += 1;
+        *q.labels.get_mut(usize::from(q.nlabels))? = u8::try_from(pos - start).ok()?;
+        q.nlabels = q.nlabels.checked_add(1)?;
         let label = pkt.get(pos + 1..pos + 1 + len)?;
-        if text_len > 0 {
-            q.text[text_len] = b'.';
-            text_len += 1;
+        if pos > start {
+            push(&mut q.text, b'.')?;
         }
         for &c in label {
             if c == b'.' || c == b'\\' {
-                q.text[text_len] = b'\\';
-                text_len += 1;
+                push(&mut q.text, b'\\')?;
             }
-            q.text[text_len] = c.to_ascii_lowercase();
-            text_len += 1;
+            push(&mut q.text, c.to_ascii_lowercase())?;
         }
         pos += 1 + len;
-        if pos - start > 255 {
-            return None;
-        }
     }
-    let wl = pos - start;
-    if wl > 255 {
-        return None;
-    }
-    q.wire[..wl].copy_from_slice(&pkt[start..pos]);
-    q.wire_len = u8::try_from(wl).ok()?;
+    let wire = pkt.get(start..pos)?;
+    q.wire.get_mut(..wire.len())?.copy_from_slice(wire);
+    q.wire_len = u8::try_from(wire.len()).ok()?;
     q.text_len = u16::try_from(text_len).ok()?;
     Some(pos)
 }
@@ -433,6 +435,19 @@ fn write_header(out: &mut Vec<u8>, id: u16, flags: u16, counts: [u16; 4]) {
     }
 }
 
+/// Longest EDE text sent, in bytes.
+const EDE_TEXT_MAX: usize = 200;
+
+/// `text` cut to [`EDE_TEXT_MAX`] bytes at a character boundary (RFC 8914 §2: the text is
+/// UTF-8, so it must not end inside a character).
+fn ede_cut(text: &str) -> &str {
+    let mut end = text.len().min(EDE_TEXT_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
 /// Writes an OPT record with our payload size, the client's DO bit, the upper rcode bits,
 /// and an optional Extended DNS Error.
 fn write_opt(out: &mut Vec<u8>, dnssec_ok: bool, rc: u16, ede: Option<(u16, &str)>) {
@@ -444,7 +459,7 @@ fn write_opt(out: &mut Vec<u8>, dnssec_ok: bool, rc: u16, ede: Option<(u16, &str
     put_u16(out, if dnssec_ok { 0x8000 } else { 0 });
     match ede {
         Some((code, text)) => {
-            let text = &text.as_bytes()[..text.len().min(200)];
+            let text = ede_cut(text).as_bytes();
             put_u16(out, 6 + text.len() as u16);
             put_u16(out, 15); // option code: Extended DNS Error
             put_u16(out, 2 + text.len() as u16);
@@ -861,6 +876,62 @@ mod tests {
         pkt.extend_from_slice(b"\x03a.b\x03com\x00\x00\x01\x00\x01");
         let q = parse_query(&pkt).unwrap();
         assert_eq!(q.name(), b"a\\.b.com");
+    }
+
+    fn dotted_name(lens: &[usize]) -> Vec<u8> {
+        let mut pkt = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for &len in lens {
+            pkt.push(len as u8);
+            pkt.extend(std::iter::repeat_n(b'.', len));
+        }
+        pkt.extend_from_slice(b"\x00\x00\x01\x00\x01");
+        pkt
+    }
+
+    // See: #10
+    #[test]
+    fn r10_escaped_name_longer_than_255_is_formerr_not_a_panic() {
+        let pkt = dotted_name(&[63, 63, 63, 62, 63]);
+        assert!(matches!(
+            parse_query(&pkt),
+            Err(Reject::Reply {
+                rcode: rcode::FORMERR,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn longest_name_of_escaped_bytes_parses() {
+        // 255 wire bytes, every byte escaped: the text form is twice as long.
+        let q = parse_query(&dotted_name(&[63, 63, 63, 61])).unwrap();
+        assert_eq!(q.wire_name().len(), 255);
+        assert_eq!(q.name().len(), 2 * 250 + 3);
+        assert!(q.name().starts_with(b"\\.\\."));
+    }
+
+    // See: #10
+    #[test]
+    fn r10_ede_text_is_cut_at_a_character_boundary() {
+        let q = parse_query(&query_bytes("x.example.", RecordType::A, true)).unwrap();
+        // 199 ASCII bytes, then a 3-byte character across the 200-byte limit.
+        let text = format!("{}€tail", "a".repeat(199));
+        let mut out = Vec::new();
+        let a = LocalAnswer {
+            rcode: rcode::NOERROR,
+            address: None,
+            soa_labels: None,
+            ttl: 10,
+            ede: Some((EDE_BLOCKED, &text)),
+        };
+        write_local(&mut out, &q, &a);
+        // The option's text is the last bytes of the message.
+        let opt_text = &out[out.len() - 199..];
+        assert!(std::str::from_utf8(opt_text).is_ok());
+        assert_eq!(ede_cut(&text), "a".repeat(199));
+        assert_eq!(ede_cut("short"), "short");
+        let m = Message::from_vec(&out).unwrap();
+        assert!(m.edns.is_some());
     }
 
     #[test]

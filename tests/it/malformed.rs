@@ -230,3 +230,45 @@ async fn real_captures_and_random_garbage_never_disturb_other_clients() {
         "192.0.2.1"
     );
 }
+
+/// Like the 331-byte query of #10: labels made of `.` bytes, each escaped in the name's text
+/// form, so that the text outgrows the wire name. It used to panic the UDP thread, after
+/// which the only UDP socket was gone and every client lost DNS over UDP.
+fn dotted_labels_query(id: u16) -> Vec<u8> {
+    let mut p = header(id, 0x0100, 1, 0);
+    for len in [63usize, 63, 63, 62, 63] {
+        p.push(len as u8);
+        p.extend(std::iter::repeat_n(b'.', len));
+    }
+    p.extend_from_slice(b"\x00\x00\x01\x00\x01");
+    p
+}
+
+// See: #10
+#[tokio::test(flavor = "multi_thread")]
+async fn r10_dotted_labels_do_not_silence_udp() {
+    let up = FakeUpstream::start(vec![a("www.test.", "192.0.2.1", 300)]).await;
+    // One UDP thread, the default: a panic there used to take UDP away from everyone.
+    let s = TestServer::start(
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_threads = 1\n\
+             [upstream]\nservers = [\"{}\"]\n",
+            up.addr
+        ),
+        &[],
+    )
+    .await;
+    let p = dotted_labels_query(0x0a0a);
+    let raw = udp_raw(s.addr, &p, Duration::from_secs(2))
+        .await
+        .expect("the crafted query gets an answer");
+    let m = Message::from_vec(&raw).unwrap();
+    assert_eq!(m.metadata.id, 0x0a0a);
+    assert_eq!(u16::from(m.metadata.response_code), 1, "FORMERR: {m:?}");
+    for _ in 0..3 {
+        assert_eq!(
+            first_answer(&s.query("www.test.", RecordType::A).await),
+            "192.0.2.1"
+        );
+    }
+}
