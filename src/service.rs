@@ -60,6 +60,9 @@ impl Service {
             Tuning {
                 tcp_idle: cfg.server.tcp_idle,
                 udp_batch_wait: cfg.server.udp_batch_wait,
+                tcp_max_connections: cfg.server.tcp_max_connections,
+                tcp_max_per_client: cfg.server.tcp_max_per_client,
+                max_forwards_per_client: cfg.server.max_forwards_per_client,
             },
         )?;
         let reloader = Arc::new(Reloader::new(Arc::clone(&pipeline), cfg, opts.config_path));
@@ -83,6 +86,11 @@ impl Service {
     /// The query log's handle, when the log is on (its counters: written, dropped).
     pub fn query_log(&self) -> Option<&QueryLog> {
         self.log.as_ref().map(|(l, _)| l)
+    }
+
+    /// The listeners (their fault counters and limits, for tests and metrics).
+    pub fn server(&self) -> &Server {
+        &self.server
     }
 
     /// The pipeline (for tests and metrics).

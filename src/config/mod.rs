@@ -46,8 +46,14 @@ pub struct ServerConfig {
     pub udp_threads: usize,
     /// Under load, the pause after a partial UDP batch so that the next one is fuller.
     pub udp_batch_wait: Duration,
-    /// Idle TCP connections are closed after this.
+    /// Idle TCP connections are closed after this; also the deadline of one TCP write.
     pub tcp_idle: Duration,
+    /// TCP connections from all clients together (at least 1).
+    pub tcp_max_connections: usize,
+    /// TCP connections from one client address (at least 1).
+    pub tcp_max_per_client: usize,
+    /// Forwarded queries in flight for one client address (at least 1).
+    pub max_forwards_per_client: usize,
 }
 
 /// `[upstream]`, validated.
@@ -362,6 +368,9 @@ impl Validator<'_> {
                 udp_threads: raw.server.udp_threads,
                 udp_batch_wait: Duration::from_micros(raw.server.udp_batch_wait_us.min(10_000)),
                 tcp_idle: Duration::from_millis(raw.server.tcp_idle_ms.max(100)),
+                tcp_max_connections: raw.server.tcp_max_connections.max(1),
+                tcp_max_per_client: raw.server.tcp_max_per_client.max(1),
+                max_forwards_per_client: raw.server.max_forwards_per_client.max(1),
             },
             upstream: UpstreamConfig {
                 servers,

@@ -65,6 +65,12 @@ pub struct RawServer {
     pub udp_batch_wait_us: u64,
     /// Idle time after which a TCP client connection is closed.
     pub tcp_idle_ms: u64,
+    /// TCP connections from all clients together.
+    pub tcp_max_connections: usize,
+    /// TCP connections from one client address.
+    pub tcp_max_per_client: usize,
+    /// Forwarded queries in flight for one client address.
+    pub max_forwards_per_client: usize,
 }
 
 impl Default for RawServer {
@@ -74,6 +80,9 @@ impl Default for RawServer {
             udp_threads: 1,
             udp_batch_wait_us: 50,
             tcp_idle_ms: 10_000,
+            tcp_max_connections: 512,
+            tcp_max_per_client: 32,
+            max_forwards_per_client: 256,
         }
     }
 }

@@ -4,14 +4,25 @@
 //! [`bind`] makes the sockets; [`Server::start`] runs them until [`Server::shutdown`]. UDP is
 //! the hot path: a few OS threads per address, each on its own `SO_REUSEPORT` socket, answer
 //! blocked and cached names inline and hand misses to the tokio runtime. TCP runs on tokio.
+//!
+//! No failure is silent ([`Faults`]): a panic while handling one packet, connection or
+//! forward is caught, logged with the client's address and counted, and the listener goes
+//! on; a listener loop that ends anyway is started again. What one client can hold is
+//! bounded ([`slots`]): TCP connections, and forwards in flight (shared by UDP and TCP).
 
+mod faults;
+pub mod slots;
 mod tcp;
+#[cfg(test)]
+mod tests;
 mod udp;
+
+pub use faults::Faults;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -101,13 +112,43 @@ pub fn bind(listen: &[SocketAddr], threads: usize) -> std::io::Result<Sockets> {
     Ok(out)
 }
 
-/// Timing knobs of the listeners, from `[server]`.
+/// Timing knobs and limits of the listeners, from `[server]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Tuning {
-    /// Idle TCP connections are closed after this.
+    /// Idle TCP connections are closed after this; also the deadline of one TCP write.
     pub tcp_idle: Duration,
     /// Under load, the pause after a partial UDP batch (see `server::udp`).
     pub udp_batch_wait: Duration,
+    /// TCP connections from all clients together.
+    pub tcp_max_connections: usize,
+    /// TCP connections from one client address.
+    pub tcp_max_per_client: usize,
+    /// Forwards in flight for one client address (UDP and TCP together).
+    pub max_forwards_per_client: usize,
+}
+
+/// Forwards in flight for all clients together; past it a query gets SERVFAIL at once.
+pub const MAX_FORWARDS: usize = 8192;
+
+/// At most one log line per second for a condition that can repeat per packet.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimit {
+    last: Option<Instant>,
+}
+
+impl RateLimit {
+    /// True at most once a second.
+    pub(crate) fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < Duration::from_secs(1))
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
 }
 
 /// A running server; dropping it without [`Server::shutdown`] leaves the threads running
@@ -116,6 +157,9 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
     tcp_tasks: Vec<tokio::task::JoinHandle<()>>,
+    faults: Arc<Faults>,
+    forwards: Arc<slots::ClientSlots>,
+    conns: Arc<slots::ClientSlots>,
 }
 
 impl Server {
@@ -129,33 +173,61 @@ impl Server {
         tuning: Tuning,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        let faults = Arc::new(Faults::default());
+        let forwards = slots::ClientSlots::new(tuning.max_forwards_per_client, MAX_FORWARDS);
+        let conns = slots::ClientSlots::new(tuning.tcp_max_per_client, tuning.tcp_max_connections);
         let mut udp_threads = Vec::new();
         for s in sockets.udp {
             udp_threads.push(udp::spawn(
                 s,
-                Arc::clone(&pipeline),
-                log.clone(),
-                rt.clone(),
-                Arc::clone(&stop),
-                tuning.udp_batch_wait,
+                udp::Shared {
+                    pipeline: Arc::clone(&pipeline),
+                    log: log.clone(),
+                    rt: rt.clone(),
+                    stop: Arc::clone(&stop),
+                    batch_wait: tuning.udp_batch_wait,
+                    forwards: Arc::clone(&forwards),
+                    faults: Arc::clone(&faults),
+                },
             )?);
         }
+        let shared = Arc::new(tcp::Shared {
+            pipeline,
+            log,
+            conns: Arc::clone(&conns),
+            forwards: Arc::clone(&forwards),
+            faults: Arc::clone(&faults),
+            idle: tuning.tcp_idle,
+        });
         let mut tcp_tasks = Vec::new();
         for l in sockets.tcp {
             let _guard = rt.enter();
-            let l = tokio::net::TcpListener::from_std(l)?;
-            tcp_tasks.push(rt.spawn(tcp::serve(
-                l,
-                Arc::clone(&pipeline),
-                log.clone(),
-                tuning.tcp_idle,
-            )));
+            let l = Arc::new(tokio::net::TcpListener::from_std(l)?);
+            tcp_tasks.push(rt.spawn(supervise_tcp(l, Arc::clone(&shared))));
         }
         Ok(Self {
             stop,
             udp_threads,
             tcp_tasks,
+            faults,
+            forwards,
+            conns,
         })
+    }
+
+    /// Panics caught and listeners restarted since start.
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+
+    /// Forwards in flight now (UDP and TCP).
+    pub fn forwards_in_flight(&self) -> usize {
+        self.forwards.held()
+    }
+
+    /// TCP connections open now.
+    pub fn tcp_connections(&self) -> usize {
+        self.conns.held()
     }
 
     /// Stops accepting queries and waits for the UDP threads to finish.
@@ -167,5 +239,36 @@ impl Server {
         for t in self.udp_threads {
             let _ = t.join();
         }
+    }
+}
+
+/// Aborts a task when dropped: aborting a supervisor aborts the loop it runs.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs a TCP accept loop and starts it again whenever it ends (a panic), until this task
+/// is aborted (shutdown), which aborts the loop too.
+async fn supervise_tcp(listener: Arc<tokio::net::TcpListener>, shared: Arc<tcp::Shared>) {
+    let name = listener
+        .local_addr()
+        .map_or_else(|_| "tcp".to_string(), |a| format!("tcp {a}"));
+    loop {
+        let task = tokio::spawn(tcp::serve(Arc::clone(&listener), Arc::clone(&shared)));
+        let _abort = AbortOnDrop(task.abort_handle());
+        let why = match task.await {
+            Ok(()) => "returned".to_string(),
+            Err(e) if e.is_panic() => {
+                let p = e.into_panic();
+                format!("panicked: {}", faults::panic_text(&*p))
+            }
+            Err(_) => "cancelled".to_string(),
+        };
+        shared.faults.restarted(&name, &why);
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1,94 +1,254 @@
-//! DNS over TCP (RFC 7766): length-prefixed messages, several per connection, answered in
-//! order; idle connections are closed, and the number of connections is bounded.
+//! DNS over TCP (RFC 7766): length-prefixed messages, several per connection.
+//!
+//! What a hostile client can hold is bounded:
+//! - connections: `server.tcp_max_per_client` per client address and
+//!   `server.tcp_max_connections` in all; past either, a new connection is closed at once.
+//!   When more than three quarters of all slots are taken, idle connections are closed
+//!   after one second instead of `tcp_idle_ms` (RFC 7766 §6.2.3);
+//! - pipelined queries: at most [`DEPTH`] per connection are being answered or waiting to
+//!   be written; past that the connection is not read until an answer is written;
+//! - writes: an answer that cannot be written within `tcp_idle_ms` (a client that sends
+//!   but never reads) closes the connection.
+//!
+//! Blocked and cached names are answered at once; forwarded ones are answered as their
+//! upstream answers, so answers may come out of order (RFC 7766 §6.2.1.1: clients match
+//! them by ID). The connection code is generic over the stream, so that a TLS stream can
+//! reuse it.
 
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::{Instant, timeout};
 
+use super::faults::{Faults, PanicWatch};
+use super::slots::{ClientSlots, Full};
+use crate::dns::wire;
 use crate::handler::{Asked, Handled, TCP_LIMIT, handle};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Action, Outcome, Pipeline};
 use crate::querylog::{QueryLog, Record};
 
-/// Most TCP connections served at once.
-const MAX_CONNECTIONS: usize = 512;
+/// Most queries of one connection answered or waiting to be written at once.
+pub(super) const DEPTH: usize = 16;
+/// Idle timeout while the connection slots are nearly all taken.
+const BUSY_IDLE: Duration = Duration::from_secs(1);
 
-pub(super) async fn serve(
-    listener: TcpListener,
-    pipeline: Arc<Pipeline>,
-    log: Option<QueryLog>,
-    idle: Duration,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// What every connection of the service shares.
+pub(super) struct Shared {
+    pub(super) pipeline: Arc<Pipeline>,
+    pub(super) log: Option<QueryLog>,
+    /// TCP connections held, per client and in all.
+    pub(super) conns: Arc<ClientSlots>,
+    /// Forwards in flight, per client and in all (shared with UDP).
+    pub(super) forwards: Arc<ClientSlots>,
+    pub(super) faults: Arc<Faults>,
+    pub(super) idle: Duration,
+}
+
+impl Shared {
+    /// The idle timeout now: shorter when connections are scarce.
+    fn idle(&self) -> Duration {
+        if self.conns.held() * 4 > self.conns.limit() * 3 {
+            self.idle.min(BUSY_IDLE)
+        } else {
+            self.idle
+        }
+    }
+}
+
+/// Accepts connections until the task is aborted.
+pub(super) async fn serve(listener: Arc<TcpListener>, shared: Arc<Shared>) {
+    let mut warned = super::RateLimit::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::debug!(error = %e, "tcp accept failed");
+                // Out of file descriptors (EMFILE/ENFILE) and the like: say so, and do not
+                // spin.
+                if warned.allow() {
+                    tracing::warn!(error = %e, "tcp accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(client = %peer, "too many tcp connections; closing");
-            continue;
+        #[cfg(test)]
+        if super::tests::FAIL_NEXT_ACCEPT.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            panic!("injected accept-loop failure");
+        }
+        let slot = match shared.conns.try_take(peer.ip()) {
+            Ok(s) => s,
+            Err(full) => {
+                if warned.allow() {
+                    let limit = match full {
+                        Full::Client => "tcp_max_per_client",
+                        Full::Total => "tcp_max_connections",
+                    };
+                    tracing::warn!(client = %peer, limit, "tcp connection refused: limit reached");
+                }
+                continue;
+            }
         };
-        let pipeline = Arc::clone(&pipeline);
-        let log = log.clone();
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, peer.ip(), &pipeline, log.as_ref(), idle).await {
+            let _watch = PanicWatch {
+                what: "a tcp connection",
+                client: peer,
+                faults: Arc::clone(&shared.faults),
+            };
+            if let Err(e) = connection(stream, peer, &shared).await {
                 tracing::debug!(client = %peer, error = %e, "tcp connection ended");
             }
-            drop(permit);
+            drop(slot);
         });
     }
 }
 
-async fn connection(
-    mut s: TcpStream,
-    client: std::net::IpAddr,
-    pipeline: &Pipeline,
-    log: Option<&QueryLog>,
-    idle: Duration,
-) -> std::io::Result<()> {
+/// An answer ready to be written, the record to log once it is, and the pipeline slot it
+/// holds until then.
+type Ready = (Vec<u8>, Option<Record>, OwnedSemaphorePermit);
+
+/// Serves one connection: reads queries and writes answers until the client closes, is
+/// idle, or stops reading.
+pub(super) async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Ready>();
+    let depth = Arc::new(Semaphore::new(DEPTH));
+    let reader = read_queries(&mut rd, peer, shared, tx, depth);
+    let writer = async {
+        let mut framed = Vec::with_capacity(514);
+        while let Some((msg, record, permit)) = rx.recv().await {
+            framed.clear();
+            let n = u16::try_from(msg.len()).unwrap_or(u16::MAX);
+            framed.extend_from_slice(&n.to_be_bytes());
+            framed.extend_from_slice(msg.get(..usize::from(n)).unwrap_or(&msg));
+            // A client that sends but never reads must not hold the connection forever.
+            timeout(shared.idle, wr.write_all(&framed))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "write deadline")
+                })??;
+            drop(permit);
+            // Log after the answer is sent; never awaits.
+            if let (Some(log), Some(r)) = (&shared.log, record) {
+                log.record(r);
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::try_join!(reader, writer)?;
+    Ok(())
+}
+
+/// Reads length-prefixed queries and answers each: at once when it can, otherwise on a task
+/// of its own. Ends when the client closes or is idle; answers still due are written.
+async fn read_queries<R>(
+    rd: &mut R,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    tx: mpsc::UnboundedSender<Ready>,
+    depth: Arc<Semaphore>,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+{
+    let closed = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
     let mut buf = Vec::new();
-    let mut out = Vec::with_capacity(512);
     loop {
-        let len = match tokio::time::timeout(idle, s.read_u16()).await {
+        // The pipeline bound: wait for a free slot before reading the next query.
+        let permit = Arc::clone(&depth)
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
+        let idle = shared.idle();
+        let len = match timeout(idle, rd.read_u16()).await {
             Err(_) => return Ok(()),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Ok(r) => r?,
         };
         buf.resize(usize::from(len), 0);
-        tokio::time::timeout(idle, s.read_exact(&mut buf))
+        timeout(idle, rd.read_exact(&mut buf))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let arrived = tokio::time::Instant::now();
-        let ts = log.map(|_| std::time::SystemTime::now());
-        let logged = match handle(pipeline, &buf, true, &mut out) {
-            Handled::Reply(o, asked) => asked.map(|a| (o, a)),
-            Handled::Drop => continue,
-            Handled::Forward(q) => {
-                let o = pipeline
-                    .resolve_upstream(&q, arrived, &mut out, TCP_LIMIT)
-                    .await;
-                log.map(|_| (o, Asked::of(&q)))
-            }
-        };
-        let n = u16::try_from(out.len()).unwrap_or(u16::MAX);
-        s.write_all(&n.to_be_bytes()).await?;
-        s.write_all(&out).await?;
-        // Log after the answer is sent; never awaits.
-        if let (Some(log), Some(ts), Some((outcome, asked))) = (log, ts, logged) {
-            log.record(Record {
+        let arrived = Instant::now();
+        let ts = shared.log.as_ref().map(|_| SystemTime::now());
+        let record = |asked, outcome| {
+            ts.map(|ts| Record {
                 ts,
-                client,
+                client: peer.ip(),
                 asked,
                 outcome,
                 elapsed: arrived.elapsed(),
-            });
+            })
+        };
+        let mut out = Vec::with_capacity(512);
+        let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            handle(&shared.pipeline, &buf, true, &mut out)
+        }));
+        let handled = match handled {
+            Ok(h) => h,
+            Err(p) => {
+                shared.faults.panicked("a tcp query", Some(peer), &*p);
+                continue;
+            }
+        };
+        match handled {
+            Handled::Reply(o, asked) => {
+                let r = asked.and_then(|a| record(a, o));
+                tx.send((out, r, permit)).map_err(|_| closed())?;
+            }
+            Handled::Drop => {}
+            Handled::Forward(q) => {
+                let Ok(slot) = shared.forwards.try_take(peer.ip()) else {
+                    // This client has its share of forwards in flight already.
+                    wire::write_error(
+                        &mut out,
+                        q.id,
+                        q.flags,
+                        Some(&q),
+                        wire::rcode::SERVFAIL,
+                        None,
+                    );
+                    let o = Outcome::new(Action::Failed, wire::rcode::SERVFAIL, None);
+                    let r = shared.log.as_ref().and_then(|_| record(Asked::of(&q), o));
+                    tx.send((out, r, permit)).map_err(|_| closed())?;
+                    continue;
+                };
+                let (shared, tx) = (Arc::clone(shared), tx.clone());
+                tokio::spawn(async move {
+                    let _watch = PanicWatch {
+                        what: "a tcp forward",
+                        client: peer,
+                        faults: Arc::clone(&shared.faults),
+                    };
+                    let o = shared
+                        .pipeline
+                        .resolve_upstream(&q, arrived, &mut out, TCP_LIMIT)
+                        .await;
+                    drop(slot);
+                    let r = ts.filter(|_| shared.log.is_some()).map(|ts| Record {
+                        ts,
+                        client: peer.ip(),
+                        asked: Asked::of(&q),
+                        outcome: o,
+                        elapsed: arrived.elapsed(),
+                    });
+                    // The connection may be gone meanwhile: nothing to do then.
+                    let _ = tx.send((out, r, permit));
+                });
+            }
         }
     }
 }

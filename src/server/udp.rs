@@ -1,9 +1,14 @@
 //! The UDP hot path: one OS thread per socket. Each wake-up takes a batch of datagrams with
 //! one `recvmmsg`, parses them all, prefetches the block list's lines for every name (so
 //! that the batch's cache misses overlap; see `Blocklist::prefetch`), answers the blocked
-//! and cached ones inline, and sends all those answers with one `sendmmsg`; misses are spawned onto the tokio runtime, which sends their answer
-//! on the same socket. A bounded number of forwards may be in flight; past it a query gets
-//! SERVFAIL at once rather than queueing without bound.
+//! and cached ones inline, and sends all those answers with one `sendmmsg`; misses are
+//! spawned onto the tokio runtime, which sends their answer on the same socket. A bounded
+//! number of forwards may be in flight, per client and in all; past it a query gets
+//! SERVFAIL at once rather than queueing without bound, and one client's flood never takes
+//! another client's forwards.
+//!
+//! A panic while parsing or answering one packet is caught and logged with the client's
+//! address; the batch goes on. If the loop itself ends, the thread starts it again.
 //!
 //! Under load a thread pauses for `server.udp_batch_wait_us` after a partial batch (more
 //! than one datagram, fewer than a full batch), so that the next `recvmmsg` takes a fuller
@@ -14,20 +19,21 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 
+use super::faults::{Faults, PanicWatch};
+use super::slots::ClientSlots;
 use crate::dns::wire;
 use crate::handler::{Asked, Handled, respond};
 use crate::pipeline::{Action, Outcome, Pipeline};
 use crate::querylog::{QueryLog, Record};
 
-/// Most forwards in flight per socket.
-const MAX_INFLIGHT: usize = 8192;
 /// How often a blocked receive wakes to look at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
 /// Datagrams taken per `recvmmsg`.
@@ -35,26 +41,46 @@ const BATCH: usize = 32;
 /// Receive buffer per datagram (EDNS payloads above this are not sent by real clients).
 const DATAGRAM: usize = 4096;
 
-pub(super) fn spawn(
-    sock: UdpSocket,
-    pipeline: Arc<Pipeline>,
-    log: Option<QueryLog>,
-    rt: tokio::runtime::Handle,
-    stop: Arc<AtomicBool>,
-    batch_wait: Duration,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// What a UDP thread shares with the rest of the server.
+pub(super) struct Shared {
+    pub(super) pipeline: Arc<Pipeline>,
+    pub(super) log: Option<QueryLog>,
+    pub(super) rt: tokio::runtime::Handle,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) batch_wait: Duration,
+    /// Forwards in flight, per client and in all (shared with TCP).
+    pub(super) forwards: Arc<ClientSlots>,
+    pub(super) faults: Arc<Faults>,
+}
+
+pub(super) fn spawn(sock: UdpSocket, sh: Shared) -> std::io::Result<std::thread::JoinHandle<()>> {
     sock.set_read_timeout(Some(POLL))?;
     let name = format!("udp {}", sock.local_addr()?);
     let sock = Arc::new(sock);
-    std::thread::Builder::new().name(name).spawn(move || {
-        if !batch_wait.is_zero() {
-            // The default slack (50 µs) would double a short pause; 1 µs keeps it as set.
-            if let Err(e) = nix::sys::prctl::set_timerslack(1_000) {
-                tracing::debug!(error = %e, "timer slack not set");
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            if !sh.batch_wait.is_zero() {
+                // The default slack (50 µs) would double a short pause; 1 µs keeps it as set.
+                if let Err(e) = nix::sys::prctl::set_timerslack(1_000) {
+                    tracing::debug!(error = %e, "timer slack not set");
+                }
             }
-        }
-        run(&sock, &pipeline, log.as_ref(), &rt, &stop, batch_wait);
-    })
+            // The socket outlives the loop: a loop that ends is started again on it, so the
+            // port never goes away while the process runs.
+            loop {
+                let r = catch_unwind(AssertUnwindSafe(|| run(&sock, &sh)));
+                if sh.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let why = match r {
+                    Ok(()) => "returned".to_string(),
+                    Err(p) => format!("panicked: {}", super::faults::panic_text(&*p)),
+                };
+                sh.faults.restarted(&name, &why);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
 }
 
 fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
@@ -64,16 +90,18 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
     a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
-fn run(
-    sock: &Arc<UdpSocket>,
-    pipeline: &Arc<Pipeline>,
-    log: Option<&QueryLog>,
-    rt: &tokio::runtime::Handle,
-    stop: &AtomicBool,
-    batch_wait: Duration,
-) {
+fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
+    let Shared {
+        pipeline,
+        rt,
+        stop,
+        batch_wait,
+        forwards,
+        faults,
+        ..
+    } = sh;
+    let log = sh.log.as_ref();
     let fd = sock.as_raw_fd();
-    let inflight = Arc::new(AtomicUsize::new(0));
     let mut bufs = vec![[0u8; DATAGRAM]; BATCH];
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1500)).collect();
     let mut rheaders = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
@@ -87,6 +115,7 @@ fn run(
     // Records of this batch, handed to the log once the answers are sent (empty when the
     // log is off).
     let mut logged: Vec<Record> = Vec::new();
+    let mut full_warned = super::RateLimit::default();
     while !stop.load(Ordering::Relaxed) {
         got.clear();
         {
@@ -116,19 +145,33 @@ fn run(
                 }
             }
         }
+        #[cfg(test)]
+        if super::tests::FAIL_NEXT_UDP_BATCH.swap(false, Ordering::Relaxed) {
+            panic!("injected udp loop failure");
+        }
         let arrived = tokio::time::Instant::now();
         let ts = log.map(|_| std::time::SystemTime::now());
         dests.clear();
         // Parse the batch, then touch the list lines of every name before answering any:
-        // the misses overlap instead of following one another.
-        parsed.extend(
-            got.iter()
-                .map(|&(i, n, _)| wire::parse_query(&bufs[i][..n])),
-        );
-        std::hint::black_box(pipeline.prefetch(parsed.iter().flatten(), &mut hashes));
+        // the misses overlap instead of following one another. A panic is caught per
+        // packet, so that one packet costs only its own answer.
+        parsed.extend(got.iter().map(|&(i, n, from)| {
+            let pkt = bufs.get(i).and_then(|b| b.get(..n)).unwrap_or_default();
+            catch_unwind(|| wire::parse_query(pkt)).unwrap_or_else(|p| {
+                faults.panicked("a udp packet", to_std(&from), &*p);
+                Err(wire::Reject::Drop)
+            })
+        }));
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
+            std::hint::black_box(pipeline.prefetch(parsed.iter().flatten(), &mut hashes))
+        })) {
+            faults.panicked("a udp batch prefetch", None, &*p);
+        }
         for (&(_, n, from), parsed) in got.iter().zip(&parsed) {
             let Some(src) = to_std(&from) else { continue };
-            let out = &mut outs[dests.len()];
+            let Some(out) = outs.get_mut(dests.len()) else {
+                break;
+            };
             let mut record = |asked, outcome| {
                 if let Some(ts) = ts {
                     logged.push(Record {
@@ -140,7 +183,18 @@ fn run(
                     });
                 }
             };
-            match respond(pipeline, parsed, n, false, out) {
+            let handled = match catch_unwind(AssertUnwindSafe(|| {
+                #[cfg(test)]
+                super::tests::maybe_panic(parsed);
+                respond(pipeline, parsed, n, false, out)
+            })) {
+                Ok(h) => h,
+                Err(p) => {
+                    faults.panicked("a udp query", Some(src), &*p);
+                    continue;
+                }
+            };
+            match handled {
                 Handled::Reply(o, asked) => {
                     dests.push(Some(from));
                     if let Some(a) = asked {
@@ -149,30 +203,37 @@ fn run(
                 }
                 Handled::Drop => {}
                 Handled::Forward(q) => {
-                    if inflight.load(Ordering::Relaxed) >= MAX_INFLIGHT {
-                        wire::write_error(
-                            out,
-                            q.id,
-                            q.flags,
-                            Some(&q),
-                            wire::rcode::SERVFAIL,
-                            None,
-                        );
-                        dests.push(Some(from));
-                        if log.is_some() {
-                            let o = Outcome::new(Action::Failed, wire::rcode::SERVFAIL, None);
-                            record(Asked::of(&q), o);
+                    let slot = match forwards.try_take(src.ip()) {
+                        Ok(slot) => slot,
+                        Err(full) => {
+                            if full_warned.allow() {
+                                tracing::warn!(client = %src, limit = ?full, "forward refused with SERVFAIL: too many in flight");
+                            }
+                            wire::write_error(
+                                out,
+                                q.id,
+                                q.flags,
+                                Some(&q),
+                                wire::rcode::SERVFAIL,
+                                None,
+                            );
+                            dests.push(Some(from));
+                            if log.is_some() {
+                                let o = Outcome::new(Action::Failed, wire::rcode::SERVFAIL, None);
+                                record(Asked::of(&q), o);
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    inflight.fetch_add(1, Ordering::Relaxed);
-                    let (sock, pipeline, inflight) = (
-                        Arc::clone(sock),
-                        Arc::clone(pipeline),
-                        Arc::clone(&inflight),
-                    );
+                    };
+                    let (sock, pipeline, faults) =
+                        (Arc::clone(sock), Arc::clone(pipeline), Arc::clone(faults));
                     let log = log.cloned().zip(ts);
                     rt.spawn(async move {
+                        let _watch = PanicWatch {
+                            what: "a udp forward",
+                            client: src,
+                            faults,
+                        };
                         let mut out = Vec::with_capacity(1500);
                         let limit = q.udp_limit();
                         let o = pipeline
@@ -181,7 +242,7 @@ fn run(
                         if let Err(e) = sock.send_to(&out, src) {
                             tracing::debug!(error = %e, client = %src, "udp send failed");
                         }
-                        inflight.fetch_sub(1, Ordering::Relaxed);
+                        drop(slot);
                         if let Some((log, ts)) = log {
                             log.record(Record {
                                 ts,
@@ -204,7 +265,7 @@ fn run(
             log.record_batch(std::mem::take(&mut logged));
         }
         if !batch_wait.is_zero() && got.len() > 1 && got.len() < BATCH {
-            std::thread::sleep(batch_wait);
+            std::thread::sleep(*batch_wait);
         }
     }
 }

@@ -9,6 +9,7 @@ mod cache; // hits, TTL countdown, negative caching
 mod cli; // the real binary: --version/--help, config check, SIGHUP reload
 mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptables
 mod forward; // forwarding, rcodes, flags, failover, SERVFAIL deadline, TCP fallback
+mod hostile; // hostile clients: TCP limits and deadlines, per-client forward limits
 mod lists_cli; // `sinkhole lists check|lint|convert|add|remove` on files
 mod malformed; // bad packets never hurt other clients
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
