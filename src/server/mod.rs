@@ -10,10 +10,20 @@
 //! on; a listener loop that ends anyway is started again. What one client can hold is
 //! bounded ([`slots`]): TCP connections, and forwards in flight (shared by UDP and TCP).
 
+// The listeners read what clients send: no panicking shortcuts here (a panic is caught and
+// counted, but it still costs an answer).
+#![warn(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 mod faults;
 pub mod slots;
 mod tcp;
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 mod tests;
 mod udp;
 

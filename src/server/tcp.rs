@@ -77,6 +77,7 @@ pub(super) async fn serve(listener: Arc<TcpListener>, shared: Arc<Shared>) {
             }
         };
         #[cfg(test)]
+        #[allow(clippy::panic)]
         if super::tests::FAIL_NEXT_ACCEPT.swap(false, std::sync::atomic::Ordering::Relaxed) {
             panic!("injected accept-loop failure");
         }

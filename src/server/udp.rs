@@ -146,6 +146,7 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
             }
         }
         #[cfg(test)]
+        #[allow(clippy::panic)]
         if super::tests::FAIL_NEXT_UDP_BATCH.swap(false, Ordering::Relaxed) {
             panic!("injected udp loop failure");
         }
@@ -257,7 +258,12 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
             }
         }
         parsed.clear();
-        send_batch(fd, &mut sheaders, &outs[..dests.len()], &dests);
+        send_batch(
+            fd,
+            &mut sheaders,
+            outs.get(..dests.len()).unwrap_or_default(),
+            &dests,
+        );
         // Log after send: the answers are out before any logging work.
         if let Some(log) = log
             && !logged.is_empty()
@@ -279,8 +285,11 @@ fn send_batch(
 ) {
     let mut start = 0;
     while start < outs.len() {
-        let iovs: Vec<[IoSlice<'_>; 1]> = outs[start..].iter().map(|o| [IoSlice::new(o)]).collect();
-        match sendmmsg(fd, headers, &iovs, &dests[start..], [], MsgFlags::empty()) {
+        let (Some(outs), Some(dests)) = (outs.get(start..), dests.get(start..)) else {
+            return;
+        };
+        let iovs: Vec<[IoSlice<'_>; 1]> = outs.iter().map(|o| [IoSlice::new(o)]).collect();
+        match sendmmsg(fd, headers, &iovs, dests, [], MsgFlags::empty()) {
             Ok(res) => {
                 let sent = res.count();
                 if sent == 0 {
