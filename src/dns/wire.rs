@@ -775,6 +775,27 @@ impl Response {
     }
 }
 
+/// Answers kept per query-log record at most; more are summed up in one `…+N more` entry.
+pub const LOG_ANSWERS: usize = 16;
+/// Longest answer text in a query-log record, in bytes as written (JSON escapes included).
+pub const LOG_ANSWER_TEXT: usize = 256;
+
+impl Response {
+    /// Bytes this answer holds, for the cache's byte budget: the message, the TTL table, the
+    /// struct, and a reserve for the query-log text rendered from it (bounded by
+    /// [`LOG_ANSWERS`] and [`LOG_ANSWER_TEXT`]).
+    pub fn size_estimate(&self) -> usize {
+        // One rendered answer costs its text plus a box (16) and allocator rounding (16);
+        // short records (an A is 16 wire bytes) render to at most about three times that.
+        let text_max = (LOG_ANSWERS + 1) * (LOG_ANSWER_TEXT + 32);
+        let text = (self.wire.len() * 3).min(text_max);
+        std::mem::size_of::<Self>()
+            + self.wire.len()
+            + std::mem::size_of_val::<[(u16, u32)]>(&self.ttls)
+            + text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,7 +124,7 @@ impl Pipeline {
     pub fn new(cfg: &Config, blocking: Blocking) -> Self {
         Self {
             blocking: ArcSwap::from_pointee(blocking),
-            cache: Cache::new(cfg.cache.max_entries),
+            cache: Cache::new(cfg.cache.max_entries, cfg.cache.max_bytes),
             upstream: Upstream::new(&cfg.upstream, &cfg.cache),
             details: cfg.log.is_some(),
         }
