@@ -796,6 +796,37 @@ impl Response {
     }
 }
 
+/// Record type HINFO.
+pub const TYPE_HINFO: u16 = 13;
+/// Query type ANY (`*`).
+pub const TYPE_ANY: u16 = 255;
+/// The RDATA of the RFC 8482 §4.2 answer to ANY: HINFO with CPU `"RFC8482"` and an empty OS.
+pub const RFC8482_HINFO: &[u8] = b"\x07RFC8482\x00";
+
+/// Writes a NOERROR answer for `q` holding one record owned by the question name, of type
+/// `rtype` with `rdata` (at most a few hundred bytes: the answer is never truncated), plus
+/// an OPT when the query had EDNS.
+pub fn write_answer(out: &mut Vec<u8>, q: &Query, rtype: u16, ttl: u32, rdata: &[u8]) {
+    out.clear();
+    let ar = u16::from(q.edns.is_some());
+    write_header(
+        out,
+        q.id,
+        response_flags(q.flags, rcode::NOERROR, 0),
+        [1, 1, 0, ar],
+    );
+    q.write_question(out);
+    put_u16(out, 0xC000 | HEADER_LEN as u16);
+    put_u16(out, rtype);
+    put_u16(out, q.qclass);
+    put_u32(out, ttl);
+    put_u16(out, u16::try_from(rdata.len()).unwrap_or(0));
+    out.extend_from_slice(&rdata[..rdata.len().min(usize::from(u16::MAX))]);
+    if let Some(e) = q.edns {
+        write_opt(out, e.dnssec_ok, rcode::NOERROR, None);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

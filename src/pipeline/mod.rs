@@ -3,7 +3,8 @@
 //! `blocking` → `cache` → `upstream`, written out in [`Pipeline::resolve`] with the reason
 //! for each step. The first two never do I/O, so the UDP hot path answers blocked and
 //! cached names inline ([`Pipeline::resolve_local`]) and hands only misses to the async
-//! forwarder ([`Pipeline::resolve_upstream`]).
+//! forwarder ([`Pipeline::resolve_upstream`]). ANY queries are answered locally
+//! (RFC 8482), after blocking and before the cache.
 
 pub mod blocking;
 pub mod cache;
@@ -22,6 +23,9 @@ use blocking::Blocking;
 use cache::Cache;
 use upstream::Upstream;
 
+/// TTL of the HINFO answer to ANY (unbound's choice).
+pub const ANY_TTL: u32 = 3600;
+
 /// What happened to a query; read by logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -31,6 +35,8 @@ pub enum Action {
     Cached,
     /// Answered locally because a list blocks the name.
     Blocked,
+    /// Answered by the server itself without a list (ANY, RFC 8482).
+    Local,
     /// Every upstream failed; SERVFAIL.
     Failed,
     /// Rejected before the pipeline (FORMERR, NOTIMP, BADVERS).
@@ -199,6 +205,16 @@ impl Pipeline {
             if self.details {
                 o.rule = Some(RuleRef::list(blocking.list()));
                 o.detail = Detail::Local(a.address);
+            }
+            return Some(o);
+        }
+        // ANY after blocking (a blocked name stays blocked) and before the cache: RFC 8482
+        // §4.2, one small HINFO instead of everything an upstream holds for the name.
+        if q.qtype == wire::TYPE_ANY {
+            wire::write_answer(out, q, wire::TYPE_HINFO, ANY_TTL, wire::RFC8482_HINFO);
+            let mut o = Outcome::new(Action::Local, rcode::NOERROR, None);
+            if self.details {
+                o.detail = Detail::Local(None);
             }
             return Some(o);
         }

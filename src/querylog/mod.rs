@@ -100,6 +100,7 @@ pub fn action_name(a: Action) -> &'static str {
         Action::Allowed => "allowed",
         Action::Cached => "cached",
         Action::Blocked => "blocked",
+        Action::Local => "local",
         Action::Failed => "failed",
         Action::Rejected => "refused",
     }
@@ -276,6 +277,7 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(action_name(Action::Rejected), "refused");
+        assert_eq!(action_name(Action::Local), "local");
         assert_eq!(qtype_name(28), "AAAA");
         assert_eq!(qtype_name(65280), "TYPE65280");
     }

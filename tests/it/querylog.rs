@@ -28,7 +28,7 @@ fn log_cmd(args: &[&str]) -> (i32, String, String) {
 }
 
 /// The log's records, once there are at least `n` (waits at most 5 s).
-async fn records(path: &Path, n: usize) -> Vec<Value> {
+pub(crate) async fn records(path: &Path, n: usize) -> Vec<Value> {
     let t = Instant::now();
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
