@@ -702,8 +702,10 @@ impl Response {
     }
 
     /// The answer section as text, for the query log: addresses for A/AAAA, targets
-    /// (without the final dot) for CNAME, PTR, NS, MX…, the record data otherwise. Parses
-    /// the message, so it is for the log writer, not for the query path.
+    /// (without the final dot) for CNAME, PTR, NS, MX…, the record data otherwise. Bounded:
+    /// at most [`LOG_ANSWERS`] answers, each cut to [`LOG_ANSWER_TEXT`] bytes as written in
+    /// JSON (ending in `…`), then one `…+N more` entry for the rest. Parses the message, so
+    /// it is for the log writer, not for the query path.
     pub fn answers(&self) -> &[Box<str>] {
         self.answers_text.get_or_init(|| {
             use hickory_proto::rr::RData;
@@ -711,22 +713,26 @@ impl Response {
                 return Box::default();
             };
             let target = |n: &hickory_proto::rr::Name| {
-                n.to_ascii()
-                    .trim_end_matches('.')
-                    .to_string()
-                    .into_boxed_str()
+                let t = n.to_ascii();
+                clip_log_text(t.trim_end_matches('.'))
             };
-            msg.answers
+            let mut v: Vec<Box<str>> = msg
+                .answers
                 .iter()
+                .take(LOG_ANSWERS)
                 .map(|r| match &r.data {
                     RData::A(a) => a.0.to_string().into_boxed_str(),
                     RData::AAAA(a) => a.0.to_string().into_boxed_str(),
                     RData::CNAME(n) => target(&n.0),
                     RData::PTR(n) => target(&n.0),
                     RData::NS(n) => target(&n.0),
-                    other => other.to_string().into_boxed_str(),
+                    other => clip_log_text(&other.to_string()),
                 })
-                .collect()
+                .collect();
+            if msg.answers.len() > LOG_ANSWERS {
+                v.push(format!("…+{} more", msg.answers.len() - LOG_ANSWERS).into_boxed_str());
+            }
+            v.into_boxed_slice()
         })
     }
 
@@ -736,8 +742,8 @@ impl Response {
     }
 
     /// Writes this answer for `q`, with every TTL reduced by `age` seconds; truncated (TC,
-    /// question only) when larger than `limit`.
-    pub fn write(&self, out: &mut Vec<u8>, q: &Query, age: u32, limit: usize) {
+    /// question only) when larger than `limit`. Returns true when it truncated.
+    pub fn write(&self, out: &mut Vec<u8>, q: &Query, age: u32, limit: usize) -> bool {
         out.clear();
         out.extend_from_slice(&self.wire);
         let up_flags = u16_at(&self.wire, 2).unwrap_or(0);
@@ -771,7 +777,9 @@ impl Response {
             if let Some(e) = q.edns {
                 write_opt(out, e.dnssec_ok, 0, None);
             }
+            return true;
         }
+        false
     }
 }
 
@@ -825,6 +833,25 @@ pub fn write_answer(out: &mut Vec<u8>, q: &Query, rtype: u16, ttl: u32, rdata: &
     if let Some(e) = q.edns {
         write_opt(out, e.dnssec_ok, rcode::NOERROR, None);
     }
+}
+
+/// `s` cut so that, written as a JSON string (escapes counted), it takes at most
+/// [`LOG_ANSWER_TEXT`] bytes; a cut text ends in `…`.
+fn clip_log_text(s: &str) -> Box<str> {
+    let cost = |c: char| match c {
+        '"' | '\\' | '\n' | '\t' | '\r' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    };
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        used += cost(c);
+        // Room for the `…` (3 bytes) if anything is left after this char.
+        if (used > LOG_ANSWER_TEXT - 3 && s.len() > i + c.len_utf8()) || used > LOG_ANSWER_TEXT {
+            return format!("{}…", &s[..i]).into_boxed_str();
+        }
+    }
+    s.into()
 }
 
 #[cfg(test)]
@@ -937,5 +964,52 @@ mod tests {
         assert_eq!(m.authorities[0].name.to_ascii(), "ads.example.");
         assert_eq!(m.authorities[0].ttl, 10);
         assert!(m.edns.is_some());
+    }
+
+    // See: #10 (a query-log record held every answer whole).
+    #[test]
+    fn r10_logged_answers_are_bounded() {
+        use hickory_proto::rr::rdata::{A, TXT};
+        use hickory_proto::rr::{RData, Record};
+        let q = parse_query(&query_bytes("many.example.", RecordType::A, false)).unwrap();
+        let mut m = Message::new(0x1234, MessageType::Response, OpCode::Query);
+        m.add_query(HQuery::query(
+            Name::from_ascii("many.example.").unwrap(),
+            RecordType::A,
+        ));
+        for i in 0..40u8 {
+            let name = Name::from_ascii("many.example.").unwrap();
+            m.answers
+                .push(Record::from_rdata(name, 60, RData::A(A::new(192, 0, 2, i))));
+        }
+        let r = Response::from_upstream(&m.to_vec().unwrap(), &q, 0x1234, 0, 86400).unwrap();
+        let a = r.answers();
+        assert_eq!(a.len(), LOG_ANSWERS + 1);
+        assert_eq!(&*a[0], "192.0.2.0");
+        assert_eq!(&*a[LOG_ANSWERS], "…+24 more");
+
+        let q = parse_query(&query_bytes("t.example.", RecordType::TXT, false)).unwrap();
+        let mut m = Message::new(0x1234, MessageType::Response, OpCode::Query);
+        m.add_query(HQuery::query(
+            Name::from_ascii("t.example.").unwrap(),
+            RecordType::TXT,
+        ));
+        let quotes = TXT::new(vec!["\"\u{1}".repeat(100); 3]);
+        let name = Name::from_ascii("t.example.").unwrap();
+        m.answers
+            .push(Record::from_rdata(name, 60, RData::TXT(quotes)));
+        let r = Response::from_upstream(&m.to_vec().unwrap(), &q, 0x1234, 0, 86400).unwrap();
+        let t = &r.answers()[0];
+        assert!(t.ends_with('…'));
+        let json = serde_json::to_string(&**t).unwrap();
+        assert!(
+            json.len() <= LOG_ANSWER_TEXT + 2,
+            "{} bytes: {json}",
+            json.len()
+        );
+        assert!(
+            json.len() > LOG_ANSWER_TEXT - 10,
+            "cut no shorter than needed"
+        );
     }
 }

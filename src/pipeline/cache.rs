@@ -167,7 +167,7 @@ mod tests {
     use crate::dns::wire::{Response, parse_query};
     use hickory_proto::op::{Message, MessageType, OpCode, Query as HQuery};
     use hickory_proto::rr::rdata::{A, TXT};
-    use hickory_proto::rr::{Name, RData, Record, RecordType};
+    use hickory_proto::rr::{Name, RData, Record};
 
     const MIB: usize = 1 << 20;
 

@@ -85,6 +85,19 @@ pub enum Detail {
     Local(Option<IpAddr>),
     /// An upstream answer, fresh or from the cache.
     Response(Arc<Response>),
+    /// An upstream answer too large for the client's UDP limit: the client was sent a
+    /// truncated reply (TC, no records), so the log shows no answers.
+    Truncated,
+}
+
+/// The detail of an upstream answer as sent: the answer, or only the fact that the client
+/// got a truncated reply.
+fn sent(resp: Arc<Response>, truncated: bool) -> Detail {
+    if truncated {
+        Detail::Truncated
+    } else {
+        Detail::Response(resp)
+    }
 }
 
 /// The result of resolving one query: the response bytes are in the caller's buffer.
@@ -221,11 +234,11 @@ impl Pipeline {
         let mut key = [0u8; 262];
         let key = q.cache_key(&mut key);
         let (resp, age) = self.cache.get(key, Instant::now())?;
-        resp.write(out, q, age, limit);
+        let truncated = resp.write(out, q, age, limit);
         let mut o = Outcome::new(Action::Cached, resp.rcode(), None);
         if self.details {
             o.rule = found.map(|_| RuleRef::list(blocking.list()));
-            o.detail = Detail::Response(resp);
+            o.detail = sent(resp, truncated);
         }
         Some(o)
     }
@@ -249,7 +262,7 @@ impl Pipeline {
     ) -> Outcome {
         match self.upstream.forward(q, arrived).await {
             Ok((resp, server)) => {
-                resp.write(out, q, 0, limit);
+                let truncated = resp.write(out, q, 0, limit);
                 let rc = resp.rcode();
                 let mut key = [0u8; 262];
                 let resp = Arc::new(resp);
@@ -257,7 +270,7 @@ impl Pipeline {
                 let mut o = Outcome::new(Action::Allowed, rc, Some(server));
                 if self.details {
                     o.rule = self.allow_snapshot();
-                    o.detail = Detail::Response(resp);
+                    o.detail = sent(resp, truncated);
                 }
                 o
             }

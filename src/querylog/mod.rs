@@ -75,9 +75,13 @@ pub struct Entry<'a> {
     /// Response code mnemonic.
     #[serde(borrow)]
     pub rcode: Cow<'a, str>,
-    /// Addresses and targets answered.
+    /// Addresses and targets answered: at most 16, each at most 256 bytes (cut ones end
+    /// in `…`), then `…+N more` for the rest.
     #[serde(default)]
     pub answers: Vec<Cow<'a, str>>,
+    /// True when the client was sent a truncated reply (TC, no answers); absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tc: bool,
     /// The upstream that answered (`ip:port`), for `allowed`.
     #[serde(borrow, default)]
     pub upstream: Option<Cow<'a, str>>,
