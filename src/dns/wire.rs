@@ -594,13 +594,25 @@ pub enum ResponseError {
 
 impl Response {
     /// Checks an upstream answer to `q` (sent with ID `id`) and prepares it for relaying.
-    /// TTLs are clamped to `[min_ttl, max_ttl]`.
+    /// TTLs are clamped to `[min_ttl, max_ttl]`. Records outside the question's bailiwick
+    /// are stripped (see `scrub`); an answer with none is kept byte for byte.
     pub fn from_upstream(
         pkt: &[u8],
         q: &Query,
         id: u16,
         min_ttl: u32,
         max_ttl: u32,
+    ) -> Result<Self, ResponseError> {
+        Self::build(pkt, q, id, min_ttl, max_ttl, true)
+    }
+
+    fn build(
+        pkt: &[u8],
+        q: &Query,
+        id: u16,
+        min_ttl: u32,
+        max_ttl: u32,
+        scrub: bool,
     ) -> Result<Self, ResponseError> {
         use ResponseError::*;
         if pkt.len() < HEADER_LEN {
@@ -654,6 +666,13 @@ impl Response {
             }
             pos = rr.end;
         }
+        if scrub {
+            let mut any = false;
+            scrub::strays(pkt, qend + 4, [an, ns, ar], q.qtype, |_| any = true).ok_or(Malformed)?;
+            if any {
+                return Self::reencode_scrubbed(pkt, q, id, min_ttl, max_ttl);
+            }
+        }
         let cache_ttl = match rc {
             rcode::NOERROR if an > 0 => min_answer,
             rcode::NOERROR | rcode::NXDOMAIN => soa_neg,
@@ -691,7 +710,7 @@ impl Response {
             hickory_proto::op::Message::from_vec(pkt).map_err(|_| ResponseError::Malformed)?;
         msg.edns = None;
         let bytes = msg.to_vec().map_err(|_| ResponseError::Malformed)?;
-        let mut r = Self::from_upstream(&bytes, q, id, min_ttl, max_ttl)?;
+        let mut r = Self::build(&bytes, q, id, min_ttl, max_ttl, true)?;
         r.cache_ttl = None;
         Ok(r)
     }
@@ -854,6 +873,69 @@ fn clip_log_text(s: &str) -> Box<str> {
     s.into()
 }
 
+mod scrub;
+
+impl Response {
+    /// The rare path: `pkt` holds records outside the question's bailiwick. They are
+    /// removed and the rest re-encoded (compression pointers may point into the removed
+    /// records, so they cannot be cut out byte-wise).
+    fn reencode_scrubbed(
+        pkt: &[u8],
+        q: &Query,
+        id: u16,
+        min_ttl: u32,
+        max_ttl: u32,
+    ) -> Result<Self, ResponseError> {
+        use ResponseError::Malformed;
+        let counts = [6, 8, 10].map(|i| u16_at(pkt, i).unwrap_or(0));
+        let first = HEADER_LEN + q.question_len();
+        let mut strays = Vec::new();
+        scrub::strays(pkt, first, counts, q.qtype, |i| strays.push(i)).ok_or(Malformed)?;
+        let mut msg = hickory_proto::op::Message::from_vec(pkt).map_err(|_| Malformed)?;
+        let [an, ns, _] = counts.map(usize::from);
+        if msg.answers.len() != an || msg.authorities.len() != ns {
+            return Err(Malformed);
+        }
+        // Indices run over all records, OPT included, which hickory keeps apart (and which
+        // is never a stray): map additional indices past the OPT.
+        let opt_at = {
+            let mut pos = first;
+            let mut at = None;
+            for i in 0..counts.iter().map(|&c| usize::from(c)).sum::<usize>() {
+                let rr = parse_rr(pkt, pos).ok_or(Malformed)?;
+                if rr.rtype == TYPE_OPT {
+                    at = Some(i);
+                }
+                pos = rr.end;
+            }
+            at
+        };
+        let mut is_stray = strays.iter().copied().peekable();
+        let mut keep = |i: usize| {
+            let stray = is_stray.next_if_eq(&i).is_some();
+            !stray
+        };
+        let mut i = 0;
+        msg.answers.retain(|_| {
+            i += 1;
+            keep(i - 1)
+        });
+        msg.authorities.retain(|_| {
+            i += 1;
+            keep(i - 1)
+        });
+        msg.additionals.retain(|_| {
+            if opt_at == Some(i) {
+                i += 1;
+            }
+            i += 1;
+            keep(i - 1)
+        });
+        let bytes = msg.to_vec().map_err(|_| Malformed)?;
+        Self::build(&bytes, q, id, min_ttl, max_ttl, false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1011,5 +1093,42 @@ mod tests {
             json.len() > LOG_ANSWER_TEXT - 10,
             "cut no shorter than needed"
         );
+    }
+
+    #[test]
+    fn in_bailiwick_answer_is_kept_byte_for_byte() {
+        use hickory_proto::rr::rdata::{A, CNAME, NS};
+        use hickory_proto::rr::{RData, Record};
+        let n = |s: &str| Name::from_ascii(s).unwrap();
+        let q = parse_query(&query_bytes("www.example.", RecordType::A, false)).unwrap();
+        let mut m = Message::new(0x1234, MessageType::Response, OpCode::Query);
+        m.add_query(HQuery::query(n("www.example."), RecordType::A));
+        let cname = RData::CNAME(CNAME(n("edge.cdn.test.")));
+        m.answers
+            .push(Record::from_rdata(n("www.example."), 60, cname));
+        let a = RData::A(A::new(192, 0, 2, 1));
+        m.answers
+            .push(Record::from_rdata(n("edge.cdn.test."), 60, a));
+        let ns = RData::NS(NS(n("ns.cdn.test.")));
+        m.authorities
+            .push(Record::from_rdata(n("cdn.test."), 60, ns));
+        let glue = RData::A(A::new(192, 0, 2, 53));
+        m.additionals
+            .push(Record::from_rdata(n("ns.cdn.test."), 60, glue));
+        let pkt = m.to_vec().unwrap();
+        let r = Response::from_upstream(&pkt, &q, 0x1234, 0, 86400).unwrap();
+        assert_eq!(&*r.wire, &pkt[..], "nothing stripped, nothing re-encoded");
+        // One stray additional record: re-encoded without it, the rest intact.
+        let stray = RData::A(A::new(6, 6, 6, 6));
+        m.additionals
+            .push(Record::from_rdata(n("bank.test."), 60, stray));
+        let pkt = m.to_vec().unwrap();
+        let r = Response::from_upstream(&pkt, &q, 0x1234, 0, 86400).unwrap();
+        let back = Message::from_vec(&r.wire).unwrap();
+        assert_eq!(back.answers.len(), 2);
+        assert_eq!(back.authorities.len(), 1);
+        assert_eq!(back.additionals.len(), 1);
+        assert_eq!(back.additionals[0].name, n("ns.cdn.test."));
+        assert_eq!(r.cache_ttl, Some(60));
     }
 }

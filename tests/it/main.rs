@@ -15,5 +15,6 @@ mod malformed; // bad packets never hurt other clients
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
 mod real_lists; // the real community lists in ../shared/data
 mod reload; // file-change reload under a query loop
+mod scrub; // out-of-bailiwick records stripped before caching and relaying
 mod udp_load; // bursts through the batched UDP path and its pause
 mod url_lists; // URL lists against a loopback HTTP server
