@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use firewall::FirewallConfig;
-use raw::{RawConfig, RawList, RawPercent};
+use raw::{RawConfig, RawList, RawPercent, RawSize};
 use toml::Spanned;
 
 use crate::blocklist::Kind;
@@ -70,6 +70,8 @@ pub struct UpstreamConfig {
 pub struct CacheConfig {
     /// Most entries kept; 0 disables the cache.
     pub max_entries: usize,
+    /// Most bytes the kept answers may hold (by the cache's estimate); 0 disables the cache.
+    pub max_bytes: usize,
     /// TTL floor, seconds.
     pub min_ttl: u32,
     /// TTL ceiling, seconds.
@@ -256,6 +258,10 @@ impl Validator<'_> {
                 format!("{min_ttl} is above cache.max_ttl ({max_ttl})"),
             );
         }
+        let max_bytes = parse_size(raw.cache.max_bytes.get_ref()).unwrap_or_else(|m| {
+            self.err(raw.cache.max_bytes.span(), "cache.max_bytes", m);
+            0
+        });
         for (t, key) in [
             (&raw.cache.max_ttl, "cache.max_ttl"),
             (&raw.blocking.ttl, "blocking.ttl"),
@@ -378,6 +384,7 @@ impl Validator<'_> {
             },
             cache: CacheConfig {
                 max_entries: raw.cache.max_entries,
+                max_bytes,
                 min_ttl,
                 max_ttl: max_ttl.max(min_ttl),
             },
@@ -551,9 +558,81 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Smallest non-zero `cache.max_bytes`: each of the cache's 16 shards then holds 4 KiB,
+/// a few ordinary answers.
+pub const MIN_CACHE_BYTES: u64 = 64 << 10;
+
+/// Reads `cache.max_bytes`: bytes as a number, or text with an optional binary unit
+/// (`"64MiB"`, `"512 KiB"`, `"1GiB"`, `"65536B"`). 0 turns the cache off.
+pub fn parse_size(v: &RawSize) -> Result<usize, String> {
+    let bad = |what: &str| {
+        format!(
+            "{what}: write a number of bytes or a size such as \"64MiB\" (units B, KiB, MiB, GiB), from {MIN_CACHE_BYTES} up, or 0 to turn the cache off"
+        )
+    };
+    let n = match v {
+        RawSize::Number(n) => u64::try_from(*n).map_err(|_| bad(&n.to_string()))?,
+        RawSize::Text(t) => {
+            let s = t.trim();
+            let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (num, unit) = s.split_at(digits);
+            let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "kib" => 1 << 10,
+                "mib" => 1 << 20,
+                "gib" => 1 << 30,
+                _ => return Err(bad(&format!("{t:?}"))),
+            };
+            num.parse::<u64>()
+                .ok()
+                .and_then(|n| n.checked_mul(mult))
+                .ok_or_else(|| bad(&format!("{t:?}")))?
+        }
+    };
+    let shown = || match v {
+        RawSize::Number(n) => n.to_string(),
+        RawSize::Text(t) => format!("{t:?}"),
+    };
+    if n != 0 && n < MIN_CACHE_BYTES {
+        return Err(bad(&format!("{} is too small", shown())));
+    }
+    if n > 1 << 40 {
+        return Err(bad(&format!("{} is above 1 TiB", shown())));
+    }
+    usize::try_from(n).map_err(|_| bad(&shown()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_max_bytes_takes_numbers_and_binary_units() {
+        let bytes = |v: &str| {
+            Config::parse(&format!("[cache]\nmax_bytes = {v}\n"), "t.toml", None)
+                .map(|c| c.cache.max_bytes)
+        };
+        assert_eq!(bytes("67108864").unwrap(), 64 << 20);
+        assert_eq!(bytes("\"64MiB\"").unwrap(), 64 << 20);
+        assert_eq!(bytes("\"512 kib\"").unwrap(), 512 << 10);
+        assert_eq!(bytes("\"1GiB\"").unwrap(), 1 << 30);
+        assert_eq!(bytes("0").unwrap(), 0);
+        assert_eq!(
+            Config::parse("", "t.toml", None).unwrap().cache.max_bytes,
+            64 << 20
+        );
+        for (v, why) in [
+            ("\"64MB\"", "\"64MB\": write a number of bytes"),
+            ("-1", "-1: write"),
+            ("1000", "1000 is too small"),
+            ("\"2048GiB\"", "above 1 TiB"),
+        ] {
+            let e = bytes(v).unwrap_err().0;
+            let m = e[0].to_string();
+            assert!(m.starts_with("t.toml:2:13: cache.max_bytes: "), "{m}");
+            assert!(m.contains(why), "{m}");
+        }
+    }
 
     #[test]
     fn embedded_default_is_valid() {

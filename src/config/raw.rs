@@ -118,6 +118,8 @@ impl Default for RawUpstream {
 pub struct RawCache {
     /// Most answers kept (0 turns the cache off).
     pub max_entries: usize,
+    /// Most bytes the kept answers may hold: `67108864` or `"64MiB"` (0 turns the cache off).
+    pub max_bytes: Spanned<RawSize>,
     /// Lowest TTL kept and served, in seconds.
     pub min_ttl: Spanned<u32>,
     /// Highest TTL kept and served, in seconds.
@@ -128,6 +130,7 @@ impl Default for RawCache {
     fn default() -> Self {
         Self {
             max_entries: 100_000,
+            max_bytes: Spanned::new(0..0, RawSize::Number(64 << 20)),
             min_ttl: Spanned::new(0..0, 0),
             max_ttl: Spanned::new(0..0, 86_400),
         }
@@ -181,6 +184,16 @@ pub struct RawListTable {
     /// `"subtree"` (default) or `"exact"`.
     #[serde(rename = "match")]
     pub match_: Option<String>,
+}
+
+/// A size written as a number of bytes or as text with a binary unit (`"64MiB"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    /// `67108864`
+    Number(i64),
+    /// `"64MiB"`, `"512KiB"`, `"1GiB"`, `"4096"`
+    Text(String),
 }
 
 /// A percentage written as a number or as `"50%"`.

@@ -609,13 +609,25 @@ pub enum ResponseError {
 
 impl Response {
     /// Checks an upstream answer to `q` (sent with ID `id`) and prepares it for relaying.
-    /// TTLs are clamped to `[min_ttl, max_ttl]`.
+    /// TTLs are clamped to `[min_ttl, max_ttl]`. Records outside the question's bailiwick
+    /// are stripped (see `scrub`); an answer with none is kept byte for byte.
     pub fn from_upstream(
         pkt: &[u8],
         q: &Query,
         id: u16,
         min_ttl: u32,
         max_ttl: u32,
+    ) -> Result<Self, ResponseError> {
+        Self::build(pkt, q, id, min_ttl, max_ttl, true)
+    }
+
+    fn build(
+        pkt: &[u8],
+        q: &Query,
+        id: u16,
+        min_ttl: u32,
+        max_ttl: u32,
+        scrub: bool,
     ) -> Result<Self, ResponseError> {
         use ResponseError::*;
         if pkt.len() < HEADER_LEN {
@@ -669,6 +681,13 @@ impl Response {
             }
             pos = rr.end;
         }
+        if scrub {
+            let mut any = false;
+            scrub::strays(pkt, qend + 4, [an, ns, ar], q.qtype, |_| any = true).ok_or(Malformed)?;
+            if any {
+                return Self::reencode_scrubbed(pkt, q, id, min_ttl, max_ttl);
+            }
+        }
         let cache_ttl = match rc {
             rcode::NOERROR if an > 0 => min_answer,
             rcode::NOERROR | rcode::NXDOMAIN => soa_neg,
@@ -706,7 +725,7 @@ impl Response {
             hickory_proto::op::Message::from_vec(pkt).map_err(|_| ResponseError::Malformed)?;
         msg.edns = None;
         let bytes = msg.to_vec().map_err(|_| ResponseError::Malformed)?;
-        let mut r = Self::from_upstream(&bytes, q, id, min_ttl, max_ttl)?;
+        let mut r = Self::build(&bytes, q, id, min_ttl, max_ttl, true)?;
         r.cache_ttl = None;
         Ok(r)
     }
@@ -717,8 +736,10 @@ impl Response {
     }
 
     /// The answer section as text, for the query log: addresses for A/AAAA, targets
-    /// (without the final dot) for CNAME, PTR, NS, MX…, the record data otherwise. Parses
-    /// the message, so it is for the log writer, not for the query path.
+    /// (without the final dot) for CNAME, PTR, NS, MX…, the record data otherwise. Bounded:
+    /// at most [`LOG_ANSWERS`] answers, each cut to [`LOG_ANSWER_TEXT`] bytes as written in
+    /// JSON (ending in `…`), then one `…+N more` entry for the rest. Parses the message, so
+    /// it is for the log writer, not for the query path.
     pub fn answers(&self) -> &[Box<str>] {
         self.answers_text.get_or_init(|| {
             use hickory_proto::rr::RData;
@@ -726,22 +747,26 @@ impl Response {
                 return Box::default();
             };
             let target = |n: &hickory_proto::rr::Name| {
-                n.to_ascii()
-                    .trim_end_matches('.')
-                    .to_string()
-                    .into_boxed_str()
+                let t = n.to_ascii();
+                clip_log_text(t.trim_end_matches('.'))
             };
-            msg.answers
+            let mut v: Vec<Box<str>> = msg
+                .answers
                 .iter()
+                .take(LOG_ANSWERS)
                 .map(|r| match &r.data {
                     RData::A(a) => a.0.to_string().into_boxed_str(),
                     RData::AAAA(a) => a.0.to_string().into_boxed_str(),
                     RData::CNAME(n) => target(&n.0),
                     RData::PTR(n) => target(&n.0),
                     RData::NS(n) => target(&n.0),
-                    other => other.to_string().into_boxed_str(),
+                    other => clip_log_text(&other.to_string()),
                 })
-                .collect()
+                .collect();
+            if msg.answers.len() > LOG_ANSWERS {
+                v.push(format!("…+{} more", msg.answers.len() - LOG_ANSWERS).into_boxed_str());
+            }
+            v.into_boxed_slice()
         })
     }
 
@@ -751,8 +776,8 @@ impl Response {
     }
 
     /// Writes this answer for `q`, with every TTL reduced by `age` seconds; truncated (TC,
-    /// question only) when larger than `limit`.
-    pub fn write(&self, out: &mut Vec<u8>, q: &Query, age: u32, limit: usize) {
+    /// question only) when larger than `limit`. Returns true when it truncated.
+    pub fn write(&self, out: &mut Vec<u8>, q: &Query, age: u32, limit: usize) -> bool {
         out.clear();
         out.extend_from_slice(&self.wire);
         let up_flags = u16_at(&self.wire, 2).unwrap_or(0);
@@ -786,7 +811,143 @@ impl Response {
             if let Some(e) = q.edns {
                 write_opt(out, e.dnssec_ok, 0, None);
             }
+            return true;
         }
+        false
+    }
+}
+
+/// Answers kept per query-log record at most; more are summed up in one `…+N more` entry.
+pub const LOG_ANSWERS: usize = 16;
+/// Longest answer text in a query-log record, in bytes as written (JSON escapes included).
+pub const LOG_ANSWER_TEXT: usize = 256;
+
+impl Response {
+    /// Bytes this answer holds, for the cache's byte budget: the message, the TTL table, the
+    /// struct, and a reserve for the query-log text rendered from it (bounded by
+    /// [`LOG_ANSWERS`] and [`LOG_ANSWER_TEXT`]).
+    pub fn size_estimate(&self) -> usize {
+        // One rendered answer costs its text plus a box (16) and allocator rounding (16);
+        // short records (an A is 16 wire bytes) render to at most about three times that.
+        let text_max = (LOG_ANSWERS + 1) * (LOG_ANSWER_TEXT + 32);
+        let text = (self.wire.len() * 3).min(text_max);
+        std::mem::size_of::<Self>()
+            + self.wire.len()
+            + std::mem::size_of_val::<[(u16, u32)]>(&self.ttls)
+            + text
+    }
+}
+
+/// Record type HINFO.
+pub const TYPE_HINFO: u16 = 13;
+/// Query type ANY (`*`).
+pub const TYPE_ANY: u16 = 255;
+/// The RDATA of the RFC 8482 §4.2 answer to ANY: HINFO with CPU `"RFC8482"` and an empty OS.
+pub const RFC8482_HINFO: &[u8] = b"\x07RFC8482\x00";
+
+/// Writes a NOERROR answer for `q` holding one record owned by the question name, of type
+/// `rtype` with `rdata` (at most a few hundred bytes: the answer is never truncated), plus
+/// an OPT when the query had EDNS.
+pub fn write_answer(out: &mut Vec<u8>, q: &Query, rtype: u16, ttl: u32, rdata: &[u8]) {
+    out.clear();
+    let ar = u16::from(q.edns.is_some());
+    write_header(
+        out,
+        q.id,
+        response_flags(q.flags, rcode::NOERROR, 0),
+        [1, 1, 0, ar],
+    );
+    q.write_question(out);
+    put_u16(out, 0xC000 | HEADER_LEN as u16);
+    put_u16(out, rtype);
+    put_u16(out, q.qclass);
+    put_u32(out, ttl);
+    put_u16(out, u16::try_from(rdata.len()).unwrap_or(0));
+    out.extend_from_slice(&rdata[..rdata.len().min(usize::from(u16::MAX))]);
+    if let Some(e) = q.edns {
+        write_opt(out, e.dnssec_ok, rcode::NOERROR, None);
+    }
+}
+
+/// `s` cut so that, written as a JSON string (escapes counted), it takes at most
+/// [`LOG_ANSWER_TEXT`] bytes; a cut text ends in `…`.
+fn clip_log_text(s: &str) -> Box<str> {
+    let cost = |c: char| match c {
+        '"' | '\\' | '\n' | '\t' | '\r' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    };
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        used += cost(c);
+        // Room for the `…` (3 bytes) if anything is left after this char.
+        if (used > LOG_ANSWER_TEXT - 3 && s.len() > i + c.len_utf8()) || used > LOG_ANSWER_TEXT {
+            return format!("{}…", &s[..i]).into_boxed_str();
+        }
+    }
+    s.into()
+}
+
+mod scrub;
+
+impl Response {
+    /// The rare path: `pkt` holds records outside the question's bailiwick. They are
+    /// removed and the rest re-encoded (compression pointers may point into the removed
+    /// records, so they cannot be cut out byte-wise).
+    fn reencode_scrubbed(
+        pkt: &[u8],
+        q: &Query,
+        id: u16,
+        min_ttl: u32,
+        max_ttl: u32,
+    ) -> Result<Self, ResponseError> {
+        use ResponseError::Malformed;
+        let counts = [6, 8, 10].map(|i| u16_at(pkt, i).unwrap_or(0));
+        let first = HEADER_LEN + q.question_len();
+        let mut strays = Vec::new();
+        scrub::strays(pkt, first, counts, q.qtype, |i| strays.push(i)).ok_or(Malformed)?;
+        let mut msg = hickory_proto::op::Message::from_vec(pkt).map_err(|_| Malformed)?;
+        let [an, ns, _] = counts.map(usize::from);
+        if msg.answers.len() != an || msg.authorities.len() != ns {
+            return Err(Malformed);
+        }
+        // Indices run over all records, OPT included, which hickory keeps apart (and which
+        // is never a stray): map additional indices past the OPT.
+        let opt_at = {
+            let mut pos = first;
+            let mut at = None;
+            for i in 0..counts.iter().map(|&c| usize::from(c)).sum::<usize>() {
+                let rr = parse_rr(pkt, pos).ok_or(Malformed)?;
+                if rr.rtype == TYPE_OPT {
+                    at = Some(i);
+                }
+                pos = rr.end;
+            }
+            at
+        };
+        let mut is_stray = strays.iter().copied().peekable();
+        let mut keep = |i: usize| {
+            let stray = is_stray.next_if_eq(&i).is_some();
+            !stray
+        };
+        let mut i = 0;
+        msg.answers.retain(|_| {
+            i += 1;
+            keep(i - 1)
+        });
+        msg.authorities.retain(|_| {
+            i += 1;
+            keep(i - 1)
+        });
+        msg.additionals.retain(|_| {
+            if opt_at == Some(i) {
+                i += 1;
+            }
+            i += 1;
+            keep(i - 1)
+        });
+        let bytes = msg.to_vec().map_err(|_| Malformed)?;
+        Self::build(&bytes, q, id, min_ttl, max_ttl, false)
     }
 }
 
@@ -956,5 +1117,89 @@ mod tests {
         assert_eq!(m.authorities[0].name.to_ascii(), "ads.example.");
         assert_eq!(m.authorities[0].ttl, 10);
         assert!(m.edns.is_some());
+    }
+
+    // See: #10 (a query-log record held every answer whole).
+    #[test]
+    fn r10_logged_answers_are_bounded() {
+        use hickory_proto::rr::rdata::{A, TXT};
+        use hickory_proto::rr::{RData, Record};
+        let q = parse_query(&query_bytes("many.example.", RecordType::A, false)).unwrap();
+        let mut m = Message::new(0x1234, MessageType::Response, OpCode::Query);
+        m.add_query(HQuery::query(
+            Name::from_ascii("many.example.").unwrap(),
+            RecordType::A,
+        ));
+        for i in 0..40u8 {
+            let name = Name::from_ascii("many.example.").unwrap();
+            m.answers
+                .push(Record::from_rdata(name, 60, RData::A(A::new(192, 0, 2, i))));
+        }
+        let r = Response::from_upstream(&m.to_vec().unwrap(), &q, 0x1234, 0, 86400).unwrap();
+        let a = r.answers();
+        assert_eq!(a.len(), LOG_ANSWERS + 1);
+        assert_eq!(&*a[0], "192.0.2.0");
+        assert_eq!(&*a[LOG_ANSWERS], "…+24 more");
+
+        let q = parse_query(&query_bytes("t.example.", RecordType::TXT, false)).unwrap();
+        let mut m = Message::new(0x1234, MessageType::Response, OpCode::Query);
+        m.add_query(HQuery::query(
+            Name::from_ascii("t.example.").unwrap(),
+            RecordType::TXT,
+        ));
+        let quotes = TXT::new(vec!["\"\u{1}".repeat(100); 3]);
+        let name = Name::from_ascii("t.example.").unwrap();
+        m.answers
+            .push(Record::from_rdata(name, 60, RData::TXT(quotes)));
+        let r = Response::from_upstream(&m.to_vec().unwrap(), &q, 0x1234, 0, 86400).unwrap();
+        let t = &r.answers()[0];
+        assert!(t.ends_with('…'));
+        let json = serde_json::to_string(&**t).unwrap();
+        assert!(
+            json.len() <= LOG_ANSWER_TEXT + 2,
+            "{} bytes: {json}",
+            json.len()
+        );
+        assert!(
+            json.len() > LOG_ANSWER_TEXT - 10,
+            "cut no shorter than needed"
+        );
+    }
+
+    #[test]
+    fn in_bailiwick_answer_is_kept_byte_for_byte() {
+        use hickory_proto::rr::rdata::{A, CNAME, NS};
+        use hickory_proto::rr::{RData, Record};
+        let n = |s: &str| Name::from_ascii(s).unwrap();
+        let q = parse_query(&query_bytes("www.example.", RecordType::A, false)).unwrap();
+        let mut m = Message::new(0x1234, MessageType::Response, OpCode::Query);
+        m.add_query(HQuery::query(n("www.example."), RecordType::A));
+        let cname = RData::CNAME(CNAME(n("edge.cdn.test.")));
+        m.answers
+            .push(Record::from_rdata(n("www.example."), 60, cname));
+        let a = RData::A(A::new(192, 0, 2, 1));
+        m.answers
+            .push(Record::from_rdata(n("edge.cdn.test."), 60, a));
+        let ns = RData::NS(NS(n("ns.cdn.test.")));
+        m.authorities
+            .push(Record::from_rdata(n("cdn.test."), 60, ns));
+        let glue = RData::A(A::new(192, 0, 2, 53));
+        m.additionals
+            .push(Record::from_rdata(n("ns.cdn.test."), 60, glue));
+        let pkt = m.to_vec().unwrap();
+        let r = Response::from_upstream(&pkt, &q, 0x1234, 0, 86400).unwrap();
+        assert_eq!(&*r.wire, &pkt[..], "nothing stripped, nothing re-encoded");
+        // One stray additional record: re-encoded without it, the rest intact.
+        let stray = RData::A(A::new(6, 6, 6, 6));
+        m.additionals
+            .push(Record::from_rdata(n("bank.test."), 60, stray));
+        let pkt = m.to_vec().unwrap();
+        let r = Response::from_upstream(&pkt, &q, 0x1234, 0, 86400).unwrap();
+        let back = Message::from_vec(&r.wire).unwrap();
+        assert_eq!(back.answers.len(), 2);
+        assert_eq!(back.authorities.len(), 1);
+        assert_eq!(back.additionals.len(), 1);
+        assert_eq!(back.additionals[0].name, n("ns.cdn.test."));
+        assert_eq!(r.cache_ttl, Some(60));
     }
 }

@@ -3,7 +3,8 @@
 //! `blocking` → `cache` → `upstream`, written out in [`Pipeline::resolve`] with the reason
 //! for each step. The first two never do I/O, so the UDP hot path answers blocked and
 //! cached names inline ([`Pipeline::resolve_local`]) and hands only misses to the async
-//! forwarder ([`Pipeline::resolve_upstream`]).
+//! forwarder ([`Pipeline::resolve_upstream`]). ANY queries are answered locally
+//! (RFC 8482), after blocking and before the cache.
 
 pub mod blocking;
 pub mod cache;
@@ -22,6 +23,9 @@ use blocking::Blocking;
 use cache::Cache;
 use upstream::Upstream;
 
+/// TTL of the HINFO answer to ANY (unbound's choice).
+pub const ANY_TTL: u32 = 3600;
+
 /// What happened to a query; read by logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -31,6 +35,8 @@ pub enum Action {
     Cached,
     /// Answered locally because a list blocks the name.
     Blocked,
+    /// Answered by the server itself without a list (ANY, RFC 8482).
+    Local,
     /// Every upstream failed; SERVFAIL.
     Failed,
     /// Rejected before the pipeline (FORMERR, NOTIMP, BADVERS).
@@ -79,6 +85,19 @@ pub enum Detail {
     Local(Option<IpAddr>),
     /// An upstream answer, fresh or from the cache.
     Response(Arc<Response>),
+    /// An upstream answer too large for the client's UDP limit: the client was sent a
+    /// truncated reply (TC, no records), so the log shows no answers.
+    Truncated,
+}
+
+/// The detail of an upstream answer as sent: the answer, or only the fact that the client
+/// got a truncated reply.
+fn sent(resp: Arc<Response>, truncated: bool) -> Detail {
+    if truncated {
+        Detail::Truncated
+    } else {
+        Detail::Response(resp)
+    }
 }
 
 /// The result of resolving one query: the response bytes are in the caller's buffer.
@@ -124,7 +143,7 @@ impl Pipeline {
     pub fn new(cfg: &Config, blocking: Blocking) -> Self {
         Self {
             blocking: ArcSwap::from_pointee(blocking),
-            cache: Cache::new(cfg.cache.max_entries),
+            cache: Cache::new(cfg.cache.max_entries, cfg.cache.max_bytes),
             upstream: Upstream::new(&cfg.upstream, &cfg.cache),
             details: cfg.log.is_some(),
         }
@@ -202,14 +221,24 @@ impl Pipeline {
             }
             return Some(o);
         }
+        // ANY after blocking (a blocked name stays blocked) and before the cache: RFC 8482
+        // §4.2, one small HINFO instead of everything an upstream holds for the name.
+        if q.qtype == wire::TYPE_ANY {
+            wire::write_answer(out, q, wire::TYPE_HINFO, ANY_TTL, wire::RFC8482_HINFO);
+            let mut o = Outcome::new(Action::Local, rcode::NOERROR, None);
+            if self.details {
+                o.detail = Detail::Local(None);
+            }
+            return Some(o);
+        }
         let mut key = [0u8; 262];
         let key = q.cache_key(&mut key);
         let (resp, age) = self.cache.get(key, Instant::now())?;
-        resp.write(out, q, age, limit);
+        let truncated = resp.write(out, q, age, limit);
         let mut o = Outcome::new(Action::Cached, resp.rcode(), None);
         if self.details {
             o.rule = found.map(|_| RuleRef::list(blocking.list()));
-            o.detail = Detail::Response(resp);
+            o.detail = sent(resp, truncated);
         }
         Some(o)
     }
@@ -233,7 +262,7 @@ impl Pipeline {
     ) -> Outcome {
         match self.upstream.forward(q, arrived).await {
             Ok((resp, server)) => {
-                resp.write(out, q, 0, limit);
+                let truncated = resp.write(out, q, 0, limit);
                 let rc = resp.rcode();
                 let mut key = [0u8; 262];
                 let resp = Arc::new(resp);
@@ -241,7 +270,7 @@ impl Pipeline {
                 let mut o = Outcome::new(Action::Allowed, rc, Some(server));
                 if self.details {
                     o.rule = self.allow_snapshot();
-                    o.detail = Detail::Response(resp);
+                    o.detail = sent(resp, truncated);
                 }
                 o
             }

@@ -75,9 +75,13 @@ pub struct Entry<'a> {
     /// Response code mnemonic.
     #[serde(borrow)]
     pub rcode: Cow<'a, str>,
-    /// Addresses and targets answered.
+    /// Addresses and targets answered: at most 16, each at most 256 bytes (cut ones end
+    /// in `…`), then `…+N more` for the rest.
     #[serde(default)]
     pub answers: Vec<Cow<'a, str>>,
+    /// True when the client was sent a truncated reply (TC, no answers); absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tc: bool,
     /// The upstream that answered (`ip:port`), for `allowed`.
     #[serde(borrow, default)]
     pub upstream: Option<Cow<'a, str>>,
@@ -100,6 +104,7 @@ pub fn action_name(a: Action) -> &'static str {
         Action::Allowed => "allowed",
         Action::Cached => "cached",
         Action::Blocked => "blocked",
+        Action::Local => "local",
         Action::Failed => "failed",
         Action::Rejected => "refused",
     }
@@ -276,6 +281,7 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(action_name(Action::Rejected), "refused");
+        assert_eq!(action_name(Action::Local), "local");
         assert_eq!(qtype_name(28), "AAAA");
         assert_eq!(qtype_name(65280), "TYPE65280");
     }

@@ -293,7 +293,7 @@ impl Writer {
         json_str(l, rcode::name(r.outcome.rcode));
         l.extend_from_slice(b",\"answers\":[");
         match &r.outcome.detail {
-            Detail::None | Detail::Local(None) => {}
+            Detail::None | Detail::Local(None) | Detail::Truncated => {}
             Detail::Local(Some(a)) => json_str(l, &a.to_string()),
             Detail::Response(resp) => {
                 for (i, a) in resp.answers().iter().enumerate() {
@@ -304,7 +304,13 @@ impl Writer {
                 }
             }
         }
-        l.extend_from_slice(b"],\"upstream\":");
+        l.push(b']');
+        // Only on truncated replies: the client was sent no answers (and will retry over
+        // TCP, which is logged with them).
+        if matches!(r.outcome.detail, Detail::Truncated) {
+            l.extend_from_slice(b",\"tc\":true");
+        }
+        l.extend_from_slice(b",\"upstream\":");
         match r.outcome.upstream {
             Some(u) => json_str(l, &u.to_string()),
             None => l.extend_from_slice(b"null"),

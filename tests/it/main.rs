@@ -4,6 +4,7 @@
 mod fake_upstream; // the in-process authoritative upstream, with query counters
 mod harness; // TestServer (the real service on 127.0.0.1:0) and a small DNS client
 
+mod any; // ANY answered locally with RFC 8482 HINFO
 mod blocking; // block modes, suffix and allow precedence, EDE
 mod cache; // hits, TTL countdown, negative caching
 mod cli; // the real binary: --version/--help, config check, SIGHUP reload
@@ -15,5 +16,6 @@ mod malformed; // bad packets never hurt other clients
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
 mod real_lists; // the real community lists in ../shared/data
 mod reload; // file-change reload under a query loop
+mod scrub; // out-of-bailiwick records stripped before caching and relaying
 mod udp_load; // bursts through the batched UDP path and its pause
 mod url_lists; // URL lists against a loopback HTTP server

@@ -28,7 +28,7 @@ fn log_cmd(args: &[&str]) -> (i32, String, String) {
 }
 
 /// The log's records, once there are at least `n` (waits at most 5 s).
-async fn records(path: &Path, n: usize) -> Vec<Value> {
+pub(crate) async fn records(path: &Path, n: usize) -> Vec<Value> {
     let t = Instant::now();
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -583,4 +583,70 @@ fn generate_1m_record_log() {
         .unwrap();
     }
     w.flush().unwrap();
+}
+
+// See: #10 (one client sending 43-byte queries wrote 57 KB log lines: the log wrote every
+// answer whole, even when the client got a truncated reply).
+#[tokio::test(flavor = "multi_thread")]
+async fn r10_log_records_are_bounded_and_truncated_replies_log_no_answers() {
+    use crate::fake_upstream::txt;
+    let mut zone = vec![txt("big.test.", vec!["z".repeat(250); 80], 300)];
+    for i in 0..40 {
+        zone.push(a("many.test.", &format!("192.0.2.{i}"), 300));
+    }
+    let up = FakeUpstream::start(zone).await;
+    let s = TestServer::start(
+        &format!(
+            "[upstream]\nservers = [\"{}\"]\n[log]\npath = \"q.jsonl\"\n",
+            up.addr
+        ),
+        &[],
+    )
+    .await;
+    let path = s.path("q.jsonl");
+    // A client without EDNS: 512 bytes at most, so the reply is truncated (TC, no records).
+    let m = s.query("big.test.", RecordType::TXT).await;
+    assert!(m.metadata.truncation && m.answers.is_empty());
+    records(&path, 1).await;
+    // Over TCP it gets the whole answer; the log keeps a bounded part of it.
+    let m = s.query_tcp("big.test.", RecordType::TXT).await;
+    assert_eq!(m.answers.len(), 1);
+    records(&path, 2).await;
+    let m = s.query_tcp("many.test.", RecordType::A).await;
+    assert_eq!(m.answers.len(), 40);
+    records(&path, 3).await;
+    // Cached this time, and truncated again for the UDP client.
+    s.query("big.test.", RecordType::TXT).await;
+    records(&path, 4).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4);
+    let rec = |i: usize| serde_json::from_str::<Value>(lines[i]).unwrap();
+    for i in [0, 3] {
+        assert!(
+            lines[i].len() < 400,
+            "a TC reply's record is small: {}",
+            lines[i]
+        );
+        assert_eq!(rec(i)["answers"], serde_json::json!([]), "{}", lines[i]);
+        assert_eq!(rec(i)["tc"], true, "{}", lines[i]);
+    }
+    assert_eq!(rec(3)["action"], "cached");
+    // The TCP answer: one TXT of 20 KB, cut to 256 bytes.
+    let big = rec(1);
+    let answers = big["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 1);
+    let t = answers[0].as_str().unwrap();
+    assert!(
+        t.len() <= 256 && t.starts_with("zzz") && t.ends_with('…'),
+        "{t}"
+    );
+    assert!(lines[1].len() < 700, "{}", lines[1]);
+    assert_eq!(big.get("tc"), None, "tc only when the reply was truncated");
+    // 40 answers: the first 16 and a count of the rest.
+    let many = rec(2);
+    let answers = many["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 17, "{many}");
+    assert_eq!(answers[16], "…+24 more");
+    assert!(lines[2].len() < 1024, "{}", lines[2]);
 }
