@@ -4,4 +4,10 @@
 //! offsets of their TTL fields, so that a cached answer is served by one copy and a few
 //! patches. hickory-proto stays the reference parser (tests, rare re-encoding).
 
+#[warn(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 pub mod wire;

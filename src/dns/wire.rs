@@ -121,13 +121,17 @@ impl std::fmt::Debug for Query {
 impl Query {
     /// The name as the client sent it, in wire format (length-prefixed labels, final 0).
     pub fn wire_name(&self) -> &[u8] {
-        &self.wire[..self.wire_len as usize]
+        self.wire
+            .get(..usize::from(self.wire_len))
+            .unwrap_or_default()
     }
 
     /// The name in lower case, dotted, without the trailing dot ("" for the root). A `.` or
     /// `\` inside a label is escaped with `\`, so that label boundaries stay unambiguous.
     pub fn name(&self) -> &[u8] {
-        &self.text[..self.text_len as usize]
+        self.text
+            .get(..usize::from(self.text_len))
+            .unwrap_or_default()
     }
 
     /// The name as text (lossy for non-UTF-8 bytes), for logs.
@@ -143,7 +147,7 @@ impl Query {
         if idx >= total {
             return None;
         }
-        Some(HEADER_LEN as u16 + u16::from(self.labels[idx]))
+        Some(HEADER_LEN as u16 + u16::from(*self.labels.get(idx)?))
     }
 
     /// Number of labels in the question name.
@@ -177,15 +181,20 @@ impl Query {
     /// The cache key: lower-cased wire name, type, class, and the DO, CD and RD bits (which
     /// change what an upstream returns: an RD=0 answer may be a referral).
     pub fn cache_key<'b>(&self, buf: &'b mut [u8; 262]) -> &'b [u8] {
-        let n = self.wire_len as usize;
-        for (d, s) in buf.iter_mut().zip(&self.wire[..n]) {
+        // The wire name is at most 255 bytes, so the 7 bytes after it always fit in 262.
+        let name = self.wire_name();
+        let n = name.len();
+        for (d, s) in buf.iter_mut().zip(name) {
             *d = s.to_ascii_lowercase();
         }
-        buf[n..n + 2].copy_from_slice(&self.qtype.to_be_bytes());
-        buf[n + 2..n + 4].copy_from_slice(&self.qclass.to_be_bytes());
-        buf[n + 4] =
+        let bits =
             u8::from(self.dnssec_ok()) | (u8::from(self.cd()) << 1) | (u8::from(self.rd()) << 2);
-        &buf[..n + 5]
+        let [t0, t1] = self.qtype.to_be_bytes();
+        let [c0, c1] = self.qclass.to_be_bytes();
+        for (d, v) in buf.iter_mut().skip(n).zip([t0, t1, c0, c1, bits]) {
+            *d = v;
+        }
+        buf.get(..n + 5).unwrap_or_default()
     }
 
     /// Length of the question section as written (name + type + class).
@@ -390,12 +399,13 @@ pub fn parse_query(pkt: &[u8]) -> Result<Query, Reject> {
         };
         if rr.rtype == TYPE_OPT {
             // RFC 6891 §6.1.1: one OPT, owned by the root.
-            if q.edns.is_some() || pkt[rr.start] != 0 {
+            if q.edns.is_some() || pkt.get(rr.start) != Some(&0) {
                 return Err(formerr(Some(Box::new(q))));
             }
             let payload = u16_at(pkt, rr.start + 3).unwrap_or(512);
-            let version = pkt[rr.ttl_off + 1];
-            let dnssec_ok = pkt[rr.ttl_off + 2] & 0x80 != 0;
+            // parse_rr checked that the TTL field (version and flags) is in the packet.
+            let version = pkt.get(rr.ttl_off + 1).copied().unwrap_or(0);
+            let dnssec_ok = pkt.get(rr.ttl_off + 2).is_some_and(|b| b & 0x80 != 0);
             q.edns = Some(Edns {
                 payload,
                 dnssec_ok,
@@ -413,6 +423,14 @@ pub fn parse_query(pkt: &[u8]) -> Result<Query, Reject> {
         });
     }
     Ok(q)
+}
+
+/// Overwrites `out[at..]` with `bytes`; nothing when they would not fit (the callers'
+/// offsets come from checked parses, so that does not happen: no panic if it did).
+fn patch(out: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(d) = out.get_mut(at..at + bytes.len()) {
+        d.copy_from_slice(bytes);
+    }
 }
 
 fn put_u16(out: &mut Vec<u8>, v: u16) {
@@ -564,7 +582,7 @@ pub fn write_local(out: &mut Vec<u8>, q: &Query, a: &LocalAnswer<'_>) {
             put_u32(out, v);
         }
         let rdlen = u16::try_from(out.len() - rdlen_pos - 2).unwrap_or(0);
-        out[rdlen_pos..rdlen_pos + 2].copy_from_slice(&rdlen.to_be_bytes());
+        patch(out, rdlen_pos, &rdlen.to_be_bytes());
     }
     if let Some(e) = q.edns {
         write_opt(out, e.dnssec_ok, a.rcode, a.ede);
@@ -697,14 +715,13 @@ impl Response {
         let mut wire = Vec::with_capacity(pos);
         match opt {
             Some((s, e)) if e == pos => {
-                wire.extend_from_slice(&pkt[..s]);
-                let ar = ar - 1;
-                wire[10..12].copy_from_slice(&ar.to_be_bytes());
+                wire.extend_from_slice(pkt.get(..s).ok_or(Malformed)?);
+                patch(&mut wire, 10, &ar.saturating_sub(1).to_be_bytes());
             }
             // An OPT that is not the last record: records after it may point into each
             // other, so it cannot be cut out byte-wise. Rare enough to not cache.
             Some(_) => return Self::reencode_without_opt(pkt, q, id, min_ttl, max_ttl),
-            None => wire.extend_from_slice(&pkt[..pos]),
+            None => wire.extend_from_slice(pkt.get(..pos).ok_or(Malformed)?),
         }
         Ok(Self {
             wire: wire.into_boxed_slice(),
@@ -788,19 +805,21 @@ impl Response {
             0
         };
         let flags = response_flags(q.flags, up_flags & 0x000F, (up_flags & AA) | ad);
-        out[0..2].copy_from_slice(&q.id.to_be_bytes());
-        out[2..4].copy_from_slice(&flags.to_be_bytes());
+        patch(out, 0, &q.id.to_be_bytes());
+        patch(out, 2, &flags.to_be_bytes());
         // The client's own spelling of the name (same length: the cache key is the
         // case-folded name).
-        let qn = q.wire_name();
-        out[HEADER_LEN..HEADER_LEN + qn.len()].copy_from_slice(qn);
+        patch(out, HEADER_LEN, q.wire_name());
         for &(off, ttl) in self.ttls.iter() {
-            let off = usize::from(off);
-            out[off..off + 4].copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+            patch(
+                out,
+                usize::from(off),
+                &ttl.saturating_sub(age).to_be_bytes(),
+            );
         }
         if let Some(e) = q.edns {
             let ar = u16_at(out, 10).unwrap_or(0).saturating_add(1);
-            out[10..12].copy_from_slice(&ar.to_be_bytes());
+            patch(out, 10, &ar.to_be_bytes());
             write_opt(out, e.dnssec_ok, 0, None);
         }
         if out.len() > limit {
@@ -863,7 +882,7 @@ pub fn write_answer(out: &mut Vec<u8>, q: &Query, rtype: u16, ttl: u32, rdata: &
     put_u16(out, q.qclass);
     put_u32(out, ttl);
     put_u16(out, u16::try_from(rdata.len()).unwrap_or(0));
-    out.extend_from_slice(&rdata[..rdata.len().min(usize::from(u16::MAX))]);
+    out.extend_from_slice(rdata.get(..usize::from(u16::MAX)).unwrap_or(rdata));
     if let Some(e) = q.edns {
         write_opt(out, e.dnssec_ok, rcode::NOERROR, None);
     }
@@ -952,6 +971,7 @@ impl Response {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use hickory_proto::op::{Edns as HEdns, Message, MessageType, OpCode, Query as HQuery};

@@ -49,14 +49,14 @@ impl<const N: usize> Names<N> {
     }
 
     fn as_slice(&self) -> &[usize] {
-        &self.pos[..self.len]
+        self.pos.get(..self.len).unwrap_or_default()
     }
 
     fn push(&mut self, p: usize) -> bool {
-        if self.len == N {
+        let Some(slot) = self.pos.get_mut(self.len) else {
             return false;
-        }
-        self.pos[self.len] = p;
+        };
+        *slot = p;
         self.len += 1;
         true
     }
@@ -164,7 +164,7 @@ fn target(pkt: &[u8], rr: &RrPos) -> Option<usize> {
         _ => return None,
     };
     let p = rdata(rr) + off;
-    (p < rr.end && pkt[p] != 0).then_some(p)
+    (p < rr.end && pkt.get(p).is_some_and(|&b| b != 0)).then_some(p)
 }
 
 /// Walks the records of one section from `pos`; returns the position after them.
@@ -251,6 +251,7 @@ pub(super) fn strays(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 
