@@ -12,6 +12,7 @@
 //! them from disk is `load.rs`.
 
 pub mod domain;
+pub mod edit;
 pub mod fetch;
 pub mod load;
 pub mod parse;
