@@ -80,6 +80,11 @@ impl Replacement {
             .set_permissions(std::fs::Permissions::from_mode(mode))
     }
 
+    /// Where the temporary file is (to read back what was written).
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
     /// The temporary file, to write the new content to.
     pub fn file(&mut self) -> &mut File {
         &mut self.file

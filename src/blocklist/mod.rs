@@ -14,6 +14,7 @@
 pub mod domain;
 pub mod edit;
 pub mod fetch;
+pub mod http;
 pub mod load;
 pub mod parse;
 pub mod patterns;

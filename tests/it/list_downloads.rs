@@ -136,6 +136,7 @@ fn r10_a_big_download_is_streamed_to_disk_in_bounded_memory() {
     let big = update_peak_kib(&url, big_dir.path());
     let cached = cache_path(&big_dir.path().join("cache"), &url);
     assert_eq!(std::fs::metadata(&cached).unwrap().len(), 96 << 20);
+    eprintln!("peak RSS: {small} KiB (1 MiB list), {big} KiB (96 MiB list)");
     // 95 MiB more list must not cost (anywhere near) 95 MiB more memory.
     assert!(
         big < small + 24 * 1024,
