@@ -264,7 +264,7 @@ fn add(names: &[String], to: &Path, comment: Option<&str>) -> ExitCode {
         (new != old).then_some(new)
     });
     if let Err(e) = edited {
-        eprintln!("sinkhole: {e}; nothing written");
+        eprintln!("sinkhole: {e}");
         return ExitCode::from(1);
     }
     for a in &already {
@@ -297,7 +297,7 @@ fn remove(names: &[String], from: &Path) -> ExitCode {
         (new != old).then_some(new)
     });
     if let Err(e) = edited {
-        eprintln!("sinkhole: {e}; nothing written");
+        eprintln!("sinkhole: {e}");
         return ExitCode::from(1);
     }
     for m in &missing {

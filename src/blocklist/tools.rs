@@ -370,7 +370,7 @@ pub enum EditError {
     /// The edited copy could not be given the original's owner (a list owned by the
     /// service user would become unreadable to it).
     #[error(
-        "{path}: cannot give the edited copy the owner {uid}:{gid} of the original ({source}); run as root or as that user"
+        "{path}: cannot give the edited copy the owner {uid}:{gid} of the original ({source}); nothing written: run as root or as that user"
     )]
     Owner {
         /// The file.

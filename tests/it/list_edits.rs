@@ -58,6 +58,36 @@ fn r10_add_and_remove_keep_owner_group_and_mode() {
 }
 
 #[test]
+fn r10_an_edit_that_cannot_keep_the_owner_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let p = dir.path().join("ads.txt");
+    std::fs::write(&p, "ads.test\n").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // An unprivileged user who may write the folder and the file, but not give a file to root.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_sinkhole"))
+        .args(["lists", "add", "x.test", "--to", "ads.txt"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("ads.txt: cannot give the edited copy the owner 0:0"),
+        "{err}"
+    );
+    assert_eq!(owner_mode(&p), (0, 0, 0o666));
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), "ads.test\n");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temp file left"
+    );
+}
+
+#[test]
 fn r10_edits_go_to_a_symlinks_target_and_keep_the_link() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("shared")).unwrap();
