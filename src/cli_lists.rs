@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::blocklist::domain::normalize;
+use crate::blocklist::edit::edit_file;
 use crate::blocklist::fetch::{self, Updated};
 use crate::blocklist::load::{ListSource, Location, load_all_with, read_source};
 use crate::blocklist::parse::Kind;
@@ -256,26 +257,18 @@ fn add(names: &[String], to: &Path, comment: Option<&str>) -> ExitCode {
         eprintln!("sinkhole: --comment must be one line; nothing written");
         return ExitCode::from(2);
     }
-    let text = if to.exists() {
-        match tools::read_text(to) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("sinkhole: {e}");
-                return ExitCode::from(1);
-            }
-        }
-    } else {
-        String::new()
-    };
-    let (new, already) = tools::add_names(&text, &checked, comment);
+    let mut already = Vec::new();
+    let edited = edit_file(to, true, |old| {
+        let (new, present) = tools::add_names(old, &checked, comment);
+        already = present;
+        (new != old).then_some(new)
+    });
+    if let Err(e) = edited {
+        eprintln!("sinkhole: {e}");
+        return ExitCode::from(1);
+    }
     for a in &already {
         eprintln!("{a}: already in {}", to.display());
-    }
-    if new != text
-        && let Err(e) = fetch::write_atomic(to, new.as_bytes())
-    {
-        eprintln!("sinkhole: {}: {e}", to.display());
-        return ExitCode::from(1);
     }
     println!(
         "{}: {} added, {} already there",
@@ -297,22 +290,18 @@ fn remove(names: &[String], from: &Path) -> ExitCode {
             }
         }
     }
-    let text = match tools::read_text(from) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("sinkhole: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let (new, missing) = tools::remove_names(&text, &checked);
+    let mut missing = Vec::new();
+    let edited = edit_file(from, false, |old| {
+        let (new, absent) = tools::remove_names(old, &checked);
+        missing = absent;
+        (new != old).then_some(new)
+    });
+    if let Err(e) = edited {
+        eprintln!("sinkhole: {e}");
+        return ExitCode::from(1);
+    }
     for m in &missing {
         eprintln!("{m}: not in {}", from.display());
-    }
-    if new != text
-        && let Err(e) = fetch::write_atomic(from, new.as_bytes())
-    {
-        eprintln!("sinkhole: {}: {e}", from.display());
-        return ExitCode::from(1);
     }
     println!(
         "{}: {} removed",

@@ -17,8 +17,8 @@
 //! - [`config`]: TOML → validated [`config::Config`]; errors name file, line, column, key.
 //! - [`blocklist`]: list parsing (every community format, per-line skip reasons), name
 //!   normalisation and the public-suffix guard, the compact suffix matcher, globs/regexes
-//!   behind a prefilter (`patterns`), URL downloads (`fetch`), the `sinkhole lists` helpers
-//!   (`tools`).
+//!   behind a prefilter (`patterns`), URL downloads (`fetch`, redirect policy in `http`), the
+//!   `sinkhole lists` helpers (`tools`; safe in-place file edits in `edit`).
 //! - [`dns::wire`]: query parsing and response writing on bytes.
 //! - [`pipeline`]: the stages and their order.
 //! - [`server`], [`handler`]: sockets and the per-packet decision.

@@ -1,7 +1,10 @@
 //! Lists from URLs: conditional download (ETag / If-Modified-Since) into the cache folder,
 //! with the guards a subscription needs. A download that fails (HTTP error, redirect loop,
 //! body cut short, HTML page, binary data) or that would shrink the list by more than
-//! `blocking.max_shrink` is not applied: the cached last good copy stays.
+//! `blocking.max_shrink` is not applied: the cached last good copy stays. Redirects are
+//! followed (at most five) but never from `https://` to `http://`. The body is streamed to a
+//! temporary file beside the cached copy, checked there, and renamed into place: memory use
+//! does not grow with the size of a list.
 //!
 //! Blocking I/O (ureq): call it from a blocking thread (`spawn_blocking`), never the query
 //! path.
@@ -13,8 +16,10 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::load::{BlocklistError, MAX_LIST_BYTES, decode};
-use super::parse::{Kind, Line, for_each_line};
+use super::edit::Replacement;
+use super::http::get;
+use super::load::{BlocklistError, MAX_LIST_BYTES, stream_file};
+use super::parse::{Kind, Line, parse_line};
 
 /// `blocking.cache_dir` when the config does not set it.
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/sinkhole";
@@ -140,50 +145,68 @@ fn read_meta(list: &Path) -> Meta {
 
 /// Counts the usable rules in list text (names and patterns).
 pub fn count_rules(text: &str) -> usize {
-    let mut n = 0;
-    for_each_line(text, Kind::Block, false, |_, _, l| match l {
-        Line::Name { .. } | Line::Pattern { .. } => n += 1,
-        Line::Names { names, .. } => n += names.len(),
-        _ => {}
-    });
-    n
+    let mut buf = String::new();
+    text.split('\n').map(|l| count_line(l, &mut buf)).sum()
 }
 
-/// Writes `bytes` to `path` atomically (a temporary file in the same folder, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir, path)?;
-    tmp.1.write_all(bytes)?;
-    tmp.1.sync_all()?;
-    drop(tmp.1);
-    std::fs::rename(&tmp.0, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp.0);
-    })
-}
-
-fn tempfile_in(dir: &Path, path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    let base = path
-        .file_name()
-        .map_or_else(|| "list".into(), |n| n.to_string_lossy().into_owned());
-    for i in 0..100u32 {
-        let p = dir.join(format!(".{base}.{}.{i}.tmp", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&p)
-        {
-            Ok(f) => {
-                // Keep the permissions of the file being replaced.
-                if let Ok(m) = std::fs::metadata(path) {
-                    let _ = std::fs::set_permissions(&p, m.permissions());
-                }
-                return Ok((p, f));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
+/// Rules on one line (as [`count_rules`] counts them); `buf` is scratch space.
+fn count_line(line: &str, buf: &mut String) -> usize {
+    match parse_line(line, Kind::Block, false, buf) {
+        Line::Name { .. } | Line::Pattern { .. } => 1,
+        Line::Names { names, .. } => names.len(),
+        _ => 0,
     }
-    Err(std::io::Error::other("no free temporary file name"))
+}
+
+/// Counts the rules of a list file without holding it, refusing binary and HTML files
+/// (the error names the list as `list`).
+fn count_file(list: &str, path: &Path) -> Result<usize, BlocklistError> {
+    let (mut n, mut buf) = (0, String::new());
+    stream_file(list, path, |_, line| n += count_line(line, &mut buf))?;
+    Ok(n)
+}
+
+/// True when two files hold the same bytes (read in chunks, never whole).
+fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {
+    let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    let len = fa.metadata()?.len();
+    if len != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    let mut left = len;
+    while left > 0 {
+        let n = usize::try_from(left.min(64 << 10)).unwrap_or(64 << 10);
+        fa.read_exact(&mut ba[..n])?;
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+        left -= n as u64;
+    }
+    Ok(true)
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file in the same folder, synced, then
+/// renamed, then the folder synced), keeping the mode (and, when allowed, the owner) of the
+/// file it replaces.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut r = replacement(path)?;
+    r.file().write_all(bytes)?;
+    r.commit()
+}
+
+/// A [`Replacement`] for a cache file, like the copy it replaces: same mode, and same owner
+/// when this user may set it (a copy downloaded by root stays readable by the service; the
+/// service itself cannot give a file to root, and does not need to).
+fn replacement(path: &Path) -> std::io::Result<Replacement> {
+    let like = std::fs::metadata(path).ok();
+    let r = Replacement::beside(path, like.as_ref())?;
+    if let Some(m) = &like {
+        let _ = r.keep_owner(m);
+        r.keep_mode(m)?;
+    }
+    Ok(r)
 }
 
 /// Downloads `url` into its cache file in `dir` if it changed, applying the guards.
@@ -203,27 +226,27 @@ pub fn update(
         url: url.to_string(),
         msg,
     };
+    let cache_err = |source, p: &Path| FetchError::Cache {
+        url: url.to_string(),
+        path: p.display().to_string(),
+        source,
+    };
     let path = cache_path(dir, url);
-    let old = std::fs::read(&path).ok();
-    let meta = if old.is_some() {
+    let old_len = std::fs::metadata(&path).ok().map(|m| m.len());
+    let meta = if old_len.is_some() {
         read_meta(&path)
     } else {
         Meta::default()
     };
+    // Redirects are followed by `http::get`, which checks each one.
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
-        .max_redirects(5)
+        .max_redirects(0)
         .user_agent(concat!("sinkhole/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
-    let mut req = agent.get(url);
-    if let Some(e) = &meta.etag {
-        req = req.header("If-None-Match", e);
-    }
-    if let Some(m) = &meta.modified {
-        req = req.header("If-Modified-Since", m);
-    }
-    let resp = req.call().map_err(|e| http(e.to_string()))?;
+    let resp = get(&agent, url, meta.etag.as_deref(), meta.modified.as_deref())
+        .map_err(|e| http(e.to_string()))?;
     let status = resp.status().as_u16();
     if status == 304 {
         return Ok(Updated::NotModified);
@@ -248,30 +271,37 @@ pub fn update(
             total.unwrap_or(0)
         )));
     }
-    let mut body = Vec::with_capacity(total.unwrap_or(1 << 20).min(64 << 20) as usize);
+    // The body goes to a temporary file beside the cached copy (removed unless it becomes
+    // the new copy), never whole into memory.
+    std::fs::create_dir_all(dir).map_err(|e| cache_err(e, dir))?;
+    let mut tmp = replacement(&path).map_err(|e| cache_err(e, &path))?;
     let mut reader = resp.into_body().into_reader();
     let mut chunk = vec![0u8; 64 << 10];
+    let mut got: u64 = 0;
     loop {
         let n = reader
             .read(&mut chunk)
-            .map_err(|e| http(format!("body cut short after {} bytes: {e}", body.len())))?;
+            .map_err(|e| http(format!("body cut short after {got} bytes: {e}")))?;
         if n == 0 {
             break;
         }
-        body.extend_from_slice(&chunk[..n]);
-        if body.len() as u64 > MAX_LIST_BYTES {
+        got += n as u64;
+        if got > MAX_LIST_BYTES {
             return Err(content(format!(
                 "larger than the {MAX_LIST_BYTES} bytes a list may have"
             )));
         }
-        progress(body.len() as u64, total);
+        tmp.file()
+            .write_all(&chunk[..n])
+            .map_err(|e| cache_err(e, tmp.path()))?;
+        progress(got, total);
     }
     if let Some(t) = total
-        && t != body.len() as u64
+        && t != got
     {
-        return Err(http(format!("body cut short: {} of {t} bytes", body.len())));
+        return Err(http(format!("body cut short: {got} of {t} bytes")));
     }
-    if old.as_deref() == Some(&body[..]) {
+    if old_len == Some(got) && same_content(&path, tmp.path()).unwrap_or(false) {
         let same = Meta {
             etag,
             modified,
@@ -280,12 +310,12 @@ pub fn update(
         write_meta(url, &path, &same)?;
         return Ok(Updated::NotModified);
     }
-    let text = decode(url, body)?;
-    let new = count_rules(&text);
-    if let Some(old) = old {
+    let new = count_file(url, tmp.path())?;
+    if let Some(len) = old_len {
         let old_n = match meta.rules {
-            Some((n, bytes)) if bytes == old.len() as u64 => n,
-            _ => count_rules(&String::from_utf8_lossy(&old)),
+            Some((n, bytes)) if bytes == len => n,
+            // A cached copy that no longer reads as a list guards nothing.
+            _ => count_file(url, &path).unwrap_or(0),
         };
         let floor = old_n as u128 * u128::from(100 - max_shrink.min(100)) / 100;
         if (new as u128) < floor {
@@ -299,17 +329,11 @@ pub fn update(
     } else if new == 0 {
         return Err(content("no usable rule in the download".into()));
     }
-    let cache_err = |source, p: &Path| FetchError::Cache {
-        url: url.to_string(),
-        path: p.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(|e| cache_err(e, dir))?;
-    write_atomic(&path, text.as_bytes()).map_err(|e| cache_err(e, &path))?;
+    tmp.commit().map_err(|e| cache_err(e, &path))?;
     let stored = Meta {
         etag,
         modified,
-        rules: Some((new, text.len() as u64)),
+        rules: Some((new, got)),
     };
     write_meta(url, &path, &stored)?;
     Ok(Updated::Stored(new))

@@ -12,7 +12,9 @@
 //! them from disk is `load.rs`.
 
 pub mod domain;
+pub mod edit;
 pub mod fetch;
+pub mod http;
 pub mod load;
 pub mod parse;
 pub mod patterns;

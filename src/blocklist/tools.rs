@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::Path;
 
 use thiserror::Error;
 
@@ -368,6 +367,29 @@ pub enum EditError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The edited copy could not be given the original's owner (a list owned by the
+    /// service user would become unreadable to it).
+    #[error(
+        "{path}: cannot give the edited copy the owner {uid}:{gid} of the original ({source}); nothing written: run as root or as that user"
+    )]
+    Owner {
+        /// The file.
+        path: String,
+        /// The original's owner.
+        uid: u32,
+        /// The original's group.
+        gid: u32,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is larger than a list may be.
+    #[error("{path}: {size} bytes is larger than the {max} bytes a list may have", max = super::load::MAX_LIST_BYTES)]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        size: u64,
+    },
 }
 
 /// Normalises a name for `add`, refusing invalid names and public suffixes.
@@ -429,17 +451,19 @@ fn names_in(text: &str) -> Vec<(String, u32)> {
         .collect()
 }
 
-/// Appends `names` to list text in the style of its last rule line, with an inline
-/// `# comment`; names already in the list are skipped. Returns the new text and the names
-/// already present.
-pub fn add_names(text: &str, names: &[String], comment: Option<&str>) -> (String, Vec<String>) {
-    let present = names_in(text);
-    let crlf = text.contains("\r\n");
+/// Appends `names` to list bytes in the style of its last rule line, with an inline
+/// `# comment`; names already in the list are skipped. The existing bytes are kept as they
+/// are (also bytes that are not UTF-8). Returns the new bytes and the names already present.
+pub fn add_names(bytes: &[u8], names: &[String], comment: Option<&str>) -> (Vec<u8>, Vec<String>) {
+    // Lines that are not UTF-8 are never rules, so reading them lossily finds the same names.
+    let text = String::from_utf8_lossy(bytes);
+    let present = names_in(&text);
+    let crlf = bytes.windows(2).any(|w| w == b"\r\n");
     let nl = if crlf { "\r\n" } else { "\n" };
-    let style = line_style(text);
-    let mut out = text.to_string();
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push_str(nl);
+    let style = line_style(&text);
+    let mut out = bytes.to_vec();
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.extend_from_slice(nl.as_bytes());
     }
     let mut skipped = Vec::new();
     let mut added: Vec<&str> = Vec::new();
@@ -449,27 +473,36 @@ pub fn add_names(text: &str, names: &[String], comment: Option<&str>) -> (String
             continue;
         }
         added.push(n);
-        out.push_str(&style(n));
+        out.extend_from_slice(style(n).as_bytes());
         if let Some(c) = comment {
-            out.push_str("  # ");
-            out.push_str(c.trim());
+            out.extend_from_slice(b"  # ");
+            out.extend_from_slice(c.trim().as_bytes());
         }
-        out.push_str(nl);
+        out.extend_from_slice(nl.as_bytes());
     }
     (out, skipped)
 }
 
-/// Removes `names` from list text: a line whose only rule is one of them goes; a hosts line
-/// with other names keeps those. Comments, blank lines and order stay. Returns the new text
-/// and the names that were not found.
-pub fn remove_names(text: &str, names: &[String]) -> (String, Vec<String>) {
+/// Removes `names` from list bytes: a line whose only rule is one of them goes; a hosts line
+/// with other names keeps those. Comments, blank lines, order and lines that are not UTF-8
+/// stay byte for byte. Returns the new bytes and the names that were not found.
+pub fn remove_names(bytes: &[u8], names: &[String]) -> (Vec<u8>, Vec<String>) {
     let mut found = vec![false; names.len()];
-    let mut out = String::with_capacity(text.len());
+    let mut out = Vec::with_capacity(bytes.len());
     let mut buf = String::new();
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    for raw in lines {
-        let body = raw.trim_end_matches(['\n', '\r']);
-        let ending = &raw[body.len()..];
+    for raw in bytes.split_inclusive(|&b| b == b'\n') {
+        let trimmed = raw.len()
+            - raw
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'\n' || b == b'\r')
+                .count();
+        let (body, ending) = raw.split_at(trimmed);
+        // A line that is not UTF-8 holds no rule (the loader skips it): kept as it is.
+        let Ok(body) = std::str::from_utf8(body) else {
+            out.extend_from_slice(raw);
+            continue;
+        };
         let line_names: Vec<String> = match parse_line(body, Kind::Block, false, &mut buf) {
             Line::Name { name, .. } => vec![name.to_string()],
             Line::Names { names, .. } => names,
@@ -482,7 +515,7 @@ pub fn remove_names(text: &str, names: &[String]) -> (String, Vec<String>) {
             .map(|(i, _)| i)
             .collect();
         if hit.is_empty() {
-            out.push_str(raw);
+            out.extend_from_slice(raw);
             continue;
         }
         for &i in &hit {
@@ -504,9 +537,9 @@ pub fn remove_names(text: &str, names: &[String]) -> (String, Vec<String>) {
                 fields.push(f);
             }
         }
-        out.push_str(&fields.join(" "));
-        out.push_str(comment);
-        out.push_str(ending);
+        out.extend_from_slice(fields.join(" ").as_bytes());
+        out.extend_from_slice(comment.as_bytes());
+        out.extend_from_slice(ending);
     }
     let missing = names
         .iter()
@@ -515,16 +548,6 @@ pub fn remove_names(text: &str, names: &[String]) -> (String, Vec<String>) {
         .map(|(n, _)| n.clone())
         .collect();
     (out, missing)
-}
-
-/// Reads a list file for the maintenance commands (lossy UTF-8).
-pub fn read_text(path: &Path) -> Result<String, EditError> {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .map_err(|source| EditError::Io {
-            path: path.display().to_string(),
-            source,
-        })
 }
 
 #[cfg(test)]
@@ -606,13 +629,22 @@ mod tests {
     #[test]
     fn add_and_remove_keep_comments_and_style() {
         let text = "# my list\r\n0.0.0.0 a.com b.com # two\r\n\r\n0.0.0.0 c.com\r\n";
-        let (t, skipped) = add_names(text, &["d.com".into(), "a.com".into()], Some("accounting"));
+        let (t, skipped) = add_names(
+            text.as_bytes(),
+            &["d.com".into(), "a.com".into()],
+            Some("accounting"),
+        );
+        let t = String::from_utf8(t).unwrap();
         assert_eq!(skipped, vec!["a.com".to_string()]);
         assert!(
             t.ends_with("0.0.0.0 c.com\r\n0.0.0.0 d.com  # accounting\r\n"),
             "{t:?}"
         );
-        let (t, missing) = remove_names(&t, &["a.com".into(), "c.com".into(), "z.com".into()]);
+        let (t, missing) = remove_names(
+            t.as_bytes(),
+            &["a.com".into(), "c.com".into(), "z.com".into()],
+        );
+        let t = String::from_utf8(t).unwrap();
         assert_eq!(missing, vec!["z.com".to_string()]);
         assert_eq!(
             t,

@@ -4,7 +4,9 @@
 //!
 //! A `Blocking` is immutable; a reload builds a new one and the pipeline swaps it in.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
+use std::path::{Component, Path};
 use std::sync::Arc;
 
 use crate::blocklist::load::BlocklistError;
@@ -111,7 +113,102 @@ impl Blocking {
     }
 }
 
-/// The EDE text for a blocked answer: the rule and where it came from.
+/// Longest EDE text sent, in bytes: enough for a rule and a list name, small enough to keep
+/// answers compact.
+pub const EDE_TEXT_MAX: usize = 200;
+
+/// The EDE text for a blocked answer: the rule and the list it came from, at most
+/// [`EDE_TEXT_MAX`] bytes cut at a character boundary. The list is named as
+/// [`list_label`] shows it to clients: never a folder outside the config's.
 pub fn ede_text(m: &Match<'_>) -> String {
-    format!("blocked by {} ({}:{})", m.rule, m.source, m.line)
+    let mut t = format!(
+        "blocked by {} ({}:{})",
+        m.rule,
+        list_label(m.source),
+        m.line
+    );
+    let mut cut = t.len().min(EDE_TEXT_MAX);
+    while !t.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    t.truncate(cut);
+    t
+}
+
+/// How a list (as written in the config) is named to clients: a path relative to the
+/// config folder as written; an absolute path, or one that climbs out with `..`, by its
+/// bare file name; a URL without credentials, query or fragment.
+pub fn list_label(source: &str) -> Cow<'_, str> {
+    if let Some((scheme, rest)) = source.split_once("://") {
+        let end = rest.find(['?', '#']).unwrap_or(rest.len());
+        let host_end = rest[..end].find('/').unwrap_or(end);
+        return match rest[..host_end].rfind('@') {
+            Some(at) => Cow::Owned(format!("{scheme}://{}", &rest[at + 1..end])),
+            None => Cow::Borrowed(&source[..scheme.len() + 3 + end]),
+        };
+    }
+    let p = Path::new(source);
+    let climbs = p.components().any(|c| matches!(c, Component::ParentDir));
+    if p.is_absolute() || climbs {
+        return Cow::Borrowed(source.rsplit('/').find(|s| !s.is_empty()).unwrap_or(source));
+    }
+    Cow::Borrowed(source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocklist::parse::Kind;
+
+    fn text(rule: &str, source: &str) -> String {
+        ede_text(&Match {
+            kind: Kind::Block,
+            rule,
+            source,
+            line: 7,
+        })
+    }
+
+    #[test]
+    fn r10_lists_are_named_without_their_folder_or_credentials() {
+        // See: #10
+        assert_eq!(
+            text("ads.test", "ads.txt"),
+            "blocked by ads.test (ads.txt:7)"
+        );
+        assert_eq!(
+            text("a.test", "lists/ads.txt"),
+            "blocked by a.test (lists/ads.txt:7)"
+        );
+        assert_eq!(
+            text("a.test", "/etc/sinkhole/ads.txt"),
+            "blocked by a.test (ads.txt:7)"
+        );
+        assert_eq!(
+            text("a.test", "../../home/me/ads.txt"),
+            "blocked by a.test (ads.txt:7)"
+        );
+        assert_eq!(
+            text("a.test", "https://u:pw@lists.example/x/ads.txt?token=1#f"),
+            "blocked by a.test (https://lists.example/x/ads.txt:7)"
+        );
+        assert_eq!(
+            text("a.test", "http://lists.example/ads.txt"),
+            "blocked by a.test (http://lists.example/ads.txt:7)"
+        );
+    }
+
+    #[test]
+    fn r10_ede_text_is_cut_at_200_bytes_on_a_char_boundary() {
+        // See: #10. "blocked by " is 11 bytes; 188 ASCII bytes put the 2-byte "é" at 199-200.
+        let rule = format!("{}é{}", "a".repeat(188), "b".repeat(50));
+        let t = text(&rule, "ads.txt");
+        assert_eq!(t.len(), 199, "{t}");
+        assert!(t.ends_with('a'), "{t}");
+        let rule = format!("{}é", "a".repeat(187));
+        let t = text(&rule, "ads.txt");
+        assert_eq!(t.len(), 200, "{t}");
+        assert!(t.ends_with('é'), "a character that ends at 200 stays: {t}");
+        assert_eq!(text("x.test", "l.txt"), "blocked by x.test (l.txt:7)");
+    }
 }

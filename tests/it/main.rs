@@ -8,9 +8,12 @@ mod any; // ANY answered locally with RFC 8482 HINFO
 mod blocking; // block modes, suffix and allow precedence, EDE
 mod cache; // hits, TTL countdown, negative caching
 mod cli; // the real binary: --version/--help, config check, SIGHUP reload
+mod ede_text; // the EDE text a blocked answer carries: list file name, char-safe cut
 mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptables
 mod forward; // forwarding, rcodes, flags, failover, SERVFAIL deadline, TCP fallback
 mod hostile; // hostile clients: TCP limits and deadlines, per-client forward limits
+mod list_downloads; // URL list downloads: redirects, streaming to disk in bounded memory
+mod list_edits; // `lists add|remove`: owner, mode, symlinks, raw bytes, concurrent edits
 mod lists_cli; // `sinkhole lists check|lint|convert|add|remove` on files
 mod malformed; // bad packets never hurt other clients
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
