@@ -8,6 +8,7 @@ mod blocking; // block modes, suffix and allow precedence, EDE
 mod cache; // hits, TTL countdown, negative caching
 mod cli; // the real binary: --version/--help, config check, SIGHUP reload
 mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptables
+mod firewall_rollback; // `apply --confirm` killed in its window: the guard rolls back; confirm disarms
 mod forward; // forwarding, rcodes, flags, failover, SERVFAIL deadline, TCP fallback
 mod lists_cli; // `sinkhole lists check|lint|convert|add|remove` on files
 mod malformed; // bad packets never hurt other clients
