@@ -8,23 +8,20 @@
 //! `firewall.confirmed` (`confirm`) or to `firewall.rolling-back` (a rollback); the loser
 //! finds the file gone. Runs no firewall tool itself: [`system::restore`] does.
 
-use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt as _;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::system::{self, Snapshot, ToolError};
+pub use super::timer::watch;
+use super::timer::{start_guard, stop_timer};
 
 /// The guard fires this long after the window, so that a live `apply` rolls back (and
 /// reports it) itself; the guard acts only when `apply` is gone or stuck.
 pub const GRACE: Duration = Duration::from_secs(1);
-/// The transient systemd units are named this, then `-ID`.
-const UNIT_PREFIX: &str = "sinkhole-firewall-rollback";
 
 /// Why the confirm window could not be opened, decided or closed.
 #[derive(Debug, Error)]
@@ -63,7 +60,7 @@ pub enum GuardError {
     Tool(#[from] ToolError),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GuardError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GuardError + '_ {
     move |source| GuardError::Io {
         path: path.display().to_string(),
         source,
@@ -121,11 +118,11 @@ pub struct Saved {
     pub previous: Snapshot,
 }
 
-fn inode(p: &Path) -> Option<u64> {
+pub(super) fn inode(p: &Path) -> Option<u64> {
     std::fs::metadata(p).ok().map(|m| m.ino())
 }
 
-fn read_saved(p: &Path) -> Result<Saved, GuardError> {
+pub(super) fn read_saved(p: &Path) -> Result<Saved, GuardError> {
     let text = std::fs::read_to_string(p).map_err(io_err(p))?;
     serde_json::from_str(&text).map_err(|e| GuardError::Parse {
         path: p.display().to_string(),
@@ -355,149 +352,6 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), GuardError> {
             .map_err(io_err(dir))?;
     }
     Ok(())
-}
-
-/// Whether a systemd timer can guard us: systemd is PID 1 and shares our network and
-/// mount namespaces (else its rollback would run on other rules, or miss our files).
-fn systemd_usable() -> bool {
-    let same = |ns: &str| match (
-        std::fs::read_link(format!("/proc/self/ns/{ns}")),
-        std::fs::read_link(format!("/proc/1/ns/{ns}")),
-    ) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    Path::new("/run/systemd/system").is_dir()
-        && std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
-        && same("net")
-        && same("mnt")
-}
-
-/// The arguments of `systemd-run` that arm a transient timer running
-/// `EXE firewall rollback --state STATE --id ID` once, `after` from now.
-pub fn systemd_run_args(exe: &Path, state: &Path, id: &str, after: Duration) -> Vec<OsString> {
-    let mut args: Vec<OsString> = [
-        format!("--unit={UNIT_PREFIX}-{id}"),
-        "--description=sinkhole: roll back firewall rules unless confirmed".to_string(),
-        format!("--on-active={}ms", after.as_millis()),
-        // The default accuracy of a timer is a minute.
-        "--timer-property=AccuracySec=100ms".to_string(),
-        "--collect".to_string(),
-        "--quiet".to_string(),
-        "--".to_string(),
-    ]
-    .into_iter()
-    .map(OsString::from)
-    .collect();
-    args.push(exe.into());
-    args.extend(["firewall", "rollback", "--state"].map(OsString::from));
-    args.push(state.into());
-    args.extend([OsString::from("--id"), OsString::from(id)]);
-    args
-}
-
-/// Arms the rollback: a systemd timer if usable and it starts, else a detached process.
-fn start_guard(files: &Files, id: &str, after: Duration) -> Result<Guard, GuardError> {
-    let exe = std::env::current_exe().map_err(|source| GuardError::Spawn {
-        exe: "sinkhole".into(),
-        source,
-    })?;
-    if systemd_usable() {
-        let ok = Command::new("systemd-run")
-            .args(systemd_run_args(&exe, &files.saved, id, after))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Ok(Guard::Systemd(format!("{UNIT_PREFIX}-{id}.timer")));
-        }
-    }
-    let spawn_err = |source| GuardError::Spawn {
-        exe: exe.display().to_string(),
-        source,
-    };
-    let log = std::fs::File::create(&files.log).map_err(io_err(&files.log))?;
-    let log2 = log.try_clone().map_err(io_err(&files.log))?;
-    // Its own process group: the terminal's SIGHUP and Ctrl-C, sent to the foreground
-    // group, do not reach it; `apply`'s death does not either.
-    let child = Command::new(&exe)
-        .args(["firewall", "rollback", "--after"])
-        .arg(format!("{}ms", after.as_millis()))
-        .arg("--state")
-        .arg(&files.saved)
-        .args(["--id", id])
-        .current_dir("/")
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .spawn()
-        .map_err(spawn_err)?;
-    Ok(Guard::Detached(child.id()))
-}
-
-/// Stops the systemd timer of a decided window (best effort: the state file already says
-/// the window is closed, so a timer that still fires finds nothing to do).
-fn stop_timer(id: &str) {
-    if systemd_usable() {
-        let _ = Command::new("systemctl")
-            .args(["stop", &format!("{UNIT_PREFIX}-{id}.timer")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// The detached guard: waits `after`, giving up as soon as the window is decided, then
-/// rolls back. SIGHUP and SIGINT are ignored; SIGTERM rolls back at once. `Ok(true)`: it
-/// rolled back; `Ok(false)`: the window was decided without it.
-pub fn watch(files: &Files, id: &str, after: Duration) -> Result<bool, GuardError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let deadline = tokio::time::Instant::now() + after;
-    let saved_inode = match read_saved(&files.saved) {
-        Ok(s) if s.id == id => inode(&files.saved),
-        Ok(_) => None,
-        Err(GuardError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
-    };
-    let Some(ino) = saved_inode else {
-        return Ok(false);
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(io_err(Path::new("tokio runtime")))?;
-    let fire = rt.block_on(async {
-        let sig = |k| signal(k).map_err(io_err(Path::new("signal handler")));
-        let (mut hup, mut int, mut term) = (
-            sig(SignalKind::hangup())?,
-            sig(SignalKind::interrupt())?,
-            sig(SignalKind::terminate())?,
-        );
-        loop {
-            if inode(&files.saved) != Some(ino) {
-                return Ok::<_, GuardError>(false);
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(true);
-            }
-            let tick = (deadline - now).min(Duration::from_millis(100));
-            tokio::select! {
-                () = tokio::time::sleep(tick) => {}
-                _ = hup.recv() => {}
-                _ = int.recv() => {}
-                _ = term.recv() => return Ok(true),
-            }
-        }
-    })?;
-    if !fire {
-        return Ok(false);
-    }
-    rollback(files, Expect::Inode(ino))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! firewall tool runs here (the namespace tests in `tests/it/firewall_rollback.rs` do).
 
 use super::*;
+use crate::firewall::timer::systemd_run_args;
 
 fn saved(id: &str) -> Saved {
     Saved {

@@ -10,6 +10,7 @@ pub mod iptables;
 mod iptables_save;
 pub mod nftables;
 pub mod system;
+mod timer;
 
 use std::net::{IpAddr, SocketAddr};
 
