@@ -253,6 +253,49 @@ fn r10_apply_killed_in_confirm_window_is_rolled_back() {
     }
 }
 
+/// Adds what fail2ban and docker would add while a window is open (`round` names it).
+fn add_others(ns: &Ns, backend: &str, round: u32) {
+    let (f2b, docker) = (format!("f2b-r{round}"), format!("DOCKER{round}"));
+    let hook = "{ type filter hook input priority 0; }";
+    let mut cmds: Vec<Vec<&str>> = Vec::new();
+    if backend == "iptables" {
+        for t in ["iptables", "ip6tables"] {
+            cmds.push(vec![t, "-N", &f2b]);
+            cmds.push(vec![t, "-A", &f2b, "-p", "tcp", "-j", "REJECT"]);
+            cmds.push(vec![t, "-I", "INPUT", "1", "-j", &f2b]);
+            cmds.push(vec![t, "-t", "nat", "-N", &docker]);
+            cmds.push(vec![t, "-t", "nat", "-A", "PREROUTING", "-j", &docker]);
+        }
+    } else {
+        cmds.push(vec!["nft", "add", "table", "inet", &f2b]);
+        cmds.push(vec!["nft", "add", "chain", "inet", &f2b, "input", hook]);
+        cmds.push(vec![
+            "nft", "add", "rule", "inet", &f2b, "input", "tcp", "dport", "9", "drop",
+        ]);
+    }
+    for c in cmds {
+        let out = ns.exec(&c);
+        assert!(out.status.success(), "{c:?}: {out:?}");
+    }
+}
+
+/// Lines that must still be there after rounds 1..=`round` of [`add_others`].
+fn others_added(backend: &str, round: u32) -> Vec<String> {
+    (1..=round)
+        .flat_map(|r| {
+            if backend == "iptables" {
+                vec![
+                    format!("-A INPUT -j f2b-r{r}"),
+                    format!("-A f2b-r{r} -p tcp -j REJECT"),
+                    format!("-A PREROUTING -j DOCKER{r}"),
+                ]
+            } else {
+                vec![format!("table inet f2b-r{r}")]
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn r10_iptables_rollback_keeps_rules_others_added() {
     // See: #10
@@ -263,7 +306,15 @@ fn r10_iptables_rollback_keeps_rules_others_added() {
         let ns = Ns::new(&format!("o{}", &backend[..2]));
         let (a, b) = (ns.config(backend, "tcp/22"), ns.config(backend, "tcp/2222"));
         ns.apply(&a);
-        let before = ns.rules(backend);
+        // Sinkhole's part (for nftables, its table is all that `rules` shows).
+        let ours = |rules: String| -> String {
+            rules
+                .lines()
+                .filter(|l| backend == "nftables" || l.contains("SINKHOLE"))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        let before = ours(ns.rules(backend));
         // Round 1: the apply process times out and rolls back itself; round 2: it is killed
         // and the guard does it.
         for (round, kill) in [(1, false), (2, true)] {
@@ -273,36 +324,7 @@ fn r10_iptables_rollback_keeps_rules_others_added() {
             ns.wait(&format!("{when}: B applied"), start + SLACK, || {
                 ns.rules(backend).contains("2222")
             });
-            // fail2ban and docker add their own chains and hooks while the window is open.
-            let chain = format!("f2b-r{round}");
-            if backend == "iptables" {
-                for tool in ["iptables", "ip6tables"] {
-                    ns.exec(&[tool, "-N", &chain]);
-                    ns.exec(&[tool, "-A", &chain, "-p", "tcp", "-j", "REJECT"]);
-                    ns.exec(&[tool, "-I", "INPUT", "1", "-j", &chain]);
-                    ns.exec(&[tool, "-t", "nat", "-N", &format!("DOCKER{round}")]);
-                    ns.exec(&[
-                        tool,
-                        "-t",
-                        "nat",
-                        "-A",
-                        "PREROUTING",
-                        "-j",
-                        &format!("DOCKER{round}"),
-                    ]);
-                }
-            } else {
-                for cmd in [
-                    format!("add table inet {chain}"),
-                    format!(
-                        "add chain inet {chain} input {{ type filter hook input priority 0; }}"
-                    ),
-                    format!("add rule inet {chain} input tcp dport 9 drop"),
-                ] {
-                    let out = ns.exec(&["nft", &cmd]);
-                    assert!(out.status.success(), "{when}: nft {cmd}: {out:?}");
-                }
-            }
+            add_others(&ns, backend, round);
             if kill {
                 signal(&apply, "KILL");
             }
@@ -312,38 +334,17 @@ fn r10_iptables_rollback_keeps_rules_others_added() {
             ns.wait(&format!("{when}: B rolled back"), deadline, || {
                 !ns.rules(backend).contains("2222")
             });
-            // Sinkhole's part is A's again, and the others' rules are still there.
-            let now = ns.rules(backend);
-            let others: String = if backend == "iptables" {
-                let ours = |t: &str| -> String {
-                    t.lines()
-                        .filter(|l| !l.contains("f2b-r") && !l.contains("DOCKER"))
-                        .map(|l| format!("{l}\n"))
-                        .collect()
-                };
-                assert_eq!(ours(&now), ours(&before), "{when}: sinkhole's rules");
-                now.clone()
+            assert_eq!(ours(ns.rules(backend)), before, "{when}: sinkhole's rules");
+            let everything = if backend == "iptables" {
+                ns.rules(backend)
             } else {
-                assert_eq!(now, before, "{when}: sinkhole's table");
-                let out = ns.exec(&["nft", "list", "table", "inet", &chain]);
-                String::from_utf8_lossy(&out.stdout).into_owned()
+                String::from_utf8_lossy(&ns.exec(&["nft", "list", "tables"]).stdout).into_owned()
             };
-            assert!(
-                others.contains(&format!("-A INPUT -j {chain}"))
-                    || others.contains("tcp dport 9 drop"),
-                "{when}: the hook others added is gone:\n{others}"
-            );
-            if backend == "iptables" {
-                for r in 1..=round {
-                    assert!(
-                        others.contains(&format!("-A f2b-r{r} -p tcp -j REJECT")),
-                        "{when}: fail2ban's chain {r} is gone:\n{others}"
-                    );
-                    assert!(
-                        others.contains(&format!("-A PREROUTING -j DOCKER{r}")),
-                        "{when}: docker's nat hook {r} is gone:\n{others}"
-                    );
-                }
+            for line in others_added(backend, round) {
+                assert!(
+                    everything.contains(&line),
+                    "{when}: {line:?}, added by others, is gone:\n{everything}"
+                );
             }
         }
     }
@@ -410,6 +411,12 @@ fn rollback_by_hand_restores_the_saved_rules() {
     assert!(
         err.contains("firewall.saved") && err.contains("rollback"),
         "{err}"
+    );
+    let out = ns.firewall(&["remove", "--config", a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "remove while armed: {out:?}");
+    assert!(
+        ns.rules(backend).contains("2222"),
+        "remove while armed changed the rules"
     );
     // The administrator restores the saved rules at once.
     let out = ns.firewall(&["rollback"]);
