@@ -207,6 +207,8 @@ pub fn rollback(files: &Files, expect: Expect<'_>) -> Result<bool, GuardError> {
 pub fn confirm(files: &Files, expect: Expect<'_>) -> Result<bool, GuardError> {
     match take(&files.saved, &files.confirmed, expect)? {
         Some(saved) => {
+            // `apply`, if it still waits, learns it from `firewall.confirmed`.
+            let _ = std::fs::remove_file(&files.pending);
             stop_timer(&saved.id);
             Ok(true)
         }
@@ -269,7 +271,9 @@ impl Armed {
             msg: e.to_string(),
         })?;
         write_new(&files.saved, text.as_bytes())?;
-        let inode = inode(&files.saved).unwrap_or(0);
+        let inode = std::fs::metadata(&files.saved)
+            .map_err(io_err(&files.saved))?
+            .ino();
         let after = window.saturating_add(GRACE);
         let guard = match start_guard(&files, &saved.id, after) {
             Ok(g) => g,

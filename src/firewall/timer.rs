@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::guard::{Expect, Files, Guard, GuardError, inode, io_err, read_saved, rollback};
 
@@ -117,8 +117,7 @@ pub(super) fn stop_timer(id: &str) {
 /// rolls back. SIGHUP and SIGINT are ignored; SIGTERM rolls back at once. `Ok(true)`: it
 /// rolled back; `Ok(false)`: the window was decided without it.
 pub fn watch(files: &Files, id: &str, after: Duration) -> Result<bool, GuardError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let deadline = tokio::time::Instant::now() + after;
+    let deadline = Instant::now() + after;
     let saved_inode = match read_saved(&files.saved) {
         Ok(s) if s.id == id => inode(&files.saved),
         Ok(_) => None,
@@ -128,36 +127,52 @@ pub fn watch(files: &Files, id: &str, after: Duration) -> Result<bool, GuardErro
     let Some(ino) = saved_inode else {
         return Ok(false);
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(io_err(Path::new("tokio runtime")))?;
-    let fire = rt.block_on(async {
-        let sig = |k| signal(k).map_err(io_err(Path::new("signal handler")));
-        let (mut hup, mut int, mut term) = (
-            sig(SignalKind::hangup())?,
-            sig(SignalKind::interrupt())?,
-            sig(SignalKind::terminate())?,
-        );
+    // Without a runtime or signal handlers the guard still guards, only deaf to signals.
+    let fire = wait_with_signals(files, ino, deadline).unwrap_or_else(|_| {
         loop {
             if inode(&files.saved) != Some(ino) {
-                return Ok::<_, GuardError>(false);
+                break false;
             }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break true;
+            }
+            std::thread::sleep(left.min(TICK));
+        }
+    });
+    if !fire {
+        return Ok(false);
+    }
+    rollback(files, Expect::Inode(ino))
+}
+
+/// How often the guard looks whether the window was decided.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The guard's wait: whether to roll back (`false`: the window was decided).
+fn wait_with_signals(files: &Files, ino: u64, deadline: Instant) -> std::io::Result<bool> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        loop {
+            if inode(&files.saved) != Some(ino) {
+                return Ok(false);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Ok(true);
             }
-            let tick = (deadline - now).min(Duration::from_millis(100));
             tokio::select! {
-                () = tokio::time::sleep(tick) => {}
+                () = tokio::time::sleep(left.min(TICK)) => {}
                 _ = hup.recv() => {}
                 _ = int.recv() => {}
                 _ = term.recv() => return Ok(true),
             }
         }
-    })?;
-    if !fire {
-        return Ok(false);
-    }
-    rollback(files, Expect::Inode(ino))
+    })
 }
