@@ -1,6 +1,7 @@
 //! The command line: `serve`, `config check`, `log tail|first|top|suggest|heartbeats`,
-//! `firewall show|check|apply|remove|confirm`, `lists check|lint|convert|add|remove|update`
-//! (in `cli_lists`). One function per subcommand; each returns an
+//! `firewall show|check|apply|remove|confirm|rollback` (in `cli_firewall`),
+//! `lists check|lint|convert|add|remove|update` (in `cli_lists`). One function per
+//! subcommand; each returns an
 //! exit code (0 ok, 1 runtime failure, 2 config or usage error).
 
 use std::io::{IsTerminal as _, Write as _};
@@ -13,7 +14,6 @@ use clap::{Parser, Subcommand};
 
 use crate::blocklist::load::log_reports;
 use crate::config::{Config, DEFAULT_NAME};
-use crate::firewall::{Backend, Family, Ruleset, render, system};
 use crate::pipeline::blocking::Blocking;
 use crate::service::{Service, ServiceOptions};
 
@@ -280,8 +280,25 @@ pub enum FirewallCommand {
     },
     /// Remove what sinkhole added (and nothing else).
     Remove(FirewallOpts),
-    /// Confirm a pending `apply --confirm` (from another shell).
+    /// Confirm a pending `apply --confirm` (from another shell): keep its rules.
     Confirm(FirewallOpts),
+    /// Restore the rules saved by a pending `apply --confirm` now (also what its rollback
+    /// guard runs when the window passes).
+    Rollback(RollbackArgs),
+}
+
+/// `sinkhole firewall rollback`
+#[derive(Debug, Clone, clap::Args)]
+pub struct RollbackArgs {
+    /// The saved rules [default: $SINKHOLE_RUN_DIR/firewall.saved, /run/sinkhole/firewall.saved].
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Only the state armed by the `apply` with this id (the guard's own check).
+    #[arg(long, hide = true)]
+    pub id: Option<String>,
+    /// Wait this long first, giving up once the window is decided (the detached guard).
+    #[arg(long, hide = true, value_parser = parse_duration, requires = "id")]
+    pub after: Option<Duration>,
 }
 
 /// `30s`, `2m`, `500ms`, or bare seconds.
@@ -317,7 +334,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
-        Command::Firewall(cmd) => firewall(cmd),
+        Command::Firewall(cmd) => crate::cli_firewall::run(cmd),
         Command::Log(cmd) => log_command(cmd),
         Command::Lists(cmd) => crate::cli_lists::run(cmd),
     }
@@ -522,172 +539,6 @@ fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
-}
-
-fn firewall_ruleset(opts: &FirewallOpts) -> Result<(Ruleset, Backend, Option<Family>), ExitCode> {
-    let cfg = load_config(Some(&opts.config))?;
-    let rs = Ruleset::from_config(&cfg).map_err(|e| {
-        eprintln!("sinkhole: {e}");
-        ExitCode::from(2)
-    })?;
-    let backend = match opts.backend {
-        Some(BackendArg::Nftables) => Backend::Nftables,
-        Some(BackendArg::Iptables) => Backend::Iptables,
-        None => rs.fw.backend,
-    };
-    let family = opts.family.map(|f| match f {
-        FamilyArg::Ipv4 => Family::V4,
-        FamilyArg::Ipv6 => Family::V6,
-    });
-    if family.is_some() && backend == Backend::Nftables {
-        eprintln!(
-            "sinkhole: --family is for the iptables backend; the nftables table is inet (IPv4 and IPv6 together)"
-        );
-        return Err(ExitCode::from(2));
-    }
-    Ok((rs, backend, family))
-}
-
-fn firewall(cmd: FirewallCommand) -> ExitCode {
-    let opts = match &cmd {
-        FirewallCommand::Show(o)
-        | FirewallCommand::Check(o)
-        | FirewallCommand::Remove(o)
-        | FirewallCommand::Confirm(o)
-        | FirewallCommand::Apply { opts: o, .. } => o.clone(),
-    };
-    if let FirewallCommand::Confirm(_) = cmd {
-        let dir = system::run_dir();
-        return match system::confirm(&dir) {
-            Ok(true) => {
-                println!("confirmed: the pending rules are kept");
-                ExitCode::SUCCESS
-            }
-            Ok(false) => {
-                eprintln!(
-                    "sinkhole: nothing to confirm (no {})",
-                    dir.join("firewall.pending").display()
-                );
-                ExitCode::from(1)
-            }
-            Err(e) => {
-                eprintln!("sinkhole: {e}");
-                ExitCode::from(1)
-            }
-        };
-    }
-    let (rs, backend, family) = match firewall_ruleset(&opts) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let result = match cmd {
-        FirewallCommand::Show(_) => {
-            print!("{}", render(&rs, backend, family));
-            Ok(())
-        }
-        FirewallCommand::Check(_) => system::check(&rs, backend, family)
-            .map(|()| println!("{}: rule set ok ({backend:?})", opts.config.display()))
-            .map_err(anyhow::Error::from),
-        FirewallCommand::Remove(_) => system::remove(backend, family)
-            .map(|any| {
-                if any {
-                    println!("removed sinkhole's rules ({backend:?})");
-                } else {
-                    println!("no sinkhole rules were loaded ({backend:?})");
-                }
-            })
-            .map_err(anyhow::Error::from),
-        FirewallCommand::Apply { confirm, .. } => firewall_apply(&rs, backend, family, confirm),
-        FirewallCommand::Confirm(_) => Ok(()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sinkhole: {e:#}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn firewall_apply(
-    rs: &Ruleset,
-    backend: Backend,
-    family: Option<Family>,
-    confirm: Option<Duration>,
-) -> anyhow::Result<()> {
-    let snap = system::snapshot(backend, family).context("recording the current rules")?;
-    system::apply(rs, &snap).context("applying the rule set")?;
-    let Some(timeout) = confirm else {
-        println!("applied ({backend:?})");
-        return Ok(());
-    };
-    let dir = system::run_dir();
-    let pending = match system::Pending::start(dir.clone()) {
-        Ok(p) => p,
-        Err(e) => {
-            system::rollback(&snap).context("rolling back")?;
-            return Err(anyhow::Error::from(e).context("rolled back: cannot wait for confirmation"));
-        }
-    };
-    let tty = std::io::stdin().is_terminal();
-    println!(
-        "applied ({backend:?}); rolling back in {}s unless confirmed{} or by `sinkhole firewall confirm` ({})",
-        timeout.as_secs_f32(),
-        if tty { " here (type yes)" } else { "" },
-        dir.join("firewall.pending").display()
-    );
-    let answers = tty.then(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            print!("keep the new rules? [yes/no] ");
-            let _ = std::io::stdout().flush();
-            let mut line = String::new();
-            if std::io::stdin().read_line(&mut line).is_ok() {
-                let _ = tx.send(line.trim().to_ascii_lowercase());
-            }
-        });
-        rx
-    });
-    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let flag = std::sync::Arc::clone(&interrupted);
-    rt.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    });
-    let deadline = Instant::now() + timeout;
-    let decision = rt.block_on(async {
-        loop {
-            if pending.is_confirmed() {
-                return Some(true);
-            }
-            if let Some(rx) = &answers
-                && let Ok(a) = rx.try_recv()
-            {
-                return Some(a == "y" || a == "yes");
-            }
-            if interrupted.load(std::sync::atomic::Ordering::SeqCst) || Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    drop(pending);
-    if decision == Some(true) {
-        println!("confirmed: keeping the new rules");
-        return Ok(());
-    }
-    system::rollback(&snap).context("ROLLBACK FAILED: check the rules by hand")?;
-    let why = if decision == Some(false) {
-        "not confirmed"
-    } else {
-        "no confirmation in time"
-    };
-    anyhow::bail!("{why}: rolled back to the previous rules")
 }
 
 pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {

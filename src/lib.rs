@@ -27,7 +27,7 @@
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
 //! - [`firewall`]: `[firewall]` → an nftables or iptables rule set (pure renderers); only
 //!   `firewall::system` runs `nft` / `iptables-restore`.
-//! - [`cli`]: the command line (`cli_lists`: `sinkhole lists …`).
+//! - [`cli`]: the command line (`cli_lists`: `sinkhole lists …`; `cli_firewall`: `sinkhole firewall …`).
 //!
 //! # Invariants
 //! 1. Only `server` and `handler` touch sockets and packets; stages see a parsed `Query`.
@@ -48,6 +48,7 @@
 
 pub mod blocklist;
 pub mod cli;
+mod cli_firewall;
 mod cli_lists;
 pub mod config;
 pub mod dns;

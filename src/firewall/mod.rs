@@ -2,11 +2,15 @@
 //! only way out for DNS. [`Ruleset`] is built from a validated [`Config`]; [`render`] is a
 //! pure function from it to the text a tool loads (`nft -f` script or `iptables-restore`
 //! input). Nothing here runs a process or needs root: only [`system`] (used by
-//! `sinkhole firewall check|apply|remove|confirm`) calls `nft` and `iptables-restore`.
+//! `sinkhole firewall check|apply|remove|rollback`) calls `nft` and `iptables-restore`, and
+//! [`guard`] keeps the confirm window's saved rules and the rollback armed apart from `apply`.
 
+pub mod guard;
 pub mod iptables;
+mod iptables_save;
 pub mod nftables;
 pub mod system;
+mod timer;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -18,7 +22,8 @@ pub use crate::config::firewall::Backend;
 use crate::config::firewall::{FirewallConfig, Origin, RejectWith};
 
 /// An IP family, for `--family` (iptables backend: one of the two parts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Family {
     /// IPv4 (`iptables-restore`).
     V4,

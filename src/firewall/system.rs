@@ -1,16 +1,16 @@
 //! The edge where rule sets meet the kernel: runs `nft`, `iptables-restore`,
-//! `ip6tables-restore` (and their `-save` twins) to check, apply, snapshot, roll back and
-//! remove sinkhole's rules, and keeps the small state files that let
-//! `sinkhole firewall confirm` (from another shell) confirm a pending `apply --confirm`.
-//! Only `sinkhole firewall check|apply|remove|confirm` use this module.
+//! `ip6tables-restore` (and their `-save` twins) to check, apply, snapshot, restore and
+//! remove sinkhole's rules, and nothing but sinkhole's: the `inet sinkhole` table, or the
+//! `SINKHOLE-*` chains and the hooks into them. The confirm window and its rollback guard
+//! live in [`super::guard`]. Only `sinkhole firewall check|apply|remove|rollback` use this.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::iptables::{FILTER_CHAINS, HOOKS, NAT_CHAINS};
+use super::iptables_save::{ours, restoration, without_present_hooks};
 use super::nftables::TABLE;
 use super::{Backend, Family, Ruleset, render};
 
@@ -105,37 +105,52 @@ pub fn check(rs: &Ruleset, backend: Backend, family: Option<Family>) -> Result<(
     }
 }
 
-/// The rules as they were before an `apply`, to roll back to.
-#[derive(Debug, Clone)]
+/// The rules as they were before an `apply`, to roll back to. Serialised into the run dir
+/// (see [`super::guard`]) so that a rollback needs nothing but that file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
 pub enum Snapshot {
-    /// The previous `table inet sinkhole`, if there was one.
-    Nftables(Option<String>),
-    /// `iptables-save` output of the filter and nat tables, per family.
-    Iptables(Vec<(Family, String)>),
+    /// The previous `table inet sinkhole` (`nft list table` output), if there was one.
+    Nftables {
+        /// The table, or `None`: there was none.
+        table: Option<String>,
+    },
+    /// Sinkhole's chains and hooks in the filter and nat tables, per family
+    /// (`iptables-save` lines; the host's other rules are not recorded).
+    Iptables {
+        /// One entry per family that `apply` touches.
+        families: Vec<SavedFamily>,
+    },
 }
 
-/// `iptables-save` output of one family's filter and nat tables.
-fn saved_tables(f: Family) -> Result<String, ToolError> {
-    let mut text = run(f.save_tool(), &["-t", "filter"], None)?;
-    text.push_str(&run(f.save_tool(), &["-t", "nat"], None)?);
-    Ok(text)
+/// One family's part of [`Snapshot::Iptables`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedFamily {
+    /// Which family.
+    pub family: Family,
+    /// Our lines of `iptables-save -t filter` and `-t nat`, as `iptables-restore` input.
+    pub rules: String,
 }
+
+const TABLES: [&str; 2] = ["filter", "nat"];
 
 /// Records the current state of what `apply` is about to change.
 pub fn snapshot(backend: Backend, family: Option<Family>) -> Result<Snapshot, ToolError> {
     match backend {
-        Backend::Nftables => {
-            // Fails when the table does not exist; that is the "nothing before" case.
-            Ok(Snapshot::Nftables(
-                run("nft", &["list", "table", "inet", TABLE], None).ok(),
-            ))
-        }
+        // Fails when the table does not exist; that is the "nothing before" case.
+        Backend::Nftables => Ok(Snapshot::Nftables {
+            table: run("nft", &["list", "table", "inet", TABLE], None).ok(),
+        }),
         Backend::Iptables => {
-            let parts = families(family)
-                .into_iter()
-                .map(|f| Ok((f, saved_tables(f)?)))
-                .collect::<Result<_, ToolError>>()?;
-            Ok(Snapshot::Iptables(parts))
+            let mut saved = Vec::new();
+            for f in families(family) {
+                let mut rules = String::new();
+                for table in TABLES {
+                    rules.push_str(&ours(table, &run(f.save_tool(), &["-t", table], None)?));
+                }
+                saved.push(SavedFamily { family: f, rules });
+            }
+            Ok(Snapshot::Iptables { families: saved })
         }
     }
 }
@@ -145,15 +160,17 @@ pub fn snapshot(backend: Backend, family: Option<Family>) -> Result<Snapshot, To
 /// hooks already exist (they are not added twice).
 pub fn apply(rs: &Ruleset, before: &Snapshot) -> Result<(), ToolError> {
     match before {
-        Snapshot::Nftables(_) => run(
+        Snapshot::Nftables { .. } => run(
             "nft",
             &["-f", "-"],
             Some(&render(rs, Backend::Nftables, None)),
         )
         .map(|_| ()),
-        Snapshot::Iptables(parts) => {
-            for (f, current) in parts {
-                let text = without_present_hooks(&render(rs, Backend::Iptables, Some(*f)), current);
+        Snapshot::Iptables { families } => {
+            for saved in families {
+                let f = saved.family;
+                let text =
+                    without_present_hooks(&render(rs, Backend::Iptables, Some(f)), &saved.rules);
                 run(f.restore_tool(), &["--noflush"], Some(&text))?;
             }
             Ok(())
@@ -161,46 +178,43 @@ pub fn apply(rs: &Ruleset, before: &Snapshot) -> Result<(), ToolError> {
     }
 }
 
-/// Whether an `iptables-save` line is a jump from `builtin` into our chain `ours`:
-/// `-A BUILTIN … -j OURS`.
-fn is_hook(line: &str, builtin: &str, ours: &str) -> bool {
-    line.starts_with(&format!("-A {builtin} ")) && line.ends_with(&format!("-j {ours}"))
-}
-
-/// Drops `-I BUILTIN 1 … -j SINKHOLE-X` lines whose jump is already in `saved`.
-fn without_present_hooks(text: &str, saved: &str) -> String {
-    let present = |builtin: &str, ours: &str| saved.lines().any(|l| is_hook(l, builtin, ours));
-    let mut out = String::new();
-    for line in text.lines() {
-        let hooked = HOOKS.iter().any(|(_, b, o)| {
-            line.starts_with(&format!("-I {b} 1 ")) && line.ends_with(o) && present(b, o)
-        });
-        if !hooked {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// Puts back what [`snapshot`] recorded.
-pub fn rollback(snap: &Snapshot) -> Result<(), ToolError> {
+/// Puts back what [`snapshot`] recorded, and only that: nftables replaces `table inet
+/// sinkhole` (no other table is touched); iptables restores our chains and the hooks into
+/// them with `--noflush`, so rules others added meanwhile (fail2ban, docker) stay.
+/// Idempotent: running it again changes nothing.
+pub fn restore(snap: &Snapshot) -> Result<(), ToolError> {
     match snap {
-        Snapshot::Nftables(prev) => {
+        Snapshot::Nftables { table } => {
+            // `table …` first makes the delete succeed when the table is absent.
             let mut script = format!("table inet {TABLE}\ndelete table inet {TABLE}\n");
-            if let Some(p) = prev {
+            if let Some(p) = table {
                 script.push_str(p);
             }
             run("nft", &["-f", "-"], Some(&script)).map(|_| ())
         }
-        Snapshot::Iptables(parts) => {
-            for (f, text) in parts {
-                // Without --noflush: the filter and nat tables become exactly what they were.
-                run(f.restore_tool(), &[], Some(text))?;
+        Snapshot::Iptables { families } => {
+            for saved in families {
+                to_ours(saved.family, &saved.rules)?;
             }
             Ok(())
         }
     }
+}
+
+/// Makes sinkhole's part of one family's filter and nat tables what `want` (text from
+/// [`ours`]; empty: nothing) holds, in one `iptables-restore --noflush` run. Whether
+/// anything had to change.
+fn to_ours(f: Family, want: &str) -> Result<bool, ToolError> {
+    let mut script = String::new();
+    for table in TABLES {
+        let current = run(f.save_tool(), &["-t", table], None)?;
+        script.push_str(&restoration(table, want, &current));
+    }
+    if script.is_empty() {
+        return Ok(false);
+    }
+    run(f.restore_tool(), &["--noflush"], Some(&script))?;
+    Ok(true)
 }
 
 /// Removes only what sinkhole added: the table, or our chains and the jumps into them.
@@ -217,128 +231,9 @@ pub fn remove(backend: Backend, family: Option<Family>) -> Result<bool, ToolErro
         Backend::Iptables => {
             let mut any = false;
             for f in families(family) {
-                let mut script = String::new();
-                for (table, chains) in [("filter", &FILTER_CHAINS[..]), ("nat", &NAT_CHAINS[..])] {
-                    let saved = run(f.save_tool(), &["-t", table], None)?;
-                    script.push_str(&removal(table, chains, &saved));
-                }
-                if !script.is_empty() {
-                    any = true;
-                    run(f.restore_tool(), &["--noflush"], Some(&script))?;
-                }
+                any |= to_ours(f, "")?;
             }
             Ok(any)
         }
-    }
-}
-
-/// `iptables-restore --noflush` input deleting our hooks and chains from one table.
-fn removal(table: &str, chains: &[&str], saved: &str) -> String {
-    let mut body = String::new();
-    for line in saved.lines() {
-        if let Some(rest) = line.strip_prefix("-A ")
-            && HOOKS
-                .iter()
-                .any(|(t, b, o)| *t == table && is_hook(line, b, o))
-        {
-            body.push_str(&format!("-D {rest}\n"));
-        }
-    }
-    let present: Vec<&&str> = chains
-        .iter()
-        .filter(|c| saved.lines().any(|l| l.starts_with(&format!(":{c} "))))
-        .collect();
-    for c in &present {
-        body.push_str(&format!("-F {c}\n"));
-    }
-    for c in &present {
-        body.push_str(&format!("-X {c}\n"));
-    }
-    if body.is_empty() {
-        body
-    } else {
-        format!("*{table}\n{body}COMMIT\n")
-    }
-}
-
-/// The folder of the confirm state files: `$SINKHOLE_RUN_DIR`, else `/run/sinkhole`.
-pub fn run_dir() -> PathBuf {
-    std::env::var_os("SINKHOLE_RUN_DIR")
-        .map_or_else(|| PathBuf::from("/run/sinkhole"), PathBuf::from)
-}
-
-/// A pending `apply --confirm`: `firewall.pending` exists while it waits, and
-/// `sinkhole firewall confirm` creates `firewall.confirmed` beside it.
-#[derive(Debug)]
-pub struct Pending {
-    dir: PathBuf,
-}
-
-fn state_err(path: &std::path::Path, source: std::io::Error) -> ToolError {
-    ToolError::State {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-impl Pending {
-    /// Marks an apply as waiting for confirmation.
-    pub fn start(dir: PathBuf) -> Result<Self, ToolError> {
-        std::fs::create_dir_all(&dir).map_err(|e| state_err(&dir, e))?;
-        let _ = std::fs::remove_file(dir.join("firewall.confirmed"));
-        let p = dir.join("firewall.pending");
-        std::fs::write(&p, format!("{}\n", std::process::id())).map_err(|e| state_err(&p, e))?;
-        Ok(Self { dir })
-    }
-
-    /// Whether `sinkhole firewall confirm` has run.
-    pub fn is_confirmed(&self) -> bool {
-        self.dir.join("firewall.confirmed").exists()
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.dir.join("firewall.pending"));
-        let _ = std::fs::remove_file(self.dir.join("firewall.confirmed"));
-    }
-}
-
-/// Confirms a pending apply (from another shell). `Ok(false)`: nothing was pending.
-pub fn confirm(dir: &std::path::Path) -> Result<bool, ToolError> {
-    if !dir.join("firewall.pending").exists() {
-        return Ok(false);
-    }
-    let p = dir.join("firewall.confirmed");
-    std::fs::write(&p, b"confirmed\n").map_err(|e| state_err(&p, e))?;
-    Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn removal_deletes_hooks_and_our_chains_only() {
-        let saved = "*filter\n:INPUT ACCEPT [0:0]\n:SINKHOLE-INPUT - [0:0]\n:MINE - [0:0]\n\
-                     -A INPUT -m comment --comment \"sinkhole hook\" -j SINKHOLE-INPUT\n\
-                     -A INPUT -j MINE\n-A SINKHOLE-INPUT -j ACCEPT\nCOMMIT\n";
-        let r = removal("filter", &FILTER_CHAINS, saved);
-        assert_eq!(
-            r,
-            "*filter\n-D INPUT -m comment --comment \"sinkhole hook\" -j SINKHOLE-INPUT\n\
-             -F SINKHOLE-INPUT\n-X SINKHOLE-INPUT\nCOMMIT\n"
-        );
-        assert_eq!(removal("nat", &NAT_CHAINS, "*nat\nCOMMIT\n"), "");
-    }
-
-    #[test]
-    fn present_hooks_are_not_added_twice() {
-        let text = "-A SINKHOLE-INPUT -j ACCEPT\n-I INPUT 1 -m comment --comment \"sinkhole hook\" -j SINKHOLE-INPUT\n\
-                    -I FORWARD 1 -m comment --comment \"sinkhole hook\" -j SINKHOLE-FORWARD\n";
-        let saved = "-A INPUT -m comment --comment \"sinkhole hook\" -j SINKHOLE-INPUT\n";
-        let out = without_present_hooks(text, saved);
-        assert!(!out.contains("-I INPUT"));
-        assert!(out.contains("-I FORWARD"));
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sinkhole");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_sinkhole");
 
 /// The client side of every probe: `dns SRC DST NAME` prints `NOERROR 0.0.0.0`, `NXDOMAIN`,
 /// `timeout` or `refused`; `tcp SRC DST PORT` prints `open`, `refused` or `timeout`.
@@ -84,7 +84,7 @@ impl Drop for Lab {
     }
 }
 
-fn sh(args: &[&str]) -> Output {
+pub(crate) fn sh(args: &[&str]) -> Output {
     Command::new(args[0])
         .args(&args[1..])
         .stdin(Stdio::null())
@@ -92,7 +92,7 @@ fn sh(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
-fn ok(args: &[&str]) -> String {
+pub(crate) fn ok(args: &[&str]) -> String {
     let out = sh(args);
     assert!(
         out.status.success(),
@@ -103,7 +103,7 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn have(program: &str) -> bool {
+pub(crate) fn have(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .stdout(Stdio::null())
@@ -112,7 +112,7 @@ fn have(program: &str) -> bool {
 }
 
 /// Why this machine cannot run the test, if it cannot.
-fn cannot_run() -> Option<String> {
+pub(crate) fn cannot_run() -> Option<String> {
     let uid = sh(&["id", "-u"]);
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Some("not root".into());
@@ -280,7 +280,7 @@ impl Lab {
     }
 }
 
-fn must(out: &Output, what: &str) {
+pub(crate) fn must(out: &Output, what: &str) {
     assert!(
         out.status.success(),
         "{what}: exit {:?}\n{}{}",

@@ -10,6 +10,7 @@ mod cache; // hits, TTL countdown, negative caching
 mod cli; // the real binary: --version/--help, config check, SIGHUP reload
 mod ede_text; // the EDE text a blocked answer carries: list file name, char-safe cut
 mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptables
+mod firewall_rollback; // `apply --confirm` killed in its window: the guard rolls back; confirm disarms
 mod forward; // forwarding, rcodes, flags, failover, SERVFAIL deadline, TCP fallback
 mod hostile; // hostile clients: TCP limits and deadlines, per-client forward limits
 mod list_downloads; // URL list downloads: redirects, streaming to disk in bounded memory
