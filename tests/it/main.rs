@@ -3,10 +3,12 @@
 
 mod fake_upstream; // the in-process authoritative upstream, with query counters
 mod harness; // TestServer (the real service on 127.0.0.1:0) and a small DNS client
+mod raw_upstream; // a scripted UDP upstream: delays, forged answers, DNS cookies
 
 mod blocking; // block modes, suffix and allow precedence, EDE
 mod cache; // hits, TTL countdown, negative caching
 mod cli; // the real binary: --version/--help, config check, SIGHUP reload
+mod cookies; // DNS cookies toward upstreams (RFC 7873), forged answers, BADCOOKIE
 mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptables
 mod forward; // forwarding, rcodes, flags, failover, SERVFAIL deadline, TCP fallback
 mod lists_cli; // `sinkhole lists check|lint|convert|add|remove` on files
@@ -15,4 +17,5 @@ mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation
 mod real_lists; // the real community lists in ../shared/data
 mod reload; // file-change reload under a query loop
 mod udp_load; // bursts through the batched UDP path and its pause
-mod url_lists; // URL lists against a loopback HTTP server
+mod upstream_pool;
+mod url_lists; // URL lists against a loopback HTTP server // a slow-query flood: bounded upstream sockets, fd limit raised at start
