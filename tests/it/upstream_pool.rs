@@ -167,3 +167,128 @@ async fn r10_serve_raises_the_open_file_soft_limit_to_the_hard_limit() {
         "the raise is logged:\n{log}"
     );
 }
+
+/// Starts the real binary under `sh` with the open-file limits set by `ulimit` (`limits`),
+/// and waits until it answers on `addr`.
+async fn spawn_limited(
+    limits: &str,
+    cfg: &std::path::Path,
+    addr: SocketAddr,
+) -> std::process::Child {
+    let prog = bin().get_program().to_owned();
+    #[allow(clippy::zombie_processes)]
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{limits} && exec \"$0\" --log-level info serve --config \"$1\""
+        ))
+        .arg(&prog)
+        .arg(cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        let q = make_query("www.fast.test.", RecordType::A, None);
+        let r = tokio::time::timeout(Duration::from_millis(300), udp_exchange(addr, &q)).await;
+        if let Ok(Some(m)) = r {
+            assert_eq!(first_answer(&m), "192.0.2.1");
+            return child;
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not start");
+        }
+    }
+}
+
+// See: #10
+#[tokio::test(flavor = "multi_thread")]
+async fn r10_out_of_descriptors_warns_and_forwards_on_the_sockets_it_has() {
+    let up = slow_upstream(Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let cfg = dir.path().join("sinkhole.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = [\"{addr}\"]\n[upstream]\nservers = [\"{}\"]\n",
+            up.addr
+        ),
+    )
+    .unwrap();
+    // Room for the listeners and a few upstream sockets, not for a socket per query.
+    let child = spawn_limited("ulimit -S -n 40 && ulimit -H -n 40", &cfg, addr).await;
+
+    const N: usize = 10;
+    const EACH: usize = 20;
+    let mut clients = Vec::new();
+    for c in 0..N {
+        clients.push(
+            UdpSocket::bind((Ipv4Addr::new(127, 0, 2, 10 + c as u8), 0))
+                .await
+                .unwrap(),
+        );
+    }
+    for i in 0..EACH {
+        for (c, sock) in clients.iter().enumerate() {
+            let q = make_query(&format!("q{i}-{c}.slow.test."), RecordType::A, None);
+            sock.send_to(&q.to_vec().unwrap(), addr).await.unwrap();
+        }
+    }
+    let mut answers = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    for sock in &clients {
+        for _ in 0..EACH {
+            match tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf)).await {
+                Ok(Ok((n, _))) => answers.push(Message::from_vec(&buf[..n]).unwrap()),
+                _ => break,
+            }
+        }
+    }
+    let log = stop_serve(child);
+    let good = answers
+        .iter()
+        .filter(|m| m.answers.len() == 1 && first_answer(m) == "192.0.2.1")
+        .count();
+    assert_eq!(
+        good,
+        N * EACH,
+        "every query answered by the upstream; log:\n{log}"
+    );
+    let warnings = log.matches("out of file descriptors").count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "one rate-limited warning, not {warnings}:\n{log}"
+    );
+}
+
+/// Shared sockets keep what a socket per query gave: the server's ICMP "port unreachable"
+/// moves the query on to the next server at once, not after the timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_upstream_port_fails_over_without_waiting_for_the_timeout() {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let good = slow_upstream(Duration::ZERO).await;
+    let s = TestServer::start(
+        &format!(
+            "[upstream]\nservers = [\"{dead}\", \"{}\"]\ntimeout_ms = 2000\n",
+            good.addr
+        ),
+        &[],
+    )
+    .await;
+    for i in 0..3 {
+        let t = Instant::now();
+        let m = s.query(&format!("n{i}.fast.test."), RecordType::A).await;
+        assert_eq!(first_answer(&m), "192.0.2.1");
+        assert!(
+            t.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+}
