@@ -34,8 +34,8 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::config::{CacheConfig, UpstreamConfig};
 use crate::dns::wire::{
-    CookieOption, Query, RCODE_BADCOOKIE, Response, ResponseError, rcode, response_cookie,
-    write_upstream_query_cookie,
+    CookieOption, Query, RCODE_BADCOOKIE, Response, ResponseError, UpstreamOpt, rcode,
+    response_cookie, write_upstream_query_cookie,
 };
 use crate::fdlimit;
 use cookie::Jar;
@@ -257,14 +257,12 @@ impl Upstream {
             Some(o) if o.rcode == RCODE_BADCOOKIE => {
                 return Err(UpstreamError::Rcode(server.addr, "BADCOOKIE"));
             }
-            Some(o) => {
-                if let CookieOption::Present(c) = o.cookie {
-                    if c.client == client {
-                        server.jar.learn(&c);
-                    }
-                }
-            }
-            None => {}
+            // `learn` keeps it only if it echoes our client cookie.
+            Some(UpstreamOpt {
+                cookie: CookieOption::Present(c),
+                ..
+            }) => server.jar.learn(&c),
+            _ => {}
         }
         Response::from_upstream(&buf, q, id, self.min_ttl, self.max_ttl)
             .map_err(|_| UpstreamError::Malformed(server.addr))
