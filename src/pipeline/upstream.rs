@@ -8,9 +8,10 @@
 //!
 //! File descriptors stay bounded whatever the load: a flood of queries to a slow domain used
 //! to cost one socket each until the process ran out, failing everyone's forwards. Now UDP
-//! queries share [`pool::SOCKETS`] sockets per server, matched to their answers by ID and
-//! question ([`pool`] explains how source ports keep changing, RFC 5452), and the TCP
-//! fallback, which keeps a connection per query, is limited to [`MAX_TCP`] at once.
+//! queries share at most 64 sockets per server (`pool::SOCKETS`), matched to their answers
+//! by ID and question (the `pool` module explains how source ports keep changing, RFC 5452),
+//! and the TCP fallback, which keeps a connection per query, is limited to [`MAX_TCP`] at
+//! once.
 //!
 //! DNS cookies (RFC 7873): every query carries our client cookie for that server (random per
 //! server and process) and the server cookie it last gave us. An answer must echo our client
