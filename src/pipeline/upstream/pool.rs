@@ -236,10 +236,14 @@ impl Sock {
         }
     }
 
-    /// Adds a waiter under a random ID not in flight here; gives `expect` back when full.
+    /// Adds a waiter under a random ID not in flight here; gives `expect` back when full or
+    /// retired.
     fn enlist(self: Arc<Self>, expect: Expect) -> Result<Ticket, Expect> {
         let mut w = lock(&self.waiters);
-        if w.len() >= MAX_WAITING {
+        // Checked under the waiters' lock, as the reader checks before it ends: once a
+        // retired socket's reader has seen it idle, nothing can join it (it would never be
+        // read).
+        if w.len() >= MAX_WAITING || self.retired.load(Ordering::Acquire) {
             return Err(expect);
         }
         // At most MAX_WAITING of 65,536 IDs are taken: a free one comes within a few draws.
@@ -312,7 +316,8 @@ impl Sock {
     }
 
     fn idle_and_retired(&self) -> bool {
-        self.retired.load(Ordering::Acquire) && lock(&self.waiters).is_empty()
+        let w = lock(&self.waiters);
+        self.retired.load(Ordering::Acquire) && w.is_empty()
     }
 }
 
@@ -554,6 +559,27 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_retired_socket_takes_no_new_waiters() {
+        // A query that picked a socket just before it was retired must not join it once its
+        // reader has ended: it would wait for an answer nobody reads (a rare SERVFAIL under
+        // load, seen in the lab).
+        let (addr, _echo) = echo().await;
+        let pool = Pool::new(addr);
+        drop(pool.register(expect(b"\x01a\x00")).unwrap());
+        let sock = pool.slots.iter().find_map(|s| lock(s).clone()).unwrap();
+        sock.retire(&pool.draining);
+        let t = Instant::now();
+        while pool.draining.load(Ordering::Relaxed) > 0 {
+            assert!(
+                t.elapsed() < WAIT,
+                "the idle retired socket's reader did not end"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(sock.enlist(expect(b"\x01a\x00")).is_err());
     }
 
     #[tokio::test]
