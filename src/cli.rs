@@ -619,6 +619,8 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         "starting sinkhole {}",
         env!("CARGO_PKG_VERSION")
     );
+    // Before any socket: a soft limit of 1,024 is easily reached by TCP clients.
+    crate::fdlimit::raise_nofile_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sinkhole-rt")

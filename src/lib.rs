@@ -25,6 +25,7 @@
 //! - [`querylog`]: the JSON Lines query log (bounded queue → writer thread, sessions,
 //!   rotation) and the `sinkhole log` reports that read it.
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
+//! - [`fdlimit`]: the open-file limit raised at start; a WARN when descriptors run out.
 //! - [`firewall`]: `[firewall]` → an nftables or iptables rule set (pure renderers); only
 //!   `firewall::system` runs `nft` / `iptables-restore`.
 //! - [`cli`]: the command line (`cli_lists`: `sinkhole lists …`; `cli_firewall`: `sinkhole firewall …`).
@@ -52,6 +53,7 @@ mod cli_firewall;
 mod cli_lists;
 pub mod config;
 pub mod dns;
+pub mod fdlimit;
 pub mod firewall;
 pub mod handler;
 pub mod pipeline;

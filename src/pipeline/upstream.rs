@@ -1,21 +1,49 @@
-//! `Upstream`: forwards a query to the configured resolvers in order, over UDP from a fresh
-//! random port per query (RFC 5452), retrying over TCP when the answer is truncated.
+//! `Upstream`: forwards a query to the configured resolvers in order, over UDP from a shared,
+//! bounded pool of sockets per server, retrying over TCP when the answer is truncated.
 //!
 //! Each attempt waits at most `timeout`; a timeout, a transport error, a broken answer,
 //! SERVFAIL or REFUSED moves on to the next server. The whole exchange ends by
 //! `arrived + timeout × servers`, so the client always hears back in time. This is the only
 //! network I/O on the query path.
+//!
+//! File descriptors stay bounded whatever the load: a flood of queries to a slow domain used
+//! to cost one socket each until the process ran out, failing everyone's forwards. Now UDP
+//! queries share at most 64 sockets per server (`pool::SOCKETS`), matched to their answers
+//! by ID and question (the `pool` module explains how source ports keep changing, RFC 5452),
+//! and the TCP fallback, which keeps a connection per query, is limited to [`MAX_TCP`] at
+//! once.
+//!
+//! DNS cookies (RFC 7873): every query carries our client cookie for that server (random per
+//! server and process) and the server cookie it last gave us. An answer must echo our client
+//! cookie; once a server has shown it does cookies, an answer without one is dropped as a
+//! forgery (if such answers are all a query gets, the server is taken to have stopped doing
+//! cookies and is trusted without them again). BADCOOKIE is retried once with the fresh
+//! server cookie, then over TCP. Servers that do not do cookies just never echo one.
+
+mod cookie;
+mod pool;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::{CacheConfig, UpstreamConfig};
-use crate::dns::wire::{Query, Response, ResponseError, rcode, write_upstream_query};
+use crate::dns::wire::{
+    CookieOption, Query, RCODE_BADCOOKIE, Response, ResponseError, UpstreamOpt, rcode,
+    response_cookie, write_upstream_query_cookie,
+};
+use crate::fdlimit;
+use cookie::Jar;
+use pool::{Expect, Pool, Received};
+
+/// Most TCP connections to upstreams at once (truncated answers only).
+pub const MAX_TCP: usize = 64;
 
 /// Why no usable answer came back.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -29,25 +57,43 @@ pub enum UpstreamError {
     /// The answer was not a well-formed DNS message.
     #[error("{0}: malformed answer")]
     Malformed(SocketAddr),
-    /// The server answered SERVFAIL or REFUSED.
+    /// The server answered SERVFAIL or REFUSED (or BADCOOKIE over TCP).
     #[error("{0}: answered {1}")]
     Rcode(SocketAddr, &'static str),
+}
+
+/// One upstream server: its address, socket pool and cookies.
+#[derive(Debug)]
+struct Server {
+    addr: SocketAddr,
+    pool: Pool,
+    jar: Jar,
 }
 
 /// The forwarding stage.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    servers: Vec<SocketAddr>,
+    servers: Arc<[Server]>,
+    tcp_slots: Arc<Semaphore>,
     timeout: Duration,
     min_ttl: u32,
     max_ttl: u32,
 }
 
 impl Upstream {
-    /// Builds the stage from config.
+    /// Builds the stage from config. Opens nothing: sockets come with the first queries.
     pub fn new(cfg: &UpstreamConfig, cache: &CacheConfig) -> Self {
         Self {
-            servers: cfg.servers.clone(),
+            servers: cfg
+                .servers
+                .iter()
+                .map(|&addr| Server {
+                    addr,
+                    pool: Pool::new(addr),
+                    jar: Jar::new(),
+                })
+                .collect(),
+            tcp_slots: Arc::new(Semaphore::new(MAX_TCP)),
             timeout: cfg.timeout,
             min_ttl: cache.min_ttl,
             max_ttl: cache.max_ttl,
@@ -66,14 +112,14 @@ impl Upstream {
         arrived: Instant,
     ) -> Result<(Response, SocketAddr), UpstreamError> {
         let deadline = self.deadline(arrived);
-        let Some(&first) = self.servers.first() else {
+        let Some(first) = self.servers.first() else {
             return Err(UpstreamError::Transport(
                 SocketAddr::from(([0, 0, 0, 0], 0)),
                 "no upstream configured".into(),
             ));
         };
-        let mut last = UpstreamError::Timeout(first);
-        for &server in &self.servers {
+        let mut last = UpstreamError::Timeout(first.addr);
+        for server in self.servers.iter() {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -81,64 +127,122 @@ impl Upstream {
             let attempt_end = (now + self.timeout).min(deadline);
             match self.attempt(server, q, attempt_end).await {
                 Ok(r) if matches!(r.rcode(), rcode::SERVFAIL | rcode::REFUSED) => {
-                    last = UpstreamError::Rcode(server, rcode::name(r.rcode()));
+                    last = UpstreamError::Rcode(server.addr, rcode::name(r.rcode()));
                 }
-                Ok(r) => return Ok((r, server)),
+                Ok(r) => return Ok((r, server.addr)),
                 Err(e) => last = e,
             }
-            tracing::debug!(qname = %q.name_lossy(), upstream = %server, error = %last, "upstream attempt failed");
+            tracing::debug!(qname = %q.name_lossy(), upstream = %server.addr, error = %last, "upstream attempt failed");
         }
         Err(last)
     }
 
+    /// One server: UDP, BADCOOKIE retried once with the new server cookie, TCP on TC.
     async fn attempt(
         &self,
-        server: SocketAddr,
+        server: &Server,
         q: &Query,
         end: Instant,
     ) -> Result<Response, UpstreamError> {
-        let id: u16 = rand::random();
-        let mut msg = Vec::with_capacity(64 + q.question_len());
-        write_upstream_query(&mut msg, q, id);
-        let transport = |e: std::io::Error| UpstreamError::Transport(server, e.to_string());
-        let bind: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0".parse().unwrap_or(server)
-        } else {
-            "[::]:0".parse().unwrap_or(server)
-        };
-        let sock = UdpSocket::bind(bind).await.map_err(transport)?;
-        sock.connect(server).await.map_err(transport)?;
-        sock.send(&msg).await.map_err(transport)?;
-        let mut buf = vec![0u8; 4096];
+        let mut retried = false;
         loop {
-            let n = match timeout_at(end, sock.recv(&mut buf)).await {
-                Err(_) => return Err(UpstreamError::Timeout(server)),
-                Ok(r) => r.map_err(transport)?,
+            let (got, id) = self.udp(server, q, end).await?;
+            if got.opt.is_some_and(|o| o.rcode == RCODE_BADCOOKIE) {
+                tracing::debug!(upstream = %server.addr, "BADCOOKIE; retrying with the new server cookie");
+                if retried {
+                    return self.tcp(server, q, end).await;
+                }
+                retried = true;
+                continue;
+            }
+            return match Response::from_upstream(&got.pkt, q, id, self.min_ttl, self.max_ttl) {
+                Ok(r) => Ok(r),
+                Err(ResponseError::Truncated) => self.tcp(server, q, end).await,
+                // Mismatch cannot happen (the pool matched ID and question).
+                Err(ResponseError::Malformed | ResponseError::Mismatch) => {
+                    Err(UpstreamError::Malformed(server.addr))
+                }
             };
-            match Response::from_upstream(&buf[..n], q, id, self.min_ttl, self.max_ttl) {
-                Ok(r) => return Ok(r),
-                // Not ours (late answer to an earlier query, or spoofing): keep listening.
-                Err(ResponseError::Mismatch) => continue,
-                Err(ResponseError::Malformed) => return Err(UpstreamError::Malformed(server)),
-                Err(ResponseError::Truncated) => return self.tcp(server, q, end).await,
+        }
+    }
+
+    /// One UDP exchange through the pool; learns the server cookie from the answer.
+    async fn udp(
+        &self,
+        server: &Server,
+        q: &Query,
+        end: Instant,
+    ) -> Result<(Received, u16), UpstreamError> {
+        let transport = |e: std::io::Error| UpstreamError::Transport(server.addr, e.to_string());
+        let (client, server_cookie) = server.jar.get();
+        let mut question = Vec::with_capacity(q.question_len());
+        question.extend(q.wire_name().iter().map(u8::to_ascii_lowercase));
+        question.extend_from_slice(&q.qtype.to_be_bytes());
+        question.extend_from_slice(&q.qclass.to_be_bytes());
+        let mut ticket = server
+            .pool
+            .register(Expect {
+                question: question.into_boxed_slice(),
+                cookie: Some(client),
+                strict: server_cookie.is_some(),
+            })
+            .map_err(transport)?;
+        let mut msg = Vec::with_capacity(64 + q.question_len());
+        let id = ticket.id();
+        write_upstream_query_cookie(
+            &mut msg,
+            q,
+            id,
+            &client,
+            server_cookie.as_ref().map(|c| c.server()),
+        );
+        ticket.send(&msg).await.map_err(transport)?;
+        let answer = timeout_at(end, ticket.answer()).await;
+        match answer {
+            Err(_) => {
+                if ticket.abandon() {
+                    tracing::debug!(upstream = %server.addr, "answers came without a cookie; trusting the server without one");
+                    server.jar.forget();
+                }
+                Err(UpstreamError::Timeout(server.addr))
+            }
+            Ok(r) => {
+                let got = r.map_err(transport)?;
+                if let Some(CookieOption::Present(c)) = got.opt.map(|o| o.cookie) {
+                    server.jar.learn(&c);
+                }
+                Ok((got, id))
             }
         }
     }
 
+    /// One TCP exchange on a connection of its own (at most [`MAX_TCP`] at once).
     async fn tcp(
         &self,
-        server: SocketAddr,
+        server: &Server,
         q: &Query,
         end: Instant,
     ) -> Result<Response, UpstreamError> {
+        let Ok(Ok(_slot)) = timeout_at(end, self.tcp_slots.acquire()).await else {
+            return Err(UpstreamError::Timeout(server.addr));
+        };
         let id: u16 = rand::random();
-        let mut msg = vec![0, 0];
+        let (client, server_cookie) = server.jar.get();
         let mut body = Vec::with_capacity(64 + q.question_len());
-        write_upstream_query(&mut body, q, id);
-        msg[..2].copy_from_slice(&u16::try_from(body.len()).unwrap_or(0).to_be_bytes());
+        write_upstream_query_cookie(
+            &mut body,
+            q,
+            id,
+            &client,
+            server_cookie.as_ref().map(|c| c.server()),
+        );
+        let mut msg = Vec::with_capacity(2 + body.len());
+        msg.extend_from_slice(&u16::try_from(body.len()).unwrap_or(0).to_be_bytes());
         msg.extend_from_slice(&body);
         let exchange = async {
-            let mut s = TcpStream::connect(server).await?;
+            let mut s = TcpStream::connect(server.addr).await.inspect_err(|e| {
+                fdlimit::warn_if_exhausted("connecting to an upstream over TCP", e);
+            })?;
             s.write_all(&msg).await?;
             let len = s.read_u16().await?;
             let mut buf = vec![0u8; usize::from(len)];
@@ -146,10 +250,22 @@ impl Upstream {
             Ok::<_, std::io::Error>(buf)
         };
         let buf = match timeout_at(end, exchange).await {
-            Err(_) => return Err(UpstreamError::Timeout(server)),
-            Ok(r) => r.map_err(|e| UpstreamError::Transport(server, e.to_string()))?,
+            Err(_) => return Err(UpstreamError::Timeout(server.addr)),
+            Ok(r) => r.map_err(|e| UpstreamError::Transport(server.addr, e.to_string()))?,
         };
+        // TCP is not open to off-path forgery: the cookie is learned, not checked.
+        match response_cookie(&buf) {
+            Some(o) if o.rcode == RCODE_BADCOOKIE => {
+                return Err(UpstreamError::Rcode(server.addr, "BADCOOKIE"));
+            }
+            // `learn` keeps it only if it echoes our client cookie.
+            Some(UpstreamOpt {
+                cookie: CookieOption::Present(c),
+                ..
+            }) => server.jar.learn(&c),
+            _ => {}
+        }
         Response::from_upstream(&buf, q, id, self.min_ttl, self.max_ttl)
-            .map_err(|_| UpstreamError::Malformed(server))
+            .map_err(|_| UpstreamError::Malformed(server.addr))
     }
 }

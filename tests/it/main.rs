@@ -3,11 +3,13 @@
 
 mod fake_upstream; // the in-process authoritative upstream, with query counters
 mod harness; // TestServer (the real service on 127.0.0.1:0) and a small DNS client
+mod raw_upstream; // a scripted UDP upstream: delays, forged answers, DNS cookies
 
 mod any; // ANY answered locally with RFC 8482 HINFO
 mod blocking; // block modes, suffix and allow precedence, EDE
 mod cache; // hits, TTL countdown, negative caching
 mod cli; // the real binary: --version/--help, config check, SIGHUP reload
+mod cookies; // DNS cookies toward upstreams (RFC 7873), forged answers, BADCOOKIE
 mod ede_text; // the EDE text a blocked answer carries: list file name, char-safe cut
 mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptables
 mod firewall_rollback; // `apply --confirm` killed in its window: the guard rolls back; confirm disarms
@@ -22,4 +24,5 @@ mod real_lists; // the real community lists in ../shared/data
 mod reload; // file-change reload under a query loop
 mod scrub; // out-of-bailiwick records stripped before caching and relaying
 mod udp_load; // bursts through the batched UDP path and its pause
-mod url_lists; // URL lists against a loopback HTTP server
+mod upstream_pool;
+mod url_lists; // URL lists against a loopback HTTP server // a slow-query flood: bounded upstream sockets, fd limit raised at start

@@ -1,0 +1,598 @@
+//! `Pool`: the UDP sockets toward one upstream server, shared by every forwarded query.
+//!
+//! A pool holds at most [`SOCKETS`] connected sockets, opened on demand, each bound by the OS
+//! to a random ephemeral port. A query takes a slot at random and a random message ID not
+//! in flight on that socket, and registers a waiter; one reader task per socket hands each
+//! datagram to the waiter whose ID, question (name case-insensitively, type, class) and
+//! client cookie it matches, through a `oneshot`. Anything else (a late answer to an
+//! abandoned query, a forgery) is dropped and the waiter keeps waiting, as a socket of its
+//! own would. The kernel already drops datagrams from any other address than the server's
+//! (the socket is connected), and reports the server's ICMP "port unreachable" as an error,
+//! which fails the socket's waiters at once so that they move on to the next server.
+//!
+//! Source ports keep changing (RFC 5452): a socket is retired after [`MAX_USES`] queries or
+//! [`MAX_AGE`], replaced by a fresh one in its slot, and closed when its last waiter is
+//! done. At most [`MAX_DRAINING`] retired sockets may be open at once (beyond that a worn
+//! socket simply serves on), so a pool never holds more than `SOCKETS + MAX_DRAINING`
+//! descriptors whatever the load, and at most [`MAX_WAITING`] queries per socket.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, oneshot};
+
+use crate::dns::wire::{self, CookieOption, HEADER_LEN, QR, UpstreamOpt};
+use crate::fdlimit;
+
+/// Most sockets per upstream server.
+pub(super) const SOCKETS: usize = 64;
+/// Queries sent from one socket before it is replaced by one on a new port.
+pub(super) const MAX_USES: u32 = 512;
+/// Age after which a socket is replaced by one on a new port.
+pub(super) const MAX_AGE: Duration = Duration::from_secs(60);
+/// Most retired sockets still waiting for their last answers, per server.
+pub(super) const MAX_DRAINING: usize = SOCKETS;
+/// Most queries in flight on one socket.
+pub(super) const MAX_WAITING: usize = 1024;
+/// Receive buffer per socket (larger than the EDNS payload we advertise).
+const DATAGRAM: usize = 4096;
+
+/// An answer handed to its waiter: the datagram and its OPT facts.
+#[derive(Debug)]
+pub(super) struct Received {
+    /// The whole datagram.
+    pub(super) pkt: Vec<u8>,
+    /// Extended rcode and COOKIE option (`None`: the message does not parse that far).
+    pub(super) opt: Option<UpstreamOpt>,
+}
+
+/// What a waiter needs an answer to match besides its ID.
+#[derive(Debug)]
+pub(super) struct Expect {
+    /// The question as sent: lower-case wire name, type, class.
+    pub(super) question: Box<[u8]>,
+    /// The client cookie sent, if any: an answer must echo it.
+    pub(super) cookie: Option<[u8; 8]>,
+    /// The server is known to do cookies: an answer without one is not the server's.
+    pub(super) strict: bool,
+}
+
+struct Waiter {
+    expect: Expect,
+    /// A matching answer came without a cookie and was dropped (`strict` only).
+    saw_cookieless: bool,
+    tx: oneshot::Sender<io::Result<Received>>,
+}
+
+/// The sockets toward one server.
+pub(super) struct Pool {
+    server: SocketAddr,
+    slots: Box<[Mutex<Option<Arc<Sock>>>]>,
+    draining: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("server", &self.server)
+            .field("draining", &self.draining.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+struct Sock {
+    udp: UdpSocket,
+    waiters: Mutex<HashMap<u16, Waiter>>,
+    uses: AtomicU32,
+    born: Instant,
+    retired: AtomicBool,
+    /// Wakes the reader when a retired socket may have become idle.
+    wake: Notify,
+}
+
+/// A registered query: its ID on its socket, and where its answer arrives. Dropping it
+/// withdraws the waiter.
+pub(super) struct Ticket {
+    sock: Arc<Sock>,
+    id: u16,
+    rx: oneshot::Receiver<io::Result<Received>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere while holding the lock leaves the data consistent (plain inserts
+    // and removes), so a poisoned lock is used as is.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Pool {
+    /// An empty pool toward `server`; sockets are opened by the first queries.
+    pub(super) fn new(server: SocketAddr) -> Self {
+        Self {
+            server,
+            slots: (0..SOCKETS).map(|_| Mutex::new(None)).collect(),
+            draining: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Registers a query on a random socket under a random free ID. Fails when no socket
+    /// can be opened (the error says why) or every open socket is full.
+    pub(super) fn register(&self, expect: Expect) -> io::Result<Ticket> {
+        let n = self.slots.len();
+        let start = rand::random_range(0..n);
+        // At most one open per query: when descriptors are short, the query takes a socket
+        // that is already open rather than trying every empty slot.
+        let mut may_open = true;
+        let mut failed = None;
+        let mut expect = expect;
+        for k in 0..n {
+            let sock = match self.socket_in(&self.slots[(start + k) % n], &mut may_open) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(e) => {
+                    failed = Some(e);
+                    continue;
+                }
+            };
+            match sock.enlist(expect) {
+                Ok(t) => return Ok(t),
+                Err(e) => expect = e,
+            }
+        }
+        Err(failed.unwrap_or_else(|| io::Error::other("every upstream socket is busy")))
+    }
+
+    /// The socket to use in `slot`: the current one, or a new one when the slot is empty or
+    /// its socket is worn (and `may_open`). `Ok(None)`: empty slot, nothing opened.
+    fn socket_in(
+        &self,
+        slot: &Mutex<Option<Arc<Sock>>>,
+        may_open: &mut bool,
+    ) -> io::Result<Option<Arc<Sock>>> {
+        let mut cur = lock(slot);
+        if let Some(s) = cur.as_ref() {
+            let keep =
+                !s.worn() || !*may_open || self.draining.load(Ordering::Relaxed) >= MAX_DRAINING;
+            if keep {
+                return Ok(Some(Arc::clone(s)));
+            }
+        } else if !*may_open {
+            return Ok(None);
+        }
+        *may_open = false;
+        match Sock::open(self.server, Arc::clone(&self.draining)) {
+            Ok(new) => {
+                if let Some(old) = cur.replace(Arc::clone(&new)) {
+                    old.retire(&self.draining);
+                }
+                Ok(Some(new))
+            }
+            Err(e) => {
+                if !fdlimit::warn_if_exhausted("opening an upstream socket", &e) {
+                    tracing::debug!(upstream = %self.server, error = %e, "cannot open an upstream socket");
+                }
+                match cur.as_ref() {
+                    Some(s) => Ok(Some(Arc::clone(s))),
+                    None => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Number of sockets open now (slots in use plus retired ones still draining).
+    #[cfg(test)]
+    pub(super) fn open_sockets(&self) -> usize {
+        let active = self.slots.iter().filter(|s| lock(s).is_some()).count();
+        active + self.draining.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Readers end once their last waiter is done, closing the sockets.
+        for slot in self.slots.iter() {
+            if let Some(s) = lock(slot).take() {
+                s.retire(&self.draining);
+            }
+        }
+    }
+}
+
+impl Sock {
+    /// Opens a socket connected to `server` on a random port, and starts its reader.
+    fn open(server: SocketAddr, draining: Arc<AtomicUsize>) -> io::Result<Arc<Self>> {
+        let bind: SocketAddr = if server.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let std = std::net::UdpSocket::bind(bind)?;
+        std.connect(server)?;
+        std.set_nonblocking(true)?;
+        let sock = Arc::new(Self {
+            udp: UdpSocket::from_std(std)?,
+            waiters: Mutex::new(HashMap::new()),
+            uses: AtomicU32::new(0),
+            born: Instant::now(),
+            retired: AtomicBool::new(false),
+            wake: Notify::new(),
+        });
+        tokio::spawn(read(Arc::clone(&sock), draining));
+        Ok(sock)
+    }
+
+    fn worn(&self) -> bool {
+        self.uses.load(Ordering::Relaxed) >= MAX_USES || self.born.elapsed() >= MAX_AGE
+    }
+
+    fn retire(&self, draining: &AtomicUsize) {
+        if !self.retired.swap(true, Ordering::AcqRel) {
+            draining.fetch_add(1, Ordering::Relaxed);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Adds a waiter under a random ID not in flight here; gives `expect` back when full or
+    /// retired.
+    fn enlist(self: Arc<Self>, expect: Expect) -> Result<Ticket, Expect> {
+        let mut w = lock(&self.waiters);
+        // Checked under the waiters' lock, as the reader checks before it ends: once a
+        // retired socket's reader has seen it idle, nothing can join it (it would never be
+        // read).
+        if w.len() >= MAX_WAITING || self.retired.load(Ordering::Acquire) {
+            return Err(expect);
+        }
+        // At most MAX_WAITING of 65,536 IDs are taken: a free one comes within a few draws.
+        let id = loop {
+            let id: u16 = rand::random();
+            if !w.contains_key(&id) {
+                break id;
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        w.insert(
+            id,
+            Waiter {
+                expect,
+                saw_cookieless: false,
+                tx,
+            },
+        );
+        drop(w);
+        self.uses.fetch_add(1, Ordering::Relaxed);
+        Ok(Ticket { sock: self, id, rx })
+    }
+
+    /// Hands `pkt` to its waiter, if it has one and matches it.
+    fn dispatch(&self, pkt: &[u8]) {
+        let (Some(id), Some(flags), Some(1)) = (u16_at(pkt, 0), u16_at(pkt, 2), u16_at(pkt, 4))
+        else {
+            return;
+        };
+        if flags & QR == 0 {
+            return;
+        }
+        let mut waiters = lock(&self.waiters);
+        let Some(w) = waiters.get_mut(&id) else {
+            return;
+        };
+        if !question_matches(pkt, &w.expect.question) {
+            return;
+        }
+        let opt = wire::response_cookie(pkt);
+        if let Some(ours) = w.expect.cookie {
+            let cookie = opt.map(|o| o.cookie);
+            match cookie {
+                // RFC 7873 §5.3: an answer that does not echo our client cookie is not
+                // from the server.
+                Some(CookieOption::Present(c)) if c.client != ours => return,
+                Some(CookieOption::Malformed) => return,
+                Some(CookieOption::Present(_)) => {}
+                // A server that does cookies always answers with one.
+                Some(CookieOption::Absent) | None if w.expect.strict => {
+                    w.saw_cookieless = true;
+                    return;
+                }
+                Some(CookieOption::Absent) | None => {}
+            }
+        }
+        if let Some(w) = waiters.remove(&id) {
+            let _ = w.tx.send(Ok(Received {
+                pkt: pkt.to_vec(),
+                opt,
+            }));
+        }
+    }
+
+    /// Fails every waiter with `e` (the socket reported an error for the server).
+    fn fail_all(&self, e: &io::Error) {
+        for (_, w) in lock(&self.waiters).drain() {
+            let _ = w.tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+        }
+    }
+
+    fn idle_and_retired(&self) -> bool {
+        let w = lock(&self.waiters);
+        self.retired.load(Ordering::Acquire) && w.is_empty()
+    }
+}
+
+fn u16_at(b: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
+}
+
+/// The answer's question is `question` (name compared case-insensitively; the upstream
+/// may change the case of what we sent, type and class compared exactly).
+fn question_matches(pkt: &[u8], question: &[u8]) -> bool {
+    let Some(got) = pkt.get(HEADER_LEN..HEADER_LEN + question.len()) else {
+        return false;
+    };
+    let split = question.len().saturating_sub(4);
+    got[..split].eq_ignore_ascii_case(&question[..split]) && got[split..] == question[split..]
+}
+
+/// The reader of one socket: dispatches answers until the socket is retired and idle.
+async fn read(sock: Arc<Sock>, draining: Arc<AtomicUsize>) {
+    let mut buf = vec![0u8; DATAGRAM];
+    while !sock.idle_and_retired() {
+        tokio::select! {
+            r = sock.udp.recv(&mut buf) => match r {
+                Ok(n) => sock.dispatch(&buf[..n]),
+                Err(e) => {
+                    tracing::debug!(error = %e, "upstream socket error");
+                    sock.fail_all(&e);
+                    if e.kind() != io::ErrorKind::ConnectionRefused {
+                        // Not a per-datagram error: do not spin on it.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            },
+            () = sock.wake.notified() => {}
+        }
+    }
+    draining.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Ticket {
+    /// The message ID to send the query with.
+    pub(super) fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// Sends the query.
+    pub(super) async fn send(&self, msg: &[u8]) -> io::Result<()> {
+        self.sock.udp.send(msg).await.map(|_| ())
+    }
+
+    /// Waits for the matching answer (no time limit: the caller sets one).
+    pub(super) async fn answer(&mut self) -> io::Result<Received> {
+        match (&mut self.rx).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::other("upstream socket closed")),
+        }
+    }
+
+    /// Withdraws the waiter (a timeout); true when an answer that matched all but the
+    /// cookie was dropped for lack of one, i.e. the server may have stopped doing cookies.
+    pub(super) fn abandon(self) -> bool {
+        lock(&self.sock.waiters)
+            .remove(&self.id)
+            .is_some_and(|w| w.saw_cookieless)
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut w = lock(&self.sock.waiters);
+        w.remove(&self.id);
+        let idle = w.is_empty();
+        drop(w);
+        if idle && self.sock.retired.load(Ordering::Acquire) {
+            self.sock.wake.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback server that sends every datagram back with the QR bit set.
+    async fn echo() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = s.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 512];
+            while let Ok((n, from)) = s.recv_from(&mut buf).await {
+                buf[2] |= 0x80;
+                let _ = s.send_to(&buf[..n], from).await;
+            }
+        });
+        (addr, task)
+    }
+
+    fn question(name: &[u8]) -> Box<[u8]> {
+        let mut q = name.to_vec();
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        q.into()
+    }
+
+    fn expect(name: &[u8]) -> Expect {
+        Expect {
+            question: question(name),
+            cookie: None,
+            strict: false,
+        }
+    }
+
+    fn message(id: u16, question: &[u8]) -> Vec<u8> {
+        let mut m = id.to_be_bytes().to_vec();
+        m.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        m.extend_from_slice(question);
+        m
+    }
+
+    const WAIT: Duration = Duration::from_millis(300);
+
+    #[tokio::test]
+    async fn each_answer_reaches_its_own_waiter_and_strangers_are_ignored() {
+        let (addr, _echo) = echo().await;
+        let pool = Pool::new(addr);
+        let mut a = pool.register(expect(b"\x01a\x04test\x00")).unwrap();
+        let mut b = pool.register(expect(b"\x01b\x04test\x00")).unwrap();
+        b.send(&message(b.id(), b"\x01B\x04TEST\x00\x00\x01\x00\x01"))
+            .await
+            .unwrap();
+        a.send(&message(a.id(), b"\x01a\x04test\x00\x00\x01\x00\x01"))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(WAIT, a.answer())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got.pkt[12..18], b"\x01a\x04tes");
+        let got = tokio::time::timeout(WAIT, b.answer())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got.pkt[12..14], b"\x01B", "the name's case may differ");
+
+        // Right ID, other question; other type: not the answer, the waiter keeps waiting.
+        let mut c = pool.register(expect(b"\x01c\x04test\x00")).unwrap();
+        c.send(&message(c.id(), b"\x01x\x04test\x00\x00\x01\x00\x01"))
+            .await
+            .unwrap();
+        c.send(&message(c.id(), b"\x01c\x04test\x00\x00\x1c\x00\x01"))
+            .await
+            .unwrap();
+        assert!(tokio::time::timeout(WAIT, c.answer()).await.is_err());
+        assert!(!c.abandon());
+    }
+
+    #[tokio::test]
+    async fn cookie_mismatch_or_missing_under_strict_is_ignored() {
+        use crate::dns::wire::{parse_query, write_upstream_query_cookie};
+        let (addr, _echo) = echo().await;
+        let pool = Pool::new(addr);
+        let mut pkt = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        pkt.extend_from_slice(b"\x01a\x00\x00\x01\x00\x01");
+        let q = parse_query(&pkt).unwrap();
+        let with = |cookie: Option<[u8; 8]>, strict| Expect {
+            question: question(b"\x01a\x00"),
+            cookie,
+            strict,
+        };
+        // The echo answers with the query's cookie: client only, so "malformed" in an
+        // answer; a waiter that sent a cookie ignores it.
+        let mut t = pool.register(with(Some(*b"ours0000"), false)).unwrap();
+        let mut m = Vec::new();
+        write_upstream_query_cookie(&mut m, &q, t.id(), b"ours0000", None);
+        t.send(&m).await.unwrap();
+        assert!(tokio::time::timeout(WAIT, t.answer()).await.is_err());
+        drop(t);
+        // Wrong client cookie with a server cookie: ignored.
+        let mut t = pool.register(with(Some(*b"ours0000"), false)).unwrap();
+        write_upstream_query_cookie(&mut m, &q, t.id(), b"theirs00", Some(b"server00"));
+        t.send(&m).await.unwrap();
+        assert!(tokio::time::timeout(WAIT, t.answer()).await.is_err());
+        drop(t);
+        // Ours: taken.
+        let mut t = pool.register(with(Some(*b"ours0000"), true)).unwrap();
+        write_upstream_query_cookie(&mut m, &q, t.id(), b"ours0000", Some(b"server00"));
+        t.send(&m).await.unwrap();
+        let got = tokio::time::timeout(WAIT, t.answer())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(got.opt.is_some());
+        // No cookie, strict: ignored, and noted for the caller.
+        let t = pool.register(with(Some(*b"ours0000"), true)).unwrap();
+        t.send(&message(t.id(), b"\x01a\x00\x00\x01\x00\x01"))
+            .await
+            .unwrap();
+        tokio::time::sleep(WAIT).await;
+        assert!(t.abandon(), "a cookie-less answer was seen");
+        // No cookie, not strict (the server does not do cookies): taken.
+        let mut t = pool.register(with(Some(*b"ours0000"), false)).unwrap();
+        t.send(&message(t.id(), b"\x01a\x00\x00\x01\x00\x01"))
+            .await
+            .unwrap();
+        assert!(tokio::time::timeout(WAIT, t.answer()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn worn_sockets_are_replaced_and_closed_once_drained() {
+        let (addr, _echo) = echo().await;
+        let pool = Pool::new(addr);
+        let old = pool.register(expect(b"\x01a\x00")).unwrap();
+        assert_eq!(pool.open_sockets(), 1);
+        let slot = pool
+            .slots
+            .iter()
+            .find(|s| lock(s).is_some())
+            .expect("one slot in use");
+        let first = lock(slot).clone().unwrap();
+        first.uses.store(MAX_USES, Ordering::Relaxed);
+
+        // Too many sockets draining: the worn one serves on.
+        pool.draining.store(MAX_DRAINING, Ordering::Relaxed);
+        let same = pool.socket_in(slot, &mut true).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&same, &first));
+        pool.draining.store(0, Ordering::Relaxed);
+
+        // Otherwise it is replaced, on a new port, and drains.
+        let new = pool.socket_in(slot, &mut true).unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&new, &first));
+        assert!(first.retired.load(Ordering::Relaxed));
+        assert_eq!(pool.open_sockets(), 2, "the old one still has a waiter");
+        drop((same, new, first));
+        drop(old);
+        let t = Instant::now();
+        while pool.open_sockets() > 1 {
+            assert!(
+                t.elapsed() < WAIT,
+                "the drained socket's reader did not end"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retired_socket_takes_no_new_waiters() {
+        // A query that picked a socket just before it was retired must not join it once its
+        // reader has ended: it would wait for an answer nobody reads (a rare SERVFAIL under
+        // load, seen in the lab).
+        let (addr, _echo) = echo().await;
+        let pool = Pool::new(addr);
+        drop(pool.register(expect(b"\x01a\x00")).unwrap());
+        let sock = pool.slots.iter().find_map(|s| lock(s).clone()).unwrap();
+        sock.retire(&pool.draining);
+        let t = Instant::now();
+        while pool.draining.load(Ordering::Relaxed) > 0 {
+            assert!(
+                t.elapsed() < WAIT,
+                "the idle retired socket's reader did not end"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(sock.enlist(expect(b"\x01a\x00")).is_err());
+    }
+
+    #[tokio::test]
+    async fn port_unreachable_fails_the_waiters_at_once() {
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let pool = Pool::new(addr);
+        let mut t = pool.register(expect(b"\x01a\x00")).unwrap();
+        t.send(&message(t.id(), b"\x01a\x00\x00\x01\x00\x01"))
+            .await
+            .unwrap();
+        let r = tokio::time::timeout(WAIT, t.answer()).await.unwrap();
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
+    }
+}
