@@ -992,7 +992,7 @@ impl Cookie {
             return None;
         }
         let mut s = [0u8; 32];
-        s[..server.len()].copy_from_slice(server);
+        patch(&mut s, 0, server);
         Some(Self {
             client,
             server: s,
@@ -1002,7 +1002,9 @@ impl Cookie {
 
     /// The server cookie.
     pub fn server(&self) -> &[u8] {
-        &self.server[..usize::from(self.server_len)]
+        self.server
+            .get(..usize::from(self.server_len))
+            .unwrap_or_default()
     }
 }
 
@@ -1062,7 +1064,8 @@ pub fn response_cookie(pkt: &[u8]) -> Option<UpstreamOpt> {
             if code == OPT_COOKIE {
                 let parsed = data
                     .get(..8)
-                    .and_then(|c| Cookie::new(c.try_into().ok()?, &data[8..]));
+                    .zip(data.get(8..))
+                    .and_then(|(c, s)| Cookie::new(c.try_into().ok()?, s));
                 out.cookie = match (out.cookie, parsed) {
                     (CookieOption::Absent, Some(c)) => CookieOption::Present(c),
                     _ => CookieOption::Malformed,
@@ -1084,7 +1087,7 @@ pub fn write_upstream_query_cookie(
     server: Option<&[u8]>,
 ) {
     write_upstream_query(out, q, id);
-    let server = server.map_or(&[][..], |s| &s[..s.len().min(32)]);
+    let server = server.map_or(&[][..], |s| s.get(..32).unwrap_or(s));
     let option_len = 8 + server.len();
     // The OPT is the last record, right after the question; its RDLENGTH sits 9 bytes in.
     let rdlen_at = HEADER_LEN + q.question_len() + 9;
@@ -1092,7 +1095,7 @@ pub fn write_upstream_query_cookie(
         return;
     };
     let rdlen = rdlen + 4 + option_len as u16;
-    out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    patch(out, rdlen_at, &rdlen.to_be_bytes());
     put_u16(out, OPT_COOKIE);
     put_u16(out, option_len as u16);
     out.extend_from_slice(client);

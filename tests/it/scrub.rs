@@ -44,7 +44,13 @@ impl ScriptedUpstream {
                 r.metadata.recursion_desired = q.metadata.recursion_desired;
                 r.metadata.recursion_available = true;
                 r.queries = q.queries.clone();
-                r.edns = q.edns.clone();
+                // A fresh OPT: echoing the query's options would echo our COOKIE without a
+                // server cookie, which RFC 7873 §5.3 has the forwarder discard.
+                r.edns = q.edns.as_ref().map(|_| {
+                    let mut e = hickory_proto::op::Edns::new();
+                    e.set_max_payload(1232);
+                    e
+                });
                 let _ = sock.send_to(&r.to_vec().unwrap(), from).await;
             }
         });
