@@ -133,3 +133,67 @@ async fn tcp_pipelined_queries_are_all_answered() {
     ids.sort_unstable();
     assert_eq!(got, ids);
 }
+
+// See: #10 (the in-flight limit was shared by all clients: one client's flood of slow
+// names made every other client's forwarded query fail with SERVFAIL).
+#[tokio::test(flavor = "multi_thread")]
+async fn r10_one_clients_slow_flood_does_not_take_other_clients_forwards() {
+    use std::net::Ipv4Addr;
+
+    use crate::raw_upstream::{RawUpstream, answer_a};
+
+    let up = RawUpstream::start(|q| {
+        let name = q.queries[0].name().to_ascii().to_ascii_lowercase();
+        let delay = if name.ends_with(".slow.test.") {
+            Duration::from_secs(3)
+        } else {
+            Duration::ZERO
+        };
+        vec![(delay, answer_a(q, Ipv4Addr::new(192, 0, 2, 1)))]
+    })
+    .await;
+    let s = TestServer::start(
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_threads = 1\n\
+             [upstream]\nservers = [\"{}\"]\ntimeout_ms = 5000\n",
+            up.addr
+        ),
+        &[],
+    )
+    .await;
+    // One client sends more cache misses than the whole server may have in flight.
+    let flood = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    for i in 0..9000 {
+        let q = make_query(&format!("n{i}.slow.test."), RecordType::A, None);
+        let _ = flood.send_to(&q.to_vec().unwrap(), s.addr).await;
+        if i % 200 == 199 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let in_flight = s.service().server().forwards_in_flight();
+    assert!(
+        in_flight <= 256,
+        "{in_flight} forwards in flight for one client"
+    );
+    // Another client's miss is forwarded and answered, while the flood is still in flight.
+    let other = tokio::net::UdpSocket::bind("127.0.0.3:0").await.unwrap();
+    let q = make_query("fast.test.", RecordType::A, None);
+    other.send_to(&q.to_vec().unwrap(), s.addr).await.unwrap();
+    let mut buf = vec![0u8; 1500];
+    let n = tokio::time::timeout(Duration::from_secs(2), other.recv(&mut buf))
+        .await
+        .expect("the other client got no answer")
+        .unwrap();
+    let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(m.metadata.id, q.metadata.id);
+    assert_eq!(first_answer(&m), "192.0.2.1", "{m:?}");
+    // The flooding client itself was told SERVFAIL at once for what it had past its share.
+    let mut servfail = 0;
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(200), flood.recv(&mut buf)).await
+    {
+        let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+        servfail += usize::from(u16::from(m.metadata.response_code) == 2);
+    }
+    assert!(servfail > 100, "{servfail} SERVFAIL answers to the flood");
+}
