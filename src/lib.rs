@@ -6,9 +6,13 @@
 //! the hand-written codec in [`dns::wire`] and runs the [`pipeline`]:
 //!
 //! ```text
-//! packet ─► handler ─► blocking ─► cache ─► upstream ─► response
-//!             │           │          │         └ UDP, TCP retry on TC, failover, SERVFAIL by deadline
-//!             │           │          └ answers by (name, type, class, DO, CD); TTLs count down
+//! packet ─► handler ─► blocking ─► ANY ─► cache ─► upstream ─► scrub ─► response
+//!             │           │          │       │         │          └ out-of-bailiwick records stripped
+//!             │           │          │       │         └ pooled UDP sockets, cookies, TCP retry on TC,
+//!             │           │          │       │           failover, SERVFAIL by deadline
+//!             │           │          │       └ answers by (name, type, class, DO, CD); TTLs count down;
+//!             │           │          │         bounded in entries and bytes
+//!             │           │          └ RFC 8482 HINFO, never forwarded
 //!             │           └ suffix rules (blocklist), allow wins at equal or higher specificity
 //!             └ FORMERR / NOTIMP / BADVERS, responses dropped
 //! ```
@@ -21,7 +25,8 @@
 //!   `sinkhole lists` helpers (`tools`; safe in-place file edits in `edit`).
 //! - [`dns::wire`]: query parsing and response writing on bytes.
 //! - [`pipeline`]: the stages and their order.
-//! - [`server`], [`handler`]: sockets and the per-packet decision.
+//! - [`server`], [`handler`]: sockets and the per-packet decision; what one client may
+//!   hold (`server::slots`), caught panics and restarted listeners ([`server::Faults`]).
 //! - [`querylog`]: the JSON Lines query log (bounded queue → writer thread, sessions,
 //!   rotation) and the `sinkhole log` reports that read it.
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
@@ -39,7 +44,12 @@
 //! 3. A `Blocklist` and a `Config` are immutable once built; a reload builds new ones off the
 //!    query path and swaps an `Arc`.
 //! 4. Every query gets exactly one response, except packets that must not be answered
-//!    (responses, runts); no input panics.
+//!    (responses, runts); no input panics (bounds-checked codec, clippy's `indexing_slicing`
+//!    and `unwrap_used` warned in `dns` and `server`). A panic anyway costs only the answer
+//!    of the packet, connection or forward it happened in: it is caught, logged with the
+//!    client and counted, and a listener loop that ends is started again.
+//! 7. What one client can hold is bounded per client and in all (TCP connections, pipelined
+//!    queries, forwards in flight), so one client never takes another's service away.
 //! 5. List parsing never fails as a whole: bad lines are skipped and reported.
 //!    A list that cannot be used at all (unreadable, binary, HTML, too large, a failed or
 //!    shrunken download) leaves the last good set serving.
