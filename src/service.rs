@@ -106,6 +106,14 @@ impl Service {
     /// Stops the listeners, the watcher and the list downloads, then writes out and flushes
     /// the queued query log records (waiting at most 5 s for the disk).
     pub fn shutdown(self) {
+        let faults = self.server.faults();
+        if faults.panics() > 0 || faults.restarts() > 0 {
+            tracing::warn!(
+                panics = faults.panics(),
+                restarts = faults.restarts(),
+                "listener faults since start (each was logged at error level when it happened)"
+            );
+        }
         self.watch.abort();
         self.refresh.abort();
         self.server.shutdown();
