@@ -194,6 +194,7 @@ pub(crate) fn fuzz(t: Target, mut check: impl FnMut(&[u8]) -> Verdict) -> u64 {
     assert!(!corpus.is_empty(), "fuzz {}: no seed inputs", t.name);
     let mut outcomes: HashSet<u64> = HashSet::new();
     let mut failures: Vec<Failure> = Vec::new();
+    let last_dir = std::env::var_os("SINKHOLE_FUZZ_LAST").map(std::path::PathBuf::from);
     let start = Instant::now();
     let mut n: u64 = 0;
     let mut queue: Vec<Vec<u8>> = corpus.iter().rev().cloned().collect();
@@ -208,6 +209,10 @@ pub(crate) fn fuzz(t: Target, mut check: impl FnMut(&[u8]) -> Verdict) -> u64 {
             x
         });
         n += 1;
+        if let Some(dir) = &last_dir {
+            // For crashes that cannot be caught (stack overflow, abort): the input is on disk.
+            let _ = std::fs::write(dir.join(format!("{}.last", t.name)), &input);
+        }
         match run_one(&mut check, &input) {
             Ok(o) => {
                 if outcomes.insert(o) && corpus.len() < MAX_CORPUS {

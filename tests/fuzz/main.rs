@@ -24,4 +24,6 @@ mod engine; // PRNG, mutations, run loop, panic capture, shrinking, report
 mod seeds; // real captures and lines from shared/data, hickory-built packets, DNS mutations
 
 mod query; // dns_query
+mod config; // config_text
+mod lists; // list_lines, list_load
 mod upstream; // upstream_response
