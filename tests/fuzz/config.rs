@@ -41,18 +41,51 @@ fn seeds() -> Vec<Vec<u8>> {
 
 fn dict() -> Vec<Vec<u8>> {
     let mut d: Vec<Vec<u8>> = [
-        "[server]\n", "[upstream]\n", "[cache]\n", "[blocking]\n", "[log]\n", "[firewall]\n",
-        "[[x]]\n", " = ", "\"", "'''", "\"\"\"", "[", "]", "{ ", " }", ",", "\n", "#", "\\u0000",
-        "\\", "true", "-1", "0", "1e400", "99999999999999999999", "nan", "inf", "1979-05-27",
-        "\"1.1.1.1:53\"", "\"[::1]:53\"", "\"0.0.0.0\"", "\"::\"", "\"10m\"", "\"7d\"", "\"\"",
-        "é", "\r\n", "\t",
+        "[server]\n",
+        "[upstream]\n",
+        "[cache]\n",
+        "[blocking]\n",
+        "[log]\n",
+        "[firewall]\n",
+        "[[x]]\n",
+        " = ",
+        "\"",
+        "'''",
+        "\"\"\"",
+        "[",
+        "]",
+        "{ ",
+        " }",
+        ",",
+        "\n",
+        "#",
+        "\\u0000",
+        "\\",
+        "true",
+        "-1",
+        "0",
+        "1e400",
+        "99999999999999999999",
+        "nan",
+        "inf",
+        "1979-05-27",
+        "\"1.1.1.1:53\"",
+        "\"[::1]:53\"",
+        "\"0.0.0.0\"",
+        "\"::\"",
+        "\"10m\"",
+        "\"7d\"",
+        "\"\"",
+        "é",
+        "\r\n",
+        "\t",
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
     .collect();
     // Every key of the example config.
-    let example = std::fs::read_to_string(crate_dir().join("sinkhole.example.toml"))
-        .unwrap_or_default();
+    let example =
+        std::fs::read_to_string(crate_dir().join("sinkhole.example.toml")).unwrap_or_default();
     for l in example.lines() {
         let l = l.trim_start_matches("# ").trim();
         if let Some((k, _)) = l.split_once(" = ")
@@ -68,7 +101,11 @@ fn check(text: &str) -> Verdict {
     let lines: Vec<&str> = text.split('\n').collect();
     match Config::parse(text, "fuzz.toml", Some(crate_dir())) {
         Ok(cfg) => {
-            let mut parts = vec![1, u64::from(cfg.firewall.is_some()), u64::from(cfg.log.is_some())];
+            let mut parts = vec![
+                1,
+                u64::from(cfg.firewall.is_some()),
+                u64::from(cfg.log.is_some()),
+            ];
             if cfg.firewall.is_some() {
                 match Ruleset::from_config(&cfg) {
                     Ok(rs) => {

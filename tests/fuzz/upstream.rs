@@ -126,7 +126,10 @@ fn query_for(pkt: &[u8]) -> Option<Query> {
     // KNOWN BUG (dns_query finds it): parse_query panics when the escaped name text outgrows
     // its 510-byte buffer. Such questions are left to dns_query here; drop this guard once
     // the parse_qname fix lands.
-    let escapes = question[..i - 12].iter().filter(|&&b| b == b'.' || b == b'\\').count();
+    let escapes = question[..i - 12]
+        .iter()
+        .filter(|&&b| b == b'.' || b == b'\\')
+        .count();
     if (i - 12) * 2 + escapes > 500 {
         return None;
     }
@@ -176,7 +179,14 @@ fn check(pkt: &[u8]) -> Verdict {
         for limit in [512, q.udp_limit(), 1232, 4096, 65_535] {
             for age in [0, 7, u32::MAX] {
                 r.write(&mut out, &q, age, limit);
-                parts.push(check_written(pkt, &out, &q, limit, age, (min_ttl, max_ttl))?);
+                parts.push(check_written(
+                    pkt,
+                    &out,
+                    &q,
+                    limit,
+                    age,
+                    (min_ttl, max_ttl),
+                )?);
             }
         }
     }
@@ -221,9 +231,16 @@ fn check_written(
         }
     };
     if m.metadata.id != q.id || m.metadata.message_type != MessageType::Response {
-        return Err(format!("written with ID {}, the client's is {}", m.metadata.id, q.id));
+        return Err(format!(
+            "written with ID {}, the client's is {}",
+            m.metadata.id, q.id
+        ));
     }
-    let want = if m.metadata.truncation { 0 } else { theirs.answers.len() };
+    let want = if m.metadata.truncation {
+        0
+    } else {
+        theirs.answers.len()
+    };
     if m.answers.len() != want {
         return Err(format!(
             "{} answers written, upstream had {} (truncated: {})",
@@ -265,7 +282,9 @@ fn upstream_response() {
     let dict: Vec<Vec<u8>> = vec![
         vec![0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0],
         vec![0xc0, 12, 0, 6, 0, 1, 0, 0, 0, 60, 0, 22],
-        vec![0xc0, 12, 0, 1, 0, 1, 0x7f, 0xff, 0xff, 0xff, 0, 4, 1, 2, 3, 4],
+        vec![
+            0xc0, 12, 0, 1, 0, 1, 0x7f, 0xff, 0xff, 0xff, 0, 4, 1, 2, 3, 4,
+        ],
         vec![0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 1, 0, 2, 0xc0, 12],
         vec![0xc0, 12],
     ];
