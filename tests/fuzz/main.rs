@@ -30,8 +30,9 @@
 //! SINKHOLE_FUZZ_SECS=600 cargo test --release --test fuzz -- --nocapture --test-threads 1 --include-ignored
 //! ```
 
-mod engine; // PRNG, mutations, run loop, panic capture, shrinking, report
-mod seeds; // real captures and lines from shared/data, hickory-built packets, DNS mutations
+mod engine; // PRNG, run loop, panic capture, shrinking, report
+mod mutate; // byte, line and DNS-structure mutations
+mod seeds; // real captures and lines from shared/data, hickory-built packets
 
 mod config; // config_text
 mod lists; // list_lines, list_load

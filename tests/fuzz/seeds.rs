@@ -1,12 +1,10 @@
 //! Seed inputs from real data (`shared/data`: captures, community lists, a Pi-hole log),
-//! DNS messages built with hickory-proto, and the DNS-aware mutations.
+//! and DNS messages built with hickory-proto.
 
 use std::path::{Path, PathBuf};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
-
-use crate::engine::Rng;
 
 /// The shared data folder: `shared/data` in the nearest ancestor of the crate that has one
 /// (`../shared` in CI; `../../shared` from a worktree under `wt/`).
@@ -121,88 +119,4 @@ pub(crate) fn sample_lines(path: &Path, n: usize) -> Vec<String> {
     let mut out: Vec<String> = lines.iter().take(20).map(|l| l.to_string()).collect();
     out.extend(lines.iter().step_by(step).take(n).map(|l| l.to_string()));
     out
-}
-
-/// Label-length bytes of the question name starting at offset 12: (offset, length).
-fn labels(x: &[u8]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut i = 12;
-    while let Some(&l) = x.get(i) {
-        if l == 0 || l & 0xc0 != 0 || out.len() > 130 {
-            break;
-        }
-        out.push((i, usize::from(l)));
-        i += 1 + usize::from(l);
-    }
-    out
-}
-
-const FILL: &[u8] = b".\\A\x00\xff-_*";
-
-/// One DNS-aware mutation: label lengths and contents, section counts, flags, an OPT record,
-/// a compression pointer.
-pub(crate) fn dns_mutation(rng: &mut Rng, x: &mut Vec<u8>) {
-    if x.len() < 12 {
-        x.resize(12, 0);
-    }
-    let ls = labels(x);
-    match rng.below(7) {
-        0 if !ls.is_empty() => {
-            let &(at, len) = rng.pick(&ls);
-            let v = match rng.below(5) {
-                0 => 0,
-                1 => 63,
-                2 => 64,
-                3 => 0xc0 | rng.below(64),
-                _ => (len + rng.below(5)).saturating_sub(2),
-            };
-            x[at] = v as u8;
-        }
-        1 if !ls.is_empty() => {
-            let &(at, len) = rng.pick(&ls);
-            let b = *rng.pick(FILL);
-            let end = (at + 1 + len).min(x.len());
-            x[at + 1..end].fill(b);
-        }
-        2 => {
-            // A new label before the root (or at the start).
-            let at = ls.last().map_or(12, |&(a, l)| a + 1 + l).min(x.len());
-            let len = 1 + rng.below(63);
-            let b = *rng.pick(FILL);
-            let mut label = vec![len as u8];
-            label.extend(std::iter::repeat_n(b, len));
-            x.splice(at..at, label);
-        }
-        3 => {
-            let i = 4 + 2 * rng.below(4);
-            let v: u16 = *rng.pick(&[0, 1, 2, 3, 0xffff, 0x8000]);
-            x[i..i + 2].copy_from_slice(&v.to_be_bytes());
-        }
-        4 => {
-            let bit = *rng.pick(&[0x80u8, 0x78, 0x40, 0x08, 0x02, 0x01]);
-            x[2] ^= bit;
-            if rng.one_in(2) {
-                x[3] ^= *rng.pick(&[0x80u8, 0x40, 0x20, 0x10, 0x0f]);
-            }
-        }
-        5 => {
-            let payload: u16 = *rng.pick(&[0, 1, 511, 512, 513, 1232, 4096, 4097, 65535]);
-            let version = if rng.one_in(4) { rng.next() as u8 } else { 0 };
-            let flags: u16 = if rng.one_in(2) { 0x8000 } else { 0 };
-            let mut opt = vec![0, 0, 41];
-            opt.extend_from_slice(&payload.to_be_bytes());
-            opt.extend_from_slice(&[0, version]);
-            opt.extend_from_slice(&flags.to_be_bytes());
-            opt.extend_from_slice(&[0, 0]);
-            x.extend_from_slice(&opt);
-            let ar = u16::from_be_bytes([x[10], x[11]]).wrapping_add(1);
-            x[10..12].copy_from_slice(&ar.to_be_bytes());
-        }
-        _ => {
-            let at = ls.get(rng.below(ls.len() + 1)).map_or(12, |&(a, _)| a);
-            let ptr = 0xc000u16 | rng.below(x.len().max(13)) as u16;
-            let end = (at + 2).min(x.len());
-            x.splice(at..end, ptr.to_be_bytes());
-        }
-    }
 }
