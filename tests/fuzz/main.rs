@@ -1,0 +1,41 @@
+//! Fuzzing on stable Rust: every parser of outside bytes, driven by a small mutational
+//! fuzzer of our own (`engine`; no cargo-fuzz, which needs nightly), seeded with real data
+//! (captures, community lists and a Pi-hole log from `shared/data`, the example configs).
+//!
+//! Targets (one `#[test]` each) and what each checks besides "never panics":
+//! - `dns_query`: client packets → `parse_query` and `handler::handle`; responses fit the
+//!   client's limit, parse with hickory-proto, carry the query's ID and question; the
+//!   question agrees with hickory-proto and survives its re-encoding.
+//! - `upstream_response`: upstream answers → `Response::from_upstream` → `write`; the output
+//!   fits the limit, reads with hickory-proto when the input did, TTLs stay within bounds.
+//! - `list_lines`: list lines of every format; accepted names are normalised; parse →
+//!   `lists convert` → parse gives the same set (domains, hosts, adblock, dnsmasq).
+//! - `list_load`: list bytes → decode and a real file load agree; block rules are found.
+//! - `config_text`: config text → `Config::parse`; every error has a place in the text; a
+//!   valid `[firewall]` renders.
+//! - `querylog_lines`: log lines → the `sinkhole log` reader, renderers and filters; records
+//!   through the real writer read back equal.
+//!
+//! Budget: `SINKHOLE_FUZZ_SECS` seconds per target (default 10: about a minute of CPU in
+//! all in a debug build) or exactly `SINKHOLE_FUZZ_ITERS` inputs per target. The seed is
+//! printed at the start; `SINKHOLE_FUZZ_SEED` replays a run. A failure prints each distinct
+//! problem with its input (and a shrunk copy) in hex and the replay command; with
+//! `SINKHOLE_FUZZ_LAST=<dir>` each input is also written to `<dir>/<target>.last` before it
+//! runs, for crashes no test can catch (stack overflow, abort). Each target ends with a line
+//! `fuzz <target>: N inputs in S s (R/s), M distinct outcomes, corpus C, F failures`.
+//!
+//! Longer runs, one target at a time (release build, `--include-ignored` for known bugs):
+//! ```text
+//! SINKHOLE_FUZZ_SECS=300 cargo test --release --test fuzz list_load -- --nocapture
+//! SINKHOLE_FUZZ_SECS=600 cargo test --release --test fuzz -- --nocapture --test-threads 1 --include-ignored
+//! ```
+
+mod engine; // PRNG, run loop, panic capture, shrinking, report
+mod mutate; // byte, line and DNS-structure mutations
+mod seeds; // real captures and lines from shared/data, hickory-built packets
+
+mod config; // config_text
+mod lists; // list_lines, list_load
+mod query; // dns_query
+mod querylog; // querylog_lines
+mod upstream; // upstream_response
