@@ -459,7 +459,12 @@ const EDE_TEXT_MAX: usize = 200;
 /// `text` cut to [`EDE_TEXT_MAX`] bytes at a character boundary (RFC 8914 §2: the text is
 /// UTF-8, so it must not end inside a character).
 fn ede_cut(text: &str) -> &str {
-    let mut end = text.len().min(EDE_TEXT_MAX);
+    cut_at_char(text, EDE_TEXT_MAX)
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn cut_at_char(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
@@ -531,6 +536,41 @@ pub struct LocalAnswer<'a> {
     pub ttl: u32,
     /// Extended DNS Error (code, text), sent when the query had EDNS.
     pub ede: Option<(u16, &'a str)>,
+}
+
+/// Writes a locally made answer for `q` that fits in `limit` bytes (the client's UDP
+/// size): when it would not, the EDE text is shortened at a character boundary (a long name
+/// with an SOA and a long rule text can pass 512 bytes), and if even the answer without it
+/// does not fit, a truncated answer (TC, question only) is written. Returns true when
+/// truncated.
+pub fn write_local_within(out: &mut Vec<u8>, q: &Query, a: &LocalAnswer<'_>, limit: usize) -> bool {
+    write_local(out, q, a);
+    let Some(excess) = out.len().checked_sub(limit).filter(|&e| e > 0) else {
+        return false;
+    };
+    if let Some((code, text)) = a.ede {
+        let shorter = LocalAnswer {
+            ede: Some((code, cut_at_char(text, text.len().saturating_sub(excess)))),
+            ..*a
+        };
+        write_local(out, q, &shorter);
+        if out.len() <= limit {
+            return false;
+        }
+    }
+    out.clear();
+    let ar = u16::from(q.edns.is_some());
+    write_header(
+        out,
+        q.id,
+        response_flags(q.flags, a.rcode, TC),
+        [1, 0, 0, ar],
+    );
+    q.write_question(out);
+    if let Some(e) = q.edns {
+        write_opt(out, e.dnssec_ok, a.rcode, None);
+    }
+    true
 }
 
 /// Writes a locally made answer for `q`.
@@ -1245,6 +1285,46 @@ mod tests {
         assert_eq!(ede_cut("short"), "short");
         let m = Message::from_vec(&out).unwrap();
         assert!(m.edns.is_some());
+    }
+
+    // See: #10 (found by the dns_query fuzz target)
+    #[test]
+    fn r10_local_answer_fits_the_clients_udp_size() {
+        // A 255-byte name, EDNS payload 512, a negative answer with an SOA and a long EDE.
+        let mut pkt = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+        for len in [63usize, 63, 63, 61] {
+            pkt.push(len as u8);
+            pkt.extend(std::iter::repeat_n(b'x', len));
+        }
+        pkt.extend_from_slice(b"\x00\x00\x1c\x00\x01");
+        pkt.extend_from_slice(b"\x00\x00\x29\x02\x00\x00\x00\x00\x00\x00\x00");
+        let q = parse_query(&pkt).unwrap();
+        assert_eq!(q.udp_limit(), 512);
+        let text = "é".repeat(100);
+        let a = LocalAnswer {
+            rcode: rcode::NXDOMAIN,
+            address: None,
+            soa_labels: Some(1),
+            ttl: 10,
+            ede: Some((EDE_BLOCKED, &text)),
+        };
+        let mut out = Vec::new();
+        write_local(&mut out, &q, &a);
+        assert!(
+            out.len() > 512,
+            "the unbounded writer overflows: {}",
+            out.len()
+        );
+        assert!(!write_local_within(&mut out, &q, &a, 512));
+        assert!(out.len() <= 512, "{}", out.len());
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(u16::from(m.metadata.response_code), 3);
+        assert_eq!(m.authorities.len(), 1);
+        // Too small for even the answer without its text: truncated, question only.
+        assert!(write_local_within(&mut out, &q, &a, 300));
+        let m = Message::from_vec(&out).unwrap();
+        assert!(m.metadata.truncation);
+        assert!(m.authorities.is_empty());
     }
 
     #[test]

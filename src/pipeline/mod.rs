@@ -197,11 +197,15 @@ impl Pipeline {
             ""
         };
         if let Some((rule, a)) = blocking.bypass(q, text) {
-            wire::write_local(out, q, &a);
+            let truncated = wire::write_local_within(out, q, &a, limit);
             let mut o = Outcome::new(Action::Blocked, a.rcode, None);
             if self.details {
                 o.rule = Some(RuleRef::Builtin(rule));
-                o.detail = Detail::Local(None);
+                o.detail = if truncated {
+                    Detail::Truncated
+                } else {
+                    Detail::Local(None)
+                };
             }
             return Some(o);
         }
@@ -213,11 +217,15 @@ impl Pipeline {
                 String::new()
             };
             let a = blocking.answer(q, &m, &text);
-            wire::write_local(out, q, &a);
+            let truncated = wire::write_local_within(out, q, &a, limit);
             let mut o = Outcome::new(Action::Blocked, a.rcode, None);
             if self.details {
                 o.rule = Some(RuleRef::list(blocking.list()));
-                o.detail = Detail::Local(a.address);
+                o.detail = if truncated {
+                    Detail::Truncated
+                } else {
+                    Detail::Local(a.address)
+                };
             }
             return Some(o);
         }

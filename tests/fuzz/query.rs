@@ -337,10 +337,6 @@ fn check(s: &Setup, pkt: &[u8]) -> Verdict {
 }
 
 #[test]
-// Fails today on two bugs it finds (see the branch's report): the parse_qname text-buffer
-// panic, and blocked NXDOMAIN/NODATA answers with an EDE over 512 bytes for an EDNS 512
-// client. Un-ignore after the parse_qname fix lands (and the size fix).
-#[ignore = "un-ignore after the parse_qname fix lands"]
 fn dns_query() {
     let s = setup();
     let dict: Vec<Vec<u8>> = vec![

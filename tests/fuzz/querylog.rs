@@ -94,7 +94,7 @@ fn record_from(b: &[u8]) -> Record {
 /// The fields of `e` that the writer derives from `r` alone (session marks aside).
 fn same(e: &Entry<'_>, r: &Record, anonymize: bool) -> Result<(), String> {
     let answers: Vec<String> = match &r.outcome.detail {
-        Detail::None | Detail::Local(None) => vec![],
+        Detail::None | Detail::Local(None) | Detail::Truncated => vec![],
         Detail::Local(Some(a)) => vec![a.to_string()],
         Detail::Response(resp) => resp.answers().iter().map(|s| s.to_string()).collect(),
     };

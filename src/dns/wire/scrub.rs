@@ -63,11 +63,15 @@ impl<const N: usize> Names<N> {
 }
 
 /// The labels of the name at `pos`, through compression pointers. A pointer must point
-/// backwards (so every walk ends); a malformed name just ends the walk early.
+/// backwards, and a name ends after 255 bytes of labels: a pointer back to before labels it
+/// follows would otherwise loop forever (#10, found by the `upstream_response` fuzz
+/// target). A malformed name just ends the walk early.
 struct Labels<'a> {
     pkt: &'a [u8],
     pos: usize,
     done: bool,
+    /// Bytes of labels (with their length bytes) walked so far.
+    walked: usize,
 }
 
 impl<'a> Iterator for Labels<'a> {
@@ -81,6 +85,10 @@ impl<'a> Iterator for Labels<'a> {
             match len & 0xC0 {
                 0x00 if len == 0 => break,
                 0x00 => {
+                    self.walked += 1 + usize::from(len);
+                    if self.walked > 255 {
+                        break;
+                    }
                     let start = self.pos + 1;
                     let label = self.pkt.get(start..start + usize::from(len))?;
                     self.pos = start + usize::from(len);
@@ -105,6 +113,7 @@ fn labels(pkt: &[u8], pos: usize) -> Labels<'_> {
         pkt,
         pos,
         done: false,
+        walked: 0,
     }
 }
 
@@ -254,6 +263,17 @@ pub(super) fn strays(
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
+
+    // See: #10 (an upstream answer whose name points back before its own labels hung the
+    // forwarding task forever)
+    #[test]
+    fn r10_a_pointer_loop_through_labels_ends() {
+        // At 12: label "a", then a pointer back to 12: "a.a.a.a…" without end.
+        let pkt = b"\x00\x00\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00\x01a\xc0\x0c";
+        assert!(labels(pkt, 12).count() <= 128);
+        assert!(!name_eq(pkt, 12, 12 + 2) || name_eq(pkt, 12, 12));
+        assert!(is_ancestor(pkt, 12, 12));
+    }
 
     /// `www.example.com` at 12, then `mail` + pointer to `example.com` (16) at 29, then a
     /// pointer to 29 at 36.
