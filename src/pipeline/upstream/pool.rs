@@ -63,6 +63,8 @@ pub(super) struct Expect {
 }
 
 struct Waiter {
+    /// Which registration this is: IDs are reused, so a ticket withdraws only its own.
+    token: u32,
     expect: Expect,
     /// A matching answer came without a cookie and was dropped (`strict` only).
     saw_cookieless: bool,
@@ -100,6 +102,7 @@ struct Sock {
 pub(super) struct Ticket {
     sock: Arc<Sock>,
     id: u16,
+    token: u32,
     rx: oneshot::Receiver<io::Result<Received>>,
 }
 
@@ -254,17 +257,23 @@ impl Sock {
             }
         };
         let (tx, rx) = oneshot::channel();
+        let token = self.uses.fetch_add(1, Ordering::Relaxed);
         w.insert(
             id,
             Waiter {
+                token,
                 expect,
                 saw_cookieless: false,
                 tx,
             },
         );
         drop(w);
-        self.uses.fetch_add(1, Ordering::Relaxed);
-        Ok(Ticket { sock: self, id, rx })
+        Ok(Ticket {
+            sock: self,
+            id,
+            token,
+            rx,
+        })
     }
 
     /// Hands `pkt` to its waiter, if it has one and matches it.
@@ -379,18 +388,26 @@ impl Ticket {
     /// Withdraws the waiter (a timeout); true when an answer that matched all but the
     /// cookie was dropped for lack of one, i.e. the server may have stopped doing cookies.
     pub(super) fn abandon(self) -> bool {
-        lock(&self.sock.waiters)
-            .remove(&self.id)
-            .is_some_and(|w| w.saw_cookieless)
+        self.withdraw().0.is_some_and(|w| w.saw_cookieless)
+    }
+
+    /// Removes this ticket's waiter, if still there; also says whether the socket is now
+    /// idle. Once answered, the ID is free and may already belong to another query on this
+    /// socket: that waiter (another token) is left alone.
+    fn withdraw(&self) -> (Option<Waiter>, bool) {
+        let mut w = lock(&self.sock.waiters);
+        let mine = w
+            .get(&self.id)
+            .is_some_and(|x| x.token == self.token)
+            .then(|| w.remove(&self.id))
+            .flatten();
+        (mine, w.is_empty())
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut w = lock(&self.sock.waiters);
-        w.remove(&self.id);
-        let idle = w.is_empty();
-        drop(w);
+        let (_, idle) = self.withdraw();
         if idle && self.sock.retired.load(Ordering::Acquire) {
             self.sock.wake.notify_one();
         }
@@ -580,6 +597,39 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(sock.enlist(expect(b"\x01a\x00")).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_answered_ticket_does_not_withdraw_the_next_query_on_its_id() {
+        // Once answered, a ticket's ID is free: a new query may take it before the old
+        // ticket is dropped, and that drop must not cancel the new query (it failed with
+        // "upstream socket closed" about once per 200,000 forwards in the lab).
+        let (addr, _echo) = echo().await;
+        let pool = Pool::new(addr);
+        let mut first = pool.register(expect(b"\x01a\x00")).unwrap();
+        first
+            .send(&message(first.id(), b"\x01a\x00\x00\x01\x00\x01"))
+            .await
+            .unwrap();
+        tokio::time::timeout(WAIT, first.answer())
+            .await
+            .unwrap()
+            .unwrap();
+        let sock = Arc::clone(&first.sock);
+        // The next query on that socket draws the same ID.
+        let mut second = loop {
+            let t = Arc::clone(&sock).enlist(expect(b"\x01b\x00")).unwrap();
+            if t.id() == first.id() {
+                break t;
+            }
+        };
+        drop(first);
+        second
+            .send(&message(second.id(), b"\x01b\x00\x00\x01\x00\x01"))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(WAIT, second.answer()).await.unwrap();
+        assert!(got.is_ok(), "{got:?}");
     }
 
     #[tokio::test]
