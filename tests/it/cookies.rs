@@ -101,3 +101,41 @@ async fn r10_badcookie_is_retried_once_with_the_new_server_cookie() {
     assert_eq!(seen.len(), 2, "one retry");
     assert_eq!(cookie_of(&seen[1]).unwrap().1, SERVER_COOKIE);
 }
+
+/// A server that stops doing cookies (a new instance behind the address) costs one
+/// timeout, not every query from then on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_stops_doing_cookies_is_trusted_again_after_one_timeout() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = AtomicUsize::new(0);
+    let up = RawUpstream::start(move |q| {
+        let reply = answer_a(q, GOOD);
+        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            let client = cookie_of(q).map(|(c, _)| c).unwrap_or_default();
+            vec![(Duration::ZERO, with_cookie(reply, &client, SERVER_COOKIE))]
+        } else {
+            vec![(Duration::ZERO, reply)]
+        }
+    })
+    .await;
+    let s = TestServer::start(
+        &format!(
+            "[upstream]\nservers = [\"{}\"]\ntimeout_ms = 300\n",
+            up.addr
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        first_answer(&s.query("a.test.", RecordType::A).await),
+        "192.0.2.1"
+    );
+    // Answered without a cookie by a server known to do cookies: dropped, SERVFAIL.
+    let m = s.query("b.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code.low(), 2, "{m:?}");
+    // Then trusted without one.
+    assert_eq!(
+        first_answer(&s.query("c.test.", RecordType::A).await),
+        "192.0.2.1"
+    );
+}
