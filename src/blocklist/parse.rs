@@ -460,6 +460,12 @@ fn looks_like_regex(s: &str) -> bool {
         || s.contains('|') && !s.starts_with('|')
 }
 
+/// Deepest nesting of groups and repetitions a list regex may have. Real lists stay far
+/// below it; a line of ~200 stacked repetitions (`c****…`) used to overflow a 2 MiB thread
+/// stack (the reload thread's) while compiling, an abort that takes the process down (#10,
+/// found by the `list_lines` fuzz target).
+pub const REGEX_NEST_LIMIT: u32 = 32;
+
 fn regex_line(re: &str, kind: Kind) -> Line<'static> {
     if re.contains("\\/") || re.contains("://") {
         return Line::Skip(
@@ -471,6 +477,7 @@ fn regex_line(re: &str, kind: Kind) -> Line<'static> {
         .case_insensitive(true)
         .unicode(false)
         .size_limit(1 << 20)
+        .nest_limit(REGEX_NEST_LIMIT)
         .build()
     {
         Ok(r) if r.is_match(b"") => Line::Skip(
@@ -659,6 +666,25 @@ mod tests {
             },
             Line::Skip(r, d) => Line::Skip(r, d),
         }
+    }
+
+    // See: #10 (found by the list_lines fuzz target: an abort, which no test can catch, so
+    // this runs on a thread with the reload thread's 2 MiB stack and must come back)
+    #[test]
+    fn r10_deeply_nested_regex_is_skipped_not_a_stack_overflow() {
+        let line = format!("/c{}(x)/", "*".repeat(200));
+        let r = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || reason(&line))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(r, SkipReason::BadRegex);
+        // Real nesting stays well within the limit.
+        assert!(matches!(
+            one("/^(a(b(c(d(e)+)+)+)+)+\\.example$/"),
+            Line::Pattern { .. }
+        ));
     }
 
     fn reason(line: &str) -> SkipReason {

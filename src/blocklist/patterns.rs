@@ -132,6 +132,7 @@ fn regexes(rules: &[Rule]) -> Option<RegexSet> {
         .case_insensitive(true)
         .unicode(false)
         .size_limit(64 << 20)
+        .nest_limit(super::parse::REGEX_NEST_LIMIT)
         .build()
         .map_err(|e| tracing::warn!("regex set not built, regexes ignored: {e}"))
         .ok()
