@@ -11,8 +11,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::firewall::FirewallConfig;
 pub use error::{ConfigError, ConfigErrors};
-pub use firewall::FirewallConfig;
 use raw::{RawConfig, RawList, RawPercent, RawSize};
 use toml::Spanned;
 

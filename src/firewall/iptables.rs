@@ -8,8 +8,8 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+use super::model::{Proto, Topology};
 use super::{Family, Ruleset, comment};
-use crate::config::firewall::{Proto, Topology};
 
 /// Our chains in the filter table.
 pub const FILTER_CHAINS: [&str; 5] = [

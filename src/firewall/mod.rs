@@ -1,5 +1,6 @@
 //! The firewall companion: turns `[firewall]` into a rule set that makes the resolver the
-//! only way out for DNS. [`Ruleset`] is built from a validated [`Config`]; [`render`] is a
+//! only way out for DNS. [`model`] holds the validated section ([`FirewallConfig`], built by
+//! `config::firewall`); [`Ruleset`] is built from a validated [`Config`]; [`render`] is a
 //! pure function from it to the text a tool loads (`nft -f` script or `iptables-restore`
 //! input). Nothing here runs a process or needs root: only [`system`] (used by
 //! `sinkhole firewall check|apply|remove|rollback`) calls `nft` and `iptables-restore`, and
@@ -8,6 +9,7 @@
 pub mod guard;
 pub mod iptables;
 mod iptables_save;
+pub mod model;
 pub mod nftables;
 pub mod system;
 mod timer;
@@ -18,8 +20,8 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 use crate::config::Config;
-pub use crate::config::firewall::Backend;
-use crate::config::firewall::{FirewallConfig, Origin, RejectWith};
+pub use model::{Backend, FirewallConfig};
+use model::{Origin, RejectWith};
 
 /// An IP family, for `--family` (iptables backend: one of the two parts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

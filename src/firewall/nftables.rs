@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::model::{NetSet, Proto, Topology};
 use super::{Family, Ruleset, comment};
-use crate::config::firewall::{NetSet, Proto, Topology};
 
 /// The table's name (`nft delete table inet sinkhole` removes everything sinkhole added).
 pub const TABLE: &str = "sinkhole";
