@@ -12,6 +12,7 @@ use crate::blocklist::edit::edit_file;
 use crate::blocklist::fetch::{self, Updated};
 use crate::blocklist::load::{ListSource, Location, load_all_with, read_source};
 use crate::blocklist::parse::Kind;
+use crate::blocklist::rewrite::{add_names, checked_name, remove_names};
 use crate::blocklist::tools::{self, Format, SourcedRule};
 use crate::cli::{ListsCommand, load_config};
 
@@ -245,7 +246,7 @@ fn convert(format: Format, config: Option<PathBuf>, files: &[PathBuf]) -> ExitCo
 fn add(names: &[String], to: &Path, comment: Option<&str>) -> ExitCode {
     let mut checked = Vec::new();
     for n in names {
-        match tools::checked_name(n) {
+        match checked_name(n) {
             Ok(c) => checked.push(c),
             Err(e) => {
                 eprintln!("sinkhole: {e}; nothing written");
@@ -259,7 +260,7 @@ fn add(names: &[String], to: &Path, comment: Option<&str>) -> ExitCode {
     }
     let mut already = Vec::new();
     let edited = edit_file(to, true, |old| {
-        let (new, present) = tools::add_names(old, &checked, comment);
+        let (new, present) = add_names(old, &checked, comment);
         already = present;
         (new != old).then_some(new)
     });
@@ -292,7 +293,7 @@ fn remove(names: &[String], from: &Path) -> ExitCode {
     }
     let mut missing = Vec::new();
     let edited = edit_file(from, false, |old| {
-        let (new, absent) = tools::remove_names(old, &checked);
+        let (new, absent) = remove_names(old, &checked);
         missing = absent;
         (new != old).then_some(new)
     });

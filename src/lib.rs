@@ -22,7 +22,9 @@
 //! - [`blocklist`]: list parsing (every community format, per-line skip reasons), name
 //!   normalisation and the public-suffix guard, the compact suffix matcher, globs/regexes
 //!   behind a prefilter (`patterns`), URL downloads (`fetch`, redirect policy in `http`), the
-//!   `sinkhole lists` helpers (`tools`; safe in-place file edits in `edit`).
+//!   `sinkhole lists` helpers (`tools`: read, lint, convert; `explain`: which rules match a
+//!   name and why, for `lists check` and the HTTP API; `rewrite`: the text of `add` /
+//!   `remove`, written safely in place by `edit`).
 //! - [`dns::wire`]: query parsing and response writing on bytes.
 //! - [`pipeline`]: the stages and their order.
 //! - [`server`], [`handler`]: sockets and the per-packet decision; what one client may

@@ -4,7 +4,7 @@
 //! read-modify-write of `lists add` / `lists remove` on top of it: under an exclusive lock,
 //! on a symlink's target, on raw bytes, keeping the original's owner, group and mode.
 //!
-//! What to change is decided by the caller (`tools::add_names` / `tools::remove_names`);
+//! What to change is decided by the caller (`rewrite::add_names` / `rewrite::remove_names`);
 //! this module only does the file system part.
 
 use std::fs::{File, Metadata, OpenOptions};
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 
 use super::load::MAX_LIST_BYTES;
-use super::tools::EditError;
+use super::rewrite::EditError;
 
 /// A temporary file beside `target` that becomes `target` on [`Replacement::commit`], or
 /// is removed when dropped before.

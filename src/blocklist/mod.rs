@@ -13,11 +13,13 @@
 
 pub mod domain;
 pub mod edit;
+pub mod explain;
 pub mod fetch;
 pub mod http;
 pub mod load;
 pub mod parse;
 pub mod patterns;
+pub mod rewrite;
 mod table;
 pub mod tools;
 mod words;
