@@ -3,9 +3,11 @@
 //! `config::firewall`); [`Ruleset`] is built from a validated [`Config`]; [`render`] is a
 //! pure function from it to the text a tool loads (`nft -f` script or `iptables-restore`
 //! input). Nothing here runs a process or needs root: only [`system`] (used by
-//! `sinkhole firewall check|apply|remove|rollback`) calls `nft` and `iptables-restore`, and
-//! [`guard`] keeps the confirm window's saved rules and the rollback armed apart from `apply`.
+//! `sinkhole firewall check|apply|remove|rollback`) calls `nft` and `iptables-restore`,
+//! [`guard`] keeps the confirm window's saved rules and the rollback armed apart from `apply`,
+//! and [`apply`] is the confirm window's state machine (apply, wait, confirm or roll back).
 
+pub mod apply;
 pub mod guard;
 pub mod iptables;
 mod iptables_save;
