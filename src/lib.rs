@@ -33,9 +33,13 @@
 //!   rotation) and the `sinkhole log` reports that read it.
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
 //! - [`fdlimit`]: the open-file limit raised at start; a WARN when descriptors run out.
-//! - [`firewall`]: `[firewall]` → an nftables or iptables rule set (pure renderers); only
-//!   `firewall::system` runs `nft` / `iptables-restore`.
-//! - [`cli`]: the command line (`cli_lists`: `sinkhole lists …`; `cli_firewall`: `sinkhole firewall …`).
+//! - [`firewall`]: `[firewall]` (its model in `firewall::model`) → an nftables or iptables
+//!   rule set (pure renderers); only `firewall::system` runs `nft` / `iptables-restore`;
+//!   `firewall::apply` is the confirm window of `apply --confirm` (arm, apply, wait, confirm
+//!   or roll back), `firewall::guard` its state files and the rollback armed apart.
+//! - [`cli`]: the command line, one file per command family (`serve`, `config`, `log`,
+//!   `lists`, `firewall`); every command returns one error type that carries its exit code
+//!   (2 config or usage, 1 runtime), printed once by `main`.
 //!
 //! # Invariants
 //! 1. Only `server` and `handler` touch sockets and packets; stages see a parsed `Query`.
@@ -61,8 +65,6 @@
 
 pub mod blocklist;
 pub mod cli;
-mod cli_firewall;
-mod cli_lists;
 pub mod config;
 pub mod dns;
 pub mod fdlimit;

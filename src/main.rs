@@ -1,27 +1,34 @@
-//! The `sinkhole` binary: parse the command line, set up logging, run the command.
+//! The `sinkhole` binary: parse the command line, set up logging, run the command, print an
+//! error once and exit with its code (0 ok, 1 runtime, 2 config or usage).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use sinkhole::cli::{Cli, run};
+use sinkhole::cli::{Cli, Error, run};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = match &cli.log_level {
+    match init_tracing(cli.log_level.as_deref()).and_then(|()| run(cli)) {
+        Ok(status) => status.exit_code(),
+        Err(err) => {
+            eprintln!("{err}");
+            err.exit_code()
+        }
+    }
+}
+
+/// Logs to stderr at `--log-level`, else `RUST_LOG`, else `info`.
+fn init_tracing(level: Option<&str>) -> Result<(), Error> {
+    let filter = match level {
         Some(level) => EnvFilter::try_new(level),
         None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
     };
-    let filter = match filter {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("sinkhole: invalid --log-level/RUST_LOG: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let filter =
+        filter.map_err(|e| Error::usage(format_args!("invalid --log-level/RUST_LOG: {e}")))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    run(cli)
+    Ok(())
 }

@@ -335,10 +335,21 @@ impl Validator<'_> {
         }
         let refresh = match &b.refresh {
             None => Duration::from_secs(24 * 3600),
-            Some(r) => parse_duration(r.get_ref()).unwrap_or_else(|m| {
-                self.err(r.span(), "blocking.refresh", m);
-                Duration::from_secs(24 * 3600)
-            }),
+            // Whole seconds (`parse_secs`): a refresh is at least a minute.
+            Some(r) => match parse_secs(r.get_ref()) {
+                Some(v) if v >= 60 => Duration::from_secs(v),
+                _ => {
+                    self.err(
+                        r.span(),
+                        "blocking.refresh",
+                        format!(
+                            "{:?}: write a duration of at least a minute, such as 30m, 24h or 7d",
+                            r.get_ref()
+                        ),
+                    );
+                    Duration::from_secs(24 * 3600)
+                }
+            },
         };
         let cache_dir = match (&b.cache_dir, base) {
             (Some(d), Some(base)) => base.join(d.get_ref()),
@@ -548,13 +559,14 @@ pub fn parse_secs(s: &str) -> Option<u64> {
         .map(|v| v.saturating_mul(mul))
 }
 
-/// `30s`, `15m`, `24h`, `7d`, or bare seconds (at least one minute for list refreshes).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    match parse_secs(s) {
-        Some(v) if v >= 60 => Ok(Duration::from_secs(v)),
-        _ => Err(format!(
-            "{s:?}: write a duration of at least a minute, such as 30m, 24h or 7d"
-        )),
+/// `500ms`, or what [`parse_secs`] reads (`30s`, `15m`, `24h`, `7d`, bare seconds), as a
+/// `Duration`; `None` when it is neither. The durations of the command line (`firewall apply
+/// --confirm`, the guard's `--after`); each caller sets its own bounds and message.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let t = s.trim();
+    match t.strip_suffix("ms") {
+        Some(ms) => ms.trim().parse::<u64>().ok().map(Duration::from_millis),
+        None => parse_secs(t).map(Duration::from_secs),
     }
 }
 

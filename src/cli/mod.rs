@@ -1,0 +1,74 @@
+//! The command line: the clap derive of [`Cli`] and [`run`], which hands each subcommand to
+//! its family, one file each: `serve`, `config` (`config check`), `log` (`log
+//! tail|first|top|suggest|heartbeats`), `lists` (`lists check|lint|convert|add|remove|update`)
+//! and `firewall` (`firewall show|check|apply|remove|confirm|rollback`). Each family holds its
+//! clap arguments, its printing and its exit codes; the work itself is in the library
+//! (`blocklist`, `querylog`, `firewall`, `service`). Dependencies go one way: this file →
+//! the families → `common` (the [`Error`] every command returns, `load_config`).
+//!
+//! Exit codes: 0 ok, 1 a runtime failure (or a finding a command reports, [`Status`]), 2 a
+//! config or usage error. `main` prints an [`Error`] once.
+
+mod common;
+mod config;
+mod firewall;
+mod lists;
+mod log;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use common::{Error, Status};
+pub use config::ConfigCommand;
+pub use firewall::{BackendArg, FamilyArg, FirewallCommand, FirewallOpts, RollbackArgs};
+pub use lists::ListsCommand;
+pub use log::{LogCommand, LogScope, LogSource};
+
+/// sinkhole: a filtering DNS resolver for LANs.
+#[derive(Debug, Parser)]
+#[command(name = "sinkhole", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log level (error, warn, info, debug, trace) or a tracing filter; overrides RUST_LOG.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve DNS on UDP and TCP on every `server.listen` address.
+    Serve {
+        /// Config file (TOML); without it, the embedded default (127.0.0.1:5300, Quad9, the
+        /// shipped lists).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Config file commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Firewall companion: rules that make the resolver the only way out for DNS.
+    #[command(subcommand)]
+    Firewall(FirewallCommand),
+    /// Read the query log: what each client asks, and how applications start.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Blocklist maintenance: check names, lint, convert, edit, download.
+    #[command(subcommand)]
+    Lists(ListsCommand),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<Status, Error> {
+    match cli.command {
+        Command::Serve { config } => serve::run(config).map(|()| Status::Success),
+        Command::Config(cmd) => config::run(cmd).map(|()| Status::Success),
+        Command::Firewall(cmd) => firewall::run(cmd).map(|()| Status::Success),
+        Command::Log(cmd) => log::run(cmd).map(|()| Status::Success),
+        Command::Lists(cmd) => lists::run(cmd),
+    }
+}

@@ -1,0 +1,85 @@
+//! `sinkhole serve`: load the config and the lists, bind the listeners, run the service until
+//! SIGTERM or Ctrl-C, reloading on SIGHUP. The service itself is `crate::service`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use super::common::{Error, load_config};
+use crate::blocklist::load::log_reports;
+use crate::config::{Config, DEFAULT_NAME};
+use crate::pipeline::blocking::Blocking;
+use crate::service::{Service, ServiceOptions};
+
+/// Runs `serve`: exit 2 on a bad config, 1 when it cannot start or fails while serving.
+pub(super) fn run(path: Option<PathBuf>) -> Result<(), Error> {
+    let cfg = load_config(path.as_deref())?;
+    serve_config(cfg, path)?;
+    Ok(())
+}
+
+fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    tracing::info!(
+        config = path.as_ref().map_or(DEFAULT_NAME.to_string(), |p| p.display().to_string()),
+        listen = ?cfg.server.listen,
+        upstreams = ?cfg.upstream.servers,
+        timeout_ms = cfg.upstream.timeout.as_millis() as u64,
+        cache_max_entries = cfg.cache.max_entries,
+        mode = ?cfg.blocking.mode,
+        "starting sinkhole {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    // Before any socket: a soft limit of 1,024 is easily reached by TCP clients.
+    crate::fdlimit::raise_nofile_limit();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sinkhole-rt")
+        .build()
+        .context("cannot start the async runtime")?;
+    let (blocking, reports) = Blocking::load(&cfg.blocking).context("loading blocklists")?;
+    log_reports(&reports);
+    let sockets =
+        crate::server::bind(&cfg.server.listen, cfg.server.udp_threads).with_context(|| {
+            format!(
+                "cannot listen on {:?} (address in use, or a port below 1024 without root?)",
+                cfg.server.listen
+            )
+        })?;
+    let addrs = sockets.local_addrs();
+    let rules = blocking.list().len();
+    let opts = ServiceOptions {
+        config_path: path,
+        ..ServiceOptions::default()
+    };
+    let service = Service::start(cfg, blocking, sockets, rt.handle(), opts)
+        .context("cannot start the listeners")?;
+    tracing::info!(
+        listen = ?addrs,
+        rules,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "serving DNS on UDP and TCP"
+    );
+    rt.block_on(async {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading config and lists");
+                    let r = std::sync::Arc::clone(service.reloader());
+                    tokio::spawn(async move { r.reload_logged(true).await });
+                }
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .context("signal handling failed")?;
+    tracing::info!("shutting down");
+    service.shutdown();
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(())
+}
