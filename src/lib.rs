@@ -62,6 +62,7 @@ pub mod cli;
 mod cli_firewall;
 mod cli_lists;
 pub mod config;
+pub mod counters;
 pub mod dns;
 pub mod fdlimit;
 pub mod firewall;
