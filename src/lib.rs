@@ -66,6 +66,7 @@
 pub mod blocklist;
 pub mod cli;
 pub mod config;
+pub mod counters;
 pub mod dns;
 pub mod fdlimit;
 pub mod firewall;

@@ -5,7 +5,9 @@
 //! times) and hands it to [`QueryLog::record`], which is a `try_send` on a bounded queue:
 //! it never waits, and a full queue drops the record and counts it. The writer task
 //! ([`writer`]) does everything else: client sessions and `new` marks ([`sessions`]),
-//! rendering the answer, JSON, rotation, flushing. The file format is [`Entry`];
+//! rendering the answer, JSON, rotation, flushing. A reload's new `[log]` settings travel
+//! on the same queue ([`QueryLog::reconfigure`]), so the writer switches between two
+//! records and none is lost. The file format is [`Entry`];
 //! [`read`] reads the current and rotated files back, [`tail`] and [`report`] are the
 //! commands.
 
@@ -16,6 +18,7 @@ pub mod tail;
 pub mod writer;
 
 use std::borrow::Cow;
+use std::fs::File;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +35,10 @@ use crate::pipeline::{Action, Outcome};
 /// Messages (records, or UDP batches of records) waiting for the writer at most; past it
 /// they are dropped and counted.
 pub const QUEUE: usize = 16_384;
+
+/// How long [`QueryLog::reconfigure`] waits for room in the queue and for the writer to
+/// switch.
+pub const RECONFIGURE_WAIT: Duration = Duration::from_secs(5);
 
 /// What the query path hands to the log: small, no formatting done yet.
 #[derive(Debug)]
@@ -137,6 +144,18 @@ pub enum Msg {
     Batch(Vec<Record>),
     /// Write what is queued, flush, and stop.
     Stop,
+    /// Switch to new settings and an already opened file (see [`QueryLog::reconfigure`]).
+    Reconfigure(Box<Reconfigure>),
+}
+
+/// New settings for the writer, with their file already opened by the caller (so that a
+/// path that cannot be used is an error for the caller, not a drop spell in the writer).
+#[derive(Debug)]
+pub struct Reconfigure {
+    cfg: LogConfig,
+    file: File,
+    /// Told when the writer has switched.
+    done: std::sync::mpsc::Sender<()>,
 }
 
 /// The query path's handle on the log: cheap to clone, never blocks.
@@ -177,6 +196,69 @@ impl QueryLog {
                 dropped = total,
                 "query log: queue full, records dropped (the disk cannot keep up); queries are still answered"
             );
+        }
+    }
+
+    /// Applies a reload's `[log]`: path, rotation (`max_bytes`, `keep`), `anonymize_clients`
+    /// and `session_gap`, without losing a record.
+    ///
+    /// The new file is opened (its folder created) here, before anything changes: when that
+    /// fails, the error is returned and the writer keeps its file and settings. Otherwise the
+    /// settings are queued behind the records already waiting; the writer writes and flushes
+    /// those to the old file, then switches, so every record after the switch goes to the new
+    /// one. Client sessions and `new` marks are kept. The same path is reopened too (after an
+    /// outside `mv`, the log follows the name again).
+    ///
+    /// Blocking (opens a file, waits for the writer for at most [`RECONFIGURE_WAIT`]): call it
+    /// off the async workers, as a reload does. Errors: the file cannot be opened; the writer
+    /// has stopped; or the queue stayed full until the deadline (nothing changes then).
+    pub fn reconfigure(&self, cfg: LogConfig) -> std::io::Result<()> {
+        use std::io::{Error, ErrorKind};
+        let (file, _) = writer::open_append(&cfg.path).map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!("{}: cannot open for the query log: {e}", cfg.path.display()),
+            )
+        })?;
+        let path = cfg.path.clone();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let deadline = Instant::now() + RECONFIGURE_WAIT;
+        let mut msg = Msg::Reconfigure(Box::new(Reconfigure {
+            cfg,
+            file,
+            done: done_tx,
+        }));
+        // `send` would wait forever on a writer stuck on its disk; a reload must end.
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TrySendError::Full(_)) => {
+                    return Err(Error::new(
+                        ErrorKind::TimedOut,
+                        "query log: queue full (the writer is not keeping up); settings unchanged",
+                    ));
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(Error::other("query log: the writer has stopped"));
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match done.recv_timeout(left) {
+            Ok(()) => Ok(()),
+            // Queued behind records the writer is still writing: the switch happens when it
+            // gets there, in order, so this is no failure.
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!(path = %path.display(), "query log: the writer is behind; the new settings apply when it catches up");
+                Ok(())
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(Error::other("query log: the writer has stopped"))
+            }
         }
     }
 
@@ -276,6 +358,191 @@ mod tests {
         drop(rx);
         log.record(rec());
         assert_eq!(log.dropped(), 7, "a stopped writer counts as a drop too");
+    }
+
+    /// The real writer thread on `path`, rotating at 1 MiB, one rotated file kept.
+    fn cfg(path: &std::path::Path) -> LogConfig {
+        LogConfig {
+            path: path.into(),
+            max_bytes: 1 << 20,
+            keep: 1,
+            anonymize_clients: false,
+            session_gap: Duration::from_secs(30),
+        }
+    }
+
+    fn named(qname: &str) -> Record {
+        let mut r = rec();
+        r.client = "192.0.2.7".parse().unwrap();
+        r.asked.qname = qname.into();
+        r
+    }
+
+    /// The entries of a log file, as (qname, client, session, new).
+    fn entries(path: &std::path::Path) -> Vec<(String, String, u64, bool)> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let e: Entry<'_> = serde_json::from_str(l).unwrap();
+                (e.qname.into(), e.client.into(), e.session, e.new)
+            })
+            .collect()
+    }
+
+    fn qnames(path: &std::path::Path) -> Vec<String> {
+        entries(path).into_iter().map(|e| e.0).collect()
+    }
+
+    fn seq(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i}.example")).collect()
+    }
+
+    #[test]
+    fn reconfigure_switches_files_between_two_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let b = dir.path().join("new/sub/b.jsonl");
+        let (log, task) = start(&cfg(&a)).unwrap();
+        for (i, n) in seq("a", 100).iter().enumerate() {
+            if i % 10 == 0 {
+                log.record_batch(vec![named(n)]);
+            } else {
+                log.record(named(n));
+            }
+        }
+        log.reconfigure(LogConfig {
+            anonymize_clients: true,
+            session_gap: Duration::ZERO,
+            ..cfg(&b)
+        })
+        .unwrap();
+        // Written and flushed before the switch returned.
+        assert_eq!(qnames(&a), seq("a", 100));
+        log.record(named("a0.example"));
+        for n in seq("b", 100) {
+            log.record(named(&n));
+        }
+        task.finish(Duration::from_secs(5));
+        let old = entries(&a);
+        assert!(old.iter().all(|e| e.1 == "192.0.2.7" && e.2 == 1));
+        let new = entries(&b);
+        let mut want = vec!["a0.example".to_string()];
+        want.extend(seq("b", 100));
+        assert_eq!(new.iter().map(|e| e.0.clone()).collect::<Vec<_>>(), want);
+        assert!(new.iter().all(|e| e.1 == "192.0.2.0"), "now anonymized");
+        // A zero gap: every record opens a session. Sessions and `new` marks carried over.
+        assert_eq!(
+            (new[0].2, new[0].3),
+            (2, false),
+            "a0 was seen before the switch"
+        );
+        assert_eq!((new[100].2, new[100].3), (102, true));
+        assert_eq!((log.written(), log.dropped()), (201, 0));
+    }
+
+    #[test]
+    fn records_racing_a_reconfigure_are_all_kept_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let b = dir.path().join("b.jsonl");
+        // ~1.1 MB of records: no rotation.
+        let big = |p| LogConfig {
+            max_bytes: 1 << 30,
+            ..cfg(p)
+        };
+        let (log, task) = start(&big(&a)).unwrap();
+        let n = 5_000;
+        let sent = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for name in seq("r", n) {
+                    log.record(named(&name));
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            while sent.load(Ordering::Relaxed) < 1_000 {
+                std::thread::yield_now();
+            }
+            log.reconfigure(big(&b)).unwrap();
+        });
+        task.finish(Duration::from_secs(5));
+        let (old, new) = (qnames(&a), qnames(&b));
+        assert!(old.len() >= 1_000, "{}", old.len());
+        // One sender: the old file holds a prefix, the new one the rest (all of it, or none
+        // when the sender was faster than the switch), nothing lost.
+        assert_eq!([old, new].concat(), seq("r", n));
+        assert_eq!((log.written(), log.dropped()), (n as u64, 0));
+    }
+
+    #[test]
+    fn unusable_path_is_refused_and_the_old_file_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let (log, task) = start(&cfg(&a)).unwrap();
+        log.record(named("x1.example"));
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "").unwrap();
+        let bad = file.join("q.jsonl");
+        let err = log
+            .reconfigure(LogConfig {
+                max_bytes: 1,
+                ..cfg(&bad)
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with(&bad.display().to_string()),
+            "{err}"
+        );
+        log.record(named("x2.example"));
+        log.record(named("x3.example"));
+        task.finish(Duration::from_secs(5));
+        assert_eq!(qnames(&a), ["x1.example", "x2.example", "x3.example"]);
+        assert!(!writer::rotated(&a, 1).exists(), "old max_bytes kept");
+        assert!(log.reconfigure(cfg(&a)).is_err(), "the writer has stopped");
+    }
+
+    #[test]
+    fn new_rotation_limits_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("q.jsonl");
+        let (log, task) = start(&LogConfig { keep: 5, ..cfg(&p) }).unwrap();
+        for n in seq("r", 5) {
+            log.record(named(&n));
+        }
+        // Rotated files from the larger `keep`.
+        for i in 1..=4 {
+            std::fs::write(writer::rotated(&p, i), "").unwrap();
+        }
+        log.reconfigure(cfg(&p)).unwrap();
+        let line = std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .len() as u64;
+        // Two lines per file (later lines are a few bytes longer: `r10`, `seq`).
+        let max_bytes = 2 * line + 10;
+        log.reconfigure(LogConfig {
+            max_bytes,
+            keep: 2,
+            ..cfg(&p)
+        })
+        .unwrap();
+        for n in seq("r", 15).split_off(5) {
+            log.record(named(&n));
+        }
+        task.finish(Duration::from_secs(5));
+        let files = [writer::rotated(&p, 2), writer::rotated(&p, 1), p.clone()];
+        let mut kept = Vec::new();
+        for f in &files {
+            let names = qnames(f);
+            assert!(matches!(names.len(), 1 | 2), "{}: {names:?}", f.display());
+            assert!(std::fs::metadata(f).unwrap().len() <= max_bytes);
+            kept.extend(names);
+        }
+        assert!(seq("r", 15).ends_with(&kept), "{kept:?}");
+        assert!(!writer::rotated(&p, 3).exists() && !writer::rotated(&p, 4).exists());
+        assert_eq!(log.dropped(), 0);
     }
 
     #[test]

@@ -65,6 +65,11 @@ impl Sessions {
         }
     }
 
+    /// From now on, sessions split after `gap_ms` (a reload); what is remembered is kept.
+    pub fn set_gap(&mut self, gap_ms: i64) {
+        self.gap_ms = gap_ms;
+    }
+
     /// Places a query of `client` at `now_ms` (Unix milliseconds) for `qname`.
     pub fn mark(&mut self, client: IpAddr, now_ms: i64, qname: &str) -> Mark {
         let c = self.clients.get_or_insert_mut(client, || Client {

@@ -7,6 +7,10 @@
 //! written out whole lines at a time, so a reader (`tail -f`) sees whole lines. When the file
 //! cannot be opened or written (folder not writable, disk full) the records are dropped and
 //! counted, the reason is logged once, and opening is retried every few seconds.
+//!
+//! New settings (a reload) arrive on the queue like records, with their file opened by the
+//! caller: what was queued before them is written and flushed to the old file, what comes
+//! after goes to the new one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read as _, Seek as _, SeekFrom, Write as _};
@@ -18,7 +22,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::sessions::Sessions;
-use super::{Msg, Record, Stats, action_name, qtype_name};
+use super::{Msg, Reconfigure, Record, Stats, action_name, qtype_name};
 use crate::blocklist::Kind;
 use crate::config::LogConfig;
 use crate::dns::wire::rcode;
@@ -101,11 +105,10 @@ pub struct Writer {
 impl Writer {
     /// A writer for `cfg`, counting into `stats`.
     pub fn new(cfg: LogConfig, stats: Arc<Stats>) -> Self {
-        let gap = i64::try_from(cfg.session_gap.as_millis()).unwrap_or(i64::MAX);
         Self {
+            sessions: Sessions::new(gap_ms(&cfg)),
             cfg,
             stats,
-            sessions: Sessions::new(gap),
             out: None,
             size: 0,
             pending: 0,
@@ -148,6 +151,10 @@ impl Writer {
                         unflushed += v.len();
                     }
                     Ok(Msg::Stop) => stopping = true,
+                    Ok(Msg::Reconfigure(r)) => {
+                        self.reconfigure(*r);
+                        unflushed = 0;
+                    }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         gone = true;
@@ -175,6 +182,35 @@ impl Writer {
             dropped = self.stats.dropped.load(Ordering::Relaxed),
             "query log closed"
         );
+    }
+
+    /// Switches to new settings and their file, between two records: what was written
+    /// so far is flushed to the old file first. Sessions and `new` marks are kept.
+    fn reconfigure(&mut self, r: Reconfigure) {
+        let Reconfigure { cfg, file, done } = r;
+        self.flush();
+        // Flushed (or, when that failed, lost and counted): the old file is closed.
+        self.out = None;
+        // Measured now, not when the caller opened it: on the same path, the records just
+        // flushed are in it too.
+        self.size = file.metadata().map_or(0, |m| m.len());
+        self.out = Some(BufWriter::with_capacity(64 * 1024, file));
+        self.failing = false;
+        self.retry_at = None;
+        self.sessions.set_gap(gap_ms(&cfg));
+        // The cached client text may be anonymized differently now.
+        self.last_client.1.clear();
+        let previous = std::mem::replace(&mut self.cfg, cfg);
+        tracing::info!(
+            path = %self.cfg.path.display(),
+            previous = %previous.path.display(),
+            max_bytes = self.cfg.max_bytes,
+            keep = self.cfg.keep,
+            anonymize_clients = self.cfg.anonymize_clients,
+            session_gap_ms = gap_ms(&self.cfg),
+            "query log: settings applied"
+        );
+        let _ = done.send(());
     }
 
     fn report_drops(&mut self) {
@@ -356,7 +392,9 @@ impl Writer {
         }
     }
 
-    /// `path` → `path.1` → … → `path.keep`; the oldest beyond `keep` is removed.
+    /// `path` → `path.1` → … → `path.keep`; the oldest beyond `keep` is removed, and so
+    /// are older ones left by a larger `keep` (before a reload or restart), which the
+    /// readers would otherwise still read.
     fn rotate(&mut self) {
         self.flush();
         self.out = None;
@@ -366,6 +404,10 @@ impl Writer {
         if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
             self.size = 0;
             return;
+        }
+        let mut n = keep.saturating_add(1);
+        while n < u32::MAX && std::fs::remove_file(rotated(&path, n)).is_ok() {
+            n += 1;
         }
         let res = if keep == 0 {
             std::fs::remove_file(&path)
@@ -410,9 +452,14 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Opens `path` for appending; when its last line is torn (a crash, a full disk), ends it
-/// first so that the next record starts on a line of its own.
-fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
+/// `session_gap` in milliseconds, as [`Sessions`] takes it.
+fn gap_ms(cfg: &LogConfig) -> i64 {
+    i64::try_from(cfg.session_gap.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Opens `path` for appending (creating its folders); when its last line is torn (a crash,
+/// a full disk), ends it first so that the next record starts on a line of its own.
+pub(super) fn open_append(path: &Path) -> std::io::Result<(File, u64)> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
