@@ -1,12 +1,24 @@
-//! One packet in, one decision out: parse the query, answer rejects (FORMERR, NOTIMP,
-//! BADVERS) and drop what must not be answered (responses, runts), answer blocked and cached
-//! names at once, and hand the rest to the async forwarder.
+//! The one per-query entry point that every listener calls: a packet (or an already parsed
+//! query) and how it arrived in; the response bytes and the query-log record out.
 //!
-//! Shared by the UDP and TCP listeners, so both speak exactly the same DNS. Nothing here
-//! panics on any input: the parser is bounds-checked, and every error becomes a response.
+//! [`Handler::handle`] answers what must be rejected (FORMERR, NOTIMP, BADVERS) and drops
+//! what must not be answered (responses, runts), builds the [`Request`], runs the
+//! [`Pipeline`] chain, bounds the forwards one client may have in flight (past it: SERVFAIL
+//! at once, logged like any answer), and counts every answered query. Listeners only move
+//! bytes: UDP, TCP, and later TLS, HTTPS and QUIC all speak exactly the same DNS through
+//! here. Nothing here panics on any input: the parser is bounds-checked, and every error
+//! becomes a response.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::counters::Counters;
 use crate::dns::wire::{self, Query, Reject};
-use crate::pipeline::{Action, Outcome, Pipeline};
+use crate::pipeline::{Action, Now, Outcome, Pipeline, Request, Resolution, Transport};
+use crate::querylog::Record;
+use crate::server::slots::ClientSlots;
 
 /// Largest DNS message over TCP.
 pub const TCP_LIMIT: usize = 65_535;
@@ -30,63 +42,292 @@ impl Asked {
     }
 }
 
+/// How a packet arrived: who sent it, over what, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// The client's address and port.
+    pub client: SocketAddr,
+    /// What carried it.
+    pub transport: Transport,
+    /// When it arrived (tokio's clock: deadlines and `elapsed_us`).
+    pub arrived: tokio::time::Instant,
+    /// The decision time, read once from the service's clock.
+    pub now: Now,
+}
+
+/// A response still being resolved: yields the response bytes and the log record.
+pub type Pending = Pin<Box<dyn Future<Output = (Vec<u8>, Option<Record>)> + Send>>;
+
 /// What the listener must do with a packet.
-#[derive(Debug)]
 pub enum Handled {
-    /// The response is in the output buffer; send it. The question is kept only when the
-    /// pipeline keeps details (the query log is on).
-    Reply(Outcome, Option<Asked>),
+    /// The response is in the output buffer: send it, then hand the record (present when
+    /// the query log is on) to the log.
+    Reply(Option<Record>),
     /// Send nothing.
     Drop,
-    /// Resolve upstream (async), then send.
-    Forward(Box<Query>),
+    /// Run this on the tokio runtime, then send the bytes it yields and log its record.
+    Pending(Pending),
 }
 
-/// Handles one packet from a client; `tcp` selects the size limit.
-pub fn handle(pipeline: &Pipeline, pkt: &[u8], tcp: bool, out: &mut Vec<u8>) -> Handled {
-    respond(pipeline, &wire::parse_query(pkt), pkt.len(), tcp, out)
+impl std::fmt::Debug for Handled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Reply(r) => f.debug_tuple("Reply").field(r).finish(),
+            Self::Drop => f.write_str("Drop"),
+            Self::Pending(_) => f.write_str("Pending"),
+        }
+    }
 }
 
-/// Handles a packet of `len` bytes already parsed (the UDP path parses a whole batch
-/// first, to prefetch the lists' lines for all of it). Borrowed: only a forwarded query is
-/// copied, into the box the forwarder keeps.
-pub fn respond(
-    pipeline: &Pipeline,
-    parsed: &Result<Query, Reject>,
-    len: usize,
-    tcp: bool,
-    out: &mut Vec<u8>,
-) -> Handled {
-    match parsed {
-        Ok(q) => {
-            let limit = if tcp { TCP_LIMIT } else { q.udp_limit() };
-            match pipeline.resolve_local(q, out, limit) {
-                Some(o) => Handled::Reply(o, pipeline.details().then(|| Asked::of(q))),
-                None => Handled::Forward(Box::new(q.clone())),
+/// The per-query entry point, shared by every listener.
+pub struct Handler {
+    pipeline: Arc<Pipeline>,
+    /// Forwards in flight, per client and in all (every transport together).
+    forwards: Arc<ClientSlots>,
+    counters: Arc<Counters>,
+    /// True when the query log is on: records are made.
+    log: bool,
+}
+
+impl Handler {
+    /// A handler running `pipeline`, with `forwards` bounding the forwards in flight.
+    pub fn new(pipeline: Arc<Pipeline>, forwards: Arc<ClientSlots>, log: bool) -> Self {
+        let counters = Arc::clone(pipeline.counters());
+        Self {
+            pipeline,
+            forwards,
+            counters,
+            log,
+        }
+    }
+
+    /// The pipeline this handler runs.
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// Forwards in flight now.
+    pub fn forwards_in_flight(&self) -> usize {
+        self.forwards.held()
+    }
+
+    /// Handles one packet: parses it, then as [`Handler::handle`].
+    pub fn handle_packet(&self, pkt: &[u8], how: Arrival, out: &mut Vec<u8>) -> Handled {
+        self.handle(wire::parse_query(pkt), pkt.len(), how, out)
+    }
+
+    /// Handles one parsed packet of `len` bytes (the UDP path parses a whole batch first,
+    /// to prefetch the lists' lines for all of it). The response, when there is one at
+    /// once, is written into `out`.
+    pub fn handle(
+        &self,
+        parsed: Result<Query, Reject>,
+        len: usize,
+        how: Arrival,
+        out: &mut Vec<u8>,
+    ) -> Handled {
+        let query = match parsed {
+            Ok(q) => q,
+            Err(Reject::Drop) => {
+                tracing::debug!(len, "dropped packet: too short or a response");
+                return Handled::Drop;
+            }
+            Err(Reject::Reply {
+                id,
+                flags,
+                rcode,
+                query,
+            }) => {
+                tracing::debug!(len, rcode = wire::rcode::name(rcode), "rejected query");
+                wire::write_error(out, id, flags, query.as_deref(), rcode, None);
+                let o = Outcome::new(Action::Rejected, rcode, None);
+                let qtype = query.as_deref().map_or(0, |q| q.qtype);
+                self.counters.query(o.action, qtype, how.transport);
+                let record = self.log.then(|| {
+                    let asked = query.as_deref().map_or(
+                        Asked {
+                            qname: "".into(),
+                            qtype: 0,
+                        },
+                        Asked::of,
+                    );
+                    record(&how, asked, o)
+                });
+                return Handled::Reply(record);
+            }
+        };
+        let req = Request {
+            query,
+            client: how.client,
+            transport: how.transport,
+            arrived: how.arrived,
+            now: how.now,
+        };
+        match self.pipeline.resolve(&req, out) {
+            Resolution::Done(o) => {
+                self.counters
+                    .query(o.action, req.query.qtype, how.transport);
+                Handled::Reply(self.log.then(|| record(&how, Asked::of(&req.query), o)))
+            }
+            Resolution::Forward(forward) => {
+                let Ok(slot) = self.forwards.try_take(how.client.ip()) else {
+                    // This client has its share of forwards in flight already (or every
+                    // slot is taken): SERVFAIL now rather than a queue without bound.
+                    drop(forward);
+                    overloaded_warning(how.client);
+                    wire::write_error(
+                        out,
+                        req.query.id,
+                        req.query.flags,
+                        Some(&req.query),
+                        wire::rcode::SERVFAIL,
+                        None,
+                    );
+                    let o = Outcome::new(Action::Failed, wire::rcode::SERVFAIL, None);
+                    self.counters
+                        .query(o.action, req.query.qtype, how.transport);
+                    return Handled::Reply(
+                        self.log.then(|| record(&how, Asked::of(&req.query), o)),
+                    );
+                };
+                let asked = self.log.then(|| Asked::of(&req.query));
+                let (counters, qtype) = (Arc::clone(&self.counters), req.query.qtype);
+                Handled::Pending(Box::pin(async move {
+                    let (bytes, o) = forward.await;
+                    drop(slot);
+                    counters.query(o.action, qtype, how.transport);
+                    (bytes, asked.map(|a| record(&how, a, o)))
+                }))
             }
         }
-        Err(Reject::Drop) => {
-            tracing::debug!(len, "dropped packet: too short or a response");
+    }
+}
+
+/// The log record of an answered query; `elapsed` counts to now (just before sending).
+fn record(how: &Arrival, asked: Asked, outcome: Outcome) -> Record {
+    Record {
+        ts: how.now.wall,
+        client: how.client.ip(),
+        asked,
+        outcome,
+        elapsed: how.arrived.elapsed(),
+    }
+}
+
+/// A WARN at most once a second, for all clients together: an overload can repeat per
+/// packet.
+fn overloaded_warning(client: SocketAddr) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let now = std::time::Instant::now();
+    if last.is_some_and(|l| now.duration_since(l) < std::time::Duration::from_secs(1)) {
+        return;
+    }
+    *last = Some(now);
+    tracing::warn!(client = %client, "forward refused with SERVFAIL: too many in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocklist::{BlocklistBuilder, Kind};
+    use crate::config::Config;
+    use crate::pipeline::blocking::Blocking;
+    use crate::pipeline::request::test_support::{fixed_now, query_bytes};
+    use crate::pipeline::{Detail, Policy};
+
+    /// A handler blocking `ads.test`, forwarding to a port nothing answers, with the log on
+    /// and room for `forwards` forwards per client.
+    fn handler(forwards: usize) -> Handler {
+        let cfg = Config::parse(
+            "[upstream]\nservers = [\"127.0.0.1:9\"]\n[log]\npath = \"/nonexistent/q.jsonl\"\n",
+            "t.toml",
+            None,
+        )
+        .unwrap();
+        let mut b = BlocklistBuilder::new();
+        let src = b.add_source("ads.txt");
+        b.insert("ads.test", Kind::Block, false, false, src, 1);
+        let policy = Policy::new(Blocking::new(&cfg.blocking, b.build()), &[]);
+        let p = Pipeline::new(&cfg, policy, Arc::new(Counters::new()));
+        Handler::new(Arc::new(p), ClientSlots::new(forwards, 100), true)
+    }
+
+    fn arrival(transport: Transport) -> Arrival {
+        Arrival {
+            client: SocketAddr::from(([192, 0, 2, 9], 5353)),
+            transport,
+            arrived: tokio::time::Instant::now(),
+            now: fixed_now(),
+        }
+    }
+
+    #[test]
+    fn a_blocked_query_is_answered_at_once_with_its_record() {
+        let h = handler(1);
+        let mut out = Vec::new();
+        let pkt = query_bytes("x.ads.test", wire::TYPE_A, false);
+        for t in [Transport::Udp, Transport::Tcp] {
+            let Handled::Reply(Some(r)) = h.handle_packet(&pkt, arrival(t), &mut out) else {
+                panic!("expected an answer with a record");
+            };
+            assert_eq!(r.outcome.action, Action::Blocked);
+            assert_eq!(&*r.asked.qname, "x.ads.test");
+            assert_eq!(r.client, SocketAddr::from(([192, 0, 2, 9], 0)).ip());
+            assert_eq!(
+                r.ts,
+                fixed_now().wall,
+                "the log's time is the request's now"
+            );
+            assert!(matches!(r.outcome.detail, Detail::Local(Some(_))));
+        }
+        let snap = h.pipeline().counters().snapshot(Default::default());
+        assert_eq!(snap.queries(Action::Blocked), 2);
+        assert_eq!(snap.queries_by_transport(Transport::Tcp), 1);
+    }
+
+    #[test]
+    fn a_malformed_query_gets_formerr_and_a_record() {
+        let h = handler(1);
+        let mut out = Vec::new();
+        // A query with two questions.
+        let mut pkt = query_bytes("a.test", wire::TYPE_A, false);
+        pkt[5] = 2;
+        let Handled::Reply(Some(r)) = h.handle_packet(&pkt, arrival(Transport::Udp), &mut out)
+        else {
+            panic!("expected a rejection with a record");
+        };
+        assert_eq!(r.outcome.action, Action::Rejected);
+        assert_eq!(out[3] & 0x0F, 1, "FORMERR");
+        // A response is dropped: nothing sent, nothing logged.
+        let mut resp = query_bytes("a.test", wire::TYPE_A, false);
+        resp[2] |= 0x80;
+        assert!(matches!(
+            h.handle_packet(&resp, arrival(Transport::Udp), &mut out),
             Handled::Drop
-        }
-        &Err(Reject::Reply {
-            id,
-            flags,
-            rcode,
-            ref query,
-        }) => {
-            tracing::debug!(len, rcode = wire::rcode::name(rcode), "rejected query");
-            wire::write_error(out, id, flags, query.as_deref(), rcode, None);
-            let asked = pipeline.details().then(|| {
-                query.as_deref().map_or(
-                    Asked {
-                        qname: "".into(),
-                        qtype: 0,
-                    },
-                    Asked::of,
-                )
-            });
-            Handled::Reply(Outcome::new(Action::Rejected, rcode, None), asked)
-        }
+        ));
+    }
+
+    #[test]
+    fn past_a_clients_forward_share_it_gets_servfail_at_once() {
+        let h = handler(1);
+        let mut out = Vec::new();
+        let pkt = query_bytes("www.example.test", wire::TYPE_A, false);
+        let first = h.handle_packet(&pkt, arrival(Transport::Udp), &mut out);
+        assert!(matches!(first, Handled::Pending(_)), "{first:?}");
+        assert_eq!(h.forwards_in_flight(), 1);
+        let Handled::Reply(Some(r)) = h.handle_packet(&pkt, arrival(Transport::Tcp), &mut out)
+        else {
+            panic!("expected SERVFAIL at once");
+        };
+        assert_eq!(r.outcome.action, Action::Failed);
+        assert_eq!(out[3] & 0x0F, 2, "SERVFAIL");
+        // The slot is the pending answer's: dropping it frees the client's share.
+        drop(first);
+        assert_eq!(h.forwards_in_flight(), 0);
+        assert!(matches!(
+            h.handle_packet(&pkt, arrival(Transport::Udp), &mut out),
+            Handled::Pending(_)
+        ));
     }
 }

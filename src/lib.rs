@@ -2,21 +2,33 @@
 //!
 //! # Bird's-eye view
 //! Clients send queries to the listeners ([`server`]): UDP on a few OS threads (the hot
-//! path), TCP on tokio. Each packet goes through [`handler::handle`], which parses it with
-//! the hand-written codec in [`dns::wire`] and runs the [`pipeline`]:
+//! path), TCP on tokio; later TLS, HTTPS and QUIC. Listeners only move bytes: every one of
+//! them calls the same per-query entry point, [`handler::Handler::handle`], which parses
+//! the packet with the hand-written codec in [`dns::wire`], builds a
+//! [`pipeline::Request`] (the query, the client, the transport, the arrival time and the
+//! `now` every decision uses) and runs the chain in [`pipeline::Pipeline::resolve`], one
+//! function that reads top to bottom:
 //!
 //! ```text
-//! packet ─► handler ─► blocking ─► ANY ─► cache ─► upstream ─► scrub ─► response
-//!             │           │          │       │         │          └ out-of-bailiwick records stripped
-//!             │           │          │       │         └ pooled UDP sockets, cookies, TCP retry on TC,
-//!             │           │          │       │           failover, SERVFAIL by deadline
-//!             │           │          │       └ answers by (name, type, class, DO, CD); TTLs count down;
-//!             │           │          │         bounded in entries and bytes
-//!             │           │          └ RFC 8482 HINFO, never forwarded
-//!             │           └ suffix rules (blocklist), allow wins at equal or higher specificity
-//!             └ FORMERR / NOTIMP / BADVERS, responses dropped
+//! packet ─► Handler::handle ─► Request
+//!   ─► (access)      the policy issue's stage: who may ask
+//!   ─► (local)       the policy issue's stage: local records, split horizon
+//!   ─► blocking      bypass signals, then the lists (allow wins at equal or higher specificity)
+//!   ─► any           RFC 8482: ANY gets one HINFO, never forwarded
+//!   ─► cache         (name, type, class, DO, CD, RD); TTLs count down to `req.now`
+//!   ─► upstream      the only stage that waits: pooled UDP sockets, cookies, TCP on TC, failover
+//!   ─► answer checks out-of-bailiwick records stripped (later: CNAME/IP blocking, DNSSEC)
+//!   ─► cache store
+//! ─► response bytes + query-log record ─► listener sends, then logs
 //! ```
 //!
+//! Every stage before the upstream is synchronous, so blocked and cached names are answered
+//! inline on the UDP thread without touching the async runtime; a miss comes back as a
+//! future that the listener runs on tokio. What a decision reads from the config is one
+//! immutable [`pipeline::Policy`] snapshot; a reload ([`reload`]) builds a new one off the
+//! query path and swaps it whole, and applies `[upstream]`, `[cache]` and `[log]` too.
+//! [`counters`] count every query, cache hit and upstream exchange without a lock.
+
 //! # Code map
 //! - [`config`]: TOML → validated [`config::Config`]; errors name file, line, column, key.
 //! - [`blocklist`]: list parsing (every community format, per-line skip reasons), name
@@ -26,9 +38,15 @@
 //!   name and why, for `lists check` and the HTTP API; `rewrite`: the text of `add` /
 //!   `remove`, written safely in place by `edit`).
 //! - [`dns::wire`]: query parsing and response writing on bytes.
-//! - [`pipeline`]: the stages and their order.
-//! - [`server`], [`handler`]: sockets and the per-packet decision; what one client may
-//!   hold (`server::slots`), caught panics and restarted listeners ([`server::Faults`]).
+//! - [`pipeline`]: the request ([`pipeline::request`], with the injectable
+//!   [`pipeline::Clock`]), the stage contract ([`pipeline::flow`]: `Flow`, `Answer`), one
+//!   file per stage, the [`pipeline::Policy`] snapshot, and the chain.
+//! - [`handler`]: the per-query entry point of every transport: rejects, the request, the
+//!   chain, forwards bounded per client, counters, the log record.
+//! - [`server`]: sockets; what one client may hold (`server::slots`), caught panics and
+//!   restarted listeners ([`server::Faults`]).
+//! - [`counters`]: service-wide counters (sharded atomics), printed by `sinkhole serve`
+//!   on SIGUSR1 and at exit.
 //! - [`querylog`]: the JSON Lines query log (bounded queue → writer thread, sessions,
 //!   rotation) and the `sinkhole log` reports that read it.
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
@@ -42,24 +60,26 @@
 //!   (2 config or usage, 1 runtime), printed once by `main`.
 //!
 //! # Invariants
-//! 1. Only `server` and `handler` touch sockets and packets; stages see a parsed `Query`.
+//! 1. Only `server` and `handler` touch sockets and packets; stages see a [`pipeline::Request`]
+//!    and say what to answer ([`pipeline::Flow`]); one place writes it as bytes. Stages never
+//!    read the clock: `req.now` is the time of every decision.
 //! 2. Only `pipeline::upstream` does network I/O on the query path (list downloads run on
 //!    blocking threads, off it). The query log never
 //!    waits: a record is handed over with `try_send` after the answer is sent; a full queue
 //!    drops it and counts it. With the log off, nothing is done per query for it.
-//! 3. A `Blocklist` and a `Config` are immutable once built; a reload builds new ones off the
-//!    query path and swaps an `Arc`.
+//! 3. A `Blocklist`, a `Policy` and a `Config` are immutable once built; a reload builds new
+//!    ones off the query path and swaps an `Arc`; a reload that fails anywhere applies nothing.
 //! 4. Every query gets exactly one response, except packets that must not be answered
 //!    (responses, runts); no input panics (bounds-checked codec, clippy's `indexing_slicing`
 //!    and `unwrap_used` warned in `dns` and `server`). A panic anyway costs only the answer
 //!    of the packet, connection or forward it happened in: it is caught, logged with the
 //!    client and counted, and a listener loop that ends is started again.
-//! 7. What one client can hold is bounded per client and in all (TCP connections, pipelined
+//! 5. What one client can hold is bounded per client and in all (TCP connections, pipelined
 //!    queries, forwards in flight), so one client never takes another's service away.
-//! 5. List parsing never fails as a whole: bad lines are skipped and reported.
+//! 6. List parsing never fails as a whole: bad lines are skipped and reported.
 //!    A list that cannot be used at all (unreadable, binary, HTML, too large, a failed or
 //!    shrunken download) leaves the last good set serving.
-//! 6. Rendering a firewall rule set is pure (no processes, no root); only
+//! 7. Rendering a firewall rule set is pure (no processes, no root); only
 //!    `sinkhole firewall check|apply|remove` call `nft` / `iptables-restore`.
 #![warn(missing_docs)]
 

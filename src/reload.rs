@@ -1,6 +1,12 @@
 //! Reloading without losing a query: on SIGHUP (config and lists re-read) or when a list
-//! file changes on disk (lists re-read), a new blocking stage is built on a blocking thread
-//! and swapped in atomically. Until then, and if the reload fails, the old one keeps serving.
+//! file changes on disk (lists re-read), everything the new config needs is built first,
+//! off the query path: the policy snapshot (lists, answer settings) on a low-priority
+//! thread, the upstream set, the query log's new file. Only when every part is ready is it
+//! applied: the policy swapped whole, `[upstream]` for the queries that start after the
+//! swap, `[cache]` bounds, `[log]` path and rotation (records already queued are written
+//! first). A reload that fails in any part applies none of it. Keys that only a restart can
+//! apply (`[server]`: listen addresses, thread counts, limits; turning the log on or off)
+//! are named in a WARN.
 //! URL lists are downloaded at start and every `blocking.refresh` (SIGHUP does not download).
 
 use std::path::PathBuf;
@@ -12,8 +18,8 @@ use anyhow::Context as _;
 use crate::blocklist::fetch::{self, Updated};
 use crate::blocklist::load::{Location, log_reports};
 use crate::config::Config;
-use crate::pipeline::Pipeline;
-use crate::pipeline::blocking::Blocking;
+use crate::pipeline::{Pipeline, Policy};
+use crate::querylog::QueryLog;
 
 /// What identifies a version of a file: modification time, size, inode.
 type Stamp = Option<(SystemTime, u64, u64)>;
@@ -24,24 +30,70 @@ fn stamp(path: &PathBuf) -> Stamp {
     Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
-/// Rebuilds and swaps the blocking stage.
+/// Rebuilds and swaps the policy snapshot and applies the rest of a changed config.
 pub struct Reloader {
     pipeline: Arc<Pipeline>,
+    log: Option<QueryLog>,
     config_path: Option<PathBuf>,
     config: Mutex<Config>,
     busy: tokio::sync::Mutex<()>,
 }
 
+/// The `[server]` keys (and the log's on/off) that differ between `old` and `new`: only a
+/// restart applies them (sockets and threads are made at start).
+pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (a, b) = (&old.server, &new.server);
+    [
+        ("server.listen", a.listen != b.listen),
+        ("server.udp_threads", a.udp_threads != b.udp_threads),
+        (
+            "server.udp_batch_wait_us",
+            a.udp_batch_wait != b.udp_batch_wait,
+        ),
+        ("server.tcp_idle_ms", a.tcp_idle != b.tcp_idle),
+        (
+            "server.tcp_max_connections",
+            a.tcp_max_connections != b.tcp_max_connections,
+        ),
+        (
+            "server.tcp_max_per_client",
+            a.tcp_max_per_client != b.tcp_max_per_client,
+        ),
+        (
+            "server.max_forwards_per_client",
+            a.max_forwards_per_client != b.max_forwards_per_client,
+        ),
+        ("log.enabled", old.log.is_some() != new.log.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
+}
+
 impl Reloader {
-    /// A reloader for `pipeline`, serving `config` read from `config_path` (`None` for the
-    /// embedded default, which SIGHUP cannot re-read).
-    pub fn new(pipeline: Arc<Pipeline>, config: Config, config_path: Option<PathBuf>) -> Self {
+    /// A reloader for `pipeline` (and the query log `log`, when on), serving `config` read
+    /// from `config_path` (`None` for the embedded default, which SIGHUP cannot re-read).
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        log: Option<QueryLog>,
+        config: Config,
+        config_path: Option<PathBuf>,
+    ) -> Self {
         Self {
             pipeline,
+            log,
             config_path,
             config: Mutex::new(config),
             busy: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The config being served.
+    pub fn config(&self) -> Config {
+        self.config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The current stamp of every list file.
@@ -66,50 +118,69 @@ impl Reloader {
             .collect()
     }
 
-    /// Reloads the lists (and, with `reread_config`, the config file first). On any error
-    /// the running set stays and the error is returned.
+    /// Reloads the lists (and, with `reread_config`, the whole config file first). On any
+    /// error nothing is applied, the running snapshot stays, and the error is returned.
     pub async fn reload(&self, reread_config: bool) -> anyhow::Result<()> {
         let _one_at_a_time = self.busy.lock().await;
         let start = Instant::now();
-        let mut cfg = self
-            .config
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if reread_config && let Some(path) = &self.config_path {
-            let path = path.clone();
-            let new = tokio::task::spawn_blocking(move || Config::load(&path))
-                .await
-                .context("config reload task failed")??;
-            if new.server != cfg.server
-                || new.upstream != cfg.upstream
-                || new.cache != cfg.cache
-                || new.log != cfg.log
-            {
-                tracing::warn!(
-                    "[server], [upstream], [cache] and [log] changes take effect after a restart; only [blocking] was reloaded"
-                );
+        let old = self.config();
+        let new = match &self.config_path {
+            Some(path) if reread_config => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || Config::load(&path))
+                    .await
+                    .context("config reload task failed")??
             }
-            cfg.blocking = new.blocking;
-        }
-        let bcfg = cfg.blocking.clone();
-        let (blocking, reports) = low_priority("sinkhole-reload", move || Blocking::load(&bcfg))
+            _ => old.clone(),
+        };
+        // Build: the policy snapshot (every list read again).
+        let for_build = new.clone();
+        let (policy, reports) = low_priority("sinkhole-reload", move || Policy::load(&for_build))
             .await
             .context("list reload thread failed")??;
         log_reports(&reports);
-        let rules = blocking.list().len();
-        let old = self.pipeline.swap_blocking(blocking);
+        // The query log's new file is opened now: the last step that can fail. Records
+        // queued before this point still go to the old file.
+        if let (Some(log), Some(new_log)) = (&self.log, &new.log)
+            && old.log.as_ref() != Some(new_log)
+        {
+            let (log, new_log) = (log.clone(), new_log.clone());
+            let what = format!(
+                "{}: [log] path = \"{}\" cannot be used",
+                new.file,
+                new_log.path.display()
+            );
+            // It waits for the writer to switch files: not on a runtime thread.
+            tokio::task::spawn_blocking(move || log.reconfigure(new_log))
+                .await
+                .context("query log reconfigure task failed")?
+                .context(what)?;
+        }
+        // Apply: nothing below can fail.
+        let rules = policy.blocking.list().len();
+        self.pipeline.counters().set_lists(policy.lists.clone());
+        let old_policy = self.pipeline.swap_policy(policy);
         // Freeing a big list takes milliseconds: do it on a low-priority thread, after
         // queries that started with it have finished.
         drop(low_priority("sinkhole-free", move || {
             std::thread::sleep(Duration::from_millis(200));
-            drop(old);
+            drop(old_policy);
         }));
-        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
+        if new.upstream != old.upstream || new.cache != old.cache {
+            self.pipeline.apply(&new);
+        }
+        let restart = restart_keys(&old, &new);
+        if !restart.is_empty() {
+            tracing::warn!(
+                keys = %restart.join(", "),
+                "changed keys that take effect only after a restart; everything else was reloaded"
+            );
+        }
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = new;
         tracing::info!(
             rules,
             elapsed_ms = start.elapsed().as_millis() as u64,
-            "lists reloaded"
+            "config and lists reloaded"
         );
         Ok(())
     }
@@ -117,7 +188,7 @@ impl Reloader {
     /// Reloads and logs the outcome; a failure keeps the old set.
     pub async fn reload_logged(&self, reread_config: bool) {
         if let Err(e) = self.reload(reread_config).await {
-            tracing::error!("reload failed, still serving the previous lists: {e:#}");
+            tracing::error!("reload failed, still serving the previous config and lists: {e:#}");
         }
     }
 
@@ -241,5 +312,30 @@ fn low_priority<T: Send + 'static>(
     async move {
         spawned.context("cannot start a reload thread")?;
         rx.await.context("reload thread ended without a result")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> Config {
+        Config::parse(text, "t.toml", None).unwrap()
+    }
+
+    #[test]
+    fn restart_keys_name_exactly_the_server_keys_that_changed() {
+        let base = "[server]\nlisten = [\"127.0.0.1:5300\"]\n";
+        let old = cfg(base);
+        assert!(restart_keys(&old, &old).is_empty());
+        let new = cfg("[server]\nlisten = [\"127.0.0.1:5301\"]\nudp_threads = 3\n\
+             [upstream]\nservers = [\"192.0.2.1:53\"]\n[cache]\nmax_entries = 5\n");
+        assert_eq!(
+            restart_keys(&old, &new),
+            ["server.listen", "server.udp_threads"],
+            "[upstream] and [cache] reload without a restart"
+        );
+        let logged = cfg(&format!("{base}[log]\npath = \"/tmp/q.jsonl\"\n"));
+        assert_eq!(restart_keys(&old, &logged), ["log.enabled"]);
     }
 }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::pipeline::Pipeline;
-use crate::pipeline::blocking::Blocking;
+use crate::counters::{Counters, Gauges};
+use crate::handler::Handler;
+use crate::pipeline::{Clock, Pipeline, Policy};
 use crate::querylog::{self, LogTask, QueryLog};
 use crate::reload::Reloader;
-use crate::server::{Server, Sockets, Tuning};
+use crate::server::{MAX_FORWARDS, Server, Sockets, Tuning, slots::ClientSlots};
 
 /// Knobs that are not config keys.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct ServiceOptions {
     pub watch_interval: Duration,
     /// The config file, for SIGHUP re-reads (`None` = embedded default).
     pub config_path: Option<PathBuf>,
+    /// The clock every decision reads (tests move it forward instead of sleeping).
+    pub clock: Clock,
 }
 
 impl Default for ServiceOptions {
@@ -27,6 +30,7 @@ impl Default for ServiceOptions {
         Self {
             watch_interval: Duration::from_secs(1),
             config_path: None,
+            clock: Clock::system(),
         }
     }
 }
@@ -42,30 +46,45 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts serving. Call from within the tokio runtime `rt`.
+    /// Starts serving `policy` (loaded from `cfg` by the caller, who reports its lists).
+    /// Call from within the tokio runtime `rt`.
     pub fn start(
         cfg: Config,
-        blocking: Blocking,
+        policy: Policy,
         sockets: Sockets,
         rt: &tokio::runtime::Handle,
         opts: ServiceOptions,
     ) -> std::io::Result<Self> {
-        let pipeline = Arc::new(Pipeline::new(&cfg, blocking));
+        let counters = Arc::new(Counters::new());
+        counters.set_lists(policy.lists.clone());
+        let pipeline = Arc::new(Pipeline::new(&cfg, policy, Arc::clone(&counters)));
         let log = cfg.log.as_ref().map(querylog::start).transpose()?;
+        let query_log = log.as_ref().map(|(l, _)| l.clone());
+        let forwards = ClientSlots::new(cfg.server.max_forwards_per_client, MAX_FORWARDS);
+        let handler = Arc::new(Handler::new(
+            Arc::clone(&pipeline),
+            forwards,
+            query_log.is_some(),
+        ));
         let server = Server::start(
             sockets,
-            Arc::clone(&pipeline),
-            log.as_ref().map(|(l, _)| l.clone()),
+            handler,
+            query_log.clone(),
             rt,
             Tuning {
                 tcp_idle: cfg.server.tcp_idle,
                 udp_batch_wait: cfg.server.udp_batch_wait,
                 tcp_max_connections: cfg.server.tcp_max_connections,
                 tcp_max_per_client: cfg.server.tcp_max_per_client,
-                max_forwards_per_client: cfg.server.max_forwards_per_client,
             },
+            opts.clock,
         )?;
-        let reloader = Arc::new(Reloader::new(Arc::clone(&pipeline), cfg, opts.config_path));
+        let reloader = Arc::new(Reloader::new(
+            Arc::clone(&pipeline),
+            query_log,
+            cfg,
+            opts.config_path,
+        ));
         let (watch, refresh) = {
             let _g = rt.enter();
             (
@@ -98,14 +117,21 @@ impl Service {
         &self.pipeline
     }
 
+    /// The service's counters, with the gauges read now (cache size, query log), one line
+    /// per counter: what `sinkhole serve` prints on SIGUSR1 and at exit.
+    pub fn counters_text(&self) -> String {
+        counters_text(&self.pipeline, self.query_log())
+    }
+
     /// The reloader (SIGHUP calls it).
     pub fn reloader(&self) -> &Arc<Reloader> {
         &self.reloader
     }
 
     /// Stops the listeners, the watcher and the list downloads, then writes out and flushes
-    /// the queued query log records (waiting at most 5 s for the disk).
-    pub fn shutdown(self) {
+    /// the queued query log records (waiting at most 5 s for the disk). Returns the counters
+    /// as they stand after the last record was written (see [`Service::counters_text`]).
+    pub fn shutdown(self) -> String {
         let faults = self.server.faults();
         if faults.panics() > 0 || faults.restarts() > 0 {
             tracing::warn!(
@@ -117,8 +143,22 @@ impl Service {
         self.watch.abort();
         self.refresh.abort();
         self.server.shutdown();
-        if let Some((_, task)) = self.log {
+        let log = self.log.map(|(log, task)| {
             task.finish(std::time::Duration::from_secs(5));
-        }
+            log
+        });
+        counters_text(&self.pipeline, log.as_ref())
     }
+}
+
+/// The counters of `pipeline`, with the gauges read now, one line per counter.
+fn counters_text(pipeline: &Pipeline, log: Option<&QueryLog>) -> String {
+    let cache = pipeline.cache();
+    let gauges = Gauges {
+        cache_entries: cache.len() as u64,
+        cache_bytes: cache.bytes() as u64,
+        querylog_written: log.map_or(0, QueryLog::written),
+        querylog_dropped: log.map_or(0, QueryLog::dropped),
+    };
+    pipeline.counters().snapshot(gauges).lines()
 }

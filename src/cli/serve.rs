@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use super::common::{Error, load_config};
 use crate::blocklist::load::log_reports;
 use crate::config::{Config, DEFAULT_NAME};
-use crate::pipeline::blocking::Blocking;
+use crate::pipeline::Policy;
 use crate::service::{Service, ServiceOptions};
 
 /// Runs `serve`: exit 2 on a bad config, 1 when it cannot start or fails while serving.
@@ -38,7 +38,7 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .thread_name("sinkhole-rt")
         .build()
         .context("cannot start the async runtime")?;
-    let (blocking, reports) = Blocking::load(&cfg.blocking).context("loading blocklists")?;
+    let (policy, reports) = Policy::load(&cfg).context("loading blocklists")?;
     log_reports(&reports);
     let sockets =
         crate::server::bind(&cfg.server.listen, cfg.server.udp_threads).with_context(|| {
@@ -48,12 +48,12 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             )
         })?;
     let addrs = sockets.local_addrs();
-    let rules = blocking.list().len();
+    let rules = policy.blocking.list().len();
     let opts = ServiceOptions {
         config_path: path,
         ..ServiceOptions::default()
     };
-    let service = Service::start(cfg, blocking, sockets, rt.handle(), opts)
+    let service = Service::start(cfg, policy, sockets, rt.handle(), opts)
         .context("cannot start the listeners")?;
     tracing::info!(
         listen = ?addrs,
@@ -64,6 +64,8 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     rt.block_on(async {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut usr1 =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
         loop {
             tokio::select! {
                 _ = hup.recv() => {
@@ -71,6 +73,7 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
                     let r = std::sync::Arc::clone(service.reloader());
                     tokio::spawn(async move { r.reload_logged(true).await });
                 }
+                _ = usr1.recv() => print_counters(&service.counters_text()),
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
             }
@@ -79,7 +82,16 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     })
     .context("signal handling failed")?;
     tracing::info!("shutting down");
-    service.shutdown();
+    let counters = service.shutdown();
+    print_counters(&counters);
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(())
+}
+
+/// Prints the counters to stdout, one line per counter (SIGUSR1 and exit).
+fn print_counters(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }

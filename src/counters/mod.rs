@@ -27,36 +27,7 @@ use crate::pipeline::Action;
 /// queries on a small LAN box (two UDP threads plus one tokio worker per core).
 pub const SHARDS: usize = 16;
 
-/// The transport a query arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// Plain DNS over UDP.
-    Udp,
-    /// Plain DNS over TCP.
-    Tcp,
-    /// DNS over TLS (RFC 7858).
-    Tls,
-    /// DNS over HTTPS (RFC 8484).
-    Https,
-    /// DNS over QUIC (RFC 9250).
-    Quic,
-}
-
-impl Transport {
-    /// Every transport, in rendering order.
-    pub const ALL: [Self; 5] = [Self::Udp, Self::Tcp, Self::Tls, Self::Https, Self::Quic];
-
-    /// The label value: `udp`, `tcp`, `tls`, `https`, `quic`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Udp => "udp",
-            Self::Tcp => "tcp",
-            Self::Tls => "tls",
-            Self::Https => "https",
-            Self::Quic => "quic",
-        }
-    }
-}
+pub use crate::pipeline::Transport;
 
 /// Every action, in rendering order (the order of [`Snapshot::by_action`]).
 pub const ACTIONS: [Action; 6] = [

@@ -1,19 +1,22 @@
-//! `Blocking`: decides whether a name is blocked (the most specific rule of the block and
-//! allow lists wins; allow wins at equal specificity) and what a blocked answer says,
-//! according to `blocking.mode`.
+//! `Blocking`: the policy stage. Decides whether a name is blocked (the most specific rule
+//! of the block and allow lists wins; allow wins at equal specificity) and what a blocked
+//! answer says, according to `blocking.mode`; answers the resolver-bypass signals first.
 //!
-//! A `Blocking` is immutable; a reload builds a new one and the pipeline swaps it in.
+//! A `Blocking` is immutable; a reload builds a new one inside a new policy snapshot.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::path::{Component, Path};
 use std::sync::Arc;
 
+use super::flow::{Answer, Flow, Local, Reply};
+use super::request::Request;
+use super::{Action, RuleRef};
 use crate::blocklist::load::BlocklistError;
 use crate::blocklist::load::{ListReport, load_all_with};
-use crate::blocklist::{Blocklist, Match};
+use crate::blocklist::{Blocklist, Kind, Match};
 use crate::config::{BlockMode, BlockingConfig};
-use crate::dns::wire::{LocalAnswer, Query, TYPE_A, TYPE_AAAA, rcode};
+use crate::dns::wire::{EDE_BLOCKED, Query, TYPE_A, TYPE_AAAA, rcode};
 
 /// The blocking stage: the rule set plus the answer policy.
 #[derive(Debug)]
@@ -55,8 +58,32 @@ impl Blocking {
         }
     }
 
+    /// The stage: a bypass signal, then the lists. A blocked name is answered as
+    /// `blocking.mode` says, with the rule and list in the EDE text (EDNS clients only);
+    /// anything else goes on. `details`: name the deciding rule for the query log.
+    pub fn check(&self, req: &Request, details: bool) -> Flow {
+        let q = &req.query;
+        // Bypass signals first: they are answers the network must give (Firefox's canary,
+        // Private Relay, DDR), whatever the lists say.
+        if let Some((rule, local)) = self.bypass(q) {
+            return Flow::Answer(Answer {
+                action: Action::Blocked,
+                reply: Reply::Local(local),
+                rule: details.then_some(RuleRef::Builtin(rule)),
+            });
+        }
+        match self.list.find(q.name()) {
+            Some(m) if m.kind == Kind::Block => Flow::Answer(Answer {
+                action: Action::Blocked,
+                reply: Reply::Local(self.answer(q, &m)),
+                rule: details.then(|| RuleRef::list(&self.list)),
+            }),
+            _ => Flow::Next,
+        }
+    }
+
     /// The bypass signal `q` asks for, if signals are answered: (rule, answer).
-    pub fn bypass<'a>(&self, q: &Query, ede: &'a str) -> Option<(&'static str, LocalAnswer<'a>)> {
+    pub fn bypass(&self, q: &Query) -> Option<(&'static str, Local)> {
         if !self.bypass_signals {
             return None;
         }
@@ -64,12 +91,17 @@ impl Blocking {
         let &(rule, nx) = BYPASS_SIGNALS.iter().find(|(n, _)| n.as_bytes() == name)?;
         Some((
             rule,
-            LocalAnswer {
+            Local {
                 rcode: if nx { rcode::NXDOMAIN } else { rcode::NOERROR },
                 address: None,
                 soa_labels: Some(q.label_count()),
                 ttl: self.ttl,
-                ede: q.edns.map(|_| (crate::dns::wire::EDE_BLOCKED, ede)),
+                ede: q.edns.map(|_| {
+                    (
+                        EDE_BLOCKED,
+                        Cow::Borrowed("blocked by builtin resolver-bypass signal"),
+                    )
+                }),
             },
         ))
     }
@@ -86,8 +118,9 @@ impl Blocking {
         &self.list
     }
 
-    /// The answer for a blocked query. `ede` is the Extended DNS Error text.
-    pub fn answer<'a>(&self, q: &Query, m: &Match<'_>, ede: &'a str) -> LocalAnswer<'a> {
+    /// The answer for a query blocked by `m`, with the EDE text naming the rule and list
+    /// when the query had EDNS.
+    pub fn answer(&self, q: &Query, m: &Match<'_>) -> Local {
         let rule_labels = m.rule.split('.').count();
         let (rc, address) = match self.mode {
             BlockMode::Sinkhole => (
@@ -103,12 +136,12 @@ impl Blocking {
             BlockMode::Refused => (rcode::REFUSED, None),
         };
         let negative = address.is_none() && rc != rcode::REFUSED;
-        LocalAnswer {
+        Local {
             rcode: rc,
             address,
             soa_labels: negative.then_some(rule_labels.min(q.label_count())),
             ttl: self.ttl,
-            ede: q.edns.map(|_| (crate::dns::wire::EDE_BLOCKED, ede)),
+            ede: q.edns.map(|_| (EDE_BLOCKED, Cow::Owned(ede_text(m)))),
         }
     }
 }
@@ -157,8 +190,84 @@ pub fn list_label(source: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::request::test_support::{fixed_now, request};
     use super::*;
-    use crate::blocklist::parse::Kind;
+    use crate::blocklist::BlocklistBuilder;
+
+    /// A stage blocking `ads.test` (and below) and allowing `ok.ads.test`, in `mode`.
+    fn stage(mode: BlockMode) -> Blocking {
+        let mut cfg = crate::config::Config::embedded_default().blocking;
+        cfg.mode = mode;
+        let mut b = BlocklistBuilder::new();
+        let src = b.add_source("lists/ads.txt");
+        b.insert("ads.test", Kind::Block, false, false, src, 3);
+        b.insert("ok.ads.test", Kind::Allow, false, false, src, 4);
+        Blocking::new(&cfg, b.build())
+    }
+
+    fn local(f: Flow) -> (Local, Option<RuleRef>) {
+        match f {
+            Flow::Answer(Answer {
+                action: Action::Blocked,
+                reply: Reply::Local(l),
+                rule,
+            }) => (l, rule),
+            other => panic!("expected a blocked answer, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_listed_subdomain_gets_the_sinkhole_address_and_its_rule() {
+        let s = stage(BlockMode::Sinkhole);
+        let (l, rule) = local(s.check(&request("x.ads.test", TYPE_A, true, fixed_now()), true));
+        assert_eq!(l.address, Some(IpAddr::from([0, 0, 0, 0])));
+        assert_eq!(l.rcode, rcode::NOERROR);
+        assert_eq!(
+            l.ede,
+            Some((EDE_BLOCKED, "blocked by ads.test (lists/ads.txt:3)".into()))
+        );
+        let rule = rule.expect("details kept");
+        assert_eq!(rule.get("x.ads.test").map(|m| m.rule), Some("ads.test"));
+    }
+
+    #[test]
+    fn allowed_and_unlisted_names_go_on() {
+        let s = stage(BlockMode::Sinkhole);
+        for name in ["ok.ads.test", "a.ok.ads.test", "test", "other.test"] {
+            let f = s.check(&request(name, TYPE_A, false, fixed_now()), true);
+            assert!(matches!(f, Flow::Next), "{name}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn nxdomain_mode_answers_with_an_soa_of_the_rule_and_no_text_without_edns() {
+        let s = stage(BlockMode::NxDomain);
+        let (l, rule) = local(s.check(
+            &request("a.b.ads.test", TYPE_AAAA, false, fixed_now()),
+            false,
+        ));
+        assert_eq!(l.rcode, rcode::NXDOMAIN);
+        assert_eq!(l.address, None);
+        assert_eq!(l.soa_labels, Some(2));
+        assert_eq!(l.ede, None);
+        assert!(rule.is_none(), "no details asked for");
+    }
+
+    #[test]
+    fn bypass_signals_come_before_the_lists() {
+        let s = stage(BlockMode::Sinkhole);
+        let (l, rule) = local(s.check(
+            &request("use-application-dns.net", TYPE_A, true, fixed_now()),
+            true,
+        ));
+        assert_eq!(l.rcode, rcode::NXDOMAIN);
+        assert!(matches!(
+            rule,
+            Some(RuleRef::Builtin("use-application-dns.net"))
+        ));
+        let (l, _) = local(s.check(&request("_dns.resolver.arpa", 64, false, fixed_now()), true));
+        assert_eq!(l.rcode, rcode::NOERROR);
+    }
 
     fn text(rule: &str, source: &str) -> String {
         ede_text(&Match {

@@ -5,14 +5,19 @@
 //! Only upstream answers go in (blocked answers never do, so a list change applies at once).
 //! Sharded `std::sync::Mutex`es, never held across an `.await`; `now` is a parameter so that
 //! tests control time. Each shard owns 1/16 of both bounds; an answer larger than a shard's
-//! byte budget is not cached at all.
+//! byte budget is not cached at all. A reload may change both bounds ([`Cache::resize`]):
+//! what no longer fits is evicted, least recently used first; the rest stays.
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
+use super::Action;
+use super::flow::{Answer, Flow, Reply};
+use super::request::Request;
 use crate::dns::wire::Response;
 
 const SHARDS: usize = 16;
@@ -50,41 +55,96 @@ type Shard = Mutex<ShardInner>;
 
 /// The answer cache.
 pub struct Cache {
-    shards: Option<Box<[Shard]>>,
-    /// Byte budget of one shard.
-    shard_bytes: usize,
+    shards: Box<[Shard]>,
+    /// Byte budget of one shard; 0 when caching is off.
+    shard_bytes: AtomicUsize,
+}
+
+/// Entries one shard may hold for a `max_entries` bound (at least 1: a shard always has
+/// room for one, and `shard_bytes` 0 turns the cache off).
+fn per_shard(max_entries: usize) -> NonZeroUsize {
+    NonZeroUsize::new(max_entries.div_ceil(SHARDS)).unwrap_or(NonZeroUsize::MIN)
+}
+
+/// A shard's byte budget for the bounds (0 = off).
+fn shard_budget(max_entries: usize, max_bytes: usize) -> usize {
+    if max_entries == 0 {
+        0
+    } else {
+        max_bytes / SHARDS
+    }
 }
 
 impl Cache {
     /// A cache holding at most `max_entries` answers and, by [`Cache::bytes`], at most
     /// `max_bytes` (either 0 = no caching).
     pub fn new(max_entries: usize, max_bytes: usize) -> Self {
-        let shard_bytes = max_bytes / SHARDS;
-        let per = NonZeroUsize::new(max_entries.div_ceil(SHARDS)).filter(|_| shard_bytes > 0);
-        let shards = per.map(|per| {
-            (0..SHARDS)
-                .map(|_| {
-                    Mutex::new(ShardInner {
-                        lru: LruCache::with_hasher(per, Default::default()),
-                        bytes: 0,
-                    })
+        let per = per_shard(max_entries);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(ShardInner {
+                    lru: LruCache::with_hasher(per, Default::default()),
+                    bytes: 0,
                 })
-                .collect::<Vec<_>>()
-                .into_boxed_slice()
-        });
+            })
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
         Self {
             shards,
-            shard_bytes,
+            shard_bytes: AtomicUsize::new(shard_budget(max_entries, max_bytes)),
+        }
+    }
+
+    /// Applies new bounds (a reload): entries beyond them are evicted, least recently used
+    /// first; bounds of 0 empty the cache and turn it off.
+    pub fn resize(&self, max_entries: usize, max_bytes: usize) {
+        let budget = shard_budget(max_entries, max_bytes);
+        let per = per_shard(max_entries);
+        self.shard_bytes.store(budget, Ordering::Relaxed);
+        for shard in &self.shards {
+            let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
+            while s.lru.len() > per.get() || (s.bytes > budget && !s.lru.is_empty()) {
+                match s.lru.pop_lru() {
+                    Some((_, old)) => s.bytes -= old.size,
+                    None => break,
+                }
+            }
+            s.lru.resize(per);
         }
     }
 
     fn shard(&self, key: &[u8]) -> Option<&Shard> {
-        let shards = self.shards.as_ref()?;
+        if self.shard_bytes.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         // FNV-1a: cheap, and the shard index needs no quality beyond spreading names.
         let h = key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
-        Some(&shards[(h % SHARDS as u64) as usize])
+        self.shards.get((h % SHARDS as u64) as usize)
+    }
+
+    /// The stage: the cached answer for `req`, its TTLs counted down to `req.now`, or
+    /// [`Flow::Next`] on a miss.
+    pub fn check(&self, req: &Request) -> Flow {
+        let mut key = [0u8; 262];
+        match self.get(req.query.cache_key(&mut key), req.now.mono) {
+            Some((resp, age)) => Flow::Answer(Answer::new(
+                Action::Cached,
+                Reply::Upstream {
+                    resp,
+                    age,
+                    server: None,
+                },
+            )),
+            None => Flow::Next,
+        }
+    }
+
+    /// Stores an upstream answer for `req`, as of `req.now` (see [`Cache::put`]).
+    pub fn store(&self, req: &Request, resp: &Arc<Response>) {
+        let mut key = [0u8; 262];
+        self.put(req.query.cache_key(&mut key), resp, req.now.mono);
     }
 
     /// The cached answer for `key` and its age in whole seconds, if it has not expired.
@@ -110,8 +170,9 @@ impl Cache {
         let Some(ttl) = resp.cache_ttl else { return };
         let Some(shard) = self.shard(key) else { return };
         let size = Self::entry_size(key, resp);
+        let budget = self.shard_bytes.load(Ordering::Relaxed);
         let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-        if size > self.shard_bytes {
+        if size > budget {
             // Too large to ever fit: not cached, and an older answer for the key goes too
             // (it would be served instead of the newer one).
             shard.remove(key);
@@ -128,7 +189,7 @@ impl Cache {
             shard.bytes -= old.size;
         }
         shard.bytes += size;
-        while shard.bytes > self.shard_bytes {
+        while shard.bytes > budget {
             match shard.lru.pop_lru() {
                 Some((_, old)) => shard.bytes -= old.size,
                 None => break,
@@ -148,11 +209,10 @@ impl Cache {
     }
 
     fn sum(&self, f: impl Fn(&ShardInner) -> usize) -> usize {
-        self.shards.as_ref().map_or(0, |s| {
-            s.iter()
-                .map(|m| f(&m.lock().unwrap_or_else(|p| p.into_inner())))
-                .sum()
-        })
+        self.shards
+            .iter()
+            .map(|m| f(&m.lock().unwrap_or_else(|p| p.into_inner())))
+            .sum()
     }
 
     /// True when nothing is cached.
@@ -255,6 +315,50 @@ mod tests {
         c.put(b"k", &big(60), now);
         assert!(c.get(b"k", now).is_none());
         assert_eq!((c.len(), c.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn resize_evicts_what_no_longer_fits_and_can_turn_the_cache_off_and_on() {
+        let c = Cache::new(1000, MIB);
+        let (_, r) = answer(300);
+        let now = Instant::now();
+        for i in 0..500u32 {
+            c.put(&i.to_be_bytes(), &r, now);
+        }
+        assert_eq!(c.len(), 500);
+        c.resize(SHARDS * 2, MIB);
+        assert!(c.len() <= SHARDS * 2, "{}", c.len());
+        assert_eq!(c.bytes(), c.len() * Cache::entry_size(&[0; 4], &r));
+        c.resize(0, MIB);
+        assert_eq!((c.len(), c.bytes()), (0, 0));
+        c.put(b"k", &r, now);
+        assert!(c.get(b"k", now).is_none(), "off");
+        c.resize(100, MIB);
+        c.put(b"k", &r, now);
+        assert!(c.get(b"k", now).is_some(), "on again");
+    }
+
+    #[test]
+    fn the_stage_answers_from_the_cache_as_of_the_requests_now() {
+        use super::super::request::test_support::{fixed_now, request};
+        let c = Cache::new(10, MIB);
+        let (q, r) = answer(30);
+        let now = fixed_now();
+        let mut req = request("www.test", q.qtype, false, now);
+        req.query = q;
+        assert!(matches!(c.check(&req), Flow::Next));
+        c.store(&req, &r);
+        req.now = now.after(Duration::from_secs(12));
+        match c.check(&req) {
+            Flow::Answer(Answer {
+                action: Action::Cached,
+                reply: Reply::Upstream { age, .. },
+                ..
+            }) => assert_eq!(age, 12),
+            other => panic!("{other:?}"),
+        }
+        req.now = now.after(Duration::from_secs(30));
+        assert!(matches!(c.check(&req), Flow::Next), "expired");
     }
 
     #[test]

@@ -1,30 +1,40 @@
-//! The request pipeline: a short chain of stages, each owning one concern.
+//! The request pipeline: one chain of small stages, each a type in its own file that looks
+//! at a [`Request`] and answers it or lets the next stage decide ([`Flow`]).
 //!
-//! `blocking` → `cache` → `upstream`, written out in [`Pipeline::resolve`] with the reason
-//! for each step. The first two never do I/O, so the UDP hot path answers blocked and
-//! cached names inline ([`Pipeline::resolve_local`]) and hands only misses to the async
-//! forwarder ([`Pipeline::resolve_upstream`]). ANY queries are answered locally
-//! (RFC 8482), after blocking and before the cache.
+//! The chain is written out once, in order, in [`Pipeline::resolve`], with the reason for
+//! each place. Every stage before the upstream is synchronous and does no I/O, so the UDP
+//! hot path answers blocked and cached names inline, without touching the async runtime;
+//! only a miss becomes a future (upstream → answer checks → cache), which the listener runs
+//! on tokio. Stages read time only from the request (`req.now`), and what a decision reads
+//! from the config from one [`Policy`] snapshot, swapped whole by a reload.
 
+pub mod answer_check;
+pub mod any;
 pub mod blocking;
 pub mod cache;
+pub mod flow;
+pub mod policy;
+pub mod request;
 pub mod upstream;
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
 use crate::blocklist::{Blocklist, Kind, Match};
 use crate::config::Config;
-use crate::dns::wire::{self, EDE_NO_REACHABLE_AUTHORITY, Query, Response, rcode};
-use blocking::Blocking;
+use crate::counters::Counters;
+use crate::dns::wire::{EDE_NO_REACHABLE_AUTHORITY, Response, rcode};
+use answer_check::AnswerCheck;
+use any::AnyQuery;
 use cache::Cache;
+pub use flow::{Answer, Flow, Local, Reply};
+pub use policy::Policy;
+pub use request::{Clock, Now, Request, Transport};
 use upstream::Upstream;
-
-/// TTL of the HINFO answer to ANY (unbound's choice).
-pub const ANY_TTL: u32 = 3600;
 
 /// What happened to a query; read by logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,16 +100,6 @@ pub enum Detail {
     Truncated,
 }
 
-/// The detail of an upstream answer as sent: the answer, or only the fact that the client
-/// got a truncated reply.
-fn sent(resp: Arc<Response>, truncated: bool) -> Detail {
-    if truncated {
-        Detail::Truncated
-    } else {
-        Detail::Response(resp)
-    }
-}
-
 /// The result of resolving one query: the response bytes are in the caller's buffer.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -130,23 +130,127 @@ impl Outcome {
     }
 }
 
+/// What [`Pipeline::resolve`] did with a query.
+pub enum Resolution {
+    /// Answered at once: the response is in the caller's buffer.
+    Done(Outcome),
+    /// Goes upstream: the future yields the response bytes and the outcome. Run it on the
+    /// tokio runtime; dropping it unpolled costs nothing but the query's answer.
+    Forward(Pin<Box<dyn Future<Output = (Vec<u8>, Outcome)> + Send>>),
+}
+
 /// The chain of stages, shared by every listener.
 pub struct Pipeline {
-    blocking: ArcSwap<Blocking>,
+    policy: ArcSwap<Policy>,
+    any: AnyQuery,
     cache: Cache,
-    upstream: Upstream,
+    upstream: ArcSwap<Upstream>,
+    checks: AnswerCheck,
+    counters: Arc<Counters>,
     details: bool,
 }
 
 impl Pipeline {
-    /// Builds the pipeline from config and an already loaded blocking stage.
-    pub fn new(cfg: &Config, blocking: Blocking) -> Self {
+    /// Builds the pipeline from config and an already loaded policy; `counters` are the
+    /// service's.
+    pub fn new(cfg: &Config, policy: Policy, counters: Arc<Counters>) -> Self {
         Self {
-            blocking: ArcSwap::from_pointee(blocking),
+            policy: ArcSwap::from_pointee(policy),
+            any: AnyQuery,
             cache: Cache::new(cfg.cache.max_entries, cfg.cache.max_bytes),
-            upstream: Upstream::new(&cfg.upstream, &cfg.cache),
+            upstream: ArcSwap::from_pointee(Upstream::new(&cfg.upstream, &cfg.cache, &counters)),
+            checks: AnswerCheck,
+            counters,
             details: cfg.log.is_some(),
         }
+    }
+
+    /// The chain for one query. Blocked, local and cached answers are written into `out`
+    /// at once ([`Resolution::Done`]); a miss comes back as a future that asks the
+    /// upstream. Never panics on any query; every path ends in a response.
+    pub fn resolve(self: &Arc<Self>, req: &Request, out: &mut Vec<u8>) -> Resolution {
+        // One policy snapshot for the whole query: a reload in the middle cannot mix two.
+        let policy = self.policy.load();
+
+        // 1. Access (who may ask) goes here, first: a refused client learns nothing, not
+        //    even whether a name is blocked or cached. (The policy issue adds the stage.)
+
+        // 2. Local answers (local records, split horizon) go here: names the network
+        //    answers itself are never blocked or forwarded. (The policy issue adds it.)
+
+        // 3. Blocking: the bypass signals, then the lists. Before the cache, so that a list
+        //    change applies at once and the cache only ever holds upstream answers.
+        if let Flow::Answer(a) = policy.blocking.check(req, self.details) {
+            return Resolution::Done(a.write(req, out, self.details));
+        }
+
+        // 4. ANY (RFC 8482): after blocking, so a blocked name stays blocked whatever the
+        //    type; before the cache, since nothing upstream is asked.
+        if let Flow::Answer(a) = self.any.check(req) {
+            return Resolution::Done(a.write(req, out, self.details));
+        }
+
+        // The log names the allow rule, if any, that let a listed name through; it looks
+        // the name up again in this snapshot, off the query path.
+        let listed = || self.details.then(|| RuleRef::list(policy.blocking.list()));
+
+        // 5. Cache: answers already fetched, TTLs counted down to `req.now`.
+        if let Flow::Answer(mut a) = self.cache.check(req) {
+            self.counters.cache_hit();
+            a.rule = listed();
+            return Resolution::Done(a.write(req, out, self.details));
+        }
+        self.counters.cache_miss();
+
+        // 6. Upstream: the only stage that waits, so the rest of the chain is a future.
+        //    Queries that start after a reload use the new servers; this one keeps the set
+        //    it started with.
+        let (me, req, rule) = (Arc::clone(self), req.clone(), listed());
+        let upstream = self.upstream.load_full();
+        Resolution::Forward(Box::pin(async move {
+            let mut out = Vec::with_capacity(512);
+            let mut answer = match upstream.forward(&req.query, req.arrived).await {
+                Ok((resp, server)) => {
+                    // 7. Answer checks: every upstream answer passes them before it is
+                    //    cached or sent (records outside the question's bailiwick are
+                    //    stripped; CNAME and response-IP blocking, rebinding protection
+                    //    and DNSSEC validation belong here too).
+                    match me.checks.check(&req, resp) {
+                        Ok(resp) => {
+                            let resp = Arc::new(resp);
+                            // 8. Cache what passed, for the queries that follow.
+                            me.cache.store(&req, &resp);
+                            Answer::new(
+                                Action::Allowed,
+                                Reply::Upstream {
+                                    resp,
+                                    age: 0,
+                                    server: Some(server),
+                                },
+                            )
+                        }
+                        Err(refused) => refused,
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(qname = %req.query.name_lossy(), error = %e, "all upstreams failed");
+                    Answer::new(
+                        Action::Failed,
+                        Reply::Error {
+                            rcode: rcode::SERVFAIL,
+                            // Generic: upstream addresses are not the client's business.
+                            ede: Some((
+                                EDE_NO_REACHABLE_AUTHORITY,
+                                "no upstream resolver answered",
+                            )),
+                        },
+                    )
+                }
+            };
+            answer.rule = rule;
+            let o = answer.write(&req, &mut out, me.details);
+            (out, o)
+        }))
     }
 
     /// True when outcomes carry the rule and answer (the query log is on). When false,
@@ -155,15 +259,32 @@ impl Pipeline {
         self.details
     }
 
-    /// Swaps in a new blocking stage (a reload) and returns the old one, so that the caller
-    /// can free it off the query path. Queries in flight finish with the old one.
-    pub fn swap_blocking(&self, b: Blocking) -> Arc<Blocking> {
-        self.blocking.swap(Arc::new(b))
+    /// The service's counters.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
     }
 
-    /// The current blocking stage.
-    pub fn blocking(&self) -> Arc<Blocking> {
-        self.blocking.load_full()
+    /// Swaps in a new policy snapshot (a reload) and returns the old one, so that the
+    /// caller can free it off the query path. Queries in flight finish with the old one.
+    pub fn swap_policy(&self, p: Policy) -> Arc<Policy> {
+        self.policy.swap(Arc::new(p))
+    }
+
+    /// The current policy snapshot.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Applies a reloaded `[upstream]` and `[cache]`: queries that start from now on use
+    /// the new servers, timeouts and TTL bounds; the cache keeps what fits its new bounds.
+    pub fn apply(&self, cfg: &Config) {
+        self.upstream.store(Arc::new(Upstream::new(
+            &cfg.upstream,
+            &cfg.cache,
+            &self.counters,
+        )));
+        self.cache
+            .resize(cfg.cache.max_entries, cfg.cache.max_bytes);
     }
 
     /// The answer cache.
@@ -171,141 +292,13 @@ impl Pipeline {
         &self.cache
     }
 
-    /// Reads the list lines that [`Pipeline::resolve_local`] of each query will look at;
-    /// see [`Blocklist::prefetch`].
+    /// Reads the list lines that the blocking stage will look at for each name; see
+    /// [`Blocklist::prefetch`].
     pub fn prefetch<'q>(
         &self,
-        qs: impl IntoIterator<Item = &'q Query>,
+        names: impl IntoIterator<Item = &'q [u8]>,
         hashes: &mut Vec<u64>,
     ) -> u64 {
-        let blocking = self.blocking.load();
-        blocking
-            .list()
-            .prefetch(qs.into_iter().map(Query::name), hashes)
-    }
-
-    /// Answers `q` without I/O when possible: blocked, or cached. `None` means forward.
-    pub fn resolve_local(&self, q: &Query, out: &mut Vec<u8>, limit: usize) -> Option<Outcome> {
-        // Blocking before the cache: a list change applies at once, and the cache only
-        // ever holds upstream answers.
-        let blocking = self.blocking.load();
-        // Bypass signals first: they are answers the network must give (Firefox's canary,
-        // Private Relay, DDR), whatever the lists say.
-        let text = if q.edns.is_some() {
-            "blocked by builtin resolver-bypass signal"
-        } else {
-            ""
-        };
-        if let Some((rule, a)) = blocking.bypass(q, text) {
-            let truncated = wire::write_local_within(out, q, &a, limit);
-            let mut o = Outcome::new(Action::Blocked, a.rcode, None);
-            if self.details {
-                o.rule = Some(RuleRef::Builtin(rule));
-                o.detail = if truncated {
-                    Detail::Truncated
-                } else {
-                    Detail::Local(None)
-                };
-            }
-            return Some(o);
-        }
-        let found = blocking.list().find(q.name());
-        if let Some(m) = found.filter(|m| m.kind == Kind::Block) {
-            let text = if q.edns.is_some() {
-                blocking::ede_text(&m)
-            } else {
-                String::new()
-            };
-            let a = blocking.answer(q, &m, &text);
-            let truncated = wire::write_local_within(out, q, &a, limit);
-            let mut o = Outcome::new(Action::Blocked, a.rcode, None);
-            if self.details {
-                o.rule = Some(RuleRef::list(blocking.list()));
-                o.detail = if truncated {
-                    Detail::Truncated
-                } else {
-                    Detail::Local(a.address)
-                };
-            }
-            return Some(o);
-        }
-        // ANY after blocking (a blocked name stays blocked) and before the cache: RFC 8482
-        // §4.2, one small HINFO instead of everything an upstream holds for the name.
-        if q.qtype == wire::TYPE_ANY {
-            wire::write_answer(out, q, wire::TYPE_HINFO, ANY_TTL, wire::RFC8482_HINFO);
-            let mut o = Outcome::new(Action::Local, rcode::NOERROR, None);
-            if self.details {
-                o.detail = Detail::Local(None);
-            }
-            return Some(o);
-        }
-        let mut key = [0u8; 262];
-        let key = q.cache_key(&mut key);
-        let (resp, age) = self.cache.get(key, Instant::now())?;
-        let truncated = resp.write(out, q, age, limit);
-        let mut o = Outcome::new(Action::Cached, resp.rcode(), None);
-        if self.details {
-            o.rule = found.map(|_| RuleRef::list(blocking.list()));
-            o.detail = sent(resp, truncated);
-        }
-        Some(o)
-    }
-
-    /// For a forwarded query (details only): the list snapshot in which the log writer looks
-    /// up the allow rule, if any, that let a listed name through. The lookup is the
-    /// writer's, off the query path.
-    fn allow_snapshot(&self) -> Option<RuleRef> {
-        self.details
-            .then(|| RuleRef::list(self.blocking.load().list()))
-    }
-
-    /// Forwards `q` upstream, caches the answer, and writes the response (SERVFAIL when
-    /// every upstream failed, by the deadline).
-    pub async fn resolve_upstream(
-        &self,
-        q: &Query,
-        arrived: tokio::time::Instant,
-        out: &mut Vec<u8>,
-        limit: usize,
-    ) -> Outcome {
-        match self.upstream.forward(q, arrived).await {
-            Ok((resp, server)) => {
-                let truncated = resp.write(out, q, 0, limit);
-                let rc = resp.rcode();
-                let mut key = [0u8; 262];
-                let resp = Arc::new(resp);
-                self.cache.put(q.cache_key(&mut key), &resp, Instant::now());
-                let mut o = Outcome::new(Action::Allowed, rc, Some(server));
-                if self.details {
-                    o.rule = self.allow_snapshot();
-                    o.detail = sent(resp, truncated);
-                }
-                o
-            }
-            Err(e) => {
-                tracing::debug!(qname = %q.name_lossy(), error = %e, "all upstreams failed");
-                // The EDE text stays generic: upstream addresses are not the client's business.
-                wire::write_error(
-                    out,
-                    q.id,
-                    q.flags,
-                    Some(q),
-                    rcode::SERVFAIL,
-                    Some((EDE_NO_REACHABLE_AUTHORITY, "no upstream resolver answered")),
-                );
-                let mut o = Outcome::new(Action::Failed, rcode::SERVFAIL, None);
-                o.rule = self.allow_snapshot();
-                o
-            }
-        }
-    }
-
-    /// The whole chain for one query, as one async call (the TCP path and tests use it).
-    pub async fn resolve(&self, q: &Query, out: &mut Vec<u8>, limit: usize) -> Outcome {
-        let arrived = tokio::time::Instant::now();
-        if let Some(o) = self.resolve_local(q, out, limit) {
-            return o;
-        }
-        self.resolve_upstream(q, arrived, out, limit).await
+        self.policy.load().blocking.list().prefetch(names, hashes)
     }
 }

@@ -34,6 +34,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::{CacheConfig, UpstreamConfig};
+use crate::counters::{Counters, UpstreamStats};
 use crate::dns::wire::{
     CookieOption, Query, RCODE_BADCOOKIE, Response, ResponseError, UpstreamOpt, rcode,
     response_cookie, write_upstream_query_cookie,
@@ -62,12 +63,13 @@ pub enum UpstreamError {
     Rcode(SocketAddr, &'static str),
 }
 
-/// One upstream server: its address, socket pool and cookies.
+/// One upstream server: its address, socket pool, cookies and counters.
 #[derive(Debug)]
 struct Server {
     addr: SocketAddr,
     pool: Pool,
     jar: Jar,
+    stats: Arc<UpstreamStats>,
 }
 
 /// The forwarding stage.
@@ -82,7 +84,8 @@ pub struct Upstream {
 
 impl Upstream {
     /// Builds the stage from config. Opens nothing: sockets come with the first queries.
-    pub fn new(cfg: &UpstreamConfig, cache: &CacheConfig) -> Self {
+    /// Each server counts into `counters` (the same counters across reloads).
+    pub fn new(cfg: &UpstreamConfig, cache: &CacheConfig, counters: &Counters) -> Self {
         Self {
             servers: cfg
                 .servers
@@ -91,6 +94,7 @@ impl Upstream {
                     addr,
                     pool: Pool::new(addr),
                     jar: Jar::new(),
+                    stats: counters.upstream(addr),
                 })
                 .collect(),
             tcp_slots: Arc::new(Semaphore::new(MAX_TCP)),
@@ -125,12 +129,20 @@ impl Upstream {
                 break;
             }
             let attempt_end = (now + self.timeout).min(deadline);
+            server.stats.sent();
             match self.attempt(server, q, attempt_end).await {
                 Ok(r) if matches!(r.rcode(), rcode::SERVFAIL | rcode::REFUSED) => {
+                    server.stats.error();
                     last = UpstreamError::Rcode(server.addr, rcode::name(r.rcode()));
                 }
-                Ok(r) => return Ok((r, server.addr)),
-                Err(e) => last = e,
+                Ok(r) => {
+                    server.stats.answered(now.elapsed());
+                    return Ok((r, server.addr));
+                }
+                Err(e) => {
+                    server.stats.error();
+                    last = e;
+                }
             }
             tracing::debug!(qname = %q.name_lossy(), upstream = %server.addr, error = %last, "upstream attempt failed");
         }

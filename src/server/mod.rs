@@ -1,5 +1,5 @@
 //! The listeners: UDP and TCP on every `server.listen` address, all feeding one
-//! [`Pipeline`] through [`crate::handler::handle`].
+//! [`Handler`] ([`Handler::handle`], the per-query entry point). Listeners only move bytes.
 //!
 //! [`bind`] makes the sockets; [`Server::start`] runs them until [`Server::shutdown`]. UDP is
 //! the hot path: a few OS threads per address, each on its own `SO_REUSEPORT` socket, answer
@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::pipeline::Pipeline;
+use crate::handler::Handler;
+use crate::pipeline::{Clock, Transport};
 use crate::querylog::QueryLog;
 
 /// Receive buffer asked for on UDP sockets, so that bursts are queued rather than dropped.
@@ -133,8 +134,6 @@ pub struct Tuning {
     pub tcp_max_connections: usize,
     /// TCP connections from one client address.
     pub tcp_max_per_client: usize,
-    /// Forwards in flight for one client address (UDP and TCP together).
-    pub max_forwards_per_client: usize,
 }
 
 /// Forwards in flight for all clients together; past it a query gets SERVFAIL at once.
@@ -168,46 +167,48 @@ pub struct Server {
     udp_threads: Vec<std::thread::JoinHandle<()>>,
     tcp_tasks: Vec<tokio::task::JoinHandle<()>>,
     faults: Arc<Faults>,
-    forwards: Arc<slots::ClientSlots>,
+    handler: Arc<Handler>,
     conns: Arc<slots::ClientSlots>,
 }
 
 impl Server {
-    /// Starts serving on `sockets` with `pipeline`; forwards run on `rt`. Every answered
-    /// query goes to `log`, after its answer was sent.
+    /// Starts serving on `sockets` through `handler`, with decision times read from
+    /// `clock`; forwards run on `rt`. Every answered query goes to `log`, after its answer
+    /// was sent.
     pub fn start(
         sockets: Sockets,
-        pipeline: Arc<Pipeline>,
+        handler: Arc<Handler>,
         log: Option<QueryLog>,
         rt: &tokio::runtime::Handle,
         tuning: Tuning,
+        clock: Clock,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let faults = Arc::new(Faults::default());
-        let forwards = slots::ClientSlots::new(tuning.max_forwards_per_client, MAX_FORWARDS);
         let conns = slots::ClientSlots::new(tuning.tcp_max_per_client, tuning.tcp_max_connections);
         let mut udp_threads = Vec::new();
         for s in sockets.udp {
             udp_threads.push(udp::spawn(
                 s,
                 udp::Shared {
-                    pipeline: Arc::clone(&pipeline),
+                    handler: Arc::clone(&handler),
                     log: log.clone(),
                     rt: rt.clone(),
                     stop: Arc::clone(&stop),
                     batch_wait: tuning.udp_batch_wait,
-                    forwards: Arc::clone(&forwards),
+                    clock: clock.clone(),
                     faults: Arc::clone(&faults),
                 },
             )?);
         }
         let shared = Arc::new(tcp::Shared {
-            pipeline,
+            handler: Arc::clone(&handler),
             log,
             conns: Arc::clone(&conns),
-            forwards: Arc::clone(&forwards),
+            clock,
             faults: Arc::clone(&faults),
             idle: tuning.tcp_idle,
+            transport: Transport::Tcp,
         });
         let mut tcp_tasks = Vec::new();
         for l in sockets.tcp {
@@ -220,7 +221,7 @@ impl Server {
             udp_threads,
             tcp_tasks,
             faults,
-            forwards,
+            handler,
             conns,
         })
     }
@@ -232,7 +233,7 @@ impl Server {
 
     /// Forwards in flight now (UDP and TCP).
     pub fn forwards_in_flight(&self) -> usize {
-        self.forwards.held()
+        self.handler.forwards_in_flight()
     }
 
     /// TCP connections open now.

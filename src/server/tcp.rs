@@ -18,7 +18,7 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -27,9 +27,8 @@ use tokio::time::{Instant, timeout};
 
 use super::faults::{Faults, PanicWatch};
 use super::slots::{ClientSlots, Full};
-use crate::dns::wire;
-use crate::handler::{Asked, Handled, TCP_LIMIT, handle};
-use crate::pipeline::{Action, Outcome, Pipeline};
+use crate::handler::{Arrival, Handled, Handler};
+use crate::pipeline::{Clock, Transport};
 use crate::querylog::{QueryLog, Record};
 
 /// Most queries of one connection answered or waiting to be written at once.
@@ -39,14 +38,15 @@ const BUSY_IDLE: Duration = Duration::from_secs(1);
 
 /// What every connection of the service shares.
 pub(super) struct Shared {
-    pub(super) pipeline: Arc<Pipeline>,
+    pub(super) handler: Arc<Handler>,
     pub(super) log: Option<QueryLog>,
     /// TCP connections held, per client and in all.
     pub(super) conns: Arc<ClientSlots>,
-    /// Forwards in flight, per client and in all (shared with UDP).
-    pub(super) forwards: Arc<ClientSlots>,
+    pub(super) clock: Clock,
     pub(super) faults: Arc<Faults>,
     pub(super) idle: Duration,
+    /// What carries these connections' queries (TCP; a TLS listener reuses this code).
+    pub(super) transport: Transport,
 }
 
 impl Shared {
@@ -183,20 +183,15 @@ where
         timeout(idle, rd.read_exact(&mut buf))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let arrived = Instant::now();
-        let ts = shared.log.as_ref().map(|_| SystemTime::now());
-        let record = |asked, outcome| {
-            ts.map(|ts| Record {
-                ts,
-                client: peer.ip(),
-                asked,
-                outcome,
-                elapsed: arrived.elapsed(),
-            })
+        let how = Arrival {
+            client: peer,
+            transport: shared.transport,
+            arrived: Instant::now(),
+            now: shared.clock.now(),
         };
         let mut out = Vec::with_capacity(512);
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            handle(&shared.pipeline, &buf, true, &mut out)
+            shared.handler.handle_packet(&buf, how, &mut out)
         }));
         let handled = match handled {
             Ok(h) => h,
@@ -206,48 +201,21 @@ where
             }
         };
         match handled {
-            Handled::Reply(o, asked) => {
-                let r = asked.and_then(|a| record(a, o));
-                tx.send((out, r, permit)).map_err(|_| closed())?;
+            Handled::Reply(record) => {
+                tx.send((out, record, permit)).map_err(|_| closed())?;
             }
             Handled::Drop => {}
-            Handled::Forward(q) => {
-                let Ok(slot) = shared.forwards.try_take(peer.ip()) else {
-                    // This client has its share of forwards in flight already.
-                    wire::write_error(
-                        &mut out,
-                        q.id,
-                        q.flags,
-                        Some(&q),
-                        wire::rcode::SERVFAIL,
-                        None,
-                    );
-                    let o = Outcome::new(Action::Failed, wire::rcode::SERVFAIL, None);
-                    let r = shared.log.as_ref().and_then(|_| record(Asked::of(&q), o));
-                    tx.send((out, r, permit)).map_err(|_| closed())?;
-                    continue;
-                };
-                let (shared, tx) = (Arc::clone(shared), tx.clone());
+            Handled::Pending(answer) => {
+                let (faults, tx) = (Arc::clone(&shared.faults), tx.clone());
                 tokio::spawn(async move {
                     let _watch = PanicWatch {
                         what: "a tcp forward",
                         client: peer,
-                        faults: Arc::clone(&shared.faults),
+                        faults,
                     };
-                    let o = shared
-                        .pipeline
-                        .resolve_upstream(&q, arrived, &mut out, TCP_LIMIT)
-                        .await;
-                    drop(slot);
-                    let r = ts.filter(|_| shared.log.is_some()).map(|ts| Record {
-                        ts,
-                        client: peer.ip(),
-                        asked: Asked::of(&q),
-                        outcome: o,
-                        elapsed: arrived.elapsed(),
-                    });
+                    let (out, record) = answer.await;
                     // The connection may be gone meanwhile: nothing to do then.
-                    let _ = tx.send((out, r, permit));
+                    let _ = tx.send((out, record, permit));
                 });
             }
         }

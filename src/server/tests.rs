@@ -12,9 +12,11 @@ use hickory_proto::rr::{Name, RecordType};
 use super::{Server, Tuning, bind};
 use crate::blocklist::BlocklistBuilder;
 use crate::config::Config;
+use crate::counters::Counters;
 use crate::dns::wire;
-use crate::pipeline::Pipeline;
+use crate::handler::Handler;
 use crate::pipeline::blocking::Blocking;
+use crate::pipeline::{Clock, Pipeline, Policy};
 
 /// Set by a test: the next UDP batch panics outside the per-packet guard.
 pub(super) static FAIL_NEXT_UDP_BATCH: AtomicBool = AtomicBool::new(false);
@@ -40,7 +42,13 @@ fn start(rt: &tokio::runtime::Runtime) -> (Server, SocketAddr) {
     )
     .unwrap();
     let blocking = Blocking::new(&cfg.blocking, BlocklistBuilder::new().build());
-    let pipeline = Arc::new(Pipeline::new(&cfg, blocking));
+    let policy = Policy::new(blocking, &[]);
+    let pipeline = Arc::new(Pipeline::new(&cfg, policy, Arc::new(Counters::new())));
+    let handler = Arc::new(Handler::new(
+        pipeline,
+        super::slots::ClientSlots::new(4, 64),
+        false,
+    ));
     let sockets = bind(&cfg.server.listen, 1).unwrap();
     let addr = sockets.local_addrs()[0];
     let tuning = Tuning {
@@ -48,9 +56,9 @@ fn start(rt: &tokio::runtime::Runtime) -> (Server, SocketAddr) {
         udp_batch_wait: Duration::ZERO,
         tcp_max_connections: 8,
         tcp_max_per_client: 4,
-        max_forwards_per_client: 4,
     };
-    let server = Server::start(sockets, pipeline, None, rt.handle(), tuning).unwrap();
+    let server =
+        Server::start(sockets, handler, None, rt.handle(), tuning, Clock::system()).unwrap();
     (server, addr)
 }
 

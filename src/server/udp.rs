@@ -1,11 +1,9 @@
 //! The UDP hot path: one OS thread per socket. Each wake-up takes a batch of datagrams with
 //! one `recvmmsg`, parses them all, prefetches the block list's lines for every name (so
-//! that the batch's cache misses overlap; see `Blocklist::prefetch`), answers the blocked
-//! and cached ones inline, and sends all those answers with one `sendmmsg`; misses are
-//! spawned onto the tokio runtime, which sends their answer on the same socket. A bounded
-//! number of forwards may be in flight, per client and in all; past it a query gets
-//! SERVFAIL at once rather than queueing without bound, and one client's flood never takes
-//! another client's forwards.
+//! that the batch's cache misses overlap; see `Blocklist::prefetch`), hands each to the
+//! [`Handler`] (blocked and cached names are answered inline), and sends all those answers
+//! with one `sendmmsg`; the futures of misses are spawned onto the tokio runtime, which
+//! sends their answer on the same socket.
 //!
 //! A panic while parsing or answering one packet is caught and logged with the client's
 //! address; the batch goes on. If the loop itself ends, the thread starts it again.
@@ -28,10 +26,9 @@ use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 
 use super::faults::{Faults, PanicWatch};
-use super::slots::ClientSlots;
 use crate::dns::wire;
-use crate::handler::{Asked, Handled, respond};
-use crate::pipeline::{Action, Outcome, Pipeline};
+use crate::handler::{Arrival, Handled, Handler};
+use crate::pipeline::{Clock, Transport};
 use crate::querylog::{QueryLog, Record};
 
 /// How often a blocked receive wakes to look at the stop flag.
@@ -43,13 +40,12 @@ const DATAGRAM: usize = 4096;
 
 /// What a UDP thread shares with the rest of the server.
 pub(super) struct Shared {
-    pub(super) pipeline: Arc<Pipeline>,
+    pub(super) handler: Arc<Handler>,
     pub(super) log: Option<QueryLog>,
     pub(super) rt: tokio::runtime::Handle,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) batch_wait: Duration,
-    /// Forwards in flight, per client and in all (shared with TCP).
-    pub(super) forwards: Arc<ClientSlots>,
+    pub(super) clock: Clock,
     pub(super) faults: Arc<Faults>,
 }
 
@@ -92,11 +88,11 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
 
 fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
     let Shared {
-        pipeline,
+        handler,
         rt,
         stop,
         batch_wait,
-        forwards,
+        clock,
         faults,
         ..
     } = sh;
@@ -115,7 +111,6 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
     // Records of this batch, handed to the log once the answers are sent (empty when the
     // log is off).
     let mut logged: Vec<Record> = Vec::new();
-    let mut full_warned = super::RateLimit::default();
     while !stop.load(Ordering::Relaxed) {
         got.clear();
         {
@@ -150,8 +145,9 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
         if super::tests::FAIL_NEXT_UDP_BATCH.swap(false, Ordering::Relaxed) {
             panic!("injected udp loop failure");
         }
+        // One arrival time and one decision time for the whole batch.
         let arrived = tokio::time::Instant::now();
-        let ts = log.map(|_| std::time::SystemTime::now());
+        let now = clock.now();
         dests.clear();
         // Parse the batch, then touch the list lines of every name before answering any:
         // the misses overlap instead of following one another. A panic is caught per
@@ -164,30 +160,26 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
             })
         }));
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
-            std::hint::black_box(pipeline.prefetch(parsed.iter().flatten(), &mut hashes))
+            let names = parsed.iter().flatten().map(wire::Query::name);
+            std::hint::black_box(handler.pipeline().prefetch(names, &mut hashes))
         })) {
             faults.panicked("a udp batch prefetch", None, &*p);
         }
-        for (&(_, n, from), parsed) in got.iter().zip(&parsed) {
+        for (&(_, n, from), parsed) in got.iter().zip(parsed.drain(..)) {
             let Some(src) = to_std(&from) else { continue };
             let Some(out) = outs.get_mut(dests.len()) else {
                 break;
             };
-            let mut record = |asked, outcome| {
-                if let Some(ts) = ts {
-                    logged.push(Record {
-                        ts,
-                        client: src.ip(),
-                        asked,
-                        outcome,
-                        elapsed: arrived.elapsed(),
-                    });
-                }
+            let how = Arrival {
+                client: src,
+                transport: Transport::Udp,
+                arrived,
+                now,
             };
             let handled = match catch_unwind(AssertUnwindSafe(|| {
                 #[cfg(test)]
-                super::tests::maybe_panic(parsed);
-                respond(pipeline, parsed, n, false, out)
+                super::tests::maybe_panic(&parsed);
+                handler.handle(parsed, n, how, out)
             })) {
                 Ok(h) => h,
                 Err(p) => {
@@ -196,62 +188,26 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
                 }
             };
             match handled {
-                Handled::Reply(o, asked) => {
+                Handled::Reply(record) => {
                     dests.push(Some(from));
-                    if let Some(a) = asked {
-                        record(a, o);
-                    }
+                    logged.extend(record);
                 }
                 Handled::Drop => {}
-                Handled::Forward(q) => {
-                    let slot = match forwards.try_take(src.ip()) {
-                        Ok(slot) => slot,
-                        Err(full) => {
-                            if full_warned.allow() {
-                                tracing::warn!(client = %src, limit = ?full, "forward refused with SERVFAIL: too many in flight");
-                            }
-                            wire::write_error(
-                                out,
-                                q.id,
-                                q.flags,
-                                Some(&q),
-                                wire::rcode::SERVFAIL,
-                                None,
-                            );
-                            dests.push(Some(from));
-                            if log.is_some() {
-                                let o = Outcome::new(Action::Failed, wire::rcode::SERVFAIL, None);
-                                record(Asked::of(&q), o);
-                            }
-                            continue;
-                        }
-                    };
-                    let (sock, pipeline, faults) =
-                        (Arc::clone(sock), Arc::clone(pipeline), Arc::clone(faults));
-                    let log = log.cloned().zip(ts);
+                Handled::Pending(answer) => {
+                    let (sock, faults) = (Arc::clone(sock), Arc::clone(faults));
+                    let log = log.cloned();
                     rt.spawn(async move {
                         let _watch = PanicWatch {
                             what: "a udp forward",
                             client: src,
                             faults,
                         };
-                        let mut out = Vec::with_capacity(1500);
-                        let limit = q.udp_limit();
-                        let o = pipeline
-                            .resolve_upstream(&q, arrived, &mut out, limit)
-                            .await;
+                        let (out, record) = answer.await;
                         if let Err(e) = sock.send_to(&out, src) {
                             tracing::debug!(error = %e, client = %src, "udp send failed");
                         }
-                        drop(slot);
-                        if let Some((log, ts)) = log {
-                            log.record(Record {
-                                ts,
-                                client: src.ip(),
-                                asked: Asked::of(&q),
-                                outcome: o,
-                                elapsed: arrived.elapsed(),
-                            });
+                        if let (Some(log), Some(r)) = (log, record) {
+                            log.record(r);
                         }
                     });
                 }

@@ -1,5 +1,5 @@
 //! Target `dns_query`: client packets through `dns::wire::parse_query` and the whole no-I/O
-//! handler path (`handler::handle`: bypass signals, blocked answers in every block mode,
+//! handler path (`Handler::handle_packet`: bypass signals, blocked answers in every block mode,
 //! cached answers, FORMERR/NOTIMP/BADVERS), over UDP and TCP limits.
 //!
 //! Properties: a response is never larger than the client's limit (512 without EDNS, the
@@ -15,10 +15,11 @@ use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::{A, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use sinkhole::config::Config;
+use sinkhole::counters::Counters;
 use sinkhole::dns::wire::{self, Query, Reject, Response};
-use sinkhole::handler::{Handled, TCP_LIMIT, handle};
-use sinkhole::pipeline::Pipeline;
-use sinkhole::pipeline::blocking::Blocking;
+use sinkhole::handler::{Arrival, Handled, Handler, TCP_LIMIT};
+use sinkhole::pipeline::{Clock, Pipeline, Policy, Transport};
+use sinkhole::server::slots::ClientSlots;
 
 use crate::engine::{Shape, Target, Verdict, fuzz, sig};
 use crate::seeds::{captures, long_name, query};
@@ -33,20 +34,21 @@ fn list_text(long: &str) -> String {
     )
 }
 
-fn pipeline(dir: &std::path::Path, mode: &str, log: bool) -> Pipeline {
-    let log = if log {
+fn handler(dir: &std::path::Path, mode: &str, log: bool) -> Handler {
+    let log_section = if log {
         "[log]\npath = \"q.jsonl\"\n"
     } else {
         ""
     };
     let toml = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:9\"]\n\
-         [blocking]\nmode = \"{mode}\"\nlists = [\"blocked.txt\"]\n{log}"
+         [blocking]\nmode = \"{mode}\"\nlists = [\"blocked.txt\"]\n{log_section}"
     );
     let cfg = Config::parse(&toml, "fuzz.toml", Some(dir))
         .unwrap_or_else(|e| panic!("fuzz config:\n{e}"));
-    let (blocking, _) = Blocking::load(&cfg.blocking).expect("fuzz list loads");
-    Pipeline::new(&cfg, blocking)
+    let (policy, _) = Policy::load(&cfg).expect("fuzz list loads");
+    let pipeline = Pipeline::new(&cfg, policy, Arc::new(Counters::new()));
+    Handler::new(Arc::new(pipeline), ClientSlots::new(64, 64), log)
 }
 
 /// Answers for `cached.test` (40 A records: larger than 512 bytes), `big.test` (TXT, larger
@@ -267,7 +269,7 @@ fn check_response(pkt: &[u8], out: &[u8], q: Option<&Query>, tcp: bool) -> Resul
 
 struct Setup {
     _dir: tempfile::TempDir,
-    pipelines: Vec<Pipeline>,
+    handlers: Vec<Handler>,
     seeds: Vec<Vec<u8>>,
 }
 
@@ -276,16 +278,16 @@ fn setup() -> Setup {
     let long = long_name(240, "long.test");
     std::fs::write(dir.path().join("blocked.txt"), list_text(&long)).expect("write list");
     let seeds = seeds(&format!("{long}."));
-    let pipelines: Vec<Pipeline> = [("sinkhole", true), ("nxdomain", false), ("refused", false)]
+    let handlers: Vec<Handler> = [("sinkhole", true), ("nxdomain", false), ("refused", false)]
         .into_iter()
-        .map(|(mode, log)| pipeline(dir.path(), mode, log))
+        .map(|(mode, log)| handler(dir.path(), mode, log))
         .collect();
-    for p in &pipelines {
-        fill_cache(p, &seeds);
+    for h in &handlers {
+        fill_cache(h.pipeline(), &seeds);
     }
     Setup {
         _dir: dir,
-        pipelines,
+        handlers,
         seeds,
     }
 }
@@ -319,15 +321,22 @@ fn check(s: &Setup, pkt: &[u8]) -> Verdict {
         }
     };
     let mut out = Vec::with_capacity(512);
-    for p in &s.pipelines {
+    let now = Clock::system().now();
+    for h in &s.handlers {
         for tcp in [false, true] {
-            match handle(p, pkt, tcp, &mut out) {
+            let how = Arrival {
+                client: std::net::SocketAddr::from(([192, 0, 2, 1], 5300)),
+                transport: if tcp { Transport::Tcp } else { Transport::Udp },
+                arrived: tokio::time::Instant::now(),
+                now,
+            };
+            match h.handle_packet(pkt, how, &mut out) {
                 Handled::Drop if matches!(parsed, Err(Reject::Drop)) => parts.push(1),
                 Handled::Drop => return Err("handler dropped a packet the parser answers".into()),
-                Handled::Forward(_) if parsed.is_ok() => parts.push(2),
-                Handled::Forward(_) => return Err("handler forwards a rejected packet".into()),
-                Handled::Reply(o, _) => {
-                    parts.push(3 + u64::from(o.rcode));
+                Handled::Pending(_) if parsed.is_ok() => parts.push(2),
+                Handled::Pending(_) => return Err("handler forwards a rejected packet".into()),
+                Handled::Reply(_) => {
+                    parts.push(3);
                     parts.push(check_response(pkt, &out, asked, tcp)?);
                 }
             }

@@ -33,7 +33,7 @@ async fn repeated_query_is_answered_from_cache_with_ttl_counting_down() {
     assert_eq!(first_answer(&m2), "192.0.2.1");
     assert_eq!(up.calls(), 1, "second query must not reach the upstream");
     // TTLs count down with the entry's age.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    s.clock.advance(Duration::from_millis(2100));
     let m3 = s.query("www.test.", RecordType::A).await;
     assert_eq!(up.calls(), 1);
     let ttl = m3.answers[0].ttl;
@@ -49,7 +49,7 @@ async fn entries_expire_with_their_ttl() {
     s.query("short.test.", RecordType::A).await;
     s.query("short.test.", RecordType::A).await;
     assert_eq!(up.calls(), 1);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    s.clock.advance(Duration::from_millis(2100));
     s.query("short.test.", RecordType::A).await;
     assert_eq!(up.calls(), 2, "expired entry is fetched again");
 }
@@ -73,7 +73,7 @@ async fn min_and_max_ttl_clamp_kept_and_served_ttls() {
     assert_eq!(m.answers[0].ttl, 120, "300 clamped to max_ttl");
     let m = s.query("short.test.", RecordType::A).await;
     assert_eq!(m.answers[0].ttl, 60, "2 raised to min_ttl");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    s.clock.advance(Duration::from_millis(2100));
     s.query("short.test.", RecordType::A).await;
     assert_eq!(up.calls(), 2, "kept for min_ttl, not its own 2 s");
 }

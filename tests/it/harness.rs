@@ -11,7 +11,7 @@ use std::time::Duration;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use sinkhole::config::Config;
-use sinkhole::pipeline::blocking::Blocking;
+use sinkhole::pipeline::{Clock, Policy};
 use sinkhole::service::{Service, ServiceOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -33,6 +33,8 @@ pub(crate) fn init_tracing() {
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
     pub(crate) dir: tempfile::TempDir,
+    /// The service's clock: `clock.advance(d)` lets TTLs run down without sleeping.
+    pub(crate) clock: Clock,
     service: Option<Service>,
 }
 
@@ -55,16 +57,18 @@ impl TestServer {
         std::fs::write(&path, &toml).unwrap();
         let cfg =
             Config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"));
-        let (blocking, _) = Blocking::load(&cfg.blocking).unwrap();
+        let (policy, _) = Policy::load(&cfg).unwrap();
         let sockets = sinkhole::server::bind(&cfg.server.listen, cfg.server.udp_threads).unwrap();
         let addr = sockets.local_addrs()[0];
+        let clock = Clock::system();
         let opts = ServiceOptions {
             watch_interval: Duration::from_millis(100),
             config_path: Some(path),
+            clock: clock.clone(),
         };
         let service = Service::start(
             cfg,
-            blocking,
+            policy,
             sockets,
             &tokio::runtime::Handle::current(),
             opts,
@@ -73,6 +77,7 @@ impl TestServer {
         Self {
             addr,
             dir,
+            clock,
             service: Some(service),
         }
     }

@@ -1,0 +1,155 @@
+//! The whole no-I/O query path, packet bytes in to response bytes out, through the same
+//! `Handler::handle_packet` every listener calls (parse → request → chain → write → record),
+//! with a 1M-entry block list:
+//! - `blocked`: a name under a listed domain, answered with the sinkhole address;
+//! - `cached`: an unlisted name whose answer is in the cache;
+//! - `allowed_listed`: a name under a listed domain that an allow rule lets through, its
+//!   answer in the cache (the lookup finds both rules, then the cache answers);
+//!
+//! each with the query log off and on (on: the record is made, not written).
+//!
+//! `cargo bench --bench pipeline` (add `-- --quick` for a fast run).
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use sinkhole::config::Config;
+use sinkhole::counters::Counters;
+use sinkhole::dns::wire::{self, Response};
+use sinkhole::handler::{Arrival, Handled, Handler};
+use sinkhole::pipeline::{Clock, Pipeline, Policy, Transport};
+use sinkhole::server::slots::ClientSlots;
+
+const N: usize = 1_000_000;
+
+/// The i-th listed domain: `d{i}.{label}.test`-like names of realistic length.
+fn domain(i: usize) -> String {
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let mut label = String::new();
+    for _ in 0..(6 + (x % 10) as usize) {
+        label.push((b'a' + (x % 26) as u8) as char);
+        x = x.rotate_left(7).wrapping_mul(0x2545_F491_4F6C_DD1D);
+    }
+    format!("{label}{i}.com")
+}
+
+fn query(name: &str) -> Vec<u8> {
+    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    m.to_vec().unwrap()
+}
+
+/// Puts an upstream-style answer for `pkt`'s question in the pipeline's cache.
+fn cache(p: &Pipeline, pkt: &[u8]) {
+    let q = wire::parse_query(pkt).unwrap();
+    let hm = Message::from_vec(pkt).unwrap();
+    let mut m = Message::new(q.id, MessageType::Response, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.metadata.recursion_available = true;
+    m.queries = hm.queries.clone();
+    let owner = hm.queries[0].name().clone();
+    m.add_answer(Record::from_rdata(
+        owner,
+        3600,
+        RData::A(A::new(192, 0, 2, 1)),
+    ));
+    let resp = Response::from_upstream(&m.to_vec().unwrap(), &q, q.id, 0, 86_400).unwrap();
+    let mut key = [0u8; 262];
+    p.cache().put(
+        q.cache_key(&mut key),
+        &Arc::new(resp),
+        std::time::Instant::now(),
+    );
+}
+
+fn handler(dir: &std::path::Path, log: bool) -> Handler {
+    let log_section = if log {
+        "[log]\npath = \"q.jsonl\"\n"
+    } else {
+        ""
+    };
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:9\"]\n\
+         [blocking]\nlists = [\"big.txt\"]\nallow = [\"allow.txt\"]\n{log_section}"
+    );
+    let cfg = Config::parse(&toml, "bench.toml", Some(dir)).unwrap();
+    let t = Instant::now();
+    let (policy, _) = Policy::load(&cfg).unwrap();
+    eprintln!(
+        "pipeline bench: {} rules loaded in {:?}",
+        policy.blocking.list().len(),
+        t.elapsed()
+    );
+    let p = Pipeline::new(&cfg, policy, Arc::new(Counters::new()));
+    Handler::new(Arc::new(p), ClientSlots::new(256, 8192), log)
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::with_capacity(N * 20);
+    for i in 0..N {
+        text.push_str(&domain(i));
+        text.push('\n');
+    }
+    std::fs::write(dir.path().join("big.txt"), text).unwrap();
+    let listed = domain(123_457);
+    std::fs::write(dir.path().join("allow.txt"), format!("ok.{listed}\n")).unwrap();
+
+    let blocked = query(&format!("www.{}.", domain(777_777)));
+    let cached = query("www.example.org.");
+    let allowed = query(&format!("cdn.ok.{listed}."));
+    let client: SocketAddr = "192.168.1.10:53000".parse().unwrap();
+    let clock = Clock::system();
+
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(1));
+    for log in [false, true] {
+        let h = handler(dir.path(), log);
+        cache(h.pipeline(), &cached);
+        cache(h.pipeline(), &allowed);
+        let suffix = if log { "_log" } else { "" };
+        let mut out = Vec::with_capacity(1500);
+        for (name, pkt, want) in [
+            ("blocked", &blocked, "0.0.0.0"),
+            ("cached", &cached, "192.0.2.1"),
+            ("allowed_listed", &allowed, "192.0.2.1"),
+        ] {
+            // The answer is what the case says, before it is timed.
+            let how = Arrival {
+                client,
+                transport: Transport::Udp,
+                arrived: tokio::time::Instant::now(),
+                now: clock.now(),
+            };
+            assert!(matches!(
+                h.handle_packet(pkt, how, &mut out),
+                Handled::Reply(_)
+            ));
+            let m = Message::from_vec(&out).unwrap();
+            assert_eq!(m.answers[0].data.to_string(), want, "{name}");
+            g.bench_function(format!("{name}{suffix}"), |b| {
+                b.iter(|| {
+                    let how = Arrival {
+                        client,
+                        transport: Transport::Udp,
+                        arrived: tokio::time::Instant::now(),
+                        now: clock.now(),
+                    };
+                    black_box(h.handle_packet(black_box(pkt), how, &mut out));
+                    black_box(out.len())
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
