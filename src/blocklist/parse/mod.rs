@@ -14,10 +14,24 @@
 //!   writes them, or a bare Pi-hole style regex such as `(^|\.)lgsmartad\.com$`).
 //!
 //! Every name rule means "this name and everything below it" unless it is exact.
+//!
+//! This file holds the types of a parsed line and [`parse_line`], which tries the formats
+//! in a fixed order (the order decides lines that several formats could claim). Each format
+//! family has its own file: `hosts.rs` (plain names, hosts lines, `*.x` wildcards),
+//! `adblock.rs` (`||x^`, `|x^`, `@@`, `$modifiers`, `/regex/`, cosmetic and URL rules),
+//! `dnsmasq.rs` (`address=`, `server=`, `local=`) and `pattern.rs` (globs and regexes, and
+//! the checks that they compile).
+
+mod adblock;
+mod dnsmasq;
+mod hosts;
+mod pattern;
 
 use std::fmt;
 
 use super::domain::{DomainError, is_public_suffix, normalize_into};
+
+pub use pattern::REGEX_NEST_LIMIT;
 
 /// What a rule does to the names it covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -161,65 +175,6 @@ pub enum Line<'a> {
     Skip(SkipReason, String),
 }
 
-/// Host names that hosts files list for the machine itself; they are ignored, not blocked.
-const SELF_ENTRIES: &[&str] = &[
-    "localhost",
-    "localhost.localdomain",
-    "local",
-    "broadcasthost",
-    "ip6-localhost",
-    "ip6-loopback",
-    "ip6-localnet",
-    "ip6-mcastprefix",
-    "ip6-allnodes",
-    "ip6-allrouters",
-    "ip6-allhosts",
-    "0.0.0.0",
-];
-
-/// AdBlock modifiers that only make sense in a browser (the rule is skipped).
-const BROWSER_MODIFIERS: &[&str] = &[
-    "third-party",
-    "~third-party",
-    "3p",
-    "1p",
-    "first-party",
-    "script",
-    "image",
-    "stylesheet",
-    "css",
-    "xmlhttprequest",
-    "xhr",
-    "subdocument",
-    "document",
-    "doc",
-    "popup",
-    "object",
-    "media",
-    "font",
-    "websocket",
-    "ping",
-    "other",
-    "domain",
-    "redirect",
-    "redirect-rule",
-    "csp",
-    "method",
-    "removeparam",
-    "header",
-    "match-case",
-    "elemhide",
-    "generichide",
-    "genericblock",
-    "all",
-    "from",
-    "to",
-];
-
-/// AdGuard Home DNS modifiers that sinkhole does not implement (the rule is skipped, since
-/// applying it without its condition would block more than the author meant).
-const DNS_MODIFIERS: &[&str] = &["client", "ctag", "denyallow", "dnstype", "dnsrewrite"];
-
 /// Parses one line. `default_kind` is what a plain entry means (`Block` in a blocklist,
 /// `Allow` in an allowlist); `exact_default` is the list's `match = "exact"`. A normalised
 /// name is written into `buf`.
@@ -250,81 +205,32 @@ pub fn parse_line<'b>(
         s = rest;
     }
     // Fast path: a bare name (most lines of most lists).
-    if s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-    {
-        if is_self_entry(s) && !s.eq_ignore_ascii_case("local") {
-            return Line::Empty;
-        }
-        if let Some(rest) = s.strip_prefix('.') {
-            return name_line(rest, kind, false, false, false, buf);
-        }
-        return name_line(s, kind, exact_default, false, false, buf);
+    if hosts::is_bare_name(s) {
+        return hosts::bare_name(s, kind, exact_default, buf);
     }
-    if hash && (s.contains("##") || s.contains("#@#") || s.contains("#$#") || s.contains("#?#")) {
+    if hash && adblock::is_cosmetic(s) {
         return Line::Skip(
             SkipReason::Cosmetic,
             "cosmetic (element hiding) rule".into(),
         );
     }
-    // AdBlock regex `/…/` (optionally with modifiers after the closing slash).
-    if s.len() > 2
-        && s.starts_with('/')
-        && let Some(end) = s.rfind('/')
-        && end > 0
-        && (end == s.len() - 1 || s[end + 1..].starts_with('$'))
-    {
-        if end < s.len() - 1 {
-            let (important, badfilter) = match modifiers(&s[end + 2..]) {
-                Ok(m) => m,
-                Err(skip) => return skip,
-            };
-            if badfilter || important {
-                return Line::Skip(
-                    SkipReason::UnsupportedModifier,
-                    "$important/$badfilter on a regex rule".into(),
-                );
-            }
-        }
-        return regex_line(&s[1..end], kind);
+    if let Some(line) = adblock::regex_rule(s, kind) {
+        return line;
     }
     // A bare Pi-hole style regex.
-    if !s.starts_with('|') && looks_like_regex(s) {
-        return regex_line(s, kind);
+    if !s.starts_with('|') && pattern::looks_like_regex(s) {
+        return pattern::regex_line(s, kind);
     }
-    // Modifiers.
-    let (mut important, mut badfilter) = (false, false);
-    if let Some((rule, mods)) = s.split_once('$') {
-        match modifiers(mods) {
-            Ok(m) => (important, badfilter) = m,
-            Err(skip) => return skip,
-        }
-        s = rule;
-    }
+    // AdBlock modifiers, then the rules they may modify.
+    let (rule, important, badfilter) = match adblock::split_modifiers(s) {
+        Ok(split) => split,
+        Err(skip) => return skip,
+    };
+    s = rule;
     if let Some(rest) = s.strip_prefix("||") {
-        let rest = rest.strip_suffix('|').unwrap_or(rest);
-        let rest = rest.strip_suffix('^').unwrap_or(rest);
-        if rest.contains(['/', ':', '^', '|', '&', '=', '?']) {
-            return Line::Skip(SkipReason::UrlRule, "URL or path rule".into());
-        }
-        if rest.contains(['*', '[']) {
-            // `||ads*.x.com^`: the name or any name below it matches the glob.
-            return glob_line(&format!("{{{rest},*.{rest}}}"), kind);
-        }
-        if let Some(label) = rest.strip_suffix('.')
-            && !label.is_empty()
-            && !label.contains('.')
-        {
-            // `||tracker.`: the label under any top-level domain.
-            return glob_line(&format!("{{{label}.*,*.{label}.*}}"), kind);
-        }
-        return name_line(rest, kind, false, important, badfilter, buf);
+        return adblock::domain_rule(rest, kind, important, badfilter, buf);
     }
-    // `|name^`: a name anchored at both ends, i.e. this name only.
-    if let Some(rest) = s.strip_prefix('|')
-        && let Some(name) = rest.strip_suffix('|').unwrap_or(rest).strip_suffix('^')
-        && !name.contains(['/', ':', '^', '|', '&', '=', '?', '*', '['])
-    {
+    if let Some(name) = adblock::anchored_name(s) {
         return name_line(name, kind, true, important, badfilter, buf);
     }
     if important || badfilter {
@@ -338,239 +244,16 @@ pub fn parse_line<'b>(
     {
         return name_line(rest, kind, true, false, false, buf);
     }
-    for key in ["address=", "server=", "local="] {
-        if let Some(rest) = s.strip_prefix(key) {
-            return dnsmasq_line(key, rest, kind, exact_default);
-        }
+    if let Some(line) = dnsmasq::directive(s, kind, exact_default) {
+        return line;
     }
-    if let Some(rest) = s.strip_prefix('.')
-        && let Some(name) = rest.strip_suffix('^')
-        && !name.contains(['/', '^', '|', '*'])
-    {
-        // AdGuard `.example.com^`: every name below example.com.
+    if let Some(name) = adblock::subtree_name(s) {
         return name_line(name, kind, false, false, false, buf);
     }
-    if !s.contains(char::is_whitespace)
-        && (s.starts_with('|')
-            || s.contains(['/', '&', '^', '|', '='])
-            || s.contains(':') && s.parse::<std::net::IpAddr>().is_err())
-    {
+    if adblock::is_url_rule(s) {
         return Line::Skip(SkipReason::UrlRule, "URL or path rule".into());
     }
-    let mut fields = s.split_whitespace();
-    let first = fields.next().unwrap_or("");
-    let second = fields.next();
-    // hosts: `ADDRESS name [alias…]`.
-    if let Some(second) = second {
-        if first.parse::<std::net::IpAddr>().is_err() {
-            return Line::Skip(
-                SkipReason::Unrecognised,
-                "more than one field, and not a hosts line".into(),
-            );
-        }
-        let mut hosts = std::iter::once(second)
-            .chain(fields)
-            .filter(|n| !is_self_entry(n));
-        let Some(one) = hosts.next() else {
-            return Line::Empty;
-        };
-        let Some(two) = hosts.next() else {
-            // The usual hosts line: one name, no allocation.
-            return name_line(one, kind, exact_default, false, false, buf);
-        };
-        let mut names = Vec::new();
-        for name in [one, two].into_iter().chain(hosts) {
-            if let Err(skip) = normalized(name, buf) {
-                return skip;
-            }
-            names.push(buf.clone());
-        }
-        return Line::Names {
-            names,
-            kind,
-            exact: exact_default,
-        };
-    }
-    if let Some(rest) = first.strip_prefix("*.") {
-        if rest.contains(['*', '?', '[']) {
-            return glob_line(first, kind);
-        }
-        return name_line(rest, kind, false, false, false, buf);
-    }
-    if first.contains(['*', '?', '[', '{']) {
-        return glob_line(first, kind);
-    }
-    if let Some(rest) = first.strip_prefix('.') {
-        return name_line(rest, kind, false, false, false, buf);
-    }
-    if is_self_entry(first) && !first.eq_ignore_ascii_case("local") {
-        return Line::Empty;
-    }
-    name_line(first, kind, exact_default, false, false, buf)
-}
-
-/// Parses `$a,b=c` modifiers: `Ok((important, badfilter))` or the skip for the rule.
-fn modifiers(mods: &str) -> Result<(bool, bool), Line<'static>> {
-    let (mut important, mut badfilter) = (false, false);
-    for m in mods.split(',') {
-        let m = m.trim();
-        let key = m.split('=').next().unwrap_or("").trim_start_matches('~');
-        match key {
-            "important" => important = true,
-            "badfilter" => badfilter = true,
-            _ if DNS_MODIFIERS.contains(&key) => {
-                return Err(Line::Skip(
-                    SkipReason::UnsupportedModifier,
-                    format!("DNS modifier ${key} is not supported"),
-                ));
-            }
-            _ if BROWSER_MODIFIERS.contains(&key) || BROWSER_MODIFIERS.contains(&m) => {
-                return Err(Line::Skip(
-                    SkipReason::BrowserModifier,
-                    format!("${m} only has a meaning in a browser"),
-                ));
-            }
-            _ => {
-                return Err(Line::Skip(
-                    SkipReason::BrowserModifier,
-                    format!("unknown modifier ${m}"),
-                ));
-            }
-        }
-    }
-    Ok((important, badfilter))
-}
-
-fn is_self_entry(name: &str) -> bool {
-    SELF_ENTRIES.iter().any(|e| e.eq_ignore_ascii_case(name))
-}
-
-fn looks_like_regex(s: &str) -> bool {
-    // Names never hold `/`, `:` or `&`; lines with them are URL rules, not name regexes.
-    if s.contains(['/', '&', '='])
-        || s.contains(':') && s.replace("[:", "").replace(":]", "").contains(':')
-    {
-        return false;
-    }
-    s.starts_with('^')
-        || s.ends_with('$')
-        || s.starts_with("(^")
-        || s.contains(['\\', '(', ')', '+'])
-        || s.contains('{') && s.contains(|c: char| c.is_ascii_digit()) && !s.contains(",*")
-        || s.contains('|') && !s.starts_with('|')
-}
-
-/// Deepest nesting of groups and repetitions a list regex may have. Real lists stay far
-/// below it; a line of ~200 stacked repetitions (`c****…`) used to overflow a 2 MiB thread
-/// stack (the reload thread's) while compiling, an abort that takes the process down (#10,
-/// found by the `list_lines` fuzz target).
-pub const REGEX_NEST_LIMIT: u32 = 32;
-
-fn regex_line(re: &str, kind: Kind) -> Line<'static> {
-    if re.contains("\\/") || re.contains("://") {
-        return Line::Skip(
-            SkipReason::UrlRule,
-            "regex over URLs (needs a /), which no DNS name matches".into(),
-        );
-    }
-    match regex::bytes::RegexBuilder::new(re)
-        .case_insensitive(true)
-        .unicode(false)
-        .size_limit(1 << 20)
-        .nest_limit(REGEX_NEST_LIMIT)
-        .build()
-    {
-        Ok(r) if r.is_match(b"") => Line::Skip(
-            SkipReason::BadRegex,
-            "regex matches the empty string, so every name".into(),
-        ),
-        Ok(_) => Line::Pattern {
-            pattern: PatternKind::Regex,
-            text: re.to_string(),
-            kind,
-        },
-        Err(e) => Line::Skip(
-            SkipReason::BadRegex,
-            format!("regex does not compile: {}", last_line(&e.to_string())),
-        ),
-    }
-}
-
-/// The last line of a (multi-line) regex error: the line that says what is wrong.
-fn last_line(s: &str) -> &str {
-    s.lines().last().unwrap_or(s)
-}
-
-fn glob_line(glob: &str, kind: Kind) -> Line<'static> {
-    let text = glob.to_ascii_lowercase();
-    if !text
-        .bytes()
-        .all(|c| c.is_ascii_alphanumeric() || b"-_.*?[]{},!^".contains(&c))
-    {
-        return Line::Skip(
-            SkipReason::BadGlob,
-            "character no host name or glob contains".into(),
-        );
-    }
-    match globset::GlobBuilder::new(&text)
-        .literal_separator(false)
-        .build()
-    {
-        Ok(_) => Line::Pattern {
-            pattern: PatternKind::Glob,
-            text,
-            kind,
-        },
-        Err(e) => Line::Skip(SkipReason::BadGlob, format!("glob does not compile: {e}")),
-    }
-}
-
-fn dnsmasq_line(key: &str, rest: &str, kind: Kind, exact: bool) -> Line<'static> {
-    let Some(body) = rest.strip_prefix('/') else {
-        return Line::Skip(
-            SkipReason::Unrecognised,
-            format!("dnsmasq {key} without /domain/"),
-        );
-    };
-    let Some((domains, target)) = body.rsplit_once('/') else {
-        return Line::Skip(
-            SkipReason::Unrecognised,
-            format!("dnsmasq {key} without a closing /"),
-        );
-    };
-    let target = target.trim();
-    let blocks = match key {
-        "address=" => {
-            target.is_empty()
-                || target == "#"
-                || target
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_unspecified() || ip.is_loopback())
-        }
-        // `server=/x/` and `local=/x/` with no server answer NXDOMAIN.
-        _ => target.is_empty(),
-    };
-    if !blocks {
-        return Line::Skip(
-            SkipReason::DnsmasqNotBlock,
-            format!("dnsmasq {key} to {target:?} forwards or rewrites, it does not block"),
-        );
-    }
-    let mut names = Vec::new();
-    let mut buf = String::new();
-    for d in domains.split('/').filter(|d| !d.is_empty()) {
-        if let Err(skip) = normalized(d, &mut buf) {
-            return skip;
-        }
-        names.push(buf.clone());
-    }
-    if names.is_empty() {
-        return Line::Skip(
-            SkipReason::InvalidName,
-            "dnsmasq rule without a name".into(),
-        );
-    }
-    Line::Names { names, kind, exact }
+    hosts::fields(s, kind, exact_default, buf)
 }
 
 /// Normalises `name` into `buf` and applies the public-suffix guard.
@@ -592,6 +275,8 @@ fn normalized(name: &str, buf: &mut String) -> Result<(), Line<'static>> {
     }
 }
 
+/// A name rule for `name`, normalised into `buf` (a `$badfilter` rule when `badfilter`), or
+/// the skip saying why the name is not one.
 fn name_line<'b>(
     name: &str,
     kind: Kind,
@@ -644,7 +329,8 @@ mod tests {
         p.rules.iter().map(|r| (r.name.as_str(), r.kind)).collect()
     }
 
-    fn one(line: &str) -> Line<'static> {
+    /// The line parsed and owned: a name rule becomes a one-name [`Line::Names`].
+    pub(super) fn one(line: &str) -> Line<'static> {
         let mut buf = String::new();
         match parse_line(line, Kind::Block, false, &mut buf) {
             Line::Name { kind, exact, .. } => Line::Names {
@@ -668,33 +354,16 @@ mod tests {
         }
     }
 
-    // See: #10 (found by the list_lines fuzz target: an abort, which no test can catch, so
-    // this runs on a thread with the reload thread's 2 MiB stack and must come back)
-    #[test]
-    fn r10_deeply_nested_regex_is_skipped_not_a_stack_overflow() {
-        let line = format!("/c{}(x)/", "*".repeat(200));
-        let r = std::thread::Builder::new()
-            .stack_size(2 << 20)
-            .spawn(move || reason(&line))
-            .unwrap()
-            .join()
-            .unwrap();
-        assert_eq!(r, SkipReason::BadRegex);
-        // Real nesting stays well within the limit.
-        assert!(matches!(
-            one("/^(a(b(c(d(e)+)+)+)+)+\\.example$/"),
-            Line::Pattern { .. }
-        ));
-    }
-
-    fn reason(line: &str) -> SkipReason {
+    /// Why the line is skipped; panics when it is not.
+    pub(super) fn reason(line: &str) -> SkipReason {
         match one(line) {
             Line::Skip(r, _) => r,
             other => panic!("{line:?} was not skipped: {other:?}"),
         }
     }
 
-    fn block(name: &str) -> Line<'static> {
+    /// A subtree block of `name`, as [`one`] returns it.
+    pub(super) fn block(name: &str) -> Line<'static> {
         Line::Names {
             names: vec![name.into()],
             kind: Kind::Block,
@@ -744,179 +413,6 @@ mod tests {
             ]
         );
         assert!(p.errors.is_empty(), "{:?}", p.errors);
-    }
-
-    #[test]
-    fn hosts_line_with_one_name_is_a_name_rule() {
-        let mut buf = String::new();
-        assert!(matches!(
-            parse_line("0.0.0.0 A.com", Kind::Block, true, &mut buf),
-            Line::Name {
-                name: "a.com",
-                kind: Kind::Block,
-                exact: true,
-                important: false
-            }
-        ));
-        assert!(matches!(
-            parse_line("127.0.0.1 localhost a.com", Kind::Block, false, &mut buf),
-            Line::Name { name: "a.com", .. }
-        ));
-        assert_eq!(one("::1 localhost ip6-localhost"), Line::Empty);
-        assert_eq!(
-            one("0.0.0.0 a.com localhost b.com"),
-            Line::Names {
-                names: vec!["a.com".into(), "b.com".into()],
-                kind: Kind::Block,
-                exact: false
-            }
-        );
-        assert_eq!(reason("0.0.0.0 a..com"), SkipReason::InvalidName);
-        assert_eq!(reason("0.0.0.0 a.com b..com"), SkipReason::InvalidName);
-    }
-
-    #[test]
-    fn adblock_variants() {
-        assert_eq!(one("||x.com"), block("x.com"));
-        assert_eq!(one("||x.com^|"), block("x.com"));
-        assert_eq!(one("||X.com.^"), block("x.com"));
-        assert_eq!(one(".doublepimp.com^"), block("doublepimp.com"));
-        assert_eq!(one(".hpyrdr.com"), block("hpyrdr.com"));
-        assert_eq!(reason("||x.com^$third-party"), SkipReason::BrowserModifier);
-        assert_eq!(
-            reason("||x.com^$script,domain=y.com"),
-            SkipReason::BrowserModifier
-        );
-        assert_eq!(
-            reason("||x.com^$client=10.0.0.1"),
-            SkipReason::UnsupportedModifier
-        );
-        assert_eq!(
-            reason("||x.com^$dnsrewrite=1.2.3.4"),
-            SkipReason::UnsupportedModifier
-        );
-        assert_eq!(reason("||x.com/ads.js"), SkipReason::UrlRule);
-        assert_eq!(reason("|http://x.com"), SkipReason::UrlRule);
-        assert_eq!(reason("&action=js_stats"), SkipReason::UrlRule);
-        assert_eq!(reason("x.com##.banner"), SkipReason::Cosmetic);
-        let mut buf = String::new();
-        assert!(matches!(
-            parse_line("||a.com^$important", Kind::Block, false, &mut buf),
-            Line::Name {
-                important: true,
-                ..
-            }
-        ));
-        assert!(matches!(
-            parse_line("||rcdn.pro^$badfilter", Kind::Block, false, &mut buf),
-            Line::BadFilter {
-                name: "rcdn.pro",
-                kind: Kind::Block
-            }
-        ));
-        assert!(matches!(
-            parse_line("@@||a.com^$important", Kind::Block, false, &mut buf),
-            Line::Name {
-                kind: Kind::Allow,
-                important: false,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn dnsmasq_forms() {
-        assert_eq!(one("address=/a.com/"), block("a.com"));
-        assert_eq!(one("address=/a.com/0.0.0.0"), block("a.com"));
-        assert_eq!(one("address=/a.com/#"), block("a.com"));
-        assert_eq!(one("server=/a.com/"), block("a.com"));
-        assert_eq!(
-            one("address=/a.com/b.com/::"),
-            Line::Names {
-                names: vec!["a.com".into(), "b.com".into()],
-                kind: Kind::Block,
-                exact: false
-            }
-        );
-        assert_eq!(reason("server=/a.com/1.1.1.1"), SkipReason::DnsmasqNotBlock);
-        assert_eq!(
-            reason("address=/a.com/10.0.0.5"),
-            SkipReason::DnsmasqNotBlock
-        );
-        assert_eq!(reason("address=/com/"), SkipReason::PublicSuffix);
-    }
-
-    #[test]
-    fn exact_globs_regexes_and_idn() {
-        let mut buf = String::new();
-        assert!(matches!(
-            parse_line("=A.com", Kind::Block, false, &mut buf),
-            Line::Name {
-                name: "a.com",
-                exact: true,
-                ..
-            }
-        ));
-        assert!(matches!(
-            parse_line("a.com", Kind::Block, true, &mut buf),
-            Line::Name { exact: true, .. }
-        ));
-        assert!(matches!(
-            parse_line("||a.com^", Kind::Block, true, &mut buf),
-            Line::Name { exact: false, .. }
-        ));
-        let glob = |t: &str| Line::Pattern {
-            pattern: PatternKind::Glob,
-            text: t.into(),
-            kind: Kind::Block,
-        };
-        assert_eq!(one("ads*.Example.*"), glob("ads*.example.*"));
-        assert_eq!(one("*.ads?.com"), glob("*.ads?.com"));
-        assert_eq!(
-            one("||clk.rtpdn*.com^"),
-            glob("{clk.rtpdn*.com,*.clk.rtpdn*.com}")
-        );
-        assert_eq!(one("||tracker."), glob("{tracker.*,*.tracker.*}"));
-        assert_eq!(one("{a.x*.com,*.a.x*.com}"), glob("{a.x*.com,*.a.x*.com}"));
-        assert_eq!(
-            one("@@|core.crazyegg.com^|"),
-            Line::Names {
-                names: vec!["core.crazyegg.com".into()],
-                kind: Kind::Allow,
-                exact: true
-            }
-        );
-        assert!(matches!(
-            one("/^ad[sx]\\./"),
-            Line::Pattern {
-                pattern: PatternKind::Regex,
-                ..
-            }
-        ));
-        assert!(matches!(
-            one("(^|\\.)lgsmartad\\.com$"),
-            Line::Pattern {
-                pattern: PatternKind::Regex,
-                ..
-            }
-        ));
-        assert!(matches!(
-            one(
-                "^ad([sxv]?[0-9]*|system)[_.-]([^.[:space:]]+\\.){1,}|[_.-]ad([sxv]?[0-9]*|system)[_.-]"
-            ),
-            Line::Pattern {
-                pattern: PatternKind::Regex,
-                ..
-            }
-        ));
-        assert_eq!(reason("/(unclosed/"), SkipReason::BadRegex);
-        assert_eq!(reason("/a|/"), SkipReason::BadRegex);
-        assert_eq!(
-            reason("/(https?:\\/\\/)213\\.32\\.115\\..{100,}/"),
-            SkipReason::UrlRule
-        );
-        assert_eq!(reason("/api/cmp_tracker|"), SkipReason::UrlRule);
-        assert_eq!(one("bücher.de"), block("xn--bcher-kva.de"));
     }
 
     #[test]
