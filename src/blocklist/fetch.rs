@@ -8,6 +8,9 @@
 //!
 //! Blocking I/O (ureq): call it from a blocking thread (`spawn_blocking`), never the query
 //! path.
+//!
+//! Where the cached copy of a URL is ([`cache_path`]) and how a list file is read are
+//! `source.rs`', shared with the loader; `cache_path` is re-exported here.
 
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
@@ -18,8 +21,10 @@ use thiserror::Error;
 
 use super::edit::Replacement;
 use super::http::get;
-use super::load::{BlocklistError, MAX_LIST_BYTES, stream_file};
 use super::parse::{Kind, Line, parse_line};
+use super::source::{BlocklistError, MAX_LIST_BYTES, stream_file};
+
+pub use super::source::cache_path;
 
 /// `blocking.cache_dir` when the config does not set it.
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/sinkhole";
@@ -80,30 +85,6 @@ pub enum Updated {
     NotModified,
     /// A new copy was stored, with this many rules.
     Stored(usize),
-}
-
-/// The cached copy of `url` in `dir`: a readable name plus a stable hash, `.txt`.
-pub fn cache_path(dir: &Path, url: &str) -> PathBuf {
-    let readable: String = url
-        .split("://")
-        .nth(1)
-        .unwrap_or(url)
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(80)
-        .collect();
-    // FNV-1a: stable across builds and versions.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in url.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    dir.join(format!("{readable}-{h:016x}.txt"))
 }
 
 fn meta_path(list: &Path) -> PathBuf {
@@ -361,15 +342,6 @@ fn write_meta(url: &str, path: &Path, meta: &Meta) -> Result<(), FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cache_paths_are_stable_and_distinct() {
-        let d = Path::new("/c");
-        let a = cache_path(d, "https://example.com/list.txt");
-        assert_eq!(a, cache_path(d, "https://example.com/list.txt"));
-        assert_ne!(a, cache_path(d, "https://example.com/list.txt?x"));
-        assert!(a.to_string_lossy().starts_with("/c/example.com_list.txt-"));
-    }
 
     #[test]
     fn meta_keeps_validators_and_the_rule_count() {

@@ -8,8 +8,9 @@
 //! so that a lookup touches one cache line per suffix and one more for the rule that
 //! matches. A million rules cost about 40 MiB and no allocation happens per lookup. Globs
 //! and regexes live in `patterns.rs`, behind a literal prefilter. The frozen list is shared
-//! as `Arc<Blocklist>`; a reload builds a new one. Parsing list files is `parse.rs`; loading
-//! them from disk is `load.rs`.
+//! as `Arc<Blocklist>`; a reload builds a new one. Parsing list files is `parse/` (a file per
+//! format family); reading them (files, embedded lists, cached downloads) is `source.rs`;
+//! loading them into a list is `load.rs`; downloading URL lists is `fetch.rs`.
 
 pub mod domain;
 pub mod edit;
@@ -20,6 +21,7 @@ pub mod load;
 pub mod parse;
 pub mod patterns;
 pub mod rewrite;
+pub mod source;
 mod table;
 pub mod tools;
 mod words;

@@ -11,6 +11,7 @@
 //! [`read`] reads the current and rotated files back, [`tail`] and [`report`] are the
 //! commands.
 
+pub mod filter;
 pub mod read;
 pub mod report;
 pub mod sessions;

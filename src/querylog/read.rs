@@ -8,7 +8,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::Entry;
-use super::tail::Filter;
+use super::filter::Filter;
 use super::writer::rotated;
 
 /// Rotated files looked for at most (`log.keep` is capped at 1000).
