@@ -167,7 +167,7 @@ impl Upstream {
                 retried = true;
                 continue;
             }
-            return match Response::from_upstream(&got.pkt, q, id, self.min_ttl, self.max_ttl) {
+            return match Response::parse(&got.pkt, q, id, self.min_ttl, self.max_ttl) {
                 Ok(r) => Ok(r),
                 Err(ResponseError::Truncated) => self.tcp(server, q, end).await,
                 // Mismatch cannot happen (the pool matched ID and question).
@@ -277,7 +277,7 @@ impl Upstream {
             }) => server.jar.learn(&c),
             _ => {}
         }
-        Response::from_upstream(&buf, q, id, self.min_ttl, self.max_ttl)
+        Response::parse(&buf, q, id, self.min_ttl, self.max_ttl)
             .map_err(|_| UpstreamError::Malformed(server.addr))
     }
 }

@@ -1,6 +1,7 @@
 //! Upstream answers: an answer is checked against the query it answers (ID, question, TC),
-//! its TTLs are clamped and their offsets noted, records outside the question's bailiwick are
-//! stripped (`scrub.rs`), and its OPT record is cut out. What is left is a [`Response`]: the
+//! its TTLs are clamped and their offsets noted, and its OPT record is cut out
+//! ([`Response::parse`]); records outside the question's bailiwick are stripped by
+//! [`Response::without_strays`] (`scrub.rs`), which the pipeline's answer-check stage calls. What is left is a [`Response`]: the
 //! message as bytes, ready to be cached and relayed to any client asking the same question
 //! with one copy and a few patches (ID, flags, the client's spelling of the name, TTLs aged
 //! by the time spent in the cache, the client's OPT).
@@ -21,6 +22,8 @@ pub struct Response {
     wire: Box<[u8]>,
     /// (offset, TTL already clamped to the cache's bounds) of every record.
     ttls: Box<[(u16, u32)]>,
+    /// The bounds the TTLs were clamped to (a re-encoding clamps again).
+    ttl_bounds: (u32, u32),
     /// How long the answer may be cached (seconds), or `None` when it must not be.
     pub cache_ttl: Option<u32>,
     /// The answers as text, rendered once for the query log (a cached answer is logged
@@ -40,9 +43,8 @@ pub enum ResponseError {
 }
 
 impl Response {
-    /// Checks an upstream answer to `q` (sent with ID `id`) and prepares it for relaying.
-    /// TTLs are clamped to `[min_ttl, max_ttl]`. Records outside the question's bailiwick
-    /// are stripped (see `scrub`); an answer with none is kept byte for byte.
+    /// Checks an upstream answer to `q` (sent with ID `id`) and prepares it for relaying:
+    /// [`Response::parse`], then [`Response::without_strays`].
     pub fn from_upstream(
         pkt: &[u8],
         q: &Query,
@@ -50,7 +52,36 @@ impl Response {
         min_ttl: u32,
         max_ttl: u32,
     ) -> Result<Self, ResponseError> {
-        Self::build(pkt, q, id, min_ttl, max_ttl, true)
+        Self::parse(pkt, q, id, min_ttl, max_ttl)?.without_strays(q)
+    }
+
+    /// Checks an upstream answer to `q` (sent with ID `id`): the ID, the question, TC, every
+    /// record well formed. TTLs are clamped to `[min_ttl, max_ttl]`; the OPT is cut out.
+    /// Records are kept as they came (see [`Response::without_strays`]).
+    pub fn parse(
+        pkt: &[u8],
+        q: &Query,
+        id: u16,
+        min_ttl: u32,
+        max_ttl: u32,
+    ) -> Result<Self, ResponseError> {
+        Self::build(pkt, q, id, min_ttl, max_ttl)
+    }
+
+    /// This answer without the records outside the question's bailiwick (see `scrub`):
+    /// itself, byte for byte, when it has none; re-encoded otherwise.
+    pub fn without_strays(self, q: &Query) -> Result<Self, ResponseError> {
+        let first = HEADER_LEN + q.question_len();
+        let counts = [6, 8, 10].map(|i| u16_at(&self.wire, i).unwrap_or(0));
+        let mut any = false;
+        scrub::strays(&self.wire, first, counts, q.qtype, |_| any = true)
+            .ok_or(ResponseError::Malformed)?;
+        if !any {
+            return Ok(self);
+        }
+        let id = u16_at(&self.wire, 0).ok_or(ResponseError::Malformed)?;
+        let (min_ttl, max_ttl) = self.ttl_bounds;
+        Self::reencode_scrubbed(&self.wire, q, id, min_ttl, max_ttl)
     }
 
     fn build(
@@ -59,7 +90,6 @@ impl Response {
         id: u16,
         min_ttl: u32,
         max_ttl: u32,
-        scrub: bool,
     ) -> Result<Self, ResponseError> {
         use ResponseError::*;
         if pkt.len() < HEADER_LEN {
@@ -113,13 +143,6 @@ impl Response {
             }
             pos = rr.end;
         }
-        if scrub {
-            let mut any = false;
-            scrub::strays(pkt, qend + 4, [an, ns, ar], q.qtype, |_| any = true).ok_or(Malformed)?;
-            if any {
-                return Self::reencode_scrubbed(pkt, q, id, min_ttl, max_ttl);
-            }
-        }
         let cache_ttl = match rc {
             rcode::NOERROR if an > 0 => min_answer,
             rcode::NOERROR | rcode::NXDOMAIN => soa_neg,
@@ -140,6 +163,7 @@ impl Response {
         Ok(Self {
             wire: wire.into_boxed_slice(),
             ttls: ttls.into_boxed_slice(),
+            ttl_bounds: (min_ttl, max_ttl),
             cache_ttl,
             answers_text: std::sync::OnceLock::new(),
         })
@@ -156,7 +180,7 @@ impl Response {
             hickory_proto::op::Message::from_vec(pkt).map_err(|_| ResponseError::Malformed)?;
         msg.edns = None;
         let bytes = msg.to_vec().map_err(|_| ResponseError::Malformed)?;
-        let mut r = Self::build(&bytes, q, id, min_ttl, max_ttl, true)?;
+        let mut r = Self::build(&bytes, q, id, min_ttl, max_ttl)?;
         r.cache_ttl = None;
         Ok(r)
     }
@@ -217,7 +241,7 @@ impl Response {
             keep(i - 1)
         });
         let bytes = msg.to_vec().map_err(|_| Malformed)?;
-        Self::build(&bytes, q, id, min_ttl, max_ttl, false)
+        Self::build(&bytes, q, id, min_ttl, max_ttl)
     }
 
     /// The response code.

@@ -79,7 +79,7 @@ pub struct UpstreamOpt {
 
 /// Reads the extended rcode and the COOKIE option of an upstream answer, without
 /// allocating. `None` when the message does not parse far enough to find its OPT record
-/// (the answer check, [`Response::from_upstream`](super::Response::from_upstream), then says
+/// (the answer check, [`Response::parse`](super::Response::parse), then says
 /// what is wrong with it).
 pub fn response_cookie(pkt: &[u8]) -> Option<UpstreamOpt> {
     let flags = u16_at(pkt, 2)?;
