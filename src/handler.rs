@@ -113,7 +113,7 @@ impl Handler {
 
     /// Handles one packet: parses it, then as [`Handler::handle`].
     pub fn handle_packet(&self, pkt: &[u8], how: Arrival, out: &mut Vec<u8>) -> Handled {
-        self.handle(wire::parse_query(pkt), pkt.len(), how, out)
+        self.handle(&wire::parse_query(pkt), pkt.len(), how, out)
     }
 
     /// Handles one parsed packet of `len` bytes (the UDP path parses a whole batch first,
@@ -121,7 +121,7 @@ impl Handler {
     /// once, is written into `out`.
     pub fn handle(
         &self,
-        parsed: Result<Query, Reject>,
+        parsed: &Result<Query, Reject>,
         len: usize,
         how: Arrival,
         out: &mut Vec<u8>,
@@ -132,11 +132,11 @@ impl Handler {
                 tracing::debug!(len, "dropped packet: too short or a response");
                 return Handled::Drop;
             }
-            Err(Reject::Reply {
+            &Err(Reject::Reply {
                 id,
                 flags,
                 rcode,
-                query,
+                ref query,
             }) => {
                 tracing::debug!(len, rcode = wire::rcode::name(rcode), "rejected query");
                 wire::write_error(out, id, flags, query.as_deref(), rcode, None);
@@ -157,7 +157,7 @@ impl Handler {
             }
         };
         let req = Request {
-            query,
+            query: std::borrow::Cow::Borrowed(query),
             client: how.client,
             transport: how.transport,
             arrived: how.arrived,

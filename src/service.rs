@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::counters::{Counters, Gauges};
+use crate::counters::{Counters, Gauges, Snapshot};
 use crate::handler::Handler;
 use crate::pipeline::{Clock, Pipeline, Policy};
 use crate::querylog::{self, LogTask, QueryLog};
@@ -120,7 +120,13 @@ impl Service {
     /// The service's counters, with the gauges read now (cache size, query log), one line
     /// per counter: what `sinkhole serve` prints on SIGUSR1 and at exit.
     pub fn counters_text(&self) -> String {
-        counters_text(&self.pipeline, self.query_log())
+        snapshot(&self.pipeline, self.query_log()).lines()
+    }
+
+    /// The service's counters as numbers, with the gauges read now (for the web issue's
+    /// `/metrics` and dashboard, and for tests).
+    pub fn counters(&self) -> Snapshot {
+        snapshot(&self.pipeline, self.query_log())
     }
 
     /// The reloader (SIGHUP calls it).
@@ -147,12 +153,12 @@ impl Service {
             task.finish(std::time::Duration::from_secs(5));
             log
         });
-        counters_text(&self.pipeline, log.as_ref())
+        snapshot(&self.pipeline, log.as_ref()).lines()
     }
 }
 
-/// The counters of `pipeline`, with the gauges read now, one line per counter.
-fn counters_text(pipeline: &Pipeline, log: Option<&QueryLog>) -> String {
+/// The counters of `pipeline`, with the gauges read now.
+fn snapshot(pipeline: &Pipeline, log: Option<&QueryLog>) -> Snapshot {
     let cache = pipeline.cache();
     let gauges = Gauges {
         cache_entries: cache.len() as u64,
@@ -160,5 +166,5 @@ fn counters_text(pipeline: &Pipeline, log: Option<&QueryLog>) -> String {
         querylog_written: log.map_or(0, QueryLog::written),
         querylog_dropped: log.map_or(0, QueryLog::dropped),
     };
-    pipeline.counters().snapshot(gauges).lines()
+    pipeline.counters().snapshot(gauges)
 }

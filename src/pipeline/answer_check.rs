@@ -21,7 +21,7 @@ pub struct AnswerCheck;
 
 impl AnswerCheck {
     /// The answer to cache and send (`Ok`), or the answer that replaces it (`Err`).
-    pub fn check(self, req: &Request, resp: Response) -> Result<Response, Answer> {
+    pub fn check(self, req: &Request<'_>, resp: Response) -> Result<Response, Answer> {
         resp.without_strays(&req.query).map_err(|e| {
             tracing::debug!(qname = %req.query.name_lossy(), error = ?e, "upstream answer failed the checks");
             Answer::new(
@@ -44,7 +44,7 @@ mod tests {
     use hickory_proto::rr::{Name, RData, Record};
 
     /// An upstream answer for `www.test` A, with `extra` answer records besides its own.
-    fn answer(extra: &[&str]) -> (Request, Response) {
+    fn answer(extra: &[&str]) -> (Request<'static>, Response) {
         let req = request("www.test", 1, false, fixed_now());
         let mut m = Message::from_vec(&query_bytes("www.test", 1, false)).unwrap();
         m.metadata.message_type = MessageType::Response;

@@ -17,7 +17,7 @@ pub struct AnyQuery;
 
 impl AnyQuery {
     /// HINFO "RFC8482" for ANY; anything else goes on.
-    pub fn check(self, req: &Request) -> Flow {
+    pub fn check(self, req: &Request<'_>) -> Flow {
         if req.query.qtype != TYPE_ANY {
             return Flow::Next;
         }

@@ -61,7 +61,7 @@ impl Blocking {
     /// The stage: a bypass signal, then the lists. A blocked name is answered as
     /// `blocking.mode` says, with the rule and list in the EDE text (EDNS clients only);
     /// anything else goes on. `details`: name the deciding rule for the query log.
-    pub fn check(&self, req: &Request, details: bool) -> Flow {
+    pub fn check(&self, req: &Request<'_>, details: bool) -> Flow {
         let q = &req.query;
         // Bypass signals first: they are answers the network must give (Firefox's canary,
         // Private Relay, DDR), whatever the lists say.

@@ -126,7 +126,7 @@ impl Cache {
 
     /// The stage: the cached answer for `req`, its TTLs counted down to `req.now`, or
     /// [`Flow::Next`] on a miss.
-    pub fn check(&self, req: &Request) -> Flow {
+    pub fn check(&self, req: &Request<'_>) -> Flow {
         let mut key = [0u8; 262];
         match self.get(req.query.cache_key(&mut key), req.now.mono) {
             Some((resp, age)) => Flow::Answer(Answer::new(
@@ -142,7 +142,7 @@ impl Cache {
     }
 
     /// Stores an upstream answer for `req`, as of `req.now` (see [`Cache::put`]).
-    pub fn store(&self, req: &Request, resp: &Arc<Response>) {
+    pub fn store(&self, req: &Request<'_>, resp: &Arc<Response>) {
         let mut key = [0u8; 262];
         self.put(req.query.cache_key(&mut key), resp, req.now.mono);
     }
@@ -345,7 +345,7 @@ mod tests {
         let (q, r) = answer(30);
         let now = fixed_now();
         let mut req = request("www.test", q.qtype, false, now);
-        req.query = q;
+        req.query = std::borrow::Cow::Owned(q);
         assert!(matches!(c.check(&req), Flow::Next));
         c.store(&req, &r);
         req.now = now.after(Duration::from_secs(12));

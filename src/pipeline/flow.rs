@@ -92,7 +92,7 @@ impl Answer {
 
     /// Writes the response for `req` into `out` (cleared first), within the client's size
     /// limit, and says what was sent. `details`: keep the rule and the answer for the log.
-    pub fn write(self, req: &Request, out: &mut Vec<u8>, details: bool) -> Outcome {
+    pub fn write(self, req: &Request<'_>, out: &mut Vec<u8>, details: bool) -> Outcome {
         let q = &req.query;
         let limit = req.limit();
         let Self {

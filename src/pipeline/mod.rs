@@ -168,7 +168,7 @@ impl Pipeline {
     /// The chain for one query. Blocked, local and cached answers are written into `out`
     /// at once ([`Resolution::Done`]); a miss comes back as a future that asks the
     /// upstream. Never panics on any query; every path ends in a response.
-    pub fn resolve(self: &Arc<Self>, req: &Request, out: &mut Vec<u8>) -> Resolution {
+    pub fn resolve(self: &Arc<Self>, req: &Request<'_>, out: &mut Vec<u8>) -> Resolution {
         // One policy snapshot for the whole query: a reload in the middle cannot mix two.
         let policy = self.policy.load();
 
@@ -205,7 +205,7 @@ impl Pipeline {
         // 6. Upstream: the only stage that waits, so the rest of the chain is a future.
         //    Queries that start after a reload use the new servers; this one keeps the set
         //    it started with.
-        let (me, req, rule) = (Arc::clone(self), req.clone(), listed());
+        let (me, req, rule) = (Arc::clone(self), req.clone().into_owned(), listed());
         let upstream = self.upstream.load_full();
         Resolution::Forward(Box::pin(async move {
             let mut out = Vec::with_capacity(512);

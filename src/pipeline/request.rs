@@ -6,6 +6,7 @@
 //! decide with one instant that tests choose. A test builds a `Request` with a fixed
 //! [`Now`]; the integration tests move a [`Clock`] forward instead of sleeping.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,11 +103,13 @@ impl Clock {
     }
 }
 
-/// A query and everything about its arrival that a decision may read.
+/// A query and everything about its arrival that a decision may read. It borrows the
+/// listener's parsed query (no copy on the hot path); a forwarded query's request owns a
+/// copy ([`Request::into_owned`]), since it outlives the listener's buffer.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub struct Request<'q> {
     /// The parsed query.
-    pub query: Query,
+    pub query: Cow<'q, Query>,
     /// Who asked (address and source port).
     pub client: SocketAddr,
     /// What carried it.
@@ -118,7 +121,18 @@ pub struct Request {
     pub now: Now,
 }
 
-impl Request {
+impl Request<'_> {
+    /// This request owning its query, to outlive the listener's buffers.
+    pub fn into_owned(self) -> Request<'static> {
+        Request {
+            query: Cow::Owned(self.query.into_owned()),
+            client: self.client,
+            transport: self.transport,
+            arrived: self.arrived,
+            now: self.now,
+        }
+    }
+
     /// The largest response this client accepts: its EDNS size over UDP, 65,535 bytes over
     /// streams.
     pub fn limit(&self) -> usize {
@@ -151,11 +165,11 @@ pub(crate) mod test_support {
 
     /// A query for `name`/`qtype` (with EDNS when `edns`), as if it came from 192.0.2.7
     /// over UDP at `now`.
-    pub(crate) fn request(name: &str, qtype: u16, edns: bool, now: Now) -> Request {
+    pub(crate) fn request(name: &str, qtype: u16, edns: bool, now: Now) -> Request<'static> {
         let pkt = query_bytes(name, qtype, edns);
         let query = crate::dns::wire::parse_query(&pkt).expect("test query parses");
         Request {
-            query,
+            query: Cow::Owned(query),
             client: SocketAddr::from(([192, 0, 2, 7], 40000)),
             transport: Transport::Udp,
             arrived: tokio::time::Instant::now(),

@@ -165,7 +165,7 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
         })) {
             faults.panicked("a udp batch prefetch", None, &*p);
         }
-        for (&(_, n, from), parsed) in got.iter().zip(parsed.drain(..)) {
+        for (&(_, n, from), parsed) in got.iter().zip(&parsed) {
             let Some(src) = to_std(&from) else { continue };
             let Some(out) = outs.get_mut(dests.len()) else {
                 break;
@@ -178,7 +178,7 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
             };
             let handled = match catch_unwind(AssertUnwindSafe(|| {
                 #[cfg(test)]
-                super::tests::maybe_panic(&parsed);
+                super::tests::maybe_panic(parsed);
                 handler.handle(parsed, n, how, out)
             })) {
                 Ok(h) => h,

@@ -10,6 +10,7 @@ mod blocking; // block modes, suffix and allow precedence, EDE
 mod cache; // hits, TTL countdown, negative caching
 mod cli; // the real binary: --version/--help, config check, SIGHUP reload
 mod cookies; // DNS cookies toward upstreams (RFC 7873), forged answers, BADCOOKIE
+mod counters; // service-wide counters; `serve` prints them on SIGUSR1 and at exit
 mod ede_text; // the EDE text a blocked answer carries: list file name, char-safe cut
 mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptables
 mod firewall_rollback; // `apply --confirm` killed in its window: the guard rolls back; confirm disarms
@@ -21,7 +22,7 @@ mod lists_cli; // `sinkhole lists check|lint|convert|add|remove` on files
 mod malformed; // bad packets never hurt other clients
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
 mod real_lists; // the real community lists in ../shared/data
-mod reload; // file-change reload under a query loop
+mod reload; // file-change reload under a query loop; whole-config reload ([upstream], [cache], [log])
 mod scrub; // out-of-bailiwick records stripped before caching and relaying
 mod udp_load; // bursts through the batched UDP path and its pause
 mod upstream_pool;

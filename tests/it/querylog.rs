@@ -118,7 +118,7 @@ async fn messenger_start_is_logged_in_sessions_and_reported() {
         ask(me, name, rt).await;
     }
     // Silent for longer than session_gap_s, then it starts again.
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    s.clock.advance(Duration::from_millis(1_300));
     for (name, rt) in [
         ("login.messenger.test.", RecordType::A),
         ("api.messenger.test.", RecordType::A),

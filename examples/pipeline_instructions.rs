@@ -1,0 +1,100 @@
+//! Deterministic cost of the no-I/O query path, for A/B comparisons on machines without
+//! hardware counters (noisy VMs): `pipeline_instructions CASE ITERS` runs the path of
+//! `benches/pipeline.rs` ITERS times (10k-entry list), CASE one of `blocked`, `cached`,
+//! `allowed_listed`, each optionally with `_log`. Under callgrind, the instructions of a run
+//! with ITERS = N minus those of a run with ITERS = 0, divided by N, are the instructions
+//! per query:
+//!
+//! ```sh
+//! cargo build --release --example pipeline_instructions
+//! B=target/release/examples/pipeline_instructions
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null $B blocked 0
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null $B blocked 20000
+//! ```
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use sinkhole::config::Config;
+use sinkhole::dns::wire::{self, Response};
+use std::hint::black_box;
+use std::sync::Arc;
+fn query(name: &str) -> Vec<u8> {
+    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    m.to_vec().unwrap()
+}
+fn response(pkt: &[u8]) -> (wire::Query, Arc<Response>) {
+    let q = wire::parse_query(pkt).unwrap();
+    let hm = Message::from_vec(pkt).unwrap();
+    let mut m = Message::new(q.id, MessageType::Response, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.metadata.recursion_available = true;
+    m.queries = hm.queries.clone();
+    let owner = hm.queries[0].name().clone();
+    m.add_answer(Record::from_rdata(
+        owner,
+        3600,
+        RData::A(A::new(192, 0, 2, 1)),
+    ));
+    let resp = Response::from_upstream(&m.to_vec().unwrap(), &q, q.id, 0, 86_400).unwrap();
+    (q, Arc::new(resp))
+}
+fn cfg(dir: &std::path::Path, log: bool) -> Config {
+    let mut text = String::new();
+    for i in 0..10_000 {
+        text.push_str(&format!("d{i}.example.com\n"));
+    }
+    std::fs::write(dir.join("big.txt"), text).unwrap();
+    std::fs::write(dir.join("allow.txt"), "ok.d77.example.com\n").unwrap();
+    let l = if log {
+        "[log]\npath = \"q.jsonl\"\n"
+    } else {
+        ""
+    };
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:9\"]\n[blocking]\nlists = [\"big.txt\"]\nallow = [\"allow.txt\"]\n{l}"
+    );
+    Config::parse(&toml, "ab.toml", Some(dir)).unwrap()
+}
+fn case(c: &str) -> (Vec<u8>, bool) {
+    let log = c.ends_with("_log");
+    let pkt = match c.trim_end_matches("_log") {
+        "blocked" => query("www.d5000.example.com."),
+        "cached" => query("www.example.org."),
+        _ => query("cdn.ok.d77.example.com."),
+    };
+    (pkt, log)
+}
+fn main() {
+    use sinkhole::handler::{Arrival, Handler};
+    // The arguments are the tool's interface; a wrong one panics with a message.
+    use sinkhole::pipeline::{Clock, Pipeline, Policy, Transport};
+    let a: Vec<String> = std::env::args().collect();
+    let (pkt, log) = case(&a[1]);
+    let iters: usize = a[2].parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), log);
+    let (policy, _) = Policy::load(&c).unwrap();
+    let p = Pipeline::new(&c, policy, Arc::new(sinkhole::counters::Counters::new()));
+    let (q, r) = response(&pkt);
+    let mut key = [0u8; 262];
+    p.cache()
+        .put(q.cache_key(&mut key), &r, std::time::Instant::now());
+    let h = Handler::new(
+        Arc::new(p),
+        sinkhole::server::slots::ClientSlots::new(64, 64),
+        log,
+    );
+    let how = Arrival {
+        client: "192.168.1.10:53000".parse().unwrap(),
+        transport: Transport::Udp,
+        arrived: tokio::time::Instant::now(),
+        now: Clock::system().now(),
+    };
+    let mut out = Vec::with_capacity(1500);
+    for _ in 0..iters {
+        black_box(h.handle_packet(black_box(&pkt), how, &mut out));
+    }
+    black_box(out.len());
+}
