@@ -63,8 +63,9 @@ pub enum Handled {
     /// The response is in the output buffer: send it, then hand the record (present when
     /// the query log is on) to the log.
     Reply(Option<Record>),
-    /// Send nothing.
-    Drop,
+    /// Send nothing; hand the record, if any, to the log (a query dropped by access
+    /// control is logged; responses and runts are not).
+    Drop(Option<Record>),
     /// Run this on the tokio runtime, then send the bytes it yields and log its record.
     Pending(Pending),
 }
@@ -73,7 +74,7 @@ impl std::fmt::Debug for Handled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Reply(r) => f.debug_tuple("Reply").field(r).finish(),
-            Self::Drop => f.write_str("Drop"),
+            Self::Drop(r) => f.debug_tuple("Drop").field(r).finish(),
             Self::Pending(_) => f.write_str("Pending"),
         }
     }
@@ -130,7 +131,7 @@ impl Handler {
             Ok(q) => q,
             Err(Reject::Drop) => {
                 tracing::debug!(len, "dropped packet: too short or a response");
-                return Handled::Drop;
+                return Handled::Drop(None);
             }
             &Err(Reject::Reply {
                 id,
@@ -167,7 +168,13 @@ impl Handler {
             Resolution::Done(o) => {
                 self.counters
                     .query(o.action, req.query.qtype, how.transport);
-                Handled::Reply(self.log.then(|| record(&how, Asked::of(&req.query), o)))
+                let record = self.log.then(|| record(&how, Asked::of(&req.query), o));
+                if out.is_empty() {
+                    // Access control's `drop`: nothing is sent, the query is logged.
+                    Handled::Drop(record)
+                } else {
+                    Handled::Reply(record)
+                }
             }
             Resolution::Forward(forward) => {
                 let Ok(slot) = self.forwards.try_take(how.client.ip()) else {
@@ -248,14 +255,15 @@ mod tests {
         let mut b = BlocklistBuilder::new();
         let src = b.add_source("ads.txt");
         b.insert("ads.test", Kind::Block, false, false, src, 1);
-        let policy = Policy::new(Blocking::new(&cfg.blocking, b.build()), &[]);
+        let access = crate::pipeline::access::Access::new(&cfg.access);
+        let policy = Policy::new(access, Blocking::new(&cfg.blocking, b.build()), &[]);
         let p = Pipeline::new(&cfg, policy, Arc::new(Counters::new()));
         Handler::new(Arc::new(p), ClientSlots::new(forwards, 100), true)
     }
 
     fn arrival(transport: Transport) -> Arrival {
         Arrival {
-            client: SocketAddr::from(([192, 0, 2, 9], 5353)),
+            client: SocketAddr::from(([192, 168, 0, 9], 5353)),
             transport,
             arrived: tokio::time::Instant::now(),
             now: fixed_now(),
@@ -273,7 +281,7 @@ mod tests {
             };
             assert_eq!(r.outcome.action, Action::Blocked);
             assert_eq!(&*r.asked.qname, "x.ads.test");
-            assert_eq!(r.client, SocketAddr::from(([192, 0, 2, 9], 0)).ip());
+            assert_eq!(r.client, SocketAddr::from(([192, 168, 0, 9], 0)).ip());
             assert_eq!(
                 r.ts,
                 fixed_now().wall,
@@ -304,7 +312,7 @@ mod tests {
         resp[2] |= 0x80;
         assert!(matches!(
             h.handle_packet(&resp, arrival(Transport::Udp), &mut out),
-            Handled::Drop
+            Handled::Drop(None)
         ));
     }
 

@@ -155,7 +155,7 @@ impl super::Validator<'_> {
 
     /// Reads a file named by the config, relative to `base`; `None` after reporting the
     /// problem, or without `base` (the embedded config names no files).
-    fn read_file(
+    pub(super) fn read_file(
         &mut self,
         name: &Spanned<String>,
         key: &str,
@@ -180,7 +180,7 @@ impl super::Validator<'_> {
     /// Parses a file line by line: `#` starts a comment, blank lines are skipped, and `parse`
     /// gets each trimmed line with its number. Only the first [`MAX_FILE_ERRORS`] failures are
     /// reported, with the line number; the rest are counted in one last message.
-    fn file_lines<T>(
+    pub(super) fn file_lines<T>(
         &mut self,
         display: &str,
         text: &str,

@@ -2,6 +2,7 @@
 //! all problems at once, each with file, line, column and key; the server does not start on
 //! any of them. Paths in the file are relative to the file's folder.
 
+pub mod access;
 pub mod error;
 pub mod firewall;
 pub mod raw;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::firewall::FirewallConfig;
+pub use access::{AccessConfig, DenyAction};
 pub use error::{ConfigError, ConfigErrors};
 use raw::{RawConfig, RawList, RawPercent, RawSize};
 use toml::Spanned;
@@ -114,6 +116,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[blocking]`
     pub blocking: BlockingConfig,
+    /// `[access]`: who may ask.
+    pub access: AccessConfig,
     /// `[firewall]`, when the file has one.
     pub firewall: Option<FirewallConfig>,
     /// `[log]`, when the query log is on (a `[log]` section with `enabled = true`).
@@ -378,6 +382,7 @@ impl Validator<'_> {
         };
         let firewall = raw.firewall.map(|fw| self.firewall(fw, base));
         let log = raw.log.and_then(|l| self.log(l, base));
+        let access = self.access(raw.access, base);
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -410,6 +415,7 @@ impl Validator<'_> {
                 max_shrink,
                 bypass_signals: b.bypass_signals,
             },
+            access,
             firewall,
             log,
         }

@@ -16,6 +16,8 @@ pub struct RawConfig {
     pub cache: RawCache,
     /// `[blocking]`
     pub blocking: RawBlocking,
+    /// `[access]`
+    pub access: super::access::RawAccess,
     /// `[firewall]` (optional: only `sinkhole firewall` needs it)
     pub firewall: Option<super::firewall::RawFirewall>,
     /// `[log]` (optional: without it there is no query log)

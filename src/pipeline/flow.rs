@@ -55,6 +55,11 @@ pub enum Reply {
         /// The server that gave it, when fresh.
         server: Option<SocketAddr>,
     },
+    /// Nothing is sent (access control's `drop`); `rcode` is what the log records.
+    Nothing {
+        /// The response code logged.
+        rcode: u16,
+    },
     /// No records: an error code and an Extended DNS Error.
     Error {
         /// The response code.
@@ -91,7 +96,7 @@ impl Answer {
     }
 
     /// Writes the response for `req` into `out` (cleared first), within the client's size
-    /// limit, and says what was sent. `details`: keep the rule and the answer for the log.
+    /// limit, and says what was sent. `out` stays empty when nothing is to be sent. `details`: keep the rule and the answer for the log.
     pub fn write(self, req: &Request<'_>, out: &mut Vec<u8>, details: bool) -> Outcome {
         let q = &req.query;
         let limit = req.limit();
@@ -135,6 +140,10 @@ impl Answer {
             }
             Reply::Error { rcode, ede } => {
                 wire::write_error(out, q.id, q.flags, Some(q), rcode, ede);
+                (rcode, None, Detail::None)
+            }
+            Reply::Nothing { rcode } => {
+                out.clear();
                 (rcode, None, Detail::None)
             }
         };

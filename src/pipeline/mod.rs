@@ -8,6 +8,7 @@
 //! on tokio. Stages read time only from the request (`req.now`), and what a decision reads
 //! from the config from one [`Policy`] snapshot, swapped whole by a reload.
 
+pub mod access;
 pub mod answer_check;
 pub mod any;
 pub mod blocking;
@@ -172,8 +173,11 @@ impl Pipeline {
         // One policy snapshot for the whole query: a reload in the middle cannot mix two.
         let policy = self.policy.load();
 
-        // 1. Access (who may ask) goes here, first: a refused client learns nothing, not
-        //    even whether a name is blocked or cached. (The policy issue adds the stage.)
+        // 1. Access: who may ask, first, so that a refused client learns nothing, not even
+        //    whether a name is blocked or cached.
+        if let Flow::Answer(a) = policy.access.check(req) {
+            return Resolution::Done(a.write(req, out, self.details));
+        }
 
         // 2. Local answers (local records, split horizon) go here: names the network
         //    answers itself are never blocked or forwarded. (The policy issue adds it.)

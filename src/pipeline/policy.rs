@@ -2,10 +2,9 @@
 //!
 //! A reload (SIGHUP, a list file that changed) builds a whole new snapshot off the query
 //! path and swaps it in at once; queries in flight finish with the one they started with,
-//! and a reload that fails anywhere keeps the previous snapshot whole. Today it holds the
-//! blocking stage (lists, answer settings, bypass signals); the policy issue adds access
-//! control, client groups, local records and forward zones here, so that they reload the
-//! same way.
+//! and a reload that fails anywhere keeps the previous snapshot whole. It holds access
+//! control and the blocking stage (lists, answer settings, bypass signals); client groups,
+//! local records and forward zones go here too, so that they reload the same way.
 
 use std::time::SystemTime;
 
@@ -13,11 +12,14 @@ use crate::blocklist::load::{BlocklistError, ListReport};
 use crate::config::Config;
 use crate::counters::ListStat;
 
+use super::access::Access;
 use super::blocking::Blocking;
 
 /// The decision-making part of the config, built and swapped whole.
 #[derive(Debug)]
 pub struct Policy {
+    /// Who may ask.
+    pub access: Access,
     /// Block and allow lists and how blocked names are answered.
     pub blocking: Blocking,
     /// What each list held when this snapshot was built (for the counters).
@@ -25,11 +27,12 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// A snapshot around an already built blocking stage; `reports` are its lists' load
-    /// reports (empty for a stage built in a test).
-    pub fn new(blocking: Blocking, reports: &[ListReport]) -> Self {
+    /// A snapshot of `access` around an already built blocking stage; `reports` are its
+    /// lists' load reports (empty for a stage built in a test).
+    pub fn new(access: Access, blocking: Blocking, reports: &[ListReport]) -> Self {
         let loaded = SystemTime::now();
         Self {
+            access,
             blocking,
             lists: reports
                 .iter()
@@ -47,6 +50,9 @@ impl Policy {
     /// caller to log).
     pub fn load(cfg: &Config) -> Result<(Self, Vec<ListReport>), BlocklistError> {
         let (blocking, reports) = Blocking::load(&cfg.blocking)?;
-        Ok((Self::new(blocking, &reports), reports))
+        Ok((
+            Self::new(Access::new(&cfg.access), blocking, &reports),
+            reports,
+        ))
     }
 }

@@ -204,7 +204,12 @@ where
             Handled::Reply(record) => {
                 tx.send((out, record, permit)).map_err(|_| closed())?;
             }
-            Handled::Drop => {}
+            Handled::Drop(record) => {
+                drop(permit);
+                if let (Some(log), Some(r)) = (&shared.log, record) {
+                    log.record(r);
+                }
+            }
             Handled::Pending(answer) => {
                 let (faults, tx) = (Arc::clone(&shared.faults), tx.clone());
                 tokio::spawn(async move {

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::counters::Counters;
 use crate::dns::wire;
 use crate::handler::Handler;
+use crate::pipeline::access::Access;
 use crate::pipeline::blocking::Blocking;
 use crate::pipeline::{Clock, Pipeline, Policy};
 
@@ -42,7 +43,7 @@ fn start(rt: &tokio::runtime::Runtime) -> (Server, SocketAddr) {
     )
     .unwrap();
     let blocking = Blocking::new(&cfg.blocking, BlocklistBuilder::new().build());
-    let policy = Policy::new(blocking, &[]);
+    let policy = Policy::new(Access::new(&cfg.access), blocking, &[]);
     let pipeline = Arc::new(Pipeline::new(&cfg, policy, Arc::new(Counters::new())));
     let handler = Arc::new(Handler::new(
         pipeline,

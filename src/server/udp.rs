@@ -192,7 +192,7 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
                     dests.push(Some(from));
                     logged.extend(record);
                 }
-                Handled::Drop => {}
+                Handled::Drop(record) => logged.extend(record),
                 Handled::Pending(answer) => {
                     let (sock, faults) = (Arc::clone(sock), Arc::clone(faults));
                     let log = log.cloned();

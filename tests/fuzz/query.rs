@@ -325,14 +325,17 @@ fn check(s: &Setup, pkt: &[u8]) -> Verdict {
     for h in &s.handlers {
         for tcp in [false, true] {
             let how = Arrival {
-                client: std::net::SocketAddr::from(([192, 0, 2, 1], 5300)),
+                // A LAN client: inside the default `access.allow`.
+                client: std::net::SocketAddr::from(([192, 168, 1, 1], 5300)),
                 transport: if tcp { Transport::Tcp } else { Transport::Udp },
                 arrived: tokio::time::Instant::now(),
                 now,
             };
             match h.handle_packet(pkt, how, &mut out) {
-                Handled::Drop if matches!(parsed, Err(Reject::Drop)) => parts.push(1),
-                Handled::Drop => return Err("handler dropped a packet the parser answers".into()),
+                Handled::Drop(_) if matches!(parsed, Err(Reject::Drop)) => parts.push(1),
+                Handled::Drop(_) => {
+                    return Err("handler dropped a packet the parser answers".into());
+                }
                 Handled::Pending(_) if parsed.is_ok() => parts.push(2),
                 Handled::Pending(_) => return Err("handler forwards a rejected packet".into()),
                 Handled::Reply(_) => {
