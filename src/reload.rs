@@ -166,7 +166,7 @@ impl Reloader {
             std::thread::sleep(Duration::from_millis(200));
             drop(old_policy);
         }));
-        if new.upstream != old.upstream || new.cache != old.cache {
+        if new.upstream != old.upstream || new.forward != old.forward || new.cache != old.cache {
             self.pipeline.apply(&new);
         }
         let restart = restart_keys(&old, &new);

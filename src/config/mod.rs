@@ -5,6 +5,7 @@
 pub mod access;
 pub mod error;
 pub mod firewall;
+pub mod forward;
 pub mod raw;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -15,6 +16,7 @@ use std::time::Duration;
 pub use crate::firewall::FirewallConfig;
 pub use access::{AccessConfig, DenyAction};
 pub use error::{ConfigError, ConfigErrors};
+pub use forward::ForwardConfig;
 use raw::{RawConfig, RawList, RawPercent, RawSize};
 use toml::Spanned;
 
@@ -118,6 +120,8 @@ pub struct Config {
     pub blocking: BlockingConfig,
     /// `[access]`: who may ask.
     pub access: AccessConfig,
+    /// `[[forward]]`: names forwarded to servers of their own.
+    pub forward: Vec<ForwardConfig>,
     /// `[firewall]`, when the file has one.
     pub firewall: Option<FirewallConfig>,
     /// `[log]`, when the query log is on (a `[log]` section with `enabled = true`).
@@ -383,6 +387,7 @@ impl Validator<'_> {
         let firewall = raw.firewall.map(|fw| self.firewall(fw, base));
         let log = raw.log.and_then(|l| self.log(l, base));
         let access = self.access(raw.access, base);
+        let forward = self.forwards(raw.forward, Duration::from_millis(timeout_ms.max(1)));
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -416,6 +421,7 @@ impl Validator<'_> {
                 bypass_signals: b.bypass_signals,
             },
             access,
+            forward,
             firewall,
             log,
         }

@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub blocking: RawBlocking,
     /// `[access]`
     pub access: super::access::RawAccess,
+    /// `[[forward]]` rules
+    pub forward: Vec<super::forward::RawForward>,
     /// `[firewall]` (optional: only `sinkhole firewall` needs it)
     pub firewall: Option<super::firewall::RawFirewall>,
     /// `[log]` (optional: without it there is no query log)

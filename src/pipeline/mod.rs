@@ -17,6 +17,7 @@ pub mod flow;
 pub mod policy;
 pub mod request;
 pub mod upstream;
+pub mod upstreams;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -35,7 +36,7 @@ use cache::Cache;
 pub use flow::{Answer, Flow, Local, Reply};
 pub use policy::Policy;
 pub use request::{Clock, Now, Request, Transport};
-use upstream::Upstream;
+use upstreams::Upstreams;
 
 /// What happened to a query; read by logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +146,7 @@ pub struct Pipeline {
     policy: ArcSwap<Policy>,
     any: AnyQuery,
     cache: Cache,
-    upstream: ArcSwap<Upstream>,
+    upstream: ArcSwap<Upstreams>,
     checks: AnswerCheck,
     counters: Arc<Counters>,
     details: bool,
@@ -159,7 +160,7 @@ impl Pipeline {
             policy: ArcSwap::from_pointee(policy),
             any: AnyQuery,
             cache: Cache::new(cfg.cache.max_entries, cfg.cache.max_bytes),
-            upstream: ArcSwap::from_pointee(Upstream::new(&cfg.upstream, &cfg.cache, &counters)),
+            upstream: ArcSwap::from_pointee(Upstreams::new(cfg, &counters)),
             checks: AnswerCheck,
             counters,
             details: cfg.log.is_some(),
@@ -207,13 +208,15 @@ impl Pipeline {
         self.counters.cache_miss();
 
         // 6. Upstream: the only stage that waits, so the rest of the chain is a future.
-        //    Queries that start after a reload use the new servers; this one keeps the set
-        //    it started with.
+        //    Names under a `[[forward]]` domain go to that rule's servers only, the rest to
+        //    `[upstream]`. Queries that start after a reload use the new servers; this one
+        //    keeps the set it started with.
         let (me, req, rule) = (Arc::clone(self), req.clone().into_owned(), listed());
         let upstream = self.upstream.load_full();
         Resolution::Forward(Box::pin(async move {
             let mut out = Vec::with_capacity(512);
-            let mut answer = match upstream.forward(&req.query, req.arrived).await {
+            let servers = upstream.for_name(req.query.name());
+            let mut answer = match servers.forward(&req.query, req.arrived).await {
                 Ok((resp, server)) => {
                     // 7. Answer checks: every upstream answer passes them before it is
                     //    cached or sent (records outside the question's bailiwick are
@@ -279,14 +282,12 @@ impl Pipeline {
         self.policy.load_full()
     }
 
-    /// Applies a reloaded `[upstream]` and `[cache]`: queries that start from now on use
-    /// the new servers, timeouts and TTL bounds; the cache keeps what fits its new bounds.
+    /// Applies a reloaded `[upstream]`, `[[forward]]` and `[cache]`: queries that start from
+    /// now on use the new servers, timeouts and TTL bounds; the cache keeps what fits its
+    /// new bounds.
     pub fn apply(&self, cfg: &Config) {
-        self.upstream.store(Arc::new(Upstream::new(
-            &cfg.upstream,
-            &cfg.cache,
-            &self.counters,
-        )));
+        self.upstream
+            .store(Arc::new(Upstreams::new(cfg, &self.counters)));
         self.cache
             .resize(cfg.cache.max_entries, cfg.cache.max_bytes);
     }

@@ -104,6 +104,11 @@ impl Upstream {
         }
     }
 
+    /// The servers, in the order they are tried.
+    pub fn servers(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|s| s.addr).collect()
+    }
+
     /// The latest time a query that arrived at `arrived` can be answered.
     pub fn deadline(&self, arrived: Instant) -> Instant {
         arrived + self.timeout * u32::try_from(self.servers.len()).unwrap_or(u32::MAX)

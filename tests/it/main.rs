@@ -10,6 +10,7 @@ mod any; // ANY answered locally with RFC 8482 HINFO
 mod blocking; // block modes, suffix and allow precedence, EDE
 mod cache; // hits, TTL countdown, negative caching
 mod cli; // the real binary: --version/--help, config check, SIGHUP reload
+mod conditional; // [[forward]]: names under a domain go to its own servers only
 mod cookies; // DNS cookies toward upstreams (RFC 7873), forged answers, BADCOOKIE
 mod counters; // service-wide counters; `serve` prints them on SIGUSR1 and at exit
 mod ede_text; // the EDE text a blocked answer carries: list file name, char-safe cut
