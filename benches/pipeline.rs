@@ -16,15 +16,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::op::Message;
 use sinkhole::config::Config;
 use sinkhole::counters::Counters;
-use sinkhole::dns::wire::{self, Response};
 use sinkhole::handler::{Arrival, Handled, Handler};
 use sinkhole::pipeline::{Clock, Pipeline, Policy, Transport};
 use sinkhole::server::slots::ClientSlots;
+use support::{cache, query};
+
+mod support;
 
 const N: usize = 1_000_000;
 
@@ -37,36 +37,6 @@ fn domain(i: usize) -> String {
         x = x.rotate_left(7).wrapping_mul(0x2545_F491_4F6C_DD1D);
     }
     format!("{label}{i}.com")
-}
-
-fn query(name: &str) -> Vec<u8> {
-    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
-    m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    m.to_vec().unwrap()
-}
-
-/// Puts an upstream-style answer for `pkt`'s question in the pipeline's cache.
-fn cache(p: &Pipeline, pkt: &[u8]) {
-    let q = wire::parse_query(pkt).unwrap();
-    let hm = Message::from_vec(pkt).unwrap();
-    let mut m = Message::new(q.id, MessageType::Response, OpCode::Query);
-    m.metadata.recursion_desired = true;
-    m.metadata.recursion_available = true;
-    m.queries = hm.queries.clone();
-    let owner = hm.queries[0].name().clone();
-    m.add_answer(Record::from_rdata(
-        owner,
-        3600,
-        RData::A(A::new(192, 0, 2, 1)),
-    ));
-    let resp = Response::from_upstream(&m.to_vec().unwrap(), &q, q.id, 0, 86_400).unwrap();
-    let mut key = [0u8; 262];
-    p.cache().put(
-        q.cache_key(&mut key),
-        &Arc::new(resp),
-        std::time::Instant::now(),
-    );
 }
 
 fn handler(dir: &std::path::Path, log: bool) -> Handler {

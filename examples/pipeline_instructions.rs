@@ -11,35 +11,12 @@
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null $B blocked 0
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null $B blocked 20000
 //! ```
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+#[path = "../benches/support/mod.rs"]
+mod support;
+
 use sinkhole::config::Config;
-use sinkhole::dns::wire::{self, Response};
 use std::hint::black_box;
 use std::sync::Arc;
-fn query(name: &str) -> Vec<u8> {
-    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
-    m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    m.to_vec().unwrap()
-}
-fn response(pkt: &[u8]) -> (wire::Query, Arc<Response>) {
-    let q = wire::parse_query(pkt).unwrap();
-    let hm = Message::from_vec(pkt).unwrap();
-    let mut m = Message::new(q.id, MessageType::Response, OpCode::Query);
-    m.metadata.recursion_desired = true;
-    m.metadata.recursion_available = true;
-    m.queries = hm.queries.clone();
-    let owner = hm.queries[0].name().clone();
-    m.add_answer(Record::from_rdata(
-        owner,
-        3600,
-        RData::A(A::new(192, 0, 2, 1)),
-    ));
-    let resp = Response::from_upstream(&m.to_vec().unwrap(), &q, q.id, 0, 86_400).unwrap();
-    (q, Arc::new(resp))
-}
 fn cfg(dir: &std::path::Path, log: bool) -> Config {
     let mut text = String::new();
     for i in 0..10_000 {
@@ -60,9 +37,9 @@ fn cfg(dir: &std::path::Path, log: bool) -> Config {
 fn case(c: &str) -> (Vec<u8>, bool) {
     let log = c.ends_with("_log");
     let pkt = match c.trim_end_matches("_log") {
-        "blocked" => query("www.d5000.example.com."),
-        "cached" => query("www.example.org."),
-        _ => query("cdn.ok.d77.example.com."),
+        "blocked" => support::query("www.d5000.example.com."),
+        "cached" => support::query("www.example.org."),
+        _ => support::query("cdn.ok.d77.example.com."),
     };
     (pkt, log)
 }
@@ -77,10 +54,7 @@ fn main() {
     let c = cfg(dir.path(), log);
     let (policy, _) = Policy::load(&c).unwrap();
     let p = Pipeline::new(&c, policy, Arc::new(sinkhole::counters::Counters::new()));
-    let (q, r) = response(&pkt);
-    let mut key = [0u8; 262];
-    p.cache()
-        .put(q.cache_key(&mut key), &r, std::time::Instant::now());
+    support::cache(&p, &pkt);
     let h = Handler::new(
         Arc::new(p),
         sinkhole::server::slots::ClientSlots::new(64, 64),

@@ -67,9 +67,7 @@ pub fn warn_if_exhausted(what: &str, e: &std::io::Error) -> bool {
         return false;
     }
     static LIMIT: RateLimit = RateLimit::new();
-    static START: OnceLock<Instant> = OnceLock::new();
-    let now = START.get_or_init(Instant::now).elapsed();
-    if let Some(suppressed) = LIMIT.allow(now) {
+    if let Some(suppressed) = LIMIT.allow_now() {
         tracing::warn!(
             error = %e,
             suppressed,
@@ -80,19 +78,27 @@ pub fn warn_if_exhausted(what: &str, e: &std::io::Error) -> bool {
     true
 }
 
-/// At most one event per [`WARN_EVERY`]; counts the others.
-struct RateLimit {
+/// At most one event per [`WARN_EVERY`]; counts the others. Lock-free, usable as a
+/// `static` by any thread (the query path's WARNs use it too).
+pub(crate) struct RateLimit {
     /// When the last event was let through, in ms since the start, plus one (0 = never).
     last_ms: AtomicU64,
     suppressed: AtomicU64,
 }
 
 impl RateLimit {
-    const fn new() -> Self {
+    /// A limit that lets the first event through.
+    pub(crate) const fn new() -> Self {
         Self {
             last_ms: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
         }
+    }
+
+    /// As [`RateLimit::allow`], at the current time.
+    pub(crate) fn allow_now(&self) -> Option<u64> {
+        static START: OnceLock<Instant> = OnceLock::new();
+        self.allow(START.get_or_init(Instant::now).elapsed())
     }
 
     /// `Some(events suppressed since the last one let through)` when this one may be logged.

@@ -9,6 +9,14 @@
 //! here. Nothing here panics on any input: the parser is bounds-checked, and every error
 //! becomes a response.
 
+// The entry point of every query: no panicking shortcuts.
+#![warn(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -16,12 +24,13 @@ use std::sync::Arc;
 
 use crate::counters::Counters;
 use crate::dns::wire::{self, Query, Reject};
+use crate::fdlimit::RateLimit;
 use crate::pipeline::{Action, Now, Outcome, Pipeline, Request, Resolution, Transport};
 use crate::querylog::Record;
 use crate::server::slots::ClientSlots;
 
 /// Largest DNS message over TCP.
-pub const TCP_LIMIT: usize = 65_535;
+pub const TCP_LIMIT: usize = wire::MAX_MESSAGE;
 
 /// The question of an answered query, kept for the query log.
 #[derive(Debug, Clone)]
@@ -221,17 +230,13 @@ fn record(how: &Arrival, asked: Asked, outcome: Outcome) -> Record {
     }
 }
 
-/// A WARN at most once a second, for all clients together: an overload can repeat per
-/// packet.
+/// A WARN at most once per [`crate::fdlimit::WARN_EVERY`], for all clients together: an
+/// overload can repeat per packet.
 fn overloaded_warning(client: SocketAddr) {
-    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-    let now = std::time::Instant::now();
-    if last.is_some_and(|l| now.duration_since(l) < std::time::Duration::from_secs(1)) {
-        return;
+    static LIMIT: RateLimit = RateLimit::new();
+    if let Some(suppressed) = LIMIT.allow_now() {
+        tracing::warn!(client = %client, suppressed, "forward refused with SERVFAIL: too many in flight");
     }
-    *last = Some(now);
-    tracing::warn!(client = %client, "forward refused with SERVFAIL: too many in flight");
 }
 
 #[cfg(test)]

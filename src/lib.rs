@@ -86,6 +86,13 @@
 pub mod blocklist;
 pub mod cli;
 pub mod config;
+// Counted on every query: no panicking shortcuts.
+#[warn(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 pub mod counters;
 pub mod dns;
 pub mod fdlimit;

@@ -160,6 +160,13 @@ impl Default for Counters {
     }
 }
 
+/// Adds one to a counter (`None` cannot happen: indices come from fixed tables).
+fn bump(counter: Option<&AtomicU64>) {
+    if let Some(c) = counter {
+        c.fetch_add(1, Relaxed);
+    }
+}
+
 impl Counters {
     /// All counters at zero.
     pub fn new() -> Self {
@@ -171,17 +178,17 @@ impl Counters {
     }
 
     fn mine(&self) -> &Shard {
-        // `shard()` is always below SHARDS; the modulo keeps the index provably in bounds.
-        &self.shards[shard() % SHARDS]
+        let [first, ..] = &self.shards;
+        self.shards.get(shard() % SHARDS).unwrap_or(first)
     }
 
     /// One answered query. Hot path: three relaxed atomic adds on this thread's shard, no
     /// lock, no allocation.
     pub fn query(&self, action: Action, qtype: u16, transport: Transport) {
         let s = self.mine();
-        s.actions[action_index(action)].fetch_add(1, Relaxed);
-        s.qtypes[qtype_index(qtype)].fetch_add(1, Relaxed);
-        s.transports[transport as usize].fetch_add(1, Relaxed);
+        bump(s.actions.get(action_index(action)));
+        bump(s.qtypes.get(qtype_index(qtype)));
+        bump(s.transports.get(transport as usize));
     }
 
     /// A cache lookup that found an answer.
@@ -219,8 +226,11 @@ impl Counters {
     /// counter at a time while queries go on, so the figures are each exact but not
     /// taken at one instant (a query may be in `queries` and not yet in `by_qtype`).
     pub fn snapshot(&self, gauges: Gauges) -> Snapshot {
-        let sum = |f: &dyn Fn(&Shard) -> &AtomicU64| -> u64 {
-            self.shards.iter().map(|s| f(s).load(Relaxed)).sum()
+        let sum = |f: &dyn Fn(&Shard) -> Option<&AtomicU64>| -> u64 {
+            self.shards
+                .iter()
+                .filter_map(|s| f(s).map(|c| c.load(Relaxed)))
+                .sum()
         };
         let upstreams = self
             .upstreams
@@ -230,11 +240,11 @@ impl Counters {
             .map(|u| u.snapshot())
             .collect();
         Snapshot {
-            by_action: std::array::from_fn(|i| sum(&|s| &s.actions[i])),
-            by_qtype: std::array::from_fn(|i| sum(&|s| &s.qtypes[i])),
-            by_transport: std::array::from_fn(|i| sum(&|s| &s.transports[i])),
-            cache_hits: sum(&|s| &s.cache_hits),
-            cache_misses: sum(&|s| &s.cache_misses),
+            by_action: std::array::from_fn(|i| sum(&|s| s.actions.get(i))),
+            by_qtype: std::array::from_fn(|i| sum(&|s| s.qtypes.get(i))),
+            by_transport: std::array::from_fn(|i| sum(&|s| s.transports.get(i))),
+            cache_hits: sum(&|s| Some(&s.cache_hits)),
+            cache_misses: sum(&|s| Some(&s.cache_misses)),
             upstreams,
             lists: self
                 .lists
@@ -294,7 +304,7 @@ impl UpstreamStats {
         let slot = LATENCY_BUCKETS_US.partition_point(|&le| le < us);
         self.answered.fetch_add(1, Relaxed);
         self.latency_us.fetch_add(us, Relaxed);
-        self.buckets[slot].fetch_add(1, Relaxed);
+        bump(self.buckets.get(slot));
     }
 
     fn snapshot(&self) -> UpstreamSnapshot {
@@ -304,7 +314,7 @@ impl UpstreamStats {
             errors: self.errors.load(Relaxed),
             answered: self.answered.load(Relaxed),
             latency_us: self.latency_us.load(Relaxed),
-            buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            buckets: std::array::from_fn(|i| self.buckets.get(i).map_or(0, |b| b.load(Relaxed))),
         }
     }
 }
@@ -374,17 +384,17 @@ pub struct Snapshot {
 impl Snapshot {
     /// Queries answered with `a`.
     pub fn queries(&self, a: Action) -> u64 {
-        self.by_action[action_index(a)]
+        self.by_action.get(action_index(a)).copied().unwrap_or(0)
     }
 
     /// Queries of type `t` (types not in [`QTYPES`] all count as `other`).
     pub fn queries_by_qtype(&self, t: u16) -> u64 {
-        self.by_qtype[qtype_index(t)]
+        self.by_qtype.get(qtype_index(t)).copied().unwrap_or(0)
     }
 
     /// Queries that arrived over `t`.
     pub fn queries_by_transport(&self, t: Transport) -> u64 {
-        self.by_transport[t as usize]
+        self.by_transport.get(t as usize).copied().unwrap_or(0)
     }
 }
 

@@ -31,7 +31,7 @@ impl Snapshot {
                 );
             }
         }
-        let other = self.by_qtype[QTYPES.len()];
+        let other = self.by_qtype.get(QTYPES.len()).copied().unwrap_or(0);
         line(
             &mut o,
             "sinkhole_queries_by_qtype_total",

@@ -8,6 +8,14 @@
 //! on tokio. Stages read time only from the request (`req.now`), and what a decision reads
 //! from the config from one [`Policy`] snapshot, swapped whole by a reload.
 
+// Stages read what clients and upstreams sent: no panicking shortcuts (see `dns::wire`).
+#![warn(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 pub mod access;
 pub mod answer_check;
 pub mod any;

@@ -137,7 +137,7 @@ impl Request<'_> {
     /// streams.
     pub fn limit(&self) -> usize {
         if self.transport.unlimited() {
-            crate::handler::TCP_LIMIT
+            crate::dns::wire::MAX_MESSAGE
         } else {
             self.query.udp_limit()
         }

@@ -16,7 +16,7 @@ use sinkhole::blocklist::domain::normalize;
 use sinkhole::blocklist::load::{
     BlocklistError, ListSource, decode, load_all_with, looks_like_html,
 };
-use sinkhole::blocklist::parse::{Line, parse_line};
+use sinkhole::blocklist::parse::{Line, SELF_ENTRIES, parse_line};
 use sinkhole::blocklist::tools::{Format, SourcedRule, convert, read_list};
 use sinkhole::blocklist::{Kind, PatternKind};
 
@@ -101,22 +101,6 @@ fn dict() -> Vec<Vec<u8>> {
     .map(|s| s.as_bytes().to_vec())
     .collect()
 }
-
-/// Host names the parser ignores as a machine's own in a plain or hosts line (a copy of
-/// the parser's private list).
-const SELF_ENTRIES: &[&str] = &[
-    "localhost",
-    "localhost.localdomain",
-    "local",
-    "broadcasthost",
-    "ip6-localhost",
-    "ip6-loopback",
-    "ip6-localnet",
-    "ip6-mcastprefix",
-    "ip6-allnodes",
-    "ip6-allrouters",
-    "ip6-allhosts",
-];
 
 thread_local! {
     /// Rules left out of the conversion check by [`lost_in_conversion`].

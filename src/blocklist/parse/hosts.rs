@@ -6,7 +6,7 @@
 use super::{Kind, Line, SkipReason, name_line, normalized, pattern};
 
 /// Host names that hosts files list for the machine itself; they are ignored, not blocked.
-const SELF_ENTRIES: &[&str] = &[
+pub const SELF_ENTRIES: &[&str] = &[
     "localhost",
     "localhost.localdomain",
     "local",

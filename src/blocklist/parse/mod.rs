@@ -31,6 +31,7 @@ use std::fmt;
 
 use super::domain::{DomainError, is_public_suffix, normalize_into};
 
+pub use hosts::SELF_ENTRIES;
 pub use pattern::REGEX_NEST_LIMIT;
 
 /// What a rule does to the names it covers.

@@ -101,6 +101,8 @@ pub mod rcode {
     }
 }
 
+/// Largest DNS message (the 16-bit length of a stream transport).
+pub const MAX_MESSAGE: usize = 65_535;
 /// The UDP payload size this server advertises and asks upstreams for (DNS flag day 2020).
 pub const EDNS_PAYLOAD: u16 = 1232;
 /// Extended DNS Error: blocked (RFC 8914 §4.16).

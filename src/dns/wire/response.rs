@@ -55,19 +55,6 @@ impl Response {
         Self::parse(pkt, q, id, min_ttl, max_ttl)?.without_strays(q)
     }
 
-    /// Checks an upstream answer to `q` (sent with ID `id`): the ID, the question, TC, every
-    /// record well formed. TTLs are clamped to `[min_ttl, max_ttl]`; the OPT is cut out.
-    /// Records are kept as they came (see [`Response::without_strays`]).
-    pub fn parse(
-        pkt: &[u8],
-        q: &Query,
-        id: u16,
-        min_ttl: u32,
-        max_ttl: u32,
-    ) -> Result<Self, ResponseError> {
-        Self::build(pkt, q, id, min_ttl, max_ttl)
-    }
-
     /// This answer without the records outside the question's bailiwick (see `scrub`):
     /// itself, byte for byte, when it has none; re-encoded otherwise.
     pub fn without_strays(self, q: &Query) -> Result<Self, ResponseError> {
@@ -84,7 +71,10 @@ impl Response {
         Self::reencode_scrubbed(&self.wire, q, id, min_ttl, max_ttl)
     }
 
-    fn build(
+    /// Checks an upstream answer to `q` (sent with ID `id`): the ID, the question, TC, every
+    /// record well formed. TTLs are clamped to `[min_ttl, max_ttl]`; the OPT is cut out.
+    /// Records are kept as they came (see [`Response::without_strays`]).
+    pub fn parse(
         pkt: &[u8],
         q: &Query,
         id: u16,
@@ -180,7 +170,7 @@ impl Response {
             hickory_proto::op::Message::from_vec(pkt).map_err(|_| ResponseError::Malformed)?;
         msg.edns = None;
         let bytes = msg.to_vec().map_err(|_| ResponseError::Malformed)?;
-        let mut r = Self::build(&bytes, q, id, min_ttl, max_ttl)?;
+        let mut r = Self::parse(&bytes, q, id, min_ttl, max_ttl)?;
         r.cache_ttl = None;
         Ok(r)
     }
@@ -241,7 +231,7 @@ impl Response {
             keep(i - 1)
         });
         let bytes = msg.to_vec().map_err(|_| Malformed)?;
-        Self::build(&bytes, q, id, min_ttl, max_ttl)
+        Self::parse(&bytes, q, id, min_ttl, max_ttl)
     }
 
     /// The response code.

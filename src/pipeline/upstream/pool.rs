@@ -133,7 +133,10 @@ impl Pool {
         let mut failed = None;
         let mut expect = expect;
         for k in 0..n {
-            let sock = match self.socket_in(&self.slots[(start + k) % n], &mut may_open) {
+            let Some(slot) = self.slots.get((start + k) % n) else {
+                continue;
+            };
+            let sock = match self.socket_in(slot, &mut may_open) {
                 Ok(Some(s)) => s,
                 Ok(None) => continue,
                 Err(e) => {
@@ -340,8 +343,11 @@ fn question_matches(pkt: &[u8], question: &[u8]) -> bool {
     let Some(got) = pkt.get(HEADER_LEN..HEADER_LEN + question.len()) else {
         return false;
     };
+    // The name, then type and class (4 bytes).
     let split = question.len().saturating_sub(4);
-    got[..split].eq_ignore_ascii_case(&question[..split]) && got[split..] == question[split..]
+    let (got_name, got_rest) = got.split_at(split);
+    let (want_name, want_rest) = question.split_at(split);
+    got_name.eq_ignore_ascii_case(want_name) && got_rest == want_rest
 }
 
 /// The reader of one socket: dispatches answers until the socket is retired and idle.
@@ -350,7 +356,7 @@ async fn read(sock: Arc<Sock>, draining: Arc<AtomicUsize>) {
     while !sock.idle_and_retired() {
         tokio::select! {
             r = sock.udp.recv(&mut buf) => match r {
-                Ok(n) => sock.dispatch(&buf[..n]),
+                Ok(n) => sock.dispatch(buf.get(..n).unwrap_or_default()),
                 Err(e) => {
                     tracing::debug!(error = %e, "upstream socket error");
                     sock.fail_all(&e);
