@@ -142,11 +142,6 @@ impl Request<'_> {
             self.query.udp_limit()
         }
     }
-
-    /// The query's name, lower case (see [`Query::name`]).
-    pub fn name(&self) -> &[u8] {
-        self.query.name()
-    }
 }
 
 #[cfg(test)]
