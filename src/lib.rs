@@ -98,6 +98,7 @@ pub mod dns;
 pub mod fdlimit;
 pub mod firewall;
 pub mod handler;
+pub mod neighbours;
 pub mod pipeline;
 pub mod querylog;
 pub mod reload;

@@ -109,9 +109,7 @@ impl Reloader {
 
     fn files(&self) -> Vec<PathBuf> {
         let cfg = self.config.lock().unwrap_or_else(|p| p.into_inner());
-        cfg.blocking
-            .lists
-            .iter()
+        cfg.all_lists()
             // A URL list's cached copy: a download (the refresh task, or `sinkhole lists
             // update` while serving) is picked up like an edited list file.
             .filter_map(|s| s.path(&cfg.blocking.cache_dir))
@@ -127,9 +125,13 @@ impl Reloader {
         let new = match &self.config_path {
             Some(path) if reread_config => {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || Config::load(&path))
+                let new = tokio::task::spawn_blocking(move || Config::load(&path))
                     .await
-                    .context("config reload task failed")??
+                    .context("config reload task failed")??;
+                for w in &new.warnings {
+                    tracing::warn!("{w}");
+                }
+                new
             }
             _ => old.clone(),
         };
@@ -196,14 +198,10 @@ impl Reloader {
     /// `blocklist::fetch`); the file watch then reloads. Failures are logged and keep the
     /// last good copy. Returns how many lists were updated.
     pub async fn refresh_urls(&self) -> usize {
-        let blocking = self
-            .config
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .blocking
-            .clone();
+        let cfg = self.config();
+        let blocking = &cfg.blocking;
         let mut updated = 0;
-        for src in &blocking.lists {
+        for src in cfg.all_lists() {
             let Location::Url(url) = &src.location else {
                 continue;
             };

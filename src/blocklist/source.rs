@@ -45,6 +45,8 @@ pub struct ListSource {
     pub kind: Kind,
     /// `match = "exact"`: plain and hosts entries mean the name only, not its subtree.
     pub exact: bool,
+    /// `schedule = [...]`: the list applies only in these windows; `None` = always.
+    pub schedule: Option<crate::config::schedule::Schedule>,
 }
 
 impl ListSource {
@@ -55,6 +57,7 @@ impl ListSource {
             location: Location::File(path.into()),
             kind,
             exact: false,
+            schedule: None,
         }
     }
 

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use super::common::{Error, load_config};
-use crate::pipeline::blocking::Blocking;
+use std::sync::Arc;
+
+use crate::neighbours::FixedTable;
+use crate::pipeline::Policy;
 
 /// `sinkhole config …`
 #[derive(Debug, Subcommand)]
@@ -28,7 +31,12 @@ pub(super) fn run(cmd: ConfigCommand) -> Result<(), Error> {
 /// config does not validate or a list cannot be read.
 fn check(file: &Path) -> Result<(), Error> {
     let cfg = load_config(Some(file))?;
-    let (b, reports) = Blocking::load(&cfg.blocking).map_err(Error::usage)?;
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+    }
+    // MAC addresses are not looked up here: the check reads files, not the network.
+    let (_, reports) = Policy::load_with(&cfg, || Arc::new(FixedTable::default()))
+        .map_err(Error::usage)?;
     let skipped: usize = reports.iter().map(|r| r.skipped_total()).sum();
     for r in &reports {
         if let Some(w) = &r.warning {
@@ -44,7 +52,7 @@ fn check(file: &Path) -> Result<(), Error> {
     println!(
         "{}: ok ({} rules from {} lists, {} lines skipped)",
         file.display(),
-        b.list().len(),
+        reports.iter().map(|r| r.entries).sum::<usize>(),
         reports.len(),
         skipped
     );

@@ -5,7 +5,7 @@
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::Subcommand;
 
@@ -18,6 +18,8 @@ use crate::blocklist::load::{BlocklistError, ListSource, Location, load_all_with
 use crate::blocklist::parse::Kind;
 use crate::blocklist::rewrite::{add_names, checked_name, remove_names};
 use crate::blocklist::tools::{self, Format, SourcedRule};
+use crate::pipeline::groups::Members;
+use crate::pipeline::local_time::LocalTime;
 
 /// `sinkhole lists …`
 #[derive(Debug, Subcommand)]
@@ -27,6 +29,10 @@ pub enum ListsCommand {
         /// Config file (the same as `serve`'s); without it, the embedded default.
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Answer for this client: its group's lists (by address, or by MAC address through
+        /// this machine's neighbour table), as they apply now.
+        #[arg(long, value_name = "IP")]
+        client: Option<std::net::IpAddr>,
         /// Names to check.
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
@@ -94,7 +100,11 @@ pub enum ListsCommand {
 /// Runs one `lists` subcommand.
 pub(super) fn run(cmd: ListsCommand) -> Result<Status, Error> {
     match cmd {
-        ListsCommand::Check { config, names } => check(config.as_deref(), &names),
+        ListsCommand::Check {
+            config,
+            client,
+            names,
+        } => check(config.as_deref(), client, &names),
         ListsCommand::Lint { config, files } => lint(config.as_deref(), &files),
         ListsCommand::Convert { to, config, files } => convert(to, config.as_deref(), &files),
         ListsCommand::Add {
@@ -120,19 +130,64 @@ pub(super) fn run(cmd: ListsCommand) -> Result<Status, Error> {
 
 /// For each name: the verdict, the rule that decides with its `file:line`, then each other
 /// rule that matches (`blocklist::explain`).
-fn check(config: Option<&Path>, names: &[String]) -> Result<Status, Error> {
+fn check(
+    config: Option<&Path>,
+    client: Option<std::net::IpAddr>,
+    names: &[String],
+) -> Result<Status, Error> {
     let cfg = load_config(config)?;
     let b = &cfg.blocking;
-    let (list, _) = load_all_with(&b.lists, &b.cache_dir, false).map_err(Error::runtime)?;
+    let minute = LocalTime::new(cfg.server.timezone.as_deref()).week_minute(SystemTime::now());
+    let mut out = std::io::stdout().lock();
+    let mut sources: Vec<&ListSource> = b.lists.iter().collect();
+    if let Some(ip) = client {
+        // Read only when a group names a MAC address.
+        let read_mac = || {
+            let table = crate::neighbours::dump().unwrap_or_else(|e| {
+                eprintln!("sinkhole: warning: cannot read the neighbour table ({e}); MAC addresses are not matched");
+                Default::default()
+            });
+            table.get(&ip.to_canonical()).copied()
+        };
+        let mut mac = None;
+        let group = cfg.groups.iter().find(|g| {
+            Members::new(g).contain(ip, || minute, || *mac.get_or_insert_with(read_mac))
+        });
+        match group {
+            Some(g) => {
+                let _ = writeln!(
+                    out,
+                    "client {ip}: group {:?}{}",
+                    g.name,
+                    if g.inherit { "" } else { " (its lists only: inherit = false)" }
+                );
+                sources = g.lists.iter().collect();
+                if g.inherit {
+                    sources.extend(&b.lists);
+                }
+            }
+            None => {
+                let _ = writeln!(out, "client {ip}: in no group; the default policy");
+            }
+        }
+    }
+    sources.retain(|s| match &s.schedule {
+        Some(sch) if !sch.active(minute) => {
+            let _ = writeln!(out, "note: {} is outside its schedule now ({sch})", s.display);
+            false
+        }
+        _ => true,
+    });
+    let sources: Vec<ListSource> = sources.into_iter().cloned().collect();
+    let (list, _) = load_all_with(&sources, &b.cache_dir, false).map_err(Error::runtime)?;
     let mut queries = Vec::new();
     for n in names {
         let q = normalize(n)
             .map_err(|e| Error::usage(format_args!("{n:?} is not a valid name: {e}")))?;
         queries.push(q);
     }
-    let explained = explain(&list, &b.lists, &b.cache_dir, &queries).map_err(Error::runtime)?;
+    let explained = explain(&list, &sources, &b.cache_dir, &queries).map_err(Error::runtime)?;
     let width = queries.iter().map(String::len).max().unwrap_or(0);
-    let mut out = std::io::stdout().lock();
     for x in &explained {
         let (q, verdict) = (&x.name, x.verdict());
         match &x.decision {
@@ -327,13 +382,13 @@ fn warn_if_not_in_config(config: Option<&Path>, file: &Path) -> Result<(), Error
     let cfg = load_config(Some(config))?;
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let target = canon(file);
-    let listed = cfg.blocking.lists.iter().any(|s| match &s.location {
+    let listed = cfg.all_lists().any(|s| match &s.location {
         Location::File(p) => canon(p) == target,
         _ => false,
     });
     if !listed {
         eprintln!(
-            "sinkhole: warning: {} is not in blocking.lists or blocking.allow of {}; a server with that config will not use it",
+            "sinkhole: warning: {} is not in blocking.lists, blocking.allow or a group's lists of {}; a server with that config will not use it",
             file.display(),
             config.display()
         );
@@ -346,14 +401,15 @@ fn warn_if_not_in_config(config: Option<&Path>, file: &Path) -> Result<(), Error
 fn update(config: Option<&Path>) -> Result<Status, Error> {
     let cfg = load_config(config)?;
     let b = &cfg.blocking;
-    let urls: Vec<&str> = b
-        .lists
-        .iter()
+    let mut urls: Vec<&str> = cfg
+        .all_lists()
         .filter_map(|s| match &s.location {
             Location::Url(u) => Some(u.as_str()),
             _ => None,
         })
         .collect();
+    urls.sort_unstable();
+    urls.dedup();
     if urls.is_empty() {
         println!("no URL lists in the config");
         return Ok(Status::Success);

@@ -245,7 +245,12 @@ fn report(cmd: LogCommand) -> Result<(), Error> {
         LogCommand::Suggest { scope, limit } => {
             let (path, cfg, f) = scope.open()?;
             let blocking = match &cfg {
-                Some(c) => Some(Blocking::load(&c.blocking).context("loading blocklists")?.0),
+                Some(c) => {
+                    let clock = std::sync::Arc::new(crate::pipeline::local_time::LocalTime::new(
+                        c.server.timezone.as_deref(),
+                    ));
+                    Some(Blocking::load(&c.blocking, &clock).context("loading blocklists")?.0)
+                }
                 None => None,
             };
             let target = cfg

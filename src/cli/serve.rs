@@ -31,6 +31,9 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         "starting sinkhole {}",
         env!("CARGO_PKG_VERSION")
     );
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     // Before any socket: a soft limit of 1,024 is easily reached by TCP clients.
     crate::fdlimit::raise_nofile_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -6,7 +6,9 @@ pub mod access;
 pub mod error;
 pub mod firewall;
 pub mod forward;
+pub mod groups;
 pub mod raw;
+pub mod schedule;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
@@ -17,6 +19,7 @@ pub use crate::firewall::FirewallConfig;
 pub use access::{AccessConfig, DenyAction};
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::ForwardConfig;
+pub use groups::GroupConfig;
 use raw::{RawConfig, RawList, RawPercent, RawSize};
 use toml::Spanned;
 
@@ -58,6 +61,8 @@ pub struct ServerConfig {
     pub tcp_max_per_client: usize,
     /// Forwarded queries in flight for one client address (at least 1).
     pub max_forwards_per_client: usize,
+    /// The time zone schedules are read in (an IANA name); `None` = the system's.
+    pub timezone: Option<String>,
 }
 
 /// `[upstream]`, validated.
@@ -122,10 +127,15 @@ pub struct Config {
     pub access: AccessConfig,
     /// `[[forward]]`: names forwarded to servers of their own.
     pub forward: Vec<ForwardConfig>,
+    /// `[[groups]]`: client groups, in file order (the first that matches a client wins).
+    pub groups: Vec<GroupConfig>,
     /// `[firewall]`, when the file has one.
     pub firewall: Option<FirewallConfig>,
     /// `[log]`, when the query log is on (a `[log]` section with `enabled = true`).
     pub log: Option<LogConfig>,
+    /// Things that are allowed but may surprise (overlapping groups), as
+    /// `file:line:col: key: message`: `config check` prints them, `serve` logs them.
+    pub warnings: Vec<String>,
 }
 
 /// `[log]`, validated: the query log is on.
@@ -162,6 +172,14 @@ impl Config {
         Self::parse(&text, &file, Some(&base))
     }
 
+    /// Every list source: `[blocking]`'s, then each group's, in file order.
+    pub fn all_lists(&self) -> impl Iterator<Item = &ListSource> {
+        self.blocking
+            .lists
+            .iter()
+            .chain(self.groups.iter().flat_map(|g| &g.lists))
+    }
+
     /// The embedded default: listens on 127.0.0.1:5300, forwards to Quad9, blocks with the
     /// lists compiled into the binary.
     pub fn embedded_default() -> Self {
@@ -190,8 +208,10 @@ impl Config {
             text,
             file,
             errors: Vec::new(),
+            warnings: Vec::new(),
         };
-        let cfg = v.validate(raw, base);
+        let mut cfg = v.validate(raw, base);
+        cfg.warnings = std::mem::take(&mut v.warnings);
         if v.errors.is_empty() {
             Ok(cfg)
         } else {
@@ -204,6 +224,7 @@ struct Validator<'a> {
     text: &'a str,
     file: &'a str,
     errors: Vec<ConfigError>,
+    warnings: Vec<String>,
 }
 
 impl Validator<'_> {
@@ -279,20 +300,7 @@ impl Validator<'_> {
             }
         }
         let b = &raw.blocking;
-        let mode = match b.mode.get_ref().as_str() {
-            "sinkhole" => BlockMode::Sinkhole,
-            "nxdomain" => BlockMode::NxDomain,
-            "nodata" => BlockMode::NoData,
-            "refused" => BlockMode::Refused,
-            other => {
-                self.err(
-                    b.mode.span(),
-                    "blocking.mode",
-                    format!("unknown mode {other:?}: use sinkhole, nxdomain, nodata or refused"),
-                );
-                BlockMode::Sinkhole
-            }
-        };
+        let mode = self.mode(&b.mode, "blocking.mode");
         let sinkhole_ipv4 = b.sinkhole_ipv4.get_ref().parse().unwrap_or_else(|_| {
             self.err(
                 b.sinkhole_ipv4.span(),
@@ -309,33 +317,8 @@ impl Validator<'_> {
             );
             Ipv6Addr::UNSPECIFIED
         });
-        let mut lists = Vec::new();
-        for (entries, key, kind) in [
-            (&b.lists, "blocking.lists", Kind::Block),
-            (&b.allow, "blocking.allow", Kind::Allow),
-        ] {
-            for e in entries {
-                let (name, exact) = match e.get_ref() {
-                    RawList::Plain(n) => (n.clone(), false),
-                    RawList::Table(t) => match t.match_.as_deref() {
-                        None | Some("subtree") => (t.source.clone(), false),
-                        Some("exact") => (t.source.clone(), true),
-                        Some(other) => {
-                            self.err(
-                                e.span(),
-                                key,
-                                format!("match = {other:?}: write \"exact\" or \"subtree\""),
-                            );
-                            continue;
-                        }
-                    },
-                };
-                let spanned = Spanned::new(e.span(), name);
-                if let Some(src) = self.list_source(&spanned, key, kind, exact, base) {
-                    lists.push(src);
-                }
-            }
-        }
+        let mut lists = self.lists(&b.lists, "blocking.lists", Kind::Block, base);
+        lists.extend(self.lists(&b.allow, "blocking.allow", Kind::Allow, base));
         if let Some(d) = &b.doh_names
             && let Some(src) = self.list_source(d, "blocking.doh_names", Kind::Block, false, base)
         {
@@ -388,6 +371,21 @@ impl Validator<'_> {
         let log = raw.log.and_then(|l| self.log(l, base));
         let access = self.access(raw.access, base);
         let forward = self.forwards(raw.forward, Duration::from_millis(timeout_ms.max(1)));
+        let groups = self.groups(raw.groups, base);
+        let timezone = raw.server.timezone.as_ref().and_then(|tz| {
+            let name = tz.get_ref().trim();
+            match jiff::tz::TimeZone::get(name) {
+                Ok(_) => Some(name.to_string()),
+                Err(e) => {
+                    self.err(
+                        tz.span(),
+                        "server.timezone",
+                        format!("{name:?}: not a known time zone ({e}); write an IANA name such as \"Europe/Berlin\" or \"UTC\""),
+                    );
+                    None
+                }
+            }
+        });
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -398,6 +396,7 @@ impl Validator<'_> {
                 tcp_max_connections: raw.server.tcp_max_connections.max(1),
                 tcp_max_per_client: raw.server.tcp_max_per_client.max(1),
                 max_forwards_per_client: raw.server.max_forwards_per_client.max(1),
+                timezone,
             },
             upstream: UpstreamConfig {
                 servers,
@@ -422,9 +421,77 @@ impl Validator<'_> {
             },
             access,
             forward,
+            groups,
             firewall,
             log,
+            warnings: Vec::new(),
         }
+    }
+
+    /// A `mode` key (`blocking.mode`, `groups.mode`).
+    fn mode(&mut self, m: &Spanned<String>, key: &str) -> BlockMode {
+        match m.get_ref().as_str() {
+            "sinkhole" => BlockMode::Sinkhole,
+            "nxdomain" => BlockMode::NxDomain,
+            "nodata" => BlockMode::NoData,
+            "refused" => BlockMode::Refused,
+            other => {
+                self.err(
+                    m.span(),
+                    key,
+                    format!("unknown mode {other:?}: use sinkhole, nxdomain, nodata or refused"),
+                );
+                BlockMode::Sinkhole
+            }
+        }
+    }
+
+    /// The entries of a list key (`blocking.lists`, `groups.allow`, …) of `kind`: strings,
+    /// or tables with `source`, `match` and `schedule`.
+    fn lists(
+        &mut self,
+        entries: &[Spanned<RawList>],
+        key: &str,
+        kind: Kind,
+        base: Option<&Path>,
+    ) -> Vec<ListSource> {
+        let mut lists = Vec::new();
+        for e in entries {
+            let (name, exact, schedule) = match e.get_ref() {
+                RawList::Plain(n) => (n.clone(), false, None),
+                RawList::Table(t) => {
+                    let exact = match t.match_.as_deref() {
+                        None | Some("subtree") => false,
+                        Some("exact") => true,
+                        Some(other) => {
+                            self.err(
+                                e.span(),
+                                key,
+                                format!("match = {other:?}: write \"exact\" or \"subtree\""),
+                            );
+                            continue;
+                        }
+                    };
+                    let schedule = match &t.schedule {
+                        None => None,
+                        Some(w) => match schedule::Schedule::parse(w) {
+                            Ok(s) => Some(s),
+                            Err(m) => {
+                                self.err(e.span(), key, format!("schedule: {m}"));
+                                continue;
+                            }
+                        },
+                    };
+                    (t.source.clone(), exact, schedule)
+                }
+            };
+            let spanned = Spanned::new(e.span(), name);
+            if let Some(mut src) = self.list_source(&spanned, key, kind, exact, base) {
+                src.schedule = schedule;
+                lists.push(src);
+            }
+        }
+        lists
     }
 
     fn log(&mut self, l: raw::RawLog, base: Option<&Path>) -> Option<LogConfig> {
@@ -501,6 +568,7 @@ impl Validator<'_> {
                 location: Location::Url(name.clone()),
                 kind,
                 exact,
+                schedule: None,
             });
         }
         let location = match base {
@@ -529,6 +597,7 @@ impl Validator<'_> {
             location,
             kind,
             exact,
+            schedule: None,
         })
     }
 }

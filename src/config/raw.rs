@@ -20,6 +20,8 @@ pub struct RawConfig {
     pub access: super::access::RawAccess,
     /// `[[forward]]` rules
     pub forward: Vec<super::forward::RawForward>,
+    /// `[[groups]]`: client groups
+    pub groups: Vec<super::groups::RawGroup>,
     /// `[firewall]` (optional: only `sinkhole firewall` needs it)
     pub firewall: Option<super::firewall::RawFirewall>,
     /// `[log]` (optional: without it there is no query log)
@@ -75,6 +77,8 @@ pub struct RawServer {
     pub tcp_max_per_client: usize,
     /// Forwarded queries in flight for one client address.
     pub max_forwards_per_client: usize,
+    /// The time zone of schedules (IANA name); default: the system's.
+    pub timezone: Option<Spanned<String>>,
 }
 
 impl Default for RawServer {
@@ -87,6 +91,7 @@ impl Default for RawServer {
             tcp_max_connections: 512,
             tcp_max_per_client: 32,
             max_forwards_per_client: 256,
+            timezone: None,
         }
     }
 }
@@ -188,6 +193,8 @@ pub struct RawListTable {
     /// `"subtree"` (default) or `"exact"`.
     #[serde(rename = "match")]
     pub match_: Option<String>,
+    /// When the list applies (default: always).
+    pub schedule: Option<Vec<String>>,
 }
 
 /// A size written as a number of bytes or as text with a binary unit (`"64MiB"`).

@@ -2,6 +2,12 @@
 //! of the block and allow lists wins; allow wins at equal specificity) and what a blocked
 //! answer says, according to `blocking.mode`; answers the resolver-bypass signals first.
 //!
+//! The lists of one scope (the default policy, or a client group) are layers: the lists
+//! that always apply, merged into one [`Blocklist`], and one layer per list with a
+//! `schedule`. With one layer (no schedules) a lookup is the list's own; with several, the
+//! most specific rule of the active layers wins, an allow at equal specificity, so that a
+//! group's lists behave as if they were written into the default lists.
+//!
 //! A `Blocking` is immutable; a reload builds a new one inside a new policy snapshot.
 
 use std::borrow::Cow;
@@ -9,24 +15,46 @@ use std::net::IpAddr;
 use std::path::{Component, Path};
 use std::sync::Arc;
 
-use super::flow::{Answer, Flow, Local, Reply};
-use super::request::Request;
+use super::flow::{Answer, Local, Reply};
+use super::local_time::LocalTime;
+use super::request::{Now, Request};
 use super::{Action, RuleRef};
 use crate::blocklist::load::BlocklistError;
-use crate::blocklist::load::{ListReport, load_all_with};
+use crate::blocklist::load::{ListReport, ListSource, load_all_with};
 use crate::blocklist::{Blocklist, Kind, Match};
-use crate::config::{BlockMode, BlockingConfig};
+use crate::config::schedule::Schedule;
+use crate::config::{BlockMode, BlockingConfig, GroupConfig};
 use crate::dns::wire::{EDE_BLOCKED, Query, TYPE_A, TYPE_AAAA, rcode};
 
 /// The blocking stage: the rule set plus the answer policy.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Blocking {
-    list: Arc<Blocklist>,
+    /// `layers[0]`: the lists that always apply (maybe empty); then one per scheduled list.
+    layers: Vec<Layer>,
+    /// Local time for the scheduled layers.
+    clock: Arc<LocalTime>,
     mode: BlockMode,
     v4: IpAddr,
     v6: IpAddr,
     ttl: u32,
     bypass_signals: bool,
+}
+
+/// Lists that apply together: always, or in the windows of a schedule.
+#[derive(Debug, Clone)]
+struct Layer {
+    list: Arc<Blocklist>,
+    schedule: Option<Arc<Schedule>>,
+}
+
+/// What the blocking stage decided.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Blocked: the answer to send.
+    Blocked(Answer),
+    /// Not blocked: where the log looks up the allow rule that let the name through, if
+    /// any (details only).
+    Pass(Option<RuleRef>),
 }
 
 /// The resolver-bypass signals answered locally when `blocking.bypass_signals` is on, with
@@ -46,10 +74,14 @@ pub const BYPASS_SIGNALS: &[(&str, bool)] = &[
 ];
 
 impl Blocking {
-    /// Builds the stage around an already loaded list.
+    /// Builds the stage around an already loaded list (one layer, no schedule).
     pub fn new(cfg: &BlockingConfig, list: Blocklist) -> Self {
         Self {
-            list: Arc::new(list),
+            layers: vec![Layer {
+                list: Arc::new(list),
+                schedule: None,
+            }],
+            clock: Arc::new(LocalTime::new(Some("UTC"))),
             mode: cfg.mode,
             v4: IpAddr::V4(cfg.sinkhole_ipv4),
             v6: IpAddr::V6(cfg.sinkhole_ipv6),
@@ -61,25 +93,50 @@ impl Blocking {
     /// The stage: a bypass signal, then the lists. A blocked name is answered as
     /// `blocking.mode` says, with the rule and list in the EDE text (EDNS clients only);
     /// anything else goes on. `details`: name the deciding rule for the query log.
-    pub fn check(&self, req: &Request<'_>, details: bool) -> Flow {
+    pub fn check(&self, req: &Request<'_>, details: bool) -> Verdict {
         let q = &req.query;
         // Bypass signals first: they are answers the network must give (Firefox's canary,
         // Private Relay, DDR), whatever the lists say.
         if let Some((rule, local)) = self.bypass(q) {
-            return Flow::Answer(Answer {
+            return Verdict::Blocked(Answer {
                 action: Action::Blocked,
                 reply: Reply::Local(local),
                 rule: details.then_some(RuleRef::Builtin(rule)),
             });
         }
-        match self.list.find(q.name()) {
-            Some(m) if m.kind == Kind::Block => Flow::Answer(Answer {
+        match self.find(q.name(), &req.now) {
+            Some((m, list)) if m.kind == Kind::Block => Verdict::Blocked(Answer {
                 action: Action::Blocked,
                 reply: Reply::Local(self.answer(q, &m)),
-                rule: details.then(|| RuleRef::list(&self.list)),
+                rule: details.then(|| RuleRef::list(list)),
             }),
-            _ => Flow::Next,
+            Some((_, list)) => Verdict::Pass(details.then(|| RuleRef::list(list))),
+            None => Verdict::Pass(details.then(|| RuleRef::list(self.list()))),
         }
+    }
+
+    /// The rule deciding `name` (lower case) at `now`, with the list it is in: the most
+    /// specific rule of the layers that apply at `now`, an allow at equal specificity.
+    pub fn find(&self, name: &[u8], now: &Now) -> Option<(Match<'_>, &Arc<Blocklist>)> {
+        if let [only] = self.layers.as_slice()
+            && only.schedule.is_none()
+        {
+            return only.list.find(name).map(|m| (m, &only.list));
+        }
+        let minute = self.clock.week_minute(now.wall);
+        let mut best: Option<(Match<'_>, &Arc<Blocklist>, (usize, bool))> = None;
+        for l in &self.layers {
+            if l.schedule.as_ref().is_some_and(|s| !s.active(minute)) {
+                continue;
+            }
+            if let Some(m) = l.list.find(name) {
+                let r = rank(name, &m);
+                if best.as_ref().is_none_or(|b| r > b.2) {
+                    best = Some((m, &l.list, r));
+                }
+            }
+        }
+        best.map(|(m, l, _)| (m, l))
     }
 
     /// The bypass signal `q` asks for, if signals are answered: (rule, answer).
@@ -106,16 +163,50 @@ impl Blocking {
         ))
     }
 
-    /// Loads the configured lists and builds the stage. Fails only when a list cannot be
-    /// read (bad lines are skipped and reported).
-    pub fn load(cfg: &BlockingConfig) -> Result<(Self, Vec<ListReport>), BlocklistError> {
-        let (list, reports) = load_all_with(&cfg.lists, &cfg.cache_dir, false)?;
-        Ok((Self::new(cfg, list), reports))
+    /// Loads the configured lists and builds the stage; `clock` is the local time of its
+    /// schedules. Fails only when a list cannot be read (bad lines are skipped and
+    /// reported).
+    pub fn load(
+        cfg: &BlockingConfig,
+        clock: &Arc<LocalTime>,
+    ) -> Result<(Self, Vec<ListReport>), BlocklistError> {
+        let (layers, reports) = layers(&cfg.lists, &cfg.cache_dir)?;
+        let mut b = Self::new(cfg, Blocklist::default());
+        b.layers = layers;
+        b.clock = Arc::clone(clock);
+        Ok((b, reports))
     }
 
-    /// The rule set, shared (the query log keeps a reference to name the rule).
+    /// The stage of client group `g`: its own lists, then (with `inherit`) the layers of
+    /// `self`, the default stage; answered in the group's mode.
+    pub fn for_group(
+        &self,
+        g: &GroupConfig,
+        cache_dir: &Path,
+    ) -> Result<(Self, Vec<ListReport>), BlocklistError> {
+        let (mut layers, reports) = layers(&g.lists, cache_dir)?;
+        if g.inherit {
+            layers.extend(self.layers.iter().cloned());
+        }
+        let mut b = self.clone();
+        b.layers = layers;
+        b.mode = g.mode.unwrap_or(self.mode);
+        Ok((b, reports))
+    }
+
+    /// The lists that always apply, shared (the query log keeps a reference to name the
+    /// rule).
     pub fn list(&self) -> &Arc<Blocklist> {
-        &self.list
+        // `layers` is never empty: every constructor puts the always-on layer first.
+        match self.layers.first() {
+            Some(l) => &l.list,
+            None => empty(),
+        }
+    }
+
+    /// Name rules in all layers.
+    pub fn rules(&self) -> usize {
+        self.layers.iter().map(|l| l.list.len()).sum()
     }
 
     /// The answer for a query blocked by `m`, with the EDE text naming the rule and list
@@ -144,6 +235,53 @@ impl Blocking {
             ede: q.edns.map(|_| (EDE_BLOCKED, Cow::Owned(ede_text(m)))),
         }
     }
+}
+
+/// The layers of `sources`: the unscheduled ones merged into one list first (empty when
+/// there are none), then one per scheduled list.
+fn layers(
+    sources: &[ListSource],
+    cache_dir: &Path,
+) -> Result<(Vec<Layer>, Vec<ListReport>), BlocklistError> {
+    let always: Vec<ListSource> = sources
+        .iter()
+        .filter(|s| s.schedule.is_none())
+        .cloned()
+        .collect();
+    let (list, mut reports) = load_all_with(&always, cache_dir, false)?;
+    let mut layers = vec![Layer {
+        list: Arc::new(list),
+        schedule: None,
+    }];
+    for s in sources.iter().filter(|s| s.schedule.is_some()) {
+        let (list, r) = load_all_with(std::slice::from_ref(s), cache_dir, false)?;
+        reports.extend(r);
+        layers.push(Layer {
+            list: Arc::new(list),
+            schedule: s.schedule.clone().map(Arc::new),
+        });
+    }
+    Ok((layers, reports))
+}
+
+/// How strongly a rule decides `name`, to compare rules of different layers: a name rule
+/// by the length of its domain (more specific wins), allow before block at equal length;
+/// an allow glob or regex above every name rule and a block one below (as within one list).
+fn rank(name: &[u8], m: &Match<'_>) -> (usize, bool) {
+    let rule = m.rule.as_bytes();
+    let named = name.ends_with(rule)
+        && (name.len() == rule.len() || name.get(name.len() - rule.len() - 1) == Some(&b'.'));
+    let allow = m.kind == Kind::Allow;
+    match (named, allow) {
+        (true, _) => (rule.len() + 1, allow),
+        (false, true) => (usize::MAX, true),
+        (false, false) => (0, false),
+    }
+}
+
+fn empty() -> &'static Arc<Blocklist> {
+    static EMPTY: std::sync::OnceLock<Arc<Blocklist>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(Blocklist::default()))
 }
 
 /// Longest EDE text sent, in bytes: enough for a rule and a list name, small enough to keep
@@ -205,9 +343,9 @@ mod tests {
         Blocking::new(&cfg, b.build())
     }
 
-    fn local(f: Flow) -> (Local, Option<RuleRef>) {
+    fn local(f: Verdict) -> (Local, Option<RuleRef>) {
         match f {
-            Flow::Answer(Answer {
+            Verdict::Blocked(Answer {
                 action: Action::Blocked,
                 reply: Reply::Local(l),
                 rule,
@@ -235,7 +373,7 @@ mod tests {
         let s = stage(BlockMode::Sinkhole);
         for name in ["ok.ads.test", "a.ok.ads.test", "test", "other.test"] {
             let f = s.check(&request(name, TYPE_A, false, fixed_now()), true);
-            assert!(matches!(f, Flow::Next), "{name}: {f:?}");
+            assert!(matches!(f, Verdict::Pass(_)), "{name}: {f:?}");
         }
     }
 
@@ -267,6 +405,77 @@ mod tests {
         ));
         let (l, _) = local(s.check(&request("_dns.resolver.arpa", 64, false, fixed_now()), true));
         assert_eq!(l.rcode, rcode::NOERROR);
+    }
+
+    /// A config in a temporary folder with list files `files` (name, text).
+    fn config(files: &[(&str, &str)], toml: &str) -> (tempfile::TempDir, crate::config::Config) {
+        let dir = tempfile::tempdir().unwrap();
+        for (n, t) in files {
+            std::fs::write(dir.path().join(n), t).unwrap();
+        }
+        let cfg = crate::config::Config::parse(toml, "t.toml", Some(dir.path())).unwrap();
+        (dir, cfg)
+    }
+
+    fn blocked(b: &Blocking, name: &str, now: super::super::request::Now) -> bool {
+        matches!(b.check(&request(name, TYPE_A, false, now), false), Verdict::Blocked(_))
+    }
+
+    #[test]
+    fn a_groups_lists_add_to_the_defaults_as_if_written_into_them() {
+        let (_d, cfg) = config(
+            &[
+                ("ads.txt", "ads.test\n"),
+                ("ok.txt", "ok.ads.test\n"),
+                ("social.txt", "social.test\ndeep.ok.ads.test\n"),
+            ],
+            "[blocking]\nlists = [\"ads.txt\"]\nallow = [\"ok.txt\"]\n\
+             [[groups]]\nname = \"kids\"\nclients = [\"10.0.0.0/8\"]\nlists = [\"social.txt\"]\nmode = \"nxdomain\"\n\
+             [[groups]]\nname = \"own\"\nclients = [\"10.0.0.0/8\"]\nlists = [\"social.txt\"]\ninherit = false\n",
+        );
+        let clock = Arc::new(LocalTime::new(Some("UTC")));
+        let (default, _) = Blocking::load(&cfg.blocking, &clock).unwrap();
+        let (kids, _) = default.for_group(&cfg.groups[0], &cfg.blocking.cache_dir).unwrap();
+        let (own, _) = default.for_group(&cfg.groups[1], &cfg.blocking.cache_dir).unwrap();
+        let now = fixed_now();
+        for (name, d, k, o) in [
+            ("x.ads.test", true, true, false),
+            ("social.test", false, true, true),
+            ("a.ok.ads.test", false, false, false),
+            // The group's rule is more specific than the default allow: it wins.
+            ("deep.ok.ads.test", false, true, true),
+            ("other.test", false, false, false),
+        ] {
+            assert_eq!(blocked(&default, name, now), d, "default {name}");
+            assert_eq!(blocked(&kids, name, now), k, "kids {name}");
+            assert_eq!(blocked(&own, name, now), o, "own {name}");
+        }
+        let Verdict::Blocked(a) = kids.check(&request("social.test", TYPE_A, false, now), true) else {
+            panic!("blocked");
+        };
+        assert!(matches!(a.reply, Reply::Local(Local { rcode: rcode::NXDOMAIN, .. })), "the group's mode");
+        let rule = a.rule.expect("details");
+        assert_eq!(rule.get("social.test").map(|m| m.source), Some("social.txt"), "the layer that decided");
+    }
+
+    #[test]
+    fn a_scheduled_list_blocks_only_in_its_windows() {
+        let now = fixed_now();
+        let m = LocalTime::new(Some("UTC")).week_minute(now.wall);
+        let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][usize::from(m / 1440)];
+        let h = (m % 1440) / 60;
+        let window = format!("{day} {h:02}:00-{:02}:00", h + 1);
+        let (_d, cfg) = config(
+            &[("social.txt", "social.test\n"), ("ok.txt", "ok.social.test\n")],
+            &format!("[server]\ntimezone = \"UTC\"\n[blocking]\nallow = [\"ok.txt\"]\n\
+                     lists = [{{ source = \"social.txt\", schedule = [\"{window}\"] }}]\n"),
+        );
+        let clock = Arc::new(LocalTime::new(Some("UTC")));
+        let (b, reports) = Blocking::load(&cfg.blocking, &clock).unwrap();
+        assert_eq!(reports.len(), 2);
+        assert!(blocked(&b, "www.social.test", now), "inside {window}");
+        assert!(!blocked(&b, "ok.social.test", now), "the allow still wins");
+        assert!(!blocked(&b, "www.social.test", now.after(std::time::Duration::from_secs(3600))), "outside {window}");
     }
 
     fn text(rule: &str, source: &str) -> String {

@@ -22,6 +22,8 @@ pub mod any;
 pub mod blocking;
 pub mod cache;
 pub mod flow;
+pub mod groups;
+pub mod local_time;
 pub mod policy;
 pub mod request;
 pub mod upstream;
@@ -41,6 +43,7 @@ use crate::dns::wire::{EDE_NO_REACHABLE_AUTHORITY, Response, rcode};
 use answer_check::AnswerCheck;
 use any::AnyQuery;
 use cache::Cache;
+use blocking::Verdict;
 pub use flow::{Answer, Flow, Local, Reply};
 pub use policy::Policy;
 pub use request::{Clock, Now, Request, Transport};
@@ -125,6 +128,8 @@ pub struct Outcome {
     pub rule: Option<RuleRef>,
     /// The answer (details only).
     pub detail: Detail,
+    /// The client group whose policy decided (details only); `None` for the default policy.
+    pub group: Option<Arc<str>>,
 }
 
 impl Outcome {
@@ -136,6 +141,7 @@ impl Outcome {
             upstream,
             rule: None,
             detail: Detail::None,
+            group: None,
         }
     }
 }
@@ -191,27 +197,39 @@ impl Pipeline {
         // 2. Local answers (local records, split horizon) go here: names the network
         //    answers itself are never blocked or forwarded. (The policy issue adds it.)
 
+        // The client's group, if any: the first in file order whose clients include this
+        // one (by address, or by MAC address through the neighbour table) and whose
+        // schedule is active. It decides which lists apply and how a block is answered;
+        // the log names it.
+        let group = policy.groups.select(req.client.ip(), &req.now);
+        let blocking = group.map_or(&policy.blocking, |g| &g.blocking);
+        let group = group.filter(|_| self.details).map(|g| Arc::clone(&g.name));
+        let done = |a: Answer, out: &mut Vec<u8>| {
+            let mut o = a.write(req, out, self.details);
+            o.group.clone_from(&group);
+            Resolution::Done(o)
+        };
+
         // 3. Blocking: the bypass signals, then the lists. Before the cache, so that a list
-        //    change applies at once and the cache only ever holds upstream answers.
-        if let Flow::Answer(a) = policy.blocking.check(req, self.details) {
-            return Resolution::Done(a.write(req, out, self.details));
-        }
+        //    change applies at once and the cache only ever holds upstream answers. When
+        //    the name passes, the log names the allow rule, if any, that let it through (it
+        //    looks the name up again in this snapshot, off the query path).
+        let rule = match blocking.check(req, self.details) {
+            Verdict::Blocked(a) => return done(a, out),
+            Verdict::Pass(rule) => rule,
+        };
 
         // 4. ANY (RFC 8482): after blocking, so a blocked name stays blocked whatever the
         //    type; before the cache, since nothing upstream is asked.
         if let Flow::Answer(a) = self.any.check(req) {
-            return Resolution::Done(a.write(req, out, self.details));
+            return done(a, out);
         }
-
-        // The log names the allow rule, if any, that let a listed name through; it looks
-        // the name up again in this snapshot, off the query path.
-        let listed = || self.details.then(|| RuleRef::list(policy.blocking.list()));
 
         // 5. Cache: answers already fetched, TTLs counted down to `req.now`.
         if let Flow::Answer(mut a) = self.cache.check(req) {
             self.counters.cache_hit();
-            a.rule = listed();
-            return Resolution::Done(a.write(req, out, self.details));
+            a.rule = rule;
+            return done(a, out);
         }
         self.counters.cache_miss();
 
@@ -219,7 +237,7 @@ impl Pipeline {
         //    Names under a `[[forward]]` domain go to that rule's servers only, the rest to
         //    `[upstream]`. Queries that start after a reload use the new servers; this one
         //    keeps the set it started with.
-        let (me, req, rule) = (Arc::clone(self), req.clone().into_owned(), listed());
+        let (me, req) = (Arc::clone(self), req.clone().into_owned());
         let upstream = self.upstream.load_full();
         Resolution::Forward(Box::pin(async move {
             let mut out = Vec::with_capacity(512);
@@ -263,7 +281,8 @@ impl Pipeline {
                 }
             };
             answer.rule = rule;
-            let o = answer.write(&req, &mut out, me.details);
+            let mut o = answer.write(&req, &mut out, me.details);
+            o.group = group;
             (out, o)
         }))
     }

@@ -3,9 +3,10 @@
 //! A reload (SIGHUP, a list file that changed) builds a whole new snapshot off the query
 //! path and swaps it in at once; queries in flight finish with the one they started with,
 //! and a reload that fails anywhere keeps the previous snapshot whole. It holds access
-//! control and the blocking stage (lists, answer settings, bypass signals); client groups,
-//! local records and forward zones go here too, so that they reload the same way.
+//! control, the default blocking stage (lists, answer settings, bypass signals) and the
+//! client groups with theirs; local records go here too, so that they reload the same way.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::blocklist::load::{BlocklistError, ListReport};
@@ -14,14 +15,19 @@ use crate::counters::ListStat;
 
 use super::access::Access;
 use super::blocking::Blocking;
+use super::groups::Groups;
+use super::local_time::LocalTime;
+use crate::neighbours::{MacLookup, NeighbourTable};
 
 /// The decision-making part of the config, built and swapped whole.
 #[derive(Debug)]
 pub struct Policy {
     /// Who may ask.
     pub access: Access,
-    /// Block and allow lists and how blocked names are answered.
+    /// Block and allow lists and how blocked names are answered: the default policy.
     pub blocking: Blocking,
+    /// Client groups, each with its own blocking stage.
+    pub groups: Groups,
     /// What each list held when this snapshot was built (for the counters).
     pub lists: Vec<ListStat>,
 }
@@ -34,6 +40,7 @@ impl Policy {
         Self {
             access,
             blocking,
+            groups: Groups::default(),
             lists: reports
                 .iter()
                 .map(|r| ListStat {
@@ -49,10 +56,22 @@ impl Policy {
     /// used at all; bad lines are skipped and reported (the reports come back for the
     /// caller to log).
     pub fn load(cfg: &Config) -> Result<(Self, Vec<ListReport>), BlocklistError> {
-        let (blocking, reports) = Blocking::load(&cfg.blocking)?;
-        Ok((
-            Self::new(Access::new(&cfg.access), blocking, &reports),
-            reports,
-        ))
+        Self::load_with(cfg, || NeighbourTable::shared())
+    }
+
+    /// [`Policy::load`] with MAC addresses looked up in `macs` (asked only when a group
+    /// names a MAC address).
+    pub fn load_with(
+        cfg: &Config,
+        macs: impl FnOnce() -> Arc<dyn MacLookup>,
+    ) -> Result<(Self, Vec<ListReport>), BlocklistError> {
+        let clock = Arc::new(LocalTime::new(cfg.server.timezone.as_deref()));
+        let (blocking, mut reports) = Blocking::load(&cfg.blocking, &clock)?;
+        let (groups, group_reports) =
+            Groups::load(&cfg.groups, &blocking, &cfg.blocking.cache_dir, &clock, macs)?;
+        reports.extend(group_reports);
+        let mut p = Self::new(Access::new(&cfg.access), blocking, &reports);
+        p.groups = groups;
+        Ok((p, reports))
     }
 }

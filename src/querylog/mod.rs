@@ -80,6 +80,9 @@ pub struct Entry<'a> {
     /// Where the rule is: `file:line`, or `builtin`.
     #[serde(borrow, default)]
     pub list: Option<Cow<'a, str>>,
+    /// The client group whose policy decided; absent for the default policy.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Cow<'a, str>>,
     /// Response code mnemonic.
     #[serde(borrow)]
     pub rcode: Cow<'a, str>,

@@ -325,6 +325,10 @@ impl Writer {
             }
             None => l.extend_from_slice(b",\"rule\":null,\"list\":null"),
         }
+        if let Some(g) = &r.outcome.group {
+            l.extend_from_slice(b",\"group\":");
+            json_str(l, g);
+        }
         l.extend_from_slice(b",\"rcode\":");
         json_str(l, rcode::name(r.outcome.rcode));
         l.extend_from_slice(b",\"answers\":[");
