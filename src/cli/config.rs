@@ -35,8 +35,8 @@ fn check(file: &Path) -> Result<(), Error> {
         eprintln!("warning: {w}");
     }
     // MAC addresses are not looked up here: the check reads files, not the network.
-    let (_, reports) = Policy::load_with(&cfg, || Arc::new(FixedTable::default()))
-        .map_err(Error::usage)?;
+    let (_, reports) =
+        Policy::load_with(&cfg, || Arc::new(FixedTable::default())).map_err(Error::usage)?;
     let skipped: usize = reports.iter().map(|r| r.skipped_total()).sum();
     for r in &reports {
         if let Some(w) = &r.warning {

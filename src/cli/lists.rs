@@ -150,16 +150,21 @@ fn check(
             table.get(&ip.to_canonical()).copied()
         };
         let mut mac = None;
-        let group = cfg.groups.iter().find(|g| {
-            Members::new(g).contain(ip, || minute, || *mac.get_or_insert_with(read_mac))
-        });
+        let group = cfg
+            .groups
+            .iter()
+            .find(|g| Members::new(g).contain(ip, || minute, || *mac.get_or_insert_with(read_mac)));
         match group {
             Some(g) => {
                 let _ = writeln!(
                     out,
                     "client {ip}: group {:?}{}",
                     g.name,
-                    if g.inherit { "" } else { " (its lists only: inherit = false)" }
+                    if g.inherit {
+                        ""
+                    } else {
+                        " (its lists only: inherit = false)"
+                    }
                 );
                 sources = g.lists.iter().collect();
                 if g.inherit {
@@ -173,7 +178,11 @@ fn check(
     }
     sources.retain(|s| match &s.schedule {
         Some(sch) if !sch.active(minute) => {
-            let _ = writeln!(out, "note: {} is outside its schedule now ({sch})", s.display);
+            let _ = writeln!(
+                out,
+                "note: {} is outside its schedule now ({sch})",
+                s.display
+            );
             false
         }
         _ => true,

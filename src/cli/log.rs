@@ -249,7 +249,11 @@ fn report(cmd: LogCommand) -> Result<(), Error> {
                     let clock = std::sync::Arc::new(crate::pipeline::local_time::LocalTime::new(
                         c.server.timezone.as_deref(),
                     ));
-                    Some(Blocking::load(&c.blocking, &clock).context("loading blocklists")?.0)
+                    Some(
+                        Blocking::load(&c.blocking, &clock)
+                            .context("loading blocklists")?
+                            .0,
+                    )
                 }
                 None => None,
             };

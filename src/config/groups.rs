@@ -107,7 +107,10 @@ fn client_entry(s: &str) -> Option<Result<Result<IpNet, MacAddr>, String>> {
     if let Ok(m) = s.parse::<MacAddr>() {
         return Some(Ok(Err(m)));
     }
-    let net = s.split('/').next().is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok());
+    let net = s
+        .split('/')
+        .next()
+        .is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok());
     net.then(|| parse_cidr(s).map(Ok))
 }
 
@@ -147,7 +150,10 @@ impl super::Validator<'_> {
             let mut lists = self.lists(&g.lists, "groups.lists", Kind::Block, base);
             lists.extend(self.lists(&g.allow, "groups.allow", Kind::Allow, base));
             let mode = g.mode.as_ref().map(|m| self.mode(m, "groups.mode"));
-            let schedule = g.schedule.as_ref().and_then(|s| self.schedule(s, "groups.schedule"));
+            let schedule = g
+                .schedule
+                .as_ref()
+                .and_then(|s| self.schedule(s, "groups.schedule"));
             spans.push(g.clients.span());
             out.push(GroupConfig {
                 name,
@@ -191,7 +197,11 @@ impl super::Validator<'_> {
                 None => {
                     let Some((display, text)) = self.read_file(e, KEY, base) else {
                         if base.is_none() {
-                            self.err(e.span(), KEY, format!("{s:?}: files are read only from a config file"));
+                            self.err(
+                                e.span(),
+                                KEY,
+                                format!("{s:?}: files are read only from a config file"),
+                            );
                         }
                         continue;
                     };
@@ -200,9 +210,7 @@ impl super::Validator<'_> {
                         match client_entry(field) {
                             Some(Ok(v)) => Ok(v),
                             Some(Err(m)) => Err(format!("{field:?}: {m}")),
-                            None => Err(format!(
-                                "{field:?}: not an address, CIDR or MAC address"
-                            )),
+                            None => Err(format!("{field:?}: not an address, CIDR or MAC address")),
                         }
                     });
                     for v in read {
@@ -265,7 +273,12 @@ mod tests {
         let m: MacAddr = "AA-bb-0c-dd-ee-0F".parse().unwrap();
         assert_eq!(m.to_string(), "aa:bb:0c:dd:ee:0f");
         assert_eq!("aa:bb:0c:dd:ee:0f".parse::<MacAddr>(), Ok(m));
-        for bad in ["aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:ff:00", "aabb:cc:dd:ee:ff", "zz:bb:cc:dd:ee:ff"] {
+        for bad in [
+            "aa:bb:cc:dd:ee",
+            "aa:bb:cc:dd:ee:ff:00",
+            "aabb:cc:dd:ee:ff",
+            "zz:bb:cc:dd:ee:ff",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }
@@ -273,7 +286,11 @@ mod tests {
     #[test]
     fn groups_read_addresses_macs_and_files() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("sales.txt"), "# sales\n10.2.0.0/24\n02:00:00:00:00:07 laptop\n").unwrap();
+        std::fs::write(
+            dir.path().join("sales.txt"),
+            "# sales\n10.2.0.0/24\n02:00:00:00:00:07 laptop\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("social.txt"), "facebook.com\n").unwrap();
         let c = Config::parse(
             "[[groups]]\nname = \"sales\"\nclients = [\"192.168.5.7\", \"sales.txt\", \"02:00:00:00:00:01\"]\n\
@@ -306,17 +323,33 @@ mod tests {
     #[test]
     fn bad_groups_name_file_line_and_key() {
         let e = errs("[[groups]]\nname = \"a\"\nclients = [\"10.0.0.1/8\"]\n");
-        assert!(e[0].starts_with("t.toml:3:12: groups.clients: \"10.0.0.1/8\": host bits set"), "{e:?}");
-        let e = errs("[[groups]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\nschedule = [\"mon-fri 25:00\"]\n");
-        assert!(e[0].starts_with("t.toml:4:12: groups.schedule: \"mon-fri 25:00\""), "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:3:12: groups.clients: \"10.0.0.1/8\": host bits set"),
+            "{e:?}"
+        );
+        let e = errs(
+            "[[groups]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\nschedule = [\"mon-fri 25:00\"]\n",
+        );
+        assert!(
+            e[0].starts_with("t.toml:4:12: groups.schedule: \"mon-fri 25:00\""),
+            "{e:?}"
+        );
         let e = errs("[[groups]]\nname = \"a b\"\nclients = [\"10.0.0.0/8\"]\n");
         assert!(e[0].contains("t.toml:2:8: groups.name"), "{e:?}");
         let e = errs("[[groups]]\nname = \"a\"\nclients = []\n");
-        assert!(e[0].contains("groups.clients: group \"a\" has no clients"), "{e:?}");
+        assert!(
+            e[0].contains("groups.clients: group \"a\" has no clients"),
+            "{e:?}"
+        );
         let e = errs("[[groups]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\nmode = \"loud\"\n");
         assert!(e[0].contains("t.toml:4:8: groups.mode"), "{e:?}");
-        let e = errs("[[groups]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\n[[groups]]\nname = \"a\"\nclients = [\"10.1.0.0/16\"]\n");
-        assert!(e[0].contains("t.toml:5:8: groups.name: \"a\": another group"), "{e:?}");
+        let e = errs(
+            "[[groups]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\n[[groups]]\nname = \"a\"\nclients = [\"10.1.0.0/16\"]\n",
+        );
+        assert!(
+            e[0].contains("t.toml:5:8: groups.name: \"a\": another group"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -332,6 +365,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
         assert!(c.warnings[0].starts_with("t.toml:6:11: groups.clients: group \"lab\" overlaps group \"office\" on 10.0.5.0/24"), "{:?}", c.warnings);
-        assert!(c.warnings[1].contains("group \"boss\" overlaps group \"office\" on 02:00:00:00:00:01"), "{:?}", c.warnings);
+        assert!(
+            c.warnings[1].contains("group \"boss\" overlaps group \"office\" on 02:00:00:00:00:01"),
+            "{:?}",
+            c.warnings
+        );
     }
 }

@@ -418,7 +418,10 @@ mod tests {
     }
 
     fn blocked(b: &Blocking, name: &str, now: super::super::request::Now) -> bool {
-        matches!(b.check(&request(name, TYPE_A, false, now), false), Verdict::Blocked(_))
+        matches!(
+            b.check(&request(name, TYPE_A, false, now), false),
+            Verdict::Blocked(_)
+        )
     }
 
     #[test]
@@ -435,8 +438,12 @@ mod tests {
         );
         let clock = Arc::new(LocalTime::new(Some("UTC")));
         let (default, _) = Blocking::load(&cfg.blocking, &clock).unwrap();
-        let (kids, _) = default.for_group(&cfg.groups[0], &cfg.blocking.cache_dir).unwrap();
-        let (own, _) = default.for_group(&cfg.groups[1], &cfg.blocking.cache_dir).unwrap();
+        let (kids, _) = default
+            .for_group(&cfg.groups[0], &cfg.blocking.cache_dir)
+            .unwrap();
+        let (own, _) = default
+            .for_group(&cfg.groups[1], &cfg.blocking.cache_dir)
+            .unwrap();
         let now = fixed_now();
         for (name, d, k, o) in [
             ("x.ads.test", true, true, false),
@@ -450,12 +457,26 @@ mod tests {
             assert_eq!(blocked(&kids, name, now), k, "kids {name}");
             assert_eq!(blocked(&own, name, now), o, "own {name}");
         }
-        let Verdict::Blocked(a) = kids.check(&request("social.test", TYPE_A, false, now), true) else {
+        let Verdict::Blocked(a) = kids.check(&request("social.test", TYPE_A, false, now), true)
+        else {
             panic!("blocked");
         };
-        assert!(matches!(a.reply, Reply::Local(Local { rcode: rcode::NXDOMAIN, .. })), "the group's mode");
+        assert!(
+            matches!(
+                a.reply,
+                Reply::Local(Local {
+                    rcode: rcode::NXDOMAIN,
+                    ..
+                })
+            ),
+            "the group's mode"
+        );
         let rule = a.rule.expect("details");
-        assert_eq!(rule.get("social.test").map(|m| m.source), Some("social.txt"), "the layer that decided");
+        assert_eq!(
+            rule.get("social.test").map(|m| m.source),
+            Some("social.txt"),
+            "the layer that decided"
+        );
     }
 
     #[test]
@@ -466,16 +487,28 @@ mod tests {
         let h = (m % 1440) / 60;
         let window = format!("{day} {h:02}:00-{:02}:00", h + 1);
         let (_d, cfg) = config(
-            &[("social.txt", "social.test\n"), ("ok.txt", "ok.social.test\n")],
-            &format!("[server]\ntimezone = \"UTC\"\n[blocking]\nallow = [\"ok.txt\"]\n\
-                     lists = [{{ source = \"social.txt\", schedule = [\"{window}\"] }}]\n"),
+            &[
+                ("social.txt", "social.test\n"),
+                ("ok.txt", "ok.social.test\n"),
+            ],
+            &format!(
+                "[server]\ntimezone = \"UTC\"\n[blocking]\nallow = [\"ok.txt\"]\n\
+                     lists = [{{ source = \"social.txt\", schedule = [\"{window}\"] }}]\n"
+            ),
         );
         let clock = Arc::new(LocalTime::new(Some("UTC")));
         let (b, reports) = Blocking::load(&cfg.blocking, &clock).unwrap();
         assert_eq!(reports.len(), 2);
         assert!(blocked(&b, "www.social.test", now), "inside {window}");
         assert!(!blocked(&b, "ok.social.test", now), "the allow still wins");
-        assert!(!blocked(&b, "www.social.test", now.after(std::time::Duration::from_secs(3600))), "outside {window}");
+        assert!(
+            !blocked(
+                &b,
+                "www.social.test",
+                now.after(std::time::Duration::from_secs(3600))
+            ),
+            "outside {window}"
+        );
     }
 
     fn text(rule: &str, source: &str) -> String {

@@ -61,7 +61,8 @@ impl Members {
         if self.schedule.as_ref().is_some_and(|s| !s.active(minute())) {
             return false;
         }
-        self.nets.contains(client) || (!self.macs.is_empty() && mac().is_some_and(|m| self.macs.contains(&m)))
+        self.nets.contains(client)
+            || (!self.macs.is_empty() && mac().is_some_and(|m| self.macs.contains(&m)))
     }
 
     /// True when a member may be named by MAC address.
@@ -155,13 +156,24 @@ mod tests {
     use std::time::Duration;
 
     fn groups(text: &str, table: FixedTable) -> Groups {
-        let cfg = Config::parse(&format!("[server]\ntimezone = \"UTC\"\n{text}"), "t.toml", None).unwrap();
+        let cfg = Config::parse(
+            &format!("[server]\ntimezone = \"UTC\"\n{text}"),
+            "t.toml",
+            None,
+        )
+        .unwrap();
         let clock = Arc::new(LocalTime::new(Some("UTC")));
         let (default, _) = Blocking::load(&cfg.blocking, &clock).unwrap();
         let table: Arc<dyn MacLookup> = Arc::new(table);
-        Groups::load(&cfg.groups, &default, &cfg.blocking.cache_dir, &clock, || table)
-            .unwrap()
-            .0
+        Groups::load(
+            &cfg.groups,
+            &default,
+            &cfg.blocking.cache_dir,
+            &clock,
+            || table,
+        )
+        .unwrap()
+        .0
     }
 
     fn name(g: Option<&Group>) -> Option<&str> {
@@ -183,12 +195,29 @@ mod tests {
             table,
         );
         let now = fixed_now();
-        assert_eq!(name(g.select("10.0.5.9".parse().unwrap(), &now)), Some("lab"));
-        assert_eq!(name(g.select("10.0.6.9".parse().unwrap(), &now)), Some("office"));
-        assert_eq!(name(g.select("192.168.1.50".parse().unwrap(), &now)), Some("laptop"));
-        assert_eq!(name(g.select(v6, &now)), Some("laptop"), "IPv6 address of the same MAC");
+        assert_eq!(
+            name(g.select("10.0.5.9".parse().unwrap(), &now)),
+            Some("lab")
+        );
+        assert_eq!(
+            name(g.select("10.0.6.9".parse().unwrap(), &now)),
+            Some("office")
+        );
+        assert_eq!(
+            name(g.select("192.168.1.50".parse().unwrap(), &now)),
+            Some("laptop")
+        );
+        assert_eq!(
+            name(g.select(v6, &now)),
+            Some("laptop"),
+            "IPv6 address of the same MAC"
+        );
         assert_eq!(name(g.select("192.168.1.51".parse().unwrap(), &now)), None);
-        assert!(Groups::default().select("10.0.5.9".parse().unwrap(), &now).is_none());
+        assert!(
+            Groups::default()
+                .select("10.0.5.9".parse().unwrap(), &now)
+                .is_none()
+        );
     }
 
     #[test]
@@ -200,10 +229,15 @@ mod tests {
         let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][usize::from(m / 1440)];
         let (h, mm) = ((m % 1440) / 60, m % 60);
         let end = (h + 1).min(24);
-        let window = format!("{day} {h:02}:{mm:02}-{end:02}:{:02}", if end == 24 { 0 } else { mm });
+        let window = format!(
+            "{day} {h:02}:{mm:02}-{end:02}:{:02}",
+            if end == 24 { 0 } else { mm }
+        );
         let g = groups(
-            &format!("[[groups]]\nname = \"work\"\nclients = [\"10.0.0.0/8\"]\nschedule = [\"{window}\"]\n\
-             [[groups]]\nname = \"all\"\nclients = [\"10.0.0.0/8\"]\n"),
+            &format!(
+                "[[groups]]\nname = \"work\"\nclients = [\"10.0.0.0/8\"]\nschedule = [\"{window}\"]\n\
+             [[groups]]\nname = \"all\"\nclients = [\"10.0.0.0/8\"]\n"
+            ),
             FixedTable::default(),
         );
         let ip = "10.1.2.3".parse().unwrap();

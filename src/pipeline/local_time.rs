@@ -80,8 +80,15 @@ mod tests {
         let monday = UNIX_EPOCH + Duration::from_secs(1_796_631_600); // 2026-12-07T08:20:00Z
         let utc = LocalTime::new(Some("UTC"));
         assert_eq!(utc.week_minute(monday), 8 * 60 + 20);
-        assert_eq!(utc.week_minute(monday + Duration::from_secs(59)), 8 * 60 + 20, "kept");
-        assert_eq!(utc.week_minute(monday + Duration::from_secs(60)), 8 * 60 + 21);
+        assert_eq!(
+            utc.week_minute(monday + Duration::from_secs(59)),
+            8 * 60 + 20,
+            "kept"
+        );
+        assert_eq!(
+            utc.week_minute(monday + Duration::from_secs(60)),
+            8 * 60 + 21
+        );
         let berlin = LocalTime::new(Some("Europe/Berlin"));
         assert_eq!(berlin.week_minute(monday), 9 * 60 + 20);
         // Sunday 23:30 UTC is Monday 00:30 in Berlin: the week wraps.

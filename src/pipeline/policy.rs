@@ -67,8 +67,13 @@ impl Policy {
     ) -> Result<(Self, Vec<ListReport>), BlocklistError> {
         let clock = Arc::new(LocalTime::new(cfg.server.timezone.as_deref()));
         let (blocking, mut reports) = Blocking::load(&cfg.blocking, &clock)?;
-        let (groups, group_reports) =
-            Groups::load(&cfg.groups, &blocking, &cfg.blocking.cache_dir, &clock, macs)?;
+        let (groups, group_reports) = Groups::load(
+            &cfg.groups,
+            &blocking,
+            &cfg.blocking.cache_dir,
+            &clock,
+            macs,
+        )?;
         reports.extend(group_reports);
         let mut p = Self::new(Access::new(&cfg.access), blocking, &reports);
         p.groups = groups;

@@ -17,6 +17,8 @@ mod ede_text; // the EDE text a blocked answer carries: list file name, char-saf
 mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptables
 mod firewall_rollback; // `apply --confirm` killed in its window: the guard rolls back; confirm disarms
 mod forward; // forwarding, rcodes, flags, failover, SERVFAIL deadline, TCP fallback
+mod groups; // [[groups]] by source address, schedules, `lists check --client`, overlap warnings
+mod groups_mac; // a group naming a MAC address: veth pairs, namespaces, ARP and NDP
 mod hostile; // hostile clients: TCP limits and deadlines, per-client forward limits
 mod list_downloads; // URL list downloads: redirects, streaming to disk in bounded memory
 mod list_edits; // `lists add|remove`: owner, mode, symlinks, raw bytes, concurrent edits
