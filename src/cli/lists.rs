@@ -397,7 +397,7 @@ fn warn_if_not_in_config(config: Option<&Path>, file: &Path) -> Result<(), Error
     });
     if !listed {
         eprintln!(
-            "sinkhole: warning: {} is not in blocking.lists, blocking.allow or a group's lists of {}; a server with that config will not use it",
+            "sinkhole: warning: {} is not in blocking.lists or blocking.allow of {}; a server with that config will not use it",
             file.display(),
             config.display()
         );
