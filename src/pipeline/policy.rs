@@ -3,7 +3,8 @@
 //! A reload (SIGHUP, a list file that changed) builds a whole new snapshot off the query
 //! path and swaps it in at once; queries in flight finish with the one they started with,
 //! and a reload that fails anywhere keeps the previous snapshot whole. It holds access
-//! control and the blocking stage (lists, answer settings, bypass signals); client groups,
+//! control, the blocking stage (lists, answer settings, bypass signals) and the checks of
+//! upstream answers (response IPs, rebinding protection); client groups,
 //! local records and forward zones go here too, so that they reload the same way.
 
 use std::time::SystemTime;
@@ -13,6 +14,7 @@ use crate::config::Config;
 use crate::counters::ListStat;
 
 use super::access::Access;
+use super::answer_check::AnswerCheck;
 use super::blocking::Blocking;
 
 /// The decision-making part of the config, built and swapped whole.
@@ -22,18 +24,22 @@ pub struct Policy {
     pub access: Access,
     /// Block and allow lists and how blocked names are answered.
     pub blocking: Blocking,
+    /// What upstream answers are checked for (response IPs, rebinding, CNAME targets).
+    pub checks: AnswerCheck,
     /// What each list held when this snapshot was built (for the counters).
     pub lists: Vec<ListStat>,
 }
 
 impl Policy {
     /// A snapshot of `access` around an already built blocking stage; `reports` are its
-    /// lists' load reports (empty for a stage built in a test).
+    /// lists' load reports (empty for a stage built in a test). Upstream answers are
+    /// checked only for their bailiwick and CNAME chain (see [`Policy::with_checks`]).
     pub fn new(access: Access, blocking: Blocking, reports: &[ListReport]) -> Self {
         let loaded = SystemTime::now();
         Self {
             access,
             blocking,
+            checks: AnswerCheck::default(),
             lists: reports
                 .iter()
                 .map(|r| ListStat {
@@ -51,8 +57,14 @@ impl Policy {
     pub fn load(cfg: &Config) -> Result<(Self, Vec<ListReport>), BlocklistError> {
         let (blocking, reports) = Blocking::load(&cfg.blocking)?;
         Ok((
-            Self::new(Access::new(&cfg.access), blocking, &reports),
+            Self::new(Access::new(&cfg.access), blocking, &reports)
+                .with_checks(AnswerCheck::new(cfg)),
             reports,
         ))
+    }
+
+    /// This snapshot with the answer checks `checks`.
+    pub fn with_checks(self, checks: AnswerCheck) -> Self {
+        Self { checks, ..self }
     }
 }
