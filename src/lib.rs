@@ -15,10 +15,11 @@
 //!   ─► (local)       the policy issue's stage: local records, split horizon
 //!   ─► blocking      bypass signals, then the lists (allow wins at equal or higher specificity)
 //!   ─► any           RFC 8482: ANY gets one HINFO, never forwarded
-//!   ─► cache         (name, type, class, DO, CD, RD); TTLs count down to `req.now`
+//!   ─► cache         (name, type, class, DO, CD, RD); TTLs count down to `req.now`; a hit
+//!                    with a CNAME chain is checked against the lists again
 //!   ─► upstream      the only stage that waits: pooled UDP sockets, cookies, TCP on TC, failover
-//!   ─► answer checks out-of-bailiwick records stripped (later: CNAME/IP blocking, DNSSEC)
-//!   ─► cache store
+//!   ─► answer checks out-of-bailiwick records stripped; response IPs, rebinding (blocked,
+//!                    not cached); then cache store; then the CNAME chain (later: DNSSEC)
 //! ─► response bytes + query-log record ─► listener sends, then logs
 //! ```
 //!

@@ -3,7 +3,8 @@
 //! off the query path: the policy snapshot (lists, answer settings) on a low-priority
 //! thread, the upstream set, the query log's new file. Only when every part is ready is it
 //! applied: the policy swapped whole, `[upstream]` for the queries that start after the
-//! swap, `[cache]` bounds, `[log]` path and rotation (records already queued are written
+//! swap, `[cache]` bounds (and the cache emptied when the checks of upstream answers
+//! changed), `[log]` path and rotation (records already queued are written
 //! first). A reload that fails in any part applies none of it. Keys that only a restart can
 //! apply (`[server]`: listen addresses, thread counts, limits; turning the log on or off)
 //! are named in a WARN.
@@ -170,6 +171,12 @@ impl Reloader {
         }));
         if new.upstream != old.upstream || new.forward != old.forward || new.cache != old.cache {
             self.pipeline.apply(&new);
+        }
+        // Cached answers passed the old response-IP and rebinding checks, which run only
+        // before an answer is stored (forward domains are exempt from rebinding): judge
+        // them again by asking anew.
+        if new.blocking.answers != old.blocking.answers || new.forward != old.forward {
+            self.pipeline.cache().clear();
         }
         let restart = restart_keys(&old, &new);
         if !restart.is_empty() {

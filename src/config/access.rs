@@ -102,7 +102,7 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
 }
 
 /// True when `s` is meant as an address or CIDR rather than a file name.
-fn looks_like_net(s: &str) -> bool {
+pub(super) fn looks_like_net(s: &str) -> bool {
     s.split('/')
         .next()
         .is_some_and(|a| a.parse::<IpAddr>().is_ok())

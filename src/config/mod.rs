@@ -3,6 +3,7 @@
 //! any of them. Paths in the file are relative to the file's folder.
 
 pub mod access;
+pub mod answer_checks;
 pub mod error;
 pub mod firewall;
 pub mod forward;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use crate::firewall::FirewallConfig;
 pub use access::{AccessConfig, DenyAction};
+pub use answer_checks::{AnswerChecksConfig, ResponseIp};
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::ForwardConfig;
 pub use groups::GroupConfig;
@@ -108,6 +110,8 @@ pub struct BlockingConfig {
     pub max_shrink: u8,
     /// Answer the resolver-bypass signals locally (`blocking.bypass_signals`).
     pub bypass_signals: bool,
+    /// Checks of upstream answers: `response_ips`, `rebind_protection`, `rebind_allow`.
+    pub answers: AnswerChecksConfig,
 }
 
 /// The whole validated config.
@@ -367,6 +371,8 @@ impl Validator<'_> {
                 }
             }
         };
+        let answers =
+            self.answer_checks(&b.response_ips, b.rebind_protection, &b.rebind_allow, base);
         let firewall = raw.firewall.map(|fw| self.firewall(fw, base));
         let log = raw.log.and_then(|l| self.log(l, base));
         let access = self.access(raw.access, base);
@@ -418,6 +424,7 @@ impl Validator<'_> {
                 cache_dir,
                 max_shrink,
                 bypass_signals: b.bypass_signals,
+                answers,
             },
             access,
             forward,

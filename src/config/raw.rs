@@ -172,6 +172,13 @@ pub struct RawBlocking {
     pub bypass_signals: bool,
     /// A file (or URL) of DoH server names, blocked like any list.
     pub doh_names: Option<Spanned<String>>,
+    /// Answers holding an address in one of these (addresses, CIDRs, files of them) are
+    /// blocked.
+    pub response_ips: Vec<Spanned<String>>,
+    /// DNS rebinding protection: public names must not resolve to private addresses.
+    pub rebind_protection: bool,
+    /// Domains whose names may resolve to private addresses.
+    pub rebind_allow: Vec<Spanned<String>>,
 }
 
 /// One entry of `blocking.lists` / `blocking.allow`.
@@ -231,6 +238,9 @@ impl Default for RawBlocking {
             max_shrink: None,
             bypass_signals: true,
             doh_names: None,
+            response_ips: Vec::new(),
+            rebind_protection: true,
+            rebind_allow: Vec::new(),
         }
     }
 }

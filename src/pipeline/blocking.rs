@@ -212,7 +212,14 @@ impl Blocking {
     /// The answer for a query blocked by `m`, with the EDE text naming the rule and list
     /// when the query had EDNS.
     pub fn answer(&self, q: &Query, m: &Match<'_>) -> Local {
-        let rule_labels = m.rule.split('.').count();
+        self.blocked(q, m.rule.split('.').count(), || ede_text(m))
+    }
+
+    /// The answer for a query blocked by a rule of `rule_labels` labels (the SOA of a
+    /// negative answer names that many of the question's last labels), as `blocking.mode`
+    /// says; `ede` makes the EDE text, only when the query had EDNS (cut to
+    /// [`EDE_TEXT_MAX`] bytes).
+    pub fn blocked(&self, q: &Query, rule_labels: usize, ede: impl FnOnce() -> String) -> Local {
         let (rc, address) = match self.mode {
             BlockMode::Sinkhole => (
                 rcode::NOERROR,
@@ -232,7 +239,7 @@ impl Blocking {
             address,
             soa_labels: negative.then_some(rule_labels.min(q.label_count())),
             ttl: self.ttl,
-            ede: q.edns.map(|_| (EDE_BLOCKED, Cow::Owned(ede_text(m)))),
+            ede: q.edns.map(|_| (EDE_BLOCKED, Cow::Owned(clip_ede(ede())))),
         }
     }
 }
@@ -292,12 +299,16 @@ pub const EDE_TEXT_MAX: usize = 200;
 /// [`EDE_TEXT_MAX`] bytes cut at a character boundary. The list is named as
 /// [`list_label`] shows it to clients: never a folder outside the config's.
 pub fn ede_text(m: &Match<'_>) -> String {
-    let mut t = format!(
+    clip_ede(format!(
         "blocked by {} ({}:{})",
         m.rule,
         list_label(m.source),
         m.line
-    );
+    ))
+}
+
+/// `t` cut to at most [`EDE_TEXT_MAX`] bytes, at a character boundary.
+pub fn clip_ede(mut t: String) -> String {
     let mut cut = t.len().min(EDE_TEXT_MAX);
     while !t.is_char_boundary(cut) {
         cut -= 1;

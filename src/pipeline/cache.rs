@@ -113,6 +113,16 @@ impl Cache {
         }
     }
 
+    /// Drops every entry (a reload that changes how upstream answers are judged before
+    /// they are stored: `blocking.response_ips`, rebinding protection).
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
+            s.lru.clear();
+            s.bytes = 0;
+        }
+    }
+
     fn shard(&self, key: &[u8]) -> Option<&Shard> {
         if self.shard_bytes.load(Ordering::Relaxed) == 0 {
             return None;
@@ -329,6 +339,10 @@ mod tests {
         c.resize(SHARDS * 2, MIB);
         assert!(c.len() <= SHARDS * 2, "{}", c.len());
         assert_eq!(c.bytes(), c.len() * Cache::entry_size(&[0; 4], &r));
+        c.clear();
+        assert_eq!((c.len(), c.bytes()), (0, 0));
+        c.put(b"k", &r, now);
+        assert_eq!(c.len(), 1, "still on after a clear");
         c.resize(0, MIB);
         assert_eq!((c.len(), c.bytes()), (0, 0));
         c.put(b"k", &r, now);

@@ -26,6 +26,8 @@ use crate::neighbours::MacLookup;
 pub struct Group {
     /// Its name, as the query log shows it.
     pub name: Arc<str>,
+    /// Its place in file order (see [`Groups::get`]).
+    pub index: usize,
     members: Members,
     /// Its blocking stage.
     pub blocking: Blocking,
@@ -98,6 +100,7 @@ impl Groups {
             reports.extend(r);
             groups.push(Group {
                 name: Arc::from(g.name.as_str()),
+                index: groups.len(),
                 members: Members::new(g),
                 blocking,
             });
@@ -133,6 +136,11 @@ impl Groups {
                 || *mac.get_or_insert_with(|| self.macs.as_ref().and_then(|t| t.mac(client))),
             )
         })
+    }
+
+    /// The group at `index` in file order.
+    pub fn get(&self, index: usize) -> Option<&Group> {
+        self.groups.get(index)
     }
 
     /// The groups, in file order.

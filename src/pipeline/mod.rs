@@ -40,7 +40,6 @@ use crate::blocklist::{Blocklist, Kind, Match};
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::dns::wire::{EDE_NO_REACHABLE_AUTHORITY, Response, rcode};
-use answer_check::AnswerCheck;
 use any::AnyQuery;
 use blocking::Verdict;
 use cache::Cache;
@@ -74,8 +73,31 @@ pub enum Action {
 pub enum RuleRef {
     /// A list rule: the list snapshot that decided.
     List(Arc<Blocklist>),
-    /// A rule the server adds itself (a bypass signal): logged with the list `builtin`.
+    /// A rule the server adds itself (a bypass signal, `rebinding`): logged with the list
+    /// `builtin`.
     Builtin(&'static str),
+    /// A list rule that blocks a name of the answer's CNAME chain: the rule is looked up
+    /// for that name, which the log shows as `cname`.
+    Cname {
+        /// The list snapshot that decided.
+        list: Arc<Blocklist>,
+        /// The blocked name of the chain, as query names are written.
+        target: Box<[u8]>,
+    },
+    /// A rule written in the config or in a file it names (a `blocking.response_ips`
+    /// entry): its text and where it is written.
+    Written(Arc<WrittenRule>),
+}
+
+/// A rule written in the config or in a file it names, as the query log shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenRule {
+    /// The rule's text (`203.0.113.0/24`).
+    pub rule: Box<str>,
+    /// The file it is written in.
+    pub source: Box<str>,
+    /// Its 1-based line there.
+    pub line: u32,
 }
 
 impl RuleRef {
@@ -94,6 +116,21 @@ impl RuleRef {
                 source: "",
                 line: 0,
             }),
+            Self::Cname { list, target } => list.find(target),
+            Self::Written(w) => Some(Match {
+                kind: Kind::Block,
+                rule: &w.rule,
+                source: &w.source,
+                line: w.line,
+            }),
+        }
+    }
+
+    /// The CNAME target that was blocked instead of the query name, for the log.
+    pub fn cname(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            Self::Cname { target, .. } => Some(String::from_utf8_lossy(target)),
+            _ => None,
         }
     }
 }
@@ -161,7 +198,6 @@ pub struct Pipeline {
     any: AnyQuery,
     cache: Cache,
     upstream: ArcSwap<Upstreams>,
-    checks: AnswerCheck,
     counters: Arc<Counters>,
     details: bool,
 }
@@ -175,7 +211,6 @@ impl Pipeline {
             any: AnyQuery,
             cache: Cache::new(cfg.cache.max_entries, cfg.cache.max_bytes),
             upstream: ArcSwap::from_pointee(Upstreams::new(cfg, &counters)),
-            checks: AnswerCheck,
             counters,
             details: cfg.log.is_some(),
         }
@@ -203,6 +238,7 @@ impl Pipeline {
         // the log names it.
         let group = policy.groups.select(req.client.ip(), &req.now);
         let blocking = group.map_or(&policy.blocking, |g| &g.blocking);
+        let index = group.map(|g| g.index);
         let group = group.filter(|_| self.details).map(|g| Arc::clone(&g.name));
         let done = |a: Answer, out: &mut Vec<u8>| {
             let mut o = a.write(req, out, self.details);
@@ -225,9 +261,15 @@ impl Pipeline {
             return done(a, out);
         }
 
-        // 5. Cache: answers already fetched, TTLs counted down to `req.now`.
+        // 5. Cache: answers already fetched, TTLs counted down to `req.now`. The cache
+        //    holds upstream answers as they came, so the CNAME check of step 7 runs again
+        //    with this client's lists, for answers that have a chain (one emptiness check
+        //    for the others).
         if let Flow::Answer(mut a) = self.cache.check(req) {
             self.counters.cache_hit();
+            if let Some(b) = policy.checks.cached(req, &a, blocking, self.details) {
+                return done(b, out);
+            }
             a.rule = rule;
             return done(a, out);
         }
@@ -236,8 +278,9 @@ impl Pipeline {
         // 6. Upstream: the only stage that waits, so the rest of the chain is a future.
         //    Names under a `[[forward]]` domain go to that rule's servers only, the rest to
         //    `[upstream]`. Queries that start after a reload use the new servers; this one
-        //    keeps the set it started with.
+        //    keeps the set it started with, and the policy snapshot (and group) too.
         let (me, req) = (Arc::clone(self), req.clone().into_owned());
+        let policy = arc_swap::Guard::into_inner(policy);
         let upstream = self.upstream.load_full();
         Resolution::Forward(Box::pin(async move {
             let mut out = Vec::with_capacity(512);
@@ -245,24 +288,35 @@ impl Pipeline {
             let mut answer = match servers.forward(&req.query, req.arrived).await {
                 Ok((resp, server)) => {
                     // 7. Answer checks: every upstream answer passes them before it is
-                    //    cached or sent (records outside the question's bailiwick are
-                    //    stripped; CNAME and response-IP blocking, rebinding protection
-                    //    and DNSSEC validation belong here too).
-                    match me.checks.check(&req, resp) {
+                    //    cached or sent: records outside the question's bailiwick are
+                    //    stripped; an answer holding a `response_ips` address, or a
+                    //    private address for a public name (rebinding), is answered as
+                    //    blocked and not cached. (DNSSEC validation belongs here too.)
+                    let blocking = index
+                        .and_then(|i| policy.groups.get(i))
+                        .map_or(&policy.blocking, |g| &g.blocking);
+                    let checks = &policy.checks;
+                    match checks.check(&req, resp, blocking, me.details) {
                         Ok(resp) => {
                             let resp = Arc::new(resp);
-                            // 8. Cache what passed, for the queries that follow.
+                            // 8. Cache what passed, for the queries that follow: as it
+                            //    came, whatever the CNAME check below decides, so that a
+                            //    list change applies to it at once.
                             me.cache.store(&req, &resp);
-                            Answer::new(
-                                Action::Allowed,
-                                Reply::Upstream {
-                                    resp,
-                                    age: 0,
-                                    server: Some(server),
-                                },
-                            )
+                            // 7, last: a CNAME chain that reaches a blocked name.
+                            match checks.cname(&req, &resp, blocking, me.details) {
+                                Some(blocked) => blocked,
+                                None => Answer::new(
+                                    Action::Allowed,
+                                    Reply::Upstream {
+                                        resp,
+                                        age: 0,
+                                        server: Some(server),
+                                    },
+                                ),
+                            }
                         }
-                        Err(refused) => refused,
+                        Err(replaced) => replaced,
                     }
                 }
                 Err(e) => {
@@ -280,7 +334,10 @@ impl Pipeline {
                     )
                 }
             };
-            answer.rule = rule;
+            // The allow rule that let a listed name through, unless a check blocked it.
+            if answer.rule.is_none() {
+                answer.rule = rule;
+            }
             let mut o = answer.write(&req, &mut out, me.details);
             o.group = group;
             (out, o)

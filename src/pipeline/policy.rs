@@ -3,8 +3,9 @@
 //! A reload (SIGHUP, a list file that changed) builds a whole new snapshot off the query
 //! path and swaps it in at once; queries in flight finish with the one they started with,
 //! and a reload that fails anywhere keeps the previous snapshot whole. It holds access
-//! control, the default blocking stage (lists, answer settings, bypass signals) and the
-//! client groups with theirs; local records go here too, so that they reload the same way.
+//! control, the default blocking stage (lists, answer settings, bypass signals), the client
+//! groups with theirs, and the checks of upstream answers (response IPs, rebinding
+//! protection); local records go here too, so that they reload the same way.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -14,6 +15,7 @@ use crate::config::Config;
 use crate::counters::ListStat;
 
 use super::access::Access;
+use super::answer_check::AnswerCheck;
 use super::blocking::Blocking;
 use super::groups::Groups;
 use super::local_time::LocalTime;
@@ -28,19 +30,23 @@ pub struct Policy {
     pub blocking: Blocking,
     /// Client groups, each with its own blocking stage.
     pub groups: Groups,
+    /// What upstream answers are checked for (response IPs, rebinding, CNAME targets).
+    pub checks: AnswerCheck,
     /// What each list held when this snapshot was built (for the counters).
     pub lists: Vec<ListStat>,
 }
 
 impl Policy {
     /// A snapshot of `access` around an already built blocking stage; `reports` are its
-    /// lists' load reports (empty for a stage built in a test).
+    /// lists' load reports (empty for a stage built in a test). Upstream answers are
+    /// checked only for their bailiwick and CNAME chain (see [`Policy::with_checks`]).
     pub fn new(access: Access, blocking: Blocking, reports: &[ListReport]) -> Self {
         let loaded = SystemTime::now();
         Self {
             access,
             blocking,
             groups: Groups::default(),
+            checks: AnswerCheck::default(),
             lists: reports
                 .iter()
                 .map(|r| ListStat {
@@ -75,8 +81,14 @@ impl Policy {
             macs,
         )?;
         reports.extend(group_reports);
-        let mut p = Self::new(Access::new(&cfg.access), blocking, &reports);
+        let mut p = Self::new(Access::new(&cfg.access), blocking, &reports)
+            .with_checks(AnswerCheck::new(cfg));
         p.groups = groups;
         Ok((p, reports))
+    }
+
+    /// This snapshot with the answer checks `checks`.
+    pub fn with_checks(self, checks: AnswerCheck) -> Self {
+        Self { checks, ..self }
     }
 }

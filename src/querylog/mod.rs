@@ -83,6 +83,10 @@ pub struct Entry<'a> {
     /// The client group whose policy decided; absent for the default policy.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub group: Option<Cow<'a, str>>,
+    /// The name of the answer's CNAME chain that `rule` blocked (the query name itself
+    /// was not blocked); absent otherwise.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub cname: Option<Cow<'a, str>>,
     /// Response code mnemonic.
     #[serde(borrow)]
     pub rcode: Cow<'a, str>,

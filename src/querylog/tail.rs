@@ -33,7 +33,10 @@ pub fn render(e: &Entry<'_>, style: Style) -> String {
     // `2026-11-21T10:00:01.532Z` → `2026-11-21 10:00:01.532`
     let ts = e.ts.get(..23).unwrap_or(&e.ts).replacen('T', " ", 1);
     let detail = match (&e.rule, &e.list) {
-        (Some(r), Some(l)) if e.action == "blocked" => format!("{r} ({l})"),
+        (Some(r), Some(l)) if e.action == "blocked" => match &e.cname {
+            Some(c) => format!("{r} ({l}) via CNAME {c}"),
+            None => format!("{r} ({l})"),
+        },
         (Some(r), Some(l)) => format!("{} [allowed by {r} ({l})]", answers(e)),
         _ => answers(e),
     };

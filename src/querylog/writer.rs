@@ -329,6 +329,11 @@ impl Writer {
             l.extend_from_slice(b",\"group\":");
             json_str(l, g);
         }
+        // The name of the CNAME chain that the rule blocked, when not the query name.
+        if let Some(target) = r.outcome.rule.as_ref().and_then(|x| x.cname()) {
+            l.extend_from_slice(b",\"cname\":");
+            json_str(l, &target);
+        }
         l.extend_from_slice(b",\"rcode\":");
         json_str(l, rcode::name(r.outcome.rcode));
         l.extend_from_slice(b",\"answers\":[");
@@ -543,6 +548,58 @@ mod tests {
         assert_eq!(e.answers, ["0.0.0.0"]);
         assert_eq!(e.upstream.as_deref(), Some("9.9.9.9:53"));
         assert_eq!((e.elapsed_us, e.session, e.seq, e.new), (42, 1, 1, true));
+        assert_eq!(e.cname, None);
+        assert!(!line.contains("cname"), "absent unless a chain was blocked");
+    }
+
+    #[test]
+    fn a_blocked_cname_target_is_logged_with_its_rule() {
+        use crate::blocklist::{BlocklistBuilder, Kind};
+        use crate::handler::Asked;
+        use crate::pipeline::{Action, Outcome, RuleRef};
+        let mut b = BlocklistBuilder::new();
+        let src = b.add_source("lists/trackers.txt");
+        b.insert("tracker.example", Kind::Block, false, false, src, 7);
+        let cfg = LogConfig {
+            path: PathBuf::from("/nonexistent/q.jsonl"),
+            max_bytes: 1 << 20,
+            keep: 1,
+            anonymize_clients: false,
+            session_gap: Duration::from_secs(30),
+        };
+        let mut w = Writer::new(cfg, Arc::default());
+        let mut o = Outcome::new(Action::Blocked, 0, None);
+        o.rule = Some(RuleRef::Cname {
+            list: Arc::new(b.build()),
+            target: (*b"x.tracker.example").into(),
+        });
+        w.render(&Record {
+            ts: SystemTime::UNIX_EPOCH,
+            client: "192.0.2.7".parse().unwrap(),
+            asked: Asked {
+                qname: "metrics.shop.example".into(),
+                qtype: 1,
+            },
+            outcome: o,
+            elapsed: Duration::from_micros(42),
+        });
+        let line = std::str::from_utf8(&w.line).unwrap();
+        let e: super::super::Entry<'_> = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(e.qname, "metrics.shop.example");
+        assert_eq!(e.rule.as_deref(), Some("tracker.example"));
+        assert_eq!(e.list.as_deref(), Some("lists/trackers.txt:7"));
+        assert_eq!(e.cname.as_deref(), Some("x.tracker.example"));
+        let shown = super::super::tail::render(
+            &e,
+            super::super::tail::Style {
+                color: false,
+                json: false,
+            },
+        );
+        assert!(
+            shown.ends_with("tracker.example (lists/trackers.txt:7) via CNAME x.tracker.example"),
+            "{shown}"
+        );
     }
 
     #[test]

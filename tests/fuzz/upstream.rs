@@ -1,6 +1,7 @@
 //! Target `upstream_response`: answers from an upstream through
 //! `dns::wire::Response::from_upstream`, then `Response::write` to clients with every limit
-//! and a cache age, and `Response::answers` (the query log's rendering).
+//! and a cache age, `Response::answers` (the query log's rendering), and what the answer
+//! checks read (`cname_targets`, `any_address`).
 //!
 //! Properties: the output never exceeds the limit; when hickory-proto reads the upstream
 //! answer it also reads ours, with the client's ID, the same answer count (unless
@@ -160,7 +161,23 @@ fn check(pkt: &[u8]) -> Verdict {
         {
             return Err(format!("cache TTL {t} outside {min_ttl}..={max_ttl}"));
         }
+        // The answer checks' views: the CNAME chain (bounded, names of at most 510 bytes of
+        // text) and the addresses of the answer section (at most one per answer record).
+        let chain = r.cname_targets();
+        if chain.len() > 15 || chain.iter().any(|t| t.is_empty() || t.len() > 510) {
+            return Err(format!("CNAME chain out of bounds: {chain:?}"));
+        }
+        let mut addrs = 0u64;
+        r.any_address(|_| {
+            addrs += 1;
+            false
+        });
+        if addrs > u64::from(r.answer_count()) {
+            return Err(format!("{addrs} addresses in {} answers", r.answer_count()));
+        }
         parts.extend([
+            chain.len().min(4) as u64,
+            addrs.min(4),
             u64::from(r.rcode()),
             u64::from(r.answer_count().min(8)),
             r.answers().len() as u64,

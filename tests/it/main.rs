@@ -6,6 +6,7 @@ mod harness; // TestServer (the real service on 127.0.0.1:0) and a small DNS cli
 mod raw_upstream; // a scripted UDP upstream: delays, forged answers, DNS cookies
 
 mod access; // access control: allow, deny (nets and files), refuse or drop, reload
+mod answer_checks; // upstream answers: CNAME chains to blocked names, response IPs, rebinding
 mod any; // ANY answered locally with RFC 8482 HINFO
 mod blocking; // block modes, suffix and allow precedence, EDE
 mod cache; // hits, TTL countdown, negative caching

@@ -11,9 +11,15 @@
 
 use super::answer::{response_flags, write_opt, write_truncated};
 use super::query::Query;
+use std::net::IpAddr;
+
 use super::{
-    AA, AD, HEADER_LEN, QR, TC, TYPE_OPT, TYPE_SOA, parse_rr, patch, rcode, scrub, u16_at, u32_at,
+    AA, AD, CLASS_IN, HEADER_LEN, QR, TC, TYPE_A, TYPE_AAAA, TYPE_OPT, TYPE_SOA, parse_rr, patch,
+    rcode, scrub, skip_name, u16_at, u32_at,
 };
+
+/// Record type CNAME.
+const TYPE_CNAME: u16 = 5;
 
 /// An upstream answer ready to be cached and relayed: the message without its OPT record,
 /// with the positions of its TTL fields.
@@ -29,6 +35,11 @@ pub struct Response {
     /// The answers as text, rendered once for the query log (a cached answer is logged
     /// many times).
     answers_text: std::sync::OnceLock<Box<[Box<str>]>>,
+    /// The CNAME chain's targets, in order, as query names are written (lower case,
+    /// dotted); empty (no allocation) for an answer without one. Found once, when the
+    /// answer is parsed, so that checking a cached answer against the lists costs nothing
+    /// when it has no chain.
+    cname_targets: Box<[Box<[u8]>]>,
 }
 
 /// Why an upstream answer was not usable.
@@ -111,6 +122,7 @@ impl Response {
         let mut min_answer: Option<u32> = None;
         let mut soa_neg: Option<u32> = None;
         let mut opt: Option<(usize, usize)> = None;
+        let mut has_cname = false;
         let total = u32::from(an) + u32::from(ns) + u32::from(ar);
         for i in 0..total {
             let rr = parse_rr(pkt, pos).ok_or(Malformed)?;
@@ -124,6 +136,7 @@ impl Response {
                 let clamped = ttl.min(i32::MAX as u32).clamp(min_ttl, max_ttl);
                 ttls.push((u16::try_from(rr.ttl_off).map_err(|_| Malformed)?, clamped));
                 if i < u32::from(an) {
+                    has_cname |= rr.rtype == TYPE_CNAME;
                     min_answer = Some(min_answer.map_or(clamped, |m| m.min(clamped)));
                 } else if i < u32::from(an) + u32::from(ns) && rr.rtype == TYPE_SOA {
                     let minimum =
@@ -139,6 +152,11 @@ impl Response {
             _ => None,
         }
         .filter(|&t| t > 0);
+        let cname_targets = if has_cname {
+            scrub::cname_targets(pkt, qend + 4, an, q.qtype)
+        } else {
+            Box::default()
+        };
         let mut wire = Vec::with_capacity(pos);
         match opt {
             Some((s, e)) if e == pos => {
@@ -156,6 +174,7 @@ impl Response {
             ttl_bounds: (min_ttl, max_ttl),
             cache_ttl,
             answers_text: std::sync::OnceLock::new(),
+            cname_targets,
         })
     }
 
@@ -274,6 +293,41 @@ impl Response {
         })
     }
 
+    /// The targets of the answer's CNAME chain, from the question name on, each in the
+    /// form [`Query::name`] has (lower case, dotted, no final dot); empty without a chain.
+    pub fn cname_targets(&self) -> &[Box<[u8]>] {
+        &self.cname_targets
+    }
+
+    /// Calls `f` with each address of an A or AAAA record (class IN) in the answer
+    /// section (what clients connect to; glue in the additional section is for resolvers),
+    /// until it returns true; returns whether it did. A malformed record ends the walk.
+    pub fn any_address(&self, mut f: impl FnMut(IpAddr) -> bool) -> bool {
+        let w = &self.wire;
+        let Some(mut pos) = skip_name(w, HEADER_LEN).map(|p| p + 4) else {
+            return false;
+        };
+        for _ in 0..u16_at(w, 6).unwrap_or(0) {
+            let Some(rr) = parse_rr(w, pos) else {
+                return false;
+            };
+            pos = rr.end;
+            if u16_at(w, rr.ttl_off - 2) != Some(CLASS_IN) {
+                continue;
+            }
+            let data = w.get(rr.ttl_off + 6..rr.end).unwrap_or_default();
+            let ip = match (rr.rtype, data.len()) {
+                (TYPE_A, 4) => <[u8; 4]>::try_from(data).ok().map(IpAddr::from),
+                (TYPE_AAAA, 16) => <[u8; 16]>::try_from(data).ok().map(IpAddr::from),
+                _ => None,
+            };
+            if ip.is_some_and(&mut f) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Number of answer records.
     pub fn answer_count(&self) -> u16 {
         u16_at(&self.wire, 6).unwrap_or(0)
@@ -331,9 +385,15 @@ impl Response {
         // short records (an A is 16 wire bytes) render to at most about three times that.
         let text_max = (LOG_ANSWERS + 1) * (LOG_ANSWER_TEXT + 32);
         let text = (self.wire.len() * 3).min(text_max);
+        let chain: usize = self
+            .cname_targets
+            .iter()
+            .map(|t| t.len() + std::mem::size_of::<Box<[u8]>>())
+            .sum();
         std::mem::size_of::<Self>()
             + self.wire.len()
             + std::mem::size_of_val::<[(u16, u32)]>(&self.ttls)
+            + chain
             + text
     }
 }
@@ -411,6 +471,53 @@ mod tests {
             json.len() > LOG_ANSWER_TEXT - 10,
             "cut no shorter than needed"
         );
+    }
+
+    #[test]
+    fn chain_targets_and_addresses_are_found_once() {
+        use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS};
+        use hickory_proto::rr::{RData, Record};
+        let n = |s: &str| Name::from_ascii(s).unwrap();
+        let q = parse_query(&query_bytes("WWW.example.", RecordType::A, false)).unwrap();
+        let mut m = Message::new(0x1234, MessageType::Response, OpCode::Query);
+        m.add_query(HQuery::query(n("WWW.example."), RecordType::A));
+        let r = |owner: &str, d: RData| Record::from_rdata(n(owner), 60, d);
+        m.answers
+            .push(r("www.example.", RData::CNAME(CNAME(n("Edge.CDN.test.")))));
+        m.answers
+            .push(r("edge.cdn.test.", RData::A(A::new(192, 0, 2, 1))));
+        m.authorities
+            .push(r("cdn.test.", RData::NS(NS(n("ns.cdn.test.")))));
+        m.additionals.push(r(
+            "ns.cdn.test.",
+            RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 53)),
+        ));
+        let resp = Response::from_upstream(&m.to_vec().unwrap(), &q, 0x1234, 0, 86400).unwrap();
+        let t: Vec<&[u8]> = resp.cname_targets().iter().map(|t| &**t).collect();
+        assert_eq!(t, [b"edge.cdn.test"]);
+        let mut seen = Vec::new();
+        assert!(!resp.any_address(|ip| {
+            seen.push(ip.to_string());
+            false
+        }));
+        assert_eq!(seen, ["192.0.2.1"], "the answer section only, not glue");
+        assert!(
+            resp.any_address(|ip| ip.is_ipv4()),
+            "stops at the first yes"
+        );
+        // No chain: nothing allocated, nothing to check on a cache hit.
+        m.answers.remove(0);
+        m.answers[0].name = n("www.example.");
+        let resp = Response::from_upstream(&m.to_vec().unwrap(), &q, 0x1234, 0, 86400).unwrap();
+        assert!(resp.cname_targets().is_empty());
+        // A CNAME query: the answer is the CNAME itself, not a chain to check.
+        let q = parse_query(&query_bytes("www.example.", RecordType::CNAME, false)).unwrap();
+        let mut m = Message::new(0x1234, MessageType::Response, OpCode::Query);
+        m.add_query(HQuery::query(n("www.example."), RecordType::CNAME));
+        m.answers
+            .push(r("www.example.", RData::CNAME(CNAME(n("edge.cdn.test.")))));
+        let resp = Response::from_upstream(&m.to_vec().unwrap(), &q, 0x1234, 0, 86400).unwrap();
+        assert!(resp.cname_targets().is_empty());
     }
 
     #[test]

@@ -186,19 +186,11 @@ fn each(pkt: &[u8], mut pos: usize, count: u16, mut f: impl FnMut(&RrPos)) -> Op
     Some(pos)
 }
 
-/// Calls `stray(i)` for every record to strip, `i` counting all records from the first
-/// answer (OPT included, never a stray). `first` is the position after the question;
-/// `counts` are the answer, authority and additional counts. `None`: the records do not
-/// parse (the caller has checked they do).
-pub(super) fn strays(
-    pkt: &[u8],
-    first: usize,
-    counts: [u16; 3],
-    qtype: u16,
-    mut stray: impl FnMut(usize),
-) -> Option<()> {
-    let [an, ns, ar] = counts;
-    // The chain: the question name, then each CNAME target, found wherever its record is.
+/// The CNAME chain of an answer: the question name (at [`HEADER_LEN`]), then each CNAME
+/// target (its position in the record's RDATA), found wherever its record is in the answer
+/// section (`an` records from `first`). Not followed for a query of type CNAME, whose answer
+/// is the first CNAME itself. A loop or more than [`MAX_CHAIN`] names end it.
+fn chain(pkt: &[u8], first: usize, an: u16, qtype: u16) -> Option<Names<MAX_CHAIN>> {
     let mut chain = Names::<MAX_CHAIN>::new();
     chain.push(HEADER_LEN);
     if qtype != TYPE_CNAME {
@@ -215,6 +207,56 @@ pub(super) fn strays(
             }
         }
     }
+    Some(chain)
+}
+
+/// The CNAME targets of an answer to a question of type `qtype` (see [`chain`]), each in
+/// the form a query's name has: lower case, dotted, no final dot, a `.` or `\` inside a
+/// label escaped with `\`. Empty when there is no chain or the records do not parse.
+pub(super) fn cname_targets(pkt: &[u8], first: usize, an: u16, qtype: u16) -> Box<[Box<[u8]>]> {
+    let Some(chain) = chain(pkt, first, an, qtype) else {
+        return Box::default();
+    };
+    chain
+        .as_slice()
+        .iter()
+        .skip(1)
+        .map(|&pos| name_text(pkt, pos))
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The name at `pos` as text (see [`cname_targets`]); at most 255 bytes of labels are read
+/// (so at most 510 bytes of text).
+fn name_text(pkt: &[u8], pos: usize) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(64);
+    for label in labels(pkt, pos) {
+        if !out.is_empty() {
+            out.push(b'.');
+        }
+        for &c in label {
+            if c == b'.' || c == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out.into_boxed_slice()
+}
+
+/// Calls `stray(i)` for every record to strip, `i` counting all records from the first
+/// answer (OPT included, never a stray). `first` is the position after the question;
+/// `counts` are the answer, authority and additional counts. `None`: the records do not
+/// parse (the caller has checked they do).
+pub(super) fn strays(
+    pkt: &[u8],
+    first: usize,
+    counts: [u16; 3],
+    qtype: u16,
+    mut stray: impl FnMut(usize),
+) -> Option<()> {
+    let [an, ns, ar] = counts;
+    let chain = chain(pkt, first, an, qtype)?;
     let in_chain = |p: usize| chain.as_slice().iter().any(|&c| name_eq(pkt, c, p));
     let above_chain = |p: usize| chain.as_slice().iter().any(|&c| is_ancestor(pkt, p, c));
     let mut targets = Names::<MAX_TARGETS>::new();
@@ -303,6 +345,16 @@ mod tests {
         assert!(is_ancestor(&p, 38, 12), "com, spelled out elsewhere");
         assert!(!is_ancestor(&p, 12, 16));
         assert!(!is_ancestor(&p, 29, 12));
+    }
+
+    #[test]
+    fn names_become_query_style_text() {
+        let mut p = pkt();
+        assert_eq!(&*name_text(&p, 36), b"mail.example.com");
+        p.extend_from_slice(b"\x03a.B\x01\\\x00");
+        assert_eq!(&*name_text(&p, 43), b"a\\.b.\\\\");
+        // Past the end: empty, and no panic.
+        assert!(name_text(&p, p.len()).is_empty());
     }
 
     #[test]
