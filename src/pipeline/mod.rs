@@ -22,6 +22,7 @@ pub mod any;
 pub mod blocking;
 pub mod cache;
 pub mod flow;
+pub mod limits;
 pub mod policy;
 pub mod request;
 pub mod upstream;
@@ -42,6 +43,7 @@ use answer_check::AnswerCheck;
 use any::AnyQuery;
 use cache::Cache;
 pub use flow::{Answer, Flow, Local, Reply};
+use limits::{LimitState, RrlKey};
 pub use policy::Policy;
 pub use request::{Clock, Now, Request, Transport};
 use upstreams::Upstreams;
@@ -125,6 +127,9 @@ pub struct Outcome {
     pub rule: Option<RuleRef>,
     /// The answer (details only).
     pub detail: Detail,
+    /// Counted but not logged: a query refused during a rate-limit ban, an answer that
+    /// response-rate limiting dropped or truncated.
+    pub quiet: bool,
 }
 
 impl Outcome {
@@ -136,6 +141,7 @@ impl Outcome {
             upstream,
             rule: None,
             detail: Detail::None,
+            quiet: false,
         }
     }
 }
@@ -154,6 +160,7 @@ pub struct Pipeline {
     policy: ArcSwap<Policy>,
     any: AnyQuery,
     cache: Cache,
+    limits: LimitState,
     upstream: ArcSwap<Upstreams>,
     checks: AnswerCheck,
     counters: Arc<Counters>,
@@ -168,6 +175,7 @@ impl Pipeline {
             policy: ArcSwap::from_pointee(policy),
             any: AnyQuery,
             cache: Cache::new(cfg.cache.max_entries, cfg.cache.max_bytes),
+            limits: LimitState::new(cfg.limits.max_clients),
             upstream: ArcSwap::from_pointee(Upstreams::new(cfg, &counters)),
             checks: AnswerCheck,
             counters,
@@ -186,6 +194,16 @@ impl Pipeline {
         //    whether a name is blocked or cached.
         if let Flow::Answer(a) = policy.access.check(req) {
             return Resolution::Done(a.write(req, out, self.details));
+        }
+
+        // 1b. Rate limits: after access, so that a stranger costs no table entry; before
+        //     everything that answers, so that a client over its rate (or banned) costs no
+        //     more than a refused stranger. Exempt clients and `limits.qps = 0` skip it.
+        if let Some(r) = policy.limits.check(&self.limits, req, &self.counters) {
+            let mut o = r.answer.write(req, out, self.details);
+            // Refused during a ban: counted, not logged (see `limits`).
+            o.quiet = r.quiet;
+            return Resolution::Done(o);
         }
 
         // 2. Local answers (local records, split horizon) go here: names the network
@@ -298,6 +316,23 @@ impl Pipeline {
             .store(Arc::new(Upstreams::new(cfg, &self.counters)));
         self.cache
             .resize(cfg.cache.max_entries, cfg.cache.max_bytes);
+    }
+
+    /// What response-rate limiting needs to judge the answer to `req` (taken before it is
+    /// made), or `None` when RRL does not apply to it: see [`limits`].
+    pub fn rrl_key(&self, req: &Request<'_>) -> Option<RrlKey> {
+        self.policy.load().limits.rrl_key(&self.limits, req)
+    }
+
+    /// Response-rate limiting of an answer about to be sent over UDP: leaves it, empties
+    /// `out` (drop) or truncates it (slip); dropped and truncated answers are `quiet`.
+    pub fn rrl(&self, key: &RrlKey, o: &mut Outcome, out: &mut Vec<u8>) {
+        self.limits.rrl(key, o, out, &self.counters);
+    }
+
+    /// The rate limits' state (tables of clients and answers).
+    pub fn limit_state(&self) -> &LimitState {
+        &self.limits
     }
 
     /// The answer cache.

@@ -18,6 +18,7 @@ mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptab
 mod firewall_rollback; // `apply --confirm` killed in its window: the guard rolls back; confirm disarms
 mod forward; // forwarding, rcodes, flags, failover, SERVFAIL deadline, TCP fallback
 mod hostile; // hostile clients: TCP limits and deadlines, per-client forward limits
+mod limits; // [limits]: per-client rates and bans, exempt nets, spoofed floods, RRL slips
 mod list_downloads; // URL list downloads: redirects, streaming to disk in bounded memory
 mod list_edits; // `lists add|remove`: owner, mode, symlinks, raw bytes, concurrent edits
 mod lists_cli; // `sinkhole lists check|lint|convert|add|remove` on files
