@@ -32,6 +32,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use arc_swap::ArcSwap;
 
@@ -161,6 +162,9 @@ pub struct Pipeline {
     any: AnyQuery,
     cache: Cache,
     limits: LimitState,
+    /// True when the current policy has RRL on: one relaxed load on every query instead of
+    /// a second policy load.
+    rrl_on: AtomicBool,
     upstream: ArcSwap<Upstreams>,
     checks: AnswerCheck,
     counters: Arc<Counters>,
@@ -172,6 +176,7 @@ impl Pipeline {
     /// service's.
     pub fn new(cfg: &Config, policy: Policy, counters: Arc<Counters>) -> Self {
         Self {
+            rrl_on: AtomicBool::new(policy.limits.rrl_on()),
             policy: ArcSwap::from_pointee(policy),
             any: AnyQuery,
             cache: Cache::new(cfg.cache.max_entries, cfg.cache.max_bytes),
@@ -300,6 +305,7 @@ impl Pipeline {
     /// Swaps in a new policy snapshot (a reload) and returns the old one, so that the
     /// caller can free it off the query path. Queries in flight finish with the old one.
     pub fn swap_policy(&self, p: Policy) -> Arc<Policy> {
+        self.rrl_on.store(p.limits.rrl_on(), Relaxed);
         self.policy.swap(Arc::new(p))
     }
 
@@ -321,6 +327,9 @@ impl Pipeline {
     /// What response-rate limiting needs to judge the answer to `req` (taken before it is
     /// made), or `None` when RRL does not apply to it: see [`limits`].
     pub fn rrl_key(&self, req: &Request<'_>) -> Option<RrlKey> {
+        if !self.rrl_on.load(Relaxed) || req.transport != Transport::Udp {
+            return None;
+        }
         self.policy.load().limits.rrl_key(&self.limits, req)
     }
 

@@ -109,7 +109,7 @@ pub fn respond(s: &mut Slot, fresh: bool, now: u64, rps: u32, slip: u32) -> Rrl 
     }
     store(s, tokens);
     s.mark = s.mark.wrapping_add(1);
-    if slip > 0 && s.mark % slip == 0 {
+    if slip > 0 && s.mark.is_multiple_of(slip) {
         Rrl::Slip
     } else {
         Rrl::Drop

@@ -29,7 +29,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-use super::access::{EDE_PROHIBITED, NetTable};
+use super::access::EDE_PROHIBITED;
 use super::flow::{Answer, Reply};
 use super::request::{Now, Request, Transport};
 use super::{Action, Outcome};
@@ -46,7 +46,7 @@ pub struct Limits {
     burst: u32,
     ban_ms: u64,
     action: BanAction,
-    exempt: NetTable,
+    exempt: Exempt,
     rrl_rps: u32,
     rrl_slip: u32,
     v4_mask: u128,
@@ -77,8 +77,10 @@ fn key_of(ip: IpAddr) -> u128 {
 
 /// Milliseconds since `base`, plus one (a table stamp is never 0).
 fn ms(base: Instant, now: Now) -> u64 {
-    u64::try_from(now.mono.saturating_duration_since(base).as_millis())
-        .unwrap_or(u64::MAX - 1)
+    let d = now.mono.saturating_duration_since(base);
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_millis()))
         .saturating_add(1)
 }
 
@@ -91,7 +93,7 @@ impl Limits {
             burst: cfg.burst.clamp(1, max),
             ban_ms: u64::try_from(cfg.ban.as_millis()).unwrap_or(u64::MAX),
             action: cfg.ban_action,
-            exempt: NetTable::new(&cfg.exempt),
+            exempt: Exempt::new(&cfg.exempt),
             rrl_rps: cfg.rrl_rps.min(max),
             rrl_slip: cfg.rrl_slip,
             // IPv4 networks are counted inside the IPv4-mapped range (96 bits before them).
@@ -114,11 +116,12 @@ impl Limits {
             return None;
         }
         let ip = req.client.ip();
-        if self.exempt.contains(ip) {
+        let key = key_of(ip);
+        if self.exempt.contains(key) {
             return None;
         }
         let now = ms(state.base, req.now);
-        let (take, evicted) = state.clients.with(key_of(ip), |s, fresh| {
+        let (take, evicted) = state.clients.with(key, |s, fresh| {
             bucket::take(s, fresh, now, self.qps, self.burst, self.ban_ms)
         });
         if evicted {
@@ -162,6 +165,11 @@ impl Limits {
         })
     }
 
+    /// True when response-rate limiting is on.
+    pub fn rrl_on(&self) -> bool {
+        self.rrl_rps > 0
+    }
+
     /// What RRL needs to judge this query's answer, or `None` when RRL does not apply (off,
     /// not UDP, an exempt client). Taken before the answer is made: a forward's future
     /// carries it, so that the answer is judged without the query.
@@ -170,12 +178,13 @@ impl Limits {
             return None;
         }
         let ip = req.client.ip();
-        if self.exempt.contains(ip) {
+        let key = key_of(ip);
+        if self.exempt.contains(key) {
             return None;
         }
         let net = match ip.to_canonical() {
-            IpAddr::V4(_) => key_of(ip) & self.v4_mask,
-            IpAddr::V6(_) => key_of(ip) & self.v6_mask,
+            IpAddr::V4(_) => key & self.v4_mask,
+            IpAddr::V6(_) => key & self.v6_mask,
         };
         let q = &req.query;
         Some(RrlKey {
@@ -197,6 +206,32 @@ pub struct Refusal {
     pub answer: Answer,
     /// Counted but not logged: refused during a ban that an earlier query started.
     pub quiet: bool,
+}
+
+/// The exempt networks as sorted, inclusive ranges of [`key_of`] numbers: a few, scanned
+/// in line (the default has two), or many, searched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Exempt(Vec<(u128, u128)>);
+
+impl Exempt {
+    fn new(nets: &[ipnet::IpNet]) -> Self {
+        let mut r: Vec<(u128, u128)> = ipnet::IpNet::aggregate(&nets.to_vec())
+            .iter()
+            .map(|n| (key_of(n.network()), key_of(n.broadcast())))
+            .collect();
+        r.sort_unstable();
+        Self(r)
+    }
+
+    fn contains(&self, key: u128) -> bool {
+        if self.0.len() <= 8 {
+            return self.0.iter().any(|&(lo, hi)| lo <= key && key <= hi);
+        }
+        let i = self.0.partition_point(|&(lo, _)| lo <= key);
+        i.checked_sub(1)
+            .and_then(|i| self.0.get(i))
+            .is_some_and(|&(_, hi)| key <= hi)
+    }
 }
 
 /// One query's RRL facts (see [`Limits::rrl_key`]).

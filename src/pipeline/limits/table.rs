@@ -126,7 +126,9 @@ impl Table {
                 false,
             );
         };
-        if let Some(s) = ways.iter_mut().find(|s| s.stamp != 0 && s.key == key) {
+        // An empty slot has key 0 and stamp 0: no address is 0 (`::` never sends), and a
+        // hashed key that is 0 would only find a bucket with nothing in it to refill.
+        if let Some(s) = ways.iter_mut().find(|s| s.key == key) {
             return (f(s, false), false);
         }
         let Some(victim) = ways.iter_mut().min_by_key(|s| s.stamp) else {

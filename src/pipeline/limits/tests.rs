@@ -234,3 +234,22 @@ fn warnings_are_bounded_per_second_and_count_what_they_leave_out() {
     assert_eq!(w.allow(999), None);
     assert_eq!(w.allow(1_000), Some(2));
 }
+
+#[test]
+fn exempt_ranges_match_with_few_and_many_networks() {
+    let nets = |v: &[&str]| -> Vec<ipnet::IpNet> { v.iter().map(|n| n.parse().unwrap()).collect() };
+    let ip = |s: &str| key_of(s.parse().unwrap());
+    let few = Exempt::new(&nets(&["127.0.0.1/32", "::1/128", "10.1.0.0/16"]));
+    for yes in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "10.1.255.255"] {
+        assert!(few.contains(ip(yes)), "{yes}");
+    }
+    for no in ["127.0.0.2", "10.2.0.0", "::2", "::"] {
+        assert!(!few.contains(ip(no)), "{no}");
+    }
+    let many: Vec<String> = (0..20).map(|i| format!("10.{i}.0.0/16")).collect();
+    let many = Exempt::new(&nets(&many.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert!(many.contains(ip("10.19.1.1")));
+    assert!(many.contains(ip("10.0.0.0")));
+    assert!(!many.contains(ip("10.20.0.0")));
+    assert!(!many.contains(ip("9.255.255.255")));
+}
