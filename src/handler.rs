@@ -4,7 +4,9 @@
 //! [`Handler::handle`] answers what must be rejected (FORMERR, NOTIMP, BADVERS) and drops
 //! what must not be answered (responses, runts), builds the [`Request`], runs the
 //! [`Pipeline`] chain, bounds the forwards one client may have in flight (past it: SERVFAIL
-//! at once, logged like any answer), and counts every answered query. Listeners only move
+//! at once, logged like any answer), applies response-rate limiting to what goes back over
+//! UDP (after the answer is made: RRL judges the answer, and one place covers the inline
+//! answers and the forwards' alike), and counts every answered query. Listeners only move
 //! bytes: UDP, TCP, and later TLS, HTTPS and QUIC all speak exactly the same DNS through
 //! here. Nothing here panics on any input: the parser is bounds-checked, and every error
 //! becomes a response.
@@ -173,13 +175,20 @@ impl Handler {
             arrived: how.arrived,
             now: how.now,
         };
+        // Taken before the answer is made (a forward's future carries it); `None` unless
+        // RRL is on and the query came over UDP from a client that is not exempt.
+        let rrl = self.pipeline.rrl_key(&req);
         match self.pipeline.resolve(&req, out) {
-            Resolution::Done(o) => {
+            Resolution::Done(mut o) => {
+                if let Some(k) = &rrl {
+                    self.pipeline.rrl(k, &mut o, out);
+                }
                 self.counters
                     .query(o.action, req.query.qtype, how.transport);
-                let record = self.log.then(|| record(&how, Asked::of(&req.query), o));
+                let record = (self.log && !o.quiet).then(|| record(&how, Asked::of(&req.query), o));
                 if out.is_empty() {
-                    // Access control's `drop`: nothing is sent, the query is logged.
+                    // Access control's or the rate limits' `drop`, or RRL's: nothing is
+                    // sent; the query is logged unless it is quiet.
                     Handled::Drop(record)
                 } else {
                     Handled::Reply(record)
@@ -208,10 +217,15 @@ impl Handler {
                 };
                 let asked = self.log.then(|| Asked::of(&req.query));
                 let (counters, qtype) = (Arc::clone(&self.counters), req.query.qtype);
+                let pipeline = rrl.is_some().then(|| Arc::clone(&self.pipeline));
                 Handled::Pending(Box::pin(async move {
-                    let (bytes, o) = forward.await;
+                    let (mut bytes, mut o) = forward.await;
                     drop(slot);
+                    if let (Some(k), Some(p)) = (&rrl, &pipeline) {
+                        p.rrl(k, &mut o, &mut bytes);
+                    }
                     counters.query(o.action, qtype, how.transport);
+                    let asked = asked.filter(|_| !o.quiet);
                     (bytes, asked.map(|a| record(&how, a, o)))
                 }))
             }

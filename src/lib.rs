@@ -12,6 +12,7 @@
 //! ```text
 //! packet ─► Handler::handle ─► Request
 //!   ─► (access)      the policy issue's stage: who may ask
+//!   ─► limits        per-client query rate (token bucket, bans); bounded tables
 //!   ─► (local)       the policy issue's stage: local records, split horizon
 //!   ─► blocking      bypass signals, then the lists (allow wins at equal or higher specificity)
 //!   ─► any           RFC 8482: ANY gets one HINFO, never forwarded
@@ -20,6 +21,7 @@
 //!   ─► upstream      the only stage that waits: pooled UDP sockets, cookies, TCP on TC, failover
 //!   ─► answer checks out-of-bailiwick records stripped; response IPs, rebinding (blocked,
 //!                    not cached); then cache store; then the CNAME chain (later: DNSSEC)
+//! ─► (UDP) response-rate limiting: identical answers to one network dropped or truncated
 //! ─► response bytes + query-log record ─► listener sends, then logs
 //! ```
 //!

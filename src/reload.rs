@@ -40,8 +40,9 @@ pub struct Reloader {
     busy: tokio::sync::Mutex<()>,
 }
 
-/// The `[server]` keys (and the log's on/off) that differ between `old` and `new`: only a
-/// restart applies them (sockets and threads are made at start).
+/// The `[server]` keys (and the log's on/off, the rate limits' table size) that differ
+/// between `old` and `new`: only a restart applies them (sockets, threads and the limits'
+/// tables are made at start).
 pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (&old.server, &new.server);
     [
@@ -65,6 +66,10 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
             a.max_forwards_per_client != b.max_forwards_per_client,
         ),
         ("log.enabled", old.log.is_some() != new.log.is_some()),
+        (
+            "limits.max_clients",
+            old.limits.max_clients != new.limits.max_clients,
+        ),
     ]
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))

@@ -8,6 +8,7 @@ pub mod error;
 pub mod firewall;
 pub mod forward;
 pub mod groups;
+pub mod limits;
 pub mod raw;
 pub mod schedule;
 
@@ -22,6 +23,7 @@ pub use answer_checks::{AnswerChecksConfig, ResponseIp};
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::ForwardConfig;
 pub use groups::GroupConfig;
+pub use limits::{BanAction, LimitsConfig};
 use raw::{RawConfig, RawList, RawPercent, RawSize};
 use toml::Spanned;
 
@@ -133,6 +135,8 @@ pub struct Config {
     pub forward: Vec<ForwardConfig>,
     /// `[[groups]]`: client groups, in file order (the first that matches a client wins).
     pub groups: Vec<GroupConfig>,
+    /// `[limits]`: per-client query rates and response-rate limiting.
+    pub limits: LimitsConfig,
     /// `[firewall]`, when the file has one.
     pub firewall: Option<FirewallConfig>,
     /// `[log]`, when the query log is on (a `[log]` section with `enabled = true`).
@@ -392,6 +396,7 @@ impl Validator<'_> {
                 }
             }
         });
+        let limits = self.limits(raw.limits);
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -429,6 +434,7 @@ impl Validator<'_> {
             access,
             forward,
             groups,
+            limits,
             firewall,
             log,
             warnings: Vec::new(),

@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub forward: Vec<super::forward::RawForward>,
     /// `[[groups]]`: client groups
     pub groups: Vec<super::groups::RawGroup>,
+    /// `[limits]`
+    pub limits: super::limits::RawLimits,
     /// `[firewall]` (optional: only `sinkhole firewall` needs it)
     pub firewall: Option<super::firewall::RawFirewall>,
     /// `[log]` (optional: without it there is no query log)

@@ -13,7 +13,10 @@
 //! Not here: where the counts come from (the handler, the cache, the upstream stage call
 //! in) and where they are shown (`sinkhole serve` at exit and on SIGUSR1, later `/metrics`).
 
+mod limits;
 mod render;
+
+pub use limits::LimitEvent;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -115,6 +118,7 @@ struct Shard {
     transports: [AtomicU64; Transport::ALL.len()],
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    limits: [AtomicU64; LimitEvent::ALL.len()],
 }
 
 /// Hands out shard indices to threads, round robin.
@@ -201,6 +205,11 @@ impl Counters {
         self.mine().cache_misses.fetch_add(1, Relaxed);
     }
 
+    /// A rate-limit event (`[limits]`).
+    pub fn limit(&self, e: LimitEvent) {
+        bump(self.mine().limits.get(e as usize));
+    }
+
     /// The stats of the upstream at `addr`, created on first use. Look it up when an
     /// upstream set is built (start, reload) and keep the `Arc`: this takes a lock and
     /// scans. The same address always gets the same stats, across reloads.
@@ -245,6 +254,7 @@ impl Counters {
             by_transport: std::array::from_fn(|i| sum(&|s| s.transports.get(i))),
             cache_hits: sum(&|s| Some(&s.cache_hits)),
             cache_misses: sum(&|s| Some(&s.cache_misses)),
+            limits: std::array::from_fn(|i| sum(&|s| s.limits.get(i))),
             upstreams,
             lists: self
                 .lists
@@ -373,6 +383,8 @@ pub struct Snapshot {
     pub cache_hits: u64,
     /// Cache lookups that missed.
     pub cache_misses: u64,
+    /// Rate-limit events, indexed like [`LimitEvent::ALL`].
+    pub limits: [u64; LimitEvent::ALL.len()],
     /// Per upstream, in the order they were first seen.
     pub upstreams: Vec<UpstreamSnapshot>,
     /// Per list, as last set.
@@ -390,6 +402,11 @@ impl Snapshot {
     /// Queries of type `t` (types not in [`QTYPES`] all count as `other`).
     pub fn queries_by_qtype(&self, t: u16) -> u64 {
         self.by_qtype.get(qtype_index(t)).copied().unwrap_or(0)
+    }
+
+    /// Rate-limit events of kind `e`.
+    pub fn limit_events(&self, e: LimitEvent) -> u64 {
+        self.limits.get(e as usize).copied().unwrap_or(0)
     }
 
     /// Queries that arrived over `t`.

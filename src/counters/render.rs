@@ -106,12 +106,13 @@ impl Snapshot {
                 loaded,
             );
         }
+        super::limits::render(&mut o, &self.limits);
         o
     }
 }
 
 /// Appends `name{k="v",…} n\n`.
-fn line(o: &mut String, name: &str, labels: &[(&str, &str)], n: impl std::fmt::Display) {
+pub(super) fn line(o: &mut String, name: &str, labels: &[(&str, &str)], n: impl std::fmt::Display) {
     o.push_str(name);
     if !labels.is_empty() {
         o.push('{');
@@ -237,6 +238,12 @@ sinkhole_querylog_written_total 15
 sinkhole_querylog_dropped_total 2
 sinkhole_list_entries{list="ads \"x\".txt"} 1000
 sinkhole_list_loaded_timestamp_seconds{list="ads \"x\".txt"} 1764900000
+sinkhole_ratelimit_bans_total 0
+sinkhole_ratelimit_refused_total 0
+sinkhole_ratelimit_evictions_total 0
+sinkhole_rrl_dropped_total 0
+sinkhole_rrl_slipped_total 0
+sinkhole_rrl_evictions_total 0
 "#;
         assert_eq!(s.lines(), expected);
     }

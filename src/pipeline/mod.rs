@@ -23,6 +23,7 @@ pub mod blocking;
 pub mod cache;
 pub mod flow;
 pub mod groups;
+pub mod limits;
 pub mod local_time;
 pub mod policy;
 pub mod request;
@@ -33,6 +34,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use arc_swap::ArcSwap;
 
@@ -44,6 +46,7 @@ use any::AnyQuery;
 use blocking::Verdict;
 use cache::Cache;
 pub use flow::{Answer, Flow, Local, Reply};
+use limits::{LimitState, RrlKey};
 pub use policy::Policy;
 pub use request::{Clock, Now, Request, Transport};
 use upstreams::Upstreams;
@@ -167,6 +170,9 @@ pub struct Outcome {
     pub detail: Detail,
     /// The client group whose policy decided (details only); `None` for the default policy.
     pub group: Option<Arc<str>>,
+    /// Counted but not logged: a query refused during a rate-limit ban, an answer that
+    /// response-rate limiting dropped or truncated.
+    pub quiet: bool,
 }
 
 impl Outcome {
@@ -179,6 +185,7 @@ impl Outcome {
             rule: None,
             detail: Detail::None,
             group: None,
+            quiet: false,
         }
     }
 }
@@ -197,6 +204,10 @@ pub struct Pipeline {
     policy: ArcSwap<Policy>,
     any: AnyQuery,
     cache: Cache,
+    limits: LimitState,
+    /// True when the current policy has RRL on: one relaxed load on every query instead of
+    /// a second policy load.
+    rrl_on: AtomicBool,
     upstream: ArcSwap<Upstreams>,
     counters: Arc<Counters>,
     details: bool,
@@ -207,9 +218,11 @@ impl Pipeline {
     /// service's.
     pub fn new(cfg: &Config, policy: Policy, counters: Arc<Counters>) -> Self {
         Self {
+            rrl_on: AtomicBool::new(policy.limits.rrl_on()),
             policy: ArcSwap::from_pointee(policy),
             any: AnyQuery,
             cache: Cache::new(cfg.cache.max_entries, cfg.cache.max_bytes),
+            limits: LimitState::new(cfg.limits.max_clients),
             upstream: ArcSwap::from_pointee(Upstreams::new(cfg, &counters)),
             counters,
             details: cfg.log.is_some(),
@@ -227,6 +240,16 @@ impl Pipeline {
         //    whether a name is blocked or cached.
         if let Flow::Answer(a) = policy.access.check(req) {
             return Resolution::Done(a.write(req, out, self.details));
+        }
+
+        // 1b. Rate limits: after access, so that a stranger costs no table entry; before
+        //     everything that answers, so that a client over its rate (or banned) costs no
+        //     more than a refused stranger. Exempt clients and `limits.qps = 0` skip it.
+        if let Some(r) = policy.limits.check(&self.limits, req, &self.counters) {
+            let mut o = r.answer.write(req, out, self.details);
+            // Refused during a ban: counted, not logged (see `limits`).
+            o.quiet = r.quiet;
+            return Resolution::Done(o);
         }
 
         // 2. Local answers (local records, split horizon) go here: names the network
@@ -358,6 +381,7 @@ impl Pipeline {
     /// Swaps in a new policy snapshot (a reload) and returns the old one, so that the
     /// caller can free it off the query path. Queries in flight finish with the old one.
     pub fn swap_policy(&self, p: Policy) -> Arc<Policy> {
+        self.rrl_on.store(p.limits.rrl_on(), Relaxed);
         self.policy.swap(Arc::new(p))
     }
 
@@ -374,6 +398,26 @@ impl Pipeline {
             .store(Arc::new(Upstreams::new(cfg, &self.counters)));
         self.cache
             .resize(cfg.cache.max_entries, cfg.cache.max_bytes);
+    }
+
+    /// What response-rate limiting needs to judge the answer to `req` (taken before it is
+    /// made), or `None` when RRL does not apply to it: see [`limits`].
+    pub fn rrl_key(&self, req: &Request<'_>) -> Option<RrlKey> {
+        if !self.rrl_on.load(Relaxed) || req.transport != Transport::Udp {
+            return None;
+        }
+        self.policy.load().limits.rrl_key(&self.limits, req)
+    }
+
+    /// Response-rate limiting of an answer about to be sent over UDP: leaves it, empties
+    /// `out` (drop) or truncates it (slip); dropped and truncated answers are `quiet`.
+    pub fn rrl(&self, key: &RrlKey, o: &mut Outcome, out: &mut Vec<u8>) {
+        self.limits.rrl(key, o, out, &self.counters);
+    }
+
+    /// The rate limits' state (tables of clients and answers).
+    pub fn limit_state(&self) -> &LimitState {
+        &self.limits
     }
 
     /// The answer cache.

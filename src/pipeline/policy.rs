@@ -3,8 +3,9 @@
 //! A reload (SIGHUP, a list file that changed) builds a whole new snapshot off the query
 //! path and swaps it in at once; queries in flight finish with the one they started with,
 //! and a reload that fails anywhere keeps the previous snapshot whole. It holds access
-//! control, the default blocking stage (lists, answer settings, bypass signals), the client
-//! groups with theirs, and the checks of upstream answers (response IPs, rebinding
+//! control, the rate limits' settings (their buckets and bans live in the pipeline, across
+//! reloads), the default blocking stage (lists, answer settings, bypass signals), the
+//! client groups with theirs, and the checks of upstream answers (response IPs, rebinding
 //! protection); local records go here too, so that they reload the same way.
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use super::access::Access;
 use super::answer_check::AnswerCheck;
 use super::blocking::Blocking;
 use super::groups::Groups;
+use super::limits::Limits;
 use super::local_time::LocalTime;
 use crate::neighbours::{MacLookup, NeighbourTable};
 
@@ -26,6 +28,8 @@ use crate::neighbours::{MacLookup, NeighbourTable};
 pub struct Policy {
     /// Who may ask.
     pub access: Access,
+    /// How fast a client may ask (`[limits]`).
+    pub limits: Limits,
     /// Block and allow lists and how blocked names are answered: the default policy.
     pub blocking: Blocking,
     /// Client groups, each with its own blocking stage.
@@ -37,13 +41,15 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// A snapshot of `access` around an already built blocking stage; `reports` are its
-    /// lists' load reports (empty for a stage built in a test). Upstream answers are
-    /// checked only for their bailiwick and CNAME chain (see [`Policy::with_checks`]).
+    /// A snapshot of `access` around an already built blocking stage, without rate limits
+    /// (set `limits` for them) or groups; `reports` are its lists' load reports (empty for a
+    /// stage built in a test). Upstream answers are checked only for their bailiwick and
+    /// CNAME chain (see [`Policy::with_checks`]).
     pub fn new(access: Access, blocking: Blocking, reports: &[ListReport]) -> Self {
         let loaded = SystemTime::now();
         Self {
             access,
+            limits: Limits::default(),
             blocking,
             groups: Groups::default(),
             checks: AnswerCheck::default(),
@@ -84,6 +90,7 @@ impl Policy {
         let mut p = Self::new(Access::new(&cfg.access), blocking, &reports)
             .with_checks(AnswerCheck::new(cfg));
         p.groups = groups;
+        p.limits = Limits::new(&cfg.limits);
         Ok((p, reports))
     }
 

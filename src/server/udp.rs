@@ -203,7 +203,10 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
                             faults,
                         };
                         let (out, record) = answer.await;
-                        if let Err(e) = sock.send_to(&out, src) {
+                        // Empty: response-rate limiting dropped the answer.
+                        if !out.is_empty()
+                            && let Err(e) = sock.send_to(&out, src)
+                        {
                             tracing::debug!(error = %e, client = %src, "udp send failed");
                         }
                         if let (Some(log), Some(r)) = (log, record) {

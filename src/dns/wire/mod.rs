@@ -110,6 +110,23 @@ pub const EDE_BLOCKED: u16 = 15;
 /// Extended DNS Error: no reachable authority (RFC 8914 §4.23).
 pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
 
+/// Cuts the response in `out` to its header and question (`question_len` bytes after the
+/// header), with TC set and no records: the "slip" of response-rate limiting, which sends
+/// a real client to TCP. An OPT record goes too; a response shorter than that is left as
+/// it is.
+pub fn truncate_to_question(out: &mut Vec<u8>, question_len: usize) {
+    let end = HEADER_LEN + question_len;
+    if out.len() < end {
+        return;
+    }
+    out.truncate(end);
+    if let Some(flags) = out.get_mut(2) {
+        *flags |= (TC >> 8) as u8;
+    }
+    // ANCOUNT, NSCOUNT, ARCOUNT.
+    patch(out, 6, &[0; 6]);
+}
+
 fn u16_at(b: &[u8], i: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
 }
