@@ -323,3 +323,43 @@ async fn r12_a_groups_list_file_and_its_config_reload_like_the_rest() {
         "still in kids"
     );
 }
+
+// See: #12. A CNAME chain is judged by the asking client's lists: a group's list blocks
+// the chain for its clients only, on a miss and on a cache hit alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn r12_a_cname_chain_is_judged_by_the_clients_group() {
+    use crate::fake_upstream::cname;
+    let up = FakeUpstream::start(vec![
+        cname("www.shop.test.", "t.social.test.", 300),
+        cname("cdn.shop.test.", "t.social.test.", 300),
+        a("t.social.test.", "192.0.2.40", 300),
+    ])
+    .await;
+    let mut files = LISTS.to_vec();
+    files.push(("kids.txt", "127.0.0.64/26\n"));
+    let mut s = TestServer::start(&groups_toml(up.addr), &files).await;
+    // The default policy does not block social.test: the chain is answered (and cached).
+    let m = s.query_from("127.0.0.1", "www.shop.test.", RecordType::A).await;
+    assert_eq!(m.answers.len(), 2, "{m:?}");
+    assert_eq!(up.calls(), 1);
+    // kids, from the cache: blocked as kids answer (NXDOMAIN).
+    let m = s.query_from("127.0.0.2", "www.shop.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+    assert_eq!(up.calls(), 1, "served from the cache");
+    // kids, on a miss: blocked too.
+    let m = s.query_from("127.0.0.2", "cdn.shop.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+    // And the default client still gets the chain.
+    let m = s.query_from("127.0.0.1", "cdn.shop.test.", RecordType::A).await;
+    assert_eq!(m.answers.len(), 2, "{m:?}");
+    s.stop();
+    let log = records(&s.path("q.jsonl"), 4).await;
+    let kids: Vec<_> = log.iter().filter(|r| r["client"] == "127.0.0.2").collect();
+    assert_eq!(kids.len(), 2);
+    for r in kids {
+        assert_eq!(r["action"], "blocked", "{r:?}");
+        assert_eq!(r["group"], "kids", "{r:?}");
+        assert_eq!(r["cname"], "t.social.test", "{r:?}");
+        assert_eq!(r["list"], "social.txt:1", "{r:?}");
+    }
+}
