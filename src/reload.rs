@@ -115,6 +115,8 @@ impl Reloader {
             // A URL list's cached copy: a download (the refresh task, or `sinkhole lists
             // update` while serving) is picked up like an edited list file.
             .filter_map(|s| s.path(&cfg.blocking.cache_dir))
+            // Hosts files of `local.files` are watched the same way.
+            .chain(cfg.local.files.iter().map(|f| f.path.clone()))
             .collect()
     }
 

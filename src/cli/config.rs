@@ -6,6 +6,7 @@ use clap::Subcommand;
 
 use super::common::{Error, load_config};
 use crate::pipeline::blocking::Blocking;
+use crate::pipeline::local::LocalRecords;
 
 /// `sinkhole config …`
 #[derive(Debug, Subcommand)]
@@ -24,12 +25,14 @@ pub(super) fn run(cmd: ConfigCommand) -> Result<(), Error> {
     }
 }
 
-/// Prints each skipped list line as a warning and one `FILE: ok (…)` line; exit 2 when the
-/// config does not validate or a list cannot be read.
+/// Prints each skipped list or hosts-file line and each hint about local answers as a
+/// warning, and one `FILE: ok (…)` line; exit 2 when the config does not validate or a
+/// list or hosts file cannot be read.
 fn check(file: &Path) -> Result<(), Error> {
     let cfg = load_config(Some(file))?;
     let (b, reports) = Blocking::load(&cfg.blocking).map_err(Error::usage)?;
-    let skipped: usize = reports.iter().map(|r| r.skipped_total()).sum();
+    let (local, local_report) = LocalRecords::load(&cfg).map_err(Error::usage)?;
+    let mut skipped: usize = reports.iter().map(|r| r.skipped_total()).sum();
     for r in &reports {
         if let Some(w) = &r.warning {
             eprintln!("{}: warning: {w}", r.display);
@@ -41,11 +44,31 @@ fn check(file: &Path) -> Result<(), Error> {
             );
         }
     }
+    for f in &local_report.files {
+        skipped += f.skipped;
+        for e in &f.errors {
+            eprintln!(
+                "{}:{}: warning: skipped {:?} ({})",
+                f.display, e.line, e.text, e.reason
+            );
+        }
+        if f.skipped > f.errors.len() {
+            eprintln!(
+                "{}: warning: {} more lines skipped",
+                f.display,
+                f.skipped - f.errors.len()
+            );
+        }
+    }
+    for w in &local_report.warnings {
+        eprintln!("warning: {w}");
+    }
     println!(
-        "{}: ok ({} rules from {} lists, {} lines skipped)",
+        "{}: ok ({} rules from {} lists, {} local names, {} lines skipped)",
         file.display(),
         b.list().len(),
         reports.len(),
+        local.len(),
         skipped
     );
     Ok(())

@@ -6,6 +6,7 @@ pub mod access;
 pub mod error;
 pub mod firewall;
 pub mod forward;
+pub mod local;
 pub mod raw;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -17,6 +18,7 @@ pub use crate::firewall::FirewallConfig;
 pub use access::{AccessConfig, DenyAction};
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::ForwardConfig;
+pub use local::LocalConfig;
 use raw::{RawConfig, RawList, RawPercent, RawSize};
 use toml::Spanned;
 
@@ -122,6 +124,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// `[[forward]]`: names forwarded to servers of their own.
     pub forward: Vec<ForwardConfig>,
+    /// `[local]`: names answered here (split horizon).
+    pub local: LocalConfig,
     /// `[firewall]`, when the file has one.
     pub firewall: Option<FirewallConfig>,
     /// `[log]`, when the query log is on (a `[log]` section with `enabled = true`).
@@ -388,6 +392,7 @@ impl Validator<'_> {
         let log = raw.log.and_then(|l| self.log(l, base));
         let access = self.access(raw.access, base);
         let forward = self.forwards(raw.forward, Duration::from_millis(timeout_ms.max(1)));
+        let local = self.local(raw.local, base);
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -422,6 +427,7 @@ impl Validator<'_> {
             },
             access,
             forward,
+            local,
             firewall,
             log,
         }

@@ -20,6 +20,8 @@ pub struct RawConfig {
     pub access: super::access::RawAccess,
     /// `[[forward]]` rules
     pub forward: Vec<super::forward::RawForward>,
+    /// `[local]`: local records and hosts files
+    pub local: super::local::RawLocal,
     /// `[firewall]` (optional: only `sinkhole firewall` needs it)
     pub firewall: Option<super::firewall::RawFirewall>,
     /// `[log]` (optional: without it there is no query log)

@@ -22,6 +22,7 @@ pub mod any;
 pub mod blocking;
 pub mod cache;
 pub mod flow;
+pub mod local;
 pub mod policy;
 pub mod request;
 pub mod upstream;
@@ -73,6 +74,8 @@ pub enum RuleRef {
     List(Arc<Blocklist>),
     /// A rule the server adds itself (a bypass signal): logged with the list `builtin`.
     Builtin(&'static str),
+    /// A local record (`list` is its `file:line`) or a private reverse zone (`builtin`).
+    Local(Arc<local::Prepared>),
 }
 
 impl RuleRef {
@@ -91,6 +94,15 @@ impl RuleRef {
                 source: "",
                 line: 0,
             }),
+            Self::Local(p) => {
+                let (source, line) = p.source();
+                Some(Match {
+                    kind: Kind::Allow,
+                    rule: p.rule(),
+                    source,
+                    line,
+                })
+            }
         }
     }
 }
@@ -105,6 +117,8 @@ pub enum Detail {
     Local(Option<IpAddr>),
     /// An upstream answer, fresh or from the cache.
     Response(Arc<Response>),
+    /// A local record's answer.
+    Records(Arc<local::Prepared>),
     /// An upstream answer too large for the client's UDP limit: the client was sent a
     /// truncated reply (TC, no records), so the log shows no answers.
     Truncated,
@@ -188,8 +202,14 @@ impl Pipeline {
             return Resolution::Done(a.write(req, out, self.details));
         }
 
-        // 2. Local answers (local records, split horizon) go here: names the network
-        //    answers itself are never blocked or forwarded. (The policy issue adds it.)
+        // 2. Local answers: names the network answers itself (local records, split
+        //    horizon) are never blocked, cached or forwarded; reverse names of private
+        //    ranges that no local record or `[[forward]]` rule covers get NXDOMAIN here,
+        //    so that they never reach `[upstream]`. Before blocking: a local name is the
+        //    admin's own, whatever a list says.
+        if let Flow::Answer(a) = policy.local.check(req, self.details) {
+            return Resolution::Done(a.write(req, out, self.details));
+        }
 
         // 3. Blocking: the bypass signals, then the lists. Before the cache, so that a list
         //    change applies at once and the cache only ever holds upstream answers.

@@ -3,8 +3,8 @@
 //! A reload (SIGHUP, a list file that changed) builds a whole new snapshot off the query
 //! path and swaps it in at once; queries in flight finish with the one they started with,
 //! and a reload that fails anywhere keeps the previous snapshot whole. It holds access
-//! control and the blocking stage (lists, answer settings, bypass signals); client groups,
-//! local records and forward zones go here too, so that they reload the same way.
+//! control, the local records and the blocking stage (lists, answer settings, bypass
+//! signals); client groups go here too, so that they reload the same way.
 
 use std::time::SystemTime;
 
@@ -14,6 +14,7 @@ use crate::counters::ListStat;
 
 use super::access::Access;
 use super::blocking::Blocking;
+use super::local::LocalRecords;
 
 /// The decision-making part of the config, built and swapped whole.
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub struct Policy {
     pub access: Access,
     /// Block and allow lists and how blocked names are answered.
     pub blocking: Blocking,
+    /// Local records and the private reverse zones.
+    pub local: LocalRecords,
     /// What each list held when this snapshot was built (for the counters).
     pub lists: Vec<ListStat>,
 }
@@ -34,6 +37,7 @@ impl Policy {
         Self {
             access,
             blocking,
+            local: LocalRecords::default(),
             lists: reports
                 .iter()
                 .map(|r| ListStat {
@@ -45,14 +49,16 @@ impl Policy {
         }
     }
 
-    /// Builds the snapshot for `cfg`, reading every list. Fails only when a list cannot be
-    /// used at all; bad lines are skipped and reported (the reports come back for the
-    /// caller to log).
+    /// Builds the snapshot for `cfg`, reading every list and hosts file. Fails only when
+    /// a file cannot be used at all; bad lines are skipped and reported (the lists'
+    /// reports come back for the caller to log; the local records' skipped lines and hints
+    /// are logged here).
     pub fn load(cfg: &Config) -> Result<(Self, Vec<ListReport>), BlocklistError> {
+        let (local, local_report) = LocalRecords::load(cfg)?;
+        local_report.log();
         let (blocking, reports) = Blocking::load(&cfg.blocking)?;
-        Ok((
-            Self::new(Access::new(&cfg.access), blocking, &reports),
-            reports,
-        ))
+        let mut me = Self::new(Access::new(&cfg.access), blocking, &reports);
+        me.local = local;
+        Ok((me, reports))
     }
 }
