@@ -1,7 +1,8 @@
 //! Deterministic cost of the no-I/O query path, for A/B comparisons on machines without
 //! hardware counters (noisy VMs): `pipeline_instructions CASE ITERS` runs the path of
 //! `benches/pipeline.rs` ITERS times (10k-entry list), CASE one of `blocked`, `cached`,
-//! `allowed_listed`, each optionally with `_log`. Under callgrind, the instructions of a run
+//! `allowed_listed`, each optionally with `_log`, then optionally `_local200` (200 local
+//! records and a wildcard configured). Under callgrind, the instructions of a run
 //! with ITERS = N minus those of a run with ITERS = 0, divided by N, are the instructions
 //! per query:
 //!
@@ -17,7 +18,7 @@ mod support;
 use sinkhole::config::Config;
 use std::hint::black_box;
 use std::sync::Arc;
-fn cfg(dir: &std::path::Path, log: bool) -> Config {
+fn cfg(dir: &std::path::Path, log: bool, local: bool) -> Config {
     let mut text = String::new();
     for i in 0..10_000 {
         text.push_str(&format!("d{i}.example.com\n"));
@@ -29,29 +30,40 @@ fn cfg(dir: &std::path::Path, log: bool) -> Config {
     } else {
         ""
     };
-    let toml = format!(
+    let mut toml = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:9\"]\n[blocking]\nlists = [\"big.txt\"]\nallow = [\"allow.txt\"]\n{l}"
     );
+    if local {
+        for i in 0..200 {
+            toml.push_str(&format!(
+                "[[local.records]]\nname = \"host{i}.lan\"\na = [\"10.1.0.{}\"]\n",
+                i + 1
+            ));
+        }
+        toml.push_str("[[local.records]]\nname = \"*.lab.lan\"\na = [\"10.2.0.1\"]\n");
+    }
     Config::parse(&toml, "ab.toml", Some(dir)).unwrap()
 }
-fn case(c: &str) -> (Vec<u8>, bool) {
+fn case(c: &str) -> (Vec<u8>, bool, bool) {
+    let local = c.ends_with("_local200");
+    let c = c.trim_end_matches("_local200");
     let log = c.ends_with("_log");
     let pkt = match c.trim_end_matches("_log") {
         "blocked" => support::query("www.d5000.example.com."),
         "cached" => support::query("www.example.org."),
         _ => support::query("cdn.ok.d77.example.com."),
     };
-    (pkt, log)
+    (pkt, log, local)
 }
 fn main() {
     use sinkhole::handler::{Arrival, Handler};
     // The arguments are the tool's interface; a wrong one panics with a message.
     use sinkhole::pipeline::{Clock, Pipeline, Policy, Transport};
     let a: Vec<String> = std::env::args().collect();
-    let (pkt, log) = case(&a[1]);
+    let (pkt, log, local) = case(&a[1]);
     let iters: usize = a[2].parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let c = cfg(dir.path(), log);
+    let c = cfg(dir.path(), log, local);
     let (policy, _) = Policy::load(&c).unwrap();
     let p = Pipeline::new(&c, policy, Arc::new(sinkhole::counters::Counters::new()));
     support::cache(&p, &pkt);

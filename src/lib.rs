@@ -12,7 +12,7 @@
 //! ```text
 //! packet ─► Handler::handle ─► Request
 //!   ─► (access)      the policy issue's stage: who may ask
-//!   ─► (local)       the policy issue's stage: local records, split horizon
+//!   ─► local         local records (split horizon, AA) and private reverse zones (NXDOMAIN)
 //!   ─► blocking      bypass signals, then the lists (allow wins at equal or higher specificity)
 //!   ─► any           RFC 8482: ANY gets one HINFO, never forwarded
 //!   ─► cache         (name, type, class, DO, CD, RD); TTLs count down to `req.now`

@@ -1,5 +1,5 @@
 //! Reloading without losing a query: on SIGHUP (config and lists re-read) or when a list
-//! file changes on disk (lists re-read), everything the new config needs is built first,
+//! file or a `local.files` hosts file changes on disk (lists and hosts files re-read), everything the new config needs is built first,
 //! off the query path: the policy snapshot (lists, answer settings) on a low-priority
 //! thread, the upstream set, the query log's new file. Only when every part is ready is it
 //! applied: the policy swapped whole, `[upstream]` for the queries that start after the

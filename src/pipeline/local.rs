@@ -21,6 +21,10 @@ pub mod hosts;
 pub mod reverse;
 
 use std::collections::{HashMap, HashSet};
+
+/// The maps' hasher: foldhash, seeded per process (a few ns for a name, where SipHash
+/// takes tens).
+type Fast = foldhash::fast::RandomState;
 use std::sync::Arc;
 
 pub use build::{FileReport, LocalReport};
@@ -104,16 +108,23 @@ impl Node {
 #[derive(Debug)]
 pub struct LocalRecords {
     /// Exact names (lower case, dotted, as `Query::name` has them).
-    names: HashMap<Box<[u8]>, Node>,
+    names: HashMap<Box<[u8]>, Node, Fast>,
     /// Wildcards, by the name below which they answer (`lab.corp` for `*.lab.corp`).
-    wildcards: HashMap<Box<[u8]>, Node>,
+    wildcards: HashMap<Box<[u8]>, Node, Fast>,
     /// The private reverse zones and their NXDOMAIN.
-    private: HashMap<Box<[u8]>, Arc<Prepared>>,
+    private: HashMap<Box<[u8]>, Arc<Prepared>, Fast>,
     /// `[[forward]]` domains ending in `arpa`: they take over a private zone.
-    forwarded: HashSet<Box<[u8]>>,
+    forwarded: HashSet<Box<[u8]>, Fast>,
     /// True when a name or wildcard is local.
     has_names: bool,
+    /// The last labels (`lan`, `corp`, `arpa`) of every local name and wildcard, when there
+    /// are at most [`MAX_TAILS`] of them: a name ending otherwise is not looked up (the
+    /// common miss, `www.example.com`, costs a few byte compares).
+    tails: Option<Box<[Box<[u8]>]>>,
 }
+
+/// Most distinct last labels kept in [`LocalRecords`]'s pre-check.
+const MAX_TAILS: usize = 8;
 
 impl Default for LocalRecords {
     /// No local names; the private reverse zones answered NXDOMAIN.
@@ -130,6 +141,7 @@ impl LocalRecords {
         let name = q.name();
         // One branch when `[local]` is empty.
         if self.has_names
+            && self.may_hold(name)
             && let Some(node) = self.find(name)
             && q.qclass == CLASS_IN
         {
@@ -142,6 +154,19 @@ impl LocalRecords {
             return answer(p, details);
         }
         Flow::Next
+    }
+
+    /// False when no local name or wildcard ends in `name`'s last label.
+    fn may_hold(&self, name: &[u8]) -> bool {
+        let Some(tails) = &self.tails else {
+            return true;
+        };
+        // A short scan from the end: last labels are short.
+        let last = name
+            .iter()
+            .rposition(|&b| b == b'.')
+            .map_or(name, |i| name.get(i + 1..).unwrap_or_default());
+        tails.iter().any(|t| **t == *last)
     }
 
     /// The node that answers `name`: its own, else the most specific wildcard above it.

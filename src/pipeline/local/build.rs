@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::hosts::{self, SkippedLine};
 use super::reverse::{private_zones, reverse_name};
-use super::{LocalRecords, Node, Prepared};
+use super::{Fast, LocalRecords, MAX_TAILS, Node, Prepared};
 use crate::blocklist::load::{BlocklistError, read_file};
 use crate::config::local::{LocalConfig, hints};
 use crate::config::{Config, ForwardConfig};
@@ -375,12 +375,12 @@ impl LocalRecords {
             g.order.push(rev.clone());
             g.exact.insert(rev, d);
         }
-        let mut names = HashMap::with_capacity(g.exact.len());
+        let mut names = HashMap::with_capacity_and_hasher(g.exact.len(), Fast::default());
         for (name, d) in &g.exact {
             let n = node(&g, name, d, &mut report.warnings);
             names.insert(name.as_bytes().into(), n);
         }
-        let mut wildcards = HashMap::with_capacity(g.wild.len());
+        let mut wildcards = HashMap::with_capacity_and_hasher(g.wild.len(), Fast::default());
         for (suffix, d) in &g.wild {
             let n = node(&g, &format!("*.{suffix}"), d, &mut report.warnings);
             wildcards.insert(suffix.as_bytes().into(), n);
@@ -412,8 +412,16 @@ impl LocalRecords {
             .filter(|d| d.ends_with("arpa"))
             .map(|d| d.as_bytes().into())
             .collect();
+        let mut tails: Vec<Box<[u8]>> = Vec::new();
+        for name in g.exact.keys().chain(g.wild.keys()) {
+            let last = name.rsplit('.').next().unwrap_or(name);
+            if !tails.iter().any(|t| **t == *last.as_bytes()) {
+                tails.push(last.as_bytes().into());
+            }
+        }
         let me = Self {
             has_names: !names.is_empty() || !wildcards.is_empty(),
+            tails: (tails.len() <= MAX_TAILS).then(|| tails.into_boxed_slice()),
             names,
             wildcards,
             private,

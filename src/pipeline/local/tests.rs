@@ -239,6 +239,23 @@ fn the_log_names_the_record_and_its_line() {
 }
 
 #[test]
+fn many_top_level_labels_turn_the_pre_check_off() {
+    let mut toml = String::new();
+    for i in 0..=MAX_TAILS {
+        toml.push_str(&format!(
+            "[[local.records]]\nname = \"x.tld{i}\"\na = [\"10.0.0.{i}\"]\n"
+        ));
+    }
+    let (s, _) = stage(&toml, &[]);
+    assert!(s.tails.is_none());
+    assert_eq!(data(&ask(&s, "x.tld8", TYPE_A).unwrap()), ["10.0.0.8"]);
+    let (few, _) = stage(LAN, &[]);
+    assert_eq!(few.tails.as_ref().map(|t| t.len()), Some(2), "lan, arpa");
+    assert!(!few.may_hold(b"www.example.com"));
+    assert!(few.may_hold(b"a.lan") && few.may_hold(b"lan"));
+}
+
+#[test]
 fn a_long_answer_is_truncated_for_udp() {
     let txt: Vec<String> = (0..5)
         .map(|i| format!("\"{}{i}\"", "x".repeat(200)))
