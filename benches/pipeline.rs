@@ -6,9 +6,11 @@
 //! - `allowed_listed`: a name under a listed domain that an allow rule lets through, its
 //!   answer in the cache (the lookup finds both rules, then the cache answers);
 //!
-//! each with the query log off and on (on: the record is made, not written). The client is
-//! a LAN address under the rate limits, at a rate they never refuse (10^6 qps, the clock
-//! moved 1 µs per query), so that their stage is in every case.
+//! each with the query log off and on (on: the record is made, not written), and the
+//! blocked and cached cases again with 200 local records and a wildcard configured
+//! (`_local200`: the cost of the local-records stage on queries it does not answer). The
+//! client is a LAN address under the rate limits, at a rate they never refuse (10^6 qps,
+//! the clock moved 1 µs per query), so that their stage is in every case.
 //!
 //! `cargo bench --bench pipeline` (add `-- --quick` for a fast run).
 
@@ -41,7 +43,21 @@ fn domain(i: usize) -> String {
     format!("{label}{i}.com")
 }
 
-fn handler(dir: &std::path::Path, log: bool) -> Handler {
+/// 200 `[[local.records]]` and one wildcard.
+fn local_records() -> String {
+    let mut t = String::new();
+    for i in 0..200 {
+        t.push_str(&format!(
+            "[[local.records]]\nname = \"host{i}.lan\"\na = [\"10.1.{}.{}\"]\n",
+            i / 250,
+            i % 250 + 1
+        ));
+    }
+    t.push_str("[[local.records]]\nname = \"*.lab.lan\"\na = [\"10.2.0.1\"]\n");
+    t
+}
+
+fn handler(dir: &std::path::Path, log: bool, local: bool) -> Handler {
     let log_section = if log {
         "[log]\npath = \"q.jsonl\"\n"
     } else {
@@ -50,7 +66,12 @@ fn handler(dir: &std::path::Path, log: bool) -> Handler {
     let toml = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:9\"]\n\
          [blocking]\nlists = [\"big.txt\"]\nallow = [\"allow.txt\"]\n{log_section}\
-         [limits]\nqps = 1000000\nburst = 1000000\n"
+         [limits]\nqps = 1000000\nburst = 1000000\n{}",
+        if local {
+            local_records()
+        } else {
+            String::new()
+        }
     );
     let cfg = Config::parse(&toml, "bench.toml", Some(dir)).unwrap();
     let t = Instant::now();
@@ -83,17 +104,24 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(1));
-    for log in [false, true] {
-        let h = handler(dir.path(), log);
+    for (log, local) in [(false, false), (true, false), (false, true)] {
+        let h = handler(dir.path(), log, local);
         cache(h.pipeline(), &cached);
         cache(h.pipeline(), &allowed);
-        let suffix = if log { "_log" } else { "" };
+        let suffix = match (log, local) {
+            (true, _) => "_log",
+            (false, true) => "_local200",
+            (false, false) => "",
+        };
         let mut out = Vec::with_capacity(1500);
         for (name, pkt, want) in [
             ("blocked", &blocked, "0.0.0.0"),
             ("cached", &cached, "192.0.2.1"),
             ("allowed_listed", &allowed, "192.0.2.1"),
         ] {
+            if local && name == "allowed_listed" {
+                continue;
+            }
             // The answer is what the case says, before it is timed.
             let how = Arrival {
                 client,

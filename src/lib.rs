@@ -11,9 +11,10 @@
 //!
 //! ```text
 //! packet ─► Handler::handle ─► Request
-//!   ─► (access)      the policy issue's stage: who may ask
+//!   ─► access        who may ask: allow/deny CIDRs (files of them); REFUSED or dropped
 //!   ─► limits        per-client query rate (token bucket, bans); bounded tables
-//!   ─► (local)       the policy issue's stage: local records, split horizon
+//!   ─► local         local records (split horizon, AA) and private reverse zones (NXDOMAIN)
+//!   ─► (group)       the client's group, if any: which lists and mode the next stages use
 //!   ─► blocking      bypass signals, then the lists (allow wins at equal or higher specificity)
 //!   ─► any           RFC 8482: ANY gets one HINFO, never forwarded
 //!   ─► cache         (name, type, class, DO, CD, RD); TTLs count down to `req.now`; a hit

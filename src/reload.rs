@@ -1,5 +1,5 @@
 //! Reloading without losing a query: on SIGHUP (config and lists re-read) or when a list
-//! file changes on disk (lists re-read), everything the new config needs is built first,
+//! file or a `local.files` hosts file changes on disk (lists and hosts files re-read), everything the new config needs is built first,
 //! off the query path: the policy snapshot (lists, answer settings) on a low-priority
 //! thread, the upstream set, the query log's new file. Only when every part is ready is it
 //! applied: the policy swapped whole, `[upstream]` for the queries that start after the
@@ -119,6 +119,8 @@ impl Reloader {
             // A URL list's cached copy: a download (the refresh task, or `sinkhole lists
             // update` while serving) is picked up like an edited list file.
             .filter_map(|s| s.path(&cfg.blocking.cache_dir))
+            // Hosts files of `local.files` are watched the same way.
+            .chain(cfg.local.files.iter().map(|f| f.path.clone()))
             .collect()
     }
 

@@ -27,17 +27,18 @@ pub(super) fn run(cmd: ConfigCommand) -> Result<(), Error> {
     }
 }
 
-/// Prints each skipped list line as a warning and one `FILE: ok (…)` line; exit 2 when the
-/// config does not validate or a list cannot be read.
+/// Prints each skipped list or hosts-file line and each hint about local answers as a
+/// warning, and one `FILE: ok (…)` line; exit 2 when the config does not validate or a
+/// list or hosts file cannot be read.
 fn check(file: &Path) -> Result<(), Error> {
     let cfg = load_config(Some(file))?;
     for w in &cfg.warnings {
         eprintln!("warning: {w}");
     }
     // MAC addresses are not looked up here: the check reads files, not the network.
-    let (_, reports) =
+    let (policy, reports, local_report) =
         Policy::load_with(&cfg, || Arc::new(FixedTable::default())).map_err(Error::usage)?;
-    let skipped: usize = reports.iter().map(|r| r.skipped_total()).sum();
+    let mut skipped: usize = reports.iter().map(|r| r.skipped_total()).sum();
     for r in &reports {
         if let Some(w) = &r.warning {
             eprintln!("{}: warning: {w}", r.display);
@@ -49,11 +50,31 @@ fn check(file: &Path) -> Result<(), Error> {
             );
         }
     }
+    for f in &local_report.files {
+        skipped += f.skipped;
+        for e in &f.errors {
+            eprintln!(
+                "{}:{}: warning: skipped {:?} ({})",
+                f.display, e.line, e.text, e.reason
+            );
+        }
+        if f.skipped > f.errors.len() {
+            eprintln!(
+                "{}: warning: {} more lines skipped",
+                f.display,
+                f.skipped - f.errors.len()
+            );
+        }
+    }
+    for w in &local_report.warnings {
+        eprintln!("warning: {w}");
+    }
     println!(
-        "{}: ok ({} rules from {} lists, {} lines skipped)",
+        "{}: ok ({} rules from {} lists, {} local names, {} lines skipped)",
         file.display(),
         reports.iter().map(|r| r.entries).sum::<usize>(),
         reports.len(),
+        policy.local.len(),
         skipped
     );
     Ok(())

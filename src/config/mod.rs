@@ -9,6 +9,7 @@ pub mod firewall;
 pub mod forward;
 pub mod groups;
 pub mod limits;
+pub mod local;
 pub mod raw;
 pub mod schedule;
 
@@ -24,6 +25,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use forward::ForwardConfig;
 pub use groups::GroupConfig;
 pub use limits::{BanAction, LimitsConfig};
+pub use local::LocalConfig;
 use raw::{RawConfig, RawList, RawPercent, RawSize};
 use toml::Spanned;
 
@@ -137,6 +139,8 @@ pub struct Config {
     pub groups: Vec<GroupConfig>,
     /// `[limits]`: per-client query rates and response-rate limiting.
     pub limits: LimitsConfig,
+    /// `[local]`: names answered here (split horizon).
+    pub local: LocalConfig,
     /// `[firewall]`, when the file has one.
     pub firewall: Option<FirewallConfig>,
     /// `[log]`, when the query log is on (a `[log]` section with `enabled = true`).
@@ -397,6 +401,7 @@ impl Validator<'_> {
             }
         });
         let limits = self.limits(raw.limits);
+        let local = self.local(raw.local, base);
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -435,6 +440,7 @@ impl Validator<'_> {
             forward,
             groups,
             limits,
+            local,
             firewall,
             log,
             warnings: Vec::new(),

@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub groups: Vec<super::groups::RawGroup>,
     /// `[limits]`
     pub limits: super::limits::RawLimits,
+    /// `[local]`: local records and hosts files
+    pub local: super::local::RawLocal,
     /// `[firewall]` (optional: only `sinkhole firewall` needs it)
     pub firewall: Option<super::firewall::RawFirewall>,
     /// `[log]` (optional: without it there is no query log)

@@ -55,6 +55,9 @@ pub enum Reply {
         /// The server that gave it, when fresh.
         server: Option<SocketAddr>,
     },
+    /// An authoritative answer written ahead of time (local records, private reverse
+    /// zones).
+    Prepared(Arc<super::local::Prepared>),
     /// Nothing is sent (access control's `drop`); `rcode` is what the log records.
     Nothing {
         /// The response code logged.
@@ -125,6 +128,24 @@ impl Answer {
             Reply::Record { rtype, ttl, rdata } => {
                 wire::write_answer(out, q, rtype, ttl, rdata);
                 (wire::rcode::NOERROR, None, Detail::Local(None))
+            }
+            Reply::Prepared(p) => {
+                let truncated = wire::write_prepared_within(
+                    out,
+                    q,
+                    p.rcode(),
+                    p.count(),
+                    p.answer(),
+                    p.soa(),
+                    limit,
+                );
+                let rc = p.rcode();
+                let detail = if truncated {
+                    Detail::Truncated
+                } else {
+                    Detail::Records(p)
+                };
+                (rc, None, detail)
             }
             Reply::Upstream { resp, age, server } => {
                 let truncated = resp.write(out, q, age, limit);

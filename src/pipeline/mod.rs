@@ -24,6 +24,7 @@ pub mod cache;
 pub mod flow;
 pub mod groups;
 pub mod limits;
+pub mod local;
 pub mod local_time;
 pub mod policy;
 pub mod request;
@@ -90,6 +91,8 @@ pub enum RuleRef {
     /// A rule written in the config or in a file it names (a `blocking.response_ips`
     /// entry): its text and where it is written.
     Written(Arc<WrittenRule>),
+    /// A local record (`list` is its `file:line`) or a private reverse zone (`builtin`).
+    Local(Arc<local::Prepared>),
 }
 
 /// A rule written in the config or in a file it names, as the query log shows it.
@@ -126,6 +129,15 @@ impl RuleRef {
                 source: &w.source,
                 line: w.line,
             }),
+            Self::Local(p) => {
+                let (source, line) = p.source();
+                Some(Match {
+                    kind: Kind::Allow,
+                    rule: p.rule(),
+                    source,
+                    line,
+                })
+            }
         }
     }
 
@@ -148,6 +160,8 @@ pub enum Detail {
     Local(Option<IpAddr>),
     /// An upstream answer, fresh or from the cache.
     Response(Arc<Response>),
+    /// A local record's answer.
+    Records(Arc<local::Prepared>),
     /// An upstream answer too large for the client's UDP limit: the client was sent a
     /// truncated reply (TC, no records), so the log shows no answers.
     Truncated,
@@ -252,8 +266,14 @@ impl Pipeline {
             return Resolution::Done(o);
         }
 
-        // 2. Local answers (local records, split horizon) go here: names the network
-        //    answers itself are never blocked or forwarded. (The policy issue adds it.)
+        // 2. Local answers: names the network answers itself (local records, split
+        //    horizon) are never blocked, cached or forwarded; reverse names of private
+        //    ranges that no local record or `[[forward]]` rule covers get NXDOMAIN here,
+        //    so that they never reach `[upstream]`. Before blocking: a local name is the
+        //    admin's own, whatever a list says.
+        if let Flow::Answer(a) = policy.local.check(req, self.details) {
+            return Resolution::Done(a.write(req, out, self.details));
+        }
 
         // The client's group, if any: the first in file order whose clients include this
         // one (by address, or by MAC address through the neighbour table) and whose

@@ -6,7 +6,7 @@
 //! control, the rate limits' settings (their buckets and bans live in the pipeline, across
 //! reloads), the default blocking stage (lists, answer settings, bypass signals), the
 //! client groups with theirs, and the checks of upstream answers (response IPs, rebinding
-//! protection); local records go here too, so that they reload the same way.
+//! protection), and the local records: all reload the same way.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,6 +20,7 @@ use super::answer_check::AnswerCheck;
 use super::blocking::Blocking;
 use super::groups::Groups;
 use super::limits::Limits;
+use super::local::{LocalRecords, LocalReport};
 use super::local_time::LocalTime;
 use crate::neighbours::{MacLookup, NeighbourTable};
 
@@ -36,6 +37,8 @@ pub struct Policy {
     pub groups: Groups,
     /// What upstream answers are checked for (response IPs, rebinding, CNAME targets).
     pub checks: AnswerCheck,
+    /// Local records and the private reverse zones.
+    pub local: LocalRecords,
     /// What each list held when this snapshot was built (for the counters).
     pub lists: Vec<ListStat>,
 }
@@ -53,6 +56,7 @@ impl Policy {
             blocking,
             groups: Groups::default(),
             checks: AnswerCheck::default(),
+            local: LocalRecords::default(),
             lists: reports
                 .iter()
                 .map(|r| ListStat {
@@ -64,19 +68,23 @@ impl Policy {
         }
     }
 
-    /// Builds the snapshot for `cfg`, reading every list. Fails only when a list cannot be
-    /// used at all; bad lines are skipped and reported (the reports come back for the
-    /// caller to log).
+    /// Builds the snapshot for `cfg`, reading every list and hosts file. Fails only when
+    /// a file cannot be used at all; bad lines are skipped and reported (the lists'
+    /// reports come back for the caller to log; the local records' skipped lines and hints
+    /// are logged here).
     pub fn load(cfg: &Config) -> Result<(Self, Vec<ListReport>), BlocklistError> {
-        Self::load_with(cfg, || NeighbourTable::shared())
+        let (p, reports, local_report) = Self::load_with(cfg, || NeighbourTable::shared())?;
+        local_report.log();
+        Ok((p, reports))
     }
 
     /// [`Policy::load`] with MAC addresses looked up in `macs` (asked only when a group
-    /// names a MAC address).
+    /// names a MAC address), and the local records' report returned instead of logged.
     pub fn load_with(
         cfg: &Config,
         macs: impl FnOnce() -> Arc<dyn MacLookup>,
-    ) -> Result<(Self, Vec<ListReport>), BlocklistError> {
+    ) -> Result<(Self, Vec<ListReport>, LocalReport), BlocklistError> {
+        let (local, local_report) = LocalRecords::load(cfg)?;
         let clock = Arc::new(LocalTime::new(cfg.server.timezone.as_deref()));
         let (blocking, mut reports) = Blocking::load(&cfg.blocking, &clock)?;
         let (groups, group_reports) = Groups::load(
@@ -91,7 +99,8 @@ impl Policy {
             .with_checks(AnswerCheck::new(cfg));
         p.groups = groups;
         p.limits = Limits::new(&cfg.limits);
-        Ok((p, reports))
+        p.local = local;
+        Ok((p, reports, local_report))
     }
 
     /// This snapshot with the answer checks `checks`.

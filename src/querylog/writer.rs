@@ -310,9 +310,11 @@ impl Writer {
         l.extend_from_slice(b",\"action\":");
         json_str(l, action_name(r.outcome.action));
         let rule = r.outcome.rule.as_ref().and_then(|x| x.get(&r.asked.qname));
-        // A forwarded or cached name shows only the allow rule that let it through.
+        // A forwarded or cached name shows only the allow rule that let it through; a
+        // local answer its record (`list`: file:line) or private zone (`builtin`).
         let blocked = r.outcome.action == Action::Blocked;
-        match rule.filter(|m| (m.kind == Kind::Block) == blocked) {
+        let local = r.outcome.action == Action::Local;
+        match rule.filter(|m| local || (m.kind == Kind::Block) == blocked) {
             Some(m) => {
                 l.extend_from_slice(b",\"rule\":");
                 json_str(l, m.rule);
@@ -340,6 +342,14 @@ impl Writer {
         match &r.outcome.detail {
             Detail::None | Detail::Local(None) | Detail::Truncated => {}
             Detail::Local(Some(a)) => json_str(l, &a.to_string()),
+            Detail::Records(p) => {
+                for (i, t) in p.texts().iter().enumerate() {
+                    if i > 0 {
+                        l.push(b',');
+                    }
+                    json_str(l, t);
+                }
+            }
             Detail::Response(resp) => {
                 for (i, a) in resp.answers().iter().enumerate() {
                     if i > 0 {

@@ -97,6 +97,7 @@ fn same(e: &Entry<'_>, r: &Record, anonymize: bool) -> Result<(), String> {
         Detail::None | Detail::Local(None) | Detail::Truncated => vec![],
         Detail::Local(Some(a)) => vec![a.to_string()],
         Detail::Response(resp) => resp.answers().iter().map(|s| s.to_string()).collect(),
+        Detail::Records(p) => p.texts().iter().map(|s| s.to_string()).collect(),
     };
     let want = (
         format_ts(r.ts),

@@ -339,18 +339,26 @@ async fn r12_a_cname_chain_is_judged_by_the_clients_group() {
     files.push(("kids.txt", "127.0.0.64/26\n"));
     let mut s = TestServer::start(&groups_toml(up.addr), &files).await;
     // The default policy does not block social.test: the chain is answered (and cached).
-    let m = s.query_from("127.0.0.1", "www.shop.test.", RecordType::A).await;
+    let m = s
+        .query_from("127.0.0.1", "www.shop.test.", RecordType::A)
+        .await;
     assert_eq!(m.answers.len(), 2, "{m:?}");
     assert_eq!(up.calls(), 1);
     // kids, from the cache: blocked as kids answer (NXDOMAIN).
-    let m = s.query_from("127.0.0.2", "www.shop.test.", RecordType::A).await;
+    let m = s
+        .query_from("127.0.0.2", "www.shop.test.", RecordType::A)
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
     assert_eq!(up.calls(), 1, "served from the cache");
     // kids, on a miss: blocked too.
-    let m = s.query_from("127.0.0.2", "cdn.shop.test.", RecordType::A).await;
+    let m = s
+        .query_from("127.0.0.2", "cdn.shop.test.", RecordType::A)
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
     // And the default client still gets the chain.
-    let m = s.query_from("127.0.0.1", "cdn.shop.test.", RecordType::A).await;
+    let m = s
+        .query_from("127.0.0.1", "cdn.shop.test.", RecordType::A)
+        .await;
     assert_eq!(m.answers.len(), 2, "{m:?}");
     s.stop();
     let log = records(&s.path("q.jsonl"), 4).await;

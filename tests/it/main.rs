@@ -25,6 +25,7 @@ mod limits; // [limits]: per-client rates and bans, exempt nets, spoofed floods,
 mod list_downloads; // URL list downloads: redirects, streaming to disk in bounded memory
 mod list_edits; // `lists add|remove`: owner, mode, symlinks, raw bytes, concurrent edits
 mod lists_cli; // `sinkhole lists check|lint|convert|add|remove` on files
+mod local; // [local] records and hosts files, private reverse zones: AA answers no upstream sees
 mod malformed; // bad packets never hurt other clients
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
 mod real_lists; // the real community lists in ../shared/data

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use super::query::Query;
 use super::{
-    CD, EDNS_PAYLOAD, HEADER_LEN, OPCODE_MASK, QR, RA, RD, TC, TYPE_A, TYPE_AAAA, TYPE_OPT,
+    AA, CD, EDNS_PAYLOAD, HEADER_LEN, OPCODE_MASK, QR, RA, RD, TC, TYPE_A, TYPE_AAAA, TYPE_OPT,
     TYPE_SOA, patch, put_u16, put_u32, rcode,
 };
 
@@ -224,6 +224,45 @@ pub fn write_records_within(
         }
     }
     write_truncated(out, q, response_flags(q.flags, rcode, TC), rcode);
+    true
+}
+
+/// Writes an authoritative answer made ahead of time (local records): AA set, `rcode`,
+/// `count` records already in wire form in `answer` (each with its owner: the pointer
+/// `0xC00C` to the question name, or a whole uncompressed name; type; class; TTL; data),
+/// `soa` in the authority section, and an OPT without EDE when the query had EDNS. When it
+/// does not fit in `limit`, a truncated answer (AA, TC, question only) is written and true
+/// returned.
+pub fn write_prepared_within(
+    out: &mut Vec<u8>,
+    q: &Query,
+    rcode: u16,
+    count: u16,
+    answer: &[u8],
+    soa: Option<LocalSoa>,
+    limit: usize,
+) -> bool {
+    out.clear();
+    let ns = u16::from(soa.is_some());
+    let ar = u16::from(q.edns.is_some());
+    write_header(
+        out,
+        q.id,
+        response_flags(q.flags, rcode, AA),
+        [1, count, ns, ar],
+    );
+    q.write_question(out);
+    out.extend_from_slice(answer);
+    if let Some(soa) = soa {
+        write_soa(out, q, soa);
+    }
+    if let Some(e) = q.edns {
+        write_opt(out, e.dnssec_ok, rcode, None);
+    }
+    if out.len() <= limit {
+        return false;
+    }
+    write_truncated(out, q, response_flags(q.flags, rcode, AA | TC), rcode);
     true
 }
 

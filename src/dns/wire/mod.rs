@@ -27,7 +27,7 @@ mod upstream;
 
 pub use answer::{
     LocalAnswer, LocalRecord, LocalSoa, RFC8482_HINFO, write_answer, write_error, write_local,
-    write_local_within, write_records, write_records_within,
+    write_local_within, write_prepared_within, write_records, write_records_within,
 };
 pub use query::{Edns, Query, Reject, parse_query};
 pub use response::{LOG_ANSWER_TEXT, LOG_ANSWERS, Response, ResponseError};
@@ -40,10 +40,16 @@ pub use upstream::{
 pub const HEADER_LEN: usize = 12;
 /// Record type A.
 pub const TYPE_A: u16 = 1;
+/// Record type CNAME.
+pub const TYPE_CNAME: u16 = 5;
 /// Record type SOA.
 pub const TYPE_SOA: u16 = 6;
+/// Record type PTR.
+pub const TYPE_PTR: u16 = 12;
 /// Record type HINFO.
 pub const TYPE_HINFO: u16 = 13;
+/// Record type TXT.
+pub const TYPE_TXT: u16 = 16;
 /// Record type AAAA.
 pub const TYPE_AAAA: u16 = 28;
 /// Record type OPT (EDNS pseudo-record).
