@@ -30,6 +30,20 @@ fn seeds() -> Vec<Vec<u8>> {
         out.push(bare.join(&b'\n'));
         out.push(text);
     }
+    // The sections the example has only as comments: groups and schedules, local
+    // records, limits, answer checks.
+    out.push(
+        b"[server]\ntimezone = \"Europe/Berlin\"\n[limits]\nqps = 50\nburst = 200\nexempt = [\"10.0.0.0/8\"]\nrrl_rps = 5\n\
+          [blocking]\nresponse_ips = [\"203.0.113.0/24\"]\nrebind_allow = [\"lan\"]\n\
+          lists = [{ source = \"blocklists/messaging.txt\", schedule = [\"mon-fri 09:00-17:30\"] }]\n\
+          [[groups]]\nname = \"kids\"\nclients = [\"192.168.2.0/24\", \"aa:bb:cc:dd:ee:ff\"]\n\
+          lists = [\"blocklists/messaging.txt\"]\nmode = \"nxdomain\"\nschedule = [\"sat,sun 08:00-20:00\", \"fri 22:00-02:00\"]\ninherit = false\n\
+          [[groups]]\nname = \"lab\"\nclients = [\"192.168.2.7\"]\n\
+          [local]\nttl = 60\n[[local.records]]\nname = \"nas.lan\"\na = [\"192.168.1.10\"]\naaaa = [\"fd00::10\"]\n\
+          [[local.records]]\nname = \"*.lab.corp\"\ncname = \"nas.lan\"\n\
+          [[forward]]\ndomains = [\"168.192.in-addr.arpa\"]\nservers = [\"192.168.1.1\"]\n"
+            .to_vec(),
+    );
     out.push(
         b"[upstream]\nservers = [\"1.1.1.1:5x\", \"[::1]:53\", \"9.9.9.9\"]\ntimeout_ms = 0\n\
           [cache]\nmin_ttl = 90000\nmax_ttl = 10\n[blocking]\nmode = \"bogus\"\n\
@@ -48,6 +62,13 @@ fn dict() -> Vec<Vec<u8>> {
         "[log]\n",
         "[firewall]\n",
         "[[x]]\n",
+        "[[groups]]\n",
+        "[[local.records]]\n",
+        "[limits]\n",
+        "[local]\n",
+        "\"mon-fri 09:00-17:30\"",
+        "\"aa:bb:cc:dd:ee:ff\"",
+        "\"*.lab.corp\"",
         " = ",
         "\"",
         "'''",

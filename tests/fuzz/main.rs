@@ -13,6 +13,8 @@
 //! - `list_load`: list bytes → decode and a real file load agree; block rules are found.
 //! - `config_text`: config text → `Config::parse`; every error has a place in the text; a
 //!   valid `[firewall]` renders.
+//! - `local_hosts`: hosts files of `local.files` → the hosts parser; names normalised,
+//!   skipped lines counted and placed.
 //! - `querylog_lines`: log lines → the `sinkhole log` reader, renderers and filters; records
 //!   through the real writer read back equal.
 //!
@@ -36,6 +38,7 @@ mod seeds; // real captures and lines from shared/data, hickory-built packets
 
 mod config; // config_text
 mod lists; // list_lines, list_load
+mod local; // local_hosts
 mod query; // dns_query
 mod querylog; // querylog_lines
 mod upstream; // upstream_response
