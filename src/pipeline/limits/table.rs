@@ -47,7 +47,9 @@ pub struct Table {
     shards: Box<[Shard]>,
     /// Sets per shard (a power of two).
     sets: usize,
-    hasher: foldhash::fast::RandomState,
+    /// Keyed per process, and of the quality kind: addresses differ in a few low bits, and
+    /// the fast kind spreads such keys unevenly over the sets.
+    hasher: foldhash::quality::RandomState,
 }
 
 impl Table {
@@ -58,7 +60,7 @@ impl Table {
         Self {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             sets: per_shard / WAYS,
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: foldhash::quality::RandomState::default(),
         }
     }
 
