@@ -9,7 +9,7 @@ use toml::Spanned;
 
 /// MERGE: a minimal `[http]` table holding only `block_page_listen`, so that this key can be
 /// written and tested on its own; the lead merges it into the full `[http]` section's raw
-/// table and calls [`Validator::block_page_listen`](super::Validator) from there.
+/// table and calls the validator's `block_page_listen` from there.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawHttp {
