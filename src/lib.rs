@@ -54,6 +54,8 @@
 //! - [`querylog`]: the JSON Lines query log (bounded queue → writer thread, sessions,
 //!   rotation) and the `sinkhole log` reports that read it.
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
+//! - [`block_page`]: the HTTP page a browser sent to the sinkhole address gets: which rule
+//!   and list blocked the site, from the current policy snapshot.
 //! - [`fdlimit`]: the open-file limit raised at start; a WARN when descriptors run out.
 //! - [`firewall`]: `[firewall]` (its model in `firewall::model`) → an nftables or iptables
 //!   rule set (pure renderers); only `firewall::system` runs `nft` / `iptables-restore`;
@@ -87,6 +89,7 @@
 //!    `sinkhole firewall check|apply|remove` call `nft` / `iptables-restore`.
 #![warn(missing_docs)]
 
+pub mod block_page;
 pub mod blocklist;
 pub mod cli;
 pub mod config;

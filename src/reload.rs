@@ -67,6 +67,10 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("log.enabled", old.log.is_some() != new.log.is_some()),
         (
+            "http.block_page_listen",
+            old.block_page_listen != new.block_page_listen,
+        ),
+        (
             "limits.max_clients",
             old.limits.max_clients != new.limits.max_clients,
         ),

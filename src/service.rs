@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::block_page::BlockPage;
 use crate::config::Config;
 use crate::counters::{Counters, Gauges, Snapshot};
 use crate::handler::Handler;
@@ -43,6 +44,7 @@ pub struct Service {
     watch: tokio::task::JoinHandle<()>,
     log: Option<(QueryLog, LogTask)>,
     refresh: tokio::task::JoinHandle<()>,
+    block_page: BlockPage,
 }
 
 impl Service {
@@ -60,6 +62,18 @@ impl Service {
         let pipeline = Arc::new(Pipeline::new(&cfg, policy, Arc::clone(&counters)));
         let log = cfg.log.as_ref().map(querylog::start).transpose()?;
         let query_log = log.as_ref().map(|(l, _)| l.clone());
+        // The block page binds first: a port it cannot have stops the start before DNS runs.
+        let block_page = BlockPage::start(
+            crate::block_page::bind(&cfg.block_page_listen).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("block page on {:?}: {e}", cfg.block_page_listen),
+                )
+            })?,
+            Arc::clone(&pipeline),
+            opts.clock.clone(),
+            rt,
+        )?;
         let forwards = ClientSlots::new(cfg.server.max_forwards_per_client, MAX_FORWARDS);
         let handler = Arc::new(Handler::new(
             Arc::clone(&pipeline),
@@ -99,6 +113,7 @@ impl Service {
             watch,
             log,
             refresh,
+            block_page,
         })
     }
 
@@ -129,6 +144,11 @@ impl Service {
         snapshot(&self.pipeline, self.query_log())
     }
 
+    /// The block page's addresses (port 0 resolved); empty when it is off.
+    pub fn block_page_addrs(&self) -> &[std::net::SocketAddr] {
+        self.block_page.local_addrs()
+    }
+
     /// The reloader (SIGHUP calls it).
     pub fn reloader(&self) -> &Arc<Reloader> {
         &self.reloader
@@ -148,6 +168,7 @@ impl Service {
         }
         self.watch.abort();
         self.refresh.abort();
+        self.block_page.shutdown();
         self.server.shutdown();
         let log = self.log.map(|(log, task)| {
             task.finish(std::time::Duration::from_secs(5));

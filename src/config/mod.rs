@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod answer_checks;
+pub mod block_page;
 pub mod error;
 pub mod firewall;
 pub mod forward;
@@ -145,6 +146,9 @@ pub struct Config {
     pub firewall: Option<FirewallConfig>,
     /// `[log]`, when the query log is on (a `[log]` section with `enabled = true`).
     pub log: Option<LogConfig>,
+    /// `http.block_page_listen`: where the block page is served (empty: nowhere).
+    /// MERGE: may move into the `[http]` section's config.
+    pub block_page_listen: Vec<SocketAddr>,
     /// Things that are allowed but may surprise (overlapping groups), as
     /// `file:line:col: key: message`: `config check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
@@ -402,6 +406,8 @@ impl Validator<'_> {
         });
         let limits = self.limits(raw.limits);
         let local = self.local(raw.local, base);
+        let block_page_listen =
+            self.block_page_listen(raw.http.block_page_listen.as_ref(), &listen);
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -443,6 +449,7 @@ impl Validator<'_> {
             local,
             firewall,
             log,
+            block_page_listen,
             warnings: Vec::new(),
         }
     }

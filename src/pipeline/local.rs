@@ -156,6 +156,12 @@ impl LocalRecords {
         Flow::Next
     }
 
+    /// True when a local record or wildcard answers `name` (lower case, dotted): the DNS
+    /// path answers it before the lists are asked (the block page asks this too).
+    pub fn answers(&self, name: &[u8]) -> bool {
+        self.has_names && self.may_hold(name) && self.find(name).is_some()
+    }
+
     /// False when no local name or wildcard ends in `name`'s last label.
     fn may_hold(&self, name: &[u8]) -> bool {
         let Some(tails) = &self.tails else {

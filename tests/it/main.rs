@@ -8,6 +8,7 @@ mod raw_upstream; // a scripted UDP upstream: delays, forged answers, DNS cookie
 mod access; // access control: allow, deny (nets and files), refuse or drop, reload
 mod answer_checks; // upstream answers: CNAME chains to blocked names, response IPs, rebinding
 mod any; // ANY answered locally with RFC 8482 HINFO
+mod block_page; // the HTTP block page: rule and list named, groups, hostile Host headers, limits
 mod blocking; // block modes, suffix and allow precedence, EDE
 mod cache; // hits, TTL countdown, negative caching
 mod cli; // the real binary: --version/--help, config check, SIGHUP reload
