@@ -105,10 +105,11 @@ impl TestServer {
     /// A UDP query sent from `src` (any 127.0.0.0/8 address on Linux).
     pub(crate) async fn query_from(&self, src: &str, name: &str, rt: RecordType) -> Message {
         let s = UdpSocket::bind((src, 0)).await.unwrap();
+        s.connect(self.addr).await.unwrap();
         let q = make_query(name, rt, None);
-        s.send_to(&q.to_vec().unwrap(), self.addr).await.unwrap();
+        s.send(&q.to_vec().unwrap()).await.unwrap();
         let mut buf = vec![0u8; 65535];
-        let (n, _) = tokio::time::timeout(Duration::from_secs(5), s.recv_from(&mut buf))
+        let n = tokio::time::timeout(Duration::from_secs(5), s.recv(&mut buf))
             .await
             .expect("no answer")
             .unwrap();
@@ -160,13 +161,16 @@ fn rand_id() -> u16 {
     N.fetch_add(7, Ordering::Relaxed)
 }
 
-/// Sends raw bytes over UDP and waits up to 2 s for one datagram.
+/// Sends raw bytes over UDP and waits up to `wait` for one datagram from `addr`. The
+/// socket is connected, so a late answer of another test's server to a reused port (with a
+/// query ID that has come round again) is not taken for this one's.
 pub(crate) async fn udp_raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
     let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    s.send_to(bytes, addr).await.unwrap();
+    s.connect(addr).await.unwrap();
+    s.send(bytes).await.unwrap();
     let mut buf = vec![0u8; 65535];
-    match tokio::time::timeout(wait, s.recv_from(&mut buf)).await {
-        Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+    match tokio::time::timeout(wait, s.recv(&mut buf)).await {
+        Ok(Ok(n)) => Some(buf[..n].to_vec()),
         _ => None,
     }
 }
