@@ -102,6 +102,7 @@ pub mod dns;
 pub mod fdlimit;
 pub mod firewall;
 pub mod handler;
+pub mod http;
 pub mod neighbours;
 pub mod pipeline;
 pub mod querylog;

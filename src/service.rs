@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::counters::{Counters, Gauges, Snapshot};
 use crate::handler::Handler;
+use crate::http::HttpServer;
 use crate::pipeline::{Clock, Pipeline, Policy};
 use crate::querylog::{self, LogTask, QueryLog};
 use crate::reload::Reloader;
@@ -43,6 +44,8 @@ pub struct Service {
     watch: tokio::task::JoinHandle<()>,
     log: Option<(QueryLog, LogTask)>,
     refresh: tokio::task::JoinHandle<()>,
+    /// The HTTP API and `/metrics`, when `[http] listen` is set.
+    http: Option<HttpServer>,
 }
 
 impl Service {
@@ -77,19 +80,33 @@ impl Service {
                 tcp_max_connections: cfg.server.tcp_max_connections,
                 tcp_max_per_client: cfg.server.tcp_max_per_client,
             },
-            opts.clock,
+            opts.clock.clone(),
         )?;
+        let http_cfg = cfg.http.clone();
+        let query_log_for_http = query_log.clone();
         let reloader = Arc::new(Reloader::new(
             Arc::clone(&pipeline),
             query_log,
             cfg,
             opts.config_path,
         ));
-        let (watch, refresh) = {
+        let (watch, refresh, http) = {
             let _g = rt.enter();
+            let http = if http_cfg.listen.is_empty() {
+                None
+            } else {
+                Some(HttpServer::start(
+                    &http_cfg,
+                    Arc::clone(&pipeline),
+                    Arc::clone(&reloader),
+                    query_log_for_http,
+                    opts.clock,
+                )?)
+            };
             (
                 reloader.spawn_watch(opts.watch_interval),
                 reloader.spawn_refresh(),
+                http,
             )
         };
         Ok(Self {
@@ -99,7 +116,14 @@ impl Service {
             watch,
             log,
             refresh,
+            http,
         })
+    }
+
+    /// The addresses the HTTP API listens on (with the ports chosen for port 0); empty when
+    /// `[http] listen` is not set.
+    pub fn http_addrs(&self) -> &[std::net::SocketAddr] {
+        self.http.as_ref().map_or(&[], HttpServer::addrs)
     }
 
     /// The query log's handle, when the log is on (its counters: written, dropped).
@@ -148,6 +172,9 @@ impl Service {
         }
         self.watch.abort();
         self.refresh.abort();
+        if let Some(h) = &self.http {
+            h.shutdown();
+        }
         self.server.shutdown();
         let log = self.log.map(|(log, task)| {
             task.finish(std::time::Duration::from_secs(5));
@@ -158,7 +185,7 @@ impl Service {
 }
 
 /// The counters of `pipeline`, with the gauges read now.
-fn snapshot(pipeline: &Pipeline, log: Option<&QueryLog>) -> Snapshot {
+pub(crate) fn snapshot(pipeline: &Pipeline, log: Option<&QueryLog>) -> Snapshot {
     let cache = pipeline.cache();
     let gauges = Gauges {
         cache_entries: cache.len() as u64,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod firewall;
 pub mod forward;
 pub mod groups;
+pub mod http;
 pub mod limits;
 pub mod local;
 pub mod raw;
@@ -24,6 +25,7 @@ pub use answer_checks::{AnswerChecksConfig, ResponseIp};
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::ForwardConfig;
 pub use groups::GroupConfig;
+pub use http::HttpConfig;
 pub use limits::{BanAction, LimitsConfig};
 pub use local::LocalConfig;
 use raw::{RawConfig, RawList, RawPercent, RawSize};
@@ -143,6 +145,8 @@ pub struct Config {
     pub local: LocalConfig,
     /// `[firewall]`, when the file has one.
     pub firewall: Option<FirewallConfig>,
+    /// `[http]`: the API, `/metrics` and the block page (off by default).
+    pub http: HttpConfig,
     /// `[log]`, when the query log is on (a `[log]` section with `enabled = true`).
     pub log: Option<LogConfig>,
     /// Things that are allowed but may surprise (overlapping groups), as
@@ -402,6 +406,7 @@ impl Validator<'_> {
         });
         let limits = self.limits(raw.limits);
         let local = self.local(raw.local, base);
+        let http = self.http(raw.http, base);
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -442,6 +447,7 @@ impl Validator<'_> {
             limits,
             local,
             firewall,
+            http,
             log,
             warnings: Vec::new(),
         }

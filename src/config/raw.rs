@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub firewall: Option<super::firewall::RawFirewall>,
     /// `[log]` (optional: without it there is no query log)
     pub log: Option<RawLog>,
+    /// `[http]`: the API, `/metrics` and the block page
+    pub http: super::http::RawHttp,
 }
 
 /// `[log]`: the query log (JSON Lines).
