@@ -54,6 +54,9 @@
 //! - [`querylog`]: the JSON Lines query log (bounded queue → writer thread, sessions,
 //!   rotation) and the `sinkhole log` reports that read it.
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
+//! - [`http`]: `[http]`: the JSON API under `/api/v1` and `/metrics`, on a bounded
+//!   HTTP/1 server (connections, head and body sizes, timeouts); a pause of blocking is
+//!   one atomic deadline in the pipeline ([`pipeline::pause`]).
 //! - [`fdlimit`]: the open-file limit raised at start; a WARN when descriptors run out.
 //! - [`firewall`]: `[firewall]` (its model in `firewall::model`) → an nftables or iptables
 //!   rule set (pure renderers); only `firewall::system` runs `nft` / `iptables-restore`;

@@ -2,7 +2,7 @@
 //! `[http] listen` (off unless configured). Started by [`crate::service::Service::start`],
 //! stopped (every connection closed) by its shutdown.
 //!
-//! One router ([`router`]) on hyper's HTTP/1 server, served by our own accept loop so that a
+//! One router (`router`) on hyper's HTTP/1 server, served by our own accept loop so that a
 //! slow or hostile client cannot hold memory or stall anything: at most
 //! [`MAX_CONNECTIONS`] connections ([`MAX_CONNECTIONS_PER_CLIENT`] from one address; more are
 //! closed at once), request heads of at most [`MAX_HEAD_BYTES`] (URI and headers together;
