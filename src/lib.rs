@@ -56,6 +56,9 @@
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
 //! - [`block_page`]: the HTTP page a browser sent to the sinkhole address gets: which rule
 //!   and list blocked the site, from the current policy snapshot.
+//! - [`http`]: `[http]`: the JSON API under `/api/v1` and `/metrics`, on a bounded
+//!   HTTP/1 server (connections, head and body sizes, timeouts); a pause of blocking is
+//!   one atomic deadline in the pipeline ([`pipeline::pause`]).
 //! - [`fdlimit`]: the open-file limit raised at start; a WARN when descriptors run out.
 //! - [`firewall`]: `[firewall]` (its model in `firewall::model`) → an nftables or iptables
 //!   rule set (pure renderers); only `firewall::system` runs `nft` / `iptables-restore`;
@@ -105,6 +108,7 @@ pub mod dns;
 pub mod fdlimit;
 pub mod firewall;
 pub mod handler;
+pub mod http;
 pub mod neighbours;
 pub mod pipeline;
 pub mod querylog;

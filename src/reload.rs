@@ -38,6 +38,9 @@ pub struct Reloader {
     config_path: Option<PathBuf>,
     config: Mutex<Config>,
     busy: tokio::sync::Mutex<()>,
+    /// How the last reload ended: when, and its error if it failed (the HTTP API's list
+    /// status).
+    last: Mutex<Option<(SystemTime, Option<String>)>>,
 }
 
 /// The `[server]` keys (and the log's on/off, the rate limits' table size) that differ
@@ -66,9 +69,16 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
             a.max_forwards_per_client != b.max_forwards_per_client,
         ),
         ("log.enabled", old.log.is_some() != new.log.is_some()),
+        // The HTTP server's sockets and its token are taken at start.
+        ("http.listen", old.http.listen != new.http.listen),
         (
             "http.block_page_listen",
-            old.block_page_listen != new.block_page_listen,
+            old.http.block_page_listen != new.http.block_page_listen,
+        ),
+        ("http.token", old.http.token != new.http.token),
+        (
+            "http.public_read",
+            old.http.public_read != new.http.public_read,
         ),
         (
             "limits.max_clients",
@@ -95,6 +105,7 @@ impl Reloader {
             config_path,
             config: Mutex::new(config),
             busy: tokio::sync::Mutex::new(()),
+            last: Mutex::new(None),
         }
     }
 
@@ -128,10 +139,25 @@ impl Reloader {
             .collect()
     }
 
+    /// How the last reload (SIGHUP, a changed file, the API) ended: when, and its error
+    /// if it failed; `None` before the first.
+    pub fn last_reload(&self) -> Option<(SystemTime, Option<String>)> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Reloads the lists (and, with `reread_config`, the whole config file first). On any
     /// error nothing is applied, the running snapshot stays, and the error is returned.
     pub async fn reload(&self, reread_config: bool) -> anyhow::Result<()> {
         let _one_at_a_time = self.busy.lock().await;
+        let r = self.reload_now(reread_config).await;
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((
+            SystemTime::now(),
+            r.as_ref().err().map(|e| format!("{e:#}")),
+        ));
+        r
+    }
+
+    async fn reload_now(&self, reread_config: bool) -> anyhow::Result<()> {
         let start = Instant::now();
         let old = self.config();
         let new = match &self.config_path {

@@ -10,6 +10,7 @@ use crate::block_page::BlockPage;
 use crate::config::Config;
 use crate::counters::{Counters, Gauges, Snapshot};
 use crate::handler::Handler;
+use crate::http::HttpServer;
 use crate::pipeline::{Clock, Pipeline, Policy};
 use crate::querylog::{self, LogTask, QueryLog};
 use crate::reload::Reloader;
@@ -45,6 +46,8 @@ pub struct Service {
     log: Option<(QueryLog, LogTask)>,
     refresh: tokio::task::JoinHandle<()>,
     block_page: BlockPage,
+    /// The HTTP API and `/metrics`, when `[http] listen` is set.
+    http: Option<HttpServer>,
 }
 
 impl Service {
@@ -64,10 +67,10 @@ impl Service {
         let query_log = log.as_ref().map(|(l, _)| l.clone());
         // The block page binds first: a port it cannot have stops the start before DNS runs.
         let block_page = BlockPage::start(
-            crate::block_page::bind(&cfg.block_page_listen).map_err(|e| {
+            crate::block_page::bind(&cfg.http.block_page_listen).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
-                    format!("block page on {:?}: {e}", cfg.block_page_listen),
+                    format!("block page on {:?}: {e}", cfg.http.block_page_listen),
                 )
             })?,
             Arc::clone(&pipeline),
@@ -91,19 +94,33 @@ impl Service {
                 tcp_max_connections: cfg.server.tcp_max_connections,
                 tcp_max_per_client: cfg.server.tcp_max_per_client,
             },
-            opts.clock,
+            opts.clock.clone(),
         )?;
+        let http_cfg = cfg.http.clone();
+        let query_log_for_http = query_log.clone();
         let reloader = Arc::new(Reloader::new(
             Arc::clone(&pipeline),
             query_log,
             cfg,
             opts.config_path,
         ));
-        let (watch, refresh) = {
+        let (watch, refresh, http) = {
             let _g = rt.enter();
+            let http = if http_cfg.listen.is_empty() {
+                None
+            } else {
+                Some(HttpServer::start(
+                    &http_cfg,
+                    Arc::clone(&pipeline),
+                    Arc::clone(&reloader),
+                    query_log_for_http,
+                    opts.clock,
+                )?)
+            };
             (
                 reloader.spawn_watch(opts.watch_interval),
                 reloader.spawn_refresh(),
+                http,
             )
         };
         Ok(Self {
@@ -114,7 +131,14 @@ impl Service {
             log,
             refresh,
             block_page,
+            http,
         })
+    }
+
+    /// The addresses the HTTP API listens on (with the ports chosen for port 0); empty when
+    /// `[http] listen` is not set.
+    pub fn http_addrs(&self) -> &[std::net::SocketAddr] {
+        self.http.as_ref().map_or(&[], HttpServer::addrs)
     }
 
     /// The query log's handle, when the log is on (its counters: written, dropped).
@@ -169,6 +193,9 @@ impl Service {
         self.watch.abort();
         self.refresh.abort();
         self.block_page.shutdown();
+        if let Some(h) = &self.http {
+            h.shutdown();
+        }
         self.server.shutdown();
         let log = self.log.map(|(log, task)| {
             task.finish(std::time::Duration::from_secs(5));
@@ -179,7 +206,7 @@ impl Service {
 }
 
 /// The counters of `pipeline`, with the gauges read now.
-fn snapshot(pipeline: &Pipeline, log: Option<&QueryLog>) -> Snapshot {
+pub(crate) fn snapshot(pipeline: &Pipeline, log: Option<&QueryLog>) -> Snapshot {
     let cache = pipeline.cache();
     let gauges = Gauges {
         cache_entries: cache.len() as u64,

@@ -123,6 +123,120 @@ pub fn explain(
     Ok(explanations)
 }
 
+/// A client group as `check` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupScope {
+    /// The group's name.
+    pub name: String,
+    /// Whether the default lists apply too (`inherit`).
+    pub inherit: bool,
+}
+
+/// A list left out of a check because its schedule is not active now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OffSchedule {
+    /// The list, as configured.
+    pub list: String,
+    /// Its schedule, as written.
+    pub schedule: String,
+}
+
+/// What `sinkhole lists check` and the HTTP API's `check` answer: for the client asked
+/// about (if any) its group, the lists outside their schedule now, and each name explained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// The client, and its group (`None`: in no group, the default policy).
+    pub client: Option<(std::net::IpAddr, Option<GroupScope>)>,
+    /// Lists not applied because their schedule is not active now.
+    pub off_schedule: Vec<OffSchedule>,
+    /// Each name, in the order asked.
+    pub names: Vec<Explanation>,
+}
+
+/// Why a check could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// A name that is not a domain name (a usage error, 400 in the API).
+    #[error("{name:?} is not a valid name: {reason}")]
+    Name {
+        /// The name as given.
+        name: String,
+        /// Why it is not valid.
+        reason: String,
+    },
+    /// A list could not be read.
+    #[error(transparent)]
+    Lists(#[from] BlocklistError),
+}
+
+/// Checks `names` as the server would answer them at `now` for `client` (its group's lists
+/// when it is in one; `mac` gives its MAC address, asked only when a group names MAC
+/// addresses), or for the default policy: the lists of `cfg` are read again from their
+/// files, and each name explained ([`explain`]). `sinkhole lists check` and the HTTP
+/// API's `check` both call this.
+pub fn check(
+    cfg: &crate::config::Config,
+    client: Option<std::net::IpAddr>,
+    names: &[String],
+    now: std::time::SystemTime,
+    mac: impl FnOnce() -> Option<crate::config::groups::MacAddr>,
+) -> Result<Check, CheckError> {
+    let queries = names
+        .iter()
+        .map(|n| {
+            super::domain::normalize(n).map_err(|e| CheckError::Name {
+                name: n.clone(),
+                reason: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let b = &cfg.blocking;
+    let minute = crate::pipeline::local_time::LocalTime::new(cfg.server.timezone.as_deref())
+        .week_minute(now);
+    let mut sources: Vec<&ListSource> = b.lists.iter().collect();
+    let client = client.map(|ip| {
+        // Read once, and only when a group names a MAC address.
+        let (mut read, mut known) = (Some(mac), None);
+        let group = cfg.groups.iter().find(|g| {
+            crate::pipeline::groups::Members::new(g).contain(
+                ip,
+                || minute,
+                || *known.get_or_insert_with(|| read.take().and_then(|f| f())),
+            )
+        });
+        let scope = group.map(|g| {
+            sources = g.lists.iter().collect();
+            if g.inherit {
+                sources.extend(&b.lists);
+            }
+            GroupScope {
+                name: g.name.clone(),
+                inherit: g.inherit,
+            }
+        });
+        (ip, scope)
+    });
+    let mut off_schedule = Vec::new();
+    sources.retain(|s| match &s.schedule {
+        Some(sch) if !sch.active(minute) => {
+            off_schedule.push(OffSchedule {
+                list: s.display.clone(),
+                schedule: sch.to_string(),
+            });
+            false
+        }
+        _ => true,
+    });
+    let sources: Vec<ListSource> = sources.into_iter().cloned().collect();
+    let (list, _) = super::load::load_all_with(&sources, &b.cache_dir, false)?;
+    let names = explain(&list, &sources, &b.cache_dir, &queries)?;
+    Ok(Check {
+        client,
+        off_schedule,
+        names,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,14 +12,12 @@ use clap::Subcommand;
 use super::common::{Error, Status, load_config};
 use crate::blocklist::domain::normalize;
 use crate::blocklist::edit::edit_file;
-use crate::blocklist::explain::explain;
+use crate::blocklist::explain::{self, CheckError};
 use crate::blocklist::fetch::{self, Updated};
-use crate::blocklist::load::{BlocklistError, ListSource, Location, load_all_with, read_source};
+use crate::blocklist::load::{BlocklistError, ListSource, Location, read_source};
 use crate::blocklist::parse::Kind;
 use crate::blocklist::rewrite::{add_names, checked_name, remove_names};
 use crate::blocklist::tools::{self, Format, SourcedRule};
-use crate::pipeline::groups::Members;
-use crate::pipeline::local_time::LocalTime;
 
 /// `sinkhole lists …`
 #[derive(Debug, Subcommand)]
@@ -136,68 +134,49 @@ fn check(
     names: &[String],
 ) -> Result<Status, Error> {
     let cfg = load_config(config)?;
-    let b = &cfg.blocking;
-    let minute = LocalTime::new(cfg.server.timezone.as_deref()).week_minute(SystemTime::now());
+    // Read only when a group names a MAC address.
+    let read_mac = || {
+        let ip = client?;
+        let table = crate::neighbours::dump().unwrap_or_else(|e| {
+            eprintln!("sinkhole: warning: cannot read the neighbour table ({e}); MAC addresses are not matched");
+            Default::default()
+        });
+        table.get(&ip.to_canonical()).copied()
+    };
+    let checked =
+        explain::check(&cfg, client, names, SystemTime::now(), read_mac).map_err(|e| match e {
+            CheckError::Name { .. } => Error::usage(e),
+            CheckError::Lists(e) => Error::runtime(e),
+        })?;
     let mut out = std::io::stdout().lock();
-    let mut sources: Vec<&ListSource> = b.lists.iter().collect();
-    if let Some(ip) = client {
-        // Read only when a group names a MAC address.
-        let read_mac = || {
-            let table = crate::neighbours::dump().unwrap_or_else(|e| {
-                eprintln!("sinkhole: warning: cannot read the neighbour table ({e}); MAC addresses are not matched");
-                Default::default()
-            });
-            table.get(&ip.to_canonical()).copied()
-        };
-        let mut mac = None;
-        let group = cfg
-            .groups
-            .iter()
-            .find(|g| Members::new(g).contain(ip, || minute, || *mac.get_or_insert_with(read_mac)));
-        match group {
-            Some(g) => {
-                let _ = writeln!(
-                    out,
-                    "client {ip}: group {:?}{}",
-                    g.name,
-                    if g.inherit {
-                        ""
-                    } else {
-                        " (its lists only: inherit = false)"
-                    }
-                );
-                sources = g.lists.iter().collect();
-                if g.inherit {
-                    sources.extend(&b.lists);
-                }
-            }
-            None => {
-                let _ = writeln!(out, "client {ip}: in no group; the default policy");
-            }
-        }
-    }
-    sources.retain(|s| match &s.schedule {
-        Some(sch) if !sch.active(minute) => {
+    match &checked.client {
+        Some((ip, Some(g))) => {
             let _ = writeln!(
                 out,
-                "note: {} is outside its schedule now ({sch})",
-                s.display
+                "client {ip}: group {:?}{}",
+                g.name,
+                if g.inherit {
+                    ""
+                } else {
+                    " (its lists only: inherit = false)"
+                }
             );
-            false
         }
-        _ => true,
-    });
-    let sources: Vec<ListSource> = sources.into_iter().cloned().collect();
-    let (list, _) = load_all_with(&sources, &b.cache_dir, false).map_err(Error::runtime)?;
-    let mut queries = Vec::new();
-    for n in names {
-        let q = normalize(n)
-            .map_err(|e| Error::usage(format_args!("{n:?} is not a valid name: {e}")))?;
-        queries.push(q);
+        Some((ip, None)) => {
+            let _ = writeln!(out, "client {ip}: in no group; the default policy");
+        }
+        None => {}
     }
-    let explained = explain(&list, &sources, &b.cache_dir, &queries).map_err(Error::runtime)?;
-    let width = queries.iter().map(String::len).max().unwrap_or(0);
-    for x in &explained {
+    for o in &checked.off_schedule {
+        let _ = writeln!(
+            out,
+            "note: {} is outside its schedule now ({})",
+            o.list, o.schedule
+        );
+    }
+    let explained = &checked.names;
+    let width = explained.iter().map(|x| x.name.len()).max().unwrap_or(0);
+    for x in explained {
         let (q, verdict) = (&x.name, x.verdict());
         match &x.decision {
             Some(d) => {

@@ -1,7 +1,8 @@
 //! The command line: the clap derive of [`Cli`] and [`run`], which hands each subcommand to
 //! its family, one file each: `serve`, `config` (`config check`), `log` (`log
-//! tail|first|top|suggest|heartbeats`), `lists` (`lists check|lint|convert|add|remove|update`)
-//! and `firewall` (`firewall show|check|apply|remove|confirm|rollback`). Each family holds its
+//! tail|first|top|suggest|heartbeats`), `lists` (`lists check|lint|convert|add|remove|update`),
+//! `firewall` (`firewall show|check|apply|remove|confirm|rollback`) and `control` (`pause`,
+//! `resume`, `status`: the running server's HTTP API). Each family holds its
 //! clap arguments, its printing and its exit codes; the work itself is in the library
 //! (`blocklist`, `querylog`, `firewall`, `service`). Dependencies go one way: this file →
 //! the families → `common` (the [`Error`] every command returns, `load_config`).
@@ -11,6 +12,7 @@
 
 mod common;
 mod config;
+mod control;
 mod firewall;
 mod lists;
 mod log;
@@ -60,6 +62,27 @@ pub enum Command {
     /// Blocklist maintenance: check names, lint, convert, edit, download.
     #[command(subcommand)]
     Lists(ListsCommand),
+    /// Pause blocking on the running server for a while (its HTTP API, `[http] listen`).
+    Pause {
+        /// How long: 30s, 5m, 2h (at most 7d); blocking comes back by itself after it.
+        #[arg(value_name = "DURATION")]
+        duration: String,
+        /// Config file of the running server (its `[http]` address and token).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// End a pause of blocking on the running server now.
+    Resume {
+        /// Config file of the running server (its `[http]` address and token).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Show whether the running server is blocking or paused.
+    Status {
+        /// Config file of the running server (its `[http]` address and token).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Runs the parsed command line.
@@ -70,5 +93,14 @@ pub fn run(cli: Cli) -> Result<Status, Error> {
         Command::Firewall(cmd) => firewall::run(cmd).map(|()| Status::Success),
         Command::Log(cmd) => log::run(cmd).map(|()| Status::Success),
         Command::Lists(cmd) => lists::run(cmd),
+        Command::Pause { duration, config } => {
+            control::run(control::Control::Pause(duration), config).map(|()| Status::Success)
+        }
+        Command::Resume { config } => {
+            control::run(control::Control::Resume, config).map(|()| Status::Success)
+        }
+        Command::Status { config } => {
+            control::run(control::Control::Status, config).map(|()| Status::Success)
+        }
     }
 }

@@ -4,18 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use serde::Deserialize;
 use toml::Spanned;
-
-/// MERGE: a minimal `[http]` table holding only `block_page_listen`, so that this key can be
-/// written and tested on its own; the lead merges it into the full `[http]` section's raw
-/// table and calls the validator's `block_page_listen` from there.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawHttp {
-    /// Addresses of the block page (`["192.168.1.2:80"]`).
-    pub block_page_listen: Option<Spanned<Vec<Spanned<String>>>>,
-}
 
 /// The block page's default port.
 pub const BLOCK_PAGE_PORT: u16 = 80;
@@ -44,15 +33,12 @@ impl super::Validator<'_> {
     /// each entry must parse, appear once, and not share a TCP port with DNS.
     pub(super) fn block_page_listen(
         &mut self,
-        raw: Option<&Spanned<Vec<Spanned<String>>>>,
+        raw: &[Spanned<String>],
         dns: &[SocketAddr],
     ) -> Vec<SocketAddr> {
         const KEY: &str = "http.block_page_listen";
-        let Some(raw) = raw else {
-            return Vec::new();
-        };
         let mut out: Vec<SocketAddr> = Vec::new();
-        for s in raw.get_ref() {
+        for s in raw {
             let a = match parse_block_page_addr(s.get_ref()) {
                 Ok(a) => a,
                 Err(m) => {
@@ -97,12 +83,18 @@ mod tests {
             None,
         )
         .unwrap();
-        let got: Vec<String> = c.block_page_listen.iter().map(|a| a.to_string()).collect();
+        let got: Vec<String> = c
+            .http
+            .block_page_listen
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         assert_eq!(got, ["192.168.1.2:80", "[fd00::2]:8080", "127.0.0.1:0"]);
-        assert!(Config::embedded_default().block_page_listen.is_empty());
+        assert!(Config::embedded_default().http.block_page_listen.is_empty());
         assert!(
             Config::parse("[http]\n", "t.toml", None)
                 .unwrap()
+                .http
                 .block_page_listen
                 .is_empty()
         );

@@ -9,6 +9,7 @@ pub mod error;
 pub mod firewall;
 pub mod forward;
 pub mod groups;
+pub mod http;
 pub mod limits;
 pub mod local;
 pub mod raw;
@@ -25,6 +26,7 @@ pub use answer_checks::{AnswerChecksConfig, ResponseIp};
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::ForwardConfig;
 pub use groups::GroupConfig;
+pub use http::HttpConfig;
 pub use limits::{BanAction, LimitsConfig};
 pub use local::LocalConfig;
 use raw::{RawConfig, RawList, RawPercent, RawSize};
@@ -144,11 +146,10 @@ pub struct Config {
     pub local: LocalConfig,
     /// `[firewall]`, when the file has one.
     pub firewall: Option<FirewallConfig>,
+    /// `[http]`: the API, `/metrics` and the block page (off by default).
+    pub http: HttpConfig,
     /// `[log]`, when the query log is on (a `[log]` section with `enabled = true`).
     pub log: Option<LogConfig>,
-    /// `http.block_page_listen`: where the block page is served (empty: nowhere).
-    /// MERGE: may move into the `[http]` section's config.
-    pub block_page_listen: Vec<SocketAddr>,
     /// Things that are allowed but may surprise (overlapping groups), as
     /// `file:line:col: key: message`: `config check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
@@ -406,8 +407,7 @@ impl Validator<'_> {
         });
         let limits = self.limits(raw.limits);
         let local = self.local(raw.local, base);
-        let block_page_listen =
-            self.block_page_listen(raw.http.block_page_listen.as_ref(), &listen);
+        let http = self.http(raw.http, base, &listen);
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -448,8 +448,8 @@ impl Validator<'_> {
             limits,
             local,
             firewall,
+            http,
             log,
-            block_page_listen,
             warnings: Vec::new(),
         }
     }

@@ -30,8 +30,8 @@ pub struct RawConfig {
     pub firewall: Option<super::firewall::RawFirewall>,
     /// `[log]` (optional: without it there is no query log)
     pub log: Option<RawLog>,
-    /// `[http]`. MERGE: only `block_page_listen` here (see `config::block_page`).
-    pub http: super::block_page::RawHttp,
+    /// `[http]`: the API, `/metrics` and the block page
+    pub http: super::http::RawHttp,
 }
 
 /// `[log]`: the query log (JSON Lines).

@@ -115,6 +115,20 @@ impl AnswerCheck {
         blocking: &Blocking,
         details: bool,
     ) -> Result<Response, Answer> {
+        self.check_with(req, resp, blocking, details, true)
+    }
+
+    /// [`AnswerCheck::check`], with step 2 (`response_ips`, a block list of addresses)
+    /// skipped when `lists` is false: while blocking is paused. Bailiwick and rebinding
+    /// protection still apply: they guard the network, not a policy.
+    pub fn check_with(
+        &self,
+        req: &Request<'_>,
+        resp: Response,
+        blocking: &Blocking,
+        details: bool,
+        lists: bool,
+    ) -> Result<Response, Answer> {
         let resp = resp.without_strays(&req.query).map_err(|e| {
             tracing::debug!(qname = %req.query.name_lossy(), error = ?e, "upstream answer failed the checks");
             Answer::new(
@@ -125,12 +139,13 @@ impl AnswerCheck {
                 },
             )
         })?;
-        if self.response_ips.is_empty() && !self.rebind {
+        let ips = lists && !self.response_ips.is_empty();
+        if !ips && !self.rebind {
             return Ok(resp);
         }
         let (mut listed, mut private) = (None, false);
         resp.any_address(|ip| {
-            if self.response_ips.contains(ip) {
+            if ips && self.response_ips.contains(ip) {
                 listed = Some(ip);
                 return true;
             }

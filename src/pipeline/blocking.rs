@@ -97,12 +97,8 @@ impl Blocking {
         let q = &req.query;
         // Bypass signals first: they are answers the network must give (Firefox's canary,
         // Private Relay, DDR), whatever the lists say.
-        if let Some((rule, local)) = self.bypass(q) {
-            return Verdict::Blocked(Answer {
-                action: Action::Blocked,
-                reply: Reply::Local(local),
-                rule: details.then_some(RuleRef::Builtin(rule)),
-            });
+        if let v @ Verdict::Blocked(_) = self.signals(req, details) {
+            return v;
         }
         match self.find(q.name(), &req.now) {
             Some((m, list)) if m.kind == Kind::Block => Verdict::Blocked(Answer {
@@ -112,6 +108,19 @@ impl Blocking {
             }),
             Some((_, list)) => Verdict::Pass(details.then(|| RuleRef::list(list))),
             None => Verdict::Pass(details.then(|| RuleRef::list(self.list()))),
+        }
+    }
+
+    /// The stage while blocking is paused: the bypass signals only (a pause suspends the
+    /// lists, not the answers that keep clients on this resolver).
+    pub fn signals(&self, req: &Request<'_>, details: bool) -> Verdict {
+        match self.bypass(&req.query) {
+            Some((rule, local)) => Verdict::Blocked(Answer {
+                action: Action::Blocked,
+                reply: Reply::Local(local),
+                rule: details.then_some(RuleRef::Builtin(rule)),
+            }),
+            None => Verdict::Pass(None),
         }
     }
 

@@ -26,6 +26,7 @@ pub mod groups;
 pub mod limits;
 pub mod local;
 pub mod local_time;
+pub mod pause;
 pub mod policy;
 pub mod request;
 pub mod upstream;
@@ -48,6 +49,7 @@ use blocking::Verdict;
 use cache::Cache;
 pub use flow::{Answer, Flow, Local, Reply};
 use limits::{LimitState, RrlKey};
+use pause::Pause;
 pub use policy::Policy;
 pub use request::{Clock, Now, Request, Transport};
 use upstreams::Upstreams;
@@ -225,6 +227,8 @@ pub struct Pipeline {
     upstream: ArcSwap<Upstreams>,
     counters: Arc<Counters>,
     details: bool,
+    /// Blocking paused for everyone until a deadline (`sinkhole pause`).
+    pause: Pause,
 }
 
 impl Pipeline {
@@ -240,6 +244,7 @@ impl Pipeline {
             upstream: ArcSwap::from_pointee(Upstreams::new(cfg, &counters)),
             counters,
             details: cfg.log.is_some(),
+            pause: Pause::default(),
         }
     }
 
@@ -292,8 +297,16 @@ impl Pipeline {
         // 3. Blocking: the bypass signals, then the lists. Before the cache, so that a list
         //    change applies at once and the cache only ever holds upstream answers. When
         //    the name passes, the log names the allow rule, if any, that let it through (it
-        //    looks the name up again in this snapshot, off the query path).
-        let rule = match blocking.check(req, self.details) {
+        //    looks the name up again in this snapshot, off the query path). While blocking
+        //    is paused (one relaxed load when it is not), only the signals are answered, and
+        //    the CNAME and response-IP checks below are skipped too.
+        let paused = self.pause.active(&req.now);
+        let verdict = if paused {
+            blocking.signals(req, self.details)
+        } else {
+            blocking.check(req, self.details)
+        };
+        let rule = match verdict {
             Verdict::Blocked(a) => return done(a, out),
             Verdict::Pass(rule) => rule,
         };
@@ -310,7 +323,7 @@ impl Pipeline {
         //    for the others).
         if let Flow::Answer(mut a) = self.cache.check(req) {
             self.counters.cache_hit();
-            if let Some(b) = policy.checks.cached(req, &a, blocking, self.details) {
+            if !paused && let Some(b) = policy.checks.cached(req, &a, blocking, self.details) {
                 return done(b, out);
             }
             a.rule = rule;
@@ -339,7 +352,7 @@ impl Pipeline {
                         .and_then(|i| policy.groups.get(i))
                         .map_or(&policy.blocking, |g| &g.blocking);
                     let checks = &policy.checks;
-                    match checks.check(&req, resp, blocking, me.details) {
+                    match checks.check_with(&req, resp, blocking, me.details, !paused) {
                         Ok(resp) => {
                             let resp = Arc::new(resp);
                             // 8. Cache what passed, for the queries that follow: as it
@@ -347,7 +360,12 @@ impl Pipeline {
                             //    list change applies to it at once.
                             me.cache.store(&req, &resp);
                             // 7, last: a CNAME chain that reaches a blocked name.
-                            match checks.cname(&req, &resp, blocking, me.details) {
+                            let cname = if paused {
+                                None
+                            } else {
+                                checks.cname(&req, &resp, blocking, me.details)
+                            };
+                            match cname {
                                 Some(blocked) => blocked,
                                 None => Answer::new(
                                     Action::Allowed,
@@ -438,6 +456,11 @@ impl Pipeline {
     /// The rate limits' state (tables of clients and answers).
     pub fn limit_state(&self) -> &LimitState {
         &self.limits
+    }
+
+    /// The pause of blocking (`sinkhole pause`, the HTTP API).
+    pub fn pause(&self) -> &Pause {
+        &self.pause
     }
 
     /// The answer cache.

@@ -90,6 +90,11 @@ impl TestServer {
         self.service.as_ref().unwrap()
     }
 
+    /// The HTTP API's address (the config must set `[http] listen = ["127.0.0.1:0"]`).
+    pub(crate) fn http_addr(&self) -> SocketAddr {
+        self.service().http_addrs()[0]
+    }
+
     pub(crate) async fn query(&self, name: &str, rt: RecordType) -> Message {
         udp_exchange(self.addr, &make_query(name, rt, None))
             .await

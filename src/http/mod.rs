@@ -1,0 +1,191 @@
+//! The HTTP server: the JSON API under `/api/v1` and `/metrics`, on the addresses of
+//! `[http] listen` (off unless configured). Started by [`crate::service::Service::start`],
+//! stopped (every connection closed) by its shutdown.
+//!
+//! One router (`router`) on hyper's HTTP/1 server, served by our own accept loop so that a
+//! slow or hostile client cannot hold memory or stall anything: at most
+//! [`MAX_CONNECTIONS`] connections ([`MAX_CONNECTIONS_PER_CLIENT`] from one address; more are
+//! closed at once), request heads of at most [`MAX_HEAD_BYTES`] (URI and headers together;
+//! larger ones get 431), a head that does not arrive within [`HEAD_TIMEOUT`] (also an idle
+//! keep-alive connection) closes the connection, bodies of at most [`MAX_BODY_BYTES`], and
+//! every request answered within [`REQUEST_TIMEOUT`]. The DNS listeners share nothing with
+//! it but the tokio runtime: blocking work (a `check` reading lists) runs on blocking
+//! threads, one at a time.
+//!
+//! - `auth`: the bearer token and the JSON error every call returns.
+//! - `metrics`: `/metrics`, the counters in the Prometheus text format.
+//! - `api`: the `/api/v1` calls.
+
+mod api;
+mod auth;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::task::JoinSet;
+
+use crate::config::HttpConfig;
+use crate::pipeline::{Clock, Pipeline};
+use crate::querylog::QueryLog;
+use crate::reload::Reloader;
+use crate::server::slots::ClientSlots;
+
+pub use api::MAX_CHECK_NAMES;
+pub use auth::ApiError;
+
+/// Connections open at once, from all clients together.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Connections open at once from one client address.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 16;
+/// Largest request head (request line and headers), bytes: hyper's smallest read buffer.
+pub const MAX_HEAD_BYTES: usize = 8192;
+/// Largest request body, bytes (the API's bodies are a few bytes of JSON).
+pub const MAX_BODY_BYTES: usize = 16 << 10;
+/// A request head must arrive within this (a connection idle this long is closed too).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Every request is answered within this; a reload still running goes on.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the handlers share.
+pub(crate) struct State {
+    pipeline: Arc<Pipeline>,
+    reloader: Arc<Reloader>,
+    log: Option<QueryLog>,
+    clock: Clock,
+    token: Option<String>,
+    public_read: bool,
+    /// One `check` at a time: it reads every list again.
+    check_busy: tokio::sync::Semaphore,
+}
+
+/// The running HTTP server.
+pub struct HttpServer {
+    addrs: Vec<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Binds `cfg.listen` and serves the API there. Call within the runtime.
+    pub fn start(
+        cfg: &HttpConfig,
+        pipeline: Arc<Pipeline>,
+        reloader: Arc<Reloader>,
+        log: Option<QueryLog>,
+        clock: Clock,
+    ) -> std::io::Result<Self> {
+        let state = Arc::new(State {
+            pipeline,
+            reloader,
+            log,
+            clock,
+            token: cfg.token.clone(),
+            public_read: cfg.public_read,
+            check_busy: tokio::sync::Semaphore::new(1),
+        });
+        let app = router(state);
+        let slots = ClientSlots::new(MAX_CONNECTIONS_PER_CLIENT, MAX_CONNECTIONS);
+        let mut addrs = Vec::new();
+        let mut tasks = Vec::new();
+        for &addr in &cfg.listen {
+            let l = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("http.listen {addr}: {e}")))?;
+            addrs.push(l.local_addr()?);
+            tasks.push(tokio::spawn(accept_loop(
+                l,
+                app.clone(),
+                Arc::clone(&slots),
+            )));
+        }
+        tracing::info!(listen = ?addrs, "serving the HTTP API");
+        Ok(Self { addrs, tasks })
+    }
+
+    /// The bound addresses (with the ports the kernel chose for port 0).
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn shutdown(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The routes: `/metrics` and `/api/v1/…`, with the body limit and the request timeout.
+fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/check", get(api::check))
+        .route("/api/v1/lists", get(api::lists))
+        .route("/api/v1/stats", get(api::stats))
+        .route("/api/v1/status", get(api::status))
+        .route("/api/v1/reload", post(api::reload))
+        .route("/api/v1/pause", post(api::pause))
+        .route("/api/v1/resume", post(api::resume))
+        .fallback(|| async { ApiError::not_found() })
+        .layer(axum::middleware::from_fn(timeout))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Answers 503 when a request takes longer than [`REQUEST_TIMEOUT`].
+async fn timeout(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::unavailable("the request took too long").into_response(),
+    }
+}
+
+/// Accepts connections on `l` while slots are free; each is served on a task of its own,
+/// owned by this loop, so that ending the loop (abort) closes them all.
+async fn accept_loop(l: tokio::net::TcpListener, app: Router, slots: Arc<ClientSlots>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = l.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of descriptors, mostly: wait instead of spinning.
+                        tracing::warn!(error = %e, "http accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.try_take(peer.ip()) else {
+                    tracing::debug!(client = %peer, "http connection limit reached; closed");
+                    continue;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                conns.spawn(async move {
+                    let _slot = slot;
+                    let r = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEAD_TIMEOUT)
+                        .max_buf_size(MAX_HEAD_BYTES)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                    if let Err(e) = r {
+                        tracing::debug!(client = %peer, error = %e, "http connection ended");
+                    }
+                });
+            }
+            // Reap finished connections, so the set holds only open ones.
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
