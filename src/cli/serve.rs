@@ -56,6 +56,19 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         config_path: path,
         ..ServiceOptions::default()
     };
+    // The signal handlers go in before the first answer: a SIGTERM sent as soon as the
+    // server answers (a supervisor, a test) must stop it cleanly, not kill it.
+    let (mut hup, mut term, mut usr1, ctrl_c) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _rt = rt.enter();
+        let what = "cannot install the signal handlers";
+        (
+            signal(SignalKind::hangup()).context(what)?,
+            signal(SignalKind::terminate()).context(what)?,
+            signal(SignalKind::user_defined1()).context(what)?,
+            rt.spawn(tokio::signal::ctrl_c()),
+        )
+    };
     let service = Service::start(cfg, policy, sockets, rt.handle(), opts)
         .context("cannot start the listeners")?;
     tracing::info!(
@@ -65,10 +78,7 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         "serving DNS on UDP and TCP"
     );
     rt.block_on(async {
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut usr1 =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+        let mut ctrl_c = ctrl_c;
         loop {
             tokio::select! {
                 _ = hup.recv() => {
@@ -78,7 +88,7 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
                 }
                 _ = usr1.recv() => print_counters(&service.counters_text()),
                 _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
+                _ = &mut ctrl_c => break,
             }
         }
         Ok::<_, std::io::Error>(())

@@ -156,3 +156,25 @@ async fn sighup_rereads_config_and_lists_and_sigterm_stops_cleanly() {
     assert!(log.contains("serving DNS on UDP and TCP"), "{log}");
     assert!(log.contains("lists reloaded"), "{log}");
 }
+
+// A SIGTERM sent the moment the server first answers stops it cleanly (exit 0): the signal
+// handlers are in place before the listeners answer. Seen in CI: a server killed by such a
+// SIGTERM (exit by signal 15) while its handlers were still being installed.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_right_after_the_first_answer_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "ads.test\n").unwrap();
+    for _ in 0..5 {
+        let port = free_port();
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\n[upstream]\nservers = [\"127.0.0.1:9\"]\n[blocking]\nlists = [\"a.txt\"]\n"),
+        )
+        .unwrap();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let (child, first) = spawn_serve(&path, addr, "ads.test.").await;
+        assert_eq!(first_answer(&first), "0.0.0.0");
+        stop_serve(child);
+    }
+}
