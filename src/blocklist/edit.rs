@@ -4,8 +4,10 @@
 //! read-modify-write of `lists add` / `lists remove` on top of it: under an exclusive lock,
 //! on a symlink's target, on raw bytes, keeping the original's owner, group and mode.
 //!
-//! What to change is decided by the caller (`rewrite::add_names` / `rewrite::remove_names`);
-//! this module only does the file system part.
+//! What to change is decided by `rewrite::add_names` / `rewrite::remove_names`;
+//! [`add_to_list`] and [`remove_from_list`] put the two together with the checks of the
+//! names: the one implementation of `sinkhole lists add/remove` and of the HTTP API's
+//! list edits.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{Read as _, Write as _};
@@ -14,8 +16,9 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use super::domain::normalize;
 use super::load::MAX_LIST_BYTES;
-use super::rewrite::EditError;
+use super::rewrite::{EditError, add_names, checked_name, remove_names};
 
 /// A temporary file beside `target` that becomes `target` on [`Replacement::commit`], or
 /// is removed when dropped before.
@@ -166,6 +169,92 @@ pub fn edit_file(
     // file it locked was replaced and starts again on the new one.
     drop(locked);
     Ok(Edited::Written)
+}
+
+/// What [`add_to_list`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    /// The names written, normalised, in the order given.
+    pub added: Vec<String>,
+    /// The names that were there already (nothing written for them).
+    pub present: Vec<String>,
+}
+
+/// Appends `names` to the list file at `path` (created when missing), in the style of its
+/// last rule, each with the inline `comment`; names already there are skipped. Refuses,
+/// writing nothing, an invalid name, a public suffix or a comment of several lines.
+pub fn add_to_list(
+    path: &Path,
+    names: &[String],
+    comment: Option<&str>,
+) -> Result<Added, EditError> {
+    let checked = dedup(
+        names
+            .iter()
+            .map(|n| checked_name(n))
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    if comment.is_some_and(|c| c.contains(['\n', '\r'])) {
+        return Err(EditError::Comment);
+    }
+    let mut present = Vec::new();
+    edit_file(path, true, |old| {
+        let (new, there) = add_names(old, &checked, comment);
+        present = there;
+        (new != old).then_some(new)
+    })?;
+    let added = checked
+        .into_iter()
+        .filter(|c| !present.contains(c))
+        .collect();
+    Ok(Added { added, present })
+}
+
+/// `names` without repeats, in first-seen order.
+fn dedup(names: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// What [`remove_from_list`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// The names taken out, normalised.
+    pub removed: Vec<String>,
+    /// The names the file did not hold.
+    pub missing: Vec<String>,
+}
+
+/// Removes `names` from the list file at `path` (comments, order and other names of a
+/// hosts line kept). Refuses, writing nothing, a name that is not a valid domain name.
+pub fn remove_from_list(path: &Path, names: &[String]) -> Result<Removed, EditError> {
+    let checked = dedup(
+        names
+            .iter()
+            .map(|n| {
+                normalize(n).map_err(|why| EditError::InvalidName {
+                    name: n.clone(),
+                    why,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    let mut missing = Vec::new();
+    edit_file(path, false, |old| {
+        let (new, absent) = remove_names(old, &checked);
+        missing = absent;
+        (new != old).then_some(new)
+    })?;
+    let removed = checked
+        .into_iter()
+        .filter(|c| !missing.contains(c))
+        .collect();
+    Ok(Removed { removed, missing })
 }
 
 /// The file to edit: `path` with every symlink resolved. A file that does not exist yet

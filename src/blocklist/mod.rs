@@ -70,7 +70,13 @@ pub struct Match<'a> {
     pub source: &'a str,
     /// 1-based line in that list.
     pub line: u32,
+    /// The index of `source` among the list's sources ([`Blocklist::sources`]);
+    /// [`NO_SOURCE`] for a rule that no list holds.
+    pub source_id: u16,
 }
+
+/// The `source_id` of a rule that no list holds (builtin rules).
+pub const NO_SOURCE: u16 = u16::MAX;
 
 /// Counts from building a [`Blocklist`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -363,6 +369,7 @@ impl Blocklist {
             rule: std::str::from_utf8(e.name).unwrap_or(""),
             source: self.sources.get(e.source as usize).map_or("", |s| s),
             line: e.line,
+            source_id: e.source,
         }
     }
 
@@ -444,6 +451,12 @@ impl Blocklist {
     /// True when there are no rules at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0 && self.patterns.is_empty()
+    }
+
+    /// The names of the lists the rules came from, as written in the config; a
+    /// [`Match`]'s `source_id` indexes them.
+    pub fn sources(&self) -> &[Arc<str>] {
+        &self.sources
     }
 
     /// Counts from the build.

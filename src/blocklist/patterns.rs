@@ -223,6 +223,7 @@ impl PatternSet {
             rule: &r.text,
             source: sources.get(r.source as usize).map_or("", |s| s),
             line: r.line,
+            source_id: r.source,
         })
     }
 }

@@ -20,6 +20,9 @@ pub enum EditError {
         /// Why.
         why: DomainError,
     },
+    /// A comment of several lines (it would become rules).
+    #[error("the comment must be one line")]
+    Comment,
     /// A public suffix (`com`, `co.uk`).
     #[error("{name:?} is a public suffix; a list must not block or allow all of it")]
     PublicSuffix {

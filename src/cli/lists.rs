@@ -10,13 +10,12 @@ use std::time::{Duration, SystemTime};
 use clap::Subcommand;
 
 use super::common::{Error, Status, load_config};
-use crate::blocklist::domain::normalize;
-use crate::blocklist::edit::edit_file;
+use crate::blocklist::edit::{add_to_list, remove_from_list};
 use crate::blocklist::explain::{self, CheckError};
 use crate::blocklist::fetch::{self, Updated};
 use crate::blocklist::load::{BlocklistError, ListSource, Location, read_source};
 use crate::blocklist::parse::Kind;
-use crate::blocklist::rewrite::{add_names, checked_name, remove_names};
+use crate::blocklist::rewrite::EditError;
 use crate::blocklist::tools::{self, Format, SourcedRule};
 
 /// `sinkhole lists …`
@@ -297,67 +296,46 @@ fn convert(format: Format, config: Option<&Path>, files: &[PathBuf]) -> Result<S
     }
 }
 
-/// Appends the names that are not there yet; refuses (writing nothing) on an invalid name,
-/// a public suffix or a comment of several lines.
+/// Appends the names that are not there yet ([`add_to_list`]); refuses (writing nothing) on
+/// an invalid name, a public suffix or a comment of several lines.
 fn add(names: &[String], to: &Path, comment: Option<&str>) -> Result<Status, Error> {
-    let mut checked = Vec::new();
-    for n in names {
-        let c = checked_name(n).map_err(|e| Error::usage(format_args!("{e}; nothing written")))?;
-        checked.push(c);
-    }
-    if comment.is_some_and(|c| c.contains(['\n', '\r'])) {
-        return Err(Error::usage("--comment must be one line; nothing written"));
-    }
-    let mut already = Vec::new();
-    edit_file(to, true, |old| {
-        let (new, present) = add_names(old, &checked, comment);
-        already = present;
-        (new != old).then_some(new)
-    })
-    .map_err(Error::runtime)?;
-    for a in &already {
+    let done = add_to_list(to, names, comment).map_err(edit_error)?;
+    for a in &done.present {
         eprintln!("{a}: already in {}", to.display());
     }
     println!(
         "{}: {} added, {} already there",
         to.display(),
-        checked.len() - already.len(),
-        already.len()
+        done.added.len(),
+        done.present.len()
     );
     Ok(Status::Success)
 }
 
-/// Removes the names; [`Status::Findings`] when one was not in the file.
+/// Removes the names ([`remove_from_list`]); [`Status::Findings`] when one was not in the
+/// file.
 fn remove(names: &[String], from: &Path) -> Result<Status, Error> {
-    let mut checked = Vec::new();
-    for n in names {
-        let c = normalize(n).map_err(|e| {
-            Error::usage(format_args!(
-                "{n:?} is not a valid domain name: {e}; nothing written"
-            ))
-        })?;
-        checked.push(c);
-    }
-    let mut missing = Vec::new();
-    edit_file(from, false, |old| {
-        let (new, absent) = remove_names(old, &checked);
-        missing = absent;
-        (new != old).then_some(new)
-    })
-    .map_err(Error::runtime)?;
-    for m in &missing {
+    let done = remove_from_list(from, names).map_err(edit_error)?;
+    for m in &done.missing {
         eprintln!("{m}: not in {}", from.display());
     }
-    println!(
-        "{}: {} removed",
-        from.display(),
-        checked.len() - missing.len()
-    );
-    Ok(if missing.is_empty() {
+    println!("{}: {} removed", from.display(), done.removed.len());
+    Ok(if done.missing.is_empty() {
         Status::Success
     } else {
         Status::Findings
     })
+}
+
+/// A refused name or comment is a usage error (exit 2); the file system's, a runtime one.
+fn edit_error(e: EditError) -> Error {
+    match e {
+        EditError::InvalidName { .. } | EditError::PublicSuffix { .. } => {
+            Error::usage(format_args!("{e}; nothing written"))
+        }
+        EditError::Comment => Error::usage("--comment must be one line; nothing written"),
+        e => Error::runtime(e),
+    }
 }
 
 /// With `--config`, refuses nothing but warns (on stderr) when `file` is not one of the

@@ -108,6 +108,12 @@ pub const LATENCY_BUCKETS_US: [u64; 11] = [
 /// Histogram slots: the bounded buckets and `+Inf`.
 pub const LATENCY_SLOTS: usize = LATENCY_BUCKETS_US.len() + 1;
 
+/// Slots of the blocked-by-list counts: the first `LIST_SLOTS - 1` list names registered
+/// ([`Counters::list_slot`]) get one each; later ones share the last, rendered `other`.
+pub const LIST_SLOTS: usize = 32;
+/// The shared slot of the lists registered after the others were taken.
+const OTHER_LIST: usize = LIST_SLOTS - 1;
+
 /// One shard of the per-query counters, alone on its cache lines (128 bytes: two lines, as
 /// the adjacent-line prefetcher of x86 pulls pairs).
 #[repr(align(128))]
@@ -119,6 +125,8 @@ struct Shard {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     limits: [AtomicU64; LimitEvent::ALL.len()],
+    /// Blocked queries by the list of the deciding rule (a slot of [`Counters::list_slot`]).
+    blocked_by_list: [AtomicU64; LIST_SLOTS],
 }
 
 /// Hands out shard indices to threads, round robin.
@@ -150,6 +158,9 @@ pub struct Counters {
     upstreams: Mutex<Vec<Arc<UpstreamStats>>>,
     /// Set on each list load (not per query).
     lists: Mutex<Vec<ListStat>>,
+    /// The list name of each blocked-by-list slot, in the order first registered; never
+    /// removed, so a list that a reload drops keeps its count (as upstreams do).
+    list_names: Mutex<Vec<Arc<str>>>,
 }
 
 impl std::fmt::Debug for Counters {
@@ -178,6 +189,7 @@ impl Counters {
             shards: std::array::from_fn(|_| Shard::default()),
             upstreams: Mutex::default(),
             lists: Mutex::default(),
+            list_names: Mutex::default(),
         }
     }
 
@@ -226,6 +238,32 @@ impl Counters {
         u
     }
 
+    /// The blocked-by-list slot of the list `name` (as written in the config), registered
+    /// on first use. Look it up when a policy is installed, not per query: this takes a
+    /// lock and scans. The same name always gets the same slot; past [`LIST_SLOTS`]` - 1`
+    /// names, the shared `other` slot.
+    pub fn list_slot(&self, name: &str) -> u16 {
+        let mut all = self
+            .list_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let i = match all.iter().position(|n| &**n == name) {
+            Some(i) => i,
+            None if all.len() < OTHER_LIST => {
+                all.push(Arc::from(name));
+                all.len() - 1
+            }
+            None => OTHER_LIST,
+        };
+        u16::try_from(i).unwrap_or(OTHER_LIST as u16)
+    }
+
+    /// A query blocked by a rule of the list in `slot` (from [`Self::list_slot`]). Hot
+    /// path, blocked queries only: one relaxed add on this thread's shard.
+    pub fn blocked_by(&self, slot: u16) {
+        bump(self.mine().blocked_by_list.get(usize::from(slot)));
+    }
+
     /// Replaces the lists' figures; call after each (re)load.
     pub fn set_lists(&self, lists: Vec<ListStat>) {
         *self.lists.lock().unwrap_or_else(PoisonError::into_inner) = lists;
@@ -255,6 +293,24 @@ impl Counters {
             cache_hits: sum(&|s| Some(&s.cache_hits)),
             cache_misses: sum(&|s| Some(&s.cache_misses)),
             limits: std::array::from_fn(|i| sum(&|s| s.limits.get(i))),
+            blocked_by_list: {
+                let names = self
+                    .list_names
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                let count = |i: usize| sum(&|s| s.blocked_by_list.get(i));
+                let mut v: Vec<(String, u64)> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.to_string(), count(i)))
+                    .collect();
+                let other = count(OTHER_LIST);
+                if other > 0 {
+                    v.push(("other".into(), other));
+                }
+                v
+            },
             upstreams,
             lists: self
                 .lists
@@ -385,6 +441,9 @@ pub struct Snapshot {
     pub cache_misses: u64,
     /// Rate-limit events, indexed like [`LimitEvent::ALL`].
     pub limits: [u64; LimitEvent::ALL.len()],
+    /// Blocked queries per list (as named in the config), in the order the lists were
+    /// first installed; then `other` when lists past [`LIST_SLOTS`] blocked some.
+    pub blocked_by_list: Vec<(String, u64)>,
     /// Per upstream, in the order they were first seen.
     pub upstreams: Vec<UpstreamSnapshot>,
     /// Per list, as last set.
@@ -496,6 +555,27 @@ mod tests {
         let addrs: Vec<_> = s.upstreams.iter().map(|u| u.addr).collect();
         assert_eq!(addrs, [a, b], "first seen, first rendered");
         assert_eq!((s.upstreams[0].queries, s.upstreams[0].errors), (1, 1));
+    }
+
+    #[test]
+    fn list_slots_are_stable_and_overflow_into_other() {
+        let c = Counters::new();
+        let a = c.list_slot("a.txt");
+        assert_eq!(c.list_slot("b.txt"), a + 1);
+        assert_eq!(c.list_slot("a.txt"), a, "the same name, the same slot");
+        for i in 0..LIST_SLOTS {
+            c.list_slot(&format!("more-{i}.txt"));
+        }
+        let late = c.list_slot("late.txt");
+        assert_eq!(usize::from(late), OTHER_LIST);
+        c.blocked_by(a);
+        c.blocked_by(a);
+        c.blocked_by(late);
+        c.blocked_by(u16::MAX); // out of range: ignored, no panic
+        let s = c.snapshot(Gauges::default());
+        assert_eq!(s.blocked_by_list.len(), LIST_SLOTS);
+        assert_eq!(s.blocked_by_list[0], ("a.txt".to_string(), 2));
+        assert_eq!(s.blocked_by_list.last().unwrap(), &("other".to_string(), 1));
     }
 
     #[test]

@@ -42,6 +42,10 @@ impl Snapshot {
             let labels = [("transport", t.name())];
             line(&mut o, "sinkhole_queries_by_transport_total", &labels, n);
         }
+        for (list, n) in &self.blocked_by_list {
+            let labels = [("list", list.as_str())];
+            line(&mut o, "sinkhole_blocked_by_list_total", &labels, n);
+        }
         line(&mut o, "sinkhole_cache_hits_total", &[], self.cache_hits);
         line(
             &mut o,
@@ -189,6 +193,11 @@ mod tests {
         }
         up.sent();
         up.error();
+        let slot = c.list_slot("ads \"x\".txt");
+        c.list_slot("allow.txt");
+        for _ in 0..5 {
+            c.blocked_by(slot);
+        }
         c.set_lists(vec![ListStat {
             name: "ads \"x\".txt".into(),
             entries: 1000,
@@ -214,6 +223,8 @@ sinkhole_queries_by_transport_total{transport="tcp"} 1
 sinkhole_queries_by_transport_total{transport="tls"} 0
 sinkhole_queries_by_transport_total{transport="https"} 0
 sinkhole_queries_by_transport_total{transport="quic"} 1
+sinkhole_blocked_by_list_total{list="ads \"x\".txt"} 5
+sinkhole_blocked_by_list_total{list="allow.txt"} 0
 sinkhole_cache_hits_total 4
 sinkhole_cache_misses_total 7
 sinkhole_cache_entries 7

@@ -30,13 +30,13 @@ use crate::querylog::action_name;
 pub const MAX_CHECK_NAMES: usize = 100;
 
 type Answer = Result<Json<Value>, ApiError>;
-type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
+pub(super) type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// The query string's parameters, checked against the names a call knows.
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn new(q: RawQuery, known: &[&str]) -> Result<Self, ApiError> {
+    pub(super) fn new(q: RawQuery, known: &[&str]) -> Result<Self, ApiError> {
         let Query(pairs) = q.map_err(|e| ApiError::bad_request(format!("query string: {e}")))?;
         if let Some((k, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
             let k: String = k.chars().take(40).collect();

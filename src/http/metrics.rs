@@ -34,6 +34,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Queries by transport.",
     ),
     (
+        "sinkhole_blocked_by_list_total",
+        "counter",
+        "Queries blocked by a rule of this list (names the lists block; CNAME, response-IP and builtin blocks are counted in sinkhole_queries_total only).",
+    ),
+    (
         "sinkhole_cache_hits_total",
         "counter",
         "Cache lookups that found an answer.",
@@ -85,6 +90,16 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "When a list was last loaded (Unix time).",
     ),
     (
+        "sinkhole_last_reload_timestamp_seconds",
+        "gauge",
+        "When the last reload (SIGHUP, a changed list file, the API) ended (Unix time); 0 before the first.",
+    ),
+    (
+        "sinkhole_last_reload_success",
+        "gauge",
+        "1 if the last reload succeeded (or none ran yet), 0 if it failed and the previous lists are still served.",
+    ),
+    (
         "sinkhole_ratelimit_bans_total",
         "counter",
         "Clients banned for going over limits.qps.",
@@ -132,6 +147,20 @@ pub(super) async fn metrics(Extract(state): Extract<Arc<State>>) -> impl IntoRes
     let now = state.clock.now();
     let left = state.pipeline.pause().remaining(&now);
     let mut extra = String::new();
+    let last = state.reloader.last_reload();
+    let _ = writeln!(
+        extra,
+        "sinkhole_last_reload_timestamp_seconds {}",
+        last.as_ref().map_or(0, |(at, _)| {
+            at.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        })
+    );
+    let _ = writeln!(
+        extra,
+        "sinkhole_last_reload_success {}",
+        u8::from(last.is_none_or(|(_, e)| e.is_none()))
+    );
     let _ = writeln!(
         extra,
         "sinkhole_blocking_paused {}",
@@ -227,6 +256,7 @@ mod tests {
         use crate::counters::{Counters, Gauges};
         let c = Counters::new();
         c.upstream("192.0.2.1:53".parse().unwrap());
+        c.list_slot("ads.txt");
         c.set_lists(vec![crate::counters::ListStat {
             name: "ads.txt".into(),
             entries: 1,

@@ -15,9 +15,11 @@
 //! - `auth`: the bearer token and the JSON error every call returns.
 //! - `metrics`: `/metrics`, the counters in the Prometheus text format.
 //! - `api`: the `/api/v1` calls.
+//! - `lists`: the `/api/v1/lists/block|allow` edits of local list files.
 
 mod api;
 mod auth;
+mod lists;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -38,6 +40,7 @@ use crate::server::slots::ClientSlots;
 
 pub use api::MAX_CHECK_NAMES;
 pub use auth::ApiError;
+pub use lists::MAX_EDIT_NAMES;
 
 /// Connections open at once, from all clients together.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -62,6 +65,8 @@ pub(crate) struct State {
     public_read: bool,
     /// One `check` at a time: it reads every list again.
     check_busy: tokio::sync::Semaphore,
+    /// One list edit at a time: it reads and writes a whole list, then reloads.
+    edit_busy: tokio::sync::Semaphore,
 }
 
 /// The running HTTP server.
@@ -87,6 +92,7 @@ impl HttpServer {
             token: cfg.token.clone(),
             public_read: cfg.public_read,
             check_busy: tokio::sync::Semaphore::new(1),
+            edit_busy: tokio::sync::Semaphore::new(1),
         });
         let app = router(state);
         let slots = ClientSlots::new(MAX_CONNECTIONS_PER_CLIENT, MAX_CONNECTIONS);
@@ -132,6 +138,14 @@ fn router(state: Arc<State>) -> Router {
         .route("/api/v1/reload", post(api::reload))
         .route("/api/v1/pause", post(api::pause))
         .route("/api/v1/resume", post(api::resume))
+        .route(
+            "/api/v1/lists/block",
+            post(lists::add_block).delete(lists::remove_block),
+        )
+        .route(
+            "/api/v1/lists/allow",
+            post(lists::add_allow).delete(lists::remove_allow),
+        )
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::middleware::from_fn(timeout))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -24,6 +24,7 @@ use crate::blocklist::load::{ListReport, ListSource, load_all_with};
 use crate::blocklist::{Blocklist, Kind, Match};
 use crate::config::schedule::Schedule;
 use crate::config::{BlockMode, BlockingConfig, GroupConfig};
+use crate::counters::Counters;
 use crate::dns::wire::{EDE_BLOCKED, Query, TYPE_A, TYPE_AAAA, rcode};
 
 /// The blocking stage: the rule set plus the answer policy.
@@ -38,6 +39,9 @@ pub struct Blocking {
     v6: IpAddr,
     ttl: u32,
     bypass_signals: bool,
+    /// Where blocks are counted by list; set when the policy is installed
+    /// ([`Self::count_blocks`]).
+    counters: Option<Arc<Counters>>,
 }
 
 /// Lists that apply together: always, or in the windows of a schedule.
@@ -45,6 +49,9 @@ pub struct Blocking {
 struct Layer {
     list: Arc<Blocklist>,
     schedule: Option<Arc<Schedule>>,
+    /// The blocked-by-list counter slot of each of `list`'s sources (by `source_id`);
+    /// empty until [`Blocking::count_blocks`].
+    slots: Box<[u16]>,
 }
 
 /// What the blocking stage decided.
@@ -80,6 +87,7 @@ impl Blocking {
             layers: vec![Layer {
                 list: Arc::new(list),
                 schedule: None,
+                slots: Box::default(),
             }],
             clock: Arc::new(LocalTime::new(Some("UTC"))),
             mode: cfg.mode,
@@ -87,7 +95,22 @@ impl Blocking {
             v6: IpAddr::V6(cfg.sinkhole_ipv6),
             ttl: cfg.ttl,
             bypass_signals: cfg.bypass_signals,
+            counters: None,
         }
+    }
+
+    /// Counts the queries this stage blocks by list in `counters` from now on: each list
+    /// gets its slot once, here, so that a block costs one add on the query path.
+    pub fn count_blocks(&mut self, counters: &Arc<Counters>) {
+        for l in &mut self.layers {
+            l.slots = l
+                .list
+                .sources()
+                .iter()
+                .map(|s| counters.list_slot(s))
+                .collect();
+        }
+        self.counters = Some(Arc::clone(counters));
     }
 
     /// The stage: a bypass signal, then the lists. A blocked name is answered as
@@ -100,13 +123,20 @@ impl Blocking {
         if let v @ Verdict::Blocked(_) = self.signals(req, details) {
             return v;
         }
-        match self.find(q.name(), &req.now) {
-            Some((m, list)) if m.kind == Kind::Block => Verdict::Blocked(Answer {
-                action: Action::Blocked,
-                reply: Reply::Local(self.answer(q, &m)),
-                rule: details.then(|| RuleRef::list(list)),
-            }),
-            Some((_, list)) => Verdict::Pass(details.then(|| RuleRef::list(list))),
+        match self.find_layer(q.name(), &req.now) {
+            Some((m, layer)) if m.kind == Kind::Block => {
+                if let (Some(c), Some(&slot)) =
+                    (&self.counters, layer.slots.get(usize::from(m.source_id)))
+                {
+                    c.blocked_by(slot);
+                }
+                Verdict::Blocked(Answer {
+                    action: Action::Blocked,
+                    reply: Reply::Local(self.answer(q, &m)),
+                    rule: details.then(|| RuleRef::list(&layer.list)),
+                })
+            }
+            Some((_, layer)) => Verdict::Pass(details.then(|| RuleRef::list(&layer.list))),
             None => Verdict::Pass(details.then(|| RuleRef::list(self.list()))),
         }
     }
@@ -127,13 +157,18 @@ impl Blocking {
     /// The rule deciding `name` (lower case) at `now`, with the list it is in: the most
     /// specific rule of the layers that apply at `now`, an allow at equal specificity.
     pub fn find(&self, name: &[u8], now: &Now) -> Option<(Match<'_>, &Arc<Blocklist>)> {
+        self.find_layer(name, now).map(|(m, l)| (m, &l.list))
+    }
+
+    /// [`Self::find`], with the layer the rule is in.
+    fn find_layer(&self, name: &[u8], now: &Now) -> Option<(Match<'_>, &Layer)> {
         if let [only] = self.layers.as_slice()
             && only.schedule.is_none()
         {
-            return only.list.find(name).map(|m| (m, &only.list));
+            return only.list.find(name).map(|m| (m, only));
         }
         let minute = self.clock.week_minute(now.wall);
-        let mut best: Option<(Match<'_>, &Arc<Blocklist>, (usize, bool))> = None;
+        let mut best: Option<(Match<'_>, &Layer, (usize, bool))> = None;
         for l in &self.layers {
             if l.schedule.as_ref().is_some_and(|s| !s.active(minute)) {
                 continue;
@@ -141,7 +176,7 @@ impl Blocking {
             if let Some(m) = l.list.find(name) {
                 let r = rank(name, &m);
                 if best.as_ref().is_none_or(|b| r > b.2) {
-                    best = Some((m, &l.list, r));
+                    best = Some((m, l, r));
                 }
             }
         }
@@ -268,6 +303,7 @@ fn layers(
     let mut layers = vec![Layer {
         list: Arc::new(list),
         schedule: None,
+        slots: Box::default(),
     }];
     for s in sources.iter().filter(|s| s.schedule.is_some()) {
         let (list, r) = load_all_with(std::slice::from_ref(s), cache_dir, false)?;
@@ -275,6 +311,7 @@ fn layers(
         layers.push(Layer {
             list: Arc::new(list),
             schedule: s.schedule.clone().map(Arc::new),
+            slots: Box::default(),
         });
     }
     Ok((layers, reports))
@@ -537,6 +574,7 @@ mod tests {
             rule,
             source,
             line: 7,
+            source_id: 0,
         })
     }
 

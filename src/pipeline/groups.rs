@@ -83,6 +83,13 @@ pub struct Groups {
 }
 
 impl Groups {
+    /// Counts each group's blocks by list in `counters` (see [`Blocking::count_blocks`]).
+    pub fn count_blocks(&mut self, counters: &Arc<crate::counters::Counters>) {
+        for g in &mut self.groups {
+            g.blocking.count_blocks(counters);
+        }
+    }
+
     /// Builds the groups of `cfg` around the default stage `default`, reading each group's
     /// lists (from `cache_dir` for URL lists). `macs` is asked for clients' MAC addresses
     /// when a group names one. Fails when a list cannot be read at all.

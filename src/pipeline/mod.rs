@@ -123,6 +123,7 @@ impl RuleRef {
                 rule,
                 source: "",
                 line: 0,
+                source_id: crate::blocklist::NO_SOURCE,
             }),
             Self::Cname { list, target } => list.find(target),
             Self::Written(w) => Some(Match {
@@ -130,6 +131,7 @@ impl RuleRef {
                 rule: &w.rule,
                 source: &w.source,
                 line: w.line,
+                source_id: crate::blocklist::NO_SOURCE,
             }),
             Self::Local(p) => {
                 let (source, line) = p.source();
@@ -138,6 +140,7 @@ impl RuleRef {
                     rule: p.rule(),
                     source,
                     line,
+                    source_id: crate::blocklist::NO_SOURCE,
                 })
             }
         }
@@ -234,7 +237,8 @@ pub struct Pipeline {
 impl Pipeline {
     /// Builds the pipeline from config and an already loaded policy; `counters` are the
     /// service's.
-    pub fn new(cfg: &Config, policy: Policy, counters: Arc<Counters>) -> Self {
+    pub fn new(cfg: &Config, mut policy: Policy, counters: Arc<Counters>) -> Self {
+        policy.count_blocks(&counters);
         Self {
             rrl_on: AtomicBool::new(policy.limits.rrl_on()),
             policy: ArcSwap::from_pointee(policy),
@@ -418,7 +422,8 @@ impl Pipeline {
 
     /// Swaps in a new policy snapshot (a reload) and returns the old one, so that the
     /// caller can free it off the query path. Queries in flight finish with the old one.
-    pub fn swap_policy(&self, p: Policy) -> Arc<Policy> {
+    pub fn swap_policy(&self, mut p: Policy) -> Arc<Policy> {
+        p.count_blocks(&self.counters);
         self.rrl_on.store(p.limits.rrl_on(), Relaxed);
         self.policy.swap(Arc::new(p))
     }

@@ -44,6 +44,13 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Counts the blocks of every blocking stage (default and groups) by list in
+    /// `counters`; the pipeline calls it when it installs the snapshot.
+    pub fn count_blocks(&mut self, counters: &Arc<crate::counters::Counters>) {
+        self.blocking.count_blocks(counters);
+        self.groups.count_blocks(counters);
+    }
+
     /// A snapshot of `access` around an already built blocking stage, without rate limits
     /// (set `limits` for them) or groups; `reports` are its lists' load reports (empty for a
     /// stage built in a test). Upstream answers are checked only for their bailiwick and

@@ -114,7 +114,7 @@ async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
 /// A Prometheus text-format (0.0.4) check: every line is `# HELP name text`, `# TYPE name
 /// kind`, or a sample `name{k="v",…} value` whose family was typed before, each family's
 /// lines together. Returns the samples as (name with labels, value).
-fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+pub(crate) fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
     let metric_name = |s: &str| {
         !s.is_empty()
             && s.chars().enumerate().all(|(i, c)| {
@@ -205,7 +205,7 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
     samples
 }
 
-fn sample(samples: &[(String, f64)], series: &str) -> f64 {
+pub(crate) fn sample(samples: &[(String, f64)], series: &str) -> f64 {
     samples
         .iter()
         .find(|(s, _)| s == series)
@@ -259,6 +259,19 @@ async fn metrics_are_prometheus_text_and_need_no_token() {
     );
     assert_eq!(sample(&samples, "sinkhole_querylog_dropped_total"), 0.0);
     assert_eq!(sample(&samples, "sinkhole_ratelimit_bans_total"), 0.0);
+    assert_eq!(
+        sample(&samples, "sinkhole_blocked_by_list_total{list=\"ads.txt\"}"),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            "sinkhole_blocked_by_list_total{list=\"social.txt\"}"
+        ),
+        0.0,
+        "every configured list has a series, 0 until it blocks"
+    );
+    assert_eq!(sample(&samples, "sinkhole_last_reload_success"), 1.0);
     assert_eq!(sample(&samples, "sinkhole_blocking_paused"), 0.0);
     let inf = format!(
         "sinkhole_upstream_latency_seconds_bucket{{upstream=\"{}\",le=\"+Inf\"}}",
