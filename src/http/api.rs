@@ -29,14 +29,14 @@ use crate::querylog::action_name;
 /// Most names one `check` call explains.
 pub const MAX_CHECK_NAMES: usize = 100;
 
-type Answer = Result<Json<Value>, ApiError>;
-type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
+pub(super) type Answer = Result<Json<Value>, ApiError>;
+pub(super) type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// The query string's parameters, checked against the names a call knows.
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn new(q: RawQuery, known: &[&str]) -> Result<Self, ApiError> {
+    pub(super) fn new(q: RawQuery, known: &[&str]) -> Result<Self, ApiError> {
         let Query(pairs) = q.map_err(|e| ApiError::bad_request(format!("query string: {e}")))?;
         if let Some((k, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
             let k: String = k.chars().take(40).collect();
@@ -60,7 +60,7 @@ impl Params {
     }
 
     /// The one value of `key`, if given; given twice is an error.
-    fn one<'a>(&'a self, key: &'a str) -> Result<Option<&'a str>, ApiError> {
+    pub(super) fn one<'a>(&'a self, key: &'a str) -> Result<Option<&'a str>, ApiError> {
         let mut it = self.all(key);
         let first = it.next();
         if it.next().is_some() {
@@ -73,7 +73,7 @@ impl Params {
 }
 
 /// RFC 3339 (UTC) text of `t`.
-fn rfc3339(t: SystemTime) -> Value {
+pub(super) fn rfc3339(t: SystemTime) -> Value {
     jiff::Timestamp::try_from(t).map_or(Value::Null, |ts| Value::String(ts.to_string()))
 }
 

@@ -12,6 +12,7 @@
 //! commands.
 
 pub mod filter;
+pub mod page;
 pub mod read;
 pub mod report;
 pub mod sessions;

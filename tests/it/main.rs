@@ -23,6 +23,7 @@ mod groups; // [[groups]] by source address, schedules, `lists check --client`, 
 mod groups_mac; // a group naming a MAC address: veth pairs, namespaces, ARP and NDP
 mod hostile; // hostile clients: TCP limits and deadlines, per-client forward limits
 mod http; // [http]: the API over real HTTP, auth, bad input, /metrics, pause, the CLI's pause/resume/status
+mod http_log; // /api/v1/log (filters, paging), stats/top|series, the SSE stream (bounded, slow readers dropped)
 mod limits; // [limits]: per-client rates and bans, exempt nets, spoofed floods, RRL slips
 mod list_downloads; // URL list downloads: redirects, streaming to disk in bounded memory
 mod list_edits; // `lists add|remove`: owner, mode, symlinks, raw bytes, concurrent edits
