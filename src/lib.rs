@@ -52,7 +52,8 @@
 //! - [`counters`]: service-wide counters (sharded atomics), printed by `sinkhole serve`
 //!   on SIGUSR1 and at exit.
 //! - [`querylog`]: the JSON Lines query log (bounded queue → writer thread, sessions,
-//!   rotation) and the `sinkhole log` reports that read it.
+//!   rotation), the `sinkhole log` reports that read it, and the newest-first pages the API
+//!   serves (`querylog::page`).
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
 //! - [`block_page`]: the HTTP page a browser sent to the sinkhole address gets: which rule
 //!   and list blocked the site, from the current policy snapshot.

@@ -193,6 +193,7 @@ fn log_filter(
         action: action.map(str::to_string),
         name,
         since,
+        until: None,
     })
 }
 

@@ -29,7 +29,7 @@ use crate::querylog::action_name;
 /// Most names one `check` call explains.
 pub const MAX_CHECK_NAMES: usize = 100;
 
-type Answer = Result<Json<Value>, ApiError>;
+pub(super) type Answer = Result<Json<Value>, ApiError>;
 pub(super) type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// The query string's parameters, checked against the names a call knows.
@@ -60,7 +60,7 @@ impl Params {
     }
 
     /// The one value of `key`, if given; given twice is an error.
-    fn one<'a>(&'a self, key: &'a str) -> Result<Option<&'a str>, ApiError> {
+    pub(super) fn one<'a>(&'a self, key: &'a str) -> Result<Option<&'a str>, ApiError> {
         let mut it = self.all(key);
         let first = it.next();
         if it.next().is_some() {
@@ -73,7 +73,7 @@ impl Params {
 }
 
 /// RFC 3339 (UTC) text of `t`.
-fn rfc3339(t: SystemTime) -> Value {
+pub(super) fn rfc3339(t: SystemTime) -> Value {
     jiff::Timestamp::try_from(t).map_or(Value::Null, |ts| Value::String(ts.to_string()))
 }
 

@@ -16,11 +16,14 @@
 //! - `metrics`: `/metrics`, the counters in the Prometheus text format.
 //! - `api`: the `/api/v1` calls.
 //! - `lists`: the `/api/v1/lists/block|allow` edits of local list files.
+//! - `querylog`: `/api/v1/log` and its live stream; `logstats`: `/api/v1/stats/top|series`.
 
 mod api;
 mod auth;
 mod lists;
+mod logstats;
 mod metrics;
+mod querylog;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +44,7 @@ use crate::server::slots::ClientSlots;
 pub use api::MAX_CHECK_NAMES;
 pub use auth::ApiError;
 pub use lists::MAX_EDIT_NAMES;
+pub use querylog::{LOG_LIMIT, MAX_LOG_STREAMS, STREAM_BUFFER};
 
 /// Connections open at once, from all clients together.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -67,6 +71,12 @@ pub(crate) struct State {
     check_busy: tokio::sync::Semaphore,
     /// One list edit at a time: it reads and writes a whole list, then reloads.
     edit_busy: tokio::sync::Semaphore,
+    /// Query-log reads (`log`, `stats/top|series`): two at a time, on blocking threads.
+    log_busy: Arc<tokio::sync::Semaphore>,
+    /// Open live log streams, at most [`MAX_LOG_STREAMS`].
+    streams: Arc<tokio::sync::Semaphore>,
+    /// Recent `stats/top|series` answers.
+    log_cache: logstats::Cache,
 }
 
 /// The running HTTP server.
@@ -93,6 +103,9 @@ impl HttpServer {
             public_read: cfg.public_read,
             check_busy: tokio::sync::Semaphore::new(1),
             edit_busy: tokio::sync::Semaphore::new(1),
+            log_busy: Arc::new(tokio::sync::Semaphore::new(2)),
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_LOG_STREAMS)),
+            log_cache: logstats::Cache::default(),
         });
         let app = router(state);
         let slots = ClientSlots::new(MAX_CONNECTIONS_PER_CLIENT, MAX_CONNECTIONS);
@@ -146,6 +159,10 @@ fn router(state: Arc<State>) -> Router {
             "/api/v1/lists/allow",
             post(lists::add_allow).delete(lists::remove_allow),
         )
+        .route("/api/v1/log", get(querylog::log))
+        .route("/api/v1/log/stream", get(querylog::stream))
+        .route("/api/v1/stats/top", get(logstats::top))
+        .route("/api/v1/stats/series", get(logstats::series))
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::middleware::from_fn(timeout))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -9,9 +9,10 @@
 //! on the same queue ([`QueryLog::reconfigure`]), so the writer switches between two
 //! records and none is lost. The file format is [`Entry`];
 //! [`read`] reads the current and rotated files back, [`tail`] and [`report`] are the
-//! commands.
+//! commands, [`page`] reads them newest first for the HTTP API.
 
 pub mod filter;
+pub mod page;
 pub mod read;
 pub mod report;
 pub mod sessions;

@@ -9,7 +9,12 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use super::read::for_each_match;
+use std::cell::RefCell;
+
+use memchr::memmem::Finder;
+
+use super::filter::{peek_str, peek_ts};
+use super::read::{Warnings, for_each, for_each_match};
 use super::sessions::registrable;
 use super::tail::Filter;
 
@@ -123,23 +128,64 @@ pub enum By {
 }
 
 /// The `limit` most frequent keys, most frequent first (ties by name).
+///
+/// Most lines are counted from their raw text (the key field found by its `"qname":"`
+/// prefix, which no escaped string can hold), without parsing; a line that shortcut cannot
+/// read for sure (an escape in the key, another shape, a filter the prefilter does not
+/// decide) is parsed.
 pub fn top(path: &Path, filter: &Filter, by: By, limit: usize) -> Vec<(u64, String)> {
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    for_each_match(path, filter, |e| {
-        let key: &str = match by {
-            By::Name => &e.qname,
-            By::Domain => registrable(&e.qname),
-            By::Client => &e.client,
-            By::Blocked if e.action == "blocked" => &e.qname,
-            By::Blocked => return,
-        };
+    let counts: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
+    let add = |key: &str| {
+        let mut counts = counts.borrow_mut();
         if let Some(c) = counts.get_mut(key) {
             *c += 1;
         } else {
             counts.insert(key.to_string(), 1);
         }
-    });
-    sorted(counts, limit)
+    };
+    let field = match by {
+        By::Client => "\"client\":\"",
+        By::Name | By::Domain | By::Blocked => "\"qname\":\"",
+    };
+    let field = Finder::new(field.as_bytes()).into_owned();
+    let blocked = Finder::new(b"\"action\":\"blocked\"");
+    let exact = filter.prefilter_is_exact();
+    let pre = filter.prefilter();
+    // True when the line was counted (or left out) from its raw text.
+    let fast = |line: &[u8]| -> bool {
+        if !exact || peek_ts(line).is_none() {
+            return false;
+        }
+        let Some(value) = peek_str(line, &field) else {
+            return false;
+        };
+        match by {
+            By::Blocked if blocked.find(line).is_none() => {}
+            By::Domain => add(registrable(value)),
+            _ => add(value),
+        }
+        true
+    };
+    let mut warnings = Warnings::default();
+    for_each(
+        path,
+        &mut warnings,
+        &|line| pre(line) && !fast(line),
+        &mut |e| {
+            if !filter.matches(&e) {
+                return;
+            }
+            match by {
+                By::Name => add(&e.qname),
+                By::Domain => add(registrable(&e.qname)),
+                By::Client => add(&e.client),
+                By::Blocked if e.action == "blocked" => add(&e.qname),
+                By::Blocked => {}
+            }
+        },
+    );
+    warnings.finish();
+    sorted(counts.into_inner(), limit)
 }
 
 fn sorted(counts: HashMap<String, u64>, limit: usize) -> Vec<(u64, String)> {
@@ -355,6 +401,47 @@ mod tests {
         );
         assert_eq!(parse_since("2h", now).unwrap(), "2023-11-14T20:13:20.000Z");
         assert!(parse_since("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn top_counts_the_same_from_raw_lines_and_parsed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("q.jsonl");
+        let line = |n: &str, c: &str, a: &str| {
+            format!(
+                "{{\"ts\":\"2026-11-21T10:00:01.532Z\",\"client\":\"{c}\",\"qname\":\"{n}\",\"qtype\":\"A\",\"action\":\"{a}\",\"rcode\":\"NOERROR\",\"elapsed_us\":1,\"session\":1,\"seq\":1}}\n"
+            )
+        };
+        let mut text = String::new();
+        for (n, c, a) in [
+            ("a.x.example", "192.0.2.1", "blocked"),
+            ("b.x.example", "192.0.2.2", "allowed"),
+            ("a.x.example", "192.0.2.1", "blocked"),
+            (r#"q\"name\":\"evil"#, "192.0.2.1", "blocked"),
+            (r#"q\"name\":\"evil"#, "192.0.2.3", "allowed"),
+        ] {
+            text.push_str(&line(n, c, a));
+        }
+        text.push_str("{\"client\":\"192.0.2.9\",\"qname\":\"odd.shape\",\"ts\":\"2026-11-21T10:00:01.532Z\",\"qtype\":\"A\",\"action\":\"blocked\",\"rcode\":\"NOERROR\",\"elapsed_us\":1,\"session\":1,\"seq\":1}\n");
+        std::fs::write(&p, text).unwrap();
+        let raw = Filter::default();
+        // A name glob matching everything turns the raw-line count off.
+        let parsed = Filter {
+            name: Some(globset::Glob::new("*").unwrap().compile_matcher()),
+            ..Filter::default()
+        };
+        for by in [By::Name, By::Domain, By::Client, By::Blocked] {
+            assert_eq!(top(&p, &raw, by, 10), top(&p, &parsed, by, 10), "{by:?}");
+        }
+        let evil = r#"q"name":"evil"#.to_string();
+        assert_eq!(
+            top(&p, &raw, By::Blocked, 10),
+            [
+                (2, "a.x.example".to_string()),
+                (1, "odd.shape".into()),
+                (1, evil)
+            ]
+        );
     }
 
     #[test]

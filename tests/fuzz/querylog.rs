@@ -181,6 +181,23 @@ fn write_and_read(dir: &Path, records: Vec<Record>, anonymize: bool) -> Result<u
     if i != expected.len() {
         return Err(format!("{} records written, {i} read back", expected.len()));
     }
+    // Newest first, as the HTTP API pages it: the same records, one page at a time.
+    let mut back = 0;
+    let mut before = None;
+    loop {
+        let page = sinkhole::querylog::page::newest(&path, &Filter::default(), before, 3);
+        back += page.records.len();
+        match page.next {
+            Some(c) if back <= expected.len() => before = Some(c),
+            _ => break,
+        }
+    }
+    if back != expected.len() {
+        return Err(format!(
+            "{} records written, {back} paged back",
+            expected.len()
+        ));
+    }
     Ok(i as u64)
 }
 
@@ -255,6 +272,7 @@ fn querylog_lines() {
                 .ok()
                 .map(|g| g.compile_matcher()),
             since: Some("2024-05-08T00:00:00.000Z".into()),
+            until: None,
         },
         Filter {
             client: "192.168.1.116/32".parse().ok(),

@@ -24,6 +24,7 @@ mod groups_mac; // a group naming a MAC address: veth pairs, namespaces, ARP and
 mod hostile; // hostile clients: TCP limits and deadlines, per-client forward limits
 mod http; // [http]: the API over real HTTP, auth, bad input, /metrics, pause, the CLI's pause/resume/status
 mod http_lists; // [http] list edits: block/allow over the API, the next query sees it; only configured files
+mod http_log; // /api/v1/log (filters, paging), stats/top|series, the SSE stream (bounded, slow readers dropped)
 mod limits; // [limits]: per-client rates and bans, exempt nets, spoofed floods, RRL slips
 mod list_downloads; // URL list downloads: redirects, streaming to disk in bounded memory
 mod list_edits; // `lists add|remove`: owner, mode, symlinks, raw bytes, concurrent edits
