@@ -99,6 +99,9 @@ impl MacLookup for NeighbourTable {
         // An unknown LAN address: ask for a read soon (one wake-up until it is done).
         if found.is_none()
             && !ip.is_loopback()
+            // A load first: while a read is already asked for, a miss writes nothing
+            // (no cache line bounced between the UDP threads).
+            && !self.wanted.load(Ordering::Relaxed)
             && !self.wanted.swap(true, Ordering::Relaxed)
             && let Some(t) = self.refresher.get()
         {

@@ -174,14 +174,7 @@ mod tests {
         assert!(parse_cidr("ten").is_err());
     }
 
-    fn errs(text: &str, base: Option<&Path>) -> Vec<String> {
-        crate::config::Config::parse(text, "t.toml", base)
-            .unwrap_err()
-            .0
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    }
+    use crate::config::error::test_support::errs_in as errs;
 
     #[test]
     fn bad_access_values_name_file_line_and_key() {

@@ -97,14 +97,7 @@ impl super::Validator<'_> {
 mod tests {
     use crate::config::Config;
 
-    fn errs(text: &str, base: Option<&std::path::Path>) -> Vec<String> {
-        Config::parse(text, "t.toml", base)
-            .unwrap_err()
-            .0
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    }
+    use crate::config::error::test_support::errs_in as errs;
 
     #[test]
     fn defaults_protect_against_rebinding_and_block_no_addresses() {

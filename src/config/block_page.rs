@@ -66,14 +66,7 @@ impl super::Validator<'_> {
 mod tests {
     use crate::config::Config;
 
-    fn errors(text: &str) -> Vec<String> {
-        Config::parse(text, "t.toml", None)
-            .unwrap_err()
-            .0
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    }
+    use crate::config::error::test_support::errs as errors;
 
     #[test]
     fn addresses_default_to_port_80_and_the_key_defaults_to_none() {

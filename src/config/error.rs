@@ -129,3 +129,23 @@ mod tests {
         assert_eq!(key_at(t, off).as_deref(), Some("upstream.timeout_ms"));
     }
 }
+
+/// What the config tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::Path;
+
+    /// The errors of config `text` (files relative to `base`) as shown, `file:line:col:
+    /// key: message`; panics when the text is valid.
+    pub(crate) fn errs_in(text: &str, base: Option<&Path>) -> Vec<String> {
+        match crate::config::Config::parse(text, "t.toml", base) {
+            Ok(_) => panic!("expected config errors for:\n{text}"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// [`errs_in`] without a folder (no files).
+    pub(crate) fn errs(text: &str) -> Vec<String> {
+        errs_in(text, None)
+    }
+}

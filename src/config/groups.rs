@@ -311,14 +311,7 @@ mod tests {
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
-    fn errs(text: &str) -> Vec<String> {
-        Config::parse(text, "t.toml", None)
-            .unwrap_err()
-            .0
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    }
+    use crate::config::error::test_support::errs;
 
     #[test]
     fn bad_groups_name_file_line_and_key() {

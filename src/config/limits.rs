@@ -211,14 +211,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn errs(text: &str) -> Vec<String> {
-        Config::parse(text, "t.toml", None)
-            .unwrap_err()
-            .0
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    }
+    use crate::config::error::test_support::errs;
 
     #[test]
     fn the_default_limits_every_client_but_the_host_itself() {

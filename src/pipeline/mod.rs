@@ -291,10 +291,12 @@ impl Pipeline {
         let group = policy.groups.select(req.client.ip(), &req.now);
         let blocking = group.map_or(&policy.blocking, |g| &g.blocking);
         let index = group.map(|g| g.index);
-        let group = group.filter(|_| self.details).map(|g| Arc::clone(&g.name));
+        // The group's name for the log: one reference count per query, taken where the
+        // outcome is made.
+        let group_name = || group.filter(|_| self.details).map(|g| Arc::clone(&g.name));
         let done = |a: Answer, out: &mut Vec<u8>| {
             let mut o = a.write(req, out, self.details);
-            o.group.clone_from(&group);
+            o.group = group_name();
             Resolution::Done(o)
         };
 
@@ -340,6 +342,7 @@ impl Pipeline {
         //    `[upstream]`. Queries that start after a reload use the new servers; this one
         //    keeps the set it started with, and the policy snapshot (and group) too.
         let (me, req) = (Arc::clone(self), req.clone().into_owned());
+        let group = group_name();
         let policy = arc_swap::Guard::into_inner(policy);
         let upstream = self.upstream.load_full();
         Resolution::Forward(Box::pin(async move {

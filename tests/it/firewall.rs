@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_sinkhole");
 
-/// The client side of every probe: `dns SRC DST NAME` prints `NOERROR 0.0.0.0`, `NXDOMAIN`,
-/// `timeout` or `refused`; `tcp SRC DST PORT` prints `open`, `refused` or `timeout`.
-const PROBE: &str = r#"
+/// The client side of every probe: `dns SRC DST NAME` (IPv4 or IPv6, port 53) prints
+/// `NOERROR 0.0.0.0`, `NXDOMAIN`, `timeout` or `refused`; `tcp SRC DST PORT` prints `open`,
+/// `refused` or `timeout`.
+pub(crate) const PROBE: &str = r#"
 import socket, struct, sys, random
 def dns(src, dst, name):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(1.0)
     s.bind((src, 0))
     s.connect((dst, 53))

@@ -8,41 +8,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::firewall::{cannot_run, ok};
+use crate::firewall::{PROBE, cannot_run, ok};
 use crate::harness::signal;
-
-/// `dns SRC DST PORT NAME` prints the rcode name and the A answers, or `timeout`.
-const PROBE: &str = r#"
-import socket, struct, sys, random
-src, dst, port, name = sys.argv[1:5]
-fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
-s = socket.socket(fam, socket.SOCK_DGRAM)
-s.settimeout(1.0)
-s.bind((src, 0))
-s.connect((dst, int(port)))
-qid = random.randrange(65536)
-q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
-q += b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
-try:
-    s.send(q)
-    while True:
-        r = s.recv(4096)
-        if struct.unpack(">H", r[:2])[0] == qid:
-            break
-except socket.timeout:
-    print("timeout"); sys.exit()
-rcode = {0: "NOERROR", 2: "SERVFAIL", 3: "NXDOMAIN", 5: "REFUSED"}.get(r[3] & 15, str(r[3] & 15))
-an = struct.unpack(">H", r[6:8])[0]
-off, out = len(q), [rcode]
-for _ in range(an):
-    off += 2 if r[off] & 0xC0 == 0xC0 else len(name) + 2
-    t, _, _, ln = struct.unpack(">HHIH", r[off:off + 10])
-    off += 10
-    if t == 1:
-        out.append(socket.inet_ntoa(r[off:off + 4]))
-    off += ln
-print(" ".join(out))
-"#;
 
 const LAPTOP_MAC: &str = "02:00:5e:10:00:01";
 
@@ -162,9 +129,9 @@ impl Lab {
             "5",
             "python3",
             &self.dir.path().join("probe.py").display().to_string(),
+            "dns",
             src,
             dst,
-            "53",
             name,
         ]);
         out.trim().to_string()

@@ -100,33 +100,24 @@ impl Table {
         let h = self.hasher.hash_one(key);
         let shard = (h >> (64 - SHARDS.trailing_zeros())) as usize;
         let set = (h as usize) & (self.sets - 1);
-        let Some(shard) = self.shards.get(shard) else {
-            return (
-                f(
-                    &mut Slot {
-                        key,
-                        ..Slot::default()
-                    },
-                    true,
-                ),
-                false,
-            );
+        let mut slots = self
+            .shards
+            .get(shard)
+            .map(|s| s.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let ways = slots.as_deref_mut().and_then(|slots| {
+            if slots.is_empty() {
+                slots.resize(self.sets * WAYS, Slot::default());
+            }
+            slots.get_mut(set * WAYS..(set + 1) * WAYS)
+        });
+        // Shard and set are masked into range; were they not, a slot of its own (never
+        // kept) lets the caller go on.
+        let detached = || Slot {
+            key,
+            ..Slot::default()
         };
-        let mut slots = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if slots.is_empty() {
-            slots.resize(self.sets * WAYS, Slot::default());
-        }
-        let Some(ways) = slots.get_mut(set * WAYS..(set + 1) * WAYS) else {
-            return (
-                f(
-                    &mut Slot {
-                        key,
-                        ..Slot::default()
-                    },
-                    true,
-                ),
-                false,
-            );
+        let Some(ways) = ways else {
+            return (f(&mut detached(), true), false);
         };
         // An empty slot has key 0 and stamp 0: no address is 0 (`::` never sends), and a
         // hashed key that is 0 would only find a bucket with nothing in it to refill.
@@ -134,22 +125,10 @@ impl Table {
             return (f(s, false), false);
         }
         let Some(victim) = ways.iter_mut().min_by_key(|s| s.stamp) else {
-            return (
-                f(
-                    &mut Slot {
-                        key,
-                        ..Slot::default()
-                    },
-                    true,
-                ),
-                false,
-            );
+            return (f(&mut detached(), true), false);
         };
         let evicted = victim.stamp != 0;
-        *victim = Slot {
-            key,
-            ..Slot::default()
-        };
+        *victim = detached();
         (f(victim, true), evicted)
     }
 
