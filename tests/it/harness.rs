@@ -170,7 +170,14 @@ fn rand_id() -> u16 {
 /// socket is connected, so a late answer of another test's server to a reused port (with a
 /// query ID that has come round again) is not taken for this one's.
 pub(crate) async fn udp_raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
-    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Never the server's own port: a server not up yet (`spawn_serve` probing) leaves it
+    // free, and a socket given it as its ephemeral port would send the query to itself.
+    let s = loop {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if s.local_addr().unwrap() != addr {
+            break s;
+        }
+    };
     s.connect(addr).await.unwrap();
     s.send(bytes).await.unwrap();
     let mut buf = vec![0u8; 65535];
