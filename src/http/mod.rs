@@ -1,5 +1,5 @@
-//! The HTTP server: the JSON API under `/api/v1` and `/metrics`, on the addresses of
-//! `[http] listen` (off unless configured). Started by [`crate::service::Service::start`],
+//! The HTTP server: the dashboard at `/`, the JSON API under `/api/v1` and `/metrics`, on
+//! the addresses of `[http] listen` (off unless configured). Started by [`crate::service::Service::start`],
 //! stopped (every connection closed) by its shutdown.
 //!
 //! One router (`router`) on hyper's HTTP/1 server, served by our own accept loop so that a
@@ -12,14 +12,19 @@
 //! it but the tokio runtime: blocking work (a `check` reading lists) runs on blocking
 //! threads, one at a time.
 //!
+//! - `dashboard`: `/` and `/assets/…`, the page, embedded in the binary.
 //! - `auth`: the bearer token and the JSON error every call returns.
 //! - `metrics`: `/metrics`, the counters in the Prometheus text format.
 //! - `api`: the `/api/v1` calls.
 //! - `lists`: the `/api/v1/lists/block|allow` edits of local list files.
 //! - `querylog`: `/api/v1/log` and its live stream; `logstats`: `/api/v1/stats/top|series`.
+//! - `discovery`: `/api/v1/discovery`, one client's sessions, new names, heartbeats and
+//!   suggestions.
 
 mod api;
 mod auth;
+mod dashboard;
+mod discovery;
 mod lists;
 mod logstats;
 mod metrics;
@@ -143,6 +148,8 @@ impl HttpServer {
 /// The routes: `/metrics` and `/api/v1/…`, with the body limit and the request timeout.
 fn router(state: Arc<State>) -> Router {
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/check", get(api::check))
         .route("/api/v1/lists", get(api::lists))
@@ -163,6 +170,7 @@ fn router(state: Arc<State>) -> Router {
         .route("/api/v1/log/stream", get(querylog::stream))
         .route("/api/v1/stats/top", get(logstats::top))
         .route("/api/v1/stats/series", get(logstats::series))
+        .route("/api/v1/discovery", get(discovery::discovery))
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::middleware::from_fn(timeout))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -8,10 +8,13 @@
 //! rendering the answer, JSON, rotation, flushing. A reload's new `[log]` settings travel
 //! on the same queue ([`QueryLog::reconfigure`]), so the writer switches between two
 //! records and none is lost. The file format is [`Entry`];
-//! [`read`] reads the current and rotated files back, [`tail`] and [`report`] are the
-//! commands, [`page`] reads them newest first for the HTTP API.
+//! [`read`] reads the current and rotated files back, [`tail`], [`report`] and
+//! [`heartbeats`] are the commands, [`page`] reads them newest first for the HTTP API, and
+//! [`discovery`] runs the commands' reports for one client in one pass (the dashboard).
 
+pub mod discovery;
 pub mod filter;
+pub mod heartbeats;
 pub mod page;
 pub mod read;
 pub mod report;

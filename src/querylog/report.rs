@@ -13,9 +13,12 @@ use std::cell::RefCell;
 
 use memchr::memmem::Finder;
 
+use super::Entry;
 use super::filter::{peek_str, peek_ts};
 use super::read::{Warnings, for_each, for_each_match};
 use super::sessions::registrable;
+
+pub use super::heartbeats::{Beats, Heartbeat, heartbeats, ts_ms};
 use super::tail::Filter;
 
 /// One session's opening, for `first`.
@@ -25,12 +28,25 @@ pub struct Opening {
     pub client: String,
     /// Its session number.
     pub session: u64,
-    /// The first record's time.
+    /// The earliest record's time.
     pub start: String,
     /// Queries in the session (all of them, not only those shown).
     pub queries: u64,
-    /// The first distinct names, with their `new` mark and the action of their first query.
-    pub names: Vec<(String, bool, String)>,
+    /// The first distinct names, in the order they were asked.
+    pub names: Vec<FirstName>,
+}
+
+/// A name of a session's opening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstName {
+    /// The query name.
+    pub name: String,
+    /// Its `new` mark.
+    pub new: bool,
+    /// The action of its first query.
+    pub action: String,
+    /// When it was first asked (`ts`).
+    pub ts: String,
 }
 
 /// Tracks where each client's current session is, while reading.
@@ -61,36 +77,129 @@ impl SessionSplit {
     }
 }
 
-/// Each session's first `count` distinct names, per client, in log order. With `only_new`,
-/// only names marked `new` are shown (sessions without any are left out).
+/// Each session's first `count` distinct names, per client, in the order they were asked.
+/// With `only_new`, only names marked `new` are shown (sessions without any are left out).
+///
+/// The log holds records in the order they were answered, which is not the order they were
+/// asked: an application starting asks many names at once, and a cached one is answered
+/// (and logged) before a forwarded one asked earlier. So the names kept are the `count`
+/// earliest by their `ts` (the arrival time), not the first `count` lines.
 pub fn first(path: &Path, filter: &Filter, count: usize, only_new: bool) -> Vec<Opening> {
-    let mut out: Vec<Opening> = Vec::new();
-    let mut split = SessionSplit::default();
-    for_each_match(path, filter, |e| {
-        let (idx, fresh) = split.place(&e.client, e.session, e.seq, out.len());
-        if fresh {
-            out.push(Opening {
-                client: e.client.to_string(),
-                session: e.session,
-                start: e.ts.to_string(),
-                queries: 0,
-                names: Vec::new(),
-            });
+    let mut o = Openings::new(count, only_new, usize::MAX);
+    for_each_match(path, filter, |e| o.add(&e));
+    o.finish()
+}
+
+/// [`first`] fed one record at a time, so that one pass over the log can serve several
+/// reports (the dashboard's discovery view). Keeps at most `keep` sessions, the latest
+/// (with `only_new`, the latest that have a new name: those without go first).
+#[derive(Default)]
+pub struct Openings {
+    /// The kept sessions by their number in order of appearance.
+    kept: std::collections::BTreeMap<usize, Opening>,
+    /// Sessions seen.
+    seen: usize,
+    split: SessionSplit,
+    count: usize,
+    only_new: bool,
+    keep: usize,
+}
+
+impl Openings {
+    /// Shows `count` names per session (only `new` ones with `only_new`), keeps the latest
+    /// `keep` sessions.
+    pub fn new(count: usize, only_new: bool, keep: usize) -> Self {
+        Self {
+            count,
+            only_new,
+            keep: keep.max(1),
+            ..Self::default()
         }
-        let o = &mut out[idx];
-        o.queries += 1;
-        if o.names.len() < count
-            && (!only_new || e.new)
-            && !o.names.iter().any(|(n, _, _)| *n == *e.qname)
-        {
-            o.names
-                .push((e.qname.to_string(), e.new, e.action.to_string()));
-        }
-    });
-    if only_new {
-        out.retain(|o| !o.names.is_empty());
     }
-    out
+
+    /// Takes the next record (in log order).
+    pub fn add(&mut self, e: &Entry<'_>) {
+        let (idx, fresh) = self.split.place(&e.client, e.session, e.seq, self.seen);
+        if fresh {
+            self.seen += 1;
+            if self.kept.len() >= self.keep {
+                self.evict();
+            }
+            self.kept.insert(
+                idx,
+                Opening {
+                    client: e.client.to_string(),
+                    session: e.session,
+                    start: e.ts.to_string(),
+                    queries: 0,
+                    names: Vec::new(),
+                },
+            );
+        }
+        // A session already let go (an older one) is not shown.
+        let Some(o) = self.kept.get_mut(&idx) else {
+            return;
+        };
+        o.queries += 1;
+        if *e.ts < *o.start {
+            o.start = e.ts.to_string();
+        }
+        if self.only_new && !e.new {
+            return;
+        }
+        if let Some(n) = o.names.iter_mut().find(|n| *n.name == *e.qname) {
+            // Logged before an earlier query for it (answered later): that one counts.
+            if *e.ts < *n.ts {
+                n.ts = e.ts.to_string();
+                n.action = e.action.to_string();
+            }
+            return;
+        }
+        let name = || FirstName {
+            name: e.qname.to_string(),
+            new: e.new,
+            action: e.action.to_string(),
+            ts: e.ts.to_string(),
+        };
+        if o.names.len() < self.count {
+            o.names.push(name());
+        } else if let Some(latest) = o.names.iter_mut().max_by(|a, b| a.ts.cmp(&b.ts))
+            && *e.ts < *latest.ts
+        {
+            // Asked before one kept, though logged after it.
+            *latest = name();
+        }
+    }
+
+    /// Lets the oldest session go (with `only_new`, the oldest without a new name first).
+    fn evict(&mut self) {
+        let empty = self
+            .only_new
+            .then(|| self.kept.iter().find(|(_, o)| o.names.is_empty()))
+            .flatten()
+            .map(|(k, _)| *k);
+        match empty {
+            Some(k) => {
+                self.kept.remove(&k);
+            }
+            None => {
+                self.kept.pop_first();
+            }
+        }
+    }
+
+    /// The sessions, oldest first (with `only_new`, those that had a new name), each one's
+    /// names in the order they were asked.
+    pub fn finish(self) -> Vec<Opening> {
+        let mut out: Vec<Opening> = self.kept.into_values().collect();
+        for o in &mut out {
+            o.names.sort_by(|a, b| a.ts.cmp(&b.ts));
+        }
+        if self.only_new {
+            out.retain(|o| !o.names.is_empty());
+        }
+        out
+    }
 }
 
 /// Prints [`first`]'s result.
@@ -101,9 +210,9 @@ pub fn print_first(out: &mut dyn Write, openings: &[Opening]) -> std::io::Result
             "{}  session {}  started {}  ({} queries)",
             o.client, o.session, o.start, o.queries
         )?;
-        for (i, (name, new, action)) in o.names.iter().enumerate() {
-            let new = if *new { "  new" } else { "" };
-            let action = if action == "blocked" {
+        for (i, n) in o.names.iter().enumerate() {
+            let (name, new) = (&n.name, if n.new { "  new" } else { "" });
+            let action = if n.action == "blocked" {
                 "  (blocked)"
             } else {
                 ""
@@ -210,153 +319,76 @@ pub struct Suggestion {
 pub const OPENING: u64 = 3;
 
 /// Registrable domains that most often appear in the first [`OPENING`] queries of a session
-/// and that `is_blocked` says are not blocked yet; most frequent first.
+/// and that `is_blocked` says are not blocked yet; most frequent first. Also returns the
+/// number of sessions read.
 pub fn suggest(
     path: &Path,
     filter: &Filter,
     is_blocked: &dyn Fn(&str) -> bool,
     limit: usize,
 ) -> (Vec<Suggestion>, u64) {
-    // domain → (sessions, clients); a session counts once per domain.
-    let mut counts: HashMap<String, (u64, Vec<String>)> = HashMap::new();
-    let mut split = SessionSplit::default();
-    let mut sessions = 0usize;
-    let mut counted: Vec<(usize, String)> = Vec::new();
-    for_each_match(path, filter, |e| {
-        let (idx, fresh) = split.place(&e.client, e.session, e.seq, sessions);
+    let mut s = Suggestions::default();
+    for_each_match(path, filter, |e| s.add(&e));
+    s.finish(is_blocked, limit)
+}
+
+/// [`suggest`] fed one record at a time (see [`Openings`]).
+#[derive(Default)]
+pub struct Suggestions {
+    /// domain → (sessions, clients); a session counts once per domain.
+    counts: HashMap<String, (u64, Vec<String>)>,
+    split: SessionSplit,
+    sessions: usize,
+    /// (session, domain) pairs counted lately: a session's opening counts a domain once.
+    counted: Vec<(usize, String)>,
+}
+
+impl Suggestions {
+    /// Takes the next record (in log order).
+    pub fn add(&mut self, e: &Entry<'_>) {
+        let (idx, fresh) = self.split.place(&e.client, e.session, e.seq, self.sessions);
         if fresh {
-            sessions += 1;
+            self.sessions += 1;
         }
         if e.seq > OPENING || e.action == "blocked" || e.qname.is_empty() {
             return;
         }
         let d = registrable(&e.qname);
         // At most 3 entries per session: a linear look is cheapest.
-        if counted.iter().any(|(i, n)| *i == idx && n == d) {
+        if self.counted.iter().any(|(i, n)| *i == idx && n == d) {
             return;
         }
-        if counted.len() > 64 {
-            counted.drain(..32);
+        if self.counted.len() > 64 {
+            self.counted.drain(..32);
         }
-        counted.push((idx, d.to_string()));
-        let c = counts.entry(d.to_string()).or_default();
+        self.counted.push((idx, d.to_string()));
+        let c = self.counts.entry(d.to_string()).or_default();
         c.0 += 1;
         if !c.1.iter().any(|x| *x == *e.client) && c.1.len() < 1000 {
             c.1.push(e.client.to_string());
         }
-    });
-    let mut v: Vec<Suggestion> = counts
-        .into_iter()
-        .filter(|(d, _)| !is_blocked(d))
-        .map(|(domain, (s, c))| Suggestion {
-            domain,
-            sessions: s,
-            clients: c.len() as u64,
-        })
-        .collect();
-    v.sort_unstable_by(|a, b| {
-        b.sessions
-            .cmp(&a.sessions)
-            .then_with(|| a.domain.cmp(&b.domain))
-    });
-    v.truncate(limit);
-    (v, sessions as u64)
-}
-
-/// A name asked at a steady interval, for `heartbeats`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Heartbeat {
-    /// The client.
-    pub client: String,
-    /// The name.
-    pub qname: String,
-    /// The interval, seconds (least-squares fit over the beats).
-    pub period_s: f64,
-    /// How far beats fall from the fitted schedule on average, seconds.
-    pub jitter_s: f64,
-    /// Times asked (queries within 2 s of each other count once: A and AAAA together).
-    pub times: usize,
-}
-
-/// Parses the `ts` field into Unix milliseconds.
-pub fn ts_ms(ts: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
-}
-
-/// Names a client asks at a steady interval: at least `min_times` times, the median
-/// interval at least 10 s, and the intervals within 10% (at least 2 s) of it on average.
-pub fn heartbeats(path: &Path, filter: &Filter, min_times: usize) -> Vec<Heartbeat> {
-    // "client name" → times; one key string per pair, looked up without allocating.
-    let mut seen: HashMap<String, Vec<i64>> = HashMap::new();
-    let mut key = String::new();
-    for_each_match(path, filter, |e| {
-        let Some(t) = ts_ms(&e.ts) else { return };
-        key.clear();
-        key.push_str(&e.client);
-        key.push(' ');
-        key.push_str(&e.qname);
-        let times = match seen.get_mut(key.as_str()) {
-            Some(v) => v,
-            None => seen.entry(key.clone()).or_default(),
-        };
-        if times.last().is_none_or(|&l| t - l >= 2_000) {
-            times.push(t);
-        }
-    });
-    let mut out = Vec::new();
-    for (key, mut times) in seen {
-        let (client, qname) = key.split_once(' ').unwrap_or((&key, ""));
-        let (client, qname) = (client.to_string(), qname.to_string());
-        if times.len() < min_times.max(3) {
-            continue;
-        }
-        times.sort_unstable();
-        let mut iv: Vec<i64> = times.windows(2).map(|p| p[1] - p[0]).collect();
-        iv.sort_unstable();
-        let median = iv[iv.len() / 2] as f64;
-        if median < 10_000.0 {
-            continue;
-        }
-        let jitter = iv.iter().map(|&x| (x as f64 - median).abs()).sum::<f64>() / iv.len() as f64;
-        if jitter > (median * 0.1).max(2_000.0) {
-            continue;
-        }
-        // Period and jitter from a least-squares line through (beat number, time): the
-        // jitter is how far beats fall from that line on average.
-        let n = times.len() as f64;
-        let t0 = times[0];
-        let ys: Vec<f64> = times.iter().map(|&t| (t - t0) as f64).collect();
-        let mean_k = (n - 1.0) / 2.0;
-        let mean_y = ys.iter().sum::<f64>() / n;
-        let (mut sxy, mut sxx) = (0.0, 0.0);
-        for (k, y) in ys.iter().enumerate() {
-            let dk = k as f64 - mean_k;
-            sxy += dk * (y - mean_y);
-            sxx += dk * dk;
-        }
-        let period = if sxx > 0.0 { sxy / sxx } else { median };
-        let resid = ys
-            .iter()
-            .enumerate()
-            .map(|(k, y)| (y - (mean_y + period * (k as f64 - mean_k))).abs())
-            .sum::<f64>()
-            / n;
-        out.push(Heartbeat {
-            client,
-            qname,
-            period_s: period / 1000.0,
-            jitter_s: resid / 1000.0,
-            times: times.len(),
-        });
     }
-    out.sort_by(|a, b| {
-        b.times
-            .cmp(&a.times)
-            .then_with(|| a.client.cmp(&b.client))
-            .then_with(|| a.qname.cmp(&b.qname))
-    });
-    out
+
+    /// The `limit` domains not blocked, most frequent first, and the sessions read.
+    pub fn finish(self, is_blocked: &dyn Fn(&str) -> bool, limit: usize) -> (Vec<Suggestion>, u64) {
+        let mut v: Vec<Suggestion> = self
+            .counts
+            .into_iter()
+            .filter(|(d, _)| !is_blocked(d))
+            .map(|(domain, (s, c))| Suggestion {
+                domain,
+                sessions: s,
+                clients: c.len() as u64,
+            })
+            .collect();
+        v.sort_unstable_by(|a, b| {
+            b.sessions
+                .cmp(&a.sessions)
+                .then_with(|| a.domain.cmp(&b.domain))
+        });
+        v.truncate(limit);
+        (v, self.sessions as u64)
+    }
 }
 
 /// `--since`: RFC 3339 (`2026-11-21T10:00:00Z`, any offset), a date (`2026-11-21`, UTC

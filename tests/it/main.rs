@@ -1,6 +1,7 @@
 //! Integration tests: the real server on ephemeral loopback ports, a real authoritative
 //! upstream (hickory-server) on another, and real DNS messages over UDP and TCP.
 
+mod browser; // headless Chromium over the DevTools protocol (a pipe), for the dashboard
 mod fake_upstream; // the in-process authoritative upstream, with query counters
 mod harness; // TestServer (the real service on 127.0.0.1:0) and a small DNS client
 mod raw_upstream; // a scripted UDP upstream: delays, forged answers, DNS cookies
@@ -15,6 +16,7 @@ mod cli; // the real binary: --version/--help, config check, SIGHUP reload
 mod conditional; // [[forward]]: names under a domain go to its own servers only
 mod cookies; // DNS cookies toward upstreams (RFC 7873), forged answers, BADCOOKIE
 mod counters; // service-wide counters; `serve` prints them on SIGUSR1 and at exit
+mod dashboard; // the dashboard in headless Chromium: live log, one-click block, discovery view
 mod ede_text; // the EDE text a blocked answer carries: list file name, char-safe cut
 mod firewall; // `sinkhole firewall` on a real kernel: namespaces, nft and iptables
 mod firewall_rollback; // `apply --confirm` killed in its window: the guard rolls back; confirm disarms

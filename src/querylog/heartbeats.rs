@@ -1,0 +1,123 @@
+//! `sinkhole log heartbeats`: names a client asks at a steady interval (devices and
+//! applications phoning home), found from the times of each (client, name) pair.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::Entry;
+use super::read::for_each_match;
+use super::tail::Filter;
+
+/// A name asked at a steady interval, for `heartbeats`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    /// The client.
+    pub client: String,
+    /// The name.
+    pub qname: String,
+    /// The interval, seconds (least-squares fit over the beats).
+    pub period_s: f64,
+    /// How far beats fall from the fitted schedule on average, seconds.
+    pub jitter_s: f64,
+    /// Times asked (queries within 2 s of each other count once: A and AAAA together).
+    pub times: usize,
+}
+
+/// Parses the `ts` field into Unix milliseconds.
+pub fn ts_ms(ts: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// Names a client asks at a steady interval: at least `min_times` times, the median
+/// interval at least 10 s, and the intervals within 10% (at least 2 s) of it on average.
+pub fn heartbeats(path: &Path, filter: &Filter, min_times: usize) -> Vec<Heartbeat> {
+    let mut b = Beats::default();
+    for_each_match(path, filter, |e| b.add(&e));
+    b.finish(min_times)
+}
+
+/// [`heartbeats`] fed one record at a time (see [`super::report::Openings`]).
+#[derive(Default)]
+pub struct Beats {
+    /// "client name" → times; one key string per pair, looked up without allocating.
+    seen: HashMap<String, Vec<i64>>,
+    key: String,
+}
+
+impl Beats {
+    /// Takes the next record (in log order).
+    pub fn add(&mut self, e: &Entry<'_>) {
+        let Some(t) = ts_ms(&e.ts) else { return };
+        self.key.clear();
+        self.key.push_str(&e.client);
+        self.key.push(' ');
+        self.key.push_str(&e.qname);
+        let times = match self.seen.get_mut(self.key.as_str()) {
+            Some(v) => v,
+            None => self.seen.entry(self.key.clone()).or_default(),
+        };
+        if times.last().is_none_or(|&l| t - l >= 2_000) {
+            times.push(t);
+        }
+    }
+
+    /// The names asked steadily, at least `min_times` times; most often asked first.
+    pub fn finish(self, min_times: usize) -> Vec<Heartbeat> {
+        let seen = self.seen;
+        let mut out = Vec::new();
+        for (key, mut times) in seen {
+            let (client, qname) = key.split_once(' ').unwrap_or((&key, ""));
+            let (client, qname) = (client.to_string(), qname.to_string());
+            if times.len() < min_times.max(3) {
+                continue;
+            }
+            times.sort_unstable();
+            let mut iv: Vec<i64> = times.windows(2).map(|p| p[1] - p[0]).collect();
+            iv.sort_unstable();
+            let median = iv[iv.len() / 2] as f64;
+            if median < 10_000.0 {
+                continue;
+            }
+            let jitter =
+                iv.iter().map(|&x| (x as f64 - median).abs()).sum::<f64>() / iv.len() as f64;
+            if jitter > (median * 0.1).max(2_000.0) {
+                continue;
+            }
+            // Period and jitter from a least-squares line through (beat number, time): the
+            // jitter is how far beats fall from that line on average.
+            let n = times.len() as f64;
+            let t0 = times[0];
+            let ys: Vec<f64> = times.iter().map(|&t| (t - t0) as f64).collect();
+            let mean_k = (n - 1.0) / 2.0;
+            let mean_y = ys.iter().sum::<f64>() / n;
+            let (mut sxy, mut sxx) = (0.0, 0.0);
+            for (k, y) in ys.iter().enumerate() {
+                let dk = k as f64 - mean_k;
+                sxy += dk * (y - mean_y);
+                sxx += dk * dk;
+            }
+            let period = if sxx > 0.0 { sxy / sxx } else { median };
+            let resid = ys
+                .iter()
+                .enumerate()
+                .map(|(k, y)| (y - (mean_y + period * (k as f64 - mean_k))).abs())
+                .sum::<f64>()
+                / n;
+            out.push(Heartbeat {
+                client,
+                qname,
+                period_s: period / 1000.0,
+                jitter_s: resid / 1000.0,
+                times: times.len(),
+            });
+        }
+        out.sort_by(|a, b| {
+            b.times
+                .cmp(&a.times)
+                .then_with(|| a.client.cmp(&b.client))
+                .then_with(|| a.qname.cmp(&b.qname))
+        });
+        out
+    }
+}
