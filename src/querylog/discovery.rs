@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::filter::Filter;
-use super::read::for_each_match;
+use super::read::for_each_brief;
 #[cfg(test)]
 use super::report;
 use super::report::{Beats, Heartbeat, Opening, Openings, Suggestion, Suggestions};
@@ -65,13 +65,13 @@ pub fn discover(
     let mut new = Openings::new(opts.count, true, opts.sessions);
     let mut beats = Beats::default();
     let mut suggest = Suggestions::default();
-    for_each_match(path, filter, |e| {
-        first.add(&e);
+    for_each_brief(path, filter, |e| {
+        first.add(e);
         // A record that is not new can still start a session of `new`'s: it counts the
         // session's queries. Sessions without a new name are left out at the end.
-        new.add(&e);
-        beats.add(&e);
-        suggest.add(&e);
+        new.add(e);
+        beats.add(e);
+        suggest.add(e);
     });
     let (suggestions, sessions_read) = suggest.finish(is_blocked, opts.suggest);
     Discovery {

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use memchr::memmem::Finder;
 
 use super::Entry;
+use super::brief::Brief;
 
 /// A cheap test on a raw log line (see [`Filter::prefilter`]).
 pub(super) type Prefilter = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
@@ -67,6 +68,11 @@ fn glob_literal(glob: &str) -> Option<String> {
 impl Filter {
     /// True when `e` passes.
     pub fn matches(&self, e: &Entry<'_>) -> bool {
+        self.matches_brief(&Brief::of(e))
+    }
+
+    /// True when the record of `e`'s fields passes.
+    pub fn matches_brief(&self, e: &Brief<'_>) -> bool {
         if let Some(net) = &self.client {
             match e.client.parse::<IpAddr>() {
                 Ok(ip) if net.contains(&ip) => {}
@@ -74,22 +80,22 @@ impl Filter {
             }
         }
         if let Some(a) = &self.action
-            && *e.action != **a
+            && e.action != a
         {
             return false;
         }
         if let Some(g) = &self.name
-            && !g.is_match(&*e.qname)
+            && !g.is_match(e.qname)
         {
             return false;
         }
         if let Some(s) = &self.since
-            && *e.ts < **s
+            && e.ts < s.as_str()
         {
             return false;
         }
         if let Some(u) = &self.until
-            && *e.ts > **u
+            && e.ts > u.as_str()
         {
             return false;
         }

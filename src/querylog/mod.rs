@@ -12,6 +12,7 @@
 //! [`heartbeats`] are the commands, [`page`] reads them newest first for the HTTP API, and
 //! [`discovery`] runs the commands' reports for one client in one pass (the dashboard).
 
+pub mod brief;
 pub mod discovery;
 pub mod filter;
 pub mod heartbeats;

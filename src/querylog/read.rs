@@ -8,6 +8,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::Entry;
+use super::brief::Brief;
 use super::filter::Filter;
 use super::writer::rotated;
 
@@ -134,6 +135,39 @@ pub fn for_each_match(path: &Path, filter: &Filter, mut f: impl FnMut(Entry<'_>)
             f(e);
         }
     });
+    warnings.finish();
+}
+
+/// Calls `f` with the [`Brief`] fields of every record of the log at `path` that passes
+/// `filter`, oldest first: read from the raw line where it has the writer's shape, parsed
+/// otherwise. Prints what could not be read at the end.
+pub fn for_each_brief(path: &Path, filter: &Filter, f: impl FnMut(&Brief<'_>)) {
+    let mut warnings = Warnings::default();
+    let pre = filter.prefilter();
+    // Called from the line test (lines read raw, never parsed) and from the parsed path
+    // (lines of another shape), never both at once.
+    let f = std::cell::RefCell::new(f);
+    for_each(
+        path,
+        &mut warnings,
+        &|line| {
+            if !pre(line) {
+                return false;
+            }
+            let Some(b) = Brief::peek(line) else {
+                return true;
+            };
+            if filter.matches_brief(&b) {
+                (f.borrow_mut())(&b);
+            }
+            false
+        },
+        &mut |e| {
+            if filter.matches(&e) {
+                (f.borrow_mut())(&Brief::of(&e));
+            }
+        },
+    );
     warnings.finish();
 }
 

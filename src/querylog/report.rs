@@ -13,9 +13,9 @@ use std::cell::RefCell;
 
 use memchr::memmem::Finder;
 
-use super::Entry;
+use super::brief::Brief;
 use super::filter::{peek_str, peek_ts};
-use super::read::{Warnings, for_each, for_each_match};
+use super::read::{Warnings, for_each, for_each_brief};
 use super::sessions::registrable;
 
 pub use super::heartbeats::{Beats, Heartbeat, heartbeats, ts_ms};
@@ -53,7 +53,7 @@ pub struct FirstName {
 #[derive(Default)]
 struct SessionSplit {
     /// client → (session, last seq, index of its opening)
-    current: HashMap<String, (u64, u64, usize)>,
+    current: HashMap<String, (u64, u64, usize), foldhash::fast::RandomState>,
 }
 
 impl SessionSplit {
@@ -86,7 +86,7 @@ impl SessionSplit {
 /// earliest by their `ts` (the arrival time), not the first `count` lines.
 pub fn first(path: &Path, filter: &Filter, count: usize, only_new: bool) -> Vec<Opening> {
     let mut o = Openings::new(count, only_new, usize::MAX);
-    for_each_match(path, filter, |e| o.add(&e));
+    for_each_brief(path, filter, |e| o.add(e));
     o.finish()
 }
 
@@ -118,8 +118,8 @@ impl Openings {
     }
 
     /// Takes the next record (in log order).
-    pub fn add(&mut self, e: &Entry<'_>) {
-        let (idx, fresh) = self.split.place(&e.client, e.session, e.seq, self.seen);
+    pub fn add(&mut self, e: &Brief<'_>) {
+        let (idx, fresh) = self.split.place(e.client, e.session, e.seq, self.seen);
         if fresh {
             self.seen += 1;
             if self.kept.len() >= self.keep {
@@ -328,7 +328,7 @@ pub fn suggest(
     limit: usize,
 ) -> (Vec<Suggestion>, u64) {
     let mut s = Suggestions::default();
-    for_each_match(path, filter, |e| s.add(&e));
+    for_each_brief(path, filter, |e| s.add(e));
     s.finish(is_blocked, limit)
 }
 
@@ -345,15 +345,15 @@ pub struct Suggestions {
 
 impl Suggestions {
     /// Takes the next record (in log order).
-    pub fn add(&mut self, e: &Entry<'_>) {
-        let (idx, fresh) = self.split.place(&e.client, e.session, e.seq, self.sessions);
+    pub fn add(&mut self, e: &Brief<'_>) {
+        let (idx, fresh) = self.split.place(e.client, e.session, e.seq, self.sessions);
         if fresh {
             self.sessions += 1;
         }
         if e.seq > OPENING || e.action == "blocked" || e.qname.is_empty() {
             return;
         }
-        let d = registrable(&e.qname);
+        let d = registrable(e.qname);
         // At most 3 entries per session: a linear look is cheapest.
         if self.counted.iter().any(|(i, n)| *i == idx && n == d) {
             return;
