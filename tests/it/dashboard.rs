@@ -4,7 +4,8 @@
 //! discovery view of a client that just started a scripted application listing that
 //! application's first name, whose domain one more click blocks. The test also keeps the
 //! screenshot of `docs/dashboard.png` (written there when `SINKHOLE_UPDATE_SCREENSHOT=1`,
-//! otherwise under the target folder).
+//! otherwise under the target folder). Without a browser: the page and its assets are served
+//! without a token, with their types, a Content-Security-Policy and 304 revalidation.
 
 use std::time::{Duration, Instant};
 
@@ -289,4 +290,66 @@ async fn an_administrator_watches_queries_and_blocks_with_one_click() {
     };
     std::fs::write(&out, png).unwrap();
     eprintln!("screenshot: {}", out.display());
+}
+
+/// `GET path` with optional `If-None-Match`: (status, content type, ETag, body).
+fn fetch(url: &str, etag: Option<&str>) -> (u16, String, String, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent.get(url);
+    if let Some(t) = etag {
+        r = r.header("If-None-Match", t);
+    }
+    let mut r = r.call().unwrap();
+    let h = |k: &str| {
+        r.headers()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (ct, tag, csp) = (h("content-type"), h("etag"), h("content-security-policy"));
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    (status, ct, tag, format!("{csp}\n{body}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_and_its_assets_need_no_token_and_revalidate() {
+    let toml = format!(
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[http]\nlisten = [\"127.0.0.1:0\"]\ntoken = \"{TOKEN}\"\n"
+    );
+    let s = TestServer::start(&toml, &[]).await;
+    let base = format!("http://{}", s.http_addr());
+    tokio::task::spawn_blocking(move || {
+        let (st, ct, _, body) = fetch(&format!("{base}/"), None);
+        assert_eq!((st, ct.as_str()), (200, "text/html; charset=utf-8"));
+        let (csp, html) = body.split_once('\n').unwrap();
+        assert!(csp.starts_with("default-src 'self'"), "{csp}");
+        assert!(html.contains("<title>sinkhole</title>"));
+        for (asset, mime) in [
+            ("app.js", "text/javascript"),
+            ("app.css", "text/css"),
+            ("uPlot.iife.min.js", "text/javascript"),
+            ("uPlot.min.css", "text/css"),
+        ] {
+            assert!(html.contains(&format!("assets/{asset}")), "{asset}");
+            let url = format!("{base}/assets/{asset}");
+            let (st, ct, tag, body) = fetch(&url, None);
+            assert_eq!(st, 200, "{asset}");
+            assert!(ct.starts_with(mime), "{asset}: {ct}");
+            assert!(body.len() > 1000, "{asset}");
+            // Unchanged: 304, no body.
+            let (st, _, again, body) = fetch(&url, Some(&tag));
+            assert_eq!((st, again.as_str(), body.trim()), (304, tag.as_str(), ""));
+        }
+        let (st, _, _, body) = fetch(&format!("{base}/assets/..%2Fmod.rs"), None);
+        assert_eq!(st, 404, "{body}");
+        // The API it calls still needs the token.
+        assert_eq!(fetch(&format!("{base}/api/v1/status"), None).0, 401);
+    })
+    .await
+    .unwrap();
 }

@@ -1,5 +1,5 @@
 //! The query log over HTTP: `/api/v1/log` (filters, paging across pages, bad parameters,
-//! the token), `/api/v1/stats/top|series`, and `/api/v1/log/stream` (server-sent events)
+//! the token), `/api/v1/stats/top|series`, `/api/v1/discovery`, and `/api/v1/log/stream` (server-sent events)
 //! receiving a query sent during the test, while a stream that is never read is dropped
 //! and DNS keeps answering.
 
@@ -187,12 +187,29 @@ async fn bad_parameters_are_named_and_reads_need_the_token() {
         ("stats/series?minutes=1441", "minutes"),
         ("log/stream?action=x", "action"),
         ("log/stream?from=0", "from"),
+        ("discovery", "client"),
+        ("discovery?client=10.0.0.0%2F8", "client"),
+        ("discovery?client=127.0.0.1&count=0", "count"),
+        ("discovery?client=127.0.0.1&sessions=-1", "sessions"),
+        (
+            "discovery?client=127.0.0.1&limit=99999999999999999999999",
+            "limit",
+        ),
+        ("discovery?client=127.0.0.1&min=x", "min"),
+        ("discovery?client=127.0.0.1&since=later", "since"),
+        ("discovery?client=127.0.0.1&name=x", "name"),
     ] {
         let (st, v) = get(h, &format!("/api/v1/{q}"), Some(TOKEN)).await;
         assert_eq!(st, 400, "{q}: {v}");
         assert!(v["error"].as_str().unwrap().contains(param), "{q}: {v}");
     }
-    for p in ["log", "log/stream", "stats/top", "stats/series"] {
+    for p in [
+        "log",
+        "log/stream",
+        "stats/top",
+        "stats/series",
+        "discovery?client=127.0.0.1",
+    ] {
         let path = format!("/api/v1/{p}");
         assert_eq!(get(h, &path, None).await.0, 401, "{p}");
         assert_eq!(
@@ -245,6 +262,67 @@ async fn top_and_series_count_the_log() {
     assert_eq!(v["step"], 60);
     let (_, v) = get(h, "/api/v1/stats/series", t).await;
     assert_eq!(v["queries"].as_array().unwrap().len(), 1440);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_shows_one_clients_sessions_new_names_and_suggestions() {
+    let up = upstream().await;
+    let s = server(up.addr, true, "").await;
+    script(&s, SCRIPT).await;
+    let h = s.http_addr();
+    let (st, v) = get(h, "/api/v1/discovery?client=127.0.0.1", Some(TOKEN)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["client"], "127.0.0.1");
+    let sessions = v["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{v}");
+    assert_eq!(sessions[0]["session"], 1);
+    assert_eq!(sessions[0]["queries"], 3);
+    let names: Vec<(&str, &str, &str)> = sessions[0]["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap(),
+                n["domain"].as_str().unwrap(),
+                n["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("www.test", "www.test", "allowed"),
+            ("mail.test", "mail.test", "allowed"),
+            ("ads.test", "ads.test", "blocked"),
+        ]
+    );
+    // Every name was new to this client; the blocked one is no suggestion.
+    assert_eq!(v["new"][0]["names"].as_array().unwrap().len(), 3);
+    let suggested: Vec<&str> = v["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(suggested, ["mail.test", "www.test"]);
+    assert_eq!(v["sessions_read"], 1);
+    assert_eq!(v["heartbeats"], serde_json::json!([]));
+    // Another client's view holds only its own names; one with no records is empty.
+    let (_, v) = get(h, "/api/v1/discovery?client=127.0.0.2&count=1", Some(TOKEN)).await;
+    assert_eq!(v["sessions"][0]["names"][0]["name"], "ads.test", "{v}");
+    assert_eq!(v["sessions"][0]["names"].as_array().unwrap().len(), 1);
+    let (st, v) = get(h, "/api/v1/discovery?client=192.0.2.99", Some(TOKEN)).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["sessions"], serde_json::json!([]), "{v}");
+    // A start time after the records: nothing.
+    let (_, v) = get(
+        h,
+        "/api/v1/discovery?client=127.0.0.1&since=2099-01-01",
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(v["sessions"], serde_json::json!([]), "{v}");
 }
 
 /// Opens `/api/v1/log/stream?query` on a raw socket (receive buffer `rcvbuf` when given);

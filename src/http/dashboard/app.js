@@ -395,7 +395,7 @@ async function loadDiscovery() {
     if (!d.suggestions.length) sug.append(el('tr', {}, el('td', { class: 'note', text: 'none' })));
     for (const s of d.suggestions) {
       sug.append(el('tr', {}, el('td', { class: 'name', text: s.domain || '.' }),
-        el('td', { class: 'n', text: `${num(s.sessions)} sessions` }),
+        el('td', { class: 'n', text: `${num(s.sessions)} session${s.sessions === 1 ? '' : 's'}` }),
         el('td', { class: 'n' }, s.domain ? blockButton(s.domain) : null)));
     }
     sessionList($('#disc-sessions'), d.sessions, 'No sessions in this time.');
