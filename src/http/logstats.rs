@@ -66,7 +66,7 @@ async fn cached(
     Ok(Json(v))
 }
 
-/// `GET /api/v1/stats/top?by=name|domain|client|blocked&limit=10&since=24h`: the most
+/// `GET /api/v1/stats/top?by=name|domain|client|blocked|group&limit=10&since=24h`: the most
 /// frequent keys since then (default the last 24 h), most frequent first.
 pub(super) async fn top(
     Extract(state): Extract<Arc<State>>,
@@ -81,10 +81,11 @@ pub(super) async fn top(
         "domain" => By::Domain,
         "client" => By::Client,
         "blocked" => By::Blocked,
+        "group" => By::Group,
         other => {
             let o: String = other.chars().take(40).collect();
             return Err(ApiError::bad_request(format!(
-                "by: {o:?}: use name, domain, client or blocked"
+                "by: {o:?}: use name, domain, client, blocked or group"
             )));
         }
     };

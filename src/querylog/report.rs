@@ -234,7 +234,12 @@ pub enum By {
     Client,
     /// Blocked names.
     Blocked,
+    /// Client groups (`(default)` for the default policy).
+    Group,
 }
+
+/// The key `top --by group` counts the default policy's queries under.
+pub const DEFAULT_GROUP: &str = "(default)";
 
 /// The `limit` most frequent keys, most frequent first (ties by name).
 ///
@@ -254,6 +259,7 @@ pub fn top(path: &Path, filter: &Filter, by: By, limit: usize) -> Vec<(u64, Stri
     };
     let field = match by {
         By::Client => "\"client\":\"",
+        By::Group => "\"group\":\"",
         By::Name | By::Domain | By::Blocked => "\"qname\":\"",
     };
     let field = Finder::new(field.as_bytes()).into_owned();
@@ -264,6 +270,11 @@ pub fn top(path: &Path, filter: &Filter, by: By, limit: usize) -> Vec<(u64, Stri
     let fast = |line: &[u8]| -> bool {
         if !exact || peek_ts(line).is_none() {
             return false;
+        }
+        // No group field at all: the default policy (no string can hold the prefix).
+        if by == By::Group && field.find(line).is_none() {
+            add(DEFAULT_GROUP);
+            return true;
         }
         let Some(value) = peek_str(line, &field) else {
             return false;
@@ -290,6 +301,7 @@ pub fn top(path: &Path, filter: &Filter, by: By, limit: usize) -> Vec<(u64, Stri
                 By::Client => add(&e.client),
                 By::Blocked if e.action == "blocked" => add(&e.qname),
                 By::Blocked => {}
+                By::Group => add(e.group.as_deref().unwrap_or(DEFAULT_GROUP)),
             }
         },
     );
@@ -454,6 +466,9 @@ mod tests {
         ] {
             text.push_str(&line(n, c, a));
         }
+        // Two records of group "kids", one of them with an escape in another field.
+        text.push_str("{\"ts\":\"2026-11-21T10:00:01.532Z\",\"client\":\"192.0.2.4\",\"qname\":\"k.example\",\"qtype\":\"A\",\"action\":\"blocked\",\"group\":\"kids\",\"rcode\":\"NOERROR\",\"elapsed_us\":1,\"session\":1,\"seq\":1}\n");
+        text.push_str("{\"ts\":\"2026-11-21T10:00:01.532Z\",\"client\":\"192.0.2.4\",\"qname\":\"k\\\"x\",\"qtype\":\"A\",\"action\":\"allowed\",\"group\":\"kids\",\"rcode\":\"NOERROR\",\"elapsed_us\":1,\"session\":1,\"seq\":2}\n");
         text.push_str("{\"client\":\"192.0.2.9\",\"qname\":\"odd.shape\",\"ts\":\"2026-11-21T10:00:01.532Z\",\"qtype\":\"A\",\"action\":\"blocked\",\"rcode\":\"NOERROR\",\"elapsed_us\":1,\"session\":1,\"seq\":1}\n");
         std::fs::write(&p, text).unwrap();
         let raw = Filter::default();
@@ -462,14 +477,19 @@ mod tests {
             name: Some(globset::Glob::new("*").unwrap().compile_matcher()),
             ..Filter::default()
         };
-        for by in [By::Name, By::Domain, By::Client, By::Blocked] {
+        for by in [By::Name, By::Domain, By::Client, By::Blocked, By::Group] {
             assert_eq!(top(&p, &raw, by, 10), top(&p, &parsed, by, 10), "{by:?}");
         }
+        assert_eq!(
+            top(&p, &raw, By::Group, 10),
+            [(6, DEFAULT_GROUP.to_string()), (2, "kids".to_string())]
+        );
         let evil = r#"q"name":"evil"#.to_string();
         assert_eq!(
             top(&p, &raw, By::Blocked, 10),
             [
                 (2, "a.x.example".to_string()),
+                (1, "k.example".into()),
                 (1, "odd.shape".into()),
                 (1, evil)
             ]

@@ -230,7 +230,8 @@ async fn bad_parameters_are_named_and_reads_need_the_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn top_and_series_count_the_log() {
     let up = upstream().await;
-    let s = server(up.addr, true, "").await;
+    let kids = "[[groups]]\nname = \"kids\"\nclients = [\"127.0.0.2\"]\nlists = [\"ads.txt\"]\n";
+    let s = server(up.addr, true, kids).await;
     script(&s, SCRIPT).await;
     let h = s.http_addr();
     let t = Some(TOKEN);
@@ -251,6 +252,12 @@ async fn top_and_series_count_the_log() {
         serde_json::json!({ "key": "ads.test", "count": 2 })
     );
     assert_eq!(v["top"].as_array().unwrap().len(), 3);
+    // Queries by the group whose policy decided: 127.0.0.2's two are the kids'.
+    let (_, v) = get(h, "/api/v1/stats/top?by=group", t).await;
+    assert_eq!(
+        v["top"],
+        serde_json::json!([{ "key": "(default)", "count": 3 }, { "key": "kids", "count": 2 }])
+    );
     let (st, v) = get(h, "/api/v1/stats/series?minutes=5", t).await;
     assert_eq!(st, 200, "{v}");
     let q: Vec<u64> = serde_json::from_value(v["queries"].clone()).unwrap();

@@ -245,11 +245,14 @@ async function refreshOverview() {
   const tops = [
     ['blocked', { allow: true }], ['name', { block: true, blocked }], ['domain', { block: true }],
     ['client', { link: (c) => '#discovery?client=' + encodeURIComponent(c) }],
+    ['group', {}],
   ];
   for (const [by, opts] of tops) {
     try {
       const t = await api('stats/top?' + qs({ by, limit: 10 }));
       if (by === 'blocked') for (const r of t.top) blocked.add(r.key);
+      // Shown once there is more than the default policy.
+      if (by === 'group') $('#groups-panel').hidden = !t.top.some((r) => r.key !== '(default)');
       topTable($('#top-' + by), t.top, opts);
       if (by === 'client') fillClients(t.top.map((r) => r.key));
     } catch (_) { /* shown */ }
