@@ -167,7 +167,8 @@ addAction(SuffixMatchNodeRule(n, true), SpoofAction("0.0.0.0"))
         cmd = {"sinkhole": [SINKHOLE, "--version"], "unbound": ["unbound", "-V"],
                "dnsdist": ["dnsdist", "--version"]}[self.name]
         r = subprocess.run(cmd, capture_output=True, text=True)
-        return (r.stdout or r.stderr).strip().splitlines()[0]
+        first = (r.stdout or r.stderr).strip().splitlines()[0]
+        return first if first.lower().startswith(self.name) else f"{self.name} {first.removeprefix('Version ')}"
 
     def start(self):
         t0 = time.time()
