@@ -228,3 +228,27 @@ async fn accept_loop(l: tokio::net::TcpListener, app: Router, slots: Arc<ClientS
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every route of the router is described in `docs/openapi.yaml`.
+    #[test]
+    fn every_route_is_in_the_openapi_file() {
+        let openapi = include_str!("../../docs/openapi.yaml");
+        let source = include_str!("mod.rs");
+        let source = source.split("#[cfg(test)]").next().unwrap_or_default();
+        let routes: Vec<&str> = source
+            .split(".route(")
+            .skip(1)
+            .filter_map(|s| s.trim_start().strip_prefix('"')?.split('"').next())
+            .filter(|r| !r.starts_with("/assets/"))
+            .collect();
+        assert!(routes.len() >= 16, "{routes:?}");
+        for r in routes {
+            assert!(
+                openapi.contains(&format!("\n  {r}:\n")),
+                "{r} is not in docs/openapi.yaml"
+            );
+        }
+    }
+}
