@@ -15,12 +15,12 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use super::Blocklist;
 use super::parse::{Kind, PatternKind};
 use super::patterns::PatternSetBuilder;
 use super::table::Table;
 use super::words::Words;
 use super::{ALLOW, BuildStats, HEADER, IMPORTANT, Inserted, record_name};
-use super::Blocklist;
 
 /// The records of the list being built, in the frozen layout: `len` bytes used of a
 /// zeroed region that grows (by copying) only when a reservation fell short.
@@ -128,9 +128,9 @@ impl BlocklistBuilder {
         };
         table.reserve(1, |o| hasher.hash_one(record_name(arena.words.bytes(), o)));
         let bytes = arena.words.bytes();
-        let Some(at) = table.find_or_insert(hash, off, |o| {
-            record_name(bytes, o) == name.as_bytes()
-        }) else {
+        let Some(at) =
+            table.find_or_insert(hash, off, |o| record_name(bytes, o) == name.as_bytes())
+        else {
             arena.len += size;
             self.has_important |= flags & IMPORTANT != 0;
             return Inserted::New;

@@ -8,9 +8,9 @@
 //! `$badfilter` removals in place), and freezing copies nothing. A million rules cost about
 //! 35 MiB, also while they load, and no allocation happens per lookup. Globs and regexes
 //! live in `patterns.rs`, behind a literal prefilter. The frozen list is shared as
-//! `Arc<Blocklist>`; a reload builds a new one beside it. Parsing list files is `parse/` (a file per
-//! format family); reading them (files, embedded lists, cached downloads) is `source.rs`;
-//! loading them into a list is `load.rs`; downloading URL lists is `fetch.rs`.
+//! `Arc<Blocklist>`; a reload builds a new one beside it. Parsing list files is `parse/` (a
+//! file per format family); reading them (files, embedded lists, cached downloads) is
+//! `source.rs`; loading them into a list is `load.rs`; downloading URL lists is `fetch.rs`.
 
 mod build;
 pub mod domain;

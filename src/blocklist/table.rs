@@ -68,7 +68,11 @@ impl Table {
     /// Buckets for `n` entries: 8 slots per bucket at most 60% full (n / 4.8 buckets), and
     /// always one empty slot so that every probe ends.
     fn buckets_for(n: usize) -> usize {
-        if n == 0 { 0 } else { (n * 5).div_ceil(24).max(1) }
+        if n == 0 {
+            0
+        } else {
+            (n * 5).div_ceil(24).max(1)
+        }
     }
 
     /// A table for `n` entries holding this one's, each rehashed with `hash_of(offset)`
@@ -272,6 +276,47 @@ mod tests {
             assert_eq!(t.find(h, |o| o == i), Some(i));
         }
         assert_eq!(t.find(h, |o| o == n), None);
+    }
+
+    #[test]
+    fn removed_slots_keep_the_probe_going_and_a_rebuild_drops_them() {
+        // 20 entries under one hash: the home bucket and two more. Removing the first ones
+        // leaves tombstones that a probe passes over to find the later ones.
+        let (n, h) = (20u32, 7u64 << 32);
+        let mut t = Table::with_capacity(n as usize);
+        for i in 0..n {
+            assert_eq!(t.find_or_insert(h, i, |o| o == i), None);
+        }
+        assert_eq!(
+            t.find_or_insert(h, 99, |o| o == 5),
+            Some(5),
+            "found, not added"
+        );
+        for i in 0..10 {
+            assert!(t.remove(h, |o| o == i));
+        }
+        assert!(!t.remove(h, |o| o == 3), "already gone");
+        assert_eq!(t.len(), 10);
+        for i in 0..n {
+            assert_eq!(t.find(h, |o| o == i), (i >= 10).then_some(i));
+        }
+        assert_eq!(t.candidate(h), None, "a tombstone is no candidate");
+        let r = t.rebuilt(10, |_| h);
+        assert_eq!((r.len(), r.used), (10, 10));
+        assert!((10..n).all(|i| r.find(h, |o| o == i) == Some(i)));
+        // Room for more: rebuilt once past 60% full, every entry kept.
+        let mut t = Table::with_capacity(0);
+        for i in 0..1000u32 {
+            t.reserve(1, |o| u64::from(o).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            t.insert(u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15), i);
+        }
+        assert!(t.used <= t.cap && t.len() == 1000);
+        let fitted = t.fit(|o| u64::from(o).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let ideal = Table::buckets_for(1000);
+        assert!(fitted.buckets >= ideal && fitted.buckets - ideal <= ideal / 8);
+        assert!((0..1000u32).all(|i| {
+            fitted.find(u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15), |o| o == i) == Some(i)
+        }));
     }
 
     #[test]

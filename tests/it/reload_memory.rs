@@ -54,7 +54,10 @@ async fn wait_blocked(addr: std::net::SocketAddr, name: &str) {
         {
             return;
         }
-        assert!(t.elapsed() < Duration::from_secs(120), "{name} never blocked");
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "{name} never blocked"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
