@@ -10,7 +10,9 @@
 //! are named in a WARN.
 //! URL lists are downloaded at start and every `blocking.refresh` (SIGHUP does not download).
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,6 +27,9 @@ use crate::querylog::QueryLog;
 /// What identifies a version of a file: modification time, size, inode.
 type Stamp = Option<(SystemTime, u64, u64)>;
 
+/// The previous snapshot being freed on a thread of its own; done when it is gone.
+type Freeing = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
 fn stamp(path: &PathBuf) -> Stamp {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
@@ -37,7 +42,14 @@ pub struct Reloader {
     log: Option<QueryLog>,
     config_path: Option<PathBuf>,
     config: Mutex<Config>,
-    busy: tokio::sync::Mutex<()>,
+    /// Held by the reload running; holds the freeing of the snapshot the last one replaced,
+    /// which the next reload awaits before it builds, so that memory never holds more than
+    /// the serving snapshot and the one being built (a big list is tens of MiB).
+    busy: tokio::sync::Mutex<Option<Freeing>>,
+    /// The stamps of the files as the last reload found them before reading them, for the
+    /// file watch: a change that a reload (SIGHUP, the API) has already read is not
+    /// reloaded a second time.
+    read: Mutex<Option<Vec<(PathBuf, Stamp)>>>,
     /// How the last reload ended: when, and its error if it failed (the HTTP API's list
     /// status).
     last: Mutex<Option<(SystemTime, Option<String>)>>,
@@ -104,7 +116,8 @@ impl Reloader {
             log,
             config_path,
             config: Mutex::new(config),
-            busy: tokio::sync::Mutex::new(()),
+            busy: tokio::sync::Mutex::new(None),
+            read: Mutex::new(None),
             last: Mutex::new(None),
         }
     }
@@ -148,8 +161,15 @@ impl Reloader {
     /// Reloads the lists (and, with `reread_config`, the whole config file first). On any
     /// error nothing is applied, the running snapshot stays, and the error is returned.
     pub async fn reload(&self, reread_config: bool) -> anyhow::Result<()> {
-        let _one_at_a_time = self.busy.lock().await;
-        let r = self.reload_now(reread_config).await;
+        let mut one_at_a_time = self.busy.lock().await;
+        if let Some(freeing) = one_at_a_time.take()
+            && let Err(e) = freeing.await
+        {
+            tracing::debug!("freeing the previous lists: {e:#}");
+        }
+        let read = self.stamps();
+        let r = self.reload_now(reread_config, &mut one_at_a_time).await;
+        *self.read.lock().unwrap_or_else(|p| p.into_inner()) = Some(read);
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((
             SystemTime::now(),
             r.as_ref().err().map(|e| format!("{e:#}")),
@@ -157,7 +177,11 @@ impl Reloader {
         r
     }
 
-    async fn reload_now(&self, reread_config: bool) -> anyhow::Result<()> {
+    async fn reload_now(
+        &self,
+        reread_config: bool,
+        freeing: &mut Option<Freeing>,
+    ) -> anyhow::Result<()> {
         let start = Instant::now();
         let old = self.config();
         let new = match &self.config_path {
@@ -201,11 +225,11 @@ impl Reloader {
         self.pipeline.counters().set_lists(policy.lists.clone());
         let old_policy = self.pipeline.swap_policy(policy);
         // Freeing a big list takes milliseconds: do it on a low-priority thread, after
-        // queries that started with it have finished.
-        drop(low_priority("sinkhole-free", move || {
+        // queries that started with it have finished. The next reload waits for it.
+        *freeing = Some(Box::pin(low_priority("sinkhole-free", move || {
             std::thread::sleep(Duration::from_millis(200));
             drop(old_policy);
-        }));
+        })));
         if new.upstream != old.upstream || new.forward != old.forward || new.cache != old.cache {
             self.pipeline.apply(&new);
         }
@@ -316,16 +340,24 @@ impl Reloader {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                // A reload ran since (SIGHUP, the API, this watch): what it read is seen.
+                if let Some(read) = me.read.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    seen = read;
+                    pending = false;
+                }
                 let now: Vec<(PathBuf, Stamp)> = me.stamps();
                 let changed = now != seen;
                 seen = now;
                 if changed {
                     pending = true;
                 } else if pending {
+                    // A reload running now may be reading this very change: judge after it.
+                    if me.busy.try_lock().is_err() {
+                        continue;
+                    }
                     pending = false;
                     tracing::info!("list file changed on disk; reloading");
                     me.reload_logged(false).await;
-                    seen = me.stamps();
                 }
             }
         })

@@ -82,6 +82,16 @@ pub fn load_all_with(
     keep_all_errors: bool,
 ) -> Result<(Blocklist, Vec<ListReport>), BlocklistError> {
     let mut builder = BlocklistBuilder::new();
+    // Sized up front for all the files (one rule per line at most, names no longer than
+    // the files): the rules are written in place, without a doubling copy of the arena or
+    // the table while a big list loads next to the one serving.
+    let (n, bytes) = sources
+        .iter()
+        .filter_map(|s| count_lines(&s.path(cache_dir)?))
+        .fold((0usize, 0usize), |(n, b), (size, lines)| {
+            (n.saturating_add(lines), b.saturating_add(size))
+        });
+    builder.reserve(n, bytes);
     let mut reports = Vec::with_capacity(sources.len());
     let mut badfilters: Vec<(String, Kind)> = Vec::new();
     for src in sources {
@@ -109,11 +119,6 @@ pub fn load_all_with(
                 ));
             }
             Some(p) => {
-                // Sized up front (one rule per line at most, names no longer than the file):
-                // no doubling copies while a big list loads next to the one serving.
-                if let Some((size, n)) = count_lines(&p) {
-                    lines.builder.reserve(n, size);
-                }
                 stream_file(&src.display, &p, |n, raw| lines.line(n, raw))?;
             }
             None => {

@@ -36,6 +36,7 @@ mod malformed; // bad packets never hurt other clients
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
 mod real_lists; // the real community lists in ../shared/data
 mod reload; // file-change reload under a query loop; whole-config reload ([upstream], [cache], [log])
+mod reload_memory; // a big list reloaded: peak RSS at the serving list plus one new list
 mod scrub; // out-of-bailiwick records stripped before caching and relaying
 mod udp_load; // bursts through the batched UDP path and its pause
 mod upstream_pool;
