@@ -6,15 +6,40 @@
 //! datagram to the waiter whose ID, question (name case-insensitively, type, class) and
 //! client cookie it matches, through a `oneshot`. Anything else (a late answer to an
 //! abandoned query, a forgery) is dropped and the waiter keeps waiting, as a socket of its
-//! own would. The kernel already drops datagrams from any other address than the server's
-//! (the socket is connected), and reports the server's ICMP "port unreachable" as an error,
-//! which fails the socket's waiters at once so that they move on to the next server.
+//! own would. The kernel already
+//! drops datagrams from any other address than the server's (the socket is connected), and
+//! reports the server's ICMP "port unreachable" as an error, which fails the socket's
+//! waiters at once so that they move on to the next server.
 //!
-//! Source ports keep changing (RFC 5452): a socket is retired after [`MAX_USES`] queries or
-//! [`MAX_AGE`], replaced by a fresh one in its slot, and closed when its last waiter is
-//! done. At most [`MAX_DRAINING`] retired sockets may be open at once (beyond that a worn
-//! socket simply serves on), so a pool never holds more than `SOCKETS + MAX_DRAINING`
-//! descriptors whatever the load, and at most [`MAX_WAITING`] queries per socket.
+//! Why pooled sockets rather than one per query. A socket per query costs a `socket`,
+//! `bind`, `connect` and `close`, an epoll registration and a reader per query, and one
+//! descriptor per query in flight: a flood of slow names once exhausted the process's
+//! descriptors. A pooled socket costs a `send` and a `recv` per query,
+//! and the pool's descriptors are bounded whatever the load.
+//!
+//! What a forger has to guess is unchanged for a given query: the port its query left
+//! from (one ephemeral port of the ~28,000 the kernel picks from, the same odds as a socket
+//! of its own) and its 16-bit random ID, and then the question it asked, before the real
+//! answer comes. What changes: (1) several queries share a port, so a forgery with the right
+//! port and any ID in flight there hits one of them; the odds per forged datagram grow with
+//! the queries in flight on that socket (at most [`MAX_WAITING`], a handful under ordinary
+//! load) but the forgery still needs that query's question and a matching client cookie when
+//! the server does cookies, and it can poison only the name it guessed; (2) a port stays
+//! open longer, so an attacker who learned it (for example by making us query a server he
+//! watches: he then sees the port of that server's pool only, never another server's, since
+//! each server has its own sockets) has longer to aim at it. Rotation bounds (2): a socket
+//! is retired after [`MAX_USES`] queries or [`MAX_AGE`], whichever comes first, and
+//! replaced by a fresh one on a new random port in its slot; the retired socket takes no new
+//! query, still receives the answers of the queries already sent from it, and is closed when
+//! its last waiter is done (answered or timed out), its reader ending with it. IDs are drawn
+//! at random per query and never reused on a socket while the query holding them is in
+//! flight; an answer must match the ID, the question and the server (the connected
+//! address), and the cookie (RFC 7873) when we sent one, as with a socket per query.
+//!
+//! At most [`MAX_DRAINING`] retired sockets may be open at once (beyond that a worn socket
+//! simply serves on until one has closed), so a pool never holds more than
+//! `SOCKETS + MAX_DRAINING` descriptors whatever the load, and at most [`MAX_WAITING`]
+//! queries per socket (a query that finds every socket full fails over to the next server).
 
 use std::collections::HashMap;
 use std::io;
