@@ -3,7 +3,7 @@
 //! (`log first --new`), the names it asks at a steady interval (`log heartbeats`), and the
 //! domains that open its sessions and are not blocked yet (`log suggest`). The same reports
 //! as the commands, fed from one pass over the log, so the view costs one read of the log
-//! (mostly a substring search for the client: see [`Filter::prefilter`]).
+//! (mostly a substring search for the client: see the `Filter` prefilter).
 
 use std::path::Path;
 
