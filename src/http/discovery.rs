@@ -2,6 +2,8 @@
 //! [`crate::querylog::discovery::discover`] (the reports of `sinkhole log first`,
 //! `first --new`, `heartbeats` and `suggest`, in one pass over the log). Each name carries
 //! its registrable domain, which is what the view's "block" button adds to a block list.
+//! Suggestions leave out the domains blocked for that client now: by its group's lists
+//! when it is in one, else by the default policy's.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use super::State;
 use super::api::{Answer, Params, RawQuery};
 use super::auth::{Access, ApiError, authorize};
 use super::querylog::{blocking, limit_param, log_path, time_param};
+use crate::blocklist::Kind;
 use crate::querylog::discovery::{Options, discover};
 use crate::querylog::filter::Filter;
 use crate::querylog::report::{self, Opening};
@@ -83,13 +86,22 @@ pub(super) async fn discovery(
     };
     let path = log_path(&state)?;
     let policy = state.pipeline.policy();
+    let at = state.clock.now();
     let f = Filter {
         client: Some(client.into()),
         since: Some(since.clone()),
         ..Filter::default()
     };
     let d = blocking(&state, move || {
-        let is_blocked = |d: &str| policy.blocking.list().is_blocked(d.as_bytes());
+        // Blocked for this client now: its group's lists (scheduled ones too), or the
+        // default policy's.
+        let lists = policy
+            .groups
+            .select(client, &at)
+            .map_or(&policy.blocking, |g| &g.blocking);
+        let is_blocked = |d: &str| {
+            matches!(lists.find(d.as_bytes(), &at), Some((m, _)) if m.kind == Kind::Block)
+        };
         discover(&path, &f, opts, &is_blocked)
     })
     .await?;

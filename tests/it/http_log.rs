@@ -332,6 +332,42 @@ async fn discovery_shows_one_clients_sessions_new_names_and_suggestions() {
     assert_eq!(v["sessions"], serde_json::json!([]), "{v}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_suggests_nothing_the_clients_own_group_blocks() {
+    let up = upstream().await;
+    let toml = format!(
+        "[upstream]\nservers = [\"{}\"]\n[blocking]\nlists = [\"ads.txt\"]\n\
+         [log]\npath = \"q.jsonl\"\n[http]\nlisten = [\"127.0.0.1:0\"]\ntoken = \"{TOKEN}\"\n\
+         [[groups]]\nname = \"kids\"\nclients = [\"127.0.0.2\"]\nlists = [\"kids.txt\"]\n",
+        up.addr
+    );
+    let s = TestServer::start(&toml, &[("ads.txt", "ads.test\n"), ("kids.txt", "")]).await;
+    // Asked while nothing blocked it, by a kid and by a client of the default policy.
+    script(
+        &s,
+        &[("127.0.0.2", "mail.test."), ("127.0.0.1", "mail.test.")],
+    )
+    .await;
+    // Now the kids' list blocks it: for the kid it is blocked already, no suggestion; for
+    // the other client it is still one.
+    std::fs::write(s.path("kids.txt"), "mail.test\n").unwrap();
+    s.service().reloader().reload(true).await.unwrap();
+    let suggested = |v: &Value| -> Vec<String> {
+        v["suggestions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["domain"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let h = s.http_addr();
+    let (_, kid) = get(h, "/api/v1/discovery?client=127.0.0.2", Some(TOKEN)).await;
+    assert_eq!(kid["sessions"][0]["names"][0]["name"], "mail.test", "{kid}");
+    assert_eq!(suggested(&kid), Vec::<String>::new(), "{kid}");
+    let (_, other) = get(h, "/api/v1/discovery?client=127.0.0.1", Some(TOKEN)).await;
+    assert_eq!(suggested(&other), ["mail.test"], "{other}");
+}
+
 /// Opens `/api/v1/log/stream?query` on a raw socket (receive buffer `rcvbuf` when given);
 /// returns it after the response head, which must be a 200 event stream.
 async fn open_stream(addr: SocketAddr, query: &str, rcvbuf: Option<u32>) -> tokio::net::TcpStream {
