@@ -214,20 +214,10 @@ fn respond(shared: &Shared, peer: SocketAddr, req: &Request<Incoming>) -> Respon
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::VARY, HeaderValue::from_static("Accept"));
     // Defence in depth behind the escaping: no script, no external resource, no sniffing.
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    crate::http::security_headers(
+        h,
+        Some("default-src 'none'; style-src 'unsafe-inline'"),
+        format == Format::Html,
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    if format == Format::Html {
-        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    }
     resp
 }

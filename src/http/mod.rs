@@ -177,6 +177,34 @@ fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
+/// The headers every page of ours carries (the dashboard's files, the block page): no type
+/// sniffing, no referrer, the content security policy `csp` when given, and no framing
+/// when `no_framing`.
+pub(crate) fn security_headers(
+    h: &mut axum::http::HeaderMap,
+    csp: Option<&'static str>,
+    no_framing: bool,
+) {
+    use axum::http::header::{self, HeaderValue};
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if let Some(csp) = csp {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(csp),
+        );
+    }
+    if no_framing {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+}
+
 /// Answers 503 when a request takes longer than [`REQUEST_TIMEOUT`].
 async fn timeout(
     req: axum::extract::Request,
@@ -231,6 +259,21 @@ async fn accept_loop(l: tokio::net::TcpListener, app: Router, slots: Arc<ClientS
 
 #[cfg(test)]
 mod tests {
+    /// The shared page headers: always no sniffing and no referrer; the policy and the
+    /// framing ban only when asked for.
+    #[test]
+    fn security_headers_are_set_as_asked() {
+        let mut h = axum::http::HeaderMap::new();
+        super::security_headers(&mut h, Some("default-src 'none'"), true);
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["content-security-policy"], "default-src 'none'");
+        assert_eq!(h["x-frame-options"], "DENY");
+        let mut h = axum::http::HeaderMap::new();
+        super::security_headers(&mut h, None, false);
+        assert_eq!(h.len(), 2);
+    }
+
     /// Every route of the router is described in `docs/openapi.yaml`.
     #[test]
     fn every_route_is_in_the_openapi_file() {

@@ -294,10 +294,7 @@ async fn an_administrator_watches_queries_and_blocks_with_one_click() {
 
 /// `GET path` with optional `If-None-Match`: (status, content type, ETag, body).
 fn fetch(url: &str, etag: Option<&str>) -> (u16, String, String, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = crate::harness::http_agent();
     let mut r = agent.get(url);
     if let Some(t) = etag {
         r = r.header("If-None-Match", t);

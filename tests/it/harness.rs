@@ -342,3 +342,13 @@ pub(crate) async fn spawn_serve(
         }
     }
 }
+
+/// The HTTP client of the API tests: statuses are returned, not errors; a call that takes
+/// longer than 30 s fails.
+pub(crate) fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}

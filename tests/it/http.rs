@@ -48,11 +48,7 @@ async fn call(
     let url = format!("http://{addr}{path}");
     let (token, body) = (token.map(str::to_string), body.map(str::to_string));
     tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(20)))
-            .build()
-            .into();
+        let agent = crate::harness::http_agent();
         let auth = token.map(|t| format!("Bearer {t}"));
         let r = match method {
             "GET" => {

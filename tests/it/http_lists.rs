@@ -4,7 +4,6 @@
 //! the last reload.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
@@ -33,11 +32,7 @@ async fn call(
     let url = format!("http://{addr}{path}");
     let token = token.map(str::to_string);
     tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        let agent = crate::harness::http_agent();
         let mut req = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(t) = token {
             req = req.header("Authorization", format!("Bearer {t}"));

@@ -45,11 +45,7 @@ async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Value) 
     let url = format!("http://{addr}{path}");
     let auth = token.map(|t| format!("Bearer {t}"));
     tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(20)))
-            .build()
-            .into();
+        let agent = crate::harness::http_agent();
         let mut r = agent.get(&url);
         if let Some(a) = &auth {
             r = r.header("Authorization", a);
