@@ -237,7 +237,7 @@ fn bench(c: &mut Criterion) {
                             panic!("not a miss: {:?}", wire::parse_query(&out));
                         };
                         rt.spawn(async move {
-                            let (bytes, _) = answer.await;
+                            let (bytes, _) = answer.run().await;
                             assert!(!bytes.is_empty());
                         })
                     })

@@ -19,17 +19,17 @@
     clippy::panic
 )]
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::counters::Counters;
-use crate::dns::wire::{self, Query, Reject};
+use crate::dns::wire::{self, Query, Reject, Response};
 use crate::fdlimit::RateLimit;
-use crate::pipeline::{Action, Now, Outcome, Pipeline, Request, Resolution, Transport};
+use crate::pipeline::limits::RrlKey;
+use crate::pipeline::upstream::{Relayed, Resume, Upstream, UpstreamError};
+use crate::pipeline::{Action, Forward, Now, Outcome, Pipeline, Request, Resolution, Transport};
 use crate::querylog::Record;
-use crate::server::slots::ClientSlots;
+use crate::server::slots::{ClientSlots, Slot};
 
 /// Largest DNS message over TCP.
 pub const TCP_LIMIT: usize = wire::MAX_MESSAGE;
@@ -66,10 +66,100 @@ pub struct Arrival {
     pub now: Now,
 }
 
-/// A response still being resolved: yields the response bytes and the log record.
-pub type Pending = Pin<Box<dyn Future<Output = (Vec<u8>, Option<Record>)> + Send>>;
+/// A query gone upstream, with what its answer needs once the upstream has answered: the
+/// forward slot it holds, response-rate limiting, the counters and the log record.
+pub struct Pending {
+    forward: Box<Forward>,
+    /// Held until the answer is made: bounds the forwards in flight per client.
+    slot: Slot,
+    how: Arrival,
+    /// The question for the log (`None` when the log is off).
+    asked: Option<Asked>,
+    /// Response-rate limiting's key, when RRL applies to this answer.
+    rrl: Option<RrlKey>,
+}
+
+impl Pending {
+    /// The forward: its query, arrival and servers.
+    pub fn forward(&self) -> &Forward {
+        &self.forward
+    }
+
+    /// Runs the whole exchange on the async runtime; yields the response bytes (empty when
+    /// response-rate limiting dropped the answer) and the log record.
+    pub async fn run(self) -> (Vec<u8>, Option<Record>) {
+        let got = {
+            let f = &self.forward;
+            f.upstream().forward(f.query(), f.arrived()).await
+        };
+        self.finish(got)
+    }
+
+    /// Goes on after a [`Relay`](crate::pipeline::upstream::Relay)'s first attempt, then
+    /// as [`Pending::run`].
+    pub async fn resume(self, r: Resume) -> (Vec<u8>, Option<Record>) {
+        let got = {
+            let f = &self.forward;
+            f.upstream().resume(f.query(), f.arrived(), r).await
+        };
+        self.finish(got)
+    }
+
+    /// The client that asked: where the answer goes.
+    pub fn client(&self) -> SocketAddr {
+        self.how.client
+    }
+
+    /// Ends the query with what the upstream exchange gave, as [`Pending::run`] does.
+    pub fn finish(
+        self,
+        got: Result<(Response, SocketAddr), UpstreamError>,
+    ) -> (Vec<u8>, Option<Record>) {
+        let Self {
+            forward,
+            slot,
+            how,
+            asked,
+            rrl,
+        } = self;
+        let pipeline = Arc::clone(forward.pipeline());
+        let qtype = forward.query().qtype;
+        let (mut bytes, mut o) = forward.finish(got);
+        drop(slot);
+        if let Some(k) = &rrl {
+            pipeline.rrl(k, &mut o, &mut bytes);
+        }
+        pipeline.counters().query(o.action, qtype, how.transport);
+        let asked = asked.filter(|_| !o.quiet);
+        (bytes, asked.map(|a| record(&how, a, o)))
+    }
+}
+
+impl Relayed for Pending {
+    fn query(&self) -> &Query {
+        self.forward.query()
+    }
+
+    fn arrived(&self) -> tokio::time::Instant {
+        self.forward.arrived()
+    }
+
+    fn upstream(&self) -> &Upstream {
+        self.forward.upstream()
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("forward", &self.forward)
+            .field("client", &self.how.client)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What the listener must do with a packet.
+#[derive(Debug)]
 pub enum Handled {
     /// The response is in the output buffer: send it, then hand the record (present when
     /// the query log is on) to the log.
@@ -77,18 +167,9 @@ pub enum Handled {
     /// Send nothing; hand the record, if any, to the log (a query dropped by access
     /// control is logged; responses and runts are not).
     Drop(Option<Record>),
-    /// Run this on the tokio runtime, then send the bytes it yields and log its record.
+    /// Gone upstream: [`Pending::run`] it (or do the exchange and [`Pending::finish`] it),
+    /// then send the bytes it yields and log its record.
     Pending(Pending),
-}
-
-impl std::fmt::Debug for Handled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Reply(r) => f.debug_tuple("Reply").field(r).finish(),
-            Self::Drop(r) => f.debug_tuple("Drop").field(r).finish(),
-            Self::Pending(_) => f.write_str("Pending"),
-        }
-    }
 }
 
 /// The per-query entry point, shared by every listener.
@@ -215,19 +296,13 @@ impl Handler {
                         self.log.then(|| record(&how, Asked::of(&req.query), o)),
                     );
                 };
-                let asked = self.log.then(|| Asked::of(&req.query));
-                let (counters, qtype) = (Arc::clone(&self.counters), req.query.qtype);
-                let pipeline = rrl.is_some().then(|| Arc::clone(&self.pipeline));
-                Handled::Pending(Box::pin(async move {
-                    let (mut bytes, mut o) = forward.await;
-                    drop(slot);
-                    if let (Some(k), Some(p)) = (&rrl, &pipeline) {
-                        p.rrl(k, &mut o, &mut bytes);
-                    }
-                    counters.query(o.action, qtype, how.transport);
-                    let asked = asked.filter(|_| !o.quiet);
-                    (bytes, asked.map(|a| record(&how, a, o)))
-                }))
+                Handled::Pending(Pending {
+                    asked: self.log.then(|| Asked::of(&req.query)),
+                    forward,
+                    slot,
+                    how,
+                    rrl,
+                })
             }
         }
     }

@@ -4,8 +4,8 @@
 //! The chain is written out once, in order, in [`Pipeline::resolve`], with the reason for
 //! each place. Every stage before the upstream is synchronous and does no I/O, so the UDP
 //! hot path answers blocked and cached names inline, without touching the async runtime;
-//! only a miss becomes a future (upstream → answer checks → cache), which the listener runs
-//! on tokio. Stages read time only from the request (`req.now`), and what a decision reads
+//! only a miss becomes a [`Forward`] (upstream → answer checks → cache), which the listener
+//! finishes once an upstream has answered. Stages read time only from the request (`req.now`), and what a decision reads
 //! from the config from one [`Policy`] snapshot, swapped whole by a reload.
 
 // Stages read what clients and upstreams sent: no panicking shortcuts (see `dns::wire`).
@@ -22,6 +22,7 @@ pub mod any;
 pub mod blocking;
 pub mod cache;
 pub mod flow;
+pub mod forward;
 pub mod groups;
 pub mod limits;
 pub mod local;
@@ -32,9 +33,7 @@ pub mod request;
 pub mod upstream;
 pub mod upstreams;
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
@@ -43,11 +42,12 @@ use arc_swap::ArcSwap;
 use crate::blocklist::{Blocklist, Kind, Match};
 use crate::config::Config;
 use crate::counters::Counters;
-use crate::dns::wire::{EDE_NO_REACHABLE_AUTHORITY, Response, rcode};
+use crate::dns::wire::Response;
 use any::AnyQuery;
 use blocking::Verdict;
 use cache::Cache;
 pub use flow::{Answer, Flow, Local, Reply};
+pub use forward::Forward;
 use limits::{LimitState, RrlKey};
 use pause::Pause;
 pub use policy::Policy;
@@ -213,9 +213,9 @@ impl Outcome {
 pub enum Resolution {
     /// Answered at once: the response is in the caller's buffer.
     Done(Outcome),
-    /// Goes upstream: the future yields the response bytes and the outcome. Run it on the
-    /// tokio runtime; dropping it unpolled costs nothing but the query's answer.
-    Forward(Pin<Box<dyn Future<Output = (Vec<u8>, Outcome)> + Send>>),
+    /// Goes upstream: do the exchange (on the runtime, or a UDP thread's relay) and
+    /// [`Forward::finish`] it; dropping it costs nothing but the query's answer.
+    Forward(Box<Forward>),
 }
 
 /// The chain of stages, shared by every listener.
@@ -337,78 +337,20 @@ impl Pipeline {
         }
         self.counters.cache_miss();
 
-        // 6. Upstream: the only stage that waits, so the rest of the chain is a future.
+        // 6. Upstream: the only stage that waits, so the rest of the chain is data
+        //    ([`Forward`]) that the listener finishes once the upstream has answered.
         //    Names under a `[[forward]]` domain go to that rule's servers only, the rest to
         //    `[upstream]`. Queries that start after a reload use the new servers; this one
         //    keeps the set it started with, and the policy snapshot (and group) too.
-        let (me, req) = (Arc::clone(self), req.clone().into_owned());
-        let group = group_name();
-        let policy = arc_swap::Guard::into_inner(policy);
-        let upstream = self.upstream.load_full();
-        Resolution::Forward(Box::pin(async move {
-            let mut out = Vec::with_capacity(512);
-            let servers = upstream.for_name(req.query.name());
-            let mut answer = match servers.forward(&req.query, req.arrived).await {
-                Ok((resp, server)) => {
-                    // 7. Answer checks: every upstream answer passes them before it is
-                    //    cached or sent: records outside the question's bailiwick are
-                    //    stripped; an answer holding a `response_ips` address, or a
-                    //    private address for a public name (rebinding), is answered as
-                    //    blocked and not cached. (DNSSEC validation belongs here too.)
-                    let blocking = index
-                        .and_then(|i| policy.groups.get(i))
-                        .map_or(&policy.blocking, |g| &g.blocking);
-                    let checks = &policy.checks;
-                    match checks.check_with(&req, resp, blocking, me.details, !paused) {
-                        Ok(resp) => {
-                            let resp = Arc::new(resp);
-                            // 8. Cache what passed, for the queries that follow: as it
-                            //    came, whatever the CNAME check below decides, so that a
-                            //    list change applies to it at once.
-                            me.cache.store(&req, &resp);
-                            // 7, last: a CNAME chain that reaches a blocked name.
-                            let cname = if paused {
-                                None
-                            } else {
-                                checks.cname(&req, &resp, blocking, me.details)
-                            };
-                            match cname {
-                                Some(blocked) => blocked,
-                                None => Answer::new(
-                                    Action::Allowed,
-                                    Reply::Upstream {
-                                        resp,
-                                        age: 0,
-                                        server: Some(server),
-                                    },
-                                ),
-                            }
-                        }
-                        Err(replaced) => replaced,
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(qname = %req.query.name_lossy(), error = %e, "all upstreams failed");
-                    Answer::new(
-                        Action::Failed,
-                        Reply::Error {
-                            rcode: rcode::SERVFAIL,
-                            // Generic: upstream addresses are not the client's business.
-                            ede: Some((
-                                EDE_NO_REACHABLE_AUTHORITY,
-                                "no upstream resolver answered",
-                            )),
-                        },
-                    )
-                }
-            };
-            // The allow rule that let a listed name through, unless a check blocked it.
-            if answer.rule.is_none() {
-                answer.rule = rule;
-            }
-            let mut o = answer.write(&req, &mut out, me.details);
-            o.group = group;
-            (out, o)
+        Resolution::Forward(Box::new(Forward {
+            pipeline: Arc::clone(self),
+            req: req.clone().into_owned(),
+            group: index,
+            group_name: group_name(),
+            policy: arc_swap::Guard::into_inner(policy),
+            upstreams: self.upstream.load_full(),
+            paused,
+            rule,
         }))
     }
 

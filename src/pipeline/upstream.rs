@@ -22,6 +22,9 @@
 
 mod cookie;
 mod pool;
+mod relay;
+
+pub use relay::{Relay, Relayed, Settled};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +64,35 @@ pub enum UpstreamError {
     /// The server answered SERVFAIL or REFUSED (or BADCOOKIE over TCP).
     #[error("{0}: answered {1}")]
     Rcode(SocketAddr, &'static str),
+}
+
+/// How a forward goes on after a first UDP attempt made by a [`Relay`].
+#[derive(Debug)]
+pub struct Resume {
+    /// The index of the server the attempt went to.
+    server: usize,
+    /// When the attempt began, and when it must end.
+    started: Instant,
+    end: Instant,
+    then: Then,
+}
+
+/// What follows the relay's attempt.
+#[derive(Debug)]
+enum Then {
+    /// The server failed with this error: the next one.
+    Next(UpstreamError),
+    /// The same server, from this step (TCP after TC, UDP again after BADCOOKIE).
+    Again(Step),
+}
+
+/// Where an attempt at one server begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Udp,
+    /// UDP once more, having had BADCOOKIE once.
+    UdpAfterBadCookie,
+    Tcp,
 }
 
 /// One upstream server: its address, socket pool, cookies and counters.
@@ -120,28 +152,75 @@ impl Upstream {
         q: &Query,
         arrived: Instant,
     ) -> Result<(Response, SocketAddr), UpstreamError> {
-        let deadline = self.deadline(arrived);
         let Some(first) = self.servers.first() else {
             return Err(UpstreamError::Transport(
                 SocketAddr::from(([0, 0, 0, 0], 0)),
                 "no upstream configured".into(),
             ));
         };
-        let mut last = UpstreamError::Timeout(first.addr);
-        for server in self.servers.iter() {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
+        let last = UpstreamError::Timeout(first.addr);
+        self.forward_from(q, self.deadline(arrived), 0, None, last)
+            .await
+    }
+
+    /// Goes on with a forward whose first UDP attempt was made elsewhere (a UDP thread's
+    /// [`Relay`]), as [`Upstream::forward`] would have after that attempt.
+    pub async fn resume(
+        &self,
+        q: &Query,
+        arrived: Instant,
+        r: Resume,
+    ) -> Result<(Response, SocketAddr), UpstreamError> {
+        let deadline = self.deadline(arrived);
+        match r.then {
+            Then::Next(last) => {
+                self.forward_from(q, deadline, r.server + 1, None, last)
+                    .await
             }
-            let attempt_end = (now + self.timeout).min(deadline);
-            server.stats.sent();
-            match self.attempt(server, q, attempt_end).await {
+            Then::Again(step) => {
+                let last = UpstreamError::Timeout(
+                    self.servers
+                        .get(r.server)
+                        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.addr),
+                );
+                let resumed = Some((step, r.started, r.end));
+                self.forward_from(q, deadline, r.server, resumed, last)
+                    .await
+            }
+        }
+    }
+
+    /// The servers from index `from` in order, until one answers usably or `deadline`.
+    /// `resumed`: the first of them goes on with an attempt already begun (its step, when it
+    /// began, when it ends); `last`: the error to return if no server is tried.
+    async fn forward_from(
+        &self,
+        q: &Query,
+        deadline: Instant,
+        from: usize,
+        mut resumed: Option<(Step, Instant, Instant)>,
+        mut last: UpstreamError,
+    ) -> Result<(Response, SocketAddr), UpstreamError> {
+        for server in self.servers.iter().skip(from) {
+            let (began, got) = match resumed.take() {
+                Some((step, began, end)) => (began, self.attempt(server, q, end, step).await),
+                None => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    let end = (now + self.timeout).min(deadline);
+                    server.stats.sent();
+                    (now, self.attempt(server, q, end, Step::Udp).await)
+                }
+            };
+            match got {
                 Ok(r) if matches!(r.rcode(), rcode::SERVFAIL | rcode::REFUSED) => {
                     server.stats.error();
                     last = UpstreamError::Rcode(server.addr, rcode::name(r.rcode()));
                 }
                 Ok(r) => {
-                    server.stats.answered(now.elapsed());
+                    server.stats.answered(began.elapsed());
                     return Ok((r, server.addr));
                 }
                 Err(e) => {
@@ -154,14 +233,20 @@ impl Upstream {
         Err(last)
     }
 
-    /// One server: UDP, BADCOOKIE retried once with the new server cookie, TCP on TC.
+    /// One server, from `step` on: UDP, BADCOOKIE retried once with the new server cookie,
+    /// TCP on TC.
     async fn attempt(
         &self,
         server: &Server,
         q: &Query,
         end: Instant,
+        step: Step,
     ) -> Result<Response, UpstreamError> {
-        let mut retried = false;
+        let mut retried = match step {
+            Step::Tcp => return self.tcp(server, q, end).await,
+            Step::Udp => false,
+            Step::UdpAfterBadCookie => true,
+        };
         loop {
             let (got, id) = self.udp(server, q, end).await?;
             if got.opt.is_some_and(|o| o.rcode == RCODE_BADCOOKIE) {

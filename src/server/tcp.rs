@@ -218,7 +218,7 @@ where
                         client: peer,
                         faults,
                     };
-                    let (out, record) = answer.await;
+                    let (out, record) = answer.run().await;
                     // The connection may be gone meanwhile: nothing to do then.
                     let _ = tx.send((out, record, permit));
                 });

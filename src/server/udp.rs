@@ -2,8 +2,11 @@
 //! one `recvmmsg`, parses them all, prefetches the block list's lines for every name (so
 //! that the batch's cache misses overlap; see `Blocklist::prefetch`), hands each to the
 //! [`Handler`] (blocked and cached names are answered inline), and sends all those answers
-//! with one `sendmmsg`; the futures of misses are spawned onto the tokio runtime, which
-//! sends their answer on the same socket.
+//! with one `sendmmsg`. A miss's first attempt is made from this loop too (the thread's
+//! [`Relay`]: its query leaves with the batch's, its answer comes back to this loop and goes
+//! out with the next batch's answers); what follows a first attempt that failed runs on
+//! the tokio runtime, which sends the answer on the same socket. While forwards are in
+//! flight the thread waits for its listener and its upstream sockets together.
 //!
 //! A panic while parsing or answering one packet is caught and logged with the client's
 //! address; the batch goes on. If the loop itself ends, the thread starts it again.
@@ -16,7 +19,7 @@
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +30,8 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmm
 
 use super::faults::{Faults, PanicWatch};
 use crate::dns::wire;
-use crate::handler::{Arrival, Handled, Handler};
+use crate::handler::{Arrival, Handled, Handler, Pending};
+use crate::pipeline::upstream::{Relay, Resume, Settled};
 use crate::pipeline::{Clock, Transport};
 use crate::querylog::{QueryLog, Record};
 
@@ -89,7 +93,6 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
 fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
     let Shared {
         handler,
-        rt,
         stop,
         batch_wait,
         clock,
@@ -111,20 +114,37 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
     // Records of this batch, handed to the log once the answers are sent (empty when the
     // log is off).
     let mut logged: Vec<Record> = Vec::new();
+    // The misses' first attempts, made from this loop; without it (no epoll), every miss
+    // runs on the runtime.
+    let mut relay = match Relay::<Pending>::new(sock.as_fd()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "forwarding from the UDP thread is off; misses run on the runtime");
+            None
+        }
+    };
+    let mut settled: Vec<Settled<Pending>> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         got.clear();
-        {
+        // With forwards in flight, wait for the listener and the upstream sockets together;
+        // else block on the listener alone, as a thread with nothing to wait for.
+        let flags = match relay.as_mut().filter(|r| !r.idle()) {
+            None => Some(MsgFlags::MSG_WAITFORONE),
+            Some(r) => match r.wait(POLL) {
+                Ok(true) => Some(MsgFlags::MSG_DONTWAIT),
+                Ok(false) => None,
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp wait error");
+                    Some(MsgFlags::MSG_DONTWAIT)
+                }
+            },
+        };
+        if let Some(flags) = flags {
             let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
                 .iter_mut()
                 .map(|b| [IoSliceMut::new(&mut b[..])])
                 .collect();
-            match recvmmsg(
-                fd,
-                &mut rheaders,
-                iovs.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            ) {
+            match recvmmsg(fd, &mut rheaders, iovs.iter_mut(), flags, None) {
                 Ok(msgs) => {
                     for (i, m) in msgs.enumerate() {
                         if let Some(a) = m.address {
@@ -132,12 +152,9 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
                         }
                     }
                 }
-                Err(Errno::EAGAIN | Errno::EINTR) => continue,
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
                 // ICMP errors from earlier sends (ECONNREFUSED) and the like: not fatal.
-                Err(e) => {
-                    tracing::debug!(error = %e, "udp receive error");
-                    continue;
-                }
+                Err(e) => tracing::debug!(error = %e, "udp receive error"),
             }
         }
         #[cfg(test)]
@@ -159,14 +176,19 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
                 Err(wire::Reject::Drop)
             })
         }));
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
-            let names = parsed.iter().flatten().map(wire::Query::name);
-            std::hint::black_box(handler.pipeline().prefetch(names, &mut hashes))
-        })) {
+        if !got.is_empty()
+            && let Err(p) = catch_unwind(AssertUnwindSafe(|| {
+                let names = parsed.iter().flatten().map(wire::Query::name);
+                std::hint::black_box(handler.pipeline().prefetch(names, &mut hashes))
+            }))
+        {
             faults.panicked("a udp batch prefetch", None, &*p);
         }
         for (&(_, n, from), parsed) in got.iter().zip(&parsed) {
             let Some(src) = to_std(&from) else { continue };
+            if outs.len() <= dests.len() {
+                outs.push(Vec::with_capacity(1500));
+            }
             let Some(out) = outs.get_mut(dests.len()) else {
                 break;
             };
@@ -193,36 +215,54 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
                     logged.extend(record);
                 }
                 Handled::Drop(record) => logged.extend(record),
-                Handled::Pending(answer) => {
-                    let (sock, faults) = (Arc::clone(sock), Arc::clone(faults));
-                    let log = log.cloned();
-                    rt.spawn(async move {
-                        let _watch = PanicWatch {
-                            what: "a udp forward",
-                            client: src,
-                            faults,
-                        };
-                        let (out, record) = answer.await;
-                        // Empty: response-rate limiting dropped the answer.
-                        if !out.is_empty()
-                            && let Err(e) = sock.send_to(&out, src)
-                        {
-                            tracing::debug!(error = %e, client = %src, "udp send failed");
+                Handled::Pending(p) => match relay.as_mut() {
+                    Some(r) => {
+                        if let Err(p) = r.start(p) {
+                            spawn_forward(sock, sh, p, None);
                         }
-                        if let (Some(log), Some(r)) = (log, record) {
-                            log.record(r);
-                        }
-                    });
-                }
+                    }
+                    None => spawn_forward(sock, sh, p, None),
+                },
             }
         }
         parsed.clear();
+        // The misses' queries leave; the answers that came, and the attempts that ran out
+        // of time, are settled: answered in this batch, or gone on with on the runtime.
+        if let Some(r) = relay.as_mut() {
+            r.flush(&mut settled);
+            r.receive(&mut settled);
+            r.expire(tokio::time::Instant::now(), &mut settled);
+        }
+        for s in settled.drain(..) {
+            match s {
+                Settled::Answered(p, resp, server) => {
+                    let client = p.client();
+                    match catch_unwind(AssertUnwindSafe(|| p.finish(Ok((resp, server))))) {
+                        Ok((bytes, record)) => {
+                            logged.extend(record);
+                            // Empty: response-rate limiting dropped the answer.
+                            if !bytes.is_empty() {
+                                match outs.get_mut(dests.len()) {
+                                    Some(o) => *o = bytes,
+                                    None => outs.push(bytes),
+                                }
+                                dests.push(Some(SockaddrStorage::from(client)));
+                            }
+                        }
+                        Err(p) => faults.panicked("a udp forward", Some(client), &*p),
+                    }
+                }
+                Settled::Resume(p, r) => spawn_forward(sock, sh, p, Some(r)),
+            }
+        }
         send_batch(
             fd,
             &mut sheaders,
             outs.get(..dests.len()).unwrap_or_default(),
             &dests,
         );
+        // Answers of a large settled batch may have grown the buffers: keep a batch's worth.
+        outs.truncate(2 * BATCH);
         // Log after send: the answers are out before any logging work.
         if let Some(log) = log
             && !logged.is_empty()
@@ -233,6 +273,34 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
             std::thread::sleep(*batch_wait);
         }
     }
+}
+
+/// Runs a forward on the runtime (the whole of it, or what follows the relay's first
+/// attempt), then sends its answer on `sock` and logs it.
+fn spawn_forward(sock: &Arc<UdpSocket>, sh: &Shared, p: Pending, resume: Option<Resume>) {
+    let (sock, faults) = (Arc::clone(sock), Arc::clone(&sh.faults));
+    let log = sh.log.clone();
+    let client = p.client();
+    sh.rt.spawn(async move {
+        let _watch = PanicWatch {
+            what: "a udp forward",
+            client,
+            faults,
+        };
+        let (out, record) = match resume {
+            Some(r) => p.resume(r).await,
+            None => p.run().await,
+        };
+        // Empty: response-rate limiting dropped the answer.
+        if !out.is_empty()
+            && let Err(e) = sock.send_to(&out, client)
+        {
+            tracing::debug!(error = %e, %client, "udp send failed");
+        }
+        if let (Some(log), Some(r)) = (log, record) {
+            log.record(r);
+        }
+    });
 }
 
 /// Sends `outs[i]` to `dests[i]` with as few `sendmmsg` calls as the kernel allows.

@@ -219,8 +219,22 @@ async fn r10_out_of_descriptors_warns_and_forwards_on_the_sockets_it_has() {
         ),
     )
     .unwrap();
-    // Room for the listeners and a few upstream sockets, not for a socket per query.
-    let child = spawn_limited("ulimit -S -n 40 && ulimit -H -n 40", &cfg, addr).await;
+    // What the server holds once it has forwarded one query (listeners, runtime, one
+    // upstream socket), then a limit with room for one descriptor more: the UDP thread's
+    // relay can open a second upstream socket, not the rest of its share, nor a socket per
+    // query.
+    let probe = spawn_limited("ulimit -S -n 64 && ulimit -H -n 64", &cfg, addr).await;
+    let held = std::fs::read_dir(format!("/proc/{}/fd", probe.id()))
+        .unwrap()
+        .count();
+    stop_serve(probe);
+    let limit = held + 1;
+    let child = spawn_limited(
+        &format!("ulimit -S -n {limit} && ulimit -H -n {limit}"),
+        &cfg,
+        addr,
+    )
+    .await;
 
     const N: usize = 10;
     const EACH: usize = 20;

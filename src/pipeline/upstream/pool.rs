@@ -306,36 +306,26 @@ impl Sock {
 
     /// Hands `pkt` to its waiter, if it has one and matches it.
     fn dispatch(&self, pkt: &[u8]) {
-        let (Some(id), Some(flags), Some(1)) = (u16_at(pkt, 0), u16_at(pkt, 2), u16_at(pkt, 4))
-        else {
+        let Some(id) = answer_id(pkt) else {
             return;
         };
-        if flags & QR == 0 {
-            return;
-        }
         let mut waiters = lock(&self.waiters);
         let Some(w) = waiters.get_mut(&id) else {
             return;
         };
-        if !question_matches(pkt, &w.expect.question) {
+        let split = w.expect.question.len().saturating_sub(4);
+        let (name, tail) = w.expect.question.split_at(split);
+        if !question_matches(pkt, name, tail) {
             return;
         }
         let opt = wire::response_cookie(pkt);
-        if let Some(ours) = w.expect.cookie {
-            let cookie = opt.map(|o| o.cookie);
-            match cookie {
-                // RFC 7873 §5.3: an answer that does not echo our client cookie is not
-                // from the server.
-                Some(CookieOption::Present(c)) if c.client != ours => return,
-                Some(CookieOption::Malformed) => return,
-                Some(CookieOption::Present(_)) => {}
-                // A server that does cookies always answers with one.
-                Some(CookieOption::Absent) | None if w.expect.strict => {
-                    w.saw_cookieless = true;
-                    return;
-                }
-                Some(CookieOption::Absent) | None => {}
+        match judge_cookie(opt, w.expect.cookie, w.expect.strict) {
+            Cookie::Foreign => return,
+            Cookie::Missing => {
+                w.saw_cookieless = true;
+                return;
             }
+            Cookie::Fine => {}
         }
         if let Some(w) = waiters.remove(&id) {
             let _ = w.tx.send(Ok(Received {
@@ -362,17 +352,58 @@ fn u16_at(b: &[u8], i: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
 }
 
-/// The answer's question is `question` (name compared case-insensitively; the upstream
-/// may change the case of what we sent, type and class compared exactly).
-fn question_matches(pkt: &[u8], question: &[u8]) -> bool {
-    let Some(got) = pkt.get(HEADER_LEN..HEADER_LEN + question.len()) else {
+/// The ID of `pkt` if it looks like an answer to one of our queries (QR set, one
+/// question); `None` for anything else, which is dropped.
+pub(super) fn answer_id(pkt: &[u8]) -> Option<u16> {
+    let (Some(id), Some(flags), Some(1)) = (u16_at(pkt, 0), u16_at(pkt, 2), u16_at(pkt, 4)) else {
+        return None;
+    };
+    (flags & QR != 0).then_some(id)
+}
+
+/// The answer's question is `name` (wire form, compared case-insensitively: the upstream
+/// may change the case of what we sent) followed by `tail` (type and class, compared
+/// exactly).
+pub(super) fn question_matches(pkt: &[u8], name: &[u8], tail: &[u8]) -> bool {
+    let Some(got) = pkt.get(HEADER_LEN..HEADER_LEN + name.len() + tail.len()) else {
         return false;
     };
-    // The name, then type and class (4 bytes).
-    let split = question.len().saturating_sub(4);
-    let (got_name, got_rest) = got.split_at(split);
-    let (want_name, want_rest) = question.split_at(split);
-    got_name.eq_ignore_ascii_case(want_name) && got_rest == want_rest
+    let (got_name, got_tail) = got.split_at(name.len());
+    got_name.eq_ignore_ascii_case(name) && got_tail == tail
+}
+
+/// What the COOKIE option of an answer says about who sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cookie {
+    /// Not the server's: it does not echo our client cookie, or its option is malformed.
+    Foreign,
+    /// No cookie from a server known to do cookies: dropped, but noted (the server may
+    /// have stopped doing them).
+    Missing,
+    /// As the server's answer should be (or we sent no cookie).
+    Fine,
+}
+
+/// Judges the COOKIE option `opt` of an answer to a query that sent client cookie `ours`
+/// (`strict`: the server is known to do cookies).
+pub(super) fn judge_cookie(
+    opt: Option<UpstreamOpt>,
+    ours: Option<[u8; 8]>,
+    strict: bool,
+) -> Cookie {
+    let Some(ours) = ours else {
+        return Cookie::Fine;
+    };
+    match opt.map(|o| o.cookie) {
+        // RFC 7873 §5.3: an answer that does not echo our client cookie is not from the
+        // server.
+        Some(CookieOption::Present(c)) if c.client != ours => Cookie::Foreign,
+        Some(CookieOption::Malformed) => Cookie::Foreign,
+        Some(CookieOption::Present(_)) => Cookie::Fine,
+        // A server that does cookies always answers with one.
+        Some(CookieOption::Absent) | None if strict => Cookie::Missing,
+        Some(CookieOption::Absent) | None => Cookie::Fine,
+    }
 }
 
 /// The reader of one socket: dispatches answers until the socket is retired and idle.

@@ -1,0 +1,600 @@
+//! `Relay`: the first UDP attempt of every miss of one UDP listener thread, made from that
+//! thread's own loop.
+//!
+//! Why. A forward run as a tokio task costs a task, a `send`, a wake-up of the pool's
+//! reader on another thread, a channel to the task and a wake-up of it, and a `send_to` of
+//! the answer: several thread hand-offs and four system calls per query, where a proxy
+//! such as dnsdist spends about two. The relay keeps a few connected sockets per upstream
+//! server in the listener thread itself: the queries of one batch leave with one
+//! `sendmmsg` per socket, the thread waits on its listening socket and its upstream
+//! sockets together (one `epoll`), takes answers with one `recvmmsg` per socket and sends
+//! them to the clients with the batch's own `sendmmsg`. No task, no other thread and no
+//! lock is involved in the common case.
+//!
+//! Only the first attempt is done here, and only over UDP: what follows it (the next server
+//! after a timeout, an error, SERVFAIL or REFUSED; TCP after TC; the retry after
+//! BADCOOKIE) is handed back as [`Settled::Resume`] and run by [`Upstream::resume`] on the
+//! runtime, exactly as [`Upstream::forward`] would have gone on. So the failover and
+//! deadline contract, the cookies and the counters are the same code as before; the relay
+//! adds the fast path, not a second protocol.
+//!
+//! Spoofing defences are those of the shared pool (see `pool`): each socket is bound by
+//! the OS to a random ephemeral port and connected to the server (the kernel drops
+//! datagrams from anyone else); an answer must match a random ID in flight on that socket,
+//! the question (name case-insensitively, type, class) and our client cookie; a socket is
+//! replaced by one on a new port after [`MAX_USES`] queries or [`MAX_AGE`]. A thread has at
+//! most [`PER_SERVER`] sockets per server in use, plus at most [`MAX_DRAINING`] retired
+//! ones still waiting for their last answers.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use tokio::time::Instant;
+
+use super::pool::{Cookie, answer_id, judge_cookie, question_matches};
+use super::{Resume, Step, Then, Upstream, UpstreamError};
+use crate::dns::wire::{
+    CookieOption, Query, RCODE_BADCOOKIE, Response, ResponseError, rcode, response_cookie,
+    write_upstream_query_cookie,
+};
+use crate::fdlimit;
+
+/// Sockets in use per upstream server, per thread.
+pub(super) const PER_SERVER: usize = 4;
+/// Queries sent from one socket before it is replaced by one on a new port.
+pub(super) const MAX_USES: u32 = 512;
+/// Age after which a socket is replaced by one on a new port (and an idle one closed).
+pub(super) const MAX_AGE: Duration = Duration::from_secs(60);
+/// Most retired sockets still waiting for answers, per thread.
+pub(super) const MAX_DRAINING: usize = 16;
+/// Most queries in flight on one socket.
+const MAX_WAITING: usize = 1024;
+/// Answers taken per `recvmmsg`.
+const BATCH: usize = 32;
+/// Receive buffer per answer (larger than the EDNS payload we advertise).
+const DATAGRAM: usize = 4096;
+/// The epoll key of the listening socket (sockets count up from 0).
+const LISTENER: u64 = u64::MAX;
+
+/// What the relay needs of a forwarded query.
+pub trait Relayed {
+    /// The query as the client asked it.
+    fn query(&self) -> &Query;
+    /// When it arrived (the exchange ends by [`Upstream::deadline`] of it).
+    fn arrived(&self) -> Instant;
+    /// The servers that answer it.
+    fn upstream(&self) -> &Upstream;
+}
+
+/// A forward whose first attempt is over.
+#[derive(Debug)]
+pub enum Settled<T> {
+    /// The first server answered usably.
+    Answered(T, Response, SocketAddr),
+    /// It did not: go on with [`Upstream::resume`].
+    Resume(T, Resume),
+}
+
+/// A query in flight on a socket.
+struct Entry<T> {
+    item: T,
+    /// Tells this registration from a later one with the same ID (timers outlive entries).
+    token: u32,
+    started: Instant,
+    end: Instant,
+    cookie: [u8; 8],
+    /// The server is known to do cookies.
+    strict: bool,
+    /// A matching answer without a cookie was dropped (`strict` only).
+    saw_cookieless: bool,
+}
+
+struct Sock<T> {
+    udp: UdpSocket,
+    server: SocketAddr,
+    waiting: HashMap<u16, Entry<T>, foldhash::fast::RandomState>,
+    /// Queries of this batch not sent yet: (ID, message).
+    queued: Vec<(u16, Vec<u8>)>,
+    uses: u32,
+    born: Instant,
+    retired: bool,
+}
+
+impl<T> Sock<T> {
+    fn open(server: SocketAddr) -> io::Result<Self> {
+        let bind: SocketAddr = if server.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let udp = UdpSocket::bind(bind)?;
+        udp.connect(server)?;
+        udp.set_nonblocking(true)?;
+        Ok(Self {
+            udp,
+            server,
+            waiting: HashMap::default(),
+            queued: Vec::new(),
+            uses: 0,
+            born: Instant::now(),
+            retired: false,
+        })
+    }
+
+    fn worn(&self, now: Instant) -> bool {
+        self.uses >= MAX_USES || now.duration_since(self.born) >= MAX_AGE
+    }
+}
+
+/// The forwards of one UDP thread; see the module documentation.
+pub struct Relay<T> {
+    epoll: Epoll,
+    socks: HashMap<u32, Sock<T>, foldhash::fast::RandomState>,
+    /// Per server, the keys of its sockets in use.
+    active: Vec<(SocketAddr, Vec<u32>)>,
+    /// When each query's attempt ends: (end, socket, ID, token). Entries answered before
+    /// are skipped when their time comes.
+    timers: BinaryHeap<Reverse<(Instant, u32, u16, u32)>>,
+    next_key: u32,
+    next_token: u32,
+    /// Sockets that epoll found readable.
+    ready: Vec<u32>,
+    /// Sockets with queries to send.
+    dirty: Vec<u32>,
+    draining: usize,
+    waiting: usize,
+    last_sweep: Instant,
+    bufs: Vec<[u8; DATAGRAM]>,
+    headers: MultiHeaders<SockaddrStorage>,
+}
+
+impl<T> std::fmt::Debug for Relay<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("sockets", &self.socks.len())
+            .field("waiting", &self.waiting)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Relayed> Relay<T> {
+    /// A relay for the thread that reads `listener`, which it watches too (see
+    /// [`Relay::wait`]).
+    pub fn new(listener: BorrowedFd<'_>) -> io::Result<Self> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
+        Ok(Self {
+            epoll,
+            socks: HashMap::default(),
+            active: Vec::new(),
+            timers: BinaryHeap::new(),
+            next_key: 0,
+            next_token: 0,
+            ready: Vec::new(),
+            dirty: Vec::new(),
+            draining: 0,
+            waiting: 0,
+            last_sweep: Instant::now(),
+            bufs: vec![[0u8; DATAGRAM]; BATCH],
+            headers: MultiHeaders::preallocate(BATCH, None),
+        })
+    }
+
+    /// True when no query is in flight: the thread may block on its listener alone.
+    pub fn idle(&self) -> bool {
+        self.waiting == 0
+    }
+
+    /// Queries in flight.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// Registers the first attempt of `item` at its first server; the query leaves with
+    /// [`Relay::flush`]. Gives `item` back when the relay cannot take it (no server, past
+    /// its deadline, no socket): the caller runs the whole forward on the runtime instead.
+    pub fn start(&mut self, item: T) -> Result<(), T> {
+        let now = Instant::now();
+        let up = item.upstream();
+        let Some(server) = up.servers.first() else {
+            return Err(item);
+        };
+        let end = (now + up.timeout).min(up.deadline(item.arrived()));
+        if end <= now {
+            return Err(item);
+        }
+        let Some(key) = self.socket_for(server.addr, now) else {
+            return Err(item);
+        };
+        let Some(sock) = self.socks.get_mut(&key) else {
+            return Err(item);
+        };
+        if sock.waiting.len() >= MAX_WAITING {
+            return Err(item);
+        }
+        // At most MAX_WAITING of 65,536 IDs are taken: a free one comes within a few draws.
+        let id = loop {
+            let id: u16 = rand::random();
+            if !sock.waiting.contains_key(&id) {
+                break id;
+            }
+        };
+        let (cookie, server_cookie) = server.jar.get();
+        let q = item.query();
+        let mut msg = Vec::with_capacity(64 + q.question_len());
+        let theirs = server_cookie.as_ref().map(|c| c.server());
+        write_upstream_query_cookie(&mut msg, q, id, &cookie, theirs);
+        server.stats.sent();
+        let token = self.next_token;
+        self.next_token = self.next_token.wrapping_add(1);
+        if sock.queued.is_empty() {
+            self.dirty.push(key);
+        }
+        sock.queued.push((id, msg));
+        sock.uses += 1;
+        let strict = server_cookie.is_some();
+        sock.waiting.insert(
+            id,
+            Entry {
+                item,
+                token,
+                started: now,
+                end,
+                cookie,
+                strict,
+                saw_cookieless: false,
+            },
+        );
+        self.waiting += 1;
+        self.timers.push(Reverse((end, key, id, token)));
+        Ok(())
+    }
+
+    /// Sends the queries registered since the last flush, one `sendmmsg` per socket. A
+    /// query that cannot be sent is settled at once (its server failed).
+    pub fn flush(&mut self, out: &mut Vec<Settled<T>>) {
+        for key in std::mem::take(&mut self.dirty) {
+            let Some(sock) = self.socks.get_mut(&key) else {
+                continue;
+            };
+            let queued = std::mem::take(&mut sock.queued);
+            let mut start = 0;
+            while start < queued.len() {
+                let rest = queued.get(start..).unwrap_or_default();
+                let iovs: Vec<[IoSlice<'_>; 1]> =
+                    rest.iter().map(|(_, m)| [IoSlice::new(m)]).collect();
+                let to: Vec<Option<SockaddrStorage>> = vec![None; rest.len()];
+                match sendmmsg(
+                    sock.udp.as_raw_fd(),
+                    &mut self.headers,
+                    &iovs,
+                    &to,
+                    [],
+                    MsgFlags::MSG_DONTWAIT,
+                ) {
+                    Ok(res) => match res.count() {
+                        0 => break,
+                        n => start += n,
+                    },
+                    Err(Errno::EINTR) => {}
+                    Err(e) => {
+                        // This one failed (a full buffer, or the server's ICMP error
+                        // reported on send): its server failed; the others are tried.
+                        let err = io::Error::from(e);
+                        let id = queued.get(start).map(|(id, _)| *id);
+                        if let Some(entry) = id.and_then(|id| sock.waiting.remove(&id)) {
+                            self.waiting -= 1;
+                            out.push(failed(entry, transport(sock.server, &err)));
+                        }
+                        start += 1;
+                    }
+                }
+            }
+            // Whatever the kernel would not take at all fails like a send error.
+            for (id, _) in queued.get(start..).unwrap_or_default() {
+                if let Some(entry) = sock.waiting.remove(id) {
+                    self.waiting -= 1;
+                    let err = io::Error::from(io::ErrorKind::WouldBlock);
+                    out.push(failed(entry, transport(sock.server, &err)));
+                }
+            }
+        }
+    }
+
+    /// Waits up to `most` (less when an attempt ends sooner) for the listener or an upstream
+    /// socket to be readable; true when the listener is.
+    pub fn wait(&mut self, most: Duration) -> io::Result<bool> {
+        let now = Instant::now();
+        let until = self
+            .timers
+            .peek()
+            .map_or(most, |Reverse((end, ..))| {
+                end.saturating_duration_since(now)
+            })
+            .min(most);
+        // Rounded up: waking a little late is harmless, early spins.
+        let ms = until.as_micros().div_ceil(1000);
+        let timeout = EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::NONE);
+        let mut events = [EpollEvent::empty(); 16];
+        let n = match self.epoll.wait(&mut events, timeout) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        let mut listener = false;
+        for e in events.iter().take(n) {
+            match e.data() {
+                LISTENER => listener = true,
+                k => self.ready.push(u32::try_from(k).unwrap_or(u32::MAX)),
+            }
+        }
+        Ok(listener)
+    }
+
+    /// Takes the answers that arrived on the sockets [`Relay::wait`] found readable, and
+    /// settles the queries they answer.
+    pub fn receive(&mut self, out: &mut Vec<Settled<T>>) {
+        for key in std::mem::take(&mut self.ready) {
+            let Some(sock) = self.socks.get_mut(&key) else {
+                continue;
+            };
+            let mut got: Vec<(usize, usize)> = Vec::with_capacity(BATCH);
+            let mut error = None;
+            {
+                let mut iovs: Vec<[IoSliceMut<'_>; 1]> = self
+                    .bufs
+                    .iter_mut()
+                    .map(|b| [IoSliceMut::new(&mut b[..])])
+                    .collect();
+                match recvmmsg(
+                    sock.udp.as_raw_fd(),
+                    &mut self.headers,
+                    iovs.iter_mut(),
+                    MsgFlags::MSG_DONTWAIT,
+                    None,
+                ) {
+                    Ok(msgs) => got.extend(msgs.enumerate().map(|(i, m)| (i, m.bytes))),
+                    Err(Errno::EAGAIN | Errno::EINTR) => {}
+                    Err(e) => error = Some(io::Error::from(e)),
+                }
+            }
+            for (i, n) in got {
+                let pkt = self
+                    .bufs
+                    .get(i)
+                    .and_then(|b| b.get(..n))
+                    .unwrap_or_default();
+                if let Some(s) = dispatch(sock, pkt) {
+                    self.waiting -= 1;
+                    out.push(s);
+                }
+            }
+            if let Some(e) = error {
+                // The server's ICMP "port unreachable" (or another socket error): every
+                // query waiting here has failed at this server, as with the pool.
+                tracing::debug!(upstream = %sock.server, error = %e, "upstream socket error");
+                for (_, entry) in sock.waiting.drain() {
+                    self.waiting -= 1;
+                    out.push(failed(entry, transport(sock.server, &e)));
+                }
+            }
+        }
+        self.sweep(false);
+    }
+
+    /// Settles the queries whose attempt has run out of time by `now`.
+    pub fn expire(&mut self, now: Instant, out: &mut Vec<Settled<T>>) {
+        while let Some(Reverse((end, key, id, token))) = self.timers.peek().copied() {
+            if end > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(sock) = self.socks.get_mut(&key) else {
+                continue;
+            };
+            if sock.waiting.get(&id).is_none_or(|e| e.token != token) {
+                continue;
+            }
+            let Some(entry) = sock.waiting.remove(&id) else {
+                continue;
+            };
+            self.waiting -= 1;
+            if entry.saw_cookieless
+                && let Some(server) = entry.item.upstream().servers.first()
+            {
+                tracing::debug!(upstream = %server.addr, "answers came without a cookie; trusting the server without one");
+                server.jar.forget();
+            }
+            out.push(failed(entry, UpstreamError::Timeout(sock.server)));
+        }
+        self.sweep(true);
+    }
+
+    /// Closes retired sockets that nothing waits on; once a second, also sockets of any
+    /// kind idle past [`MAX_AGE`] (a server no longer configured keeps none open).
+    fn sweep(&mut self, timed: bool) {
+        let now = Instant::now();
+        let old = timed && now.duration_since(self.last_sweep) >= Duration::from_secs(1);
+        if self.draining == 0 && !old {
+            return;
+        }
+        if old {
+            self.last_sweep = now;
+        }
+        let idle: Vec<u32> = self
+            .socks
+            .iter()
+            .filter(|(_, s)| s.waiting.is_empty() && s.queued.is_empty())
+            .filter(|(_, s)| s.retired || (old && now.duration_since(s.born) >= MAX_AGE))
+            .map(|(&k, _)| k)
+            .collect();
+        for k in idle {
+            self.close(k);
+        }
+    }
+
+    fn close(&mut self, key: u32) {
+        let Some(sock) = self.socks.remove(&key) else {
+            return;
+        };
+        if sock.retired {
+            self.draining -= 1;
+        }
+        for (_, keys) in &mut self.active {
+            keys.retain(|&k| k != key);
+        }
+        self.active.retain(|(_, keys)| !keys.is_empty());
+        let _ = self.epoll.delete(sock.udp.as_fd());
+    }
+
+    /// A socket toward `server` for a new query: a random one of its [`PER_SERVER`], opened
+    /// or replaced as needed. `None` when none is open and none can be opened.
+    fn socket_for(&mut self, server: SocketAddr, now: Instant) -> Option<u32> {
+        let i = match self.active.iter().position(|(a, _)| *a == server) {
+            Some(i) => i,
+            None => {
+                self.active.push((server, Vec::new()));
+                self.active.len() - 1
+            }
+        };
+        let have = self.active.get(i).map_or(0, |(_, k)| k.len());
+        if have < PER_SERVER {
+            if let Some(k) = self.open(server) {
+                if let Some((_, keys)) = self.active.get_mut(i) {
+                    keys.push(k);
+                }
+                return Some(k);
+            }
+            if have == 0 {
+                return None;
+            }
+        }
+        let slot = rand::random_range(0..have);
+        let key = *self.active.get(i)?.1.get(slot)?;
+        let worn = self.socks.get(&key).is_some_and(|s| s.worn(now));
+        if !worn || self.draining >= MAX_DRAINING {
+            return Some(key);
+        }
+        let Some(fresh) = self.open(server) else {
+            return Some(key);
+        };
+        if let Some(old) = self.socks.get_mut(&key) {
+            old.retired = true;
+            self.draining += 1;
+        }
+        if let Some(k) = self.active.get_mut(i).and_then(|(_, k)| k.get_mut(slot)) {
+            *k = fresh;
+        }
+        Some(fresh)
+    }
+
+    fn open(&mut self, server: SocketAddr) -> Option<u32> {
+        let sock = match Sock::open(server) {
+            Ok(s) => s,
+            Err(e) => {
+                if !fdlimit::warn_if_exhausted("opening an upstream socket", &e) {
+                    tracing::debug!(upstream = %server, error = %e, "cannot open an upstream socket");
+                }
+                return None;
+            }
+        };
+        let key = self.next_key;
+        let event = EpollEvent::new(EpollFlags::EPOLLIN, u64::from(key));
+        if let Err(e) = self.epoll.add(sock.udp.as_fd(), event) {
+            tracing::debug!(upstream = %server, error = %e, "cannot watch an upstream socket");
+            return None;
+        }
+        self.next_key = self.next_key.wrapping_add(1);
+        self.socks.insert(key, sock);
+        Some(key)
+    }
+}
+
+/// The query that `pkt` answers on `sock`, settled; `None` when it answers none (late,
+/// forged, or a cookieless answer from a server that does cookies).
+fn dispatch<T: Relayed>(sock: &mut Sock<T>, pkt: &[u8]) -> Option<Settled<T>> {
+    let id = answer_id(pkt)?;
+    let entry = sock.waiting.get_mut(&id)?;
+    let q = entry.item.query();
+    let ([t0, t1], [c0, c1]) = (q.qtype.to_be_bytes(), q.qclass.to_be_bytes());
+    let tail = [t0, t1, c0, c1];
+    if !question_matches(pkt, q.wire_name(), &tail) {
+        return None;
+    }
+    let opt = response_cookie(pkt);
+    match judge_cookie(opt, Some(entry.cookie), entry.strict) {
+        Cookie::Foreign => return None,
+        Cookie::Missing => {
+            entry.saw_cookieless = true;
+            return None;
+        }
+        Cookie::Fine => {}
+    }
+    let entry = sock.waiting.remove(&id)?;
+    let up = entry.item.upstream();
+    let server = up.servers.first()?;
+    if let Some(CookieOption::Present(c)) = opt.map(|o| o.cookie) {
+        server.jar.learn(&c);
+    }
+    if opt.is_some_and(|o| o.rcode == RCODE_BADCOOKIE) {
+        tracing::debug!(upstream = %server.addr, "BADCOOKIE; retrying with the new server cookie");
+        return Some(again(entry, Step::UdpAfterBadCookie));
+    }
+    match Response::parse(pkt, entry.item.query(), id, up.min_ttl, up.max_ttl) {
+        Ok(r) if matches!(r.rcode(), rcode::SERVFAIL | rcode::REFUSED) => {
+            let e = UpstreamError::Rcode(server.addr, rcode::name(r.rcode()));
+            Some(failed(entry, e))
+        }
+        Ok(r) => {
+            server.stats.answered(entry.started.elapsed());
+            let addr = server.addr;
+            Some(Settled::Answered(entry.item, r, addr))
+        }
+        Err(ResponseError::Truncated) => Some(again(entry, Step::Tcp)),
+        Err(ResponseError::Malformed | ResponseError::Mismatch) => {
+            let e = UpstreamError::Malformed(server.addr);
+            Some(failed(entry, e))
+        }
+    }
+}
+
+fn transport(server: SocketAddr, e: &io::Error) -> UpstreamError {
+    UpstreamError::Transport(server, e.to_string())
+}
+
+/// The first server failed with `e`: counted, and the forward goes on with the next.
+fn failed<T: Relayed>(entry: Entry<T>, e: UpstreamError) -> Settled<T> {
+    if let Some(server) = entry.item.upstream().servers.first() {
+        server.stats.error();
+        tracing::debug!(qname = %entry.item.query().name_lossy(), upstream = %server.addr, error = %e, "upstream attempt failed");
+    }
+    Settled::Resume(
+        entry.item,
+        Resume {
+            server: 0,
+            started: entry.started,
+            end: entry.end,
+            then: Then::Next(e),
+        },
+    )
+}
+
+/// The first server's attempt goes on from `step` (TCP after TC, UDP after BADCOOKIE).
+fn again<T>(entry: Entry<T>, step: Step) -> Settled<T> {
+    Settled::Resume(
+        entry.item,
+        Resume {
+            server: 0,
+            started: entry.started,
+            end: entry.end,
+            then: Then::Again(step),
+        },
+    )
+}
