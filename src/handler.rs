@@ -238,6 +238,7 @@ fn record(how: &Arrival, asked: Asked, outcome: Outcome) -> Record {
     Record {
         ts: how.now.wall,
         client: how.client.ip(),
+        transport: how.transport,
         asked,
         outcome,
         elapsed: how.arrived.elapsed(),
