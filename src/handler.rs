@@ -313,6 +313,7 @@ fn record(how: &Arrival, asked: Asked, outcome: Outcome) -> Record {
     Record {
         ts: how.now.wall,
         client: how.client.ip(),
+        transport: how.transport,
         asked,
         outcome,
         elapsed: how.arrived.elapsed(),

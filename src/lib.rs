@@ -2,7 +2,7 @@
 //!
 //! # Bird's-eye view
 //! Clients send queries to the listeners ([`server`]): UDP on a few OS threads (the hot
-//! path), TCP on tokio; later TLS, HTTPS and QUIC. Listeners only move bytes: every one of
+//! path), TCP and DNS over TLS on tokio; later HTTPS and QUIC. Listeners only move bytes: every one of
 //! them calls the same per-query entry point, [`handler::Handler::handle`], which parses
 //! the packet with the hand-written codec in [`dns::wire`], builds a
 //! [`pipeline::Request`] (the query, the client, the transport, the arrival time and the
@@ -48,7 +48,9 @@
 //! - [`handler`]: the per-query entry point of every transport: rejects, the request, the
 //!   chain, forwards bounded per client, counters, the log record.
 //! - [`server`]: sockets; what one client may hold (`server::slots`), caught panics and
-//!   restarted listeners ([`server::Faults`]).
+//!   restarted listeners ([`server::Faults`]); DNS over TLS reuses the TCP connection code.
+//! - [`tls`]: certificates for the encrypted listeners: PEM loading, the certificate
+//!   served per handshake and re-read when its files change, `cert self-signed` and pins.
 //! - [`counters`]: service-wide counters (sharded atomics), printed by `sinkhole serve`
 //!   on SIGUSR1 and at exit.
 //! - [`querylog`]: the JSON Lines query log (bounded queue → writer thread, sessions,
@@ -116,3 +118,4 @@ pub mod querylog;
 pub mod reload;
 pub mod server;
 pub mod service;
+pub mod tls;

@@ -80,6 +80,25 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
             "server.max_forwards_per_client",
             a.max_forwards_per_client != b.max_forwards_per_client,
         ),
+        // The DoT listeners and the files' names are taken at start (the files' contents
+        // are re-read when they change, and on SIGHUP).
+        (
+            "server.tls_listen",
+            a.tls.as_ref().map(|t| &t.listen) != b.tls.as_ref().map(|t| &t.listen),
+        ),
+        (
+            "server.tls_cert",
+            a.tls.as_ref().map(|t| &t.cert) != b.tls.as_ref().map(|t| &t.cert),
+        ),
+        (
+            "server.tls_key",
+            a.tls.as_ref().map(|t| &t.key) != b.tls.as_ref().map(|t| &t.key),
+        ),
+        (
+            "server.tls_handshake_timeout_ms",
+            a.tls.as_ref().map(|t| t.handshake_timeout)
+                != b.tls.as_ref().map(|t| t.handshake_timeout),
+        ),
         ("log.enabled", old.log.is_some() != new.log.is_some()),
         // The HTTP server's sockets and its token are taken at start.
         ("http.listen", old.http.listen != new.http.listen),

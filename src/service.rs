@@ -1,6 +1,7 @@
 //! A whole running resolver: pipeline, listeners, and the list watcher, started from a
 //! validated config and pre-bound sockets, stopped by [`Service::shutdown`]. `serve` and
-//! the integration tests both run exactly this.
+//! the integration tests both run exactly this. With DNS over TLS, the certificate files
+//! are watched too (`tls::Certs`), on the list watch's interval.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,11 +16,12 @@ use crate::pipeline::{Clock, Pipeline, Policy};
 use crate::querylog::{self, LogTask, QueryLog};
 use crate::reload::Reloader;
 use crate::server::{MAX_FORWARDS, Server, Sockets, Tuning, slots::ClientSlots};
+use crate::tls::Certs;
 
 /// Knobs that are not config keys.
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
-    /// How often list files are checked for changes.
+    /// How often list files (and the TLS certificate and key) are checked for changes.
     pub watch_interval: Duration,
     /// The config file, for SIGHUP re-reads (`None` = embedded default).
     pub config_path: Option<PathBuf>,
@@ -48,6 +50,12 @@ pub struct Service {
     block_page: BlockPage,
     /// The HTTP API and `/metrics`, when `[http] listen` is set.
     http: Option<HttpServer>,
+    /// DNS over TLS: its addresses, certificate, and the task watching the files.
+    tls: Option<(
+        Vec<std::net::SocketAddr>,
+        Arc<Certs>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Service {
@@ -60,6 +68,26 @@ impl Service {
         rt: &tokio::runtime::Handle,
         opts: ServiceOptions,
     ) -> std::io::Result<Self> {
+        let mut sockets = sockets;
+        let tls_listeners = std::mem::take(&mut sockets.tls);
+        // The certificate is read before anything runs: a pair that went bad since the
+        // config was checked stops the start.
+        let tls = match (&cfg.server.tls, tls_listeners.is_empty()) {
+            (_, true) => None,
+            (None, false) => {
+                return Err(std::io::Error::other(
+                    "tls sockets bound without server.tls_listen in the config",
+                ));
+            }
+            (Some(t), false) => {
+                let certs = Certs::load(&t.cert, &t.key)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                let certs = Arc::new(certs);
+                let config = crate::tls::dot_config(Arc::clone(&certs))
+                    .map_err(|e| std::io::Error::other(format!("tls setup: {e}")))?;
+                Some((certs, config, t.handshake_timeout))
+            }
+        };
         let counters = Arc::new(Counters::new());
         counters.set_lists(policy.lists.clone());
         let pipeline = Arc::new(Pipeline::new(&cfg, policy, Arc::clone(&counters)));
@@ -83,7 +111,7 @@ impl Service {
             forwards,
             query_log.is_some(),
         ));
-        let server = Server::start(
+        let mut server = Server::start(
             sockets,
             handler,
             query_log.clone(),
@@ -96,6 +124,21 @@ impl Service {
             },
             opts.clock.clone(),
         )?;
+        let tls = match tls {
+            None => None,
+            Some((certs, config, handshake)) => {
+                let addrs = tls_listeners
+                    .iter()
+                    .filter_map(|l| l.local_addr().ok())
+                    .collect();
+                server.start_tls(tls_listeners, config, handshake, rt)?;
+                let watch = {
+                    let _g = rt.enter();
+                    certs.spawn_watch(opts.watch_interval)
+                };
+                Some((addrs, certs, watch))
+            }
+        };
         let http_cfg = cfg.http.clone();
         let query_log_for_http = query_log.clone();
         let reloader = Arc::new(Reloader::new(
@@ -132,7 +175,22 @@ impl Service {
             refresh,
             block_page,
             http,
+            tls,
         })
+    }
+
+    /// The DNS-over-TLS addresses (port 0 resolved); empty when it is off.
+    pub fn tls_addrs(&self) -> &[std::net::SocketAddr] {
+        self.tls.as_ref().map_or(&[], |(a, _, _)| a)
+    }
+
+    /// Reads the TLS certificate and key again now (SIGHUP), as the file watch does when
+    /// they change; a bad pair is logged and the last good one stays.
+    pub fn reload_tls(&self) {
+        if let Some((_, certs, _)) = &self.tls {
+            let certs = Arc::clone(certs);
+            tokio::task::spawn_blocking(move || certs.reload());
+        }
     }
 
     /// The addresses the HTTP API listens on (with the ports chosen for port 0); empty when
@@ -192,6 +250,9 @@ impl Service {
         }
         self.watch.abort();
         self.refresh.abort();
+        if let Some((_, _, watch)) = &self.tls {
+            watch.abort();
+        }
         self.block_page.shutdown();
         if let Some(h) = &self.http {
             h.shutdown();

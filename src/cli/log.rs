@@ -58,6 +58,9 @@ pub enum LogCommand {
         /// Only names matching this glob (`*.example.com`).
         #[arg(long, value_name = "GLOB")]
         name: Option<String>,
+        /// Only queries that came over this transport (udp, tcp, tls).
+        #[arg(long, value_name = "PROTO")]
+        proto: Option<String>,
         /// Print the stored JSON lines.
         #[arg(long)]
         json: bool,
@@ -148,6 +151,21 @@ fn log_path(src: &LogSource) -> Result<(PathBuf, Option<Config>), Error> {
     }
 }
 
+/// A `--proto` value: one of the transports' names.
+fn proto_name(p: &str) -> Result<String, Error> {
+    use crate::pipeline::Transport;
+    let p = p.to_ascii_lowercase();
+    if Transport::ALL.iter().any(|t| t.name() == p) {
+        Ok(p)
+    } else {
+        let names: Vec<&str> = Transport::ALL.iter().map(|t| t.name()).collect();
+        Err(Error::usage(format_args!(
+            "--proto {p:?}: use one of {}",
+            names.join(", ")
+        )))
+    }
+}
+
 fn log_filter(
     client: Option<&str>,
     action: Option<&str>,
@@ -194,6 +212,7 @@ fn log_filter(
         name,
         since,
         until: None,
+        proto: None,
     })
 }
 
@@ -218,11 +237,13 @@ fn report(cmd: LogCommand) -> Result<(), Error> {
             client,
             action,
             name,
+            proto,
             json,
             lines,
         } => {
             let (path, _) = log_path(&src)?;
-            let f = log_filter(client.as_deref(), action.as_deref(), name.as_deref(), None)?;
+            let mut f = log_filter(client.as_deref(), action.as_deref(), name.as_deref(), None)?;
+            f.proto = proto.map(|p| proto_name(&p)).transpose()?;
             let style = tail::Style { color: tty, json };
             tail::run(&path, &f, lines, follow, style, &mut out)?;
         }

@@ -1,8 +1,9 @@
 //! The command line: the clap derive of [`Cli`] and [`run`], which hands each subcommand to
 //! its family, one file each: `serve`, `config` (`config check`), `log` (`log
 //! tail|first|top|suggest|heartbeats`), `lists` (`lists check|lint|convert|add|remove|update`),
-//! `firewall` (`firewall show|check|apply|remove|confirm|rollback`) and `control` (`pause`,
-//! `resume`, `status`: the running server's HTTP API). Each family holds its
+//! `firewall` (`firewall show|check|apply|remove|confirm|rollback`), `cert` (`cert
+//! self-signed`) and `control` (`pause`, `resume`, `status`: the running server's HTTP
+//! API). Each family holds its
 //! clap arguments, its printing and its exit codes; the work itself is in the library
 //! (`blocklist`, `querylog`, `firewall`, `service`). Dependencies go one way: this file →
 //! the families → `common` (the [`Error`] every command returns, `load_config`).
@@ -10,6 +11,7 @@
 //! Exit codes: 0 ok, 1 a runtime failure (or a finding a command reports, [`Status`]), 2 a
 //! config or usage error. `main` prints an [`Error`] once.
 
+mod cert;
 mod common;
 mod config;
 mod control;
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub use cert::CertCommand;
 pub use common::{Error, Status};
 pub use config::ConfigCommand;
 pub use firewall::{BackendArg, FamilyArg, FirewallCommand, FirewallOpts, RollbackArgs};
@@ -62,6 +65,9 @@ pub enum Command {
     /// Blocklist maintenance: check names, lint, convert, edit, download.
     #[command(subcommand)]
     Lists(ListsCommand),
+    /// Certificates for DNS over TLS.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Pause blocking on the running server for a while (its HTTP API, `[http] listen`).
     Pause {
         /// How long: 30s, 5m, 2h (at most 7d); blocking comes back by itself after it.
@@ -93,6 +99,7 @@ pub fn run(cli: Cli) -> Result<Status, Error> {
         Command::Firewall(cmd) => firewall::run(cmd).map(|()| Status::Success),
         Command::Log(cmd) => log::run(cmd).map(|()| Status::Success),
         Command::Lists(cmd) => lists::run(cmd),
+        Command::Cert(cmd) => cert::run(cmd).map(|()| Status::Success),
         Command::Pause { duration, config } => {
             control::run(control::Control::Pause(duration), config).map(|()| Status::Success)
         }

@@ -50,6 +50,11 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
                 cfg.server.listen
             )
         })?;
+    let tls_listen = cfg.server.tls.as_ref().map_or(&[][..], |t| &t.listen);
+    let sockets = sockets.with_tls(tls_listen).context(
+        "cannot listen for DNS over TLS (address in use, or a port below 1024 without root?)",
+    )?;
+    let tls_addrs = sockets.tls_addrs();
     let addrs = sockets.local_addrs();
     let rules = policy.blocking.list().len();
     let opts = ServiceOptions {
@@ -77,12 +82,16 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "serving DNS on UDP and TCP"
     );
+    if !tls_addrs.is_empty() {
+        tracing::info!(listen = ?tls_addrs, "serving DNS over TLS");
+    }
     rt.block_on(async {
         let mut ctrl_c = ctrl_c;
         loop {
             tokio::select! {
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading config and lists");
+                    service.reload_tls();
                     let r = std::sync::Arc::clone(service.reloader());
                     tokio::spawn(async move { r.reload_logged(true).await });
                 }

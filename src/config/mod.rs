@@ -14,6 +14,7 @@ pub mod limits;
 pub mod local;
 pub mod raw;
 pub mod schedule;
+pub mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
@@ -30,6 +31,7 @@ pub use http::HttpConfig;
 pub use limits::{BanAction, LimitsConfig};
 pub use local::LocalConfig;
 use raw::{RawConfig, RawList, RawPercent, RawSize};
+pub use tls::TlsConfig;
 use toml::Spanned;
 
 use crate::blocklist::Kind;
@@ -72,6 +74,9 @@ pub struct ServerConfig {
     pub max_forwards_per_client: usize,
     /// The time zone schedules are read in (an IANA name); `None` = the system's.
     pub timezone: Option<String>,
+    /// DNS over TLS: `tls_listen`, `tls_cert`, `tls_key`, `tls_handshake_timeout_ms`;
+    /// `None` when `tls_listen` is empty.
+    pub tls: Option<TlsConfig>,
 }
 
 /// `[upstream]`, validated.
@@ -408,6 +413,7 @@ impl Validator<'_> {
         let limits = self.limits(raw.limits);
         let local = self.local(raw.local, base);
         let http = self.http(raw.http, base, &listen);
+        let tls = self.tls(&raw.server, base);
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -419,6 +425,7 @@ impl Validator<'_> {
                 tcp_max_per_client: raw.server.tcp_max_per_client.max(1),
                 max_forwards_per_client: raw.server.max_forwards_per_client.max(1),
                 timezone,
+                tls,
             },
             upstream: UpstreamConfig {
                 servers,

@@ -85,6 +85,14 @@ pub struct RawServer {
     pub max_forwards_per_client: usize,
     /// The time zone of schedules (IANA name); default: the system's.
     pub timezone: Option<Spanned<String>>,
+    /// Addresses served with DNS over TLS (RFC 7858); none = off.
+    pub tls_listen: Spanned<Vec<Spanned<String>>>,
+    /// The certificate chain, PEM (relative to the config).
+    pub tls_cert: Option<Spanned<String>>,
+    /// The certificate's private key, PEM (relative to the config).
+    pub tls_key: Option<Spanned<String>>,
+    /// Longest time from a TLS connection's accept to its finished handshake.
+    pub tls_handshake_timeout_ms: Spanned<u64>,
 }
 
 impl Default for RawServer {
@@ -98,6 +106,10 @@ impl Default for RawServer {
             tcp_max_per_client: 32,
             max_forwards_per_client: 256,
             timezone: None,
+            tls_listen: Spanned::new(0..0, Vec::new()),
+            tls_cert: None,
+            tls_key: None,
+            tls_handshake_timeout_ms: Spanned::new(0..0, 5000),
         }
     }
 }

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use super::State;
 use super::api::{Answer, Params, RawQuery};
 use super::auth::{Access, ApiError, authorize};
+use crate::pipeline::Transport;
 use crate::querylog::filter::Filter;
 use crate::querylog::page::{Cursor, newest};
 use crate::querylog::{report, tail};
@@ -109,7 +110,7 @@ pub(super) fn limit_param(
     }
 }
 
-/// The `client`, `name` and `action` filters (and `from`/`to` when `times`).
+/// The `client`, `name`, `action` and `proto` filters (and `from`/`to` when `times`).
 fn filter(p: &Params, now: SystemTime, times: bool) -> Result<Filter, ApiError> {
     let client = p
         .one("client")?
@@ -155,12 +156,24 @@ fn filter(p: &Params, now: SystemTime, times: bool) -> Result<Filter, ApiError> 
             "to: {t} is before from ({f})"
         )));
     }
+    let proto = match p.one("proto")? {
+        Some(t) if !Transport::ALL.iter().any(|x| x.name() == t) => {
+            let names: Vec<&str> = Transport::ALL.iter().map(|x| x.name()).collect();
+            return Err(bad(
+                "proto",
+                t,
+                format_args!("use one of {}", names.join(", ")),
+            ));
+        }
+        t => t.map(str::to_string),
+    };
     Ok(Filter {
         client,
         action,
         name,
         since,
         until,
+        proto,
     })
 }
 
@@ -193,7 +206,9 @@ pub(super) async fn log(
     authorize(&state, &headers, Access::Read)?;
     let p = Params::new(
         q,
-        &["client", "name", "action", "from", "to", "limit", "before"],
+        &[
+            "client", "name", "action", "proto", "from", "to", "limit", "before",
+        ],
     )?;
     let f = filter(&p, state.clock.now().wall, true)?;
     let limit = limit_param(&p, "limit", LOG_LIMIT)?;
@@ -213,7 +228,7 @@ pub(super) async fn log(
     })))
 }
 
-/// `GET /api/v1/log/stream?client=&name=&action=`: new matching records as server-sent
+/// `GET /api/v1/log/stream?client=&name=&action=&proto=`: new matching records as server-sent
 /// events (`data: <the record's JSON>`), from now on.
 pub(super) async fn stream(
     Extract(state): Extract<Arc<State>>,
@@ -221,7 +236,7 @@ pub(super) async fn stream(
     q: RawQuery,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Access::Read)?;
-    let p = Params::new(q, &["client", "name", "action"])?;
+    let p = Params::new(q, &["client", "name", "action", "proto"])?;
     let f = filter(&p, state.clock.now().wall, false)?;
     let path = log_path(&state)?;
     let permit = Arc::clone(&state.streams)

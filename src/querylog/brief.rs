@@ -18,6 +18,8 @@ pub struct Brief<'a> {
     pub ts: &'a str,
     /// Client address.
     pub client: &'a str,
+    /// What carried the query (`udp`, `tcp`, `tls`, …); `None` in older files.
+    pub proto: Option<&'a str>,
     /// Query name.
     pub qname: &'a str,
     /// `allowed`, `blocked`, …
@@ -33,6 +35,7 @@ pub struct Brief<'a> {
 /// The field prefixes looked for, built once.
 struct Finders {
     client: Finder<'static>,
+    proto: Finder<'static>,
     qname: Finder<'static>,
     action: Finder<'static>,
     session: Finder<'static>,
@@ -44,6 +47,7 @@ fn finders() -> &'static Finders {
     static F: OnceLock<Finders> = OnceLock::new();
     F.get_or_init(|| Finders {
         client: Finder::new(b"\"client\":\"").into_owned(),
+        proto: Finder::new(b"\"proto\":\"").into_owned(),
         qname: Finder::new(b"\"qname\":\"").into_owned(),
         action: Finder::new(b"\"action\":\"").into_owned(),
         session: Finder::new(b"\"session\":").into_owned(),
@@ -71,6 +75,7 @@ impl<'a> Brief<'a> {
         Self {
             ts: &e.ts,
             client: &e.client,
+            proto: e.proto.as_deref(),
             qname: &e.qname,
             action: &e.action,
             session: e.session,
@@ -89,6 +94,8 @@ impl<'a> Brief<'a> {
         Some(Self {
             ts: std::str::from_utf8(peek_ts(line)?).ok()?,
             client: peek_str(line, &f.client)?,
+            // Optional: lines written before it was recorded have none.
+            proto: peek_str(line, &f.proto),
             qname: peek_str(line, &f.qname)?,
             action: peek_str(line, &f.action)?,
             session: peek_u64(line, &f.session)?,
@@ -104,10 +111,11 @@ mod tests {
 
     #[test]
     fn peeked_fields_are_the_parsed_ones() {
-        let lines: [&[u8]; 3] = [
+        let lines: [&[u8]; 4] = [
             br#"{"ts":"2026-11-21T10:00:01.532Z","client":"192.0.2.1","qname":"ads.example.com","qtype":"A","action":"blocked","rule":"ads.example.com","list":"l.txt:3","rcode":"NOERROR","answers":["0.0.0.0"],"upstream":null,"elapsed_us":1,"session":12,"seq":345,"new":true}"#,
             br#"{"ts":"2026-11-21T10:00:01.532Z","client":"::1","qname":"","qtype":"NS","action":"allowed","rcode":"NOERROR","answers":["a \"new\":true"],"elapsed_us":1,"session":1,"seq":1,"new":false}"#,
             br#"{"ts":"2026-11-21T10:00:01.532Z","client":"::1","qname":"x","qtype":"A","action":"cached","rcode":"NOERROR","elapsed_us":1,"session":1,"seq":2}"#,
+            br#"{"ts":"2026-11-21T10:00:01.532Z","client":"::1","proto":"tls","qname":"x","qtype":"A","action":"cached","rcode":"NOERROR","elapsed_us":1,"session":1,"seq":2}"#,
         ];
         for line in lines {
             let e: Entry<'_> = serde_json::from_slice(line).unwrap();

@@ -28,6 +28,9 @@ pub struct Filter {
     pub since: Option<String>,
     /// Only records at or before this time (`ts` text, as `since`).
     pub until: Option<String>,
+    /// `udp`, `tcp`, `tls`, …: only queries carried so (older records, without `proto`,
+    /// never match).
+    pub proto: Option<String>,
 }
 
 /// The `ts` text at the start of a raw line as the writer writes it (`{"ts":"…"`), without
@@ -89,6 +92,11 @@ impl Filter {
         {
             return false;
         }
+        if let Some(p) = &self.proto
+            && e.proto != Some(p.as_str())
+        {
+            return false;
+        }
         if let Some(s) = &self.since
             && e.ts < s.as_str()
         {
@@ -122,6 +130,10 @@ impl Filter {
         if let Some(a) = &self.action {
             let needle = serde_json::to_string(a).unwrap_or_default();
             needles.push(Finder::new(format!("\"action\":{needle}").as_bytes()).into_owned());
+        }
+        if let Some(p) = &self.proto {
+            let needle = serde_json::to_string(p).unwrap_or_default();
+            needles.push(Finder::new(format!("\"proto\":{needle}").as_bytes()).into_owned());
         }
         if let Some(lit) = self
             .name
@@ -157,7 +169,7 @@ mod tests {
         globset::Glob::new(g).unwrap().compile_matcher()
     }
 
-    const LINE: &[u8] = br#"{"ts":"2026-11-21T10:00:01.532Z","client":"192.0.2.1","qname":"ads.example.com","qtype":"A","action":"blocked","rcode":"NOERROR","elapsed_us":1,"session":1,"seq":1}"#;
+    const LINE: &[u8] = br#"{"ts":"2026-11-21T10:00:01.532Z","client":"192.0.2.1","proto":"tls","qname":"ads.example.com","qtype":"A","action":"blocked","rcode":"NOERROR","elapsed_us":1,"session":1,"seq":1}"#;
 
     #[test]
     fn prefilter_never_rejects_a_matching_line() {
@@ -168,6 +180,7 @@ mod tests {
             name: Some(glob("*.example.com")),
             since: Some("2026-11-21T10:00:01.532Z".into()),
             until: Some("2026-11-21T10:00:01.532Z".into()),
+            proto: Some("tls".into()),
         };
         assert!(f.matches(&e));
         assert!((f.prefilter())(LINE));
@@ -186,6 +199,10 @@ mod tests {
             },
             Filter {
                 since: Some("2026-11-21T10:00:01.533Z".into()),
+                ..Filter::default()
+            },
+            Filter {
+                proto: Some("udp".into()),
                 ..Filter::default()
             },
         ] {

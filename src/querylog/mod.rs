@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::LogConfig;
 use crate::handler::Asked;
-use crate::pipeline::{Action, Outcome};
+use crate::pipeline::{Action, Outcome, Transport};
 
 /// Messages (records, or UDP batches of records) waiting for the writer at most; past it
 /// they are dropped and counted.
@@ -53,6 +53,8 @@ pub struct Record {
     pub ts: SystemTime,
     /// The client's address.
     pub client: IpAddr,
+    /// What carried the query (`proto` in the file).
+    pub transport: Transport,
     /// The question.
     pub asked: Asked,
     /// What was answered.
@@ -70,6 +72,10 @@ pub struct Entry<'a> {
     /// Client address (its network when `log.anonymize_clients` is on).
     #[serde(borrow)]
     pub client: Cow<'a, str>,
+    /// What carried the query: `udp`, `tcp`, `tls` (later `https`, `quic`); absent in
+    /// files written before it was recorded.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<Cow<'a, str>>,
     /// Query name, lower case, no trailing dot.
     #[serde(borrow)]
     pub qname: Cow<'a, str>,
@@ -345,6 +351,7 @@ mod tests {
         Record {
             ts: SystemTime::now(),
             client: "192.0.2.1".parse().unwrap(),
+            transport: Transport::Udp,
             asked: Asked {
                 qname: "example.com".into(),
                 qtype: 1,

@@ -25,7 +25,8 @@ pub struct Style {
     pub json: bool,
 }
 
-/// One readable line: time, client, action, type, name, and the answer or the rule.
+/// One readable line: time, client, action, type, name, and the answer or the rule; a
+/// query that did not come over UDP ends with its transport (`[tcp]`, `[tls]`).
 pub fn render(e: &Entry<'_>, style: Style) -> String {
     if style.json {
         return serde_json::to_string(e).unwrap_or_default();
@@ -52,8 +53,12 @@ pub fn render(e: &Entry<'_>, style: Style) -> String {
     } else {
         ("", "")
     };
+    let via = match e.proto.as_deref() {
+        None | Some("udp") => String::new(),
+        Some(p) => format!(" [{p}]"),
+    };
     format!(
-        "{ts} {:<15} {on}{action:<7}{off} {:<5} {} {detail}",
+        "{ts} {:<15} {on}{action:<7}{off} {:<5} {} {detail}{via}",
         e.client, e.qtype, e.qname
     )
 }

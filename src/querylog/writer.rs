@@ -303,6 +303,8 @@ impl Writer {
         json_str(l, &self.last_ts.1);
         l.extend_from_slice(b",\"client\":");
         json_str(l, &self.last_client.1);
+        l.extend_from_slice(b",\"proto\":");
+        json_str(l, r.transport.name());
         l.extend_from_slice(b",\"qname\":");
         json_str(l, &r.asked.qname);
         l.extend_from_slice(b",\"qtype\":");
@@ -537,6 +539,7 @@ mod tests {
         let r = Record {
             ts: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             client: "192.0.2.7".parse().unwrap(),
+            transport: crate::pipeline::Transport::Tls,
             asked: Asked {
                 qname: "we\"ird\\na\tme.example".into(),
                 qtype: 65,
@@ -550,6 +553,7 @@ mod tests {
         let e: super::super::Entry<'_> = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(e.ts, "2023-11-14T22:13:20.123Z");
         assert_eq!(e.client, "192.0.2.7");
+        assert_eq!(e.proto.as_deref(), Some("tls"));
         assert_eq!(e.qname, "we\"ird\\na\tme.example");
         assert_eq!(e.qtype, "HTTPS");
         assert_eq!(e.action, "blocked");
@@ -586,6 +590,7 @@ mod tests {
         w.render(&Record {
             ts: SystemTime::UNIX_EPOCH,
             client: "192.0.2.7".parse().unwrap(),
+            transport: crate::pipeline::Transport::Udp,
             asked: Asked {
                 qname: "metrics.shop.example".into(),
                 qtype: 1,

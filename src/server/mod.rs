@@ -1,4 +1,5 @@
-//! The listeners: UDP and TCP on every `server.listen` address, all feeding one
+//! The listeners: UDP and TCP on every `server.listen` address, and DNS over TLS on every
+//! `server.tls_listen` address (`tls.rs`, over TCP's connection code), all feeding one
 //! [`Handler`] ([`Handler::handle`], the per-query entry point). Listeners only move bytes.
 //!
 //! [`bind`] makes the sockets; [`Server::start`] runs them until [`Server::shutdown`]. UDP is
@@ -25,6 +26,7 @@ mod tcp;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 mod tests;
+mod tls;
 mod udp;
 
 pub use faults::Faults;
@@ -50,12 +52,33 @@ pub struct Sockets {
     pub udp: Vec<UdpSocket>,
     /// One TCP listener per address.
     pub tcp: Vec<TcpListener>,
+    /// One TCP listener per `server.tls_listen` address, for DNS over TLS
+    /// ([`Sockets::with_tls`]).
+    pub tls: Vec<TcpListener>,
 }
 
 impl Sockets {
     /// The addresses actually bound (port 0 resolved), one per listen address.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.tcp
+            .iter()
+            .filter_map(|t| t.local_addr().ok())
+            .collect()
+    }
+
+    /// Binds a TCP listener for DNS over TLS on each of `addrs` (port 0: a free port).
+    pub fn with_tls(mut self, addrs: &[SocketAddr]) -> std::io::Result<Self> {
+        for &a in addrs {
+            self.tls.push(tcp_listener(a).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("server.tls_listen {a}: {e}"))
+            })?);
+        }
+        Ok(self)
+    }
+
+    /// The DNS-over-TLS addresses actually bound (port 0 resolved).
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls
             .iter()
             .filter_map(|t| t.local_addr().ok())
             .collect()
@@ -97,6 +120,7 @@ pub fn bind(listen: &[SocketAddr], threads: usize) -> std::io::Result<Sockets> {
     let mut out = Sockets {
         udp: Vec::new(),
         tcp: Vec::new(),
+        tls: Vec::new(),
     };
     for &addr in listen {
         let mut tries = 0;
@@ -169,6 +193,8 @@ pub struct Server {
     faults: Arc<Faults>,
     handler: Arc<Handler>,
     conns: Arc<slots::ClientSlots>,
+    /// The TCP connections' shared state, which the TLS listeners copy.
+    tcp: Arc<tcp::Shared>,
 }
 
 impl Server {
@@ -223,7 +249,46 @@ impl Server {
             faults,
             handler,
             conns,
+            tcp: shared,
         })
+    }
+
+    /// Serves DNS over TLS on `listeners` (from [`Sockets::with_tls`]) with `config` (see
+    /// `tls::dot_config`); a handshake not finished within `handshake` is closed.
+    pub fn start_tls(
+        &mut self,
+        listeners: Vec<TcpListener>,
+        config: Arc<rustls::ServerConfig>,
+        handshake: Duration,
+        rt: &tokio::runtime::Handle,
+    ) -> std::io::Result<()> {
+        let t = &self.tcp;
+        let shared = Arc::new(tls::TlsShared {
+            conn: Arc::new(tcp::Shared {
+                handler: Arc::clone(&t.handler),
+                log: t.log.clone(),
+                conns: Arc::clone(&t.conns),
+                clock: t.clock.clone(),
+                faults: Arc::clone(&t.faults),
+                idle: t.idle,
+                transport: Transport::Tls,
+            }),
+            acceptor: tokio_rustls::TlsAcceptor::from(config),
+            handshake,
+        });
+        for l in listeners {
+            let _guard = rt.enter();
+            let l = Arc::new(tokio::net::TcpListener::from_std(l)?);
+            let name = l
+                .local_addr()
+                .map_or_else(|_| "tls".to_string(), |a| format!("tls {a}"));
+            let (faults, shared) = (Arc::clone(&self.faults), Arc::clone(&shared));
+            self.tcp_tasks
+                .push(rt.spawn(supervise(name, faults, move || {
+                    tls::serve(Arc::clone(&l), Arc::clone(&shared))
+                })));
+        }
+        Ok(())
     }
 
     /// Panics caught and listeners restarted since start.
@@ -268,8 +333,22 @@ async fn supervise_tcp(listener: Arc<tokio::net::TcpListener>, shared: Arc<tcp::
     let name = listener
         .local_addr()
         .map_or_else(|_| "tcp".to_string(), |a| format!("tcp {a}"));
+    let faults = Arc::clone(&shared.faults);
+    supervise(name, faults, move || {
+        tcp::serve(Arc::clone(&listener), Arc::clone(&shared))
+    })
+    .await;
+}
+
+/// Runs the accept loop that `run` makes and starts a new one whenever it ends (a panic),
+/// until this task is aborted (shutdown), which aborts the loop too.
+async fn supervise<F, Fut>(name: String, faults: Arc<Faults>, run: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
-        let task = tokio::spawn(tcp::serve(Arc::clone(&listener), Arc::clone(&shared)));
+        let task = tokio::spawn(run());
         let _abort = AbortOnDrop(task.abort_handle());
         let why = match task.await {
             Ok(()) => "returned".to_string(),
@@ -279,7 +358,7 @@ async fn supervise_tcp(listener: Arc<tokio::net::TcpListener>, shared: Arc<tcp::
             }
             Err(_) => "cancelled".to_string(),
         };
-        shared.faults.restarted(&name, &why);
+        faults.restarted(&name, &why);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

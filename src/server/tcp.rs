@@ -147,6 +147,8 @@ where
                 log.record(r);
             }
         }
+        // Every answer is written: close our side (over TLS, a close_notify first).
+        let _ = timeout(shared.idle, wr.shutdown()).await;
         Ok::<_, std::io::Error>(())
     };
     tokio::try_join!(reader, writer)?;

@@ -84,6 +84,7 @@ fn record_from(b: &[u8]) -> Record {
                     + u64::from_le_bytes(std::array::from_fn(|i| at(i + 11))) % 3_155_760_000_000,
             ),
         client: ip,
+        transport: sinkhole::pipeline::Transport::ALL[usize::from(at(23)) % 5],
         asked: Asked {
             qname: String::from_utf8_lossy(b).into(),
             qtype: u16::from_be_bytes([at(19), at(20)]),
@@ -123,6 +124,13 @@ fn same(e: &Entry<'_>, r: &Record, anonymize: bool) -> Result<(), String> {
         e.upstream.as_ref().map(|u| u.to_string()),
         e.elapsed_us,
     );
+    if e.proto.as_deref() != Some(r.transport.name()) {
+        return Err(format!(
+            "proto {:?} read back, {:?} written",
+            e.proto,
+            r.transport.name()
+        ));
+    }
     if want.0 != got.0
         || want.1 != got.1
         || want.2 != got.2
@@ -158,6 +166,7 @@ fn write_and_read(dir: &Path, records: Vec<Record>, anonymize: bool) -> Result<u
         .map(|r| Record {
             ts: r.ts,
             client: r.client,
+            transport: r.transport,
             asked: r.asked.clone(),
             outcome: r.outcome.clone(),
             elapsed: r.elapsed,
@@ -293,6 +302,7 @@ fn querylog_lines() {
                 .map(|g| g.compile_matcher()),
             since: Some("2024-05-08T00:00:00.000Z".into()),
             until: None,
+            proto: Some("udp".into()),
         },
         Filter {
             client: "192.168.1.116/32".parse().ok(),

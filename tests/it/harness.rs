@@ -1,5 +1,5 @@
 //! Test support: start the real service on loopback with a config template, and talk to it
-//! with real DNS messages (hickory-proto) over UDP and TCP.
+//! with real DNS messages (hickory-proto) over UDP and TCP (DNS over TLS: `tls.rs`).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -58,7 +58,10 @@ impl TestServer {
         let cfg =
             Config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"));
         let (policy, _) = Policy::load(&cfg).unwrap();
-        let sockets = sinkhole::server::bind(&cfg.server.listen, cfg.server.udp_threads).unwrap();
+        let tls_listen = cfg.server.tls.as_ref().map_or(&[][..], |t| &t.listen);
+        let sockets = sinkhole::server::bind(&cfg.server.listen, cfg.server.udp_threads)
+            .and_then(|s| s.with_tls(tls_listen))
+            .unwrap();
         let addr = sockets.local_addrs()[0];
         let clock = Clock::system();
         let opts = ServiceOptions {
@@ -93,6 +96,11 @@ impl TestServer {
     /// The HTTP API's address (the config must set `[http] listen = ["127.0.0.1:0"]`).
     pub(crate) fn http_addr(&self) -> SocketAddr {
         self.service().http_addrs()[0]
+    }
+
+    /// The DNS-over-TLS address (the config must set `server.tls_listen`).
+    pub(crate) fn tls_addr(&self) -> SocketAddr {
+        self.service().tls_addrs()[0]
     }
 
     pub(crate) async fn query(&self, name: &str, rt: RecordType) -> Message {
