@@ -22,6 +22,8 @@ pub(crate) struct RawUpstream {
     /// Its UDP address.
     pub(crate) addr: SocketAddr,
     queries: Arc<Mutex<Vec<Message>>>,
+    /// Where each query came from, in the same order.
+    sources: Arc<Mutex<Vec<SocketAddr>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -35,6 +37,8 @@ impl RawUpstream {
         let addr = sock.local_addr().unwrap();
         let queries = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&queries);
+        let sources = Arc::new(Mutex::new(Vec::new()));
+        let from_seen = Arc::clone(&sources);
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
@@ -45,6 +49,7 @@ impl RawUpstream {
                     continue;
                 };
                 seen.lock().unwrap().push(q.clone());
+                from_seen.lock().unwrap().push(from);
                 for (delay, reply) in script(&q) {
                     let bytes = reply.to_vec().unwrap();
                     if delay.is_zero() {
@@ -62,6 +67,7 @@ impl RawUpstream {
         Self {
             addr,
             queries,
+            sources,
             task,
         }
     }
@@ -69,6 +75,11 @@ impl RawUpstream {
     /// Every query received so far, in order.
     pub(crate) fn queries(&self) -> Vec<Message> {
         self.queries.lock().unwrap().clone()
+    }
+
+    /// Where every query so far came from (address and source port), in order.
+    pub(crate) fn sources(&self) -> Vec<SocketAddr> {
+        self.sources.lock().unwrap().clone()
     }
 }
 

@@ -306,3 +306,57 @@ async fn closed_upstream_port_fails_over_without_waiting_for_the_timeout() {
         );
     }
 }
+
+/// Misses over UDP leave from the UDP threads' own few sockets per server (the relay), not
+/// from a socket per query nor the shared pool's 64: the harness runs 2 UDP threads, each
+/// with at most 4 sockets toward a server, none worn out by 400 queries. Every query is
+/// answered, and each carries its own ID.
+#[tokio::test(flavor = "multi_thread")]
+async fn udp_misses_share_a_few_sockets_per_thread() {
+    let up = slow_upstream(Duration::ZERO).await;
+    let s = TestServer::start(&format!("[upstream]\nservers = [\"{}\"]\n", up.addr), &[]).await;
+    const N: usize = 400;
+    let client = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    // Read while sending: the answers must not overflow the client's receive buffer.
+    let reader = {
+        let client = std::sync::Arc::clone(&client);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut answered = 0;
+            while answered < N {
+                let Ok(Ok((n, _))) =
+                    tokio::time::timeout(Duration::from_secs(3), client.recv_from(&mut buf)).await
+                else {
+                    break;
+                };
+                let m = Message::from_vec(&buf[..n]).unwrap();
+                assert_eq!(first_answer(&m), "192.0.2.1");
+                answered += 1;
+            }
+            answered
+        })
+    };
+    for i in 0..N {
+        let q = make_query(&format!("m{i}.fast.test."), RecordType::A, None);
+        client.send_to(&q.to_vec().unwrap(), s.addr).await.unwrap();
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let answered = reader.await.unwrap();
+    assert_eq!(answered, N, "every miss answered");
+    let ports: std::collections::HashSet<u16> = up.sources().iter().map(|a| a.port()).collect();
+    assert_eq!(up.sources().len(), N, "one upstream query per miss");
+    assert!(
+        (1..=2 * 4).contains(&ports.len()),
+        "{} source ports for {N} misses",
+        ports.len()
+    );
+    let ids: std::collections::HashSet<(u16, u16)> = up
+        .queries()
+        .iter()
+        .zip(up.sources())
+        .map(|(q, from)| (from.port(), q.metadata.id))
+        .collect();
+    assert_eq!(ids.len(), N, "no ID reused on a socket");
+}

@@ -46,6 +46,10 @@ use crate::dns::wire::{
 };
 use crate::fdlimit;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests;
+
 /// Sockets in use per upstream server, per thread.
 pub(super) const PER_SERVER: usize = 4;
 /// Queries sent from one socket before it is replaced by one on a new port.
