@@ -77,6 +77,9 @@ pub struct ServerConfig {
     /// DNS over TLS: `tls_listen`, `tls_cert`, `tls_key`, `tls_handshake_timeout_ms`;
     /// `None` when `tls_listen` is empty.
     pub tls: Option<TlsConfig>,
+    /// The resolver's own name (`server.name`, lower case, no trailing dot): the target of
+    /// its DDR answers, and the name its certificate must carry.
+    pub name: Option<String>,
 }
 
 /// `[upstream]`, validated.
@@ -414,6 +417,27 @@ impl Validator<'_> {
         let local = self.local(raw.local, base);
         let http = self.http(raw.http, base, &listen);
         let tls = self.tls(&raw.server, base);
+        let name = raw.server.name.as_ref().and_then(|n| {
+            match crate::blocklist::domain::normalize(n.get_ref()) {
+                Ok(d) if d.contains('.') && !d.starts_with('_') => Some(d),
+                Ok(d) => {
+                    self.err(
+                        n.span(),
+                        "server.name",
+                        format!("{d:?}: write the resolver's full host name, the one on its certificate, such as \"dns.lan\""),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.err(
+                        n.span(),
+                        "server.name",
+                        format!("{:?}: not a host name ({e}); write the name on the resolver's certificate, such as \"dns.lan\"", n.get_ref()),
+                    );
+                    None
+                }
+            }
+        });
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -426,6 +450,7 @@ impl Validator<'_> {
                 max_forwards_per_client: raw.server.max_forwards_per_client.max(1),
                 timezone,
                 tls,
+                name,
             },
             upstream: UpstreamConfig {
                 servers,

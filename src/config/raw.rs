@@ -85,6 +85,8 @@ pub struct RawServer {
     pub max_forwards_per_client: usize,
     /// The time zone of schedules (IANA name); default: the system's.
     pub timezone: Option<Spanned<String>>,
+    /// The resolver's own name (the name on its certificate), for DDR.
+    pub name: Option<Spanned<String>>,
     /// Addresses served with DNS over TLS (RFC 7858); none = off.
     pub tls_listen: Spanned<Vec<Spanned<String>>>,
     /// The certificate chain, PEM (relative to the config).
@@ -106,6 +108,7 @@ impl Default for RawServer {
             tcp_max_per_client: 32,
             max_forwards_per_client: 256,
             timezone: None,
+            name: None,
             tls_listen: Spanned::new(0..0, Vec::new()),
             tls_cert: None,
             tls_key: None,

@@ -51,6 +51,21 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// A NOERROR answer of `count` records already in wire form (owners a pointer to the
+    /// question name), named `rule` in the log, with the records as `texts`.
+    pub(super) fn records(count: u16, answer: Box<[u8]>, rule: &str, texts: Vec<Box<str>>) -> Self {
+        Self {
+            rcode: 0,
+            count,
+            answer,
+            soa: None,
+            rule: rule.into(),
+            source: Arc::from(""),
+            line: 0,
+            texts: texts.into(),
+        }
+    }
+
     /// Response code.
     pub fn rcode(&self) -> u16 {
         self.rcode

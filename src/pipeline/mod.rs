@@ -21,6 +21,7 @@ pub mod answer_check;
 pub mod any;
 pub mod blocking;
 pub mod cache;
+pub mod ddr;
 pub mod flow;
 pub mod forward;
 pub mod groups;
@@ -46,6 +47,7 @@ use crate::dns::wire::Response;
 use any::AnyQuery;
 use blocking::Verdict;
 use cache::Cache;
+use ddr::Ddr;
 pub use flow::{Answer, Flow, Local, Reply};
 pub use forward::Forward;
 use limits::{LimitState, RrlKey};
@@ -222,6 +224,8 @@ pub enum Resolution {
 pub struct Pipeline {
     policy: ArcSwap<Policy>,
     any: AnyQuery,
+    /// DDR toward our own encrypted listeners (they change only with a restart).
+    ddr: Ddr,
     cache: Cache,
     limits: LimitState,
     /// True when the current policy has RRL on: one relaxed load on every query instead of
@@ -243,6 +247,7 @@ impl Pipeline {
             rrl_on: AtomicBool::new(policy.limits.rrl_on()),
             policy: ArcSwap::from_pointee(policy),
             any: AnyQuery,
+            ddr: Ddr::new(&cfg.server),
             cache: Cache::new(cfg.cache.max_entries, cfg.cache.max_bytes),
             limits: LimitState::new(cfg.limits.max_clients),
             upstream: ArcSwap::from_pointee(Upstreams::new(cfg, &counters)),
@@ -281,6 +286,13 @@ impl Pipeline {
         //    so that they never reach `[upstream]`. Before blocking: a local name is the
         //    admin's own, whatever a list says.
         if let Flow::Answer(a) = policy.local.check(req, self.details) {
+            return Resolution::Done(a.write(req, out, self.details));
+        }
+
+        // 2b. DDR (RFC 9462): with encrypted listeners, `_dns.resolver.arpa` SVCB names
+        //     our own endpoints, so that clients upgrade to a channel that is still
+        //     filtered. Before blocking, whose bypass signal answers it NODATA otherwise.
+        if let Flow::Answer(a) = self.ddr.check(req, self.details) {
             return Resolution::Done(a.write(req, out, self.details));
         }
 

@@ -6,12 +6,19 @@
 //! `arrived + timeout × servers`, so the client always hears back in time. This is the only
 //! network I/O on the query path.
 //!
+//! Two ways in, one protocol. A UDP listener thread makes the first attempt of its misses
+//! itself, from its own loop ([`Relay`]: a few sockets per server per thread, batched sends
+//! and receives, no task), and hands anything after a failed first attempt to
+//! [`Upstream::resume`]; every other caller runs [`Upstream::forward`] on the runtime,
+//! through the shared pool. Both go on from the same per-server steps, so failover,
+//! deadlines, TCP on TC and cookies behave the same whichever did the first attempt.
+//!
 //! File descriptors stay bounded whatever the load: a flood of queries to a slow domain used
 //! to cost one socket each until the process ran out, failing everyone's forwards. Now UDP
-//! queries share at most 64 sockets per server (`pool::SOCKETS`), matched to their answers
-//! by ID and question (the `pool` module explains how source ports keep changing, RFC 5452),
-//! and the TCP fallback, which keeps a connection per query, is limited to [`MAX_TCP`] at
-//! once.
+//! queries share at most 64 sockets per server in the pool (`pool::SOCKETS`) and 4 per
+//! server per UDP thread in the relays, matched to their answers by ID and question (the
+//! `pool` module explains how source ports keep changing, RFC 5452), and the TCP fallback,
+//! which keeps a connection per query, is limited to [`MAX_TCP`] at once.
 //!
 //! DNS cookies (RFC 7873): every query carries our client cookie for that server (random per
 //! server and process) and the server cookie it last gave us. An answer must echo our client

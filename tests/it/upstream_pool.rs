@@ -1,6 +1,7 @@
-//! Forwarding under a flood of slow queries: the upstream sockets come from a bounded pool,
-//! so the process's file descriptors stay bounded and other names still resolve; and
-//! `serve` raises its open-file soft limit to the hard limit at start.
+//! Forwarding under a flood of slow queries: the upstream sockets are bounded (a few per UDP
+//! thread, a pool for the rest), so the process's file descriptors stay bounded and other
+//! names still resolve; and `serve` raises its open-file soft limit to the hard limit at
+//! start.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

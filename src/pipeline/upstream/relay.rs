@@ -46,9 +46,12 @@ use crate::dns::wire::{
 };
 use crate::fdlimit;
 
+mod sock;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests;
+
+use sock::{Entry, Sock, dispatch, failed, transport};
 
 /// Sockets in use per upstream server, per thread.
 pub(super) const PER_SERVER: usize = 4;
@@ -86,56 +89,6 @@ pub enum Settled<T> {
     Resume(T, Resume),
 }
 
-/// A query in flight on a socket.
-struct Entry<T> {
-    item: T,
-    /// Tells this registration from a later one with the same ID (timers outlive entries).
-    token: u32,
-    started: Instant,
-    end: Instant,
-    cookie: [u8; 8],
-    /// The server is known to do cookies.
-    strict: bool,
-    /// A matching answer without a cookie was dropped (`strict` only).
-    saw_cookieless: bool,
-}
-
-struct Sock<T> {
-    udp: UdpSocket,
-    server: SocketAddr,
-    waiting: HashMap<u16, Entry<T>, foldhash::fast::RandomState>,
-    /// Queries of this batch not sent yet: (ID, message).
-    queued: Vec<(u16, Vec<u8>)>,
-    uses: u32,
-    born: Instant,
-    retired: bool,
-}
-
-impl<T> Sock<T> {
-    fn open(server: SocketAddr) -> io::Result<Self> {
-        let bind: SocketAddr = if server.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let udp = UdpSocket::bind(bind)?;
-        udp.connect(server)?;
-        udp.set_nonblocking(true)?;
-        Ok(Self {
-            udp,
-            server,
-            waiting: HashMap::default(),
-            queued: Vec::new(),
-            uses: 0,
-            born: Instant::now(),
-            retired: false,
-        })
-    }
-
-    fn worn(&self, now: Instant) -> bool {
-        self.uses >= MAX_USES || now.duration_since(self.born) >= MAX_AGE
-    }
-}
 
 /// The forwards of one UDP thread; see the module documentation.
 pub struct Relay<T> {
@@ -521,84 +474,3 @@ impl<T: Relayed> Relay<T> {
     }
 }
 
-/// The query that `pkt` answers on `sock`, settled; `None` when it answers none (late,
-/// forged, or a cookieless answer from a server that does cookies).
-fn dispatch<T: Relayed>(sock: &mut Sock<T>, pkt: &[u8]) -> Option<Settled<T>> {
-    let id = answer_id(pkt)?;
-    let entry = sock.waiting.get_mut(&id)?;
-    let q = entry.item.query();
-    let ([t0, t1], [c0, c1]) = (q.qtype.to_be_bytes(), q.qclass.to_be_bytes());
-    let tail = [t0, t1, c0, c1];
-    if !question_matches(pkt, q.wire_name(), &tail) {
-        return None;
-    }
-    let opt = response_cookie(pkt);
-    match judge_cookie(opt, Some(entry.cookie), entry.strict) {
-        Cookie::Foreign => return None,
-        Cookie::Missing => {
-            entry.saw_cookieless = true;
-            return None;
-        }
-        Cookie::Fine => {}
-    }
-    let entry = sock.waiting.remove(&id)?;
-    let up = entry.item.upstream();
-    let server = up.servers.first()?;
-    if let Some(CookieOption::Present(c)) = opt.map(|o| o.cookie) {
-        server.jar.learn(&c);
-    }
-    if opt.is_some_and(|o| o.rcode == RCODE_BADCOOKIE) {
-        tracing::debug!(upstream = %server.addr, "BADCOOKIE; retrying with the new server cookie");
-        return Some(again(entry, Step::UdpAfterBadCookie));
-    }
-    match Response::parse(pkt, entry.item.query(), id, up.min_ttl, up.max_ttl) {
-        Ok(r) if matches!(r.rcode(), rcode::SERVFAIL | rcode::REFUSED) => {
-            let e = UpstreamError::Rcode(server.addr, rcode::name(r.rcode()));
-            Some(failed(entry, e))
-        }
-        Ok(r) => {
-            server.stats.answered(entry.started.elapsed());
-            let addr = server.addr;
-            Some(Settled::Answered(entry.item, r, addr))
-        }
-        Err(ResponseError::Truncated) => Some(again(entry, Step::Tcp)),
-        Err(ResponseError::Malformed | ResponseError::Mismatch) => {
-            let e = UpstreamError::Malformed(server.addr);
-            Some(failed(entry, e))
-        }
-    }
-}
-
-fn transport(server: SocketAddr, e: &io::Error) -> UpstreamError {
-    UpstreamError::Transport(server, e.to_string())
-}
-
-/// The first server failed with `e`: counted, and the forward goes on with the next.
-fn failed<T: Relayed>(entry: Entry<T>, e: UpstreamError) -> Settled<T> {
-    if let Some(server) = entry.item.upstream().servers.first() {
-        server.stats.error();
-        tracing::debug!(qname = %entry.item.query().name_lossy(), upstream = %server.addr, error = %e, "upstream attempt failed");
-    }
-    Settled::Resume(
-        entry.item,
-        Resume {
-            server: 0,
-            started: entry.started,
-            end: entry.end,
-            then: Then::Next(e),
-        },
-    )
-}
-
-/// The first server's attempt goes on from `step` (TCP after TC, UDP after BADCOOKIE).
-fn again<T>(entry: Entry<T>, step: Step) -> Settled<T> {
-    Settled::Resume(
-        entry.item,
-        Resume {
-            server: 0,
-            started: entry.started,
-            end: entry.end,
-            then: Then::Again(step),
-        },
-    )
-}

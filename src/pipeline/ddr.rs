@@ -1,0 +1,299 @@
+//! `Ddr`: Discovery of Designated Resolvers (RFC 9462) that points clients at sinkhole's
+//! own encrypted listeners.
+//!
+//! A client that learns its resolver's address from DHCP asks `_dns.resolver.arpa` (type
+//! SVCB) whether that resolver also speaks DNS over TLS or HTTPS, and upgrades to it. When
+//! sinkhole serves encrypted DNS and `server.name` is set, the answer is its own endpoints:
+//! one SVCB record per listener kind and port (ALPN `dot` or `h2`, the port, the addresses
+//! of listeners bound to a specific address as `ipv4hint`/`ipv6hint`, and for DoH the
+//! `dohpath`), with `server.name` as the target, the name the certificate must carry for
+//! the client to accept it. `_dns.<server.name>` (RFC 9461's discovery by name) gets the
+//! same records. So an upgraded client still gets filtered answers. Without an encrypted
+//! listener, or without a name, the stage answers nothing and the bypass signal's NODATA
+//! (see `blocking`) keeps clients from upgrading to a resolver of their own choosing.
+//!
+//! Before the lists: the answer describes this resolver, whatever a list says. The records
+//! are written once, when the pipeline is built; a query costs one type compare when the
+//! stage is on, one branch when it is off.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::flow::{Answer, Flow, Reply};
+use super::local::Prepared;
+use super::request::Request;
+use super::{Action, RuleRef};
+use crate::config::ServerConfig;
+use crate::dns::wire::CLASS_IN;
+
+/// The SVCB record type (RFC 9460).
+pub const TYPE_SVCB: u16 = 64;
+/// TTL of the answers: the endpoints change only with a restart.
+const TTL: u32 = 300;
+/// The path template of DNS over HTTPS (RFC 8484; the `dohpath` key of RFC 9461).
+pub const DOH_PATH: &str = "/dns-query{?dns}";
+
+/// SvcParamKeys (RFC 9460 §14.3.2, RFC 9461).
+const KEY_ALPN: u16 = 1;
+const KEY_PORT: u16 = 3;
+const KEY_IPV4HINT: u16 = 4;
+const KEY_IPV6HINT: u16 = 6;
+const KEY_DOHPATH: u16 = 7;
+
+/// One encrypted endpoint kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// DNS over TLS (RFC 7858), ALPN `dot`.
+    Tls,
+    /// DNS over HTTPS (RFC 8484), ALPN `h2`.
+    Https,
+}
+
+/// The DDR stage: the prepared answer, and the names it answers.
+#[derive(Debug, Default)]
+pub struct Ddr {
+    /// `None`: off (no encrypted listener, or no `server.name`).
+    on: Option<On>,
+}
+
+#[derive(Debug)]
+struct On {
+    /// `_dns.<server.name>`, lower case, dotted.
+    own: Box<[u8]>,
+    answer: Arc<Prepared>,
+}
+
+impl Ddr {
+    /// The stage for `server`'s encrypted listeners and name.
+    pub fn new(server: &ServerConfig) -> Self {
+        let mut endpoints = Vec::new();
+        // Port 0 (an ephemeral port, tests only) cannot be advertised.
+        if let Some(t) = &server.tls {
+            let bound = t.listen.iter().filter(|a| a.port() != 0);
+            endpoints.extend(bound.map(|&a| (Kind::Tls, a)));
+        }
+        Self::with(server.name.as_deref(), &endpoints)
+    }
+
+    /// The stage for `name` and the listeners `endpoints`; off when either is missing.
+    pub fn with(name: Option<&str>, endpoints: &[(Kind, SocketAddr)]) -> Self {
+        let Some(name) = name.filter(|_| !endpoints.is_empty()) else {
+            return Self::default();
+        };
+        let (answer, count, texts) = records(name, endpoints);
+        let prepared = Prepared::records(count, answer.into(), "ddr", texts);
+        Self {
+            on: Some(On {
+                own: format!("_dns.{name}").into_bytes().into(),
+                answer: Arc::new(prepared),
+            }),
+        }
+    }
+
+    /// True when DDR answers with our endpoints.
+    pub fn is_on(&self) -> bool {
+        self.on.is_some()
+    }
+
+    /// The stage: our endpoints for an SVCB query of `_dns.resolver.arpa` or
+    /// `_dns.<server.name>`, else `Next`.
+    pub fn check(&self, req: &Request<'_>, details: bool) -> Flow {
+        let Some(on) = &self.on else {
+            return Flow::Next;
+        };
+        let q = &req.query;
+        if q.qtype != TYPE_SVCB || q.qclass != CLASS_IN {
+            return Flow::Next;
+        }
+        let name = q.name();
+        if name != b"_dns.resolver.arpa" && name != &*on.own {
+            return Flow::Next;
+        }
+        Flow::Answer(Answer {
+            action: Action::Local,
+            reply: Reply::Prepared(Arc::clone(&on.answer)),
+            rule: details.then(|| RuleRef::Local(Arc::clone(&on.answer))),
+        })
+    }
+}
+
+/// The answer section (owners a pointer to the question), its record count, and the
+/// records as text for the log: one SVCB per kind and port, priority by kind then port.
+fn records(name: &str, endpoints: &[(Kind, SocketAddr)]) -> (Vec<u8>, u16, Vec<Box<str>>) {
+    let mut keys: Vec<(Kind, u16)> = endpoints.iter().map(|&(k, a)| (k, a.port())).collect();
+    keys.sort_by_key(|&(k, p)| (k == Kind::Https, p));
+    keys.dedup();
+    let mut out = Vec::new();
+    let mut texts = Vec::new();
+    for (priority, &(kind, port)) in (1u16..).zip(&keys) {
+        let hints: Vec<IpAddr> = endpoints
+            .iter()
+            .filter(|&&(k, a)| k == kind && a.port() == port && !a.ip().is_unspecified())
+            .map(|&(_, a)| a.ip())
+            .collect();
+        let rdata = svcb(priority, name, kind, port, &hints);
+        out.extend_from_slice(&[0xC0, 0x0C]);
+        out.extend_from_slice(&TYPE_SVCB.to_be_bytes());
+        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&TTL.to_be_bytes());
+        out.extend_from_slice(&u16::try_from(rdata.len()).unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&rdata);
+        texts.push(text(priority, name, kind, port, &hints).into());
+    }
+    (out, u16::try_from(keys.len()).unwrap_or(u16::MAX), texts)
+}
+
+/// The RDATA of one SVCB record (RFC 9460 §2.2): priority, target, then the parameters in
+/// increasing key order.
+fn svcb(priority: u16, target: &str, kind: Kind, port: u16, hints: &[IpAddr]) -> Vec<u8> {
+    let mut r = priority.to_be_bytes().to_vec();
+    for label in target.split('.').filter(|l| !l.is_empty()) {
+        r.push(u8::try_from(label.len()).unwrap_or(63));
+        r.extend_from_slice(label.as_bytes());
+    }
+    r.push(0);
+    let alpn: &[u8] = match kind {
+        Kind::Tls => b"dot",
+        Kind::Https => b"h2",
+    };
+    let mut value = vec![u8::try_from(alpn.len()).unwrap_or(0)];
+    value.extend_from_slice(alpn);
+    param(&mut r, KEY_ALPN, &value);
+    param(&mut r, KEY_PORT, &port.to_be_bytes());
+    let v4: Vec<u8> = hints
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(a) => Some(a.octets()),
+            IpAddr::V6(_) => None,
+        })
+        .flatten()
+        .collect();
+    if !v4.is_empty() {
+        param(&mut r, KEY_IPV4HINT, &v4);
+    }
+    let v6: Vec<u8> = hints
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V6(a) => Some(a.octets()),
+            IpAddr::V4(_) => None,
+        })
+        .flatten()
+        .collect();
+    if !v6.is_empty() {
+        param(&mut r, KEY_IPV6HINT, &v6);
+    }
+    if kind == Kind::Https {
+        param(&mut r, KEY_DOHPATH, DOH_PATH.as_bytes());
+    }
+    r
+}
+
+fn param(r: &mut Vec<u8>, key: u16, value: &[u8]) {
+    r.extend_from_slice(&key.to_be_bytes());
+    r.extend_from_slice(&u16::try_from(value.len()).unwrap_or(0).to_be_bytes());
+    r.extend_from_slice(value);
+}
+
+/// The record in presentation form, for the query log.
+fn text(priority: u16, target: &str, kind: Kind, port: u16, hints: &[IpAddr]) -> String {
+    let alpn = match kind {
+        Kind::Tls => "dot",
+        Kind::Https => "h2",
+    };
+    let mut t = format!("SVCB {priority} {target}. alpn={alpn} port={port}");
+    let v4: Vec<String> = hints.iter().filter(|i| i.is_ipv4()).map(ToString::to_string).collect();
+    let v6: Vec<String> = hints.iter().filter(|i| i.is_ipv6()).map(ToString::to_string).collect();
+    if !v4.is_empty() {
+        t.push_str(&format!(" ipv4hint={}", v4.join(",")));
+    }
+    if !v6.is_empty() {
+        t.push_str(&format!(" ipv6hint={}", v6.join(",")));
+    }
+    if kind == Kind::Https {
+        t.push_str(&format!(" dohpath={DOH_PATH}"));
+    }
+    t
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::RData;
+    use hickory_proto::rr::rdata::svcb::{SvcParamKey, SvcParamValue};
+
+    use super::*;
+    use crate::pipeline::request::test_support::{fixed_now, request};
+
+    fn answered(d: &Ddr, name: &str, qtype: u16) -> Option<Message> {
+        let req = request(name, qtype, false, fixed_now());
+        let Flow::Answer(a) = d.check(&req, true) else {
+            return None;
+        };
+        let mut out = Vec::new();
+        a.write(&req, &mut out, true);
+        Some(Message::from_vec(&out).unwrap())
+    }
+
+    #[test]
+    fn our_endpoints_are_answered_as_svcb_a_client_library_reads() {
+        let d = Ddr::with(
+            Some("dns.lan"),
+            &[
+                (Kind::Tls, "192.168.1.2:853".parse().unwrap()),
+                (Kind::Tls, "[fd00::2]:853".parse().unwrap()),
+                (Kind::Https, "0.0.0.0:443".parse().unwrap()),
+            ],
+        );
+        assert!(d.is_on());
+        for name in ["_dns.resolver.arpa", "_dns.dns.lan"] {
+            let m = answered(&d, name, TYPE_SVCB).unwrap();
+            assert_eq!(m.answers.len(), 2, "{name}");
+            let svcb: Vec<_> = m
+                .answers
+                .iter()
+                .map(|r| match &r.data {
+                    RData::SVCB(s) => s.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            let dot = &svcb[0];
+            assert_eq!(dot.svc_priority, 1);
+            assert_eq!(dot.target_name.to_ascii(), "dns.lan.");
+            let params: Vec<String> = dot.svc_params.iter().map(|(_, v)| v.to_string()).collect();
+            assert!(
+                matches!(&dot.svc_params[0], (SvcParamKey::Alpn, SvcParamValue::Alpn(a)) if a.0 == ["dot"]),
+                "{params:?}"
+            );
+            assert!(matches!(dot.svc_params[1], (SvcParamKey::Port, SvcParamValue::Port(853))));
+            assert_eq!(params[2], "192.168.1.2", "ipv4hint");
+            assert_eq!(params[3], "fd00::2", "ipv6hint");
+            let doh = &svcb[1];
+            assert_eq!(doh.svc_priority, 2);
+            assert!(
+                matches!(&doh.svc_params[0], (SvcParamKey::Alpn, SvcParamValue::Alpn(a)) if a.0 == ["h2"])
+            );
+            assert!(matches!(doh.svc_params[1], (SvcParamKey::Port, SvcParamValue::Port(443))));
+            // A wildcard listener gives no hint; the DoH path comes last (key 7).
+            assert_eq!(doh.svc_params.len(), 3);
+            let (key, value) = &doh.svc_params[2];
+            assert_eq!(u16::from(*key), KEY_DOHPATH);
+            let SvcParamValue::Unknown(u) = value else {
+                panic!("{value:?}");
+            };
+            assert_eq!(u.0, DOH_PATH.as_bytes());
+        }
+        // Other types and names go on down the chain.
+        assert!(answered(&d, "_dns.resolver.arpa", 1).is_none());
+        assert!(answered(&d, "_dns.other.lan", TYPE_SVCB).is_none());
+    }
+
+    #[test]
+    fn without_a_listener_or_a_name_the_stage_is_off() {
+        let tls = [(Kind::Tls, "192.168.1.2:853".parse().unwrap())];
+        for d in [Ddr::with(None, &tls), Ddr::with(Some("dns.lan"), &[])] {
+            assert!(!d.is_on());
+            assert!(answered(&d, "_dns.resolver.arpa", TYPE_SVCB).is_none());
+        }
+    }
+}

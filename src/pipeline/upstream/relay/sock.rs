@@ -1,0 +1,151 @@
+//! One socket of a [`Relay`](super::Relay) toward one server, the queries in flight on it,
+//! and what an answer (or a failure) settles: the matching of answers to queries (ID,
+//! question, cookie) and the first attempt's verdict, in the same terms as
+//! [`Upstream::forward`](super::super::Upstream::forward)'s.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::super::pool::{Cookie, answer_id, judge_cookie, question_matches};
+use super::super::{Resume, Step, Then, UpstreamError};
+use super::{MAX_AGE, MAX_USES, Relayed, Settled};
+use crate::dns::wire::{
+    CookieOption, RCODE_BADCOOKIE, Response, ResponseError, rcode, response_cookie,
+};
+
+/// A query in flight on a socket.
+pub(super) struct Entry<T> {
+    pub(super) item: T,
+    /// Tells this registration from a later one with the same ID (timers outlive entries).
+    pub(super) token: u32,
+    pub(super) started: Instant,
+    pub(super) end: Instant,
+    pub(super) cookie: [u8; 8],
+    /// The server is known to do cookies.
+    pub(super) strict: bool,
+    /// A matching answer without a cookie was dropped (`strict` only).
+    pub(super) saw_cookieless: bool,
+}
+
+pub(super) struct Sock<T> {
+    pub(super) udp: UdpSocket,
+    pub(super) server: SocketAddr,
+    pub(super) waiting: HashMap<u16, Entry<T>, foldhash::fast::RandomState>,
+    /// Queries of this batch not sent yet: (ID, message).
+    pub(super) queued: Vec<(u16, Vec<u8>)>,
+    pub(super) uses: u32,
+    pub(super) born: Instant,
+    pub(super) retired: bool,
+}
+
+impl<T> Sock<T> {
+    pub(super) fn open(server: SocketAddr) -> io::Result<Self> {
+        let bind: SocketAddr = if server.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let udp = UdpSocket::bind(bind)?;
+        udp.connect(server)?;
+        udp.set_nonblocking(true)?;
+        Ok(Self {
+            udp,
+            server,
+            waiting: HashMap::default(),
+            queued: Vec::new(),
+            uses: 0,
+            born: Instant::now(),
+            retired: false,
+        })
+    }
+
+    pub(super) fn worn(&self, now: Instant) -> bool {
+        self.uses >= MAX_USES || now.duration_since(self.born) >= MAX_AGE
+    }
+}
+
+/// The query that `pkt` answers on `sock`, settled; `None` when it answers none (late,
+/// forged, or a cookieless answer from a server that does cookies).
+pub(super) fn dispatch<T: Relayed>(sock: &mut Sock<T>, pkt: &[u8]) -> Option<Settled<T>> {
+    let id = answer_id(pkt)?;
+    let entry = sock.waiting.get_mut(&id)?;
+    let q = entry.item.query();
+    let ([t0, t1], [c0, c1]) = (q.qtype.to_be_bytes(), q.qclass.to_be_bytes());
+    let tail = [t0, t1, c0, c1];
+    if !question_matches(pkt, q.wire_name(), &tail) {
+        return None;
+    }
+    let opt = response_cookie(pkt);
+    match judge_cookie(opt, Some(entry.cookie), entry.strict) {
+        Cookie::Foreign => return None,
+        Cookie::Missing => {
+            entry.saw_cookieless = true;
+            return None;
+        }
+        Cookie::Fine => {}
+    }
+    let entry = sock.waiting.remove(&id)?;
+    let up = entry.item.upstream();
+    let server = up.servers.first()?;
+    if let Some(CookieOption::Present(c)) = opt.map(|o| o.cookie) {
+        server.jar.learn(&c);
+    }
+    if opt.is_some_and(|o| o.rcode == RCODE_BADCOOKIE) {
+        tracing::debug!(upstream = %server.addr, "BADCOOKIE; retrying with the new server cookie");
+        return Some(again(entry, Step::UdpAfterBadCookie));
+    }
+    match Response::parse(pkt, entry.item.query(), id, up.min_ttl, up.max_ttl) {
+        Ok(r) if matches!(r.rcode(), rcode::SERVFAIL | rcode::REFUSED) => {
+            let e = UpstreamError::Rcode(server.addr, rcode::name(r.rcode()));
+            Some(failed(entry, e))
+        }
+        Ok(r) => {
+            server.stats.answered(entry.started.elapsed());
+            let addr = server.addr;
+            Some(Settled::Answered(entry.item, r, addr))
+        }
+        Err(ResponseError::Truncated) => Some(again(entry, Step::Tcp)),
+        Err(ResponseError::Malformed | ResponseError::Mismatch) => {
+            let e = UpstreamError::Malformed(server.addr);
+            Some(failed(entry, e))
+        }
+    }
+}
+
+pub(super) fn transport(server: SocketAddr, e: &io::Error) -> UpstreamError {
+    UpstreamError::Transport(server, e.to_string())
+}
+
+/// The first server failed with `e`: counted, and the forward goes on with the next.
+pub(super) fn failed<T: Relayed>(entry: Entry<T>, e: UpstreamError) -> Settled<T> {
+    if let Some(server) = entry.item.upstream().servers.first() {
+        server.stats.error();
+        tracing::debug!(qname = %entry.item.query().name_lossy(), upstream = %server.addr, error = %e, "upstream attempt failed");
+    }
+    Settled::Resume(
+        entry.item,
+        Resume {
+            server: 0,
+            started: entry.started,
+            end: entry.end,
+            then: Then::Next(e),
+        },
+    )
+}
+
+/// The first server's attempt goes on from `step` (TCP after TC, UDP after BADCOOKIE).
+fn again<T>(entry: Entry<T>, step: Step) -> Settled<T> {
+    Settled::Resume(
+        entry.item,
+        Resume {
+            server: 0,
+            started: entry.started,
+            end: entry.end,
+            then: Then::Again(step),
+        },
+    )
+}
