@@ -87,6 +87,8 @@ pub struct RawServer {
     pub timezone: Option<Spanned<String>>,
     /// Addresses served with DNS over TLS (RFC 7858); none = off.
     pub tls_listen: Spanned<Vec<Spanned<String>>>,
+    /// Addresses served with DNS over HTTPS (RFC 8484); none = off.
+    pub https_listen: Spanned<Vec<Spanned<String>>>,
     /// The certificate chain, PEM (relative to the config).
     pub tls_cert: Option<Spanned<String>>,
     /// The certificate's private key, PEM (relative to the config).
@@ -107,6 +109,7 @@ impl Default for RawServer {
             max_forwards_per_client: 256,
             timezone: None,
             tls_listen: Spanned::new(0..0, Vec::new()),
+            https_listen: Spanned::new(0..0, Vec::new()),
             tls_cert: None,
             tls_key: None,
             tls_handshake_timeout_ms: Spanned::new(0..0, 5000),
