@@ -292,11 +292,15 @@ async fn bad_requests_get_their_status_codes_and_bad_dns_gets_formerr() {
         let m = g.dns();
         assert_eq!(rcode(&m), 1, "FORMERR");
         assert_eq!(g.header("cache-control").as_deref(), Some("no-store"));
-        // A 64 KB dns parameter: refused by the head limit (431), never decoded.
+        // A 64 KB dns parameter: refused by the head limit, never decoded (the client may
+        // see the connection closed before it has sent it all).
         let huge = format!("/dns-query?dns={}", "A".repeat(64 << 10));
         let g = curl(&s, &[flag], &huge).await;
         assert_ne!(g.status, 200, "{g:?}");
+        // Over HTTP/1.1, a head a little over the limit (all of it read) gets 431.
         if flag == "--http1.1" {
+            let big = format!("/dns-query?dns={}", "A".repeat(20 << 10));
+            let g = curl(&s, &[flag], &big).await;
             assert_eq!(g.status, 431, "{g:?}");
         }
     }

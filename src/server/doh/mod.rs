@@ -106,39 +106,49 @@ impl Conn {
         self.active.fetch_add(1, Ordering::Relaxed);
         self.touch();
         let _busy = Busy(&self);
-        match self.read(req).await {
+        let deadline = Instant::now() + self.shared.idle();
+        let (head, mut body) = req.into_parts();
+        match self.read(&head, &mut body, deadline).await {
             // The permit holds the body's bytes against the budget until answered.
             Ok((msg, _permit)) => self.resolve(&msg).await,
-            Err(reply) => Ok(reply),
+            Err(reply) => {
+                // What the client is still sending is read first (bounded), so that it
+                // reads the status rather than a reset stream (curl, for one, reports
+                // only the reset).
+                drain(&mut body, deadline).await;
+                Ok(reply)
+            }
         }
     }
 
     /// The DNS message of a request, or the HTTP error to answer instead.
     async fn read(
         &self,
-        req: Request<Incoming>,
+        req: &hyper::http::request::Parts,
+        body: &mut Incoming,
+        deadline: Instant,
     ) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), Reply> {
-        if req.uri().path() != PATH {
+        if req.uri.path() != PATH {
             return Err(error(
                 StatusCode::NOT_FOUND,
                 "not found: DNS over HTTPS is served at /dns-query",
             ));
         }
-        let (msg, permit) = match *req.method() {
+        let (msg, permit) = match req.method {
             Method::GET => {
-                let msg = dns_param(req.uri().query().unwrap_or(""))
+                let msg = dns_param(req.uri.query().unwrap_or(""))
                     .map_err(|why| error(StatusCode::BAD_REQUEST, why))?;
                 (msg, None)
             }
             Method::POST => {
-                let ct = req.headers().get(header::CONTENT_TYPE);
+                let ct = req.headers.get(header::CONTENT_TYPE);
                 if !ct.is_some_and(is_dns_message) {
                     return Err(error(
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
                         "POST a DNS message with Content-Type: application/dns-message",
                     ));
                 }
-                let (msg, permit) = self.body(req.into_body()).await?;
+                let (msg, permit) = self.body(body, deadline).await?;
                 (msg, Some(permit))
             }
             _ => {
@@ -162,17 +172,19 @@ impl Conn {
 
     /// Reads a POST body of at most [`MAX_BODY`] bytes within the idle timeout, holding
     /// its bytes against the connection's budget.
-    async fn body(&self, mut body: Incoming) -> Result<(Vec<u8>, OwnedSemaphorePermit), Reply> {
+    async fn body(
+        &self,
+        body: &mut Incoming,
+        deadline: Instant,
+    ) -> Result<(Vec<u8>, OwnedSemaphorePermit), Reply> {
         let too_large = || {
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the body is larger than a DNS message (65535 bytes)",
             )
         };
-        let deadline = Instant::now() + self.shared.idle();
         // A declared length over the limit is refused before anything is kept.
         if body.size_hint().lower() > MAX_BODY as u64 {
-            drain(&mut body, deadline).await;
             return Err(too_large());
         }
         let mut buf = Vec::new();
@@ -199,7 +211,6 @@ impl Conn {
                 continue;
             };
             if buf.len() + data.len() > MAX_BODY {
-                drain(&mut body, deadline).await;
                 return Err(too_large());
             }
             let n = u32::try_from(data.len()).map_err(|_| too_large())?;
@@ -254,9 +265,8 @@ impl Conn {
     }
 }
 
-/// Reads and discards what is left of a refused body, at most [`DRAIN_BYTES`] until
-/// `deadline`, so that a client still sending reads the error status rather than a reset
-/// stream (curl, for one, reports only the reset).
+/// Reads and discards what is left of a refused request's body, at most [`DRAIN_BYTES`],
+/// until `deadline`.
 async fn drain(body: &mut Incoming, deadline: Instant) {
     let mut left = DRAIN_BYTES;
     while let Ok(Some(Ok(f))) = timeout_at(deadline, body.frame()).await {
