@@ -647,3 +647,39 @@ async fn an_http2_stream_flood_is_refused_past_the_stream_limit_and_others_are_a
         "0.0.0.0"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_query_gets_no_answer_and_a_refused_one_gets_refused() {
+    let p = pair();
+    let up = FakeUpstream::start(vec![]).await;
+    let toml = format!(
+        "{}[access]\ndeny = [\"127.0.0.3\", \"127.0.0.4\"]\ndeny_action = \"drop\"\n",
+        config(&up, "")
+    );
+    let files = [
+        ("cert.pem", p.cert_pem.as_str()),
+        ("key.pem", p.key_pem.as_str()),
+        ("block.txt", "ads.test\n"),
+    ];
+    let s = TestServer::start(&toml, &files).await;
+    let target = format!(
+        "/dns-query?dns={}",
+        b64(&wire("x.ads.test.", RecordType::A))
+    );
+    // Dropped: no DNS answer, the HTTP/2 stream reset; logged.
+    let g = curl(&s, &["--http2", "--interface", "127.0.0.3"], &target).await;
+    assert_eq!(g.status, 0, "{g:?}");
+    assert!(g.body.is_empty());
+    let recs = records(&s.path("queries.jsonl"), 1).await;
+    assert_eq!(recs[0]["client"], "127.0.0.3");
+    assert_eq!(recs[0]["proto"], "https");
+    assert_eq!(recs[0]["action"], "refused");
+    // Refused: REFUSED with 200, not cached by HTTP.
+    let s = TestServer::start(&toml.replace("\"drop\"", "\"refuse\""), &files).await;
+    let g = curl(&s, &["--http1.1", "--interface", "127.0.0.4"], &target).await;
+    assert_eq!(rcode(&g.dns()), 5, "REFUSED");
+    assert_eq!(g.header("cache-control").as_deref(), Some("no-store"));
+    // Everyone else is answered.
+    let g = curl(&s, &["--http2"], &target).await;
+    assert_eq!(first_answer(&g.dns()), "0.0.0.0");
+}
