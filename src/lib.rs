@@ -48,7 +48,8 @@
 //! - [`handler`]: the per-query entry point of every transport: rejects, the request, the
 //!   chain, forwards bounded per client, counters, the log record.
 //! - [`server`]: sockets; what one client may hold (`server::slots`), caught panics and
-//!   restarted listeners ([`server::Faults`]); DNS over TLS reuses the TCP connection code.
+//!   restarted listeners ([`server::Faults`]); DNS over TLS reuses the TCP connection code;
+//!   DNS over HTTPS runs hyper's HTTP/2 and HTTP/1.1 over TLS, within TCP's limits.
 //! - [`tls`]: certificates for the encrypted listeners: PEM loading, the certificate
 //!   served per handshake and re-read when its files change, `cert self-signed` and pins.
 //! - [`counters`]: service-wide counters (sharded atomics), printed by `sinkhole serve`

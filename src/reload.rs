@@ -80,11 +80,15 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
             "server.max_forwards_per_client",
             a.max_forwards_per_client != b.max_forwards_per_client,
         ),
-        // The DoT listeners and the files' names are taken at start (the files' contents
+        // The DoT and DoH listeners and the files' names are taken at start (the files' contents
         // are re-read when they change, and on SIGHUP).
         (
             "server.tls_listen",
             a.tls.as_ref().map(|t| &t.listen) != b.tls.as_ref().map(|t| &t.listen),
+        ),
+        (
+            "server.https_listen",
+            a.tls.as_ref().map(|t| &t.https_listen) != b.tls.as_ref().map(|t| &t.https_listen),
         ),
         (
             "server.tls_cert",

@@ -1,7 +1,8 @@
 //! A whole running resolver: pipeline, listeners, and the list watcher, started from a
 //! validated config and pre-bound sockets, stopped by [`Service::shutdown`]. `serve` and
-//! the integration tests both run exactly this. With DNS over TLS, the certificate files
-//! are watched too (`tls::Certs`), on the list watch's interval.
+//! the integration tests both run exactly this. With DNS over TLS or over HTTPS, the
+//! certificate files (one pair for both) are watched too (`tls::Certs`), on the list
+//! watch's interval.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,12 +51,18 @@ pub struct Service {
     block_page: BlockPage,
     /// The HTTP API and `/metrics`, when `[http] listen` is set.
     http: Option<HttpServer>,
-    /// DNS over TLS: its addresses, certificate, and the task watching the files.
-    tls: Option<(
-        Vec<std::net::SocketAddr>,
-        Arc<Certs>,
-        tokio::task::JoinHandle<()>,
-    )>,
+    /// DNS over TLS and over HTTPS, when either is on.
+    tls: Option<Encrypted>,
+}
+
+/// The encrypted listeners' addresses, their certificate, and the task watching its files.
+struct Encrypted {
+    /// DNS over TLS (port 0 resolved); may be empty.
+    dot: Vec<std::net::SocketAddr>,
+    /// DNS over HTTPS (port 0 resolved); may be empty.
+    doh: Vec<std::net::SocketAddr>,
+    certs: Arc<Certs>,
+    watch: tokio::task::JoinHandle<()>,
 }
 
 impl Service {
@@ -70,22 +77,25 @@ impl Service {
     ) -> std::io::Result<Self> {
         let mut sockets = sockets;
         let tls_listeners = std::mem::take(&mut sockets.tls);
+        let https_listeners = std::mem::take(&mut sockets.https);
         // The certificate is read before anything runs: a pair that went bad since the
         // config was checked stops the start.
-        let tls = match (&cfg.server.tls, tls_listeners.is_empty()) {
+        let none_bound = tls_listeners.is_empty() && https_listeners.is_empty();
+        let tls = match (&cfg.server.tls, none_bound) {
             (_, true) => None,
             (None, false) => {
                 return Err(std::io::Error::other(
-                    "tls sockets bound without server.tls_listen in the config",
+                    "tls sockets bound without server.tls_listen or https_listen in the config",
                 ));
             }
             (Some(t), false) => {
                 let certs = Certs::load(&t.cert, &t.key)
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
                 let certs = Arc::new(certs);
-                let config = crate::tls::dot_config(Arc::clone(&certs))
-                    .map_err(|e| std::io::Error::other(format!("tls setup: {e}")))?;
-                Some((certs, config, t.handshake_timeout))
+                let setup = |e: rustls::Error| std::io::Error::other(format!("tls setup: {e}"));
+                let dot = crate::tls::dot_config(Arc::clone(&certs)).map_err(setup)?;
+                let doh = crate::tls::doh_config(Arc::clone(&certs)).map_err(setup)?;
+                Some((certs, dot, doh, t.handshake_timeout))
             }
         };
         let counters = Arc::new(Counters::new());
@@ -126,17 +136,23 @@ impl Service {
         )?;
         let tls = match tls {
             None => None,
-            Some((certs, config, handshake)) => {
-                let addrs = tls_listeners
-                    .iter()
-                    .filter_map(|l| l.local_addr().ok())
-                    .collect();
-                server.start_tls(tls_listeners, config, handshake, rt)?;
+            Some((certs, dot_config, doh_config, handshake)) => {
+                let addrs = |ls: &[std::net::TcpListener]| {
+                    ls.iter().filter_map(|l| l.local_addr().ok()).collect()
+                };
+                let (dot, doh) = (addrs(&tls_listeners), addrs(&https_listeners));
+                server.start_tls(tls_listeners, dot_config, handshake, rt)?;
+                server.start_https(https_listeners, doh_config, handshake, rt)?;
                 let watch = {
                     let _g = rt.enter();
                     certs.spawn_watch(opts.watch_interval)
                 };
-                Some((addrs, certs, watch))
+                Some(Encrypted {
+                    dot,
+                    doh,
+                    certs,
+                    watch,
+                })
             }
         };
         let http_cfg = cfg.http.clone();
@@ -181,14 +197,19 @@ impl Service {
 
     /// The DNS-over-TLS addresses (port 0 resolved); empty when it is off.
     pub fn tls_addrs(&self) -> &[std::net::SocketAddr] {
-        self.tls.as_ref().map_or(&[], |(a, _, _)| a)
+        self.tls.as_ref().map_or(&[], |e| &e.dot)
+    }
+
+    /// The DNS-over-HTTPS addresses (port 0 resolved); empty when it is off.
+    pub fn https_addrs(&self) -> &[std::net::SocketAddr] {
+        self.tls.as_ref().map_or(&[], |e| &e.doh)
     }
 
     /// Reads the TLS certificate and key again now (SIGHUP), as the file watch does when
     /// they change; a bad pair is logged and the last good one stays.
     pub fn reload_tls(&self) {
-        if let Some((_, certs, _)) = &self.tls {
-            let certs = Arc::clone(certs);
+        if let Some(e) = &self.tls {
+            let certs = Arc::clone(&e.certs);
             tokio::task::spawn_blocking(move || certs.reload());
         }
     }
@@ -250,8 +271,8 @@ impl Service {
         }
         self.watch.abort();
         self.refresh.abort();
-        if let Some((_, _, watch)) = &self.tls {
-            watch.abort();
+        if let Some(e) = &self.tls {
+            e.watch.abort();
         }
         self.block_page.shutdown();
         if let Some(h) = &self.http {

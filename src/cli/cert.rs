@@ -54,7 +54,10 @@ pub(super) fn run(cmd: CertCommand) -> Result<(), Error> {
             println!("pin-sha256=\"{}\"", w.pin);
             println!();
             println!("In the config's [server] section:");
-            println!("  tls_listen = [\"0.0.0.0:853\"]");
+            println!("  tls_listen = [\"0.0.0.0:853\"]      # DNS over TLS");
+            println!(
+                "  https_listen = [\"0.0.0.0:443\"]    # DNS over HTTPS (https://NAME/dns-query)"
+            );
             println!("  tls_cert = \"{}\"", cert.display());
             println!("  tls_key = \"{}\"", key.display());
             println!(

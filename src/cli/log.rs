@@ -58,7 +58,7 @@ pub enum LogCommand {
         /// Only names matching this glob (`*.example.com`).
         #[arg(long, value_name = "GLOB")]
         name: Option<String>,
-        /// Only queries that came over this transport (udp, tcp, tls).
+        /// Only queries that came over this transport (udp, tcp, tls, https).
         #[arg(long, value_name = "PROTO")]
         proto: Option<String>,
         /// Print the stored JSON lines.

@@ -54,7 +54,12 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let sockets = sockets.with_tls(tls_listen).context(
         "cannot listen for DNS over TLS (address in use, or a port below 1024 without root?)",
     )?;
+    let https_listen = cfg.server.tls.as_ref().map_or(&[][..], |t| &t.https_listen);
+    let sockets = sockets.with_https(https_listen).context(
+        "cannot listen for DNS over HTTPS (address in use, or a port below 1024 without root?)",
+    )?;
     let tls_addrs = sockets.tls_addrs();
+    let https_addrs = sockets.https_addrs();
     let addrs = sockets.local_addrs();
     let rules = policy.blocking.list().len();
     let opts = ServiceOptions {
@@ -84,6 +89,9 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     );
     if !tls_addrs.is_empty() {
         tracing::info!(listen = ?tls_addrs, "serving DNS over TLS");
+    }
+    if !https_addrs.is_empty() {
+        tracing::info!(listen = ?https_addrs, path = crate::server::DOH_PATH, "serving DNS over HTTPS");
     }
     rt.block_on(async {
         let mut ctrl_c = ctrl_c;

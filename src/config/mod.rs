@@ -74,8 +74,8 @@ pub struct ServerConfig {
     pub max_forwards_per_client: usize,
     /// The time zone schedules are read in (an IANA name); `None` = the system's.
     pub timezone: Option<String>,
-    /// DNS over TLS: `tls_listen`, `tls_cert`, `tls_key`, `tls_handshake_timeout_ms`;
-    /// `None` when `tls_listen` is empty.
+    /// DNS over TLS and over HTTPS: `tls_listen`, `https_listen`, `tls_cert`, `tls_key`,
+    /// `tls_handshake_timeout_ms`; `None` when both listen lists are empty.
     pub tls: Option<TlsConfig>,
     /// The resolver's own name (`server.name`, lower case, no trailing dot): the target of
     /// its DDR answers, and the name its certificate must carry.

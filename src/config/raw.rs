@@ -89,6 +89,8 @@ pub struct RawServer {
     pub name: Option<Spanned<String>>,
     /// Addresses served with DNS over TLS (RFC 7858); none = off.
     pub tls_listen: Spanned<Vec<Spanned<String>>>,
+    /// Addresses served with DNS over HTTPS (RFC 8484); none = off.
+    pub https_listen: Spanned<Vec<Spanned<String>>>,
     /// The certificate chain, PEM (relative to the config).
     pub tls_cert: Option<Spanned<String>>,
     /// The certificate's private key, PEM (relative to the config).
@@ -110,6 +112,7 @@ impl Default for RawServer {
             timezone: None,
             name: None,
             tls_listen: Spanned::new(0..0, Vec::new()),
+            https_listen: Spanned::new(0..0, Vec::new()),
             tls_cert: None,
             tls_key: None,
             tls_handshake_timeout_ms: Spanned::new(0..0, 5000),

@@ -1,7 +1,8 @@
-//! `[server]` keys of DNS over TLS: `tls_listen`, `tls_cert`, `tls_key`,
-//! `tls_handshake_timeout_ms`, validated into [`TlsConfig`].
+//! `[server]` keys of the encrypted listeners: `tls_listen` (DNS over TLS), `https_listen`
+//! (DNS over HTTPS), and what they share: `tls_cert`, `tls_key`, `tls_handshake_timeout_ms`,
+//! validated into [`TlsConfig`].
 //!
-//! Off unless `tls_listen` names an address. Then both files are needed, and they are
+//! Off unless a listen list names an address. Then both files are needed, and they are
 //! read and checked here (a PEM certificate chain, a PEM private key, the key belonging to
 //! the certificate), so that `sinkhole config check` and a reload catch a bad pair before
 //! it is served; each error names the file and says what to give instead. The files are
@@ -15,11 +16,13 @@ use toml::Spanned;
 
 use super::raw::RawServer;
 
-/// DNS over TLS, validated.
+/// DNS over TLS and over HTTPS, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
-    /// Addresses served (a bare IP gets port 853).
+    /// Addresses served with DNS over TLS (a bare IP gets port 853); may be empty.
     pub listen: Vec<SocketAddr>,
+    /// Addresses served with DNS over HTTPS (a bare IP gets port 443); may be empty.
+    pub https_listen: Vec<SocketAddr>,
     /// The certificate chain file (PEM).
     pub cert: PathBuf,
     /// The private key file (PEM).
@@ -30,6 +33,8 @@ pub struct TlsConfig {
 
 /// The default port of DNS over TLS (RFC 7858).
 pub const DOT_PORT: u16 = 853;
+/// The default port of DNS over HTTPS (RFC 8484: HTTPS's).
+pub const DOH_PORT: u16 = 443;
 
 const HOW: &str = "make a pair with `sinkhole cert self-signed --name dns.lan --out DIR`, or use a CA's (certbot: fullchain.pem and privkey.pem)";
 
@@ -38,19 +43,32 @@ impl super::Validator<'_> {
         let listen = self.each(raw.tls_listen.get_ref(), "server.tls_listen", |s| {
             super::http::parse_http_addr(s, Some(DOT_PORT))
         });
-        for e in raw.tls_listen.get_ref() {
-            if let Ok(a) = super::http::parse_http_addr(e.get_ref(), Some(DOT_PORT))
+        let https_listen = self.each(raw.https_listen.get_ref(), "server.https_listen", |s| {
+            super::http::parse_http_addr(s, Some(DOH_PORT))
+        });
+        self.not_plain(
+            raw,
+            &raw.tls_listen,
+            "server.tls_listen",
+            DOT_PORT,
+            "DNS over TLS",
+        );
+        self.not_plain(
+            raw,
+            &raw.https_listen,
+            "server.https_listen",
+            DOH_PORT,
+            "DNS over HTTPS",
+        );
+        for e in raw.https_listen.get_ref() {
+            if let Ok(a) = super::http::parse_http_addr(e.get_ref(), Some(DOH_PORT))
                 && a.port() != 0
-                && raw
-                    .listen
-                    .get_ref()
-                    .iter()
-                    .any(|l| super::parse_socket_addr(l.get_ref()).is_ok_and(|l| l == a))
+                && listen.contains(&a)
             {
                 self.err(
                     e.span(),
-                    "server.tls_listen",
-                    format!("{a} is also in server.listen: one port serves plain DNS or DNS over TLS, not both"),
+                    "server.https_listen",
+                    format!("{a} is also in server.tls_listen: one port serves DNS over TLS or DNS over HTTPS, not both"),
                 );
             }
         }
@@ -62,16 +80,23 @@ impl super::Validator<'_> {
                 format!("{timeout_ms}: must be between 100 and 60000 (milliseconds)"),
             );
         }
-        if raw.tls_listen.get_ref().is_empty() {
-            if let Some(f) = raw.tls_cert.as_ref().or(raw.tls_key.as_ref()) {
-                let (line, _) = super::error::line_col(self.text, f.span().start);
-                self.warnings.push(format!(
-                    "{}:{line}: server.tls_cert/tls_key are set but server.tls_listen is empty: no DNS over TLS is served",
-                    self.file
-                ));
+        let (listed, listed_key) = match (
+            raw.tls_listen.get_ref().is_empty(),
+            raw.https_listen.get_ref().is_empty(),
+        ) {
+            (false, _) => (&raw.tls_listen, "server.tls_listen"),
+            (true, false) => (&raw.https_listen, "server.https_listen"),
+            (true, true) => {
+                if let Some(f) = raw.tls_cert.as_ref().or(raw.tls_key.as_ref()) {
+                    let (line, _) = super::error::line_col(self.text, f.span().start);
+                    self.warnings.push(format!(
+                        "{}:{line}: server.tls_cert/tls_key are set but server.tls_listen and server.https_listen are empty: no encrypted DNS is served",
+                        self.file
+                    ));
+                }
+                return None;
             }
-            return None;
-        }
+        };
         let (cert, key) = match (&raw.tls_cert, &raw.tls_key) {
             (Some(c), Some(k)) => (
                 self.tls_file(c, "server.tls_cert", base),
@@ -83,10 +108,15 @@ impl super::Validator<'_> {
                     (None, Some(_)) => "server.tls_cert",
                     _ => "server.tls_key",
                 };
+                let what = if listed_key == "server.tls_listen" {
+                    "DNS over TLS"
+                } else {
+                    "DNS over HTTPS"
+                };
                 self.err(
-                    raw.tls_listen.span(),
-                    "server.tls_listen",
-                    format!("DNS over TLS needs {missing} (PEM files: the certificate chain and its private key); {HOW}"),
+                    listed.span(),
+                    listed_key,
+                    format!("{what} needs {missing} (PEM files: the certificate chain and its private key); {HOW}"),
                 );
                 return None;
             }
@@ -108,10 +138,39 @@ impl super::Validator<'_> {
         }
         Some(TlsConfig {
             listen,
+            https_listen,
             cert,
             key,
             handshake_timeout: Duration::from_millis(timeout_ms.clamp(100, 60_000)),
         })
+    }
+
+    /// An error for each address of `list` (under `key`, served by `what`) that is in
+    /// `server.listen` too.
+    fn not_plain(
+        &mut self,
+        raw: &RawServer,
+        list: &Spanned<Vec<Spanned<String>>>,
+        key: &str,
+        port: u16,
+        what: &str,
+    ) {
+        for e in list.get_ref() {
+            if let Ok(a) = super::http::parse_http_addr(e.get_ref(), Some(port))
+                && a.port() != 0
+                && raw
+                    .listen
+                    .get_ref()
+                    .iter()
+                    .any(|l| super::parse_socket_addr(l.get_ref()).is_ok_and(|l| l == a))
+            {
+                self.err(
+                    e.span(),
+                    key,
+                    format!("{a} is also in server.listen: one port serves plain DNS or {what}, not both"),
+                );
+            }
+        }
     }
 
     /// A file named relative to the config (or as written, for config text without a
@@ -178,6 +237,7 @@ mod tests {
                 "[::1]:8853".parse().unwrap()
             ]
         );
+        assert_eq!(t.https_listen, []);
         assert_eq!(t.cert, dir.path().join("tls/cert.pem"));
         assert_eq!(t.key, dir.path().join("tls/key.pem"));
         assert_eq!(t.handshake_timeout.as_millis(), 2000);
@@ -192,6 +252,82 @@ mod tests {
             c.warnings[0].contains("t.toml:2: server.tls_cert/tls_key are set"),
             "{:?}",
             c.warnings
+        );
+    }
+
+    #[test]
+    fn https_listen_alone_uses_the_same_pair_and_port_443() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::tls::selfsigned::write("dns.lan", &dir.path().join("tls"), false, SystemTime::now())
+            .unwrap();
+        let c = Config::parse(
+            "[server]\nhttps_listen = [\"127.0.0.1\", \"[::1]:8443\"]\ntls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"\n",
+            "t.toml",
+            Some(dir.path()),
+        )
+        .unwrap();
+        let t = c.server.tls.unwrap();
+        assert_eq!(t.listen, []);
+        assert_eq!(
+            t.https_listen,
+            [
+                "127.0.0.1:443".parse().unwrap(),
+                "[::1]:8443".parse().unwrap()
+            ]
+        );
+        assert_eq!(t.cert, dir.path().join("tls/cert.pem"));
+    }
+
+    #[test]
+    fn https_listen_errors_name_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        crate::tls::selfsigned::write("dns.lan", &d.join("a"), false, SystemTime::now()).unwrap();
+        let head = "[server]\nlisten = [\"127.0.0.1:53\"]\n";
+        let pair = "tls_cert = \"a/cert.pem\"\ntls_key = \"a/key.pem\"\n";
+        let e = one(&format!("{head}https_listen = [\"127.0.0.1\"]\n"), d);
+        assert!(
+            e.starts_with("t.toml:3:")
+                && e.contains("server.https_listen")
+                && e.contains("DNS over HTTPS needs server.tls_cert and server.tls_key"),
+            "{e}"
+        );
+        let e = one(
+            &format!("{head}https_listen = [\"127.0.0.1:53\"]\n{pair}"),
+            d,
+        );
+        assert!(
+            e.starts_with("t.toml:3:")
+                && e.contains("server.https_listen")
+                && e.contains("also in server.listen"),
+            "{e}"
+        );
+        let e = one(
+            &format!(
+                "{head}tls_listen = [\"127.0.0.1:8853\"]\nhttps_listen = [\"127.0.0.1:8853\"]\n{pair}"
+            ),
+            d,
+        );
+        assert!(
+            e.starts_with("t.toml:4:") && e.contains("also in server.tls_listen"),
+            "{e}"
+        );
+        let e = one(&format!("{head}https_listen = [\"dns.lan\"]\n{pair}"), d);
+        assert!(
+            e.starts_with("t.toml:3:") && e.contains("\"dns.lan\": not an address"),
+            "{e}"
+        );
+        let e = one(
+            &format!(
+                "{head}https_listen = [\"127.0.0.1\"]\ntls_cert = \"a/cert.pem\"\ntls_key = \"nope.pem\"\n"
+            ),
+            d,
+        );
+        assert!(
+            e.starts_with("t.toml:5:")
+                && e.contains("server.tls_key")
+                && e.contains("no such file"),
+            "{e}"
         );
     }
 

@@ -1,5 +1,7 @@
-//! The listeners: UDP and TCP on every `server.listen` address, and DNS over TLS on every
-//! `server.tls_listen` address (`tls.rs`, over TCP's connection code), all feeding one
+//! The listeners: UDP and TCP on every `server.listen` address, DNS over TLS on every
+//! `server.tls_listen` address (`tls.rs`, over TCP's connection code), and DNS over HTTPS
+//! on every `server.https_listen` address (`https.rs` for connections, `doh.rs` for
+//! requests), all feeding one
 //! [`Handler`] ([`Handler::handle`], the per-query entry point). Listeners only move bytes.
 //!
 //! [`bind`] makes the sockets; [`Server::start`] runs them until [`Server::shutdown`]. UDP is
@@ -20,7 +22,9 @@
     clippy::panic
 )]
 
+mod doh;
 mod faults;
+mod https;
 pub mod slots;
 mod tcp;
 #[cfg(test)]
@@ -29,7 +33,9 @@ mod tests;
 mod tls;
 mod udp;
 
+pub use doh::{CONN_BODY_BUDGET, MAX_BODY as DOH_MAX_BODY, PATH as DOH_PATH};
 pub use faults::Faults;
+pub use https::{MAX_HEAD_BYTES as DOH_MAX_HEAD_BYTES, MAX_STREAMS as DOH_MAX_STREAMS};
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
@@ -55,6 +61,9 @@ pub struct Sockets {
     /// One TCP listener per `server.tls_listen` address, for DNS over TLS
     /// ([`Sockets::with_tls`]).
     pub tls: Vec<TcpListener>,
+    /// One TCP listener per `server.https_listen` address, for DNS over HTTPS
+    /// ([`Sockets::with_https`]).
+    pub https: Vec<TcpListener>,
 }
 
 impl Sockets {
@@ -79,6 +88,24 @@ impl Sockets {
     /// The DNS-over-TLS addresses actually bound (port 0 resolved).
     pub fn tls_addrs(&self) -> Vec<SocketAddr> {
         self.tls
+            .iter()
+            .filter_map(|t| t.local_addr().ok())
+            .collect()
+    }
+
+    /// Binds a TCP listener for DNS over HTTPS on each of `addrs` (port 0: a free port).
+    pub fn with_https(mut self, addrs: &[SocketAddr]) -> std::io::Result<Self> {
+        for &a in addrs {
+            self.https.push(tcp_listener(a).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("server.https_listen {a}: {e}"))
+            })?);
+        }
+        Ok(self)
+    }
+
+    /// The DNS-over-HTTPS addresses actually bound (port 0 resolved).
+    pub fn https_addrs(&self) -> Vec<SocketAddr> {
+        self.https
             .iter()
             .filter_map(|t| t.local_addr().ok())
             .collect()
@@ -121,6 +148,7 @@ pub fn bind(listen: &[SocketAddr], threads: usize) -> std::io::Result<Sockets> {
         udp: Vec::new(),
         tcp: Vec::new(),
         tls: Vec::new(),
+        https: Vec::new(),
     };
     for &addr in listen {
         let mut tries = 0;
@@ -286,6 +314,44 @@ impl Server {
             self.tcp_tasks
                 .push(rt.spawn(supervise(name, faults, move || {
                     tls::serve(Arc::clone(&l), Arc::clone(&shared))
+                })));
+        }
+        Ok(())
+    }
+
+    /// Serves DNS over HTTPS on `listeners` (from [`Sockets::with_https`]) with `config`
+    /// (see `tls::doh_config`); a handshake not finished within `handshake` is closed.
+    pub fn start_https(
+        &mut self,
+        listeners: Vec<TcpListener>,
+        config: Arc<rustls::ServerConfig>,
+        handshake: Duration,
+        rt: &tokio::runtime::Handle,
+    ) -> std::io::Result<()> {
+        let t = &self.tcp;
+        let shared = Arc::new(https::HttpsShared {
+            conn: Arc::new(tcp::Shared {
+                handler: Arc::clone(&t.handler),
+                log: t.log.clone(),
+                conns: Arc::clone(&t.conns),
+                clock: t.clock.clone(),
+                faults: Arc::clone(&t.faults),
+                idle: t.idle,
+                transport: Transport::Https,
+            }),
+            acceptor: tokio_rustls::TlsAcceptor::from(config),
+            handshake,
+        });
+        for l in listeners {
+            let _guard = rt.enter();
+            let l = Arc::new(tokio::net::TcpListener::from_std(l)?);
+            let name = l
+                .local_addr()
+                .map_or_else(|_| "https".to_string(), |a| format!("https {a}"));
+            let (faults, shared) = (Arc::clone(&self.faults), Arc::clone(&shared));
+            self.tcp_tasks
+                .push(rt.spawn(supervise(name, faults, move || {
+                    https::serve(Arc::clone(&l), Arc::clone(&shared))
                 })));
         }
         Ok(())

@@ -51,7 +51,7 @@ pub(super) struct Shared {
 
 impl Shared {
     /// The idle timeout now: shorter when connections are scarce.
-    fn idle(&self) -> Duration {
+    pub(super) fn idle(&self) -> Duration {
         if self.conns.held() * 4 > self.conns.limit() * 3 {
             self.idle.min(BUSY_IDLE)
         } else {

@@ -1,8 +1,9 @@
 //! TLS for the encrypted listeners: the certificate and key read from PEM files
 //! ([`load_pair`]), served through [`Certs`] (a rustls `ResolvesServerCert` over an
 //! `ArcSwap`) so that a renewed pair (certbot replacing the files) is used for new
-//! handshakes while established connections keep theirs, and the rustls server config of
-//! DNS over TLS ([`dot_config`]: ALPN `dot`, the ring provider). [`selfsigned`] makes a
+//! handshakes while established connections keep theirs, and the rustls server configs of
+//! DNS over TLS ([`dot_config`]: ALPN `dot`) and over HTTPS ([`doh_config`]: ALPN `h2`,
+//! `http/1.1`), both with the ring provider. [`selfsigned`] makes a
 //! certificate for a LAN without a public name, and its SPKI pin; [`der`] reads a
 //! certificate's expiry (warned about at start and on every reload).
 //!
@@ -23,6 +24,10 @@ use rustls::sign::CertifiedKey;
 
 /// The ALPN protocol id of DNS over TLS (RFC 7858, IANA registry).
 pub const ALPN_DOT: &[u8] = b"dot";
+/// The ALPN protocol id of HTTP/2 (RFC 9113), DNS over HTTPS's first choice.
+pub const ALPN_H2: &[u8] = b"h2";
+/// The ALPN protocol id of HTTP/1.1 (RFC 7301).
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 /// Why a certificate or key file cannot be used; every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -239,11 +244,24 @@ impl ResolvesServerCert for Certs {
 /// that offers ALPN without `dot` is refused, as RFC 7301 says), the certificate from
 /// `certs`.
 pub fn dot_config(certs: Arc<Certs>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    server_config(certs, &[ALPN_DOT])
+}
+
+/// The rustls config of the DNS-over-HTTPS listeners: as [`dot_config`], with ALPN `h2`
+/// then `http/1.1` (a client offering no ALPN speaks HTTP/1.1).
+pub fn doh_config(certs: Arc<Certs>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    server_config(certs, &[ALPN_H2, ALPN_HTTP11])
+}
+
+fn server_config(
+    certs: Arc<Certs>,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(certs);
-    cfg.alpn_protocols = vec![ALPN_DOT.to_vec()];
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(cfg))
 }
 

@@ -1,5 +1,6 @@
 //! Test support: start the real service on loopback with a config template, and talk to it
-//! with real DNS messages (hickory-proto) over UDP and TCP (DNS over TLS: `tls.rs`).
+//! with real DNS messages (hickory-proto) over UDP and TCP (DNS over TLS: `tls.rs`; over
+//! HTTPS: `doh.rs`).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -59,8 +60,10 @@ impl TestServer {
             Config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"));
         let (policy, _) = Policy::load(&cfg).unwrap();
         let tls_listen = cfg.server.tls.as_ref().map_or(&[][..], |t| &t.listen);
+        let https_listen = cfg.server.tls.as_ref().map_or(&[][..], |t| &t.https_listen);
         let sockets = sinkhole::server::bind(&cfg.server.listen, cfg.server.udp_threads)
             .and_then(|s| s.with_tls(tls_listen))
+            .and_then(|s| s.with_https(https_listen))
             .unwrap();
         let addr = sockets.local_addrs()[0];
         let clock = Clock::system();
@@ -101,6 +104,11 @@ impl TestServer {
     /// The DNS-over-TLS address (the config must set `server.tls_listen`).
     pub(crate) fn tls_addr(&self) -> SocketAddr {
         self.service().tls_addrs()[0]
+    }
+
+    /// The DNS-over-HTTPS address (the config must set `server.https_listen`).
+    pub(crate) fn https_addr(&self) -> SocketAddr {
+        self.service().https_addrs()[0]
     }
 
     pub(crate) async fn query(&self, name: &str, rt: RecordType) -> Message {

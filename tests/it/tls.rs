@@ -21,9 +21,9 @@ use crate::fake_upstream::{FakeUpstream, a};
 use crate::harness::{TestServer, bin, first_answer, make_query};
 use crate::querylog::records;
 
-const NAME: &str = "dns.test";
+pub(crate) const NAME: &str = "dns.test";
 
-fn pair() -> SelfSigned {
+pub(crate) fn pair() -> SelfSigned {
     selfsigned::generate(NAME, SystemTime::now()).unwrap()
 }
 
@@ -54,7 +54,7 @@ async fn start(p: &SelfSigned, extra: &str) -> (TestServer, FakeUpstream) {
 }
 
 /// A client that trusts `trusted` only, offering ALPN `alpn`.
-fn connector(trusted: &SelfSigned, alpn: &[u8]) -> TlsConnector {
+pub(crate) fn connector(trusted: &SelfSigned, alpn: &[u8]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(trusted.cert_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
@@ -200,7 +200,7 @@ async fn a_renewed_certificate_serves_new_connections_while_old_ones_go_on() {
 }
 
 /// Reads until the server closes the connection; how long that took.
-async fn closed_after(mut raw: TcpStream, limit: Duration) -> Duration {
+pub(crate) async fn closed_after(mut raw: TcpStream, limit: Duration) -> Duration {
     let t = Instant::now();
     let mut buf = [0u8; 64];
     loop {
