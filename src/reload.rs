@@ -82,6 +82,8 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         // The DoT and DoH listeners and the files' names are taken at start (the files' contents
         // are re-read when they change, and on SIGHUP).
+        // DDR's answer is made at start, from the listeners as bound.
+        ("server.name", a.name != b.name),
         (
             "server.tls_listen",
             a.tls.as_ref().map(|t| &t.listen) != b.tls.as_ref().map(|t| &t.listen),

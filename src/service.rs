@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::counters::{Counters, Gauges, Snapshot};
 use crate::handler::Handler;
 use crate::http::HttpServer;
+use crate::pipeline::ddr::{self, Ddr};
 use crate::pipeline::{Clock, Pipeline, Policy};
 use crate::querylog::{self, LogTask, QueryLog};
 use crate::reload::Reloader;
@@ -100,7 +101,21 @@ impl Service {
         };
         let counters = Arc::new(Counters::new());
         counters.set_lists(policy.lists.clone());
-        let pipeline = Arc::new(Pipeline::new(&cfg, policy, Arc::clone(&counters)));
+        // DDR names the encrypted listeners as bound (a configured port 0 gets one here).
+        let bound = |l: &Vec<std::net::TcpListener>, kind| {
+            let addrs = l.iter().filter_map(|t| t.local_addr().ok());
+            addrs.map(move |a| (kind, a)).collect::<Vec<_>>()
+        };
+        let mut endpoints = bound(&tls_listeners, ddr::Kind::Tls);
+        endpoints.extend(bound(&https_listeners, ddr::Kind::Https));
+        let ddr = Ddr::with(cfg.server.name.as_deref(), &endpoints);
+        if !endpoints.is_empty() && !ddr.is_on() {
+            tracing::info!(
+                "server.name is not set: DDR (_dns.resolver.arpa) answers NODATA; set it to the certificate's name so that clients find the encrypted listeners"
+            );
+        }
+        let pipeline = Pipeline::new(&cfg, policy, Arc::clone(&counters)).with_ddr(ddr);
+        let pipeline = Arc::new(pipeline);
         let log = cfg.log.as_ref().map(querylog::start).transpose()?;
         let query_log = log.as_ref().map(|(l, _)| l.clone());
         // The block page binds first: a port it cannot have stops the start before DNS runs.

@@ -830,6 +830,19 @@ mod tests {
     }
 
     #[test]
+    fn server_name_is_a_full_host_name_or_an_error_at_its_line() {
+        let c = Config::parse("[server]\nname = \"DNS.Lan.\"\n", "t.toml", None).unwrap();
+        assert_eq!(c.server.name.as_deref(), Some("dns.lan"));
+        assert_eq!(Config::parse("", "t.toml", None).unwrap().server.name, None);
+        for bad in ["dns", "not a name.lan", "_dns.lan"] {
+            let e = errs(&format!("[server]\n\nname = \"{bad}\"\n"));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert!(e[0].starts_with("t.toml:3:8: server.name: "), "{e:?}");
+            assert!(e[0].contains("dns.lan"), "says what to write: {e:?}");
+        }
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = errs("[server]\nlisten = [\"127.0.0.1:53\"]\nlisen = 1\n");
         assert_eq!(e.len(), 1);

@@ -69,8 +69,14 @@ impl Ddr {
         let mut endpoints = Vec::new();
         // Port 0 (an ephemeral port, tests only) cannot be advertised.
         if let Some(t) = &server.tls {
-            let bound = t.listen.iter().filter(|a| a.port() != 0);
-            endpoints.extend(bound.map(|&a| (Kind::Tls, a)));
+            let bound = |a: &&SocketAddr| a.port() != 0;
+            endpoints.extend(t.listen.iter().filter(bound).map(|&a| (Kind::Tls, a)));
+            endpoints.extend(
+                t.https_listen
+                    .iter()
+                    .filter(bound)
+                    .map(|&a| (Kind::Https, a)),
+            );
         }
         Self::with(server.name.as_deref(), &endpoints)
     }
@@ -201,8 +207,16 @@ fn text(priority: u16, target: &str, kind: Kind, port: u16, hints: &[IpAddr]) ->
         Kind::Https => "h2",
     };
     let mut t = format!("SVCB {priority} {target}. alpn={alpn} port={port}");
-    let v4: Vec<String> = hints.iter().filter(|i| i.is_ipv4()).map(ToString::to_string).collect();
-    let v6: Vec<String> = hints.iter().filter(|i| i.is_ipv6()).map(ToString::to_string).collect();
+    let v4: Vec<String> = hints
+        .iter()
+        .filter(|i| i.is_ipv4())
+        .map(ToString::to_string)
+        .collect();
+    let v6: Vec<String> = hints
+        .iter()
+        .filter(|i| i.is_ipv6())
+        .map(ToString::to_string)
+        .collect();
     if !v4.is_empty() {
         t.push_str(&format!(" ipv4hint={}", v4.join(",")));
     }
@@ -260,12 +274,20 @@ mod tests {
             let dot = &svcb[0];
             assert_eq!(dot.svc_priority, 1);
             assert_eq!(dot.target_name.to_ascii(), "dns.lan.");
-            let params: Vec<String> = dot.svc_params.iter().map(|(_, v)| v.to_string()).collect();
+            // hickory writes a list with a trailing comma.
+            let params: Vec<String> = dot
+                .svc_params
+                .iter()
+                .map(|(_, v)| v.to_string().trim_end_matches(',').to_string())
+                .collect();
             assert!(
                 matches!(&dot.svc_params[0], (SvcParamKey::Alpn, SvcParamValue::Alpn(a)) if a.0 == ["dot"]),
                 "{params:?}"
             );
-            assert!(matches!(dot.svc_params[1], (SvcParamKey::Port, SvcParamValue::Port(853))));
+            assert!(matches!(
+                dot.svc_params[1],
+                (SvcParamKey::Port, SvcParamValue::Port(853))
+            ));
             assert_eq!(params[2], "192.168.1.2", "ipv4hint");
             assert_eq!(params[3], "fd00::2", "ipv6hint");
             let doh = &svcb[1];
@@ -273,7 +295,10 @@ mod tests {
             assert!(
                 matches!(&doh.svc_params[0], (SvcParamKey::Alpn, SvcParamValue::Alpn(a)) if a.0 == ["h2"])
             );
-            assert!(matches!(doh.svc_params[1], (SvcParamKey::Port, SvcParamValue::Port(443))));
+            assert!(matches!(
+                doh.svc_params[1],
+                (SvcParamKey::Port, SvcParamValue::Port(443))
+            ));
             // A wildcard listener gives no hint; the DoH path comes last (key 7).
             assert_eq!(doh.svc_params.len(), 3);
             let (key, value) = &doh.svc_params[2];

@@ -366,6 +366,13 @@ impl Pipeline {
         }))
     }
 
+    /// The pipeline with `ddr` as its DDR stage: the service builds it from the encrypted
+    /// listeners it actually bound (their ports known once bound).
+    pub fn with_ddr(mut self, ddr: Ddr) -> Self {
+        self.ddr = ddr;
+        self
+    }
+
     /// True when outcomes carry the rule and answer (the query log is on). When false,
     /// nothing is allocated or reference-counted per query for logging.
     pub fn details(&self) -> bool {

@@ -29,7 +29,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
@@ -38,12 +38,8 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use tokio::time::Instant;
 
-use super::pool::{Cookie, answer_id, judge_cookie, question_matches};
-use super::{Resume, Step, Then, Upstream, UpstreamError};
-use crate::dns::wire::{
-    CookieOption, Query, RCODE_BADCOOKIE, Response, ResponseError, rcode, response_cookie,
-    write_upstream_query_cookie,
-};
+use super::{Resume, Upstream, UpstreamError};
+use crate::dns::wire::{Query, Response, write_upstream_query_cookie};
 use crate::fdlimit;
 
 mod sock;
@@ -88,7 +84,6 @@ pub enum Settled<T> {
     /// It did not: go on with [`Upstream::resume`].
     Resume(T, Resume),
 }
-
 
 /// The forwards of one UDP thread; see the module documentation.
 pub struct Relay<T> {
@@ -473,4 +468,3 @@ impl<T: Relayed> Relay<T> {
         Some(key)
     }
 }
-

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
 
 use tokio::time::Instant;
 

@@ -2,8 +2,10 @@
 //! timeouts, TC, SERVFAIL, port unreachable, socket rotation and bounds.
 
 use std::collections::HashSet;
+use std::net::UdpSocket;
 use std::sync::{Arc, Mutex};
 
+use super::super::{Step, Then};
 use super::*;
 use crate::config::{CacheConfig, UpstreamConfig};
 use crate::counters::Counters;
