@@ -256,7 +256,7 @@ impl Handler {
             arrived: how.arrived,
             now: how.now,
         };
-        // Taken before the answer is made (a forward's future carries it); `None` unless
+        // Taken before the answer is made (a forward's `Pending` carries it); `None` unless
         // RRL is on and the query came over UDP from a client that is not exempt.
         let rrl = self.pipeline.rrl_key(&req);
         match self.pipeline.resolve(&req, out) {

@@ -14,12 +14,14 @@
 //!   ─► access        who may ask: allow/deny CIDRs (files of them); REFUSED or dropped
 //!   ─► limits        per-client query rate (token bucket, bans); bounded tables
 //!   ─► local         local records (split horizon, AA) and private reverse zones (NXDOMAIN)
+//!   ─► ddr           with encrypted listeners and server.name: SVCB for _dns.resolver.arpa
 //!   ─► (group)       the client's group, if any: which lists and mode the next stages use
 //!   ─► blocking      bypass signals, then the lists (allow wins at equal or higher specificity)
 //!   ─► any           RFC 8482: ANY gets one HINFO, never forwarded
 //!   ─► cache         (name, type, class, DO, CD, RD); TTLs count down to `req.now`; a hit
 //!                    with a CNAME chain is checked against the lists again
-//!   ─► upstream      the only stage that waits: pooled UDP sockets, cookies, TCP on TC, failover
+//!   ─► upstream      the only stage that waits: the UDP thread's relay or the pool, cookies,
+//!                    TCP on TC, failover
 //!   ─► answer checks out-of-bailiwick records stripped; response IPs, rebinding (blocked,
 //!                    not cached); then cache store; then the CNAME chain (later: DNSSEC)
 //! ─► (UDP) response-rate limiting: identical answers to one network dropped or truncated
@@ -28,7 +30,9 @@
 //!
 //! Every stage before the upstream is synchronous, so blocked and cached names are answered
 //! inline on the UDP thread without touching the async runtime; a miss comes back as a
-//! future that the listener runs on tokio. What a decision reads from the config is one
+//! [`handler::Pending`], the rest of the chain as data: a UDP thread makes its first
+//! upstream attempt from its own loop ([`pipeline::upstream::Relay`]), other listeners and
+//! later attempts run on tokio, and all finish it the same way. What a decision reads from the config is one
 //! immutable [`pipeline::Policy`] snapshot; a reload ([`reload`]) builds a new one off the
 //! query path and swaps it whole, and applies `[upstream]`, `[cache]` and `[log]` too.
 //! [`counters`] count every query, cache hit and upstream exchange without a lock.

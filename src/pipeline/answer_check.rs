@@ -155,22 +155,31 @@ impl AnswerCheck {
         let q = &req.query;
         if let Some(ip) = listed {
             let rule = self.ip_rule(ip);
-            let local = blocking.blocked(q, q.label_count(), || match rule.get("") {
-                Some(m) => format!(
-                    "blocked by response IP {} ({}:{})",
-                    m.rule,
-                    list_label(m.source),
-                    m.line
-                ),
-                None => "blocked by response IP".into(),
-            });
+            let local = blocking.blocked(
+                q,
+                || q.label_count(),
+                || match rule.get("") {
+                    Some(m) => format!(
+                        "blocked by response IP {} ({}:{})",
+                        m.rule,
+                        list_label(m.source),
+                        m.line
+                    ),
+                    None => "blocked by response IP".into(),
+                },
+            );
             tracing::debug!(qname = %q.name_lossy(), %ip, "answer blocked by blocking.response_ips");
             return Err(blocked(local, details.then_some(rule)));
         }
         if private && !self.rebind_exempt(q.name()) {
-            let local = blocking.blocked(q, q.label_count(), || {
-                "blocked by DNS rebinding protection: a private address for a public name".into()
-            });
+            let local = blocking.blocked(
+                q,
+                || q.label_count(),
+                || {
+                    "blocked by DNS rebinding protection: a private address for a public name"
+                        .into()
+                },
+            );
             tracing::debug!(qname = %q.name_lossy(), "answer blocked by rebinding protection");
             return Err(blocked(
                 local,

@@ -258,8 +258,9 @@ impl Pipeline {
     }
 
     /// The chain for one query. Blocked, local and cached answers are written into `out`
-    /// at once ([`Resolution::Done`]); a miss comes back as a future that asks the
-    /// upstream. Never panics on any query; every path ends in a response.
+    /// at once ([`Resolution::Done`]); a miss comes back as a [`Forward`], the rest of the
+    /// chain, to finish once an upstream has answered. Never panics on any query; every
+    /// path ends in a response.
     pub fn resolve(self: &Arc<Self>, req: &Request<'_>, out: &mut Vec<u8>) -> Resolution {
         // One policy snapshot for the whole query: a reload in the middle cannot mix two.
         let policy = self.policy.load();
