@@ -5,6 +5,7 @@ dnsdist when installed), driven by dnsperf on this machine, one command.
     cargo build --release --example bench_upstream && cargo build --release
     python3 benches/peers/run.py                     # 1M-name list, 10 s runs, 2 rounds
     python3 benches/peers/run.py --names 100000 --duration 5 --rounds 1   # a quick look
+    python3 benches/peers/run.py --workloads cached --transport dot   # DNS over TLS (or doh)
 
 Needs `dnsperf` and `unbound` (Debian: `apt-get install dnsperf unbound`; `dnsdist` too if
 you want it in the table). What it does, all on loopback:
@@ -103,26 +104,44 @@ def query(port, name, timeout=1.0):
 class Peer:
     """A resolver under test: how to start it."""
 
-    def __init__(self, name, d, port, up_port):
+    def __init__(self, name, d, port, up_port, transport="udp", tls=None):
         self.name, self.d, self.port, self.up = name, d, port, up_port
+        # With --transport dot|doh: the encrypted listener's port and the (cert, key) pair.
+        self.transport, self.tls = transport, tls
+        self.tport = free_port() if transport != "udp" else port
         self.proc = None
 
     def command(self):
         d, port, up = self.d, self.port, self.up
         if self.name == "sinkhole":
             conf = os.path.join(d, "sinkhole.toml")
+            enc = ""
+            if self.transport != "udp":
+                key = "tls_listen" if self.transport == "dot" else "https_listen"
+                enc = (f'{key} = ["127.0.0.1:{self.tport}"]\n'
+                       f'tls_cert = "{self.tls[0]}"\ntls_key = "{self.tls[1]}"\n'
+                       f'tcp_max_per_client = 64\n')
             with open(conf, "w") as f:
-                f.write(f'[server]\nlisten = ["127.0.0.1:{port}"]\n'
+                f.write(f'[server]\nlisten = ["127.0.0.1:{port}"]\n{enc}'
                         f'[upstream]\nservers = ["127.0.0.1:{up}"]\ntimeout_ms = 2000\n'
                         f'[cache]\nmax_entries = 100000\n'
                         f'[blocking]\nmode = "sinkhole"\nlists = ["{d}/list.txt"]\n')
             return [SINKHOLE, "serve", "--config", conf]
         if self.name == "unbound":
             conf = os.path.join(d, "unbound.conf")
+            enc = ""
+            if self.transport == "dot":
+                enc = (f"    interface: 127.0.0.1@{self.tport}\n    tls-port: {self.tport}\n"
+                       f"    tls-service-pem: \"{self.tls[0]}\"\n    tls-service-key: \"{self.tls[1]}\"\n"
+                       f"    incoming-num-tcp: 64\n")
+            elif self.transport == "doh":
+                enc = (f"    interface: 127.0.0.1@{self.tport}\n    https-port: {self.tport}\n"
+                       f"    tls-service-pem: \"{self.tls[0]}\"\n    tls-service-key: \"{self.tls[1]}\"\n"
+                       f"    incoming-num-tcp: 64\n")
             with open(conf, "w") as f:
                 f.write(f"""server:
     interface: 127.0.0.1@{port}
-    port: {port}
+{enc}    port: {port}
     num-threads: 2
     so-reuseport: yes
     do-ip6: no
@@ -153,7 +172,7 @@ forward-zone:
                 f.write(f"""setSecurityPollSuffix("")
 setLocal("127.0.0.1:{port}", {{reusePort=true}})
 addLocal("127.0.0.1:{port}", {{reusePort=true}})
-newServer({{address="127.0.0.1:{up}", name="upstream"}})
+{self.dnsdist_tls()}newServer({{address="127.0.0.1:{up}", name="upstream"}})
 pc = newPacketCache(200000, {{maxTTL=86400, minTTL=0}})
 getPool(""):setCache(pc)
 local n = newSuffixMatchNode()
@@ -162,6 +181,13 @@ addAction(SuffixMatchNodeRule(n, true), SpoofAction("0.0.0.0"))
 """)
             return ["dnsdist", "--supervised", "--disable-syslog", "-C", conf]
         raise ValueError(self.name)
+
+    def dnsdist_tls(self):
+        if self.transport == "dot":
+            return f'addTLSLocal("127.0.0.1:{self.tport}", "{self.tls[0]}", "{self.tls[1]}")\n'
+        if self.transport == "doh":
+            return f'addDOHLocal("127.0.0.1:{self.tport}", "{self.tls[0]}", "{self.tls[1]}", "/dns-query")\n'
+        return ""
 
     def version(self):
         cmd = {"sinkhole": [SINKHOLE, "--version"], "unbound": ["unbound", "-V"],
@@ -199,9 +225,10 @@ addAction(SuffixMatchNodeRule(n, true), SpoofAction("0.0.0.0"))
                 self.proc.kill()
 
 
-def dnsperf(port, qfile, duration):
+def dnsperf(port, qfile, duration, transport="udp"):
+    mode = [] if transport == "udp" else ["-m", transport]
     r = subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", qfile,
-                        "-l", str(duration), "-c", "8", "-q", "200", "-t", "2"],
+                        "-l", str(duration), "-c", "8", "-q", "200", "-t", "2"] + mode,
                        capture_output=True, text=True)
     done = qps = 0.0
     for line in r.stdout.splitlines():
@@ -220,6 +247,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--peers", default="sinkhole,unbound,dnsdist")
     ap.add_argument("--workloads", default="blocked,cached,miss")
+    ap.add_argument("--transport", default="udp", choices=["udp", "dot", "doh"],
+                    help="how dnsperf asks: plain UDP, DNS over TLS or DNS over HTTPS "
+                         "(a self-signed pair made by `sinkhole cert self-signed`)")
     a = ap.parse_args()
     for exe in [SINKHOLE, UPSTREAM]:
         if not os.path.exists(exe):
@@ -236,6 +266,11 @@ def main():
         print(f"# generating a {a.names:,}-name list and the query files in {d}", flush=True)
         names = gen_names(a.names, rng)
         cached = write_files(d, names, rng)
+        tls = None
+        if a.transport != "udp":
+            subprocess.run([SINKHOLE, "cert", "self-signed", "--name", "bench.test", "--out",
+                            os.path.join(d, "tls")], check=True, capture_output=True)
+            tls = (os.path.join(d, "tls", "cert.pem"), os.path.join(d, "tls", "key.pem"))
         up_port = free_port()
         up = subprocess.Popen([UPSTREAM, f"127.0.0.1:{up_port}"], stderr=subprocess.DEVNULL)
         peers = {}
@@ -245,7 +280,7 @@ def main():
                 os.mkdir(pd)
                 for f in ["list.txt", "list.unbound.conf"]:
                     os.link(os.path.join(d, f), os.path.join(pd, f))
-                peers[name] = Peer(name, pd, free_port(), up_port)
+                peers[name] = Peer(name, pd, free_port(), up_port, a.transport, tls)
             results = {p: {w: [] for w in workloads} for p in peers}
             startup, versions = {}, {}
             for name, p in peers.items():
@@ -258,7 +293,8 @@ def main():
                 for w in workloads:
                     for name, p in peers.items():
                         c0 = p.cpu()
-                        done, qps = dnsperf(p.port, os.path.join(d, w + ".q"), a.duration)
+                        done, qps = dnsperf(p.tport, os.path.join(d, w + ".q"), a.duration,
+                                            a.transport)
                         cpu = p.cpu() - c0
                         us = 1e6 * cpu / done if done else float("nan")
                         results[name][w].append((us, qps))
@@ -270,11 +306,13 @@ def main():
             up.terminate()
         date = time.strftime("%Y-%m-%d")
         cmd = "python3 benches/peers/run.py" + "".join(
-            f" --{k} {v}" for k, v in [("names", a.names), ("duration", a.duration), ("rounds", a.rounds)]
+            f" --{k} {v}" for k, v in [("names", a.names), ("duration", a.duration), ("rounds", a.rounds),
+                                       ("workloads", a.workloads), ("transport", a.transport)]
             if v != ap.get_default(k))
         print()
         print(f"`{cmd}` ({date}, {os.cpu_count()} cores; a list of {a.names:,} generated names; "
-              f"dnsperf -c 8 -q 200, {a.rounds} × {a.duration} s per workload and peer; median):")
+              f"dnsperf -c 8 -q 200{'' if a.transport == 'udp' else ' -m ' + a.transport}, "
+              f"{a.rounds} × {a.duration} s per workload and peer; median):")
         print()
         head = "| workload | " + " | ".join(f"{n} µs/query (QPS)" for n in peers) + " |"
         print(head)

@@ -228,7 +228,8 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
         parsed.clear();
         // The misses' queries leave; the answers that came, and the attempts that ran out
         // of time, are settled: answered in this batch, or gone on with on the runtime.
-        if let Some(r) = relay.as_mut() {
+        // Nothing to do (and no clock to read) while no forward is in flight.
+        if let Some(r) = relay.as_mut().filter(|r| !r.idle()) {
             r.flush(&mut settled);
             r.receive(&mut settled);
             r.expire(tokio::time::Instant::now(), &mut settled);

@@ -338,7 +338,9 @@ impl<T: Relayed> Relay<T> {
                 }
             }
         }
-        self.sweep(false);
+        if self.draining > 0 {
+            self.sweep(Instant::now(), false);
+        }
     }
 
     /// Settles the queries whose attempt has run out of time by `now`.
@@ -366,13 +368,13 @@ impl<T: Relayed> Relay<T> {
             }
             out.push(failed(entry, UpstreamError::Timeout(sock.server)));
         }
-        self.sweep(true);
+        self.sweep(now, true);
     }
 
-    /// Closes retired sockets that nothing waits on; once a second, also sockets of any
-    /// kind idle past [`MAX_AGE`] (a server no longer configured keeps none open).
-    fn sweep(&mut self, timed: bool) {
-        let now = Instant::now();
+    /// Closes retired sockets that nothing waits on; once a second (while forwards are in
+    /// flight), also sockets of any kind idle past [`MAX_AGE`] (a server no longer
+    /// configured keeps none open).
+    fn sweep(&mut self, now: Instant, timed: bool) {
         let old = timed && now.duration_since(self.last_sweep) >= Duration::from_secs(1);
         if self.draining == 0 && !old {
             return;
