@@ -19,8 +19,6 @@ use crate::dns::wire::{
 /// A query in flight on a socket.
 pub(super) struct Entry<T> {
     pub(super) item: T,
-    /// Tells this registration from a later one with the same ID (timers outlive entries).
-    pub(super) token: u32,
     pub(super) started: Instant,
     pub(super) end: Instant,
     pub(super) cookie: [u8; 8],
