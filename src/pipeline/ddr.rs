@@ -166,27 +166,18 @@ fn svcb(priority: u16, target: &str, kind: Kind, port: u16, hints: &[IpAddr]) ->
     value.extend_from_slice(alpn);
     param(&mut r, KEY_ALPN, &value);
     param(&mut r, KEY_PORT, &port.to_be_bytes());
-    let v4: Vec<u8> = hints
-        .iter()
-        .filter_map(|ip| match ip {
-            IpAddr::V4(a) => Some(a.octets()),
-            IpAddr::V6(_) => None,
-        })
-        .flatten()
-        .collect();
-    if !v4.is_empty() {
-        param(&mut r, KEY_IPV4HINT, &v4);
-    }
-    let v6: Vec<u8> = hints
-        .iter()
-        .filter_map(|ip| match ip {
-            IpAddr::V6(a) => Some(a.octets()),
-            IpAddr::V4(_) => None,
-        })
-        .flatten()
-        .collect();
-    if !v6.is_empty() {
-        param(&mut r, KEY_IPV6HINT, &v6);
+    let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = hints.iter().partition(|ip| ip.is_ipv4());
+    for (key, ips) in [(KEY_IPV4HINT, v4), (KEY_IPV6HINT, v6)] {
+        let value: Vec<u8> = ips
+            .iter()
+            .flat_map(|ip| match ip {
+                IpAddr::V4(a) => a.octets().to_vec(),
+                IpAddr::V6(a) => a.octets().to_vec(),
+            })
+            .collect();
+        if !value.is_empty() {
+            param(&mut r, key, &value);
+        }
     }
     if kind == Kind::Https {
         param(&mut r, KEY_DOHPATH, DOH_PATH.as_bytes());
@@ -207,21 +198,12 @@ fn text(priority: u16, target: &str, kind: Kind, port: u16, hints: &[IpAddr]) ->
         Kind::Https => "h2",
     };
     let mut t = format!("SVCB {priority} {target}. alpn={alpn} port={port}");
-    let v4: Vec<String> = hints
-        .iter()
-        .filter(|i| i.is_ipv4())
-        .map(ToString::to_string)
-        .collect();
-    let v6: Vec<String> = hints
-        .iter()
-        .filter(|i| i.is_ipv6())
-        .map(ToString::to_string)
-        .collect();
-    if !v4.is_empty() {
-        t.push_str(&format!(" ipv4hint={}", v4.join(",")));
-    }
-    if !v6.is_empty() {
-        t.push_str(&format!(" ipv6hint={}", v6.join(",")));
+    let (v4, v6): (Vec<&IpAddr>, Vec<&IpAddr>) = hints.iter().partition(|ip| ip.is_ipv4());
+    for (key, ips) in [("ipv4hint", v4), ("ipv6hint", v6)] {
+        if !ips.is_empty() {
+            let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
+            t.push_str(&format!(" {key}={}", list.join(",")));
+        }
     }
     if kind == Kind::Https {
         t.push_str(&format!(" dohpath={DOH_PATH}"));
