@@ -33,8 +33,8 @@ pub use limits::{BanAction, LimitsConfig};
 pub use local::LocalConfig;
 use raw::{RawConfig, RawList, RawPercent, RawSize};
 pub use tls::TlsConfig;
-pub use upstream::{TlsCa, Transport, UpstreamServer};
 use toml::Spanned;
+pub use upstream::{TlsCa, Transport, UpstreamServer};
 
 use crate::blocklist::Kind;
 use crate::blocklist::load::{EMBEDDED, ListSource, Location};

@@ -163,7 +163,9 @@ fn parse_https(rest: &str) -> Result<UpstreamServer, String> {
     let path = if path.is_empty() { "/dns-query" } else { path };
     // The host, and the port of the URL if it has one (`[v6]:port`, `name:port`).
     let (host, url_port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && !p.contains(']') && (!h.contains(':') || h.ends_with(']')) => {
+        Some((h, p))
+            if !h.is_empty() && !p.contains(']') && (!h.contains(':') || h.ends_with(']')) =>
+        {
             let port = p
                 .parse::<u16>()
                 .map_err(|_| format!("invalid port {p:?} in the URL"))?;

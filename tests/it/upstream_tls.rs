@@ -156,7 +156,11 @@ async fn doh_server(p: &SelfSigned, ip: [u8; 4]) -> Enc {
                         let Ok(mut send) = respond.send_response(resp, false) else {
                             return;
                         };
-                        let body = if status == 200 { answer(&q, ip) } else { Vec::new() };
+                        let body = if status == 200 {
+                            answer(&q, ip)
+                        } else {
+                            Vec::new()
+                        };
                         let _ = send.send_data(Bytes::from(body), true);
                     });
                 }
@@ -193,12 +197,12 @@ fn https(addr: SocketAddr, name: &str) -> String {
 async fn misses_are_answered_over_dot_and_doh_and_then_cached() {
     let p = pair();
     let dot = dot_server(&p, [192, 0, 2, 53], usize::MAX).await;
-    let doh = doh_server(&p, [192, 0, 2, 44], ).await;
+    let doh = doh_server(&p, [192, 0, 2, 44]).await;
     for (server, ip, up) in [
         (tls(dot.addr, NAME), "192.0.2.53", &dot),
         (https(doh.addr, NAME), "192.0.2.44", &doh),
     ] {
-        let s = service(&p, &[server.clone()], 2000).await;
+        let s = service(&p, std::slice::from_ref(&server), 2000).await;
         let before = up.queries();
         let m = s.query("www.example.test.", RecordType::A).await;
         assert_eq!(first_answer(&m), ip, "{server}");
@@ -208,9 +212,17 @@ async fn misses_are_answered_over_dot_and_doh_and_then_cached() {
         assert_eq!(first_answer(&m), ip);
         let m = s.query_tcp("other.example.test.", RecordType::A).await;
         assert_eq!(first_answer(&m), ip);
-        assert_eq!(up.queries(), before + 2, "{server}: one of three was cached");
+        assert_eq!(
+            up.queries(),
+            before + 2,
+            "{server}: one of three was cached"
+        );
     }
-    assert_eq!((dot.conns(), doh.conns()), (1, 1), "one connection per service");
+    assert_eq!(
+        (dot.conns(), doh.conns()),
+        (1, 1),
+        "one connection per service"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -222,7 +234,7 @@ async fn concurrent_misses_share_one_connection() {
         (tls(dot.addr, NAME), "192.0.2.53", &dot),
         (https(doh.addr, NAME), "192.0.2.44", &doh),
     ] {
-        let s = service(&p, &[server.clone()], 3000).await;
+        let s = service(&p, std::slice::from_ref(&server), 3000).await;
         let mut tasks = Vec::new();
         for i in 0..24 {
             let (addr, name) = (s.addr, format!("n{i}.example.test."));
@@ -235,7 +247,11 @@ async fn concurrent_misses_share_one_connection() {
             assert_eq!(t.await.unwrap(), ip, "{server}");
         }
         assert_eq!(up.queries(), 24);
-        assert_eq!(up.conns(), 1, "{server}: 24 concurrent misses, one connection");
+        assert_eq!(
+            up.conns(),
+            1,
+            "{server}: 24 concurrent misses, one connection"
+        );
     }
 }
 
@@ -250,7 +266,11 @@ async fn a_connection_the_server_closed_is_replaced_without_failing_over() {
     assert_eq!(first_answer(&m), "192.0.2.53");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let m = s.query("b.example.test.", RecordType::A).await;
-    assert_eq!(first_answer(&m), "192.0.2.53", "answered over a new connection");
+    assert_eq!(
+        first_answer(&m),
+        "192.0.2.53",
+        "answered over a new connection"
+    );
     assert_eq!(dot.conns(), 2);
     assert_eq!(plain.calls(), 0, "no failover");
 }
@@ -279,7 +299,11 @@ async fn a_wrong_certificate_name_fails_over_to_the_next_server() {
         "a refused certificate fails at once, not by timing out: {:?}",
         started.elapsed()
     );
-    assert_eq!((dot.queries(), doh.queries()), (0, 0), "no query left unverified");
+    assert_eq!(
+        (dot.queries(), doh.queries()),
+        (0, 0),
+        "no query left unverified"
+    );
     assert!(dot.conns() >= 1 && doh.conns() >= 1, "both were tried");
     assert_eq!(plain.calls(), 1);
 }
@@ -331,14 +355,27 @@ fn config_errors_name_the_entry_and_say_what_to_write() {
         "[upstream]\nservers = [\n  \"tls://9.9.9.9:853\",\n  \"https://dns.quad9.net/dns-query\",\n  \"https://dns.quad9.net/dns-query@dns.quad9.net\",\n  \"quic://9.9.9.9\",\n]\ntls_ca = \"missing.pem\"\n",
     )
     .unwrap();
-    let e = sinkhole::config::Config::load(&path).unwrap_err().to_string();
+    let e = sinkhole::config::Config::load(&path)
+        .unwrap_err()
+        .to_string();
     let p = path.display();
     for want in [
-        format!("{p}:3:3: upstream.servers: \"tls://9.9.9.9:853\": write the name the server's certificate carries after '#'"),
-        format!("{p}:4:3: upstream.servers: \"https://dns.quad9.net/dns-query\": write the address to connect to after '@'"),
-        format!("{p}:5:3: upstream.servers: \"https://dns.quad9.net/dns-query@dns.quad9.net\": \"dns.quad9.net\" after '@' is not an IP address"),
-        format!("{p}:6:3: upstream.servers: \"quic://9.9.9.9\": DNS over QUIC upstreams are not supported yet"),
-        format!("{p}:8:10: upstream.tls_ca: {}: cannot read", dir.path().join("missing.pem").display()),
+        format!(
+            "{p}:3:3: upstream.servers: \"tls://9.9.9.9:853\": write the name the server's certificate carries after '#'"
+        ),
+        format!(
+            "{p}:4:3: upstream.servers: \"https://dns.quad9.net/dns-query\": write the address to connect to after '@'"
+        ),
+        format!(
+            "{p}:5:3: upstream.servers: \"https://dns.quad9.net/dns-query@dns.quad9.net\": \"dns.quad9.net\" after '@' is not an IP address"
+        ),
+        format!(
+            "{p}:6:3: upstream.servers: \"quic://9.9.9.9\": DNS over QUIC upstreams are not supported yet"
+        ),
+        format!(
+            "{p}:8:10: upstream.tls_ca: {}: cannot read",
+            dir.path().join("missing.pem").display()
+        ),
     ] {
         assert!(e.contains(&want), "missing {want:?} in:\n{e}");
     }

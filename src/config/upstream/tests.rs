@@ -17,7 +17,11 @@ fn plain_entries_stay_as_they_were() {
     assert_eq!(s.to_string(), "9.9.9.9:53");
     assert!(!s.is_encrypted());
     assert!(parse_server("[2620:fe::fe]:5353").is_ok());
-    assert!(parse_server("9.9.9.9:5x").unwrap_err().contains("invalid port"));
+    assert!(
+        parse_server("9.9.9.9:5x")
+            .unwrap_err()
+            .contains("invalid port")
+    );
 }
 
 #[test]
@@ -35,9 +39,15 @@ fn tls_entries_take_an_ip_a_default_port_and_a_name() {
     let s = parse_server("tls://[2620:fe::fe]:8853#dns.quad9.net").unwrap();
     assert_eq!(s.addr, "[2620:fe::fe]:8853".parse().unwrap());
     let e = parse_server("tls://9.9.9.9:853").unwrap_err();
-    assert!(e.contains("after '#'") && e.contains("tls://9.9.9.9:853#dns.quad9.net"), "{e}");
+    assert!(
+        e.contains("after '#'") && e.contains("tls://9.9.9.9:853#dns.quad9.net"),
+        "{e}"
+    );
     let e = parse_server("tls://dns.quad9.net:853#dns.quad9.net").unwrap_err();
-    assert!(e.contains("not an IP address") && e.contains("host names"), "{e}");
+    assert!(
+        e.contains("not an IP address") && e.contains("host names"),
+        "{e}"
+    );
     let e = parse_server("tls://9.9.9.9#bad name").unwrap_err();
     assert!(e.contains("not a host name"), "{e}");
     assert!(parse_server("tls://9.9.9.9:99999#x.test").is_err());
@@ -65,7 +75,10 @@ fn https_entries_take_a_url_and_an_address() {
     else {
         panic!()
     };
-    assert_eq!((authority.as_str(), path.as_str()), ("doh.test:8443", "/q?x=1"));
+    assert_eq!(
+        (authority.as_str(), path.as_str()),
+        ("doh.test:8443", "/q?x=1")
+    );
     let s = parse_server("https://doh.test@127.0.0.1:9443").unwrap();
     assert_eq!(s.addr, "127.0.0.1:9443".parse().unwrap());
     assert!(s.to_string().ends_with("/dns-query@127.0.0.1:9443"));
@@ -78,7 +91,11 @@ fn https_entries_take_a_url_and_an_address() {
     assert!(e.contains("after '@'") && e.contains("@9.9.9.9"), "{e}");
     let e = parse_server("https://dns.quad9.net/dns-query@dns9.quad9.net").unwrap_err();
     assert!(e.contains("after '@' is not an IP address"), "{e}");
-    assert!(parse_server("https://doh.test:x/q@1.2.3.4").unwrap_err().contains("invalid port"));
+    assert!(
+        parse_server("https://doh.test:x/q@1.2.3.4")
+            .unwrap_err()
+            .contains("invalid port")
+    );
 }
 
 #[test]
@@ -100,7 +117,9 @@ fn config_errors_name_line_and_key() {
         "[[forward]]\ndomains = [\"corp.test\"]\nservers = [\"https://dns.corp.test/dns-query\"]\n",
     );
     assert!(
-        e[0].starts_with("t.toml:3:12: forward.servers: \"https://dns.corp.test/dns-query\": write the address"),
+        e[0].starts_with(
+            "t.toml:3:12: forward.servers: \"https://dns.corp.test/dns-query\": write the address"
+        ),
         "{e:?}"
     );
     let e = errs("[upstream]\ntls_ca = \"/nonexistent/ca.pem\"\n");
@@ -122,7 +141,10 @@ fn tls_ca_is_read_relative_to_the_config() {
     let ca = c.upstream.tls_ca.as_ref().unwrap();
     assert_eq!(ca.path, dir.path().join("ca.pem"));
     assert_eq!(ca.certs.len(), 1);
-    assert_eq!(c.forward[0].upstream.tls_ca, c.upstream.tls_ca, "[[forward]] servers trust the same CA");
+    assert_eq!(
+        c.forward[0].upstream.tls_ca, c.upstream.tls_ca,
+        "[[forward]] servers trust the same CA"
+    );
     assert!(c.forward[0].upstream.servers[0].is_encrypted());
     let e = Config::parse(
         "[upstream]\ntls_ca = \"empty.pem\"\n",
@@ -131,5 +153,8 @@ fn tls_ca_is_read_relative_to_the_config() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("upstream.tls_ca: ") && e.contains("no certificate in the file"), "{e}");
+    assert!(
+        e.contains("upstream.tls_ca: ") && e.contains("no certificate in the file"),
+        "{e}"
+    );
 }

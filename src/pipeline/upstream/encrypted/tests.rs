@@ -41,7 +41,11 @@ async fn concurrent_queries_share_one_connect() {
     );
     let fresh: Vec<bool> = [a, b, c].into_iter().map(|r| r.unwrap().1).collect();
     assert_eq!(connects.load(Ordering::Relaxed), 1);
-    assert_eq!(fresh.iter().filter(|f| **f).count(), 1, "one opened it: {fresh:?}");
+    assert_eq!(
+        fresh.iter().filter(|f| **f).count(),
+        1,
+        "one opened it: {fresh:?}"
+    );
     // A dead connection is replaced.
     let (c, _) = slot.get(addr(), end, connect).await.unwrap();
     c.dead.store(true, Ordering::Relaxed);
@@ -121,7 +125,10 @@ fn clients_use_the_bundled_roots_or_the_given_ca() {
 
 #[test]
 fn queries_are_padded_to_128_bytes_without_a_cookie() {
-    for name in ["a.test", "a-rather-longer-name.with.several.labels.example.test"] {
+    for name in [
+        "a.test",
+        "a-rather-longer-name.with.several.labels.example.test",
+    ] {
         let mut m = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         for label in name.split('.') {
             m.push(u8::try_from(label.len()).unwrap());
@@ -141,7 +148,10 @@ fn queries_are_padded_to_128_bytes_without_a_cookie() {
         let rdlen = usize::from(u16::from_be_bytes([out[rd - 2], out[rd - 1]]));
         assert_eq!(rd + rdlen, out.len());
         assert_eq!(u16::from_be_bytes([out[rd], out[rd + 1]]), OPT_PADDING);
-        assert_eq!(usize::from(u16::from_be_bytes([out[rd + 2], out[rd + 3]])), rdlen - 4);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([out[rd + 2], out[rd + 3]])),
+            rdlen - 4
+        );
         assert!(out[rd + 4..].iter().all(|&b| b == 0), "{name}");
     }
 }

@@ -292,7 +292,10 @@ fn sockets_move_to_new_ports_after_max_uses_and_stay_bounded() {
 fn an_encrypted_first_server_is_left_to_the_runtime() {
     let (mut r, _l) = relay();
     let plain = scripted(|q| vec![answer(q, 0, false)]);
-    for first in ["tls://127.0.0.1:853#dns.test", "https://dns.test/dns-query@127.0.0.1"] {
+    for first in [
+        "tls://127.0.0.1:853#dns.test",
+        "https://dns.test/dns-query@127.0.0.1",
+    ] {
         let up = upstream_of(&[first.to_string(), plain.addr.to_string()], WAIT);
         assert!(
             r.start(item("enc.example", &up)).is_err(),
@@ -302,7 +305,10 @@ fn an_encrypted_first_server_is_left_to_the_runtime() {
     }
     // An encrypted server after a plain one: the relay makes the plain first attempt.
     let up = upstream_of(
-        &[plain.addr.to_string(), "tls://127.0.0.1:853#dns.test".into()],
+        &[
+            plain.addr.to_string(),
+            "tls://127.0.0.1:853#dns.test".into(),
+        ],
         WAIT,
     );
     assert!(r.start(item("plain.example", &up)).is_ok());
