@@ -21,7 +21,8 @@
 //!   ─► cache         (name, type, class, DO, CD, RD); TTLs count down to `req.now`; a hit
 //!                    with a CNAME chain is checked against the lists again
 //!   ─► upstream      the only stage that waits: the UDP thread's relay or the pool, cookies,
-//!                    TCP on TC, failover
+//!                    TCP on TC, kept DoT/DoH connections for tls:// and https:// servers,
+//!                    failover
 //!   ─► answer checks out-of-bailiwick records stripped; response IPs, rebinding (blocked,
 //!                    not cached); then cache store; then the CNAME chain (later: DNSSEC)
 //! ─► (UDP) response-rate limiting: identical answers to one network dropped or truncated

@@ -14,7 +14,7 @@ use crate::blocklist::domain::normalize;
 pub struct RawForward {
     /// The names (and everything under them) this rule forwards.
     pub domains: Spanned<Vec<Spanned<String>>>,
-    /// `host:port` of each server, tried in order.
+    /// Each server, tried in order: `IP:PORT`, `tls://IP:853#name`, `https://name/path@IP`.
     pub servers: Spanned<Vec<Spanned<String>>>,
     /// Longest wait for one server, ms (default: `upstream.timeout_ms`).
     pub timeout_ms: Option<u64>,
@@ -35,6 +35,7 @@ impl super::Validator<'_> {
         &mut self,
         raw: Vec<RawForward>,
         default_timeout: std::time::Duration,
+        tls_ca: Option<&super::TlsCa>,
     ) -> Vec<ForwardConfig> {
         let mut out = Vec::with_capacity(raw.len());
         for r in raw {
@@ -48,7 +49,7 @@ impl super::Validator<'_> {
                     "at least one domain is needed",
                 );
             }
-            let servers = self.addrs(r.servers.get_ref(), "forward.servers");
+            let servers = self.upstream_servers(r.servers.get_ref(), "forward.servers");
             if r.servers.get_ref().is_empty() {
                 self.err(
                     r.servers.span(),
@@ -61,7 +62,11 @@ impl super::Validator<'_> {
             });
             out.push(ForwardConfig {
                 domains,
-                upstream: UpstreamConfig { servers, timeout },
+                upstream: UpstreamConfig {
+                    servers,
+                    timeout,
+                    tls_ca: tls_ca.cloned(),
+                },
             });
         }
         out

@@ -315,7 +315,7 @@ pub fn hints(cfg: &super::Config) -> Vec<String> {
         .upstream
         .servers
         .iter()
-        .filter(|s| is_lan_address(s.ip()))
+        .filter(|s| !s.is_encrypted() && is_lan_address(s.addr.ip()))
         .map(ToString::to_string)
         .collect();
     if !lan.is_empty() {

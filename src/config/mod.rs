@@ -15,6 +15,7 @@ pub mod local;
 pub mod raw;
 pub mod schedule;
 pub mod tls;
+pub mod upstream;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
@@ -33,6 +34,7 @@ pub use local::LocalConfig;
 use raw::{RawConfig, RawList, RawPercent, RawSize};
 pub use tls::TlsConfig;
 use toml::Spanned;
+pub use upstream::{TlsCa, Transport, UpstreamServer};
 
 use crate::blocklist::Kind;
 use crate::blocklist::load::{EMBEDDED, ListSource, Location};
@@ -85,10 +87,13 @@ pub struct ServerConfig {
 /// `[upstream]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
-    /// Upstream resolvers, tried in order.
-    pub servers: Vec<SocketAddr>,
+    /// Upstream resolvers, tried in order: plain DNS, DNS over TLS or over HTTPS.
+    pub servers: Vec<UpstreamServer>,
     /// Longest wait for one upstream.
     pub timeout: Duration,
+    /// `upstream.tls_ca`: the CA certificates encrypted upstreams are checked against,
+    /// instead of the bundled roots (webpki-roots).
+    pub tls_ca: Option<TlsCa>,
 }
 
 /// `[cache]`, validated.
@@ -288,7 +293,8 @@ impl Validator<'_> {
                 "at least one address is needed",
             );
         }
-        let servers = self.addrs(raw.upstream.servers.get_ref(), "upstream.servers");
+        let servers = self.upstream_servers(raw.upstream.servers.get_ref(), "upstream.servers");
+        let tls_ca = self.tls_ca(raw.upstream.tls_ca.as_ref(), base);
         if raw.upstream.servers.get_ref().is_empty() {
             self.err(
                 raw.upstream.servers.span(),
@@ -397,7 +403,11 @@ impl Validator<'_> {
         let firewall = raw.firewall.map(|fw| self.firewall(fw, base));
         let log = raw.log.and_then(|l| self.log(l, base));
         let access = self.access(raw.access, base);
-        let forward = self.forwards(raw.forward, Duration::from_millis(timeout_ms.max(1)));
+        let forward = self.forwards(
+            raw.forward,
+            Duration::from_millis(timeout_ms.max(1)),
+            tls_ca.as_ref(),
+        );
         let groups = self.groups(raw.groups, base);
         let timezone = raw.server.timezone.as_ref().and_then(|tz| {
             let name = tz.get_ref().trim();
@@ -455,6 +465,7 @@ impl Validator<'_> {
             upstream: UpstreamConfig {
                 servers,
                 timeout: Duration::from_millis(timeout_ms.max(1)),
+                tls_ca,
             },
             cache: CacheConfig {
                 max_entries: raw.cache.max_entries,

@@ -124,10 +124,13 @@ impl Default for RawServer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawUpstream {
-    /// `host:port` of each upstream resolver, tried in order.
+    /// Each upstream resolver, tried in order: `IP:PORT`, `tls://IP:853#name`,
+    /// `https://name/path@IP`.
     pub servers: Spanned<Vec<Spanned<String>>>,
     /// Longest wait for one upstream before trying the next.
     pub timeout_ms: Spanned<u64>,
+    /// PEM file of the CAs encrypted upstreams are checked against (default: bundled roots).
+    pub tls_ca: Option<Spanned<String>>,
 }
 
 impl Default for RawUpstream {
@@ -141,6 +144,7 @@ impl Default for RawUpstream {
                 ],
             ),
             timeout_ms: Spanned::new(0..0, 1500),
+            tls_ca: None,
         }
     }
 }

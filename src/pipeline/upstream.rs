@@ -26,8 +26,15 @@
 //! forgery (if such answers are all a query gets, the server is taken to have stopped doing
 //! cookies and is trusted without them again). BADCOOKIE is retried once with the fresh
 //! server cookie, then over TCP. Servers that do not do cookies just never echo one.
+//!
+//! Encrypted servers (`tls://`, `https://` entries; see `encrypted`) take their place in
+//! the same ordered list: an attempt at one is one exchange on a kept, shared connection,
+//! bounded by the same per-attempt end and counted the same way, without cookies. The
+//! relay only makes first attempts at plain servers; a miss whose first server is
+//! encrypted runs on the runtime from the start.
 
 mod cookie;
+mod encrypted;
 mod pool;
 mod relay;
 
@@ -43,7 +50,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
-use crate::config::{CacheConfig, UpstreamConfig};
+use crate::config::{CacheConfig, UpstreamConfig, UpstreamServer};
 use crate::counters::{Counters, UpstreamStats};
 use crate::dns::wire::{
     CookieOption, Query, RCODE_BADCOOKIE, Response, ResponseError, UpstreamOpt, rcode,
@@ -102,13 +109,15 @@ enum Step {
     Tcp,
 }
 
-/// One upstream server: its address, socket pool, cookies and counters.
+/// One upstream server: its address, socket pool, cookies and counters; `link` for an
+/// encrypted one (its pool and jar then stay unused).
 #[derive(Debug)]
 struct Server {
     addr: SocketAddr,
     pool: Pool,
     jar: Jar,
     stats: Arc<UpstreamStats>,
+    link: Option<encrypted::Link>,
 }
 
 /// The forwarding stage.
@@ -125,15 +134,26 @@ impl Upstream {
     /// Builds the stage from config. Opens nothing: sockets come with the first queries.
     /// Each server counts into `counters` (the same counters across reloads).
     pub fn new(cfg: &UpstreamConfig, cache: &CacheConfig, counters: &Counters) -> Self {
+        let clients = cfg
+            .servers
+            .iter()
+            .any(UpstreamServer::is_encrypted)
+            .then(|| {
+                encrypted::Clients::new(cfg.tls_ca.as_ref())
+                    .inspect_err(|e| tracing::error!(error = %e, "cannot set up TLS for the encrypted upstreams; they will fail"))
+                    .ok()
+            })
+            .flatten();
         Self {
             servers: cfg
                 .servers
                 .iter()
-                .map(|&addr| Server {
-                    addr,
-                    pool: Pool::new(addr),
+                .map(|s| Server {
+                    addr: s.addr,
+                    pool: Pool::new(s.addr),
                     jar: Jar::new(),
-                    stats: counters.upstream(addr),
+                    stats: counters.upstream(s.addr),
+                    link: encrypted::Link::new(s, clients.as_ref()),
                 })
                 .collect(),
             tcp_slots: Arc::new(Semaphore::new(MAX_TCP)),
@@ -218,7 +238,11 @@ impl Upstream {
                     }
                     let end = (now + self.timeout).min(deadline);
                     server.stats.sent();
-                    (now, self.attempt(server, q, end, Step::Udp).await)
+                    let got = match &server.link {
+                        Some(link) => self.encrypted(server, link, q, end).await,
+                        None => self.attempt(server, q, end, Step::Udp).await,
+                    };
+                    (now, got)
                 }
             };
             match got {
@@ -273,6 +297,26 @@ impl Upstream {
                 }
             };
         }
+    }
+
+    /// One exchange with an encrypted server (no cookies: RFC 7873 §9 lets a client omit
+    /// them over TLS).
+    async fn encrypted(
+        &self,
+        server: &Server,
+        link: &encrypted::Link,
+        q: &Query,
+        end: Instant,
+    ) -> Result<Response, UpstreamError> {
+        let (buf, id) = link.exchange(q, end).await?;
+        // TC over TLS or HTTPS has no larger transport to go to: a broken answer.
+        Response::parse(&buf, q, id, self.min_ttl, self.max_ttl)
+            .map_err(|_| UpstreamError::Malformed(server.addr))
+    }
+
+    /// True when the first server is plain DNS, the only kind a [`Relay`] attempts.
+    fn first_is_plain(&self) -> bool {
+        self.servers.first().is_some_and(|s| s.link.is_none())
     }
 
     /// One UDP exchange through the pool; learns the server cookie from the answer.

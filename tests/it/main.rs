@@ -43,4 +43,5 @@ mod scrub; // out-of-bailiwick records stripped before caching and relaying
 mod tls; // DNS over TLS: a real rustls client, certificate reload, handshake timeout, limits, `cert self-signed`
 mod udp_load; // bursts through the batched UDP path and its pause
 mod upstream_pool;
+mod upstream_tls; // encrypted upstreams: DoT and DoH servers with a test CA, shared connections, failover
 mod url_lists; // URL lists against a loopback HTTP server // a slow-query flood: bounded upstream sockets, fd limit raised at start

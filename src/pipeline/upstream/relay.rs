@@ -149,14 +149,19 @@ impl<T: Relayed> Relay<T> {
     }
 
     /// Registers the first attempt of `item` at its first server; the query leaves with
-    /// [`Relay::flush`]. Gives `item` back when the relay cannot take it (no server, past
-    /// its deadline, no socket): the caller runs the whole forward on the runtime instead.
+    /// [`Relay::flush`]. Gives `item` back when the relay cannot take it (no server, an
+    /// encrypted first server, past its deadline, no socket): the caller runs the whole
+    /// forward on the runtime instead.
     pub fn start(&mut self, item: T) -> Result<(), T> {
         let now = Instant::now();
         let up = item.upstream();
         let Some(server) = up.servers.first() else {
             return Err(item);
         };
+        // Encrypted servers are reached over their kept connections, on the runtime.
+        if !up.first_is_plain() {
+            return Err(item);
+        }
         let end = (now + up.timeout).min(up.deadline(item.arrived()));
         if end <= now {
             return Err(item);

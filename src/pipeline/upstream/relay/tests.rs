@@ -31,9 +31,19 @@ impl Relayed for Item {
 }
 
 fn upstream(servers: &[SocketAddr], timeout: Duration) -> Upstream {
+    let servers: Vec<String> = servers.iter().map(ToString::to_string).collect();
+    upstream_of(&servers, timeout)
+}
+
+/// An upstream set of config entries (`IP:PORT`, `tls://…`, `https://…`).
+fn upstream_of(servers: &[String], timeout: Duration) -> Upstream {
     let cfg = UpstreamConfig {
-        servers: servers.to_vec(),
+        servers: servers
+            .iter()
+            .map(|s| crate::config::upstream::parse_server(s).unwrap())
+            .collect(),
         timeout,
+        tls_ca: None,
     };
     let cache = CacheConfig {
         max_entries: 0,
@@ -276,4 +286,32 @@ fn sockets_move_to_new_ports_after_max_uses_and_stay_bounded() {
     // Retired sockets are closed once their last answer is in.
     assert!(r.socks.len() <= PER_SERVER, "{} open", r.socks.len());
     assert_eq!(r.draining, 0);
+}
+
+#[test]
+fn an_encrypted_first_server_is_left_to_the_runtime() {
+    let (mut r, _l) = relay();
+    let plain = scripted(|q| vec![answer(q, 0, false)]);
+    for first in [
+        "tls://127.0.0.1:853#dns.test",
+        "https://dns.test/dns-query@127.0.0.1",
+    ] {
+        let up = upstream_of(&[first.to_string(), plain.addr.to_string()], WAIT);
+        assert!(
+            r.start(item("enc.example", &up)).is_err(),
+            "{first}: the relay gave the item back"
+        );
+        assert!(r.idle(), "{first}: nothing was sent");
+    }
+    // An encrypted server after a plain one: the relay makes the plain first attempt.
+    let up = upstream_of(
+        &[
+            plain.addr.to_string(),
+            "tls://127.0.0.1:853#dns.test".into(),
+        ],
+        WAIT,
+    );
+    assert!(r.start(item("plain.example", &up)).is_ok());
+    let got = settle(&mut r, 1, WAIT);
+    assert_eq!(answered_name(&got[0]), "plain.example");
 }

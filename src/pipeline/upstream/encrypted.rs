@@ -1,0 +1,285 @@
+//! Encrypted upstreams: DNS over TLS (`dot`, RFC 7858) and DNS over HTTPS (`doh`, RFC 8484
+//! over HTTP/2), each one more kind of server in the same ordered list as plain ones.
+//!
+//! One attempt at an encrypted server is one exchange bounded by the same per-attempt end
+//! as a UDP attempt, counted in the same per-server counters, failing over on the same
+//! errors (a timeout, a refused or broken connection, a certificate that does not carry the
+//! configured name, SERVFAIL, REFUSED). DNS cookies are not sent: RFC 7873 §9 lets a client
+//! omit them over TLS, which already keeps off-path forgers out (and a cookie would be a
+//! stable identifier across connections).
+//!
+//! Connections are kept and shared: one per server, opened by the first query that needs
+//! it (the queries that arrive meanwhile wait for that one rather than opening their own),
+//! with many queries in flight on it (DoT: pipelined, matched by message ID; DoH: one
+//! HTTP/2 stream per query). At most [`MAX_IN_FLIGHT`] queries per server are in flight; a
+//! query beyond that fails over to the next server, as one that finds every UDP socket full
+//! does. A connection idle for [`IDLE`] is closed by us; one the server closed, or that
+//! failed, is replaced by the next query. A query whose reused connection turns out closed
+//! before any answer (the server timed it out just then) is sent once more on a fresh
+//! connection within the same attempt, so an idle-closed connection costs no failover.
+//!
+//! Queries carry no DNS cookie and are padded to a multiple of 128 bytes (RFC 7830, RFC
+//! 8467's recommended block length), so that the size of the encrypted message does not
+//! give the name away.
+//!
+//! Certificates are checked against the bundled roots (webpki-roots: Mozilla's set) or the
+//! CAs of `upstream.tls_ca`, for the name the entry gives (`#name`, the URL's host), which
+//! is also sent as SNI. TLS is rustls with the ring provider, as for the listeners.
+//!
+//! Why our own clients and not hickory's (hickory-net 0.26's `tls_exchange` and
+//! `HttpsClientStream` behind a `DnsExchange`): those speak in parsed `Message`s. This stage
+//! works on the wire bytes (the query written once, the whole answer checked and kept once,
+//! `Response::parse`), so each miss would be decoded into a `Message`, encoded again, and its
+//! answer decoded twice; hickory's DoT also turns SNI off, and its multiplexer never closes
+//! an idle connection. The clients here are small: tokio-rustls with a reader and a writer
+//! task per connection (DoT), and the `h2` crate hyper already builds on (DoH), so nothing
+//! new is compiled.
+
+mod doh;
+mod dot;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::time::{Instant, timeout_at};
+
+use super::UpstreamError;
+use crate::config::{TlsCa, Transport, UpstreamServer};
+use crate::dns::wire::{Query, write_upstream_query};
+
+/// Most queries in flight at one encrypted server.
+pub(super) const MAX_IN_FLIGHT: usize = 256;
+/// A connection without a query for this long is closed.
+pub(super) const IDLE: Duration = Duration::from_secs(30);
+/// Largest DNS message taken from an encrypted upstream.
+const MAX_MESSAGE: usize = 65_535;
+/// Queries are padded to a multiple of this many bytes (RFC 8467 §4.1).
+const PAD_BLOCK: usize = 128;
+/// EDNS option code of Padding (RFC 7830).
+const OPT_PADDING: u16 = 12;
+
+/// Writes the query for an encrypted server: as for a plain one (without a cookie), padded
+/// with an EDNS Padding option (RFC 7830) to a multiple of [`PAD_BLOCK`] bytes, as RFC 8467
+/// recommends, so that the length of the encrypted query does not tell the name's.
+pub(super) fn write_query(out: &mut Vec<u8>, q: &Query, id: u16) {
+    write_upstream_query(out, q, id);
+    // The OPT record comes last, without options: its RDLENGTH is the last two bytes.
+    let n = out.len();
+    let pad = (PAD_BLOCK - (n + 4) % PAD_BLOCK) % PAD_BLOCK;
+    let (Ok(rdlen), Ok(len)) = (u16::try_from(4 + pad), u16::try_from(pad)) else {
+        return;
+    };
+    if let Some(r) = out.get_mut(n.saturating_sub(2)..) {
+        r.copy_from_slice(&rdlen.to_be_bytes());
+    }
+    out.extend_from_slice(&OPT_PADDING.to_be_bytes());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.resize(n + 4 + pad, 0);
+}
+
+/// How one encrypted server is reached.
+#[derive(Debug)]
+pub(super) enum Link {
+    /// DNS over TLS.
+    Tls(dot::Dot),
+    /// DNS over HTTPS.
+    Https(doh::Doh),
+}
+
+impl Link {
+    /// The link for `server`, `None` for a plain one. `clients`: the TLS configs, built
+    /// once per upstream set (`None` when they could not be, so every attempt fails).
+    pub(super) fn new(server: &UpstreamServer, clients: Option<&Clients>) -> Option<Self> {
+        match &server.transport {
+            Transport::Plain => None,
+            Transport::Tls { name } => Some(Self::Tls(dot::Dot::new(
+                server.addr,
+                server_name(name),
+                clients.map(|c| Arc::clone(&c.dot)),
+            ))),
+            Transport::Https {
+                name,
+                authority,
+                path,
+            } => Some(Self::Https(doh::Doh::new(
+                server.addr,
+                server_name(name),
+                authority,
+                path,
+                clients.map(|c| Arc::clone(&c.doh)),
+            ))),
+        }
+    }
+
+    /// One exchange for `q`, ending by `end`: the answer's bytes and the ID it must carry.
+    pub(super) async fn exchange(
+        &self,
+        q: &Query,
+        end: Instant,
+    ) -> Result<(Vec<u8>, u16), UpstreamError> {
+        match self {
+            Self::Tls(d) => d.exchange(q, end).await,
+            Self::Https(d) => d.exchange(q, end).await,
+        }
+    }
+}
+
+/// A name the config checked (`ServerName::try_from` succeeded there); a name that does
+/// not parse now makes every handshake fail (`None`), never a panic.
+fn server_name(name: &str) -> Option<ServerName<'static>> {
+    ServerName::try_from(name.to_string()).ok()
+}
+
+/// The rustls client configs of one upstream set.
+#[derive(Debug)]
+pub(super) struct Clients {
+    dot: Arc<ClientConfig>,
+    doh: Arc<ClientConfig>,
+}
+
+impl Clients {
+    /// Configs trusting the CAs of `ca`, or the bundled roots without one.
+    pub(super) fn new(ca: Option<&TlsCa>) -> Result<Self, rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        match ca {
+            Some(ca) => {
+                for der in &ca.certs {
+                    roots.add(CertificateDer::from(der.clone()))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let roots = Arc::new(roots);
+        let config = |alpn: &[u8]| -> Result<Arc<ClientConfig>, rustls::Error> {
+            let mut c = ClientConfig::builder_with_provider(crate::tls::provider())
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(Arc::clone(&roots))
+                .with_no_client_auth();
+            c.alpn_protocols = vec![alpn.to_vec()];
+            Ok(Arc::new(c))
+        };
+        Ok(Self {
+            dot: config(crate::tls::ALPN_DOT)?,
+            doh: config(crate::tls::ALPN_H2)?,
+        })
+    }
+}
+
+/// What a connection kept in a [`Slot`] says about itself.
+pub(super) trait Alive {
+    /// Still usable for new queries.
+    fn alive(&self) -> bool;
+}
+
+/// The connection to one server: the current one, and a lock held while one is opened so
+/// that concurrent queries share it.
+#[derive(Debug)]
+pub(super) struct Slot<C> {
+    current: Mutex<Option<Arc<C>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<C: Alive> Slot<C> {
+    pub(super) fn new() -> Self {
+        Self {
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn live(&self) -> Option<Arc<C>> {
+        lock(&self.current).as_ref().filter(|c| c.alive()).cloned()
+    }
+
+    /// The live connection, or a new one from `connect` (one at a time: a query that
+    /// finds a connect under way waits for it). True with a connection opened for this
+    /// query. Fails with `Timeout` at `end`, or with the connect's error.
+    pub(super) async fn get<F>(
+        &self,
+        addr: SocketAddr,
+        end: Instant,
+        connect: impl FnOnce() -> F,
+    ) -> Result<(Arc<C>, bool), UpstreamError>
+    where
+        F: Future<Output = io::Result<Arc<C>>>,
+    {
+        if let Some(c) = self.live() {
+            return Ok((c, false));
+        }
+        let Ok(_guard) = timeout_at(end, self.connecting.lock()).await else {
+            return Err(UpstreamError::Timeout(addr));
+        };
+        if let Some(c) = self.live() {
+            return Ok((c, false));
+        }
+        match timeout_at(end, connect()).await {
+            Err(_) => Err(UpstreamError::Timeout(addr)),
+            Ok(Err(e)) => {
+                tracing::debug!(upstream = %addr, error = %e, "cannot connect to an encrypted upstream");
+                Err(UpstreamError::Transport(addr, e.to_string()))
+            }
+            Ok(Ok(c)) => {
+                *lock(&self.current) = Some(Arc::clone(&c));
+                Ok((c, true))
+            }
+        }
+    }
+}
+
+/// How one query on a connection went wrong.
+#[derive(Debug)]
+pub(super) enum Failed {
+    /// The connection closed or failed before an answer: worth one more try on a fresh
+    /// connection if this one was reused.
+    Closed(String),
+    /// Anything else: the attempt fails with this.
+    Error(UpstreamError),
+}
+
+/// The attempt's error for a query that failed with `f` (after the retry, if any).
+fn attempt_error(addr: SocketAddr, f: Failed) -> UpstreamError {
+    match f {
+        Failed::Closed(why) => UpstreamError::Transport(addr, why),
+        Failed::Error(e) => e,
+    }
+}
+
+/// Runs `ask` on the server's connection, once more on a fresh one when a reused
+/// connection was found closed.
+pub(super) async fn with_retry<C, F, A>(
+    slot: &Slot<C>,
+    addr: SocketAddr,
+    end: Instant,
+    connect: impl Fn() -> F,
+    mut ask: impl FnMut(Arc<C>) -> A,
+) -> Result<Vec<u8>, UpstreamError>
+where
+    C: Alive,
+    F: Future<Output = io::Result<Arc<C>>>,
+    A: Future<Output = Result<Vec<u8>, Failed>>,
+{
+    let mut tried = false;
+    loop {
+        let (conn, fresh) = slot.get(addr, end, &connect).await?;
+        match ask(conn).await {
+            Ok(buf) => return Ok(buf),
+            Err(Failed::Closed(why)) if !fresh && !tried && Instant::now() < end => {
+                tracing::debug!(upstream = %addr, error = %why, "encrypted upstream connection closed; once more on a new one");
+                tried = true;
+            }
+            Err(f) => return Err(attempt_error(addr, f)),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+mod tests;
