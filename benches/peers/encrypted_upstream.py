@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""What forwarding over an encrypted upstream costs: CPU per cache miss of one sinkhole
+forwarding to another over plain UDP, DNS over TLS and DNS over HTTPS, at a fixed rate.
+
+    cargo build --release && cargo build --release --example bench_upstream
+    python3 benches/peers/encrypted_upstream.py            # 3 rounds, 1,000 QPS, 10 s
+    python3 benches/peers/encrypted_upstream.py --rounds 5 --qps 2000
+
+All on loopback: `examples/bench_upstream` answers every query at once; a middle sinkhole
+(no cache) serves UDP, DoT and DoH with a self-signed pair and forwards to it; three front
+sinkholes forward to the middle one, one per transport (`127.0.0.1:P`,
+`tls://127.0.0.1:P#bench.test`, `https://bench.test/dns-query@127.0.0.1:P`, the pair's
+certificate as `upstream.tls_ca`). dnsperf sends each front unique names (every query a
+miss) at `--qps`; the front's utime + stime over the run, divided by the answered queries,
+is its CPU per miss. Rounds are interleaved; the medians are printed.
+"""
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+BIN = os.path.join(ROOT, "target", "release", "sinkhole")
+UP = os.path.join(ROOT, "target", "release", "examples", "bench_upstream")
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / CLK
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--qps", type=int, default=1000)
+    ap.add_argument("--duration", type=int, default=10)
+    a = ap.parse_args()
+    d = tempfile.mkdtemp(prefix="sinkhole-encup-")
+    subprocess.run([BIN, "cert", "self-signed", "--name", "bench.test", "--out", d + "/tls"],
+                   check=True, capture_output=True)
+    u = port()
+    procs = [subprocess.Popen([UP, f"127.0.0.1:{u}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    pb, pt, ph = port(), port(), port()
+    with open(d + "/middle.toml", "w") as f:
+        f.write(f'[server]\nlisten = ["127.0.0.1:{pb}"]\ntls_listen = ["127.0.0.1:{pt}"]\n'
+                f'https_listen = ["127.0.0.1:{ph}"]\ntls_cert = "{d}/tls/cert.pem"\n'
+                f'tls_key = "{d}/tls/key.pem"\n[upstream]\nservers = ["127.0.0.1:{u}"]\n'
+                f'[cache]\nmax_entries = 0\n')
+    procs.append(subprocess.Popen([BIN, "serve", "--config", d + "/middle.toml"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    fronts = {}
+    for name, server in [("udp", f"127.0.0.1:{pb}"),
+                         ("tls", f"tls://127.0.0.1:{pt}#bench.test"),
+                         ("https", f"https://bench.test/dns-query@127.0.0.1:{ph}")]:
+        p = port()
+        with open(f"{d}/{name}.toml", "w") as f:
+            f.write(f'[server]\nlisten = ["127.0.0.1:{p}"]\n[upstream]\nservers = ["{server}"]\n'
+                    f'tls_ca = "{d}/tls/cert.pem"\n')
+        proc = subprocess.Popen([BIN, "serve", "--config", f"{d}/{name}.toml"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        fronts[name] = (p, proc)
+    time.sleep(2)
+    res = {n: [] for n in fronts}
+    try:
+        for r in range(a.rounds):
+            for name, (p, proc) in fronts.items():
+                qf = f"{d}/q-{name}-{r}.txt"
+                with open(qf, "w") as f:
+                    for i in range(a.qps * (a.duration + 2)):
+                        f.write(f"e{r}-{i}-{name}.miss.bench A\n")
+                c0 = cpu(proc.pid)
+                out = subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", str(p), "-d", qf,
+                                      "-l", str(a.duration), "-Q", str(a.qps), "-c", "4",
+                                      "-t", "2", "-n", "1"],
+                                     capture_output=True, text=True).stdout
+                used = cpu(proc.pid) - c0
+                done = next(float(l.split()[2]) for l in out.splitlines() if "Queries completed" in l)
+                us = 1e6 * used / done if done else float("nan")
+                res[name].append(us)
+                print(f"# round {r + 1} {name:6} {done:8,.0f} answered  {us:7.2f} µs/miss", flush=True)
+    finally:
+        for proc in procs:
+            proc.terminate()
+    base = statistics.median(res["udp"])
+    print()
+    print(f"`python3 benches/peers/encrypted_upstream.py` ({time.strftime('%Y-%m-%d')}, "
+          f"{a.qps} misses/s, {a.rounds} × {a.duration} s, median):")
+    print()
+    print("| upstream | µs per miss | vs UDP |")
+    print("|---|---|---|")
+    for name in res:
+        m = statistics.median(res[name])
+        print(f"| {name} | {m:.1f} | {m / base:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
