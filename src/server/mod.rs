@@ -290,33 +290,14 @@ impl Server {
         handshake: Duration,
         rt: &tokio::runtime::Handle,
     ) -> std::io::Result<()> {
-        let t = &self.tcp;
         let shared = Arc::new(tls::TlsShared {
-            conn: Arc::new(tcp::Shared {
-                handler: Arc::clone(&t.handler),
-                log: t.log.clone(),
-                conns: Arc::clone(&t.conns),
-                clock: t.clock.clone(),
-                faults: Arc::clone(&t.faults),
-                idle: t.idle,
-                transport: Transport::Tls,
-            }),
+            conn: self.connections(Transport::Tls),
             acceptor: tokio_rustls::TlsAcceptor::from(config),
             handshake,
         });
-        for l in listeners {
-            let _guard = rt.enter();
-            let l = Arc::new(tokio::net::TcpListener::from_std(l)?);
-            let name = l
-                .local_addr()
-                .map_or_else(|_| "tls".to_string(), |a| format!("tls {a}"));
-            let (faults, shared) = (Arc::clone(&self.faults), Arc::clone(&shared));
-            self.tcp_tasks
-                .push(rt.spawn(supervise(name, faults, move || {
-                    tls::serve(Arc::clone(&l), Arc::clone(&shared))
-                })));
-        }
-        Ok(())
+        self.spawn_listeners("tls", listeners, rt, move |l| {
+            tls::serve(l, Arc::clone(&shared))
+        })
     }
 
     /// Serves DNS over HTTPS on `listeners` (from [`Sockets::with_https`]) with `config`
@@ -328,31 +309,53 @@ impl Server {
         handshake: Duration,
         rt: &tokio::runtime::Handle,
     ) -> std::io::Result<()> {
-        let t = &self.tcp;
         let shared = Arc::new(https::HttpsShared {
-            conn: Arc::new(tcp::Shared {
-                handler: Arc::clone(&t.handler),
-                log: t.log.clone(),
-                conns: Arc::clone(&t.conns),
-                clock: t.clock.clone(),
-                faults: Arc::clone(&t.faults),
-                idle: t.idle,
-                transport: Transport::Https,
-            }),
+            conn: self.connections(Transport::Https),
             acceptor: tokio_rustls::TlsAcceptor::from(config),
             handshake,
         });
+        self.spawn_listeners("https", listeners, rt, move |l| {
+            https::serve(l, Arc::clone(&shared))
+        })
+    }
+
+    /// What the connections of a TCP-based listener carrying `transport` share: TCP's
+    /// handler, log, connection slots and idle timeout.
+    fn connections(&self, transport: Transport) -> Arc<tcp::Shared> {
+        let t = &self.tcp;
+        Arc::new(tcp::Shared {
+            handler: Arc::clone(&t.handler),
+            log: t.log.clone(),
+            conns: Arc::clone(&t.conns),
+            clock: t.clock.clone(),
+            faults: Arc::clone(&t.faults),
+            idle: t.idle,
+            transport,
+        })
+    }
+
+    /// Runs `serve` on each of `listeners` under [`supervise`] (restarted if it ends),
+    /// named `kind` and the address in faults.
+    fn spawn_listeners<F, Fut>(
+        &mut self,
+        kind: &str,
+        listeners: Vec<TcpListener>,
+        rt: &tokio::runtime::Handle,
+        serve: F,
+    ) -> std::io::Result<()>
+    where
+        F: Fn(Arc<tokio::net::TcpListener>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         for l in listeners {
             let _guard = rt.enter();
             let l = Arc::new(tokio::net::TcpListener::from_std(l)?);
             let name = l
                 .local_addr()
-                .map_or_else(|_| "https".to_string(), |a| format!("https {a}"));
-            let (faults, shared) = (Arc::clone(&self.faults), Arc::clone(&shared));
+                .map_or_else(|_| kind.to_string(), |a| format!("{kind} {a}"));
+            let (faults, serve) = (Arc::clone(&self.faults), serve.clone());
             self.tcp_tasks
-                .push(rt.spawn(supervise(name, faults, move || {
-                    https::serve(Arc::clone(&l), Arc::clone(&shared))
-                })));
+                .push(rt.spawn(supervise(name, faults, move || serve(Arc::clone(&l)))));
         }
         Ok(())
     }
