@@ -17,6 +17,8 @@
 //!   skipped lines counted and placed.
 //! - `querylog_lines`: log lines → the `sinkhole log` reader, renderers and filters; records
 //!   through the real writer read back equal.
+//! - `cert_der`: certificate bytes → the expiry reader (`tls::der`); our own certificates
+//!   read back their `notAfter`; any time read is within DER's range.
 //!
 //! Budget: `SINKHOLE_FUZZ_SECS` seconds per target (default 10: about a minute of CPU in
 //! all in a debug build) or exactly `SINKHOLE_FUZZ_ITERS` inputs per target. The seed is
@@ -36,6 +38,7 @@ mod engine; // PRNG, run loop, panic capture, shrinking, report
 mod mutate; // byte, line and DNS-structure mutations
 mod seeds; // real captures and lines from shared/data, hickory-built packets
 
+mod cert; // cert_der
 mod config; // config_text
 mod lists; // list_lines, list_load
 mod local; // local_hosts
