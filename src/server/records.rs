@@ -28,6 +28,9 @@ const END_STREAM: u8 = 0x1;
 /// An HTTP/2 frame header: length (24 bits), type, flags, stream (RFC 9113 §4.1).
 const FRAME_HEADER: usize = 9;
 
+/// Capacity of the gathering buffer kept between writes, bytes.
+const GATHER_KEEP: usize = 4 << 10;
+
 /// Where the outgoing byte stream stands in its HTTP/2 frames (a server sends no preface
 /// but its SETTINGS frame, so the stream is frames from its first byte).
 #[derive(Clone, Copy, Debug, Default)]
@@ -185,13 +188,22 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RecordPerAnswer<IO> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let mut full = bufs.iter().filter(|b| !b.is_empty());
+        match (full.next(), full.next()) {
+            (None, _) => return Poll::Ready(Ok(0)),
+            (Some(one), None) => return this.write_records(cx, one),
+            _ => {}
+        }
         let mut all = std::mem::take(&mut this.gathered);
         all.clear();
         for b in bufs {
             all.extend_from_slice(b);
         }
         let r = this.write_records(cx, &all);
-        this.gathered = all;
+        // An idle connection keeps no large buffer.
+        if all.capacity() <= GATHER_KEEP {
+            this.gathered = all;
+        }
         r
     }
 

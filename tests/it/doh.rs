@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::fake_upstream::{FakeUpstream, a};
+use crate::fake_upstream::{FakeUpstream, a, txt};
 use crate::harness::{TestServer, first_answer, make_query, rcode};
 use crate::querylog::records;
 use crate::tls::{NAME, closed_after, connector, pair};
@@ -725,4 +725,42 @@ async fn dnsperf_with_ten_queries_outstanding_gets_every_answer() {
             "{method}: {done} of {sent} queries answered"
         );
     }
+}
+
+/// A large answer (a 20 KB TXT record: several DATA frames, handed to TLS apart from
+/// their headers) arrives whole over HTTP/2.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_answer_arrives_whole_over_http2() {
+    let p = pair();
+    let strings: Vec<String> = (0..80)
+        .map(|i| format!("{i:03}{}", "x".repeat(250)))
+        .collect();
+    let up = FakeUpstream::start(vec![txt("big.example.test.", strings.clone(), 300)]).await;
+    let s = TestServer::start(
+        &config(&up, ""),
+        &[
+            ("cert.pem", &p.cert_pem),
+            ("key.pem", &p.key_pem),
+            ("block.txt", "ads.test\n"),
+        ],
+    )
+    .await;
+    let g = get(&s, "--http2", "big.example.test.", RecordType::TXT).await;
+    assert!(g.body.len() > 20_000, "{} bytes", g.body.len());
+    let m = g.dns();
+    let got: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            hickory_proto::rr::RData::TXT(t) => Some(
+                t.txt_data
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(got, strings);
 }
