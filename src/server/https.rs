@@ -13,6 +13,7 @@
 //!   if that takes another idle period (a client that never reads);
 //! - a slow client: an HTTP/1.1 request head, or a request body, not received within the
 //!   idle timeout closes the connection (408 for a body);
+//! - HTTP/2 answers leave in TLS records of their own (`records.rs`);
 //! - HTTP/2: at most [`MAX_STREAMS`] streams at once per connection, stream and connection
 //!   flow-control windows of one DNS message, [`MAX_HEAD_BYTES`] of headers (more: 431);
 //! - bodies: at most one DNS message (65,535 bytes, more: 413), and
@@ -34,6 +35,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::doh::Conn;
 use super::faults::PanicWatch;
+use super::records::RecordPerAnswer;
 use super::slots::Full;
 use super::tcp;
 
@@ -120,9 +122,11 @@ async fn connection(
         let conn = Arc::clone(&conn);
         hyper::service::service_fn(move |req| Arc::clone(&conn).answer(req))
     };
-    let io = TokioIo::new(tls);
     let idle = || https.conn.idle();
     if h2 {
+        // A TLS record per answer: clients that read a record at a time and take one
+        // answer per read (dnsperf) would lose the others (`records.rs`).
+        let io = TokioIo::new(RecordPerAnswer::new(tls));
         let c = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_concurrent_streams(MAX_STREAMS)
@@ -133,6 +137,7 @@ async fn connection(
             .serve_connection(io, service);
         drive(c, |c| c.graceful_shutdown(), &conn, idle).await?;
     } else {
+        let io = TokioIo::new(tls);
         let c = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(idle())

@@ -25,6 +25,7 @@
 mod doh;
 mod faults;
 mod https;
+mod records;
 pub mod slots;
 mod tcp;
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! and a certificate made by the library's `cert self-signed` code. Clients: curl (Debian's,
 //! with nghttp2; `.ci/run` installs it) trusting that certificate only, over HTTP/2 and
 //! HTTP/1.1, for GET and POST and the status codes; a rustls client speaking HTTP/1.1 (or
-//! an HTTP/2 preface) by hand for what curl cannot do: stall half-way, hold connections.
+//! an HTTP/2 preface) by hand for what curl cannot do: stall half-way, hold connections;
+//! dnsperf (OpenSSL and nghttp2, reading a TLS record at a time) with queries outstanding.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::fake_upstream::{FakeUpstream, a};
+use crate::fake_upstream::{FakeUpstream, a, txt};
 use crate::harness::{TestServer, first_answer, make_query, rcode};
 use crate::querylog::records;
 use crate::tls::{NAME, closed_after, connector, pair};
@@ -682,4 +683,84 @@ async fn a_dropped_query_gets_no_answer_and_a_refused_one_gets_refused() {
     // Everyone else is answered.
     let g = curl(&s, &["--http2"], &target).await;
     assert_eq!(first_answer(&g.dns()), "0.0.0.0");
+}
+
+/// dnsperf's DoH mode (Debian's dnsperf: OpenSSL and nghttp2; `.ci/run` installs it) with
+/// ten queries outstanding on one connection, for two seconds: `(sent, completed)`.
+async fn dnsperf(s: &TestServer, method: &str) -> (u64, u64) {
+    let data = s.path("dnsperf.txt");
+    std::fs::write(&data, "x.ads.test A\n".repeat(20)).unwrap();
+    let port = s.https_addr().port().to_string();
+    let mut cmd = std::process::Command::new("dnsperf");
+    cmd.args(["-s", "127.0.0.1", "-p", &port, "-m", "doh", "-d"])
+        .arg(&data)
+        .args(["-O", &format!("doh-method={method}")])
+        .args(["-c", "1", "-q", "10", "-l", "2", "-t", "1"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("dnsperf is not installed (Debian: apt-get install dnsperf)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let count = |what: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(what))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {what:?} in dnsperf's output:\n{text}"))
+    };
+    (count("Queries sent:"), count("Queries completed:"))
+}
+
+/// Answers that several streams finish at once must not share a TLS record: dnsperf reads
+/// a record at a time and takes one answer per read, so it lost the others and timed out
+/// with more than one query outstanding (`server/records.rs`).
+#[tokio::test(flavor = "multi_thread")]
+async fn dnsperf_with_ten_queries_outstanding_gets_every_answer() {
+    let p = pair();
+    let (s, _up) = start(&p, "").await;
+    for method in ["GET", "POST"] {
+        let (sent, done) = dnsperf(&s, method).await;
+        assert!(sent >= 20, "{method}: only {sent} queries sent");
+        assert!(
+            done * 100 >= sent * 90,
+            "{method}: {done} of {sent} queries answered"
+        );
+    }
+}
+
+/// A large answer (a 20 KB TXT record: several DATA frames, handed to TLS apart from
+/// their headers) arrives whole over HTTP/2.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_answer_arrives_whole_over_http2() {
+    let p = pair();
+    let strings: Vec<String> = (0..80)
+        .map(|i| format!("{i:03}{}", "x".repeat(250)))
+        .collect();
+    let up = FakeUpstream::start(vec![txt("big.example.test.", strings.clone(), 300)]).await;
+    let s = TestServer::start(
+        &config(&up, ""),
+        &[
+            ("cert.pem", &p.cert_pem),
+            ("key.pem", &p.key_pem),
+            ("block.txt", "ads.test\n"),
+        ],
+    )
+    .await;
+    let g = get(&s, "--http2", "big.example.test.", RecordType::TXT).await;
+    assert!(g.body.len() > 20_000, "{} bytes", g.body.len());
+    let m = g.dns();
+    let got: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            hickory_proto::rr::RData::TXT(t) => Some(
+                t.txt_data
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(got, strings);
 }
