@@ -22,7 +22,7 @@
     clippy::panic
 )]
 
-mod doh;
+pub mod doh;
 mod faults;
 mod https;
 mod records;

@@ -17,6 +17,8 @@
 //!   skipped lines counted and placed.
 //! - `querylog_lines`: log lines → the `sinkhole log` reader, renderers and filters; records
 //!   through the real writer read back equal.
+//! - `doh_query`: a DoH GET's query string → `server::doh::dns_param`; what it accepts is
+//!   the base64url of the first `dns=` value, byte for byte.
 //! - `cert_der`: certificate bytes → the expiry reader (`tls::der`); our own certificates
 //!   read back their `notAfter`; any time read is within DER's range.
 //!
@@ -40,6 +42,7 @@ mod seeds; // real captures and lines from shared/data, hickory-built packets
 
 mod cert; // cert_der
 mod config; // config_text
+mod doh; // doh_query
 mod lists; // list_lines, list_load
 mod local; // local_hosts
 mod query; // dns_query

@@ -300,7 +300,7 @@ fn is_dns_message(v: &HeaderValue) -> bool {
 
 /// The DNS message of a GET's query string: the first `dns=` parameter, base64url
 /// (RFC 4648 §5) without padding; padding (`=`, or `%3D` escaped) is tolerated.
-pub(super) fn dns_param(query: &str) -> Result<Vec<u8>, &'static str> {
+pub fn dns_param(query: &str) -> Result<Vec<u8>, &'static str> {
     let Some(v) = query.split('&').find_map(|p| p.strip_prefix("dns=")) else {
         return Err("no dns parameter: GET /dns-query?dns=<DNS message in base64url>");
     };
