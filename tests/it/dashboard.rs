@@ -228,6 +228,19 @@ async fn an_administrator_watches_queries_and_blocks_with_one_click() {
     ] {
         answer(&s, "127.0.0.2", name).await;
     }
+    // The view reads the log once when it opens: wait until the writer has the burst on
+    // disk (it polls its queue; a loaded machine can take a while).
+    let t = Instant::now();
+    while !std::fs::read_to_string(s.path("q.jsonl"))
+        .unwrap_or_default()
+        .contains("push.chatapp.test")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the burst never reached the log"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let url = format!("{base}#discovery?client=127.0.0.2");
     let (first, toast) = with(&mut b, move |b| {
         b.navigate(&url);

@@ -311,7 +311,8 @@ async fn closed_upstream_port_fails_over_without_waiting_for_the_timeout() {
 /// Misses over UDP leave from the UDP threads' own few sockets per server (the relay), not
 /// from a socket per query nor the shared pool's 64: the harness runs 2 UDP threads, each
 /// with at most 4 sockets toward a server, none worn out by 400 queries. Every query is
-/// answered, and each carries its own ID.
+/// answered. (IDs are unique only among the queries in flight on a socket, which this
+/// upstream, answering at once, cannot show: the relay's unit tests cover matching.)
 #[tokio::test(flavor = "multi_thread")]
 async fn udp_misses_share_a_few_sockets_per_thread() {
     let up = slow_upstream(Duration::ZERO).await;
@@ -353,11 +354,4 @@ async fn udp_misses_share_a_few_sockets_per_thread() {
         "{} source ports for {N} misses",
         ports.len()
     );
-    let ids: std::collections::HashSet<(u16, u16)> = up
-        .queries()
-        .iter()
-        .zip(up.sources())
-        .map(|(q, from)| (from.port(), q.metadata.id))
-        .collect();
-    assert_eq!(ids.len(), N, "no ID reused on a socket");
 }
