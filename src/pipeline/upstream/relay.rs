@@ -101,7 +101,6 @@ pub struct Relay<T> {
     /// Sockets with queries to send.
     dirty: Vec<u32>,
     draining: usize,
-    waiting: usize,
     last_sweep: Instant,
     bufs: Vec<[u8; DATAGRAM]>,
     headers: MultiHeaders<SockaddrStorage>,
@@ -111,7 +110,10 @@ impl<T> std::fmt::Debug for Relay<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Relay")
             .field("sockets", &self.socks.len())
-            .field("waiting", &self.waiting)
+            .field(
+                "waiting",
+                &self.socks.values().map(|s| s.waiting.len()).sum::<usize>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -131,7 +133,6 @@ impl<T: Relayed> Relay<T> {
             ready: Vec::new(),
             dirty: Vec::new(),
             draining: 0,
-            waiting: 0,
             last_sweep: Instant::now(),
             bufs: vec![[0u8; DATAGRAM]; BATCH],
             headers: MultiHeaders::preallocate(BATCH, None),
@@ -140,12 +141,12 @@ impl<T: Relayed> Relay<T> {
 
     /// True when no query is in flight: the thread may block on its listener alone.
     pub fn idle(&self) -> bool {
-        self.waiting == 0
+        self.socks.values().all(|s| s.waiting.is_empty())
     }
 
     /// Queries in flight.
     pub fn waiting(&self) -> usize {
-        self.waiting
+        self.socks.values().map(|s| s.waiting.len()).sum()
     }
 
     /// Registers the first attempt of `item` at its first server; the query leaves with
@@ -192,7 +193,7 @@ impl<T: Relayed> Relay<T> {
             self.dirty.push(key);
         }
         sock.queued.push((id, msg));
-        sock.uses += 1;
+        sock.uses = sock.uses.saturating_add(1);
         let strict = server_cookie.is_some();
         sock.waiting.insert(
             id,
@@ -205,7 +206,6 @@ impl<T: Relayed> Relay<T> {
                 saw_cookieless: false,
             },
         );
-        self.waiting += 1;
         self.next_due = Some(self.next_due.map_or(end, |d| d.min(end)));
         Ok(())
     }
@@ -243,7 +243,6 @@ impl<T: Relayed> Relay<T> {
                         let err = io::Error::from(e);
                         let id = queued.get(start).map(|(id, _)| *id);
                         if let Some(entry) = id.and_then(|id| sock.waiting.remove(&id)) {
-                            self.waiting -= 1;
                             out.push(failed(entry, transport(sock.server, &err)));
                         }
                         start += 1;
@@ -253,7 +252,6 @@ impl<T: Relayed> Relay<T> {
             // Whatever the kernel would not take at all fails like a send error.
             for (id, _) in queued.get(start..).unwrap_or_default() {
                 if let Some(entry) = sock.waiting.remove(id) {
-                    self.waiting -= 1;
                     let err = io::Error::from(io::ErrorKind::WouldBlock);
                     out.push(failed(entry, transport(sock.server, &err)));
                 }
@@ -322,7 +320,6 @@ impl<T: Relayed> Relay<T> {
                     .and_then(|b| b.get(..n))
                     .unwrap_or_default();
                 if let Some(s) = dispatch(sock, pkt) {
-                    self.waiting -= 1;
                     out.push(s);
                 }
             }
@@ -331,7 +328,6 @@ impl<T: Relayed> Relay<T> {
                 // query waiting here has failed at this server, as with the pool.
                 tracing::debug!(upstream = %sock.server, error = %e, "upstream socket error");
                 for (_, entry) in sock.waiting.drain() {
-                    self.waiting -= 1;
                     out.push(failed(entry, transport(sock.server, &e)));
                 }
             }
@@ -357,7 +353,6 @@ impl<T: Relayed> Relay<T> {
                     let Some(entry) = sock.waiting.remove(&id) else {
                         continue;
                     };
-                    self.waiting -= 1;
                     if entry.saw_cookieless
                         && let Some(server) = entry.item.upstream().servers.first()
                     {
@@ -405,7 +400,7 @@ impl<T: Relayed> Relay<T> {
             return;
         };
         if sock.retired {
-            self.draining -= 1;
+            self.draining = self.draining.saturating_sub(1);
         }
         for (_, keys) in &mut self.active {
             keys.retain(|&k| k != key);

@@ -123,26 +123,23 @@ pub(super) fn failed<T: Relayed>(entry: Entry<T>, e: UpstreamError) -> Settled<T
         server.stats.error();
         tracing::debug!(qname = %entry.item.query().name_lossy(), upstream = %server.addr, error = %e, "upstream attempt failed");
     }
-    Settled::Resume(
-        entry.item,
-        Resume {
-            server: 0,
-            started: entry.started,
-            end: entry.end,
-            then: Then::Next(e),
-        },
-    )
+    resume(entry, Then::Next(e))
 }
 
 /// The first server's attempt goes on from `step` (TCP after TC, UDP after BADCOOKIE).
 fn again<T>(entry: Entry<T>, step: Step) -> Settled<T> {
+    resume(entry, Then::Again(step))
+}
+
+/// The forward goes on at the first server's index with `then`, within the attempt's times.
+fn resume<T>(entry: Entry<T>, then: Then) -> Settled<T> {
     Settled::Resume(
         entry.item,
         Resume {
             server: 0,
             started: entry.started,
             end: entry.end,
-            then: Then::Again(step),
+            then,
         },
     )
 }
