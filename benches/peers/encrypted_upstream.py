@@ -45,6 +45,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--qps", type=int, default=1000)
     ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--baseline", metavar="BIN",
+                    help="another sinkhole binary: its fronts run beside ours (an A/B in one run)")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="sinkhole-encup-")
     subprocess.run([BIN, "cert", "self-signed", "--name", "bench.test", "--out", d + "/tls"],
@@ -60,14 +62,17 @@ def main():
     procs.append(subprocess.Popen([BIN, "serve", "--config", d + "/middle.toml"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     fronts = {}
-    for name, server in [("udp", f"127.0.0.1:{pb}"),
-                         ("tls", f"tls://127.0.0.1:{pt}#bench.test"),
-                         ("https", f"https://bench.test/dns-query@127.0.0.1:{ph}")]:
+    kinds = [("udp", f"127.0.0.1:{pb}"),
+             ("tls", f"tls://127.0.0.1:{pt}#bench.test"),
+             ("https", f"https://bench.test/dns-query@127.0.0.1:{ph}")]
+    bins = [("", BIN)] + ([("-base", a.baseline)] if a.baseline else [])
+    for (suffix, binary), (kind, server) in [(b, k) for b in bins for k in kinds]:
+        name = kind + suffix
         p = port()
         with open(f"{d}/{name}.toml", "w") as f:
             f.write(f'[server]\nlisten = ["127.0.0.1:{p}"]\n[upstream]\nservers = ["{server}"]\n'
                     f'tls_ca = "{d}/tls/cert.pem"\n')
-        proc = subprocess.Popen([BIN, "serve", "--config", f"{d}/{name}.toml"],
+        proc = subprocess.Popen([binary, "serve", "--config", f"{d}/{name}.toml"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(proc)
         fronts[name] = (p, proc)
@@ -89,11 +94,10 @@ def main():
                 done = next(float(l.split()[2]) for l in out.splitlines() if "Queries completed" in l)
                 us = 1e6 * used / done if done else float("nan")
                 res[name].append(us)
-                print(f"# round {r + 1} {name:6} {done:8,.0f} answered  {us:7.2f} µs/miss", flush=True)
+                print(f"# round {r + 1} {name:10} {done:8,.0f} answered  {us:7.2f} µs/miss", flush=True)
     finally:
         for proc in procs:
             proc.terminate()
-    base = statistics.median(res["udp"])
     print()
     print(f"`python3 benches/peers/encrypted_upstream.py` ({time.strftime('%Y-%m-%d')}, "
           f"{a.qps} misses/s, {a.rounds} × {a.duration} s, median):")
@@ -102,7 +106,8 @@ def main():
     print("|---|---|---|")
     for name in res:
         m = statistics.median(res[name])
-        print(f"| {name} | {m:.1f} | {m / base:.2f}× |")
+        udp = statistics.median(res["udp" + name[len(name.split("-")[0]):]])
+        print(f"| {name} | {m:.1f} | {m / udp:.2f}× |")
 
 
 if __name__ == "__main__":

@@ -29,15 +29,17 @@
 //!
 //! Encrypted servers (`tls://`, `https://` entries; see `encrypted`) take their place in
 //! the same ordered list: an attempt at one is one exchange on a kept, shared connection,
-//! bounded by the same per-attempt end and counted the same way, without cookies. The
-//! relay only makes first attempts at plain servers; a miss whose first server is
-//! encrypted runs on the runtime from the start.
+//! bounded by the same per-attempt end and counted the same way, without cookies. A UDP
+//! thread makes the first attempt of a miss whose first server is encrypted itself too,
+//! on connections of its own ([`Near`]: a single-threaded runtime the thread drives while
+//! it waits), and hands what follows a failed one to [`Upstream::resume`] as the relay does.
 
 mod cookie;
 mod encrypted;
 mod pool;
 mod relay;
 
+pub use encrypted::near::Near;
 pub use relay::{Relay, Relayed, Settled};
 
 use std::net::SocketAddr;

@@ -5,8 +5,10 @@
 //! with one `sendmmsg`. A miss's first attempt is made from this loop too (the thread's
 //! [`Relay`]: its query leaves with the batch's, its answer comes back to this loop and goes
 //! out with the next batch's answers); what follows a first attempt that failed runs on
-//! the tokio runtime, which sends the answer on the same socket. While forwards are in
-//! flight the thread waits for its listener and its upstream sockets together.
+//! the tokio runtime, which sends the answer on the same socket. A miss whose first server
+//! is encrypted is started on the thread's own connections ([`Near`]) and comes back the
+//! same way. While forwards are in flight the thread waits for its listener, its upstream
+//! sockets and those connections together.
 //!
 //! A panic while parsing or answering one packet is caught and logged with the client's
 //! address; the batch goes on. If the loop itself ends, the thread starts it again.
@@ -31,7 +33,7 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmm
 use super::faults::{Faults, PanicWatch};
 use crate::dns::wire;
 use crate::handler::{Arrival, Handled, Handler, Pending};
-use crate::pipeline::upstream::{Relay, Resume, Settled};
+use crate::pipeline::upstream::{Near, Relay, Resume, Settled};
 use crate::pipeline::{Clock, Transport};
 use crate::querylog::{QueryLog, Record};
 
@@ -123,14 +125,29 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
             None
         }
     };
+    // The misses whose first server is encrypted: on this thread's own connections, run
+    // while it waits (needs the relay's epoll).
+    let mut near = match relay.as_ref().map(Near::new) {
+        Some(Ok(n)) => Some(n),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "encrypted forwarding from the UDP thread is off; those misses run on the runtime");
+            None
+        }
+        None => None,
+    };
     let mut settled: Vec<Settled<Pending>> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         got.clear();
         // With forwards in flight, wait for the listener and the upstream sockets together;
         // else block on the listener alone, as a thread with nothing to wait for.
-        let flags = match relay.as_mut().filter(|r| !r.idle()) {
+        let waited = match (relay.as_mut(), near.as_mut().filter(|n| !n.idle())) {
+            (Some(r), Some(n)) => Some(n.wait(r, POLL)),
+            (Some(r), None) if !r.idle() => Some(r.wait(POLL)),
+            _ => None,
+        };
+        let flags = match waited {
             None => Some(MsgFlags::MSG_WAITFORONE),
-            Some(r) => match r.wait(POLL) {
+            Some(w) => match w {
                 Ok(true) => Some(MsgFlags::MSG_DONTWAIT),
                 Ok(false) => None,
                 Err(e) => {
@@ -215,14 +232,19 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
                     logged.extend(record);
                 }
                 Handled::Drop(record) => logged.extend(record),
-                Handled::Pending(p) => match relay.as_mut() {
-                    Some(r) => {
-                        if let Err(p) = r.start(p) {
-                            spawn_forward(sock, sh, p, None);
-                        }
+                Handled::Pending(p) => {
+                    let p = match relay.as_mut() {
+                        Some(r) => r.start(p),
+                        None => Err(p),
+                    };
+                    let p = match (p, near.as_mut()) {
+                        (Err(p), Some(n)) => n.start(p),
+                        (p, _) => p,
+                    };
+                    if let Err(p) = p {
+                        spawn_forward(sock, sh, p, None);
                     }
-                    None => spawn_forward(sock, sh, p, None),
-                },
+                }
             }
         }
         parsed.clear();
@@ -233,6 +255,9 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
             r.flush(&mut settled);
             r.receive(&mut settled);
             r.expire(tokio::time::Instant::now(), &mut settled);
+        }
+        if let Some(n) = near.as_mut() {
+            n.settled(&mut settled);
         }
         for s in settled.drain(..) {
             match s {

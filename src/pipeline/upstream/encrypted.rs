@@ -37,6 +37,7 @@
 
 mod doh;
 mod dot;
+pub(super) mod near;
 
 use std::io;
 use std::net::SocketAddr;
@@ -112,6 +113,15 @@ impl Link {
                 path,
                 clients.map(|c| Arc::clone(&c.doh)),
             ))),
+        }
+    }
+
+    /// A link to the same server with the same settings and no connection of its own yet
+    /// (a UDP thread's, see [`near`]).
+    pub(super) fn twin(&self) -> Self {
+        match self {
+            Self::Tls(d) => Self::Tls(d.twin()),
+            Self::Https(d) => Self::Https(d.twin()),
         }
     }
 

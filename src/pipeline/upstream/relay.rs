@@ -144,6 +144,23 @@ impl<T: Relayed> Relay<T> {
         self.socks.values().all(|s| s.waiting.is_empty())
     }
 
+    /// The earliest end of an attempt in flight, when [`Relay::expire`] has work.
+    pub fn due(&self) -> Option<Instant> {
+        self.next_due
+    }
+
+    /// True when [`Relay::wait`] found upstream sockets readable that
+    /// [`Relay::receive`] has not read yet.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// A second descriptor of the epoll that [`Relay::wait`] waits on: readable when the
+    /// listener or an upstream socket is (for a thread that waits elsewhere too).
+    pub fn epoll_fd(&self) -> io::Result<std::os::fd::OwnedFd> {
+        self.epoll.0.try_clone()
+    }
+
     /// Queries in flight.
     pub fn waiting(&self) -> usize {
         self.socks.values().map(|s| s.waiting.len()).sum()

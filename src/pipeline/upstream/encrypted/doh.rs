@@ -92,6 +92,18 @@ impl Doh {
         }
     }
 
+    /// The same server and settings, without a connection.
+    pub(super) fn twin(&self) -> Self {
+        Self {
+            addr: self.addr,
+            name: self.name.clone(),
+            uri: self.uri.clone(),
+            tls: self.tls.clone(),
+            slot: Slot::new(),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
     /// One query, answered or failed by `end`: the answer and the ID it must carry (0).
     pub(super) async fn exchange(
         &self,

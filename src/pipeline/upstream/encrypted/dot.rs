@@ -112,6 +112,16 @@ impl Dot {
         }
     }
 
+    /// The same server and settings, without a connection.
+    pub(super) fn twin(&self) -> Self {
+        Self {
+            addr: self.addr,
+            name: self.name.clone(),
+            tls: self.tls.clone(),
+            slot: Slot::new(),
+        }
+    }
+
     /// One query, answered or failed by `end`: the answer and the ID it must carry.
     pub(super) async fn exchange(
         &self,
