@@ -329,7 +329,10 @@ mod tests {
                 && e.contains("DNS over QUIC needs server.tls_cert and server.tls_key"),
             "{e}"
         );
-        let e = one(&format!("{head}quic_listen = [\"127.0.0.1:53\"]\n{pair}"), d);
+        let e = one(
+            &format!("{head}quic_listen = [\"127.0.0.1:53\"]\n{pair}"),
+            d,
+        );
         assert!(
             e.starts_with("t.toml:3:")
                 && e.contains("server.quic_listen")

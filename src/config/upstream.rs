@@ -112,11 +112,10 @@ pub fn parse_server(s: &str) -> Result<UpstreamServer, String> {
         return parse_https(rest);
     }
     if let Some(rest) = s.strip_prefix("quic://") {
-        return parse_named("quic", rest, DOQ_PORT)
-            .map(|(addr, name)| UpstreamServer {
-                addr,
-                transport: Transport::Quic { name },
-            });
+        return parse_named("quic", rest, DOQ_PORT).map(|(addr, name)| UpstreamServer {
+            addr,
+            transport: Transport::Quic { name },
+        });
     }
     if let Some((scheme, _)) = s.split_once("://") {
         return Err(format!(

@@ -99,9 +99,8 @@ pub fn check_query(msg: &[u8]) -> Result<(), FrameError> {
 /// True when the message's OPT record carries the EDNS option `code`; false also for a
 /// message that does not parse that far.
 fn has_option(msg: &[u8], code: u16) -> bool {
-    let u16_at = |i: usize| -> Option<u16> {
-        Some(u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]))
-    };
+    let u16_at =
+        |i: usize| -> Option<u16> { Some(u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?])) };
     let (Some(qd), Some(an), Some(ns), Some(ar)) = (u16_at(4), u16_at(6), u16_at(8), u16_at(10))
     else {
         return false;
@@ -198,7 +197,11 @@ mod tests {
         assert_eq!(f.len(), 2 + q.len());
         for cut in 0..f.len() {
             assert_eq!(message(&f[..cut], false), Ok(None), "{cut}");
-            assert_eq!(message(&f[..cut], true), Err(FrameError::Truncated), "{cut}");
+            assert_eq!(
+                message(&f[..cut], true),
+                Err(FrameError::Truncated),
+                "{cut}"
+            );
         }
         assert_eq!(message(&f, false), Ok(Some(&q[..])));
         assert_eq!(message(&f, true), Ok(Some(&q[..])));
@@ -217,7 +220,10 @@ mod tests {
     #[test]
     fn queries_need_id_zero_and_no_keepalive() {
         assert_eq!(check_query(&query(0, None)), Ok(()));
-        assert_eq!(check_query(&query(0x1234, None)), Err(FrameError::NonZeroId));
+        assert_eq!(
+            check_query(&query(0x1234, None)),
+            Err(FrameError::NonZeroId)
+        );
         assert_eq!(check_query(&query(1, None)), Err(FrameError::NonZeroId));
         // Padding (12) and a cookie (10) are fine; keepalive (11) is not, wherever it is.
         let pad = [0, 12, 0, 3, 0, 0, 0];

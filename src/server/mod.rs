@@ -395,9 +395,10 @@ impl Server {
                 .map_or_else(|_| "quic".to_string(), |a| format!("quic {a}"));
             self.quic.push(ep.clone());
             let (faults, shared) = (Arc::clone(&self.faults), Arc::clone(&shared));
-            self.tcp_tasks.push(rt.spawn(supervise(name, faults, move || {
-                quic::serve(ep.clone(), Arc::clone(&shared))
-            })));
+            self.tcp_tasks
+                .push(rt.spawn(supervise(name, faults, move || {
+                    quic::serve(ep.clone(), Arc::clone(&shared))
+                })));
         }
         Ok(())
     }
@@ -465,7 +466,10 @@ impl Server {
             t.abort();
         }
         for ep in &self.quic {
-            ep.close(quinn::VarInt::from_u32(crate::dns::doq::code::NO_ERROR), b"shutdown");
+            ep.close(
+                quinn::VarInt::from_u32(crate::dns::doq::code::NO_ERROR),
+                b"shutdown",
+            );
         }
         for t in self.udp_threads {
             let _ = t.join();

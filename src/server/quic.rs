@@ -38,10 +38,10 @@ use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, Transport
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::dns::doq::{self, FrameError, code};
 use super::faults::PanicWatch;
 use super::slots::{ClientSlots, Full};
 use super::tcp;
+use crate::dns::doq::{self, FrameError, code};
 use crate::handler::{Arrival, Handled};
 use crate::querylog::Record;
 

@@ -42,10 +42,16 @@ fn doq_stream() {
         Target {
             name: "doq_stream",
             seeds,
-            dict: [&[0u8, 11, 0, 0][..], &[0, 41], &[0, 0], &[0xc0, 0x0c], &[0xff, 0xff]]
-                .iter()
-                .map(|s| s.to_vec())
-                .collect(),
+            dict: [
+                &[0u8, 11, 0, 0][..],
+                &[0, 41],
+                &[0, 0],
+                &[0xc0, 0x0c],
+                &[0xff, 0xff],
+            ]
+            .iter()
+            .map(|s| s.to_vec())
+            .collect(),
             max_len: MAX_STREAM + 16,
             shape: Shape::Dns,
         },
@@ -55,7 +61,7 @@ fn doq_stream() {
             let m = match (whole, open) {
                 (Ok(Some(m)), Ok(Some(o))) if m == o => m,
                 (Ok(None), _) => return Err("finished stream said 'more needed'".into()),
-                (Err(e), Ok(None)) if e == FrameError::Truncated => {
+                (Err(FrameError::Truncated), Ok(None)) => {
                     return Ok(sig(&[1, b.len().min(3) as u64]));
                 }
                 (Err(e), Err(f)) if e == f => return Ok(sig(&[2, e as u64])),

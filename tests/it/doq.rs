@@ -70,7 +70,10 @@ fn client_tls(trusted: &SelfSigned) -> rustls::ClientConfig {
 }
 
 /// hickory's DoQ client, connected to `addr` as `NAME`, trusting `trusted`.
-async fn hickory_client(addr: SocketAddr, trusted: &SelfSigned) -> Result<QuicClientStream, String> {
+async fn hickory_client(
+    addr: SocketAddr,
+    trusted: &SelfSigned,
+) -> Result<QuicClientStream, String> {
     let connect = QuicClientStream::builder()
         .crypto_config(client_tls(trusted))
         .build(addr, Arc::from(NAME));
@@ -134,14 +137,19 @@ async fn doq_answers_blocked_and_forwarded_names_and_logs_proto_quic() {
     let m = ask(&mut c, "x.ads.test.", RecordType::A).await.unwrap();
     assert_eq!(first_answer(&m), "0.0.0.0");
     assert_eq!(m.metadata.id, 0, "DoQ answers carry ID 0");
-    let m = ask(&mut c, "www.example.test.", RecordType::A).await.unwrap();
+    let m = ask(&mut c, "www.example.test.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(first_answer(&m), "192.0.2.80");
     assert_eq!(up.calls(), 1);
     // Concurrent queries on the same connection.
     let mut many = Vec::new();
     for _ in 0..8 {
         many.push(c.send_message(DnsRequest::from_query(
-            Query::query(Name::from_ascii("www.example.test.").unwrap(), RecordType::A),
+            Query::query(
+                Name::from_ascii("www.example.test.").unwrap(),
+                RecordType::A,
+            ),
             DnsRequestOptions::default(),
         )));
     }
@@ -177,7 +185,9 @@ async fn doq_answers_blocked_and_forwarded_names_and_logs_proto_quic() {
     // A client that trusts another certificate gets no connection.
     assert!(hickory_client(s.quic_addr(), &pair()).await.is_err());
     // The first connection is still good.
-    let m = ask(&mut c, "www.example.test.", RecordType::A).await.unwrap();
+    let m = ask(&mut c, "www.example.test.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(first_answer(&m), "192.0.2.80");
 }
 
@@ -193,7 +203,10 @@ async fn a_protocol_error_closes_that_connection_only() {
     let got = raw_stream(&raw, &framed(&q)).await.unwrap();
     let m = sinkhole::dns::doq::message(&got, true).unwrap().unwrap();
     let m = Message::from_vec(m).unwrap();
-    assert_eq!((m.metadata.id, first_answer(&m)), (0, "0.0.0.0".to_string()));
+    assert_eq!(
+        (m.metadata.id, first_answer(&m)),
+        (0, "0.0.0.0".to_string())
+    );
     // A non-zero ID: the connection is closed with DOQ_PROTOCOL_ERROR (0x2).
     q.metadata.id = 0x1234;
     assert!(raw_stream(&raw, &framed(&q)).await.is_err());
@@ -214,7 +227,9 @@ async fn a_protocol_error_closes_that_connection_only() {
         );
     }
     // Everyone else goes on: the other connection, and new ones.
-    let m = ask(&mut good, "www.example.test.", RecordType::A).await.unwrap();
+    let m = ask(&mut good, "www.example.test.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(first_answer(&m), "192.0.2.80");
     let mut fresh = hickory_client(s.quic_addr(), &p).await.unwrap();
     let m = ask(&mut fresh, "x.ads.test.", RecordType::A).await.unwrap();
@@ -227,7 +242,9 @@ async fn a_renewed_certificate_serves_new_quic_connections_while_old_ones_go_on(
     let (old, new) = (pair(), pair());
     let (s, _up) = start(&old).await;
     let mut before = hickory_client(s.quic_addr(), &old).await.unwrap();
-    ask(&mut before, "x.ads.test.", RecordType::A).await.unwrap();
+    ask(&mut before, "x.ads.test.", RecordType::A)
+        .await
+        .unwrap();
     // The renewal: both files replaced (as certbot does: new files, then the names).
     for (name, text) in [("cert.pem", &new.cert_pem), ("key.pem", &new.key_pem)] {
         std::fs::write(s.path(&format!("{name}.tmp")), text).unwrap();
@@ -244,11 +261,15 @@ async fn a_renewed_certificate_serves_new_quic_connections_while_old_ones_go_on(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let m = ask(&mut after, "www.example.test.", RecordType::A).await.unwrap();
+    let m = ask(&mut after, "www.example.test.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(first_answer(&m), "192.0.2.80");
     // New connections get the new certificate only; the old connection goes on.
     assert!(hickory_client(s.quic_addr(), &old).await.is_err());
-    let m = ask(&mut before, "x.ads.test.", RecordType::A).await.unwrap();
+    let m = ask(&mut before, "x.ads.test.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(first_answer(&m), "0.0.0.0");
 }
 
@@ -311,7 +332,10 @@ async fn ddr_names_the_doq_endpoint_and_a_doq_client_follows_it() {
         let recs = svcb(&m);
         assert_eq!(recs.len(), 2, "{qname}: {m:?}");
         let (dot, doq) = (&recs[0], &recs[1]);
-        assert_eq!((alpn(dot), port(dot)), (vec!["dot".to_string()], s.tls_addr().port()));
+        assert_eq!(
+            (alpn(dot), port(dot)),
+            (vec!["dot".to_string()], s.tls_addr().port())
+        );
         assert_eq!(doq.svc_priority, 2);
         assert_eq!(doq.target_name.to_ascii(), "dns.test.");
         assert_eq!(alpn(doq), ["doq"]);
@@ -384,10 +408,17 @@ async fn quic_upstream_answers_on_one_kept_connection() {
         assert_eq!(first_answer(&t.await.unwrap()), "192.0.2.53");
     }
     assert_eq!(up.quic_calls(), 12, "every miss went over QUIC");
-    assert_eq!(up.sources(), 1, "one connection (one client endpoint) for all");
+    assert_eq!(
+        up.sources(),
+        1,
+        "one connection (one client endpoint) for all"
+    );
     // A name the upstream does not have: its NXDOMAIN, not a failure.
     let m = s.query("nope.example.test.", RecordType::A).await;
-    assert_eq!(m.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain);
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::NXDomain
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -398,7 +429,10 @@ async fn a_dead_or_untrusted_quic_upstream_fails_over_within_the_deadline() {
     let (dead, _guard) = dead_upstream();
     let s = forwarder(
         &p,
-        &[format!("quic://{dead}#{NAME}"), format!("quic://{addr}#{NAME}")],
+        &[
+            format!("quic://{dead}#{NAME}"),
+            format!("quic://{addr}#{NAME}"),
+        ],
         500,
     )
     .await;
@@ -414,10 +448,7 @@ async fn a_dead_or_untrusted_quic_upstream_fails_over_within_the_deadline() {
     // A server whose certificate carries another name is not trusted: failover again.
     let s = forwarder(
         &p,
-        &[
-            format!("quic://{addr}#other.test"),
-            format!("{}", up.addr),
-        ],
+        &[format!("quic://{addr}#other.test"), format!("{}", up.addr)],
         500,
     )
     .await;

@@ -5,7 +5,7 @@
 //! server's stream limit lets open at once (a query beyond it waits, within its attempt's
 //! time, for a stream) and at most [`MAX_IN_FLIGHT`].
 //!
-//! The connection closes itself after [`IDLE`] without traffic (QUIC's idle timeout, the
+//! The connection closes itself after [`IDLE`](super::IDLE) without traffic (QUIC's idle timeout, the
 //! lower of ours and the server's); a closed one is replaced by the next query, and a query
 //! that finds a reused connection closed before its answer is sent once more on a fresh one
 //! (`with_retry`), as over DoT. Each connection has its own client endpoint (a UDP socket
@@ -132,11 +132,19 @@ fn failed(addr: SocketAddr, closed: bool, why: String) -> Failed {
 }
 
 fn write_failed(addr: SocketAddr, e: &WriteError) -> Failed {
-    failed(addr, matches!(e, WriteError::ConnectionLost(_)), e.to_string())
+    failed(
+        addr,
+        matches!(e, WriteError::ConnectionLost(_)),
+        e.to_string(),
+    )
 }
 
 fn read_failed(addr: SocketAddr, e: &ReadError) -> Failed {
-    failed(addr, matches!(e, ReadError::ConnectionLost(_)), e.to_string())
+    failed(
+        addr,
+        matches!(e, ReadError::ConnectionLost(_)),
+        e.to_string(),
+    )
 }
 
 /// One stream on `conn`: the framed query out, the answer in, until `end`.
