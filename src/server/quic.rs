@@ -51,8 +51,11 @@ pub const MAX_STREAMS: u32 = 100;
 const CONN_WINDOW: u32 = 4 * doq::MAX_STREAM as u32;
 /// Answer bytes sent but not yet acknowledged, per connection.
 const SEND_WINDOW: u64 = 1 << 20;
-/// Connection attempts queued before the accept loop takes them.
+/// Connection attempts queued before the accept loop takes them, and the bytes their
+/// early packets may hold (each, and all together).
 const MAX_INCOMING: usize = 1024;
+const INCOMING_BYTES: u64 = 64 << 10;
+const INCOMING_BYTES_TOTAL: u64 = 4 << 20;
 
 /// What every DoQ connection shares.
 pub(super) struct QuicShared {
@@ -81,7 +84,9 @@ pub(super) fn server_config(
         .max_idle_timeout(IdleTimeout::try_from(idle).ok());
     let mut c = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     c.transport_config(Arc::new(t));
-    c.max_incoming(MAX_INCOMING);
+    c.max_incoming(MAX_INCOMING)
+        .incoming_buffer_size(INCOMING_BYTES)
+        .incoming_buffer_size_total(INCOMING_BYTES_TOTAL);
     Ok(c)
 }
 
