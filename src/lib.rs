@@ -21,8 +21,8 @@
 //!   ─► cache         (name, type, class, DO, CD, RD); TTLs count down to `req.now`; a hit
 //!                    with a CNAME chain is checked against the lists again
 //!   ─► upstream      the only stage that waits: the UDP thread's relay or the pool, cookies,
-//!                    TCP on TC, kept DoT/DoH connections for tls:// and https:// servers,
-//!                    failover
+//!                    TCP on TC, kept DoT/DoH/DoQ connections for tls://, https:// and
+//!                    quic:// servers, failover
 //!   ─► answer checks out-of-bailiwick records stripped; response IPs, rebinding (blocked,
 //!                    not cached); then cache store; then the CNAME chain (later: DNSSEC)
 //! ─► (UDP) response-rate limiting: identical answers to one network dropped or truncated
@@ -46,7 +46,8 @@
 //!   `sinkhole lists` helpers (`tools`: read, lint, convert; `explain`: which rules match a
 //!   name and why, for `lists check` and the HTTP API; `rewrite`: the text of `add` /
 //!   `remove`, written safely in place by `edit`).
-//! - [`dns::wire`]: query parsing and response writing on bytes.
+//! - [`dns::wire`]: query parsing and response writing on bytes; [`dns::doq`]: the framing
+//!   and query checks of DNS over QUIC.
 //! - [`pipeline`]: the request ([`pipeline::request`], with the injectable
 //!   [`pipeline::Clock`]), the stage contract ([`pipeline::flow`]: `Flow`, `Answer`), one
 //!   file per stage, the [`pipeline::Policy`] snapshot, and the chain.
@@ -54,7 +55,8 @@
 //!   chain, forwards bounded per client, counters, the log record.
 //! - [`server`]: sockets; what one client may hold (`server::slots`), caught panics and
 //!   restarted listeners ([`server::Faults`]); DNS over TLS reuses the TCP connection code;
-//!   DNS over HTTPS runs hyper's HTTP/2 and HTTP/1.1 over TLS, within TCP's limits.
+//!   DNS over HTTPS runs hyper's HTTP/2 and HTTP/1.1 over TLS, within TCP's limits; DNS
+//!   over QUIC runs on quinn, with the same limits counted apart.
 //! - [`tls`]: certificates for the encrypted listeners: PEM loading, the certificate
 //!   served per handshake and re-read when its files change, `cert self-signed` and pins.
 //! - [`counters`]: service-wide counters (sharded atomics), printed by `sinkhole serve`

@@ -80,7 +80,7 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
             "server.max_forwards_per_client",
             a.max_forwards_per_client != b.max_forwards_per_client,
         ),
-        // The DoT and DoH listeners and the files' names are taken at start (the files' contents
+        // The DoT, DoH and DoQ listeners and the files' names are taken at start (the files' contents
         // are re-read when they change, and on SIGHUP).
         // DDR's answer is made at start, from the listeners as bound.
         ("server.name", a.name != b.name),
@@ -91,6 +91,10 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         (
             "server.https_listen",
             a.tls.as_ref().map(|t| &t.https_listen) != b.tls.as_ref().map(|t| &t.https_listen),
+        ),
+        (
+            "server.quic_listen",
+            a.tls.as_ref().map(|t| &t.quic_listen) != b.tls.as_ref().map(|t| &t.quic_listen),
         ),
         (
             "server.tls_cert",

@@ -1,7 +1,7 @@
 //! A whole running resolver: pipeline, listeners, and the list watcher, started from a
 //! validated config and pre-bound sockets, stopped by [`Service::shutdown`]. `serve` and
-//! the integration tests both run exactly this. With DNS over TLS or over HTTPS, the
-//! certificate files (one pair for both) are watched too (`tls::Certs`), on the list
+//! the integration tests both run exactly this. With DNS over TLS, HTTPS or QUIC, the
+//! certificate files (one pair for all) are watched too (`tls::Certs`), on the list
 //! watch's interval.
 
 use std::path::PathBuf;
@@ -52,7 +52,7 @@ pub struct Service {
     block_page: BlockPage,
     /// The HTTP API and `/metrics`, when `[http] listen` is set.
     http: Option<HttpServer>,
-    /// DNS over TLS and over HTTPS, when either is on.
+    /// DNS over TLS, HTTPS and QUIC, when any is on.
     tls: Option<Encrypted>,
 }
 
@@ -62,6 +62,8 @@ struct Encrypted {
     dot: Vec<std::net::SocketAddr>,
     /// DNS over HTTPS (port 0 resolved); may be empty.
     doh: Vec<std::net::SocketAddr>,
+    /// DNS over QUIC (port 0 resolved); may be empty.
+    doq: Vec<std::net::SocketAddr>,
     certs: Arc<Certs>,
     watch: tokio::task::JoinHandle<()>,
 }
@@ -79,14 +81,16 @@ impl Service {
         let mut sockets = sockets;
         let tls_listeners = std::mem::take(&mut sockets.tls);
         let https_listeners = std::mem::take(&mut sockets.https);
+        let quic_sockets = std::mem::take(&mut sockets.quic);
         // The certificate is read before anything runs: a pair that went bad since the
         // config was checked stops the start.
-        let none_bound = tls_listeners.is_empty() && https_listeners.is_empty();
+        let none_bound =
+            tls_listeners.is_empty() && https_listeners.is_empty() && quic_sockets.is_empty();
         let tls = match (&cfg.server.tls, none_bound) {
             (_, true) => None,
             (None, false) => {
                 return Err(std::io::Error::other(
-                    "tls sockets bound without server.tls_listen or https_listen in the config",
+                    "tls sockets bound without server.tls_listen, https_listen or quic_listen in the config",
                 ));
             }
             (Some(t), false) => {
@@ -96,7 +100,8 @@ impl Service {
                 let setup = |e: rustls::Error| std::io::Error::other(format!("tls setup: {e}"));
                 let dot = crate::tls::dot_config(Arc::clone(&certs)).map_err(setup)?;
                 let doh = crate::tls::doh_config(Arc::clone(&certs)).map_err(setup)?;
-                Some((certs, dot, doh, t.handshake_timeout))
+                let doq = crate::tls::doq_config(Arc::clone(&certs)).map_err(setup)?;
+                Some((certs, (dot, doh, doq), t.handshake_timeout))
             }
         };
         let counters = Arc::new(Counters::new());
@@ -108,6 +113,11 @@ impl Service {
         };
         let mut endpoints = bound(&tls_listeners, ddr::Kind::Tls);
         endpoints.extend(bound(&https_listeners, ddr::Kind::Https));
+        let quic_addrs: Vec<std::net::SocketAddr> = quic_sockets
+            .iter()
+            .filter_map(|u| u.local_addr().ok())
+            .collect();
+        endpoints.extend(quic_addrs.iter().map(|&a| (ddr::Kind::Quic, a)));
         let ddr = Ddr::with(cfg.server.name.as_deref(), &endpoints);
         if !endpoints.is_empty() && !ddr.is_on() {
             tracing::info!(
@@ -151,13 +161,14 @@ impl Service {
         )?;
         let tls = match tls {
             None => None,
-            Some((certs, dot_config, doh_config, handshake)) => {
+            Some((certs, (dot_config, doh_config, doq_config), handshake)) => {
                 let addrs = |ls: &[std::net::TcpListener]| {
                     ls.iter().filter_map(|l| l.local_addr().ok()).collect()
                 };
                 let (dot, doh) = (addrs(&tls_listeners), addrs(&https_listeners));
                 server.start_tls(tls_listeners, dot_config, handshake, rt)?;
                 server.start_https(https_listeners, doh_config, handshake, rt)?;
+                server.start_quic(quic_sockets, doq_config, handshake, rt)?;
                 let watch = {
                     let _g = rt.enter();
                     certs.spawn_watch(opts.watch_interval)
@@ -165,6 +176,7 @@ impl Service {
                 Some(Encrypted {
                     dot,
                     doh,
+                    doq: quic_addrs,
                     certs,
                     watch,
                 })
@@ -218,6 +230,11 @@ impl Service {
     /// The DNS-over-HTTPS addresses (port 0 resolved); empty when it is off.
     pub fn https_addrs(&self) -> &[std::net::SocketAddr] {
         self.tls.as_ref().map_or(&[], |e| &e.doh)
+    }
+
+    /// The DNS-over-QUIC addresses (port 0 resolved); empty when it is off.
+    pub fn quic_addrs(&self) -> &[std::net::SocketAddr] {
+        self.tls.as_ref().map_or(&[], |e| &e.doq)
     }
 
     /// Reads the TLS certificate and key again now (SIGHUP), as the file watch does when

@@ -58,6 +58,7 @@ pub(super) fn run(cmd: CertCommand) -> Result<(), Error> {
             println!(
                 "  https_listen = [\"0.0.0.0:443\"]    # DNS over HTTPS (https://NAME/dns-query)"
             );
+            println!("  quic_listen = [\"0.0.0.0:853\"]     # DNS over QUIC (UDP)");
             println!("  tls_cert = \"{}\"", cert.display());
             println!("  tls_key = \"{}\"", key.display());
             println!(

@@ -58,8 +58,13 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let sockets = sockets.with_https(https_listen).context(
         "cannot listen for DNS over HTTPS (address in use, or a port below 1024 without root?)",
     )?;
+    let quic_listen = cfg.server.tls.as_ref().map_or(&[][..], |t| &t.quic_listen);
+    let sockets = sockets.with_quic(quic_listen).context(
+        "cannot listen for DNS over QUIC (address in use, or a port below 1024 without root?)",
+    )?;
     let tls_addrs = sockets.tls_addrs();
     let https_addrs = sockets.https_addrs();
+    let quic_addrs = sockets.quic_addrs();
     let addrs = sockets.local_addrs();
     let rules = policy.blocking.list().len();
     let opts = ServiceOptions {
@@ -92,6 +97,9 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     if !https_addrs.is_empty() {
         tracing::info!(listen = ?https_addrs, path = crate::server::DOH_PATH, "serving DNS over HTTPS");
+    }
+    if !quic_addrs.is_empty() {
+        tracing::info!(listen = ?quic_addrs, "serving DNS over QUIC");
     }
     rt.block_on(async {
         let mut ctrl_c = ctrl_c;

@@ -76,8 +76,9 @@ pub struct ServerConfig {
     pub max_forwards_per_client: usize,
     /// The time zone schedules are read in (an IANA name); `None` = the system's.
     pub timezone: Option<String>,
-    /// DNS over TLS and over HTTPS: `tls_listen`, `https_listen`, `tls_cert`, `tls_key`,
-    /// `tls_handshake_timeout_ms`; `None` when both listen lists are empty.
+    /// DNS over TLS, HTTPS and QUIC: `tls_listen`, `https_listen`, `quic_listen`,
+    /// `tls_cert`, `tls_key`, `tls_handshake_timeout_ms`; `None` when every listen list is
+    /// empty.
     pub tls: Option<TlsConfig>,
     /// The resolver's own name (`server.name`, lower case, no trailing dot): the target of
     /// its DDR answers, and the name its certificate must carry.
@@ -87,7 +88,7 @@ pub struct ServerConfig {
 /// `[upstream]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
-    /// Upstream resolvers, tried in order: plain DNS, DNS over TLS or over HTTPS.
+    /// Upstream resolvers, tried in order: plain DNS, DNS over TLS, HTTPS or QUIC.
     pub servers: Vec<UpstreamServer>,
     /// Longest wait for one upstream.
     pub timeout: Duration,

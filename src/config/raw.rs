@@ -91,6 +91,8 @@ pub struct RawServer {
     pub tls_listen: Spanned<Vec<Spanned<String>>>,
     /// Addresses served with DNS over HTTPS (RFC 8484); none = off.
     pub https_listen: Spanned<Vec<Spanned<String>>>,
+    /// Addresses served with DNS over QUIC (RFC 9250); none = off.
+    pub quic_listen: Spanned<Vec<Spanned<String>>>,
     /// The certificate chain, PEM (relative to the config).
     pub tls_cert: Option<Spanned<String>>,
     /// The certificate's private key, PEM (relative to the config).
@@ -113,6 +115,7 @@ impl Default for RawServer {
             name: None,
             tls_listen: Spanned::new(0..0, Vec::new()),
             https_listen: Spanned::new(0..0, Vec::new()),
+            quic_listen: Spanned::new(0..0, Vec::new()),
             tls_cert: None,
             tls_key: None,
             tls_handshake_timeout_ms: Spanned::new(0..0, 5000),
@@ -125,7 +128,7 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields, default)]
 pub struct RawUpstream {
     /// Each upstream resolver, tried in order: `IP:PORT`, `tls://IP:853#name`,
-    /// `https://name/path@IP`.
+    /// `https://name/path@IP`, `quic://IP:853#name`.
     pub servers: Spanned<Vec<Spanned<String>>>,
     /// Longest wait for one upstream before trying the next.
     pub timeout_ms: Spanned<u64>,

@@ -1,6 +1,6 @@
 //! `[server]` keys of the encrypted listeners: `tls_listen` (DNS over TLS), `https_listen`
-//! (DNS over HTTPS), and what they share: `tls_cert`, `tls_key`, `tls_handshake_timeout_ms`,
-//! validated into [`TlsConfig`].
+//! (DNS over HTTPS), `quic_listen` (DNS over QUIC), and what they share: `tls_cert`,
+//! `tls_key`, `tls_handshake_timeout_ms`, validated into [`TlsConfig`].
 //!
 //! Off unless a listen list names an address. Then both files are needed, and they are
 //! read and checked here (a PEM certificate chain, a PEM private key, the key belonging to
@@ -23,6 +23,8 @@ pub struct TlsConfig {
     pub listen: Vec<SocketAddr>,
     /// Addresses served with DNS over HTTPS (a bare IP gets port 443); may be empty.
     pub https_listen: Vec<SocketAddr>,
+    /// Addresses served with DNS over QUIC, UDP (a bare IP gets port 853); may be empty.
+    pub quic_listen: Vec<SocketAddr>,
     /// The certificate chain file (PEM).
     pub cert: PathBuf,
     /// The private key file (PEM).
@@ -35,6 +37,8 @@ pub struct TlsConfig {
 pub const DOT_PORT: u16 = 853;
 /// The default port of DNS over HTTPS (RFC 8484: HTTPS's).
 pub const DOH_PORT: u16 = 443;
+/// The default port of DNS over QUIC (RFC 9250 §8.2: UDP 853, beside DoT's TCP 853).
+pub const DOQ_PORT: u16 = 853;
 
 const HOW: &str = "make a pair with `sinkhole cert self-signed --name dns.lan --out DIR`, or use a CA's (certbot: fullchain.pem and privkey.pem)";
 
@@ -60,6 +64,18 @@ impl super::Validator<'_> {
             DOH_PORT,
             "DNS over HTTPS",
         );
+        // UDP: only plain DNS's UDP can clash (DoT's and DoH's ports are TCP, so DoQ on
+        // 853 beside DoT on 853 is the usual setup).
+        let quic_listen = self.each(raw.quic_listen.get_ref(), "server.quic_listen", |s| {
+            super::http::parse_http_addr(s, Some(DOQ_PORT))
+        });
+        self.not_plain(
+            raw,
+            &raw.quic_listen,
+            "server.quic_listen",
+            DOQ_PORT,
+            "DNS over QUIC",
+        );
         for e in raw.https_listen.get_ref() {
             if let Ok(a) = super::http::parse_http_addr(e.get_ref(), Some(DOH_PORT))
                 && a.port() != 0
@@ -80,22 +96,22 @@ impl super::Validator<'_> {
                 format!("{timeout_ms}: must be between 100 and 60000 (milliseconds)"),
             );
         }
-        let (listed, listed_key) = match (
-            raw.tls_listen.get_ref().is_empty(),
-            raw.https_listen.get_ref().is_empty(),
-        ) {
-            (false, _) => (&raw.tls_listen, "server.tls_listen"),
-            (true, false) => (&raw.https_listen, "server.https_listen"),
-            (true, true) => {
-                if let Some(f) = raw.tls_cert.as_ref().or(raw.tls_key.as_ref()) {
-                    let (line, _) = super::error::line_col(self.text, f.span().start);
-                    self.warnings.push(format!(
-                        "{}:{line}: server.tls_cert/tls_key are set but server.tls_listen and server.https_listen are empty: no encrypted DNS is served",
-                        self.file
-                    ));
-                }
-                return None;
+        // The first listen list that names an address, for an error about the files.
+        let lists = [
+            (&raw.tls_listen, "server.tls_listen", "DNS over TLS"),
+            (&raw.https_listen, "server.https_listen", "DNS over HTTPS"),
+            (&raw.quic_listen, "server.quic_listen", "DNS over QUIC"),
+        ];
+        let Some(&(listed, listed_key, what)) = lists.iter().find(|l| !l.0.get_ref().is_empty())
+        else {
+            if let Some(f) = raw.tls_cert.as_ref().or(raw.tls_key.as_ref()) {
+                let (line, _) = super::error::line_col(self.text, f.span().start);
+                self.warnings.push(format!(
+                    "{}:{line}: server.tls_cert/tls_key are set but server.tls_listen, server.https_listen and server.quic_listen are empty: no encrypted DNS is served",
+                    self.file
+                ));
             }
+            return None;
         };
         let (cert, key) = match (&raw.tls_cert, &raw.tls_key) {
             (Some(c), Some(k)) => (
@@ -107,11 +123,6 @@ impl super::Validator<'_> {
                     (None, None) => "server.tls_cert and server.tls_key",
                     (None, Some(_)) => "server.tls_cert",
                     _ => "server.tls_key",
-                };
-                let what = if listed_key == "server.tls_listen" {
-                    "DNS over TLS"
-                } else {
-                    "DNS over HTTPS"
                 };
                 self.err(
                     listed.span(),
@@ -139,6 +150,7 @@ impl super::Validator<'_> {
         Some(TlsConfig {
             listen,
             https_listen,
+            quic_listen,
             cert,
             key,
             handshake_timeout: Duration::from_millis(timeout_ms.clamp(100, 60_000)),
@@ -238,6 +250,7 @@ mod tests {
             ]
         );
         assert_eq!(t.https_listen, []);
+        assert_eq!(t.quic_listen, []);
         assert_eq!(t.cert, dir.path().join("tls/cert.pem"));
         assert_eq!(t.key, dir.path().join("tls/key.pem"));
         assert_eq!(t.handshake_timeout.as_millis(), 2000);
@@ -276,6 +289,61 @@ mod tests {
             ]
         );
         assert_eq!(t.cert, dir.path().join("tls/cert.pem"));
+    }
+
+    #[test]
+    fn quic_listen_alone_uses_the_same_pair_and_udp_port_853() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        crate::tls::selfsigned::write("dns.lan", &d.join("tls"), false, SystemTime::now()).unwrap();
+        let pair = "tls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"\n";
+        // DoQ on 853 beside DoT on 853: UDP and TCP, no clash.
+        let c = Config::parse(
+            &format!("[server]\nquic_listen = [\"127.0.0.1\", \"[::1]:8853\"]\ntls_listen = [\"127.0.0.1\"]\n{pair}"),
+            "t.toml",
+            Some(d),
+        )
+        .unwrap();
+        let t = c.server.tls.unwrap();
+        assert_eq!(
+            t.quic_listen,
+            [
+                "127.0.0.1:853".parse().unwrap(),
+                "[::1]:8853".parse().unwrap()
+            ]
+        );
+        assert_eq!(t.listen, ["127.0.0.1:853".parse().unwrap()]);
+        let c = Config::parse(
+            &format!("[server]\nquic_listen = [\"127.0.0.1:8853\"]\n{pair}"),
+            "t.toml",
+            Some(d),
+        )
+        .unwrap();
+        assert_eq!(c.server.tls.unwrap().listen, []);
+        // Errors: file, line, key.
+        let head = "[server]\nlisten = [\"127.0.0.1:53\"]\n";
+        let e = one(&format!("{head}quic_listen = [\"127.0.0.1\"]\n"), d);
+        assert!(
+            e.starts_with("t.toml:3:")
+                && e.contains("server.quic_listen")
+                && e.contains("DNS over QUIC needs server.tls_cert and server.tls_key"),
+            "{e}"
+        );
+        let e = one(
+            &format!("{head}quic_listen = [\"127.0.0.1:53\"]\n{pair}"),
+            d,
+        );
+        assert!(
+            e.starts_with("t.toml:3:")
+                && e.contains("server.quic_listen")
+                && e.contains("also in server.listen"),
+            "{e}"
+        );
+        let e = one(&format!("{head}quic_listen = [\"dns.lan:853\"]\n{pair}"), d);
+        assert!(
+            e.starts_with("t.toml:3:") && e.contains("\"dns.lan:853\": not an address"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! (`https://dns.quad9.net/dns-query@9.9.9.9`: the URL, and after `@` the IP, port 443
 //! unless given, to connect to). Encrypted entries name an IP to connect to so that no
 //! resolver is needed to reach the resolver; the name is only checked against the
-//! certificate (and sent as SNI and `:authority`). `quic://` is recognised and refused with a
-//! pointer to what works today.
+//! certificate (and sent as SNI and `:authority`). DNS over QUIC (`quic://9.9.9.9:853#dns.quad9.net`)
+//! is written as DNS over TLS is: an IP, port 853 unless given, and the certificate's name.
 //!
 //! `upstream.tls_ca`: a PEM file of CA certificates that replaces the bundled roots
 //! (webpki-roots, Mozilla's set) for every encrypted upstream, `[[forward]]` servers too:
@@ -25,6 +25,8 @@ use super::parse_socket_addr;
 
 /// Port of DNS over TLS (RFC 7858).
 pub const DOT_PORT: u16 = 853;
+/// Port of DNS over QUIC (RFC 9250 §8.2, UDP).
+pub const DOQ_PORT: u16 = 853;
 /// Port of HTTPS.
 pub const HTTPS_PORT: u16 = 443;
 
@@ -33,7 +35,7 @@ pub const HTTPS_PORT: u16 = 443;
 pub struct UpstreamServer {
     /// The address connected to (and counted and logged under).
     pub addr: SocketAddr,
-    /// Plain DNS, DNS over TLS or DNS over HTTPS.
+    /// Plain DNS, DNS over TLS, DNS over HTTPS or DNS over QUIC.
     pub transport: Transport,
 }
 
@@ -56,6 +58,11 @@ pub enum Transport {
         /// The URL's path (and query), `/dns-query` when the URL has none.
         path: String,
     },
+    /// DNS over QUIC (RFC 9250).
+    Quic {
+        /// The name the server's certificate must carry (lower case).
+        name: String,
+    },
 }
 
 impl UpstreamServer {
@@ -67,7 +74,7 @@ impl UpstreamServer {
         }
     }
 
-    /// True for DNS over TLS or HTTPS.
+    /// True for DNS over TLS, HTTPS or QUIC.
     pub fn is_encrypted(&self) -> bool {
         self.transport != Transport::Plain
     }
@@ -81,6 +88,7 @@ impl fmt::Display for UpstreamServer {
             Transport::Https {
                 authority, path, ..
             } => write!(f, "https://{authority}{path}@{}", self.addr),
+            Transport::Quic { name } => write!(f, "quic://{}#{name}", self.addr),
         }
     }
 }
@@ -103,12 +111,15 @@ pub fn parse_server(s: &str) -> Result<UpstreamServer, String> {
     if let Some(rest) = s.strip_prefix("https://") {
         return parse_https(rest);
     }
-    if s.starts_with("quic://") {
-        return Err("DNS over QUIC upstreams are not supported yet; use tls://IP:853#name or https://name/dns-query@IP".into());
+    if let Some(rest) = s.strip_prefix("quic://") {
+        return parse_named("quic", rest, DOQ_PORT).map(|(addr, name)| UpstreamServer {
+            addr,
+            transport: Transport::Quic { name },
+        });
     }
     if let Some((scheme, _)) = s.split_once("://") {
         return Err(format!(
-            "unknown scheme {scheme:?}: write IP:PORT (plain DNS), tls://IP:853#name or https://name/dns-query@IP"
+            "unknown scheme {scheme:?}: write IP:PORT (plain DNS), tls://IP:853#name, https://name/dns-query@IP or quic://IP:853#name"
         ));
     }
     parse_socket_addr(s).map(UpstreamServer::plain)
@@ -133,19 +144,26 @@ fn cert_name(n: &str) -> Result<String, String> {
 }
 
 fn parse_tls(rest: &str) -> Result<UpstreamServer, String> {
-    let Some((addr, name)) = rest.split_once('#') else {
-        return Err(format!(
-            "write the name the server's certificate carries after '#', such as \"tls://{rest}#dns.quad9.net\""
-        ));
-    };
-    let addr = ip_port(addr, DOT_PORT, "before '#'")?;
-    let name = cert_name(name).map_err(|e| {
-        format!("{e}: after '#' write the name on the server's certificate, such as dns.quad9.net")
-    })?;
+    let (addr, name) = parse_named("tls", rest, DOT_PORT)?;
     Ok(UpstreamServer {
         addr,
         transport: Transport::Tls { name },
     })
+}
+
+/// `IP[:PORT]#name` after `scheme://`: where to connect (`port` unless given) and the name
+/// the certificate must carry.
+fn parse_named(scheme: &str, rest: &str, port: u16) -> Result<(SocketAddr, String), String> {
+    let Some((addr, name)) = rest.split_once('#') else {
+        return Err(format!(
+            "write the name the server's certificate carries after '#', such as \"{scheme}://{rest}#dns.quad9.net\""
+        ));
+    };
+    let addr = ip_port(addr, port, "before '#'")?;
+    let name = cert_name(name).map_err(|e| {
+        format!("{e}: after '#' write the name on the server's certificate, such as dns.quad9.net")
+    })?;
+    Ok((addr, name))
 }
 
 fn parse_https(rest: &str) -> Result<UpstreamServer, String> {

@@ -11,3 +11,11 @@
     clippy::panic
 )]
 pub mod wire;
+
+#[warn(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+pub mod doq;

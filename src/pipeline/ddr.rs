@@ -2,9 +2,10 @@
 //! own encrypted listeners.
 //!
 //! A client that learns its resolver's address from DHCP asks `_dns.resolver.arpa` (type
-//! SVCB) whether that resolver also speaks DNS over TLS or HTTPS, and upgrades to it. When
-//! sinkhole serves encrypted DNS and `server.name` is set, the answer is its own endpoints:
-//! one SVCB record per listener kind and port (ALPN `dot` or `h2`, the port, the addresses
+//! SVCB) whether that resolver also speaks DNS over TLS, HTTPS or QUIC, and upgrades to it.
+//! When sinkhole serves encrypted DNS and `server.name` is set, the answer is its own
+//! endpoints: one SVCB record per listener kind and port (ALPN `dot`, `h2` or `doq`, the
+//! port, the addresses
 //! of listeners bound to a specific address as `ipv4hint`/`ipv6hint`, and for DoH the
 //! `dohpath`), with `server.name` as the target, the name the certificate must carry for
 //! the client to accept it. `_dns.<server.name>` (RFC 9461's discovery by name) gets the
@@ -47,6 +48,28 @@ pub enum Kind {
     Tls,
     /// DNS over HTTPS (RFC 8484), ALPN `h2`.
     Https,
+    /// DNS over QUIC (RFC 9250), ALPN `doq`.
+    Quic,
+}
+
+impl Kind {
+    /// The ALPN id advertised for this kind.
+    fn alpn(self) -> &'static str {
+        match self {
+            Self::Tls => "dot",
+            Self::Https => "h2",
+            Self::Quic => "doq",
+        }
+    }
+
+    /// The order of the records: DoT, DoH, then DoQ (the SVCB priority follows it).
+    fn rank(self) -> u8 {
+        match self {
+            Self::Tls => 0,
+            Self::Https => 1,
+            Self::Quic => 2,
+        }
+    }
 }
 
 /// The DDR stage: the prepared answer, and the names it answers.
@@ -77,6 +100,7 @@ impl Ddr {
                     .filter(bound)
                     .map(|&a| (Kind::Https, a)),
             );
+            endpoints.extend(t.quic_listen.iter().filter(bound).map(|&a| (Kind::Quic, a)));
         }
         Self::with(server.name.as_deref(), &endpoints)
     }
@@ -127,7 +151,7 @@ impl Ddr {
 /// records as text for the log: one SVCB per kind and port, priority by kind then port.
 fn records(name: &str, endpoints: &[(Kind, SocketAddr)]) -> (Vec<u8>, u16, Vec<Box<str>>) {
     let mut keys: Vec<(Kind, u16)> = endpoints.iter().map(|&(k, a)| (k, a.port())).collect();
-    keys.sort_by_key(|&(k, p)| (k == Kind::Https, p));
+    keys.sort_by_key(|&(k, p)| (k.rank(), p));
     keys.dedup();
     let mut out = Vec::new();
     let mut texts = Vec::new();
@@ -158,10 +182,7 @@ fn svcb(priority: u16, target: &str, kind: Kind, port: u16, hints: &[IpAddr]) ->
         r.extend_from_slice(label.as_bytes());
     }
     r.push(0);
-    let alpn: &[u8] = match kind {
-        Kind::Tls => b"dot",
-        Kind::Https => b"h2",
-    };
+    let alpn = kind.alpn().as_bytes();
     let mut value = vec![u8::try_from(alpn.len()).unwrap_or(0)];
     value.extend_from_slice(alpn);
     param(&mut r, KEY_ALPN, &value);
@@ -193,10 +214,7 @@ fn param(r: &mut Vec<u8>, key: u16, value: &[u8]) {
 
 /// The record in presentation form, for the query log.
 fn text(priority: u16, target: &str, kind: Kind, port: u16, hints: &[IpAddr]) -> String {
-    let alpn = match kind {
-        Kind::Tls => "dot",
-        Kind::Https => "h2",
-    };
+    let alpn = kind.alpn();
     let mut t = format!("SVCB {priority} {target}. alpn={alpn} port={port}");
     let (v4, v6): (Vec<&IpAddr>, Vec<&IpAddr>) = hints.iter().partition(|ip| ip.is_ipv4());
     for (key, ips) in [("ipv4hint", v4), ("ipv6hint", v6)] {
@@ -293,6 +311,54 @@ mod tests {
         // Other types and names go on down the chain.
         assert!(answered(&d, "_dns.resolver.arpa", 1).is_none());
         assert!(answered(&d, "_dns.other.lan", TYPE_SVCB).is_none());
+    }
+
+    #[test]
+    fn a_quic_listener_is_its_own_doq_endpoint_after_dot_and_h2() {
+        let d = Ddr::with(
+            Some("dns.lan"),
+            &[
+                (Kind::Quic, "192.168.1.2:853".parse().unwrap()),
+                (Kind::Tls, "192.168.1.2:853".parse().unwrap()),
+                (Kind::Quic, "[fd00::2]:8853".parse().unwrap()),
+            ],
+        );
+        let m = answered(&d, "_dns.resolver.arpa", TYPE_SVCB).unwrap();
+        let got: Vec<(u16, Vec<String>, u16, usize)> = m
+            .answers
+            .iter()
+            .map(|r| {
+                let RData::SVCB(s) = &r.data else {
+                    panic!("{r:?}")
+                };
+                let alpn = s
+                    .svc_params
+                    .iter()
+                    .find_map(|(_, v)| match v {
+                        SvcParamValue::Alpn(a) => Some(a.0.clone()),
+                        _ => None,
+                    })
+                    .unwrap();
+                let port = s
+                    .svc_params
+                    .iter()
+                    .find_map(|(_, v)| match v {
+                        SvcParamValue::Port(p) => Some(*p),
+                        _ => None,
+                    })
+                    .unwrap();
+                (s.svc_priority, alpn, port, s.svc_params.len())
+            })
+            .collect();
+        // No dohpath on DoT and DoQ: alpn, port, one hint.
+        assert_eq!(
+            got,
+            [
+                (1, vec!["dot".to_string()], 853, 3),
+                (2, vec!["doq".to_string()], 853, 3),
+                (3, vec!["doq".to_string()], 8853, 3),
+            ]
+        );
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub struct Entry<'a> {
     /// Client address (its network when `log.anonymize_clients` is on).
     #[serde(borrow)]
     pub client: Cow<'a, str>,
-    /// What carried the query: `udp`, `tcp`, `tls` (later `https`, `quic`); absent in
+    /// What carried the query: `udp`, `tcp`, `tls`, `https` or `quic`; absent in
     /// files written before it was recorded.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub proto: Option<Cow<'a, str>>,

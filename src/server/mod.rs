@@ -1,7 +1,8 @@
 //! The listeners: UDP and TCP on every `server.listen` address, DNS over TLS on every
 //! `server.tls_listen` address (`tls.rs`, over TCP's connection code), and DNS over HTTPS
 //! on every `server.https_listen` address (`https.rs` for connections, `doh.rs` for
-//! requests), all feeding one
+//! requests), and DNS over QUIC on every `server.quic_listen` address (`quic.rs`), all
+//! feeding one
 //! [`Handler`] ([`Handler::handle`], the per-query entry point). Listeners only move bytes.
 //!
 //! [`bind`] makes the sockets; [`Server::start`] runs them until [`Server::shutdown`]. UDP is
@@ -25,6 +26,7 @@
 pub mod doh;
 mod faults;
 mod https;
+pub mod quic;
 mod records;
 pub mod slots;
 mod tcp;
@@ -37,6 +39,7 @@ mod udp;
 pub use doh::{CONN_BODY_BUDGET, MAX_BODY as DOH_MAX_BODY, PATH as DOH_PATH};
 pub use faults::Faults;
 pub use https::{MAX_HEAD_BYTES as DOH_MAX_HEAD_BYTES, MAX_STREAMS as DOH_MAX_STREAMS};
+pub use quic::MAX_STREAMS as DOQ_MAX_STREAMS;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
@@ -65,6 +68,9 @@ pub struct Sockets {
     /// One TCP listener per `server.https_listen` address, for DNS over HTTPS
     /// ([`Sockets::with_https`]).
     pub https: Vec<TcpListener>,
+    /// One UDP socket per `server.quic_listen` address, for DNS over QUIC
+    /// ([`Sockets::with_quic`]).
+    pub quic: Vec<UdpSocket>,
 }
 
 impl Sockets {
@@ -111,6 +117,35 @@ impl Sockets {
             .filter_map(|t| t.local_addr().ok())
             .collect()
     }
+
+    /// Binds a UDP socket for DNS over QUIC on each of `addrs` (port 0: a free port).
+    pub fn with_quic(mut self, addrs: &[SocketAddr]) -> std::io::Result<Self> {
+        for &a in addrs {
+            self.quic.push(quic_socket(a).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("server.quic_listen {a}: {e}"))
+            })?);
+        }
+        Ok(self)
+    }
+
+    /// The DNS-over-QUIC addresses actually bound (port 0 resolved).
+    pub fn quic_addrs(&self) -> Vec<SocketAddr> {
+        self.quic
+            .iter()
+            .filter_map(|u| u.local_addr().ok())
+            .collect()
+    }
+}
+
+/// One UDP socket for a QUIC endpoint (no `SO_REUSEPORT`: one endpoint owns the port).
+fn quic_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    let _ = s.set_recv_buffer_size(UDP_RCVBUF);
+    s.bind(&addr.into())?;
+    Ok(s.into())
 }
 
 fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -150,6 +185,7 @@ pub fn bind(listen: &[SocketAddr], threads: usize) -> std::io::Result<Sockets> {
         tcp: Vec::new(),
         tls: Vec::new(),
         https: Vec::new(),
+        quic: Vec::new(),
     };
     for &addr in listen {
         let mut tries = 0;
@@ -224,6 +260,8 @@ pub struct Server {
     conns: Arc<slots::ClientSlots>,
     /// The TCP connections' shared state, which the TLS listeners copy.
     tcp: Arc<tcp::Shared>,
+    /// The QUIC endpoints, closed at shutdown.
+    quic: Vec<quinn::Endpoint>,
 }
 
 impl Server {
@@ -279,6 +317,7 @@ impl Server {
             handler,
             conns,
             tcp: shared,
+            quic: Vec::new(),
         })
     }
 
@@ -318,6 +357,50 @@ impl Server {
         self.spawn_listeners("https", listeners, rt, move |l| {
             https::serve(l, Arc::clone(&shared))
         })
+    }
+
+    /// Serves DNS over QUIC on `sockets` (from [`Sockets::with_quic`]) with `config` (see
+    /// `tls::doq_config`); a handshake not finished within `handshake` is closed. QUIC
+    /// connections are counted apart from TCP's, with the same limits.
+    pub fn start_quic(
+        &mut self,
+        sockets: Vec<UdpSocket>,
+        config: Arc<rustls::ServerConfig>,
+        handshake: Duration,
+        rt: &tokio::runtime::Handle,
+    ) -> std::io::Result<()> {
+        if sockets.is_empty() {
+            return Ok(());
+        }
+        let t = &self.tcp;
+        let conns = slots::ClientSlots::new(self.conns.per_client(), self.conns.limit());
+        let shared = Arc::new(quic::QuicShared {
+            conn: Arc::new(tcp::Shared {
+                handler: Arc::clone(&t.handler),
+                log: t.log.clone(),
+                conns,
+                clock: t.clock.clone(),
+                faults: Arc::clone(&t.faults),
+                idle: t.idle,
+                transport: Transport::Quic,
+            }),
+            handshake,
+        });
+        let server_config = quic::server_config(config, t.idle)?;
+        for s in sockets {
+            let _guard = rt.enter();
+            let ep = quic::endpoint(s, server_config.clone())?;
+            let name = ep
+                .local_addr()
+                .map_or_else(|_| "quic".to_string(), |a| format!("quic {a}"));
+            self.quic.push(ep.clone());
+            let (faults, shared) = (Arc::clone(&self.faults), Arc::clone(&shared));
+            self.tcp_tasks
+                .push(rt.spawn(supervise(name, faults, move || {
+                    quic::serve(ep.clone(), Arc::clone(&shared))
+                })));
+        }
+        Ok(())
     }
 
     /// What the connections of a TCP-based listener carrying `transport` share: TCP's
@@ -381,6 +464,12 @@ impl Server {
         self.stop.store(true, Ordering::Relaxed);
         for t in &self.tcp_tasks {
             t.abort();
+        }
+        for ep in &self.quic {
+            ep.close(
+                quinn::VarInt::from_u32(crate::dns::doq::code::NO_ERROR),
+                b"shutdown",
+            );
         }
         for t in self.udp_threads {
             let _ = t.join();

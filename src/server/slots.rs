@@ -87,6 +87,11 @@ impl ClientSlots {
     pub fn limit(&self) -> usize {
         self.total
     }
+
+    /// The limit per client.
+    pub fn per_client(&self) -> usize {
+        self.per_client
+    }
 }
 
 impl Drop for Slot {

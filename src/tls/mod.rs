@@ -2,8 +2,9 @@
 //! ([`load_pair`]), served through [`Certs`] (a rustls `ResolvesServerCert` over an
 //! `ArcSwap`) so that a renewed pair (certbot replacing the files) is used for new
 //! handshakes while established connections keep theirs, and the rustls server configs of
-//! DNS over TLS ([`dot_config`]: ALPN `dot`) and over HTTPS ([`doh_config`]: ALPN `h2`,
-//! `http/1.1`), both with the ring provider. [`selfsigned`] makes a
+//! DNS over TLS ([`dot_config`]: ALPN `dot`), over HTTPS ([`doh_config`]: ALPN `h2`,
+//! `http/1.1`) and over QUIC ([`doq_config`]: ALPN `doq`, TLS 1.3 only), all with the ring
+//! provider. [`selfsigned`] makes a
 //! certificate for a LAN without a public name, and its SPKI pin; [`der`] reads a
 //! certificate's expiry (warned about at start and on every reload).
 //!
@@ -28,6 +29,8 @@ pub const ALPN_DOT: &[u8] = b"dot";
 pub const ALPN_H2: &[u8] = b"h2";
 /// The ALPN protocol id of HTTP/1.1 (RFC 7301).
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+/// The ALPN protocol id of DNS over QUIC (RFC 9250 §4.1).
+pub const ALPN_DOQ: &[u8] = b"doq";
 
 /// Why a certificate or key file cannot be used; every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -251,6 +254,20 @@ pub fn dot_config(certs: Arc<Certs>) -> Result<Arc<rustls::ServerConfig>, rustls
 /// then `http/1.1` (a client offering no ALPN speaks HTTP/1.1).
 pub fn doh_config(certs: Arc<Certs>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     server_config(certs, &[ALPN_H2, ALPN_HTTP11])
+}
+
+/// The rustls config of the DNS-over-QUIC listeners: ALPN `doq` and TLS 1.3 only (QUIC
+/// carries no other version, RFC 9001 §4.2), the certificate from `certs` (so a renewal
+/// applies to new QUIC connections as it does to new TLS ones). No 0-RTT: a replayed
+/// query could be answered twice (RFC 9250 §4.5 leaves it to the server).
+pub fn doq_config(certs: Arc<Certs>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    cfg.alpn_protocols = vec![ALPN_DOQ.to_vec()];
+    cfg.max_early_data_size = 0;
+    Ok(Arc::new(cfg))
 }
 
 fn server_config(

@@ -19,6 +19,9 @@
 //!   through the real writer read back equal.
 //! - `doh_query`: a DoH GET's query string → `server::doh::dns_param`; what it accepts is
 //!   the base64url of the first `dns=` value, byte for byte.
+//! - `doq_stream`: a DNS-over-QUIC stream's bytes → `dns::doq::message` and `check_query`;
+//!   a taken message frames back to the stream, shorter prefixes need more, the ID and
+//!   edns-tcp-keepalive checks agree with the bytes and with hickory-proto.
 //! - `cert_der`: certificate bytes → the expiry reader (`tls::der`); our own certificates
 //!   read back their `notAfter`; any time read is within DER's range.
 //!
@@ -43,6 +46,7 @@ mod seeds; // real captures and lines from shared/data, hickory-built packets
 mod cert; // cert_der
 mod config; // config_text
 mod doh; // doh_query
+mod doq; // doq_stream
 mod lists; // list_lines, list_load
 mod local; // local_hosts
 mod query; // dns_query

@@ -33,7 +33,7 @@ async fn start(name: Option<&str>) -> (TestServer, FakeUpstream) {
     (TestServer::start(&toml, &files).await, up)
 }
 
-fn svcb(m: &Message) -> Vec<SVCB> {
+pub(crate) fn svcb(m: &Message) -> Vec<SVCB> {
     m.answers
         .iter()
         .map(|r| match &r.data {
@@ -43,7 +43,7 @@ fn svcb(m: &Message) -> Vec<SVCB> {
         .collect()
 }
 
-fn port(s: &SVCB) -> u16 {
+pub(crate) fn port(s: &SVCB) -> u16 {
     s.svc_params
         .iter()
         .find_map(|(_, v)| match v {
@@ -53,7 +53,7 @@ fn port(s: &SVCB) -> u16 {
         .unwrap()
 }
 
-fn alpn(s: &SVCB) -> Vec<String> {
+pub(crate) fn alpn(s: &SVCB) -> Vec<String> {
     s.svc_params
         .iter()
         .find_map(|(k, v)| match (k, v) {
@@ -63,7 +63,7 @@ fn alpn(s: &SVCB) -> Vec<String> {
         .unwrap()
 }
 
-fn hint(s: &SVCB) -> Vec<IpAddr> {
+pub(crate) fn hint(s: &SVCB) -> Vec<IpAddr> {
     s.svc_params
         .iter()
         .find_map(|(_, v)| match v {

@@ -101,6 +101,35 @@ impl FakeUpstream {
         self.stats.tcp_calls.load(Ordering::SeqCst)
     }
 
+    /// Number of queries received over DNS over QUIC only.
+    pub(crate) fn quic_calls(&self) -> usize {
+        self.stats.quic_calls.load(Ordering::SeqCst)
+    }
+
+    /// The distinct client addresses (IP and port) queries came from: over QUIC, one per
+    /// connection (the client's endpoint).
+    pub(crate) fn sources(&self) -> usize {
+        self.stats.sources.lock().unwrap().len()
+    }
+
+    /// Serves DNS over QUIC too (hickory-server's DoQ listener, ALPN `doq`), with the
+    /// certificate `certs` chooses, on a UDP port of its own; returns that address.
+    pub(crate) async fn serve_quic(
+        &mut self,
+        certs: Arc<dyn rustls::server::ResolvesServerCert>,
+    ) -> SocketAddr {
+        let udp = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("fake upstream: bind quic");
+        let addr = udp.local_addr().expect("fake upstream: local_addr");
+        self.server
+            .as_mut()
+            .expect("fake upstream: stopped")
+            .register_quic_listener(udp, TCP_IDLE_TIMEOUT, certs)
+            .expect("fake upstream: quic listener");
+        addr
+    }
+
     /// The last query message received (to check the forwarded RD/CD flags and EDNS DO bit).
     pub(crate) fn last_query(&self) -> Option<Message> {
         self.stats.last_query.lock().unwrap().clone()
@@ -229,6 +258,8 @@ async fn bind_same_port() -> (tokio::net::UdpSocket, tokio::net::TcpListener) {
 struct Stats {
     calls: AtomicUsize,
     tcp_calls: AtomicUsize,
+    quic_calls: AtomicUsize,
+    sources: Mutex<std::collections::HashSet<SocketAddr>>,
     last_query: Mutex<Option<Message>>,
 }
 
@@ -259,6 +290,10 @@ impl RequestHandler for CountingHandler {
         if request.protocol() == Protocol::Tcp {
             self.stats.tcp_calls.fetch_add(1, Ordering::SeqCst);
         }
+        if request.protocol() == Protocol::Quic {
+            self.stats.quic_calls.fetch_add(1, Ordering::SeqCst);
+        }
+        self.stats.sources.lock().unwrap().insert(request.src());
         self.stats.calls.fetch_add(1, Ordering::SeqCst);
 
         match &self.answer {

@@ -61,9 +61,11 @@ impl TestServer {
         let (policy, _) = Policy::load(&cfg).unwrap();
         let tls_listen = cfg.server.tls.as_ref().map_or(&[][..], |t| &t.listen);
         let https_listen = cfg.server.tls.as_ref().map_or(&[][..], |t| &t.https_listen);
+        let quic_listen = cfg.server.tls.as_ref().map_or(&[][..], |t| &t.quic_listen);
         let sockets = sinkhole::server::bind(&cfg.server.listen, cfg.server.udp_threads)
             .and_then(|s| s.with_tls(tls_listen))
             .and_then(|s| s.with_https(https_listen))
+            .and_then(|s| s.with_quic(quic_listen))
             .unwrap();
         let addr = sockets.local_addrs()[0];
         let clock = Clock::system();
@@ -109,6 +111,11 @@ impl TestServer {
     /// The DNS-over-HTTPS address (the config must set `server.https_listen`).
     pub(crate) fn https_addr(&self) -> SocketAddr {
         self.service().https_addrs()[0]
+    }
+
+    /// The DNS-over-QUIC address (the config must set `server.quic_listen`).
+    pub(crate) fn quic_addr(&self) -> SocketAddr {
+        self.service().quic_addrs()[0]
     }
 
     pub(crate) async fn query(&self, name: &str, rt: RecordType) -> Message {

@@ -373,7 +373,7 @@ fn config_errors_name_the_entry_and_say_what_to_write() {
             "{p}:5:3: upstream.servers: \"https://dns.quad9.net/dns-query@dns.quad9.net\": \"dns.quad9.net\" after '@' is not an IP address"
         ),
         format!(
-            "{p}:6:3: upstream.servers: \"quic://9.9.9.9\": DNS over QUIC upstreams are not supported yet"
+            "{p}:6:3: upstream.servers: \"quic://9.9.9.9\": write the name the server's certificate carries after '#'"
         ),
         format!(
             "{p}:8:10: upstream.tls_ca: {}: cannot read",

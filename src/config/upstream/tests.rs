@@ -99,11 +99,44 @@ fn https_entries_take_a_url_and_an_address() {
 }
 
 #[test]
-fn other_schemes_are_refused_with_what_to_write() {
+fn quic_entries_are_written_as_tls_ones_are() {
+    let s = parse_server("quic://9.9.9.9#DNS.Quad9.net").unwrap();
+    assert_eq!(s.addr, "9.9.9.9:853".parse().unwrap());
+    assert_eq!(
+        s.transport,
+        Transport::Quic {
+            name: "dns.quad9.net".into()
+        }
+    );
+    assert_eq!(s.to_string(), "quic://9.9.9.9:853#dns.quad9.net");
+    assert!(s.is_encrypted());
+    let s = parse_server(" quic://[2a10:50c0::ad1:ff]:8853#dns.adguard-dns.com ").unwrap();
+    assert_eq!(s.addr, "[2a10:50c0::ad1:ff]:8853".parse().unwrap());
     let e = parse_server("quic://9.9.9.9:853").unwrap_err();
-    assert!(e.contains("QUIC") && e.contains("tls://"), "{e}");
+    assert!(
+        e.contains("after '#'") && e.contains("quic://9.9.9.9:853#dns.quad9.net"),
+        "{e}"
+    );
+    let e = parse_server("quic://dns.adguard-dns.com#dns.adguard-dns.com").unwrap_err();
+    assert!(
+        e.contains("not an IP address") && e.contains("host names"),
+        "{e}"
+    );
+    let e = parse_server("quic://9.9.9.9#").unwrap_err();
+    assert!(e.contains("not a host name"), "{e}");
+    let e = parse_server("quic://9.9.9.9#bad name").unwrap_err();
+    assert!(e.contains("not a host name"), "{e}");
+    assert!(parse_server("quic://9.9.9.9:99999#x.test").is_err());
+    assert!(parse_server("quic://9.9.9.9:x#x.test").is_err());
+}
+
+#[test]
+fn other_schemes_are_refused_with_what_to_write() {
     let e = parse_server("udp://9.9.9.9").unwrap_err();
-    assert!(e.contains("unknown scheme"), "{e}");
+    assert!(
+        e.contains("unknown scheme") && e.contains("quic://IP:853#name"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -120,6 +153,17 @@ fn config_errors_name_line_and_key() {
         e[0].starts_with(
             "t.toml:3:12: forward.servers: \"https://dns.corp.test/dns-query\": write the address"
         ),
+        "{e:?}"
+    );
+    let e = errs("[upstream]\nservers = [\"9.9.9.9\", \"quic://9.9.9.9:853\"]\n");
+    assert!(
+        e[0].starts_with("t.toml:2:23: upstream.servers: \"quic://9.9.9.9:853\": write the name"),
+        "{e:?}"
+    );
+    let e = errs("[[forward]]\ndomains = [\"corp.test\"]\nservers = [\"quic://dns.corp.test\"]\n");
+    assert!(
+        e[0].starts_with("t.toml:3:12: forward.servers: \"quic://dns.corp.test\"")
+            && e[0].contains("write the name"),
         "{e:?}"
     );
     let e = errs("[upstream]\ntls_ca = \"/nonexistent/ca.pem\"\n");

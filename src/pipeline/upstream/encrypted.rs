@@ -1,5 +1,6 @@
-//! Encrypted upstreams: DNS over TLS (`dot`, RFC 7858) and DNS over HTTPS (`doh`, RFC 8484
-//! over HTTP/2), each one more kind of server in the same ordered list as plain ones.
+//! Encrypted upstreams: DNS over TLS (`dot`, RFC 7858), DNS over HTTPS (`doh`, RFC 8484
+//! over HTTP/2) and DNS over QUIC (`doq`, RFC 9250), each one more kind of server in the
+//! same ordered list as plain ones.
 //!
 //! One attempt at an encrypted server is one exchange bounded by the same per-attempt end
 //! as a UDP attempt, counted in the same per-server counters, failing over on the same
@@ -11,7 +12,7 @@
 //! Connections are kept and shared: one per server, opened by the first query that needs
 //! it (the queries that arrive meanwhile wait for that one rather than opening their own),
 //! with many queries in flight on it (DoT: pipelined, matched by message ID; DoH: one
-//! HTTP/2 stream per query). At most [`MAX_IN_FLIGHT`] queries per server are in flight; a
+//! HTTP/2 stream per query; DoQ: one QUIC stream per query). At most [`MAX_IN_FLIGHT`] queries per server are in flight; a
 //! query beyond that fails over to the next server, as one that finds every UDP socket full
 //! does. A connection idle for [`IDLE`] is closed by us; one the server closed, or that
 //! failed, is replaced by the next query. A query whose reused connection turns out closed
@@ -32,15 +33,17 @@
 //! `Response::parse`), so each miss would be decoded into a `Message`, encoded again, and its
 //! answer decoded twice; hickory's DoT also turns SNI off, and its multiplexer never closes
 //! an idle connection. The clients here are small: tokio-rustls with a reader and a writer
-//! task per connection (DoT), and the `h2` crate hyper already builds on (DoH), so nothing
-//! new is compiled.
+//! task per connection (DoT), the `h2` crate hyper already builds on (DoH), and quinn, the
+//! QUIC stack of the DoQ listener (DoQ).
 
 mod doh;
+mod doq;
 mod dot;
 pub(super) mod near;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -89,6 +92,8 @@ pub(super) enum Link {
     Tls(dot::Dot),
     /// DNS over HTTPS.
     Https(doh::Doh),
+    /// DNS over QUIC.
+    Quic(doq::Doq),
 }
 
 impl Link {
@@ -113,6 +118,11 @@ impl Link {
                 path,
                 clients.map(|c| Arc::clone(&c.doh)),
             ))),
+            Transport::Quic { name } => Some(Self::Quic(doq::Doq::new(
+                server.addr,
+                name,
+                clients.map(|c| c.doq.clone()),
+            ))),
         }
     }
 
@@ -134,6 +144,7 @@ impl Link {
         match self {
             Self::Tls(d) => d.exchange(q, end).await,
             Self::Https(d) => d.exchange(q, end).await,
+            Self::Quic(d) => d.exchange(q, end).await,
         }
     }
 }
@@ -144,11 +155,12 @@ fn server_name(name: &str) -> Option<ServerName<'static>> {
     ServerName::try_from(name.to_string()).ok()
 }
 
-/// The rustls client configs of one upstream set.
+/// The rustls client configs of one upstream set (DoQ's wrapped for quinn).
 #[derive(Debug)]
 pub(super) struct Clients {
     dot: Arc<ClientConfig>,
     doh: Arc<ClientConfig>,
+    doq: quinn::ClientConfig,
 }
 
 impl Clients {
@@ -172,10 +184,42 @@ impl Clients {
             c.alpn_protocols = vec![alpn.to_vec()];
             Ok(Arc::new(c))
         };
+        // QUIC: TLS 1.3 only (RFC 9001 §4.2); no 0-RTT (a replayed query is not ours to
+        // risk).
+        let mut doq = ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(Arc::clone(&roots))
+            .with_no_client_auth();
+        doq.alpn_protocols = vec![crate::tls::ALPN_DOQ.to_vec()];
+        let doq = quinn::crypto::rustls::QuicClientConfig::try_from(doq)
+            .map_err(|e| rustls::Error::General(format!("quic: {e}")))?;
+        let mut doq = quinn::ClientConfig::new(Arc::new(doq));
+        doq.transport_config(Arc::new(doq_transport()));
         Ok(Self {
             dot: config(crate::tls::ALPN_DOT)?,
             doh: config(crate::tls::ALPN_H2)?,
+            doq,
         })
+    }
+}
+
+/// QUIC transport of a DoQ upstream connection: closed after [`IDLE`] without traffic; the
+/// server may open no stream to us; no datagrams.
+fn doq_transport() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0))
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
+        .datagram_receive_buffer_size(None)
+        .max_idle_timeout(quinn::IdleTimeout::try_from(IDLE).ok());
+    t
+}
+
+/// Counts a query in flight until dropped.
+pub(super) struct Counted<'a>(pub(super) &'a AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 
-use super::{Alive, Failed, IDLE, MAX_IN_FLIGHT, MAX_MESSAGE, Slot, lock, with_retry};
+use super::{Alive, Counted, Failed, IDLE, MAX_IN_FLIGHT, MAX_MESSAGE, Slot, lock, with_retry};
 use crate::dns::wire::Query;
 use crate::pipeline::upstream::UpstreamError;
 
@@ -62,15 +62,6 @@ pub(super) struct Conn {
 impl Alive for Conn {
     fn alive(&self) -> bool {
         !self.dead.load(Ordering::Acquire)
-    }
-}
-
-/// Counts a query in flight until dropped.
-struct Counted<'a>(&'a AtomicUsize);
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
