@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """What forwarding over an encrypted upstream costs: CPU per cache miss of one sinkhole
-forwarding to another over plain UDP, DNS over TLS and DNS over HTTPS, at a fixed rate.
+forwarding to another over plain UDP, DNS over TLS, DNS over HTTPS and DNS over QUIC, at a
+fixed rate.
 
     cargo build --release && cargo build --release --example bench_upstream
     python3 benches/peers/encrypted_upstream.py            # 3 rounds, 1,000 QPS, 10 s
     python3 benches/peers/encrypted_upstream.py --rounds 5 --qps 2000
+    python3 benches/peers/encrypted_upstream.py --baseline /tmp/old/sinkhole   # A/B
 
 All on loopback: `examples/bench_upstream` answers every query at once; a middle sinkhole
-(no cache) serves UDP, DoT and DoH with a self-signed pair and forwards to it; three front
-sinkholes forward to the middle one, one per transport (`127.0.0.1:P`,
-`tls://127.0.0.1:P#bench.test`, `https://bench.test/dns-query@127.0.0.1:P`, the pair's
-certificate as `upstream.tls_ca`). dnsperf sends each front unique names (every query a
-miss) at `--qps`; the front's utime + stime over the run, divided by the answered queries,
-is its CPU per miss. Rounds are interleaved; the medians are printed.
+(no cache) serves UDP, DoT, DoH and DoQ with a self-signed pair and forwards to it; four
+front sinkholes forward to the middle one, one per transport (`127.0.0.1:P`,
+`tls://127.0.0.1:P#bench.test`, `https://bench.test/dns-query@127.0.0.1:P`,
+`quic://127.0.0.1:P#bench.test`, the pair's certificate as `upstream.tls_ca`). dnsperf
+sends each front unique names (every query a miss) at `--qps`; the front's utime + stime
+over the run, divided by the answered queries, is its CPU per miss. Rounds are
+interleaved; the medians are printed. `--baseline BIN` adds fronts run by another binary
+(UDP, DoT, DoH), each compared with its own UDP front.
 """
 import argparse
 import os
@@ -31,6 +35,12 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 def port():
     with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -54,9 +64,11 @@ def main():
     u = port()
     procs = [subprocess.Popen([UP, f"127.0.0.1:{u}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     pb, pt, ph = port(), port(), port()
+    pq = udp_port()
     with open(d + "/middle.toml", "w") as f:
         f.write(f'[server]\nlisten = ["127.0.0.1:{pb}"]\ntls_listen = ["127.0.0.1:{pt}"]\n'
-                f'https_listen = ["127.0.0.1:{ph}"]\ntls_cert = "{d}/tls/cert.pem"\n'
+                f'https_listen = ["127.0.0.1:{ph}"]\nquic_listen = ["127.0.0.1:{pq}"]\n'
+                f'tls_cert = "{d}/tls/cert.pem"\n'
                 f'tls_key = "{d}/tls/key.pem"\n[upstream]\nservers = ["127.0.0.1:{u}"]\n'
                 f'[cache]\nmax_entries = 0\n')
     procs.append(subprocess.Popen([BIN, "serve", "--config", d + "/middle.toml"],
@@ -64,10 +76,13 @@ def main():
     fronts = {}
     kinds = [("udp", f"127.0.0.1:{pb}"),
              ("tls", f"tls://127.0.0.1:{pt}#bench.test"),
-             ("https", f"https://bench.test/dns-query@127.0.0.1:{ph}")]
+             ("https", f"https://bench.test/dns-query@127.0.0.1:{ph}"),
+             ("quic", f"quic://127.0.0.1:{pq}#bench.test")]
     bins = [("", BIN)] + ([("-base", a.baseline)] if a.baseline else [])
     for (suffix, binary), (kind, server) in [(b, k) for b in bins for k in kinds]:
         name = kind + suffix
+        if suffix and kind == "quic":
+            continue  # a baseline older than DoQ
         p = port()
         with open(f"{d}/{name}.toml", "w") as f:
             f.write(f'[server]\nlisten = ["127.0.0.1:{p}"]\n[upstream]\nservers = ["{server}"]\n'

@@ -132,6 +132,7 @@ impl Link {
         match self {
             Self::Tls(d) => Self::Tls(d.twin()),
             Self::Https(d) => Self::Https(d.twin()),
+            Self::Quic(d) => Self::Quic(d.twin()),
         }
     }
 

@@ -67,6 +67,11 @@ impl Doq {
         }
     }
 
+    /// The same server and settings, without a connection.
+    pub(super) fn twin(&self) -> Self {
+        Self::new(self.addr, &self.name, self.config.clone())
+    }
+
     /// One query, answered or failed by `end`: the answer and the ID it must carry (0).
     pub(super) async fn exchange(
         &self,
