@@ -1,11 +1,14 @@
 //! The upstream of the peer benchmark (`benches/peers/run.py`): answers every query at once
 //! with one A record (192.0.2.1, TTL 3600), so that a forwarded query costs the resolver
 //! under test its own work and nothing waits on the upstream. Two threads on one
-//! `SO_REUSEPORT` address, plain `recv_from`/`send_to`: it is not what is measured.
+//! `SO_REUSEPORT` address, plain `recv_from`/`send_to`: it is not what is measured. The
+//! same port over TCP (a thread per connection, pipelined queries answered in order), for
+//! peers that forward what came over TCP, DoT or DoH over TCP (dnsdist does).
 //!
 //! `cargo run --release --example bench_upstream -- 127.0.0.1:5399`
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 
 /// The end of the question section (its first name, type and class), if the message has
 /// one.
@@ -58,6 +61,24 @@ fn serve(sock: UdpSocket) {
     }
 }
 
+/// Answers the length-prefixed queries of one TCP connection until it closes.
+fn serve_tcp(mut s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    let mut len = [0u8; 2];
+    let mut out = Vec::with_capacity(512);
+    while s.read_exact(&mut len).is_ok() {
+        let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if s.read_exact(&mut q).is_err() || !answer(&q, &mut out) {
+            return;
+        }
+        let mut msg = (out.len() as u16).to_be_bytes().to_vec();
+        msg.extend_from_slice(&out);
+        if s.write_all(&msg).is_err() {
+            return;
+        }
+    }
+}
+
 fn main() {
     let addr: SocketAddr = std::env::args()
         .nth(1)
@@ -79,7 +100,13 @@ fn main() {
             std::thread::spawn(move || serve(sock))
         })
         .collect();
-    eprintln!("bench_upstream: answering on {addr}");
+    let tcp = TcpListener::bind(addr).expect("bind tcp");
+    std::thread::spawn(move || {
+        for s in tcp.incoming().flatten() {
+            std::thread::spawn(move || serve_tcp(s));
+        }
+    });
+    eprintln!("bench_upstream: answering on {addr} (udp and tcp)");
     for t in threads {
         let _ = t.join();
     }
