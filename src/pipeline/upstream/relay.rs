@@ -44,7 +44,7 @@ use crate::fdlimit;
 mod sock;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
-mod tests;
+pub(super) mod tests;
 
 use sock::{Entry, Sock, dispatch, failed, transport};
 

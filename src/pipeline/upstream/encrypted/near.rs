@@ -41,6 +41,10 @@ use super::{Link, lock};
 use crate::dns::wire::{Response, rcode};
 use crate::pipeline::upstream::{Relay, Relayed, Settled};
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests;
+
 /// A thread's connection to a server of an upstream set unused this long is dropped.
 pub(in crate::pipeline::upstream) const FORGET: Duration = Duration::from_secs(120);
 

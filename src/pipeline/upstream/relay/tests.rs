@@ -12,8 +12,8 @@ use crate::counters::Counters;
 use crate::dns::wire::{self, HEADER_LEN};
 
 /// A query the relay forwards.
-struct Item {
-    q: Query,
+pub(in crate::pipeline::upstream) struct Item {
+    pub(in crate::pipeline::upstream) q: Query,
     arrived: Instant,
     up: Upstream,
 }
@@ -37,13 +37,22 @@ fn upstream(servers: &[SocketAddr], timeout: Duration) -> Upstream {
 
 /// An upstream set of config entries (`IP:PORT`, `tls://…`, `https://…`).
 fn upstream_of(servers: &[String], timeout: Duration) -> Upstream {
+    upstream_with_ca(servers, timeout, None)
+}
+
+/// As [`upstream_of`], trusting `tls_ca` for the encrypted ones.
+pub(in crate::pipeline::upstream) fn upstream_with_ca(
+    servers: &[String],
+    timeout: Duration,
+    tls_ca: Option<crate::config::TlsCa>,
+) -> Upstream {
     let cfg = UpstreamConfig {
         servers: servers
             .iter()
             .map(|s| crate::config::upstream::parse_server(s).unwrap())
             .collect(),
         timeout,
-        tls_ca: None,
+        tls_ca,
     };
     let cache = CacheConfig {
         max_entries: 0,
@@ -55,7 +64,7 @@ fn upstream_of(servers: &[String], timeout: Duration) -> Upstream {
 }
 
 /// A client's query for `name` (dotted, lower or mixed case), type A.
-fn query(name: &str) -> Query {
+pub(in crate::pipeline::upstream) fn query(name: &str) -> Query {
     let mut m = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
     for label in name.split('.') {
         m.push(u8::try_from(label.len()).unwrap());
@@ -65,7 +74,7 @@ fn query(name: &str) -> Query {
     wire::parse_query(&m).unwrap()
 }
 
-fn item(name: &str, up: &Upstream) -> Item {
+pub(in crate::pipeline::upstream) fn item(name: &str, up: &Upstream) -> Item {
     Item {
         q: query(name),
         arrived: Instant::now(),
@@ -113,7 +122,7 @@ fn scripted(script: impl Fn(&[u8]) -> Vec<Vec<u8>> + Send + 'static) -> Scripted
 }
 
 /// A relay with a listener nobody sends to.
-fn relay() -> (Relay<Item>, UdpSocket) {
+pub(in crate::pipeline::upstream) fn relay() -> (Relay<Item>, UdpSocket) {
     let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
     (Relay::new(listener.as_fd()).unwrap(), listener)
 }
