@@ -32,8 +32,9 @@
 //! Every stage before the upstream is synchronous, so blocked and cached names are answered
 //! inline on the UDP thread without touching the async runtime; a miss comes back as a
 //! [`handler::Pending`], the rest of the chain as data: a UDP thread makes its first
-//! upstream attempt from its own loop ([`pipeline::upstream::Relay`]), other listeners and
-//! later attempts run on tokio, and all finish it the same way. What a decision reads from the config is one
+//! upstream attempt from its own loop ([`pipeline::upstream::Relay`]; over connections of
+//! its own when the first server is encrypted, [`pipeline::upstream::Near`]), other
+//! listeners and later attempts run on tokio, and all finish it the same way. What a decision reads from the config is one
 //! immutable [`pipeline::Policy`] snapshot; a reload ([`reload`]) builds a new one off the
 //! query path and swaps it whole, and applies `[upstream]`, `[cache]` and `[log]` too.
 //! [`counters`] count every query, cache hit and upstream exchange without a lock.
