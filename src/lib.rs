@@ -65,7 +65,8 @@
 //! - [`querylog`]: the JSON Lines query log (bounded queue → writer thread, sessions,
 //!   rotation), the `sinkhole log` reports that read it, and the newest-first pages the API
 //!   serves (`querylog::page`).
-//! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running.
+//! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running;
+//!   [`systemd`]: readiness, reload and watchdog notices, and journal-format logs.
 //! - [`block_page`]: the HTTP page a browser sent to the sinkhole address gets: which rule
 //!   and list blocked the site, from the current policy snapshot.
 //! - [`http`]: `[http]`: the JSON API under `/api/v1` and `/metrics`, on a bounded
@@ -127,4 +128,5 @@ pub mod querylog;
 pub mod reload;
 pub mod server;
 pub mod service;
+pub mod systemd;
 pub mod tls;

@@ -18,7 +18,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr at `--log-level`, else `RUST_LOG`, else `info`.
+/// Logs to stderr at `--log-level`, else `RUST_LOG`, else `info`; in the journal's format
+/// when stderr is the journal.
 fn init_tracing(level: Option<&str>) -> Result<(), Error> {
     let filter = match level {
         Some(level) => EnvFilter::try_new(level),
@@ -26,9 +27,20 @@ fn init_tracing(level: Option<&str>) -> Result<(), Error> {
     };
     let filter =
         filter.map_err(|e| Error::usage(format_args!("invalid --log-level/RUST_LOG: {e}")))?;
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if sinkhole::systemd::stderr_is_journal() {
+        // The journal stamps each line and takes the level from its `<N>` prefix.
+        let plain = tracing_subscriber::fmt::format()
+            .without_time()
+            .with_level(false)
+            .with_ansi(false);
+        fmt.with_ansi(false)
+            .event_format(sinkhole::systemd::JournalFormat(plain))
+            .init();
+    } else {
+        fmt.init();
+    }
     Ok(())
 }

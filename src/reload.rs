@@ -284,10 +284,16 @@ impl Reloader {
         Ok(())
     }
 
-    /// Reloads and logs the outcome; a failure keeps the old set.
-    pub async fn reload_logged(&self, reread_config: bool) {
-        if let Err(e) = self.reload(reread_config).await {
-            tracing::error!("reload failed, still serving the previous config and lists: {e:#}");
+    /// Reloads and logs the outcome; a failure keeps the old set. True when it succeeded.
+    pub async fn reload_logged(&self, reread_config: bool) -> bool {
+        match self.reload(reread_config).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(
+                    "reload failed, still serving the previous config and lists: {e:#}"
+                );
+                false
+            }
         }
     }
 
@@ -386,7 +392,7 @@ impl Reloader {
                     }
                     pending = false;
                     tracing::info!("list file changed on disk; reloading");
-                    me.reload_logged(false).await;
+                    let _ = me.reload_logged(false).await;
                 }
             }
         })

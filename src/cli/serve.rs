@@ -11,6 +11,7 @@ use crate::blocklist::load::log_reports;
 use crate::config::{Config, DEFAULT_NAME};
 use crate::pipeline::Policy;
 use crate::service::{Service, ServiceOptions};
+use crate::systemd::{self, Notifier};
 
 /// Runs `serve`: exit 2 on a bad config, 1 when it cannot start or fails while serving.
 pub(super) fn run(path: Option<PathBuf>) -> Result<(), Error> {
@@ -21,6 +22,11 @@ pub(super) fn run(path: Option<PathBuf>) -> Result<(), Error> {
 
 fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Under systemd (Type=notify): READY once everything answers, RELOADING/READY around a
+    // SIGHUP reload, STOPPING at exit, and the watchdog's keep-alives.
+    let notify = Notifier::from_env()
+        .context("cannot use the systemd notification socket ($NOTIFY_SOCKET)")?
+        .map(std::sync::Arc::new);
     tracing::info!(
         config = path.as_ref().map_or(DEFAULT_NAME.to_string(), |p| p.display().to_string()),
         listen = ?cfg.server.listen,
@@ -101,15 +107,38 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     if !quic_addrs.is_empty() {
         tracing::info!(listen = ?quic_addrs, "serving DNS over QUIC");
     }
+    if let Some(n) = &notify {
+        n.ready(&format!("serving DNS on {addrs:?}, {rules} rules"));
+        if let Some(every) = systemd::watchdog_interval() {
+            // Kept alive from the runtime: a runtime that stops running tasks stops them.
+            let n = std::sync::Arc::clone(n);
+            rt.spawn(async move {
+                let mut tick = tokio::time::interval(every / 2);
+                loop {
+                    tick.tick().await;
+                    n.watchdog();
+                }
+            });
+        }
+    }
     rt.block_on(async {
         let mut ctrl_c = ctrl_c;
         loop {
             tokio::select! {
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading config and lists");
+                    if let Some(n) = &notify {
+                        n.reloading();
+                    }
                     service.reload_tls();
                     let r = std::sync::Arc::clone(service.reloader());
-                    tokio::spawn(async move { r.reload_logged(true).await });
+                    let n = notify.clone();
+                    tokio::spawn(async move {
+                        let ok = r.reload_logged(true).await;
+                        if let Some(n) = n {
+                            n.ready(if ok { "serving DNS; reloaded" } else { "serving DNS; the reload failed, previous config kept" });
+                        }
+                    });
                 }
                 _ = usr1.recv() => print_counters(&service.counters_text()),
                 _ = term.recv() => break,
@@ -120,6 +149,9 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     })
     .context("signal handling failed")?;
     tracing::info!("shutting down");
+    if let Some(n) = &notify {
+        n.stopping();
+    }
     let counters = service.shutdown();
     print_counters(&counters);
     rt.shutdown_timeout(std::time::Duration::from_secs(2));

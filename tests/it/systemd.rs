@@ -1,0 +1,258 @@
+//! `sinkhole serve` under systemd's protocols, with the test as the service manager: the
+//! `sd_notify` messages on a socket of the test's own (`$NOTIFY_SOCKET`): READY once it
+//! answers, RELOADING and READY around SIGHUP (a failed reload too), WATCHDOG at the
+//! `$WATCHDOG_USEC` pace, STOPPING at SIGTERM; and journal-format log lines when
+//! `$JOURNAL_STREAM` names its stderr.
+
+use std::io::{BufRead as _, BufReader};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+
+use crate::fake_upstream::{FakeUpstream, a};
+use crate::harness::{bin, first_answer, free_port, make_query, signal, udp_exchange};
+
+/// The next message on `sock` within `within`, `None` when none came.
+fn next(sock: &UnixDatagram, within: Duration) -> Option<String> {
+    sock.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1024];
+    let n = sock.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// The next message that is not a watchdog keep-alive.
+fn next_state(sock: &UnixDatagram, within: Duration) -> Option<String> {
+    let until = Instant::now() + within;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match next(sock, left)? {
+            m if m == "WATCHDOG=1" => continue,
+            m => return Some(m),
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_tells_systemd_ready_reloading_watchdog_and_stopping_and_logs_for_the_journal() {
+    let up = FakeUpstream::start(vec![a("www.test.", "192.0.2.1", 300)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("s.toml");
+    std::fs::write(dir.path().join("b.txt"), "ads.test\n").unwrap();
+    let good = format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[upstream]\nservers = [\"{}\"]\n\
+         [blocking]\nlists = [\"b.txt\"]\n",
+        up.addr
+    );
+    std::fs::write(&config, &good).unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    // stderr is a pipe of ours; JOURNAL_STREAM names it, as systemd names the journal's.
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let st = nix::sys::stat::fstat(write_end.as_fd()).unwrap();
+    let mut child = bin()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env("JOURNAL_STREAM", format!("{}:{}", st.st_dev, st.st_ino))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(write_end))
+        .spawn()
+        .unwrap();
+    let stop = |child: &mut std::process::Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+
+    // READY only once it answers: the first query after READY is answered.
+    let Some(ready) = next_state(&sock, Duration::from_secs(15)) else {
+        stop(&mut child);
+        panic!("no READY within 15 s");
+    };
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=serving DNS on"),
+        "{ready:?}"
+    );
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let q = make_query("x.ads.test.", RecordType::A, None);
+    let m = udp_exchange(addr, &q).await.expect("answers once READY");
+    assert_eq!(first_answer(&m), "0.0.0.0");
+
+    // The watchdog: keep-alives at half the interval.
+    let mut pings = 0;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(900) {
+        if next(&sock, Duration::from_millis(900)).as_deref() == Some("WATCHDOG=1") {
+            pings += 1;
+        }
+    }
+    assert!(
+        pings >= 2,
+        "{pings} keep-alives in 0.9 s at WATCHDOG_USEC=400000"
+    );
+
+    // SIGHUP: RELOADING, then READY when the reload is over; a broken config too (the old
+    // one keeps serving, and systemd must not be left in "reloading").
+    signal(&child, "HUP");
+    assert_eq!(
+        next_state(&sock, Duration::from_secs(10)).as_deref(),
+        Some("RELOADING=1\nSTATUS=reloading")
+    );
+    assert_eq!(
+        next_state(&sock, Duration::from_secs(10)).as_deref(),
+        Some("READY=1\nSTATUS=serving DNS; reloaded")
+    );
+    std::fs::write(&config, "[server\n").unwrap();
+    signal(&child, "HUP");
+    assert_eq!(
+        next_state(&sock, Duration::from_secs(10)).as_deref(),
+        Some("RELOADING=1\nSTATUS=reloading")
+    );
+    let after = next_state(&sock, Duration::from_secs(10)).unwrap_or_default();
+    assert!(
+        after.starts_with("READY=1\nSTATUS=serving DNS; the reload failed"),
+        "{after:?}"
+    );
+    let m = udp_exchange(addr, &q).await.expect("still answers");
+    assert_eq!(first_answer(&m), "0.0.0.0");
+
+    signal(&child, "TERM");
+    assert_eq!(
+        next_state(&sock, Duration::from_secs(10)).as_deref(),
+        Some("STOPPING=1\nSTATUS=stopping")
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // Every log line in the journal's format: a priority, no timestamp of our own.
+    let lines: Vec<String> = BufReader::new(std::fs::File::from(read_end))
+        .lines()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<6>") && l.contains("serving DNS")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<3>") && l.contains("reload failed")),
+        "{lines:?}"
+    );
+    for l in &lines {
+        let p = l.get(..3).unwrap_or_default();
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"].contains(&p),
+            "no priority: {l:?}"
+        );
+        assert!(
+            !l.contains("INFO") && !l.get(3..).unwrap_or_default().starts_with("20"),
+            "level or time in {l:?}"
+        );
+    }
+}
+
+/// `dist/systemd/sinkhole.service` with its binary at `bin`, in a directory of its own.
+fn unit_with(bin: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dist/systemd/sinkhole.service"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sinkhole.service");
+    std::fs::write(&path, unit.replace("/usr/bin/sinkhole", bin)).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn the_unit_verifies_and_its_exposure_is_at_most_two() {
+    let (_dir, path) = unit_with(env!("CARGO_BIN_EXE_sinkhole"));
+    // The man pages come with the package; everything else must verify.
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian: systemd)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for sinkhole.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    assert!(score <= 2.0, "exposure {score} > 2.0:\n{text}");
+    // The command lines themselves: ExecStartPre checks a good config, ExecStart gets as
+    // far as reading the config (a usage error would say "Usage").
+    let unit = std::fs::read_to_string(&path).unwrap();
+    let exec = |key: &str| -> Vec<String> {
+        let line = unit.lines().find_map(|l| l.strip_prefix(key)).unwrap();
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[upstream]\nservers = [\"127.0.0.1:53\"]\n").unwrap();
+    let run = |argv: Vec<String>, config: &std::path::Path| {
+        let argv: Vec<String> = argv
+            .into_iter()
+            .map(|a| a.replace("/etc/sinkhole/sinkhole.toml", config.to_str().unwrap()))
+            .collect();
+        std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .output()
+            .unwrap()
+    };
+    let pre = run(exec("ExecStartPre="), &good);
+    assert!(
+        pre.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pre.stderr)
+    );
+    let missing = dir.path().join("missing.toml");
+    let start = run(exec("ExecStart="), &missing);
+    let err = String::from_utf8_lossy(&start.stderr);
+    assert!(
+        !start.status.success() && err.contains("missing.toml") && !err.contains("Usage"),
+        "{err}"
+    );
+    // A unit that gives nothing up scores far higher: the check can fail.
+    let lax = std::fs::read_to_string(&path).unwrap();
+    let lax: String = lax
+        .lines()
+        .filter(|l| {
+            !l.starts_with("Protect")
+                && !l.starts_with("Restrict")
+                && !l.starts_with("SystemCall")
+                && !l.starts_with("Capability")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, lax).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("exposure level for sinkhole.service: 1.")
+            && !text.contains("exposure level for sinkhole.service: 0."),
+        "{text}"
+    );
+}
