@@ -66,7 +66,8 @@
 //!   rotation), the `sinkhole log` reports that read it, and the newest-first pages the API
 //!   serves (`querylog::page`).
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running;
-//!   [`systemd`]: readiness, reload and watchdog notices, and journal-format logs.
+//!   [`systemd`]: readiness, reload and watchdog notices, and journal-format logs;
+//!   [`privdrop`]: root given up for `server.user` once every socket is bound.
 //! - [`block_page`]: the HTTP page a browser sent to the sinkhole address gets: which rule
 //!   and list blocked the site, from the current policy snapshot.
 //! - [`http`]: `[http]`: the JSON API under `/api/v1` and `/metrics`, on a bounded
@@ -124,6 +125,7 @@ pub mod handler;
 pub mod http;
 pub mod neighbours;
 pub mod pipeline;
+pub mod privdrop;
 pub mod querylog;
 pub mod reload;
 pub mod server;

@@ -10,6 +10,7 @@ use super::common::{Error, load_config};
 use crate::blocklist::load::log_reports;
 use crate::config::{Config, DEFAULT_NAME};
 use crate::pipeline::Policy;
+use crate::privdrop::{self, Plan};
 use crate::service::{Service, ServiceOptions};
 use crate::systemd::{self, Notifier};
 
@@ -49,25 +50,16 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let (policy, reports) = Policy::load(&cfg).context("loading blocklists")?;
     log_reports(&reports);
+    // Each error is one line naming the address, the reason and the remedy
+    // (`server::bind_error`).
     let sockets =
-        crate::server::bind(&cfg.server.listen, cfg.server.udp_threads).with_context(|| {
-            format!(
-                "cannot listen on {:?} (address in use, or a port below 1024 without root?)",
-                cfg.server.listen
-            )
-        })?;
+        crate::server::bind(&cfg.server.listen, cfg.server.udp_threads).context("server.listen")?;
     let tls_listen = cfg.server.tls.as_ref().map_or(&[][..], |t| &t.listen);
-    let sockets = sockets.with_tls(tls_listen).context(
-        "cannot listen for DNS over TLS (address in use, or a port below 1024 without root?)",
-    )?;
+    let sockets = sockets.with_tls(tls_listen)?;
     let https_listen = cfg.server.tls.as_ref().map_or(&[][..], |t| &t.https_listen);
-    let sockets = sockets.with_https(https_listen).context(
-        "cannot listen for DNS over HTTPS (address in use, or a port below 1024 without root?)",
-    )?;
+    let sockets = sockets.with_https(https_listen)?;
     let quic_listen = cfg.server.tls.as_ref().map_or(&[][..], |t| &t.quic_listen);
-    let sockets = sockets.with_quic(quic_listen).context(
-        "cannot listen for DNS over QUIC (address in use, or a port below 1024 without root?)",
-    )?;
+    let sockets = sockets.with_quic(quic_listen)?;
     let tls_addrs = sockets.tls_addrs();
     let https_addrs = sockets.https_addrs();
     let quic_addrs = sockets.quic_addrs();
@@ -90,8 +82,11 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             rt.spawn(tokio::signal::ctrl_c()),
         )
     };
+    let user = cfg.server.user.clone();
     let service = Service::start(cfg, policy, sockets, rt.handle(), opts)
         .context("cannot start the listeners")?;
+    // Every socket is bound now (DNS, TLS, HTTPS, QUIC, the API, the block page).
+    give_up_root(user.as_deref())?;
     tracing::info!(
         listen = ?addrs,
         rules,
@@ -164,4 +159,21 @@ fn print_counters(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
+}
+
+/// Becomes `server.user` (default `sinkhole`) when started as root; see `crate::privdrop`.
+fn give_up_root(user: Option<&str>) -> anyhow::Result<()> {
+    let euid = nix::unistd::geteuid().as_raw();
+    let plan = privdrop::plan(user, euid, privdrop::lookup)?;
+    match &plan {
+        Plan::Stay(why) if euid == 0 && user.is_none() => tracing::warn!(
+            "running as root ({why}): create it (useradd --system --no-create-home sinkhole) or set server.user"
+        ),
+        Plan::Stay(why) => tracing::debug!("keeping the user ({why})"),
+        Plan::Drop { name, uid, gid } => {
+            privdrop::apply(&plan)?;
+            tracing::info!(user = %name, uid, gid, "gave up root: running as {name}, no capabilities");
+        }
+    }
+    Ok(())
 }

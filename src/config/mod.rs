@@ -83,6 +83,9 @@ pub struct ServerConfig {
     /// The resolver's own name (`server.name`, lower case, no trailing dot): the target of
     /// its DDR answers, and the name its certificate must carry.
     pub name: Option<String>,
+    /// `server.user`: the user to become after binding when started as root (`None`: the
+    /// user `sinkhole` if it exists; `"root"`: stay root).
+    pub user: Option<String>,
 }
 
 /// `[upstream]`, validated.
@@ -449,6 +452,19 @@ impl Validator<'_> {
                 }
             }
         });
+        let user = raw.server.user.as_ref().and_then(|u| {
+            let name = u.get_ref().trim();
+            if name == "root" || crate::privdrop::lookup(name).is_some() {
+                Some(name.to_string())
+            } else {
+                self.err(
+                    u.span(),
+                    "server.user",
+                    format!("{name:?}: no such user on this system; create it (useradd --system --no-create-home {name}), name another, or \"root\" to stay root"),
+                );
+                None
+            }
+        });
         Config {
             file: self.file.to_string(),
             server: ServerConfig {
@@ -462,6 +478,7 @@ impl Validator<'_> {
                 timezone,
                 tls,
                 name,
+                user,
             },
             upstream: UpstreamConfig {
                 servers,

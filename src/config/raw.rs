@@ -99,6 +99,8 @@ pub struct RawServer {
     pub tls_key: Option<Spanned<String>>,
     /// Longest time from a TLS connection's accept to its finished handshake.
     pub tls_handshake_timeout_ms: Spanned<u64>,
+    /// The user `serve` becomes once its sockets are bound, when started as root.
+    pub user: Option<Spanned<String>>,
 }
 
 impl Default for RawServer {
@@ -119,6 +121,7 @@ impl Default for RawServer {
             tls_cert: None,
             tls_key: None,
             tls_handshake_timeout_ms: Spanned::new(0..0, 5000),
+            user: None,
         }
     }
 }

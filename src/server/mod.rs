@@ -23,6 +23,7 @@
     clippy::panic
 )]
 
+mod bind_error;
 pub mod doh;
 mod faults;
 mod https;
@@ -86,7 +87,8 @@ impl Sockets {
     pub fn with_tls(mut self, addrs: &[SocketAddr]) -> std::io::Result<Self> {
         for &a in addrs {
             self.tls.push(tcp_listener(a).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("server.tls_listen {a}: {e}"))
+                let e = bind_error::explain(e, a, "tcp");
+                std::io::Error::new(e.kind(), format!("server.tls_listen: {e}"))
             })?);
         }
         Ok(self)
@@ -104,7 +106,8 @@ impl Sockets {
     pub fn with_https(mut self, addrs: &[SocketAddr]) -> std::io::Result<Self> {
         for &a in addrs {
             self.https.push(tcp_listener(a).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("server.https_listen {a}: {e}"))
+                let e = bind_error::explain(e, a, "tcp");
+                std::io::Error::new(e.kind(), format!("server.https_listen: {e}"))
             })?);
         }
         Ok(self)
@@ -122,7 +125,8 @@ impl Sockets {
     pub fn with_quic(mut self, addrs: &[SocketAddr]) -> std::io::Result<Self> {
         for &a in addrs {
             self.quic.push(quic_socket(a).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("server.quic_listen {a}: {e}"))
+                let e = bind_error::explain(e, a, "udp");
+                std::io::Error::new(e.kind(), format!("server.quic_listen: {e}"))
             })?);
         }
         Ok(self)
@@ -190,7 +194,7 @@ pub fn bind(listen: &[SocketAddr], threads: usize) -> std::io::Result<Sockets> {
     for &addr in listen {
         let mut tries = 0;
         let (first, tcp) = loop {
-            let first = udp_socket(addr)?;
+            let first = udp_socket(addr).map_err(|e| bind_error::explain(e, addr, "udp"))?;
             let actual = first.local_addr()?;
             match tcp_listener(actual) {
                 Ok(t) => break (first, t),
@@ -199,7 +203,7 @@ pub fn bind(listen: &[SocketAddr], threads: usize) -> std::io::Result<Sockets> {
                     tries += 1;
                     tracing::debug!(error = %e, "ephemeral port taken on TCP, retrying");
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(bind_error::explain(e, actual, "tcp")),
             }
         };
         let actual = first.local_addr()?;

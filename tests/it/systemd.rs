@@ -256,3 +256,214 @@ fn the_unit_verifies_and_its_exposure_is_at_most_two() {
         "{text}"
     );
 }
+
+/// The `Uid:`, `Gid:`, `Groups:` and `CapEff:` lines of every thread of `pid`.
+fn identities(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let keep = ["Uid:", "Gid:", "Groups:", "CapEff:", "CapPrm:", "CapAmb:"];
+        let lines: Vec<String> = status
+            .lines()
+            .filter(|l| keep.iter().any(|k| l.starts_with(k)))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        out.push(lines.join("; "));
+    }
+    out
+}
+
+#[test]
+fn started_as_root_on_port_53_it_answers_as_server_user_with_no_capability_left() {
+    use crate::firewall::{cannot_run, ok, sh};
+    if let Some(why) = cannot_run() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the privilege test: {why}"
+        );
+        println!("privilege test skipped: {why}");
+        return;
+    }
+    let ns = format!("shpriv{}", std::process::id());
+    ok(&["ip", "netns", "add", &ns]);
+    struct Cleanup(String, Option<std::process::Child>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(c) = &mut self.1 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let mut guard = Cleanup(ns.clone(), None);
+    ok(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.txt"), "ads.test\n").unwrap();
+    let config = dir.path().join("s.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = [\"127.0.0.1:53\"]\ntls_listen = [\"127.0.0.1:853\"]\n\
+         tls_cert = \"c/cert.pem\"\ntls_key = \"c/key.pem\"\nuser = \"nobody\"\n\
+         [upstream]\nservers = [\"127.0.0.1:5353\"]\n[blocking]\nlists = [\"b.txt\"]\n",
+    )
+    .unwrap();
+    ok(&[
+        env!("CARGO_BIN_EXE_sinkhole"),
+        "cert",
+        "self-signed",
+        "--name",
+        "dns.test",
+        "--out",
+        dir.path().join("c").to_str().unwrap(),
+    ]);
+    let child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            env!("CARGO_BIN_EXE_sinkhole"),
+            "serve",
+            "--config",
+        ])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `ip netns exec` execs the program: the child's PID is the server's.
+    let pid = child.id();
+    guard.1 = Some(child);
+    let ask = || {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "kdig",
+            "+short",
+            "+time=1",
+            "+retry=0",
+            "@127.0.0.1",
+            "-p",
+            "53",
+            "x.ads.test",
+        ])
+    };
+    let t = Instant::now();
+    let mut answer = String::new();
+    while t.elapsed() < Duration::from_secs(15) {
+        answer = String::from_utf8_lossy(&ask().stdout).trim().to_string();
+        if answer == "0.0.0.0" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(answer, "0.0.0.0", "answers on port 53");
+    // Every thread: uid and gid of nobody (65534), no supplementary group but its own, and
+    // no capability in any set.
+    let ids = identities(pid);
+    assert!(ids.len() > 2, "threads: {ids:?}");
+    for t in &ids {
+        assert!(t.contains("Uid: 65534 65534 65534 65534"), "{t}");
+        assert!(t.contains("Gid: 65534 65534 65534 65534"), "{t}");
+        assert!(
+            t.contains("Groups: 65534") || t.ends_with("Groups:") || t.contains("Groups:;"),
+            "{t}"
+        );
+        assert!(
+            t.contains("CapEff: 0000000000000000") && t.contains("CapPrm: 0000000000000000"),
+            "{t}"
+        );
+    }
+    // Still answering after the drop, over UDP and TLS (bound before it).
+    assert_eq!(String::from_utf8_lossy(&ask().stdout).trim(), "0.0.0.0");
+    let tls = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns,
+        "kdig",
+        "+short",
+        "+tls",
+        "+time=2",
+        "+retry=0",
+        "@127.0.0.1",
+        "-p",
+        "853",
+        "x.ads.test",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&tls.stdout).trim(), "0.0.0.0");
+}
+
+#[test]
+fn a_user_that_does_not_exist_is_a_config_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("s.toml");
+    std::fs::write(&config, "[server]\nuser = \"no-such-user-xyz\"\n").unwrap();
+    let out = bin()
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("s.toml:2:") && err.contains("server.user") && err.contains("useradd"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_port_in_use_or_below_1024_says_who_holds_it_or_what_to_grant() {
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("s.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\n"),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} (udp): address in use by "
+        )) && last.contains(&format!("(pid {})", std::process::id())),
+        "{err}"
+    );
+    if crate::firewall::have("setpriv") && nix::unistd::geteuid().is_root() {
+        // Not root and no capability: port 53 is refused, and the line says what to grant.
+        std::fs::write(&config, "[server]\nlisten = [\"127.0.0.1:53\"]\n").unwrap();
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                env!("CARGO_BIN_EXE_sinkhole"),
+                "serve",
+                "--config",
+            ])
+            .arg(&config)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("port 53 is below 1024") && err.contains("CAP_NET_BIND_SERVICE"),
+            "{err}"
+        );
+    }
+}
