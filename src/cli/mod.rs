@@ -2,8 +2,8 @@
 //! its family, one file each: `serve`, `config` (`config check`), `log` (`log
 //! tail|first|top|suggest|heartbeats`), `lists` (`lists check|lint|convert|add|remove|update`),
 //! `firewall` (`firewall show|check|apply|remove|confirm|rollback`), `cert` (`cert
-//! self-signed`) and `control` (`pause`, `resume`, `status`: the running server's HTTP
-//! API). Each family holds its
+//! self-signed`), `control` (`pause`, `resume`, `status`: the running server's HTTP
+//! API) and `man` (`man`, `completions`: pages and scripts from these definitions). Each family holds its
 //! clap arguments, its printing and its exit codes; the work itself is in the library
 //! (`blocklist`, `querylog`, `firewall`, `service`). Dependencies go one way: this file →
 //! the families → `common` (the [`Error`] every command returns, `load_config`).
@@ -18,6 +18,7 @@ mod control;
 mod firewall;
 mod lists;
 mod log;
+mod man;
 mod serve;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ pub use config::ConfigCommand;
 pub use firewall::{BackendArg, FamilyArg, FirewallCommand, FirewallOpts, RollbackArgs};
 pub use lists::ListsCommand;
 pub use log::{LogCommand, LogScope, LogSource};
+pub use man::ShellArg;
 
 /// sinkhole: a filtering DNS resolver for LANs.
 #[derive(Debug, Parser)]
@@ -89,6 +91,19 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Manual pages: sinkhole(1), one per command family, sinkhole.toml(5).
+    Man {
+        /// Write every page into this folder (and list them); without it, print
+        /// sinkhole(1) (`sinkhole man | man -l -`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: ShellArg,
+    },
 }
 
 /// Runs the parsed command line.
@@ -109,5 +124,7 @@ pub fn run(cli: Cli) -> Result<Status, Error> {
         Command::Status { config } => {
             control::run(control::Control::Status, config).map(|()| Status::Success)
         }
+        Command::Man { out } => man::man(out).map(|()| Status::Success),
+        Command::Completions { shell } => man::completions(shell).map(|()| Status::Success),
     }
 }

@@ -178,3 +178,87 @@ async fn sigterm_right_after_the_first_answer_stops_cleanly() {
         stop_serve(child);
     }
 }
+
+#[test]
+fn man_pages_and_completions_come_from_the_command_line_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["man", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for page in [
+        "sinkhole.1",
+        "sinkhole-serve.1",
+        "sinkhole-firewall.1",
+        "sinkhole-firewall-apply.1",
+        "sinkhole-log-first.1",
+        "sinkhole-lists-add.1",
+        "sinkhole.toml.5",
+    ] {
+        let path = dir.path().join(page);
+        assert!(
+            listed.contains(path.to_str().unwrap()),
+            "{page} not listed: {listed}"
+        );
+        // Rendered by man itself, with roff warnings as errors.
+        let shown = std::process::Command::new("man")
+            .args(["--warnings=all", "-l"])
+            .arg(&path)
+            .env("MANWIDTH", "100")
+            .env("MAN_KEEP_FORMATTING", "0")
+            .output()
+            .expect("man (Debian: man-db)");
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert!(
+            shown.status.success() && !text.trim().is_empty(),
+            "{page}: {}",
+            String::from_utf8_lossy(&shown.stderr)
+        );
+        let errors = String::from_utf8_lossy(&shown.stderr);
+        assert!(!errors.contains("error"), "{page}: {errors}");
+    }
+    // The config page carries the example's keys, as the example writes them.
+    let toml5 = std::fs::read_to_string(dir.path().join("sinkhole.toml.5")).unwrap();
+    assert!(
+        toml5.contains(".SH \"[upstream]\"") && toml5.contains("tls_handshake_timeout_ms = 5000")
+    );
+    // Without --out: sinkhole(1) on stdout.
+    let page = bin().arg("man").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&page.stdout).starts_with(".ie \\n(.g .ds Aq")
+            || String::from_utf8_lossy(&page.stdout).contains(".TH sinkhole 1")
+    );
+
+    let bash = bin().args(["completions", "bash"]).output().unwrap();
+    let script = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        script.contains("_sinkhole()")
+            && script.contains("firewall")
+            && script.contains("self-signed"),
+        "{script}"
+    );
+    let path = dir.path().join("sinkhole.bash");
+    std::fs::write(&path, script.as_bytes()).unwrap();
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(syntax.success(), "bash -n on the completion script");
+    for shell in ["zsh", "fish"] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("sinkhole"),
+            "{shell}"
+        );
+    }
+    let bad = bin().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
