@@ -1,4 +1,5 @@
-//! `sinkhole config check`: validate a config file and read its lists without serving.
+//! `sinkhole config check`: validate a config file and read its lists without serving;
+//! `sinkhole config init`: write a first config for this machine's LAN (`config::init`).
 
 use std::path::{Path, PathBuf};
 
@@ -18,12 +19,40 @@ pub enum ConfigCommand {
         /// The config file.
         file: PathBuf,
     },
+    /// Write a commented config for this machine's LAN: its LAN addresses, access for the
+    /// LAN subnets only, Quad9, the shipped lists, the query log in the state directory,
+    /// and a [firewall] section for its interfaces.
+    Init {
+        /// Where to write it.
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "/etc/sinkhole/sinkhole.toml"
+        )]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+        /// Where the query log goes (the service's StateDirectory).
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/sinkhole")]
+        state_dir: PathBuf,
+        /// The shipped lists (the package's); when they are not there, copies of them are
+        /// written into `blocklists/` beside the config.
+        #[arg(long, value_name = "DIR", default_value = "/usr/share/sinkhole")]
+        lists_dir: PathBuf,
+    },
 }
 
 /// Runs one `config` subcommand.
 pub(super) fn run(cmd: ConfigCommand) -> Result<(), Error> {
     match cmd {
         ConfigCommand::Check { file } => check(&file),
+        ConfigCommand::Init {
+            out,
+            force,
+            state_dir,
+            lists_dir,
+        } => init(&out, force, &state_dir, &lists_dir),
     }
 }
 
@@ -77,5 +106,97 @@ fn check(file: &Path) -> Result<(), Error> {
         policy.local.len(),
         skipped
     );
+    Ok(())
+}
+
+/// The shipped lists, for a config written where the package's copies are not installed.
+const SHIPPED: &[(&str, &str)] = &[
+    (
+        "messaging.txt",
+        include_str!("../../blocklists/messaging.txt"),
+    ),
+    (
+        "doh-names.txt",
+        include_str!("../../blocklists/doh-names.txt"),
+    ),
+    (
+        "doh-servers.txt",
+        include_str!("../../blocklists/doh-servers.txt"),
+    ),
+];
+
+/// Writes the LAN config (`config::init`), refusing to replace a file without `force`.
+fn init(out: &Path, force: bool, state_dir: &Path, lists_dir: &Path) -> Result<(), Error> {
+    use crate::config::init;
+    if out.exists() && !force {
+        return Err(Error::usage(format_args!(
+            "{} exists; --force replaces it",
+            out.display()
+        )));
+    }
+    let host = init::discover::discover()
+        .map_err(|e| Error::Runtime(anyhow::anyhow!("cannot read the network interfaces: {e}")))?;
+    let Some(lan) = init::plan(&host) else {
+        return Err(Error::Runtime(anyhow::anyhow!(
+            "no interface has a private (LAN) address; write the config by hand from \
+             `man sinkhole.toml` (sinkhole.example.toml)"
+        )));
+    };
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Runtime(anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
+    // The package's lists, or copies beside the config.
+    let (base, copied) = if lists_dir.join("messaging.txt").is_file() {
+        (lists_dir.display().to_string(), false)
+    } else {
+        let to = dir.join("blocklists");
+        std::fs::create_dir_all(&to)
+            .map_err(|e| Error::Runtime(anyhow::anyhow!("cannot create {}: {e}", to.display())))?;
+        for (name, text) in SHIPPED {
+            let path = to.join(name);
+            if !path.exists() {
+                std::fs::write(&path, text).map_err(|e| {
+                    Error::Runtime(anyhow::anyhow!("cannot write {}: {e}", path.display()))
+                })?;
+            }
+        }
+        ("blocklists".to_string(), true)
+    };
+    let at = |name: &str| format!("{base}/{name}");
+    let doh_servers =
+        (copied || lists_dir.join("doh-servers.txt").is_file()).then(|| at("doh-servers.txt"));
+    let paths = init::Paths {
+        lists: vec![at("messaging.txt")],
+        doh_names: at("doh-names.txt"),
+        doh_servers,
+        log: state_dir.join("queries.jsonl").display().to_string(),
+    };
+    let text = init::render(&lan, &paths);
+    std::fs::write(out, text)
+        .map_err(|e| Error::Runtime(anyhow::anyhow!("cannot write {}: {e}", out.display())))?;
+    println!("{}: written", out.display());
+    println!("  listen: {:?} and 127.0.0.1", lan.listen());
+    println!("  access.allow: the LAN {:?}, and loopback", lan.subnets());
+    if lan.gateway() {
+        println!(
+            "  firewall: this host routes to {:?}; `sinkhole firewall show --config {}` shows the rules",
+            lan.wan,
+            out.display()
+        );
+    } else {
+        println!(
+            "  firewall: this host is not the router; the [firewall] section is commented out"
+        );
+    }
+    if copied {
+        println!(
+            "  lists: copies of the shipped ones in {}",
+            dir.join("blocklists").display()
+        );
+    }
+    println!("check it: sinkhole config check {}", out.display());
     Ok(())
 }

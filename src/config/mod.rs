@@ -10,6 +10,7 @@ pub mod firewall;
 pub mod forward;
 pub mod groups;
 pub mod http;
+pub mod init;
 pub mod limits;
 pub mod local;
 pub mod raw;

@@ -262,3 +262,144 @@ fn man_pages_and_completions_come_from_the_command_line_definitions() {
     let bad = bin().args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn config_init_in_a_namespace_writes_that_lan_and_config_check_accepts_it() {
+    use crate::firewall::{cannot_run, ok};
+    if let Some(why) = cannot_run() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the config init test: {why}"
+        );
+        println!("config init namespace test skipped: {why}");
+        return;
+    }
+    let ns = format!("shinit{}", std::process::id());
+    ok(&["ip", "netns", "add", &ns]);
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let _gone = Gone(ns.clone());
+    let inside = |args: &[&str]| {
+        let mut all = vec!["ip", "netns", "exec", &ns];
+        all.extend_from_slice(args);
+        ok(&all)
+    };
+    // A router: lan0 on 10.77.5.0/24, wan0 with the default route (a documentation net).
+    inside(&["ip", "link", "set", "lo", "up"]);
+    for (dev, peer, addr) in [
+        ("lan0", "lan0p", "10.77.5.1/24"),
+        ("wan0", "wan0p", "203.0.113.2/24"),
+    ] {
+        inside(&[
+            "ip", "link", "add", dev, "type", "veth", "peer", "name", peer,
+        ]);
+        inside(&["ip", "addr", "add", addr, "dev", dev]);
+        inside(&["ip", "link", "set", dev, "up"]);
+        inside(&["ip", "link", "set", peer, "up"]);
+    }
+    inside(&[
+        "ip",
+        "route",
+        "add",
+        "default",
+        "via",
+        "203.0.113.1",
+        "dev",
+        "wan0",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("etc/sinkhole.toml");
+    let state = dir.path().join("state");
+    let init = |force: bool| {
+        let mut args = vec![
+            "ip".to_string(),
+            "netns".into(),
+            "exec".into(),
+            ns.clone(),
+            env!("CARGO_BIN_EXE_sinkhole").into(),
+            "config".into(),
+            "init".into(),
+            "--out".into(),
+            file.display().to_string(),
+            "--state-dir".into(),
+            state.display().to_string(),
+            "--lists-dir".into(),
+            dir.path().join("none").display().to_string(),
+        ];
+        if force {
+            args.push("--force".into());
+        }
+        std::process::Command::new(&args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap()
+    };
+    let out = init(false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let v: toml::Table = text.parse().unwrap();
+    let strs = |t: &toml::Value| -> Vec<String> {
+        t.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        strs(&v["access"]["allow"]),
+        ["127.0.0.0/8", "::1/128", "10.77.5.0/24"],
+        "{text}"
+    );
+    assert_eq!(
+        strs(&v["server"]["listen"]),
+        ["10.77.5.1:53", "127.0.0.1:53"],
+        "{text}"
+    );
+    assert_eq!(v["firewall"]["topology"].as_str(), Some("gateway"));
+    assert_eq!(strs(&v["firewall"]["lan_interfaces"]), ["lan0"]);
+    assert_eq!(strs(&v["firewall"]["wan_interfaces"]), ["wan0"]);
+    assert_eq!(strs(&v["firewall"]["lan_subnets"]), ["10.77.5.0/24"]);
+    assert_eq!(
+        v["log"]["path"].as_str(),
+        Some(state.join("queries.jsonl").to_str().unwrap())
+    );
+    let check = bin().args(["config", "check"]).arg(&file).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // The firewall section is one the firewall commands take.
+    let fw = bin()
+        .args(["firewall", "show", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        fw.status.success() && String::from_utf8_lossy(&fw.stdout).contains("lan0"),
+        "{}",
+        String::from_utf8_lossy(&fw.stderr)
+    );
+    // An existing file is kept unless --force.
+    std::fs::write(&file, "# mine\n").unwrap();
+    let again = init(false);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "# mine\n");
+    assert!(init(true).status.success());
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("10.77.5.0/24")
+    );
+}
