@@ -44,6 +44,7 @@ fn upstream_of(servers: &[String], timeout: Duration) -> Upstream {
             .collect(),
         timeout,
         tls_ca: None,
+        recursive: None,
     };
     let cache = CacheConfig {
         max_entries: 0,
