@@ -104,10 +104,22 @@ async fn a_name_two_delegations_down_resolves_then_comes_from_the_cache() {
     let m = s.query("www.example.test.", RecordType::AAAA).await;
     assert_eq!((rcode(&m), m.answers.len()), (0, 0));
     // The log says the answer came by recursion.
+    // (A forward is logged after its answer is sent: the cached query may come first.)
     let v = records(&s.path("q.jsonl"), 4).await;
-    assert_eq!(v[0]["action"], "allowed", "{:?}", v[0]);
-    assert_eq!(v[0]["upstream"], "recursive", "{:?}", v[0]);
-    assert_eq!(v[1]["action"], "cached", "{:?}", v[1]);
+    let www: Vec<_> = v
+        .iter()
+        .filter(|r| r["qname"] == "www.example.test" && r["qtype"] == "A")
+        .collect();
+    let allowed = www
+        .iter()
+        .find(|r| r["action"] == "allowed")
+        .expect("allowed");
+    assert_eq!(allowed["upstream"], "recursive", "{allowed:?}");
+    let cached = www
+        .iter()
+        .find(|r| r["action"] == "cached")
+        .expect("cached");
+    assert_eq!(cached["upstream"], serde_json::Value::Null, "{cached:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -131,6 +143,16 @@ async fn a_cname_across_zones_resolves() {
         "{m:?}"
     );
     assert!(tree.other.calls() >= 1);
+    // The minimised NS query for the alias itself got the CNAME back (hickory-dns #2788: a
+    // CNAME where a referral was looked for); resolution went on past it.
+    assert!(
+        tree.example
+            .seen()
+            .iter()
+            .any(|q| q == "www.example.test. NS"),
+        "{:?}",
+        tree.example.seen()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -248,7 +270,7 @@ async fn a_dead_delegation_ends_by_the_deadline_and_others_are_unaffected() {
         Some((22, "resolution from the root timed out".into()))
     );
     assert!(
-        waited >= Duration::from_millis(1900) && waited < Duration::from_millis(2600),
+        waited >= Duration::from_millis(1900) && waited < Duration::from_millis(3000),
         "SERVFAIL at the 2 s deadline, not before nor long after: {waited:?}"
     );
     let (m, took) = fast;
