@@ -163,10 +163,12 @@ impl Upstream {
         if let Some(rc) = &cfg.recursive {
             let kept = prev
                 .and_then(|p| p.recursive.as_ref())
-                .filter(|r| &r.cfg == rc && r.ttl_bounds() == (cache.min_ttl, cache.max_ttl))
+                .filter(|r| {
+                    &r.cfg == rc && r.settings() == (cfg.timeout, cache.min_ttl, cache.max_ttl)
+                })
                 .cloned();
             let recursive = kept.or_else(|| {
-                Recursive::new(rc, cache.min_ttl, cache.max_ttl)
+                Recursive::new(rc, cfg.timeout, cache.min_ttl, cache.max_ttl)
                     .inspect_err(|e| tracing::error!(error = %e, "queries will fail"))
                     .ok()
                     .map(Arc::new)

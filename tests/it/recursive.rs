@@ -338,3 +338,50 @@ async fn blocked_names_are_never_resolved_and_forward_zones_still_forward() {
     assert_eq!(corp.calls(), 1);
     assert_eq!(tree.calls(), 0, "the forward zone never went to the root");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zone_with_dead_name_servers_resolves_through_its_live_one() {
+    // half.test. has three name servers; the first two never answer. hickory waits 5 s
+    // for one server and 5 s for all: without sinkhole's own per-server wait
+    // (upstream.timeout_ms, here 300 ms) the live one was never asked.
+    let mut recs = vec![];
+    for h in 10..13 {
+        let ns = format!("ns{h}.half.test.");
+        recs.push(hickory_proto::rr::Record::from_rdata(
+            crate::hierarchy::name("half.test."),
+            300,
+            RData::NS(hickory_proto::rr::rdata::NS(crate::hierarchy::name(&ns))),
+        ));
+        recs.push(a(&ns, &ip(8, h).to_string()));
+    }
+    let _dead = [Silent::bind(ip(8, 10)), Silent::bind(ip(8, 11))];
+    let tree = Tree::start(8, vec![], recs).await;
+    let live = Authority::start(
+        "half.test.",
+        ip(8, 12),
+        vec![
+            a("www.half.test.", "192.0.2.50"),
+            a("x.half.test.", "192.0.2.51"),
+        ],
+    )
+    .await;
+    let s = sinkhole(tree.root.addr, "timeout_ms = 300\n", &[]).await;
+    let t = Instant::now();
+    let m = s.query("www.half.test.", RecordType::A).await;
+    assert_eq!(first_answer(&m), "192.0.2.50", "{m:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(live.calls() >= 1);
+    // The dead servers are ranked lower now: the next name costs at most one more wait.
+    let t = Instant::now();
+    let m = s.query("x.half.test.", RecordType::A).await;
+    assert_eq!(first_answer(&m), "192.0.2.51", "{m:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
+}

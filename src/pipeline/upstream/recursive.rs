@@ -13,9 +13,9 @@
 //!   hickory 0.26.3 answers a loop NOERROR with the loop in it (hickory-dns #3566);
 //! - upstream queries: at most 200 for one client query (the recursor's fixed
 //!   `MAX_QUERIES_PER_REQUEST`), and at most 5 glueless name servers chased per zone cut;
-//! - time: the whole resolution ends by `arrived + upstream.recursion_timeout_ms`, cut
-//!   there whatever the recursor is waiting for (it waits up to 5 s per server, a fixed
-//!   `ResolverOpts` default the recursor does not expose).
+//! - time: one authoritative server is waited for at most `upstream.timeout_ms` (then the
+//!   next is tried: see `wait`), and the whole resolution ends by
+//!   `arrived + upstream.recursion_timeout_ms`, cut there whatever the recursor is doing.
 //!
 //! The recursor keeps a cache of its own (delegations, glue, the answers of the zone cuts
 //! it walked), bounded by [`RECURSOR_CACHE_ENTRIES`]; it never caches failures
@@ -24,7 +24,6 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, Query as HQuery, ResponseCode};
 use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_resolver::proto::serialize::binary::{BinDecodable, BinDecoder};
@@ -32,9 +31,12 @@ use hickory_resolver::recursor::{Recursor, RecursorOptions};
 use ipnet::IpNet;
 use tokio::time::{Instant, timeout_at};
 
+mod wait;
+
 use super::UpstreamError;
 use crate::config::Recursion;
 use crate::dns::wire::{Query, Response};
+use wait::Bounded;
 
 /// The `server` of an answer found by recursion (the recursor does not say which
 /// authoritative server gave it): the query log shows it as `recursive`.
@@ -56,7 +58,9 @@ pub const RECURSOR_ZONE_CUTS: usize = 1_024;
 /// Resolves from the root; shared by every query of one `[upstream]` snapshot (and kept
 /// across reloads that do not change it, with its cache).
 pub struct Recursive {
-    recursor: Recursor<TokioRuntimeProvider>,
+    /// The longest wait for one authoritative server (`upstream.timeout_ms`).
+    wait: Duration,
+    recursor: Recursor<Bounded>,
     /// The config it was built from.
     pub(super) cfg: Recursion,
     min_ttl: u32,
@@ -73,9 +77,14 @@ impl std::fmt::Debug for Recursive {
 }
 
 impl Recursive {
-    /// The recursor for `cfg`, its answers' TTLs clamped to `[min_ttl, max_ttl]`. Opens
-    /// nothing.
-    pub fn new(cfg: &Recursion, min_ttl: u32, max_ttl: u32) -> Result<Self, String> {
+    /// The recursor for `cfg`, its answers' TTLs clamped to `[min_ttl, max_ttl]`, waiting
+    /// at most `wait` for one authoritative server. Opens nothing.
+    pub fn new(
+        cfg: &Recursion,
+        wait: Duration,
+        min_ttl: u32,
+        max_ttl: u32,
+    ) -> Result<Self, String> {
         let mut options = RecursorOptions {
             ns_cache_size: RECURSOR_ZONE_CUTS,
             response_cache_size: RECURSOR_CACHE_ENTRIES,
@@ -93,10 +102,11 @@ impl Recursive {
             .copied()
             .collect();
         options.allow_server.extend(lab);
-        let recursor = Recursor::with_options(&cfg.roots, options, TokioRuntimeProvider::default())
+        let recursor = Recursor::with_options(&cfg.roots, options, Bounded::new(wait))
             .map_err(|e| format!("cannot set up the recursive resolver: {e}"))?;
         Ok(Self {
             recursor,
+            wait,
             cfg: cfg.clone(),
             min_ttl,
             max_ttl,
@@ -108,9 +118,10 @@ impl Recursive {
         self.cfg.timeout
     }
 
-    /// The bounds its answers' TTLs are clamped to.
-    pub fn ttl_bounds(&self) -> (u32, u32) {
-        (self.min_ttl, self.max_ttl)
+    /// The longest wait for one server, and the bounds its answers' TTLs are clamped
+    /// to: a reload that changes them builds a new resolver.
+    pub fn settings(&self) -> (Duration, u32, u32) {
+        (self.wait, self.min_ttl, self.max_ttl)
     }
 
     /// Resolves `q` from the root, ending by `deadline`.
