@@ -22,7 +22,8 @@
 //!                    with a CNAME chain is checked against the lists again
 //!   ─► upstream      the only stage that waits: the UDP thread's relay or the pool, cookies,
 //!                    TCP on TC, kept DoT/DoH/DoQ connections for tls://, https:// and
-//!                    quic:// servers, failover
+//!                    quic:// servers, failover; or, in recursive mode, resolution from
+//!                    the root on tokio (`pipeline::upstream::recursive`, hickory's recursor)
 //!   ─► answer checks out-of-bailiwick records stripped; response IPs, rebinding (blocked,
 //!                    not cached); then cache store; then the CNAME chain (later: DNSSEC)
 //! ─► (UDP) response-rate limiting: identical answers to one network dropped or truncated

@@ -19,14 +19,33 @@ fn main() -> ExitCode {
 }
 
 /// Logs to stderr at `--log-level`, else `RUST_LOG`, else `info`; in the journal's format
-/// when stderr is the journal.
+/// when stderr is the journal. hickory's resolver and network crates log only errors unless
+/// the filter names them: in recursive mode they warn about what is routine for a resolver
+/// (every minimised NS query answered NODATA, every authoritative server that times out),
+/// once or more per cold resolution.
 fn init_tracing(level: Option<&str>) -> Result<(), Error> {
-    let filter = match level {
-        Some(level) => EnvFilter::try_new(level),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+    let (text, mut filter) = match level {
+        Some(level) => (
+            level.to_string(),
+            EnvFilter::try_new(level)
+                .map_err(|e| Error::usage(format_args!("invalid --log-level/RUST_LOG: {e}")))?,
+        ),
+        // An unset or unusable RUST_LOG means `info`, as before.
+        None => match std::env::var(EnvFilter::DEFAULT_ENV) {
+            Ok(t) if !t.trim().is_empty() && EnvFilter::try_new(&t).is_ok() => {
+                let f = EnvFilter::try_new(&t).unwrap_or_else(|_| EnvFilter::new("info"));
+                (t, f)
+            }
+            _ => ("info".to_string(), EnvFilter::new("info")),
+        },
     };
-    let filter =
-        filter.map_err(|e| Error::usage(format_args!("invalid --log-level/RUST_LOG: {e}")))?;
+    if !text.contains("hickory") {
+        for quiet in ["hickory_resolver=error", "hickory_net=error"] {
+            if let Ok(d) = quiet.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

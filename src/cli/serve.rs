@@ -31,7 +31,14 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     tracing::info!(
         config = path.as_ref().map_or(DEFAULT_NAME.to_string(), |p| p.display().to_string()),
         listen = ?cfg.server.listen,
-        upstreams = %cfg.upstream.servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        upstreams = %match &cfg.upstream.recursive {
+            Some(r) => format!(
+                "recursive from {} root servers ({})",
+                r.roots.len(),
+                r.hints_file.as_ref().map_or("built-in hints".into(), |p| p.display().to_string())
+            ),
+            None => cfg.upstream.servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        },
         timeout_ms = cfg.upstream.timeout.as_millis() as u64,
         cache_max_entries = cfg.cache.max_entries,
         mode = ?cfg.blocking.mode,

@@ -66,6 +66,7 @@ impl super::Validator<'_> {
                     servers,
                     timeout,
                     tls_ca: tls_ca.cloned(),
+                    recursive: None,
                 },
             });
         }

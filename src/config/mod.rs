@@ -14,6 +14,7 @@ pub mod init;
 pub mod limits;
 pub mod local;
 pub mod raw;
+pub mod recursion;
 pub mod schedule;
 pub mod tls;
 pub mod upstream;
@@ -33,6 +34,7 @@ pub use http::HttpConfig;
 pub use limits::{BanAction, LimitsConfig};
 pub use local::LocalConfig;
 use raw::{RawConfig, RawList, RawPercent, RawSize};
+pub use recursion::Recursion;
 pub use tls::TlsConfig;
 use toml::Spanned;
 pub use upstream::{TlsCa, Transport, UpstreamServer};
@@ -99,6 +101,9 @@ pub struct UpstreamConfig {
     /// `upstream.tls_ca`: the CA certificates encrypted upstreams are checked against,
     /// instead of the bundled roots (webpki-roots).
     pub tls_ca: Option<TlsCa>,
+    /// `upstream.mode = "recursive"`: resolve from the root (`servers` unused); `None`
+    /// forwards (always for `[[forward]]` rules).
+    pub recursive: Option<Recursion>,
 }
 
 /// `[cache]`, validated.
@@ -300,7 +305,13 @@ impl Validator<'_> {
         }
         let servers = self.upstream_servers(raw.upstream.servers.get_ref(), "upstream.servers");
         let tls_ca = self.tls_ca(raw.upstream.tls_ca.as_ref(), base);
-        if raw.upstream.servers.get_ref().is_empty() {
+        let recursive = self.recursion(
+            &raw.upstream.mode,
+            raw.upstream.root_hints.as_ref(),
+            &raw.upstream.recursion_timeout_ms,
+            base,
+        );
+        if raw.upstream.servers.get_ref().is_empty() && recursive.is_none() {
             self.err(
                 raw.upstream.servers.span(),
                 "upstream.servers",
@@ -485,6 +496,7 @@ impl Validator<'_> {
                 servers,
                 timeout: Duration::from_millis(timeout_ms.max(1)),
                 tls_ca,
+                recursive,
             },
             cache: CacheConfig {
                 max_entries: raw.cache.max_entries,

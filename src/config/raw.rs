@@ -137,6 +137,12 @@ pub struct RawUpstream {
     pub timeout_ms: Spanned<u64>,
     /// PEM file of the CAs encrypted upstreams are checked against (default: bundled roots).
     pub tls_ca: Option<Spanned<String>>,
+    /// `forward` (to `servers`) or `recursive` (from the root).
+    pub mode: Spanned<String>,
+    /// A named.root file of root servers, instead of the built-in table (recursive mode).
+    pub root_hints: Option<Spanned<String>>,
+    /// Longest time one recursive resolution may take, ms.
+    pub recursion_timeout_ms: Spanned<u64>,
 }
 
 impl Default for RawUpstream {
@@ -151,6 +157,9 @@ impl Default for RawUpstream {
             ),
             timeout_ms: Spanned::new(0..0, 1500),
             tls_ca: None,
+            mode: Spanned::new(0..0, "forward".into()),
+            root_hints: None,
+            recursion_timeout_ms: Spanned::new(0..0, 4000),
         }
     }
 }

@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::upstream::{Upstream, UpstreamError};
+use super::upstream::{RECURSIVE, Upstream, UpstreamError};
 use super::upstreams::Upstreams;
 use super::{Action, Answer, Outcome, Pipeline, Policy, Reply, Request, RuleRef};
 use crate::dns::wire::{EDE_NO_REACHABLE_AUTHORITY, Query, Response, rcode};
@@ -118,12 +118,17 @@ impl Forward {
             }
             Err(e) => {
                 tracing::debug!(qname = %req.query.name_lossy(), error = %e, "all upstreams failed");
+                // Generic: upstream addresses are not the client's business.
+                let text = match e {
+                    UpstreamError::Recursion(_) => "resolution from the root failed",
+                    UpstreamError::Timeout(RECURSIVE) => "resolution from the root timed out",
+                    _ => "no upstream resolver answered",
+                };
                 Answer::new(
                     Action::Failed,
                     Reply::Error {
                         rcode: rcode::SERVFAIL,
-                        // Generic: upstream addresses are not the client's business.
-                        ede: Some((EDE_NO_REACHABLE_AUTHORITY, "no upstream resolver answered")),
+                        ede: Some((EDE_NO_REACHABLE_AUTHORITY, text)),
                     },
                 )
             }

@@ -402,8 +402,9 @@ impl Pipeline {
     /// now on use the new servers, timeouts and TTL bounds; the cache keeps what fits its
     /// new bounds.
     pub fn apply(&self, cfg: &Config) {
+        let prev = self.upstream.load_full();
         self.upstream
-            .store(Arc::new(Upstreams::new(cfg, &self.counters)));
+            .store(Arc::new(Upstreams::renew(cfg, &self.counters, Some(&prev))));
         self.cache
             .resize(cfg.cache.max_entries, cfg.cache.max_bytes);
     }

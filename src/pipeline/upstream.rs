@@ -33,13 +33,20 @@
 //! thread makes the first attempt of a miss whose first server is encrypted itself too,
 //! on connections of its own ([`Near`]: a single-threaded runtime the thread drives while
 //! it waits), and hands what follows a failed one to [`Upstream::resume`] as the relay does.
+//!
+//! In recursive mode (`upstream.mode = "recursive"`) the set has no servers but a
+//! [`Recursive`] resolver: relays and near connections decline its misses (they have no
+//! first server), and [`Upstream::forward`] resolves them from the root on the runtime,
+//! by `arrived + upstream.recursion_timeout_ms`.
 
 mod cookie;
 mod encrypted;
 mod pool;
+pub mod recursive;
 mod relay;
 
 pub use encrypted::near::Near;
+pub use recursive::{RECURSIVE, Recursive};
 pub use relay::{Relay, Relayed, Settled};
 
 use std::net::SocketAddr;
@@ -80,6 +87,10 @@ pub enum UpstreamError {
     /// The server answered SERVFAIL or REFUSED (or BADCOOKIE over TCP).
     #[error("{0}: answered {1}")]
     Rcode(SocketAddr, &'static str),
+    /// Recursion from the root failed (no server answered, a limit was reached, a CNAME
+    /// loop).
+    #[error("recursion: {0}")]
+    Recursion(String),
 }
 
 /// How a forward goes on after a first UDP attempt made by a [`Relay`].
@@ -126,6 +137,8 @@ struct Server {
 #[derive(Debug, Clone)]
 pub struct Upstream {
     servers: Arc<[Server]>,
+    /// Recursive mode: resolves from the root instead (`servers` is empty).
+    recursive: Option<Arc<Recursive>>,
     tcp_slots: Arc<Semaphore>,
     timeout: Duration,
     min_ttl: u32,
@@ -136,6 +149,39 @@ impl Upstream {
     /// Builds the stage from config. Opens nothing: sockets come with the first queries.
     /// Each server counts into `counters` (the same counters across reloads).
     pub fn new(cfg: &UpstreamConfig, cache: &CacheConfig, counters: &Counters) -> Self {
+        Self::renew(cfg, cache, counters, None)
+    }
+
+    /// As [`Upstream::new`], keeping `prev`'s recursive resolver (and its cache of
+    /// delegations) when the recursion config and TTL bounds are unchanged.
+    pub fn renew(
+        cfg: &UpstreamConfig,
+        cache: &CacheConfig,
+        counters: &Counters,
+        prev: Option<&Self>,
+    ) -> Self {
+        if let Some(rc) = &cfg.recursive {
+            let kept = prev
+                .and_then(|p| p.recursive.as_ref())
+                .filter(|r| {
+                    &r.cfg == rc && r.settings() == (cfg.timeout, cache.min_ttl, cache.max_ttl)
+                })
+                .cloned();
+            let recursive = kept.or_else(|| {
+                Recursive::new(rc, cfg.timeout, cache.min_ttl, cache.max_ttl)
+                    .inspect_err(|e| tracing::error!(error = %e, "queries will fail"))
+                    .ok()
+                    .map(Arc::new)
+            });
+            return Self {
+                servers: Arc::from([]),
+                recursive,
+                tcp_slots: Arc::new(Semaphore::new(MAX_TCP)),
+                timeout: rc.timeout,
+                min_ttl: cache.min_ttl,
+                max_ttl: cache.max_ttl,
+            };
+        }
         let clients = cfg
             .servers
             .iter()
@@ -158,6 +204,7 @@ impl Upstream {
                     link: encrypted::Link::new(s, clients.as_ref()),
                 })
                 .collect(),
+            recursive: None,
             tcp_slots: Arc::new(Semaphore::new(MAX_TCP)),
             timeout: cfg.timeout,
             min_ttl: cache.min_ttl,
@@ -170,8 +217,22 @@ impl Upstream {
         self.servers.iter().map(|s| s.addr).collect()
     }
 
-    /// The latest time a query that arrived at `arrived` can be answered.
+    /// True in recursive mode.
+    pub fn is_recursive(&self) -> bool {
+        self.recursive.is_some()
+    }
+
+    /// The recursive resolver, in recursive mode.
+    pub fn recursive(&self) -> Option<&Arc<Recursive>> {
+        self.recursive.as_ref()
+    }
+
+    /// The latest time a query that arrived at `arrived` can be answered: `timeout` per
+    /// server when forwarding, `upstream.recursion_timeout_ms` in all when recursive.
     pub fn deadline(&self, arrived: Instant) -> Instant {
+        if self.recursive.is_some() {
+            return arrived + self.timeout;
+        }
         arrived + self.timeout * u32::try_from(self.servers.len()).unwrap_or(u32::MAX)
     }
 
@@ -181,6 +242,10 @@ impl Upstream {
         q: &Query,
         arrived: Instant,
     ) -> Result<(Response, SocketAddr), UpstreamError> {
+        if let Some(r) = &self.recursive {
+            let got = r.resolve(q, self.deadline(arrived)).await;
+            return got.map(|resp| (resp, RECURSIVE));
+        }
         let Some(first) = self.servers.first() else {
             return Err(UpstreamError::Transport(
                 SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -200,6 +265,10 @@ impl Upstream {
         arrived: Instant,
         r: Resume,
     ) -> Result<(Response, SocketAddr), UpstreamError> {
+        if self.recursive.is_some() {
+            // Never made: relays decline recursive misses. The whole resolution then.
+            return self.forward(q, arrived).await;
+        }
         let deadline = self.deadline(arrived);
         match r.then {
             Then::Next(last) => {

@@ -20,6 +20,12 @@ impl Upstreams {
     /// The sets of `cfg` (`[upstream]` and `[[forward]]`); each server counts into
     /// `counters`. Opens nothing.
     pub fn new(cfg: &Config, counters: &Counters) -> Self {
+        Self::renew(cfg, counters, None)
+    }
+
+    /// As [`Upstreams::new`], keeping `prev`'s recursive resolver when its config is
+    /// unchanged (a reload does not empty its cache of delegations).
+    pub fn renew(cfg: &Config, counters: &Counters, prev: Option<&Self>) -> Self {
         let mut zones = Vec::new();
         for rule in &cfg.forward {
             let set = Upstream::new(&rule.upstream, &cfg.cache, counters);
@@ -29,7 +35,7 @@ impl Upstreams {
         }
         zones.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
         Self {
-            main: Upstream::new(&cfg.upstream, &cfg.cache, counters),
+            main: Upstream::renew(&cfg.upstream, &cfg.cache, counters, prev.map(|p| &p.main)),
             zones,
         }
     }
@@ -55,6 +61,7 @@ fn under(name: &[u8], domain: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn names_go_to_the_most_specific_rule() {
@@ -79,5 +86,42 @@ mod tests {
             "label boundaries count"
         );
         assert_eq!(first("test"), "192.0.2.1:53");
+    }
+
+    #[test]
+    fn recursive_mode_keeps_its_resolver_across_reloads_that_leave_it_alone() {
+        let cfg = |extra: &str| {
+            Config::parse(
+                &format!("[upstream]\nmode = \"recursive\"\n{extra}[[forward]]\ndomains = [\"corp.test\"]\nservers = [\"10.0.0.1:53\"]\n"),
+                "t.toml",
+                None,
+            )
+            .unwrap()
+        };
+        let counters = Counters::new();
+        let u = Upstreams::new(&cfg(""), &counters);
+        let main = u.for_name(b"www.example.com");
+        assert!(main.is_recursive() && main.servers().is_empty());
+        assert!(
+            !u.for_name(b"pc.corp.test").is_recursive(),
+            "forward zones still forward"
+        );
+        let kept = Upstreams::renew(&cfg(""), &counters, Some(&u));
+        let same = |a: &Upstreams, b: &Upstreams| {
+            let r = |x: &Upstreams| x.main.recursive().map(Arc::as_ptr);
+            r(a).is_some() && r(a) == r(b)
+        };
+        assert!(
+            same(&u, &kept),
+            "unchanged: the same resolver and its cache"
+        );
+        let changed = Upstreams::renew(&cfg("recursion_timeout_ms = 900\n"), &counters, Some(&u));
+        assert!(!same(&u, &changed));
+        let fwd = Config::parse("", "t.toml", None).unwrap();
+        assert!(
+            !Upstreams::renew(&fwd, &counters, Some(&u))
+                .main
+                .is_recursive()
+        );
     }
 }

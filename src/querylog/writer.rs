@@ -26,6 +26,7 @@ use super::{Msg, Reconfigure, Record, Stats, action_name, qtype_name};
 use crate::blocklist::Kind;
 use crate::config::LogConfig;
 use crate::dns::wire::rcode;
+use crate::pipeline::upstream::RECURSIVE;
 use crate::pipeline::{Action, Detail};
 
 /// How long a failed open waits before the next try.
@@ -369,6 +370,7 @@ impl Writer {
         }
         l.extend_from_slice(b",\"upstream\":");
         match r.outcome.upstream {
+            Some(RECURSIVE) => json_str(l, "recursive"),
             Some(u) => json_str(l, &u.to_string()),
             None => l.extend_from_slice(b"null"),
         }

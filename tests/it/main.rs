@@ -4,6 +4,7 @@
 mod browser; // headless Chromium over the DevTools protocol (a pipe), for the dashboard
 mod fake_upstream; // the in-process authoritative upstream, with query counters
 mod harness; // TestServer (the real service on 127.0.0.1:0) and a small DNS client
+mod hierarchy; // a root, TLDs and authoritative servers on 127.53.N.x:53, for recursion
 mod raw_upstream; // a scripted UDP upstream: delays, forged answers, DNS cookies
 
 mod access; // access control: allow, deny (nets and files), refuse or drop, reload
@@ -38,6 +39,7 @@ mod local; // [local] records and hosts files, private reverse zones: AA answers
 mod malformed; // bad packets never hurt other clients
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
 mod real_lists; // the real community lists in ../shared/data
+mod recursive; // upstream.mode = "recursive": resolving from a test root; loops, long chains, dead delegations
 mod reload; // file-change reload under a query loop; whole-config reload ([upstream], [cache], [log])
 mod reload_memory; // a big list reloaded: peak RSS at the serving list plus one new list
 mod scrub; // out-of-bailiwick records stripped before caching and relaying

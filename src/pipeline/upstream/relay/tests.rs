@@ -53,6 +53,7 @@ pub(in crate::pipeline::upstream) fn upstream_with_ca(
             .collect(),
         timeout,
         tls_ca,
+        recursive: None,
     };
     let cache = CacheConfig {
         max_entries: 0,
