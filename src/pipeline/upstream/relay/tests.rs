@@ -50,6 +50,9 @@ fn upstream_of(servers: &[String], timeout: Duration) -> Upstream {
         max_bytes: 0,
         min_ttl: 0,
         max_ttl: 86_400,
+        serve_stale: Duration::ZERO,
+        prefetch: false,
+        failure_ttl: Duration::ZERO,
     };
     Upstream::new(&cfg, &cache, &Counters::new())
 }
