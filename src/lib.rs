@@ -52,7 +52,9 @@
 //!   and query checks of DNS over QUIC.
 //! - [`pipeline`]: the request ([`pipeline::request`], with the injectable
 //!   [`pipeline::Clock`]), the stage contract ([`pipeline::flow`]: `Flow`, `Answer`), one
-//!   file per stage, the [`pipeline::Policy`] snapshot, and the chain.
+//!   file per stage, the [`pipeline::Policy`] snapshot, and the chain. Upstream outages:
+//!   stale answers and prefetch in [`pipeline::cache`], failed names in
+//!   [`pipeline::failures`], background refreshes in [`pipeline::refresh`].
 //! - [`handler`]: the per-query entry point of every transport: rejects, the request, the
 //!   chain, forwards bounded per client, counters, the log record.
 //! - [`server`]: sockets; what one client may hold (`server::slots`), caught panics and

@@ -124,7 +124,9 @@ impl Service {
                 "server.name is not set: DDR (_dns.resolver.arpa) answers NODATA; set it to the certificate's name so that clients find the encrypted listeners"
             );
         }
-        let pipeline = Pipeline::new(&cfg, policy, Arc::clone(&counters)).with_ddr(ddr);
+        let pipeline = Pipeline::new(&cfg, policy, Arc::clone(&counters))
+            .with_ddr(ddr)
+            .with_runtime(rt.clone());
         let pipeline = Arc::new(pipeline);
         let log = cfg.log.as_ref().map(querylog::start).transpose()?;
         let query_log = log.as_ref().map(|(l, _)| l.clone());

@@ -182,7 +182,16 @@ fn log_filter(
                 })
         })
         .transpose()?;
-    const ACTIONS: [&str; 6] = ["allowed", "cached", "blocked", "local", "refused", "failed"];
+    const ACTIONS: [&str; 8] = [
+        "allowed",
+        "cached",
+        "blocked",
+        "local",
+        "refused",
+        "failed",
+        "stale",
+        "failed_cached",
+    ];
     if let Some(a) = action
         && !ACTIONS.contains(&a)
     {

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod answer_checks;
 pub mod block_page;
+pub mod cache;
 pub mod error;
 pub mod firewall;
 pub mod forward;
@@ -117,6 +118,12 @@ pub struct CacheConfig {
     pub min_ttl: u32,
     /// TTL ceiling, seconds.
     pub max_ttl: u32,
+    /// How long past expiry an answer is kept to be served stale; zero: never.
+    pub serve_stale: Duration,
+    /// Refresh answers asked for in the last tenth of their TTL.
+    pub prefetch: bool,
+    /// How long a failed name answers SERVFAIL at once; zero: never.
+    pub failure_ttl: Duration,
 }
 
 /// `[blocking]`, validated.
@@ -338,6 +345,8 @@ impl Validator<'_> {
             self.err(raw.cache.max_bytes.span(), "cache.max_bytes", m);
             0
         });
+        let serve_stale = self.serve_stale(&raw.cache.serve_stale);
+        let failure_ttl = self.failure_ttl(&raw.cache.failure_ttl_s);
         for (t, key) in [
             (&raw.cache.max_ttl, "cache.max_ttl"),
             (&raw.blocking.ttl, "blocking.ttl"),
@@ -503,6 +512,9 @@ impl Validator<'_> {
                 max_bytes,
                 min_ttl,
                 max_ttl: max_ttl.max(min_ttl),
+                serve_stale,
+                prefetch: raw.cache.prefetch,
+                failure_ttl,
             },
             blocking: BlockingConfig {
                 mode,

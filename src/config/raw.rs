@@ -176,6 +176,14 @@ pub struct RawCache {
     pub min_ttl: Spanned<u32>,
     /// Highest TTL kept and served, in seconds.
     pub max_ttl: Spanned<u32>,
+    /// How long past expiry an answer is kept, to be served when every upstream fails
+    /// (`"1d"`; `"0"` or `"off"`: not at all).
+    pub serve_stale: Spanned<super::cache::RawStale>,
+    /// Refresh an answer asked for in the last tenth of its TTL before it expires.
+    pub prefetch: bool,
+    /// How long a name that every upstream failed answers SERVFAIL at once, seconds
+    /// (0: not at all).
+    pub failure_ttl_s: Spanned<u64>,
 }
 
 impl Default for RawCache {
@@ -185,6 +193,9 @@ impl Default for RawCache {
             max_bytes: Spanned::new(0..0, RawSize::Number(64 << 20)),
             min_ttl: Spanned::new(0..0, 0),
             max_ttl: Spanned::new(0..0, 86_400),
+            serve_stale: Spanned::new(0..0, super::cache::RawStale::default()),
+            prefetch: true,
+            failure_ttl_s: Spanned::new(0..0, 5),
         }
     }
 }

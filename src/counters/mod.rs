@@ -33,13 +33,15 @@ pub const SHARDS: usize = 16;
 pub use crate::pipeline::Transport;
 
 /// Every action, in rendering order (the order of [`Snapshot::by_action`]).
-pub const ACTIONS: [Action; 6] = [
+pub const ACTIONS: [Action; 8] = [
     Action::Allowed,
     Action::Cached,
     Action::Blocked,
     Action::Local,
     Action::Failed,
     Action::Rejected,
+    Action::Stale,
+    Action::FailedCached,
 ];
 
 fn action_index(a: Action) -> usize {
@@ -50,6 +52,8 @@ fn action_index(a: Action) -> usize {
         Action::Local => 3,
         Action::Failed => 4,
         Action::Rejected => 5,
+        Action::Stale => 6,
+        Action::FailedCached => 7,
     }
 }
 
@@ -513,9 +517,13 @@ mod tests {
         assert_eq!(s.queries_by_qtype(12345), total / 2, "`other` holds all");
         assert_eq!(s.cache_hits, total / 4);
         assert_eq!(s.cache_hits + s.cache_misses, total);
-        // Each thread's actions cycle through all six; 10 000 is not a multiple of 6.
+        // Each thread's actions cycle through all of them; the count is exact whatever their number.
         let per_action: u64 = (0..threads)
-            .map(|t| (0..n).filter(|i| (t + *i as usize) % 6 == 2).count() as u64)
+            .map(|t| {
+                (0..n)
+                    .filter(|i| (t + *i as usize) % ACTIONS.len() == 2)
+                    .count() as u64
+            })
             .sum();
         assert_eq!(s.queries(Action::Blocked), per_action);
         // 20 threads over 5 transports: 4 threads each.

@@ -168,6 +168,7 @@ fn a_cached_answer_without_a_chain_is_not_looked_at() {
             resp: Arc::new(resp),
             age: 3,
             server: None,
+            stale: false,
         },
     );
     assert!(

@@ -7,9 +7,16 @@
 //! tests control time. Each shard owns 1/16 of both bounds; an answer larger than a shard's
 //! byte budget is not cached at all. A reload may change both bounds ([`Cache::resize`]):
 //! what no longer fits is evicted, least recently used first; the rest stays.
+//!
+//! Two things the entries remember besides the answer, for resilience (see `stale.rs` for
+//! the why): with `cache.serve_stale`, an expired entry stays (still bounded, still evicted
+//! least recently used first) until that long past its expiry, to be served stale once the
+//! upstreams have failed ([`Cache::after_failure`]); and a hit in the last tenth of the
+//! TTL asks for one background refresh per entry (`cache.prefetch`). The prefetch check is
+//! one comparison of instants under the lock the hit takes anyway.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,8 +38,41 @@ struct Entry {
     resp: Arc<Response>,
     stored: Instant,
     expires: Instant,
+    /// A hit from here on asks for a prefetch: the last tenth of the TTL.
+    prefetch_at: Instant,
+    /// A prefetch was asked for: not another for this entry.
+    prefetching: bool,
+    /// Expired, and the upstreams failed for it: until this instant it is served stale at
+    /// once; a hit after it is served stale too and asks for one background retry (RFC 8767's
+    /// failure recheck timer). `None` while no failure has been seen.
+    recheck: Option<Instant>,
     /// What this entry is charged against the byte budget.
     size: usize,
+}
+
+/// How long after a failure an expired answer is served stale without asking an upstream
+/// again: RFC 8767 §5's failure recheck timer (30 s).
+pub const RECHECK: Duration = Duration::from_secs(30);
+
+/// A cached answer found for a key.
+#[derive(Debug, Clone)]
+pub enum Hit {
+    /// Not expired: its TTLs are counted down by `age` seconds.
+    Fresh {
+        /// The answer.
+        resp: Arc<Response>,
+        /// Seconds since it was stored.
+        age: u32,
+        /// This hit asks for a background refresh (a prefetch).
+        refresh: bool,
+    },
+    /// Expired within `cache.serve_stale`, after the upstreams failed for it: served stale.
+    Stale {
+        /// The answer.
+        resp: Arc<Response>,
+        /// This hit asks for a background retry (the recheck timer ran out).
+        refresh: bool,
+    },
 }
 
 /// One shard: its LRU and the bytes its entries are charged.
@@ -58,6 +98,10 @@ pub struct Cache {
     shards: Box<[Shard]>,
     /// Byte budget of one shard; 0 when caching is off.
     shard_bytes: AtomicUsize,
+    /// `cache.serve_stale`, seconds (0: expired entries go at once).
+    stale_secs: AtomicU64,
+    /// `cache.prefetch`.
+    prefetch: AtomicBool,
 }
 
 /// Entries one shard may hold for a `max_entries` bound (at least 1: a shard always has
@@ -92,7 +136,22 @@ impl Cache {
         Self {
             shards,
             shard_bytes: AtomicUsize::new(shard_budget(max_entries, max_bytes)),
+            stale_secs: AtomicU64::new(0),
+            prefetch: AtomicBool::new(false),
         }
+    }
+
+    /// Sets how long expired answers are kept to be served stale (zero: not at all) and
+    /// whether hits late in an answer's TTL ask for a prefetch; a reload may change both.
+    pub fn set_resilience(&self, serve_stale: Duration, prefetch: bool) {
+        self.stale_secs
+            .store(serve_stale.as_secs(), Ordering::Relaxed);
+        self.prefetch.store(prefetch, Ordering::Relaxed);
+    }
+
+    /// How long past expiry an entry may still be served stale.
+    fn stale_window(&self) -> Duration {
+        Duration::from_secs(self.stale_secs.load(Ordering::Relaxed))
     }
 
     /// Applies new bounds (a reload): entries beyond them are evicted, least recently used
@@ -134,21 +193,29 @@ impl Cache {
         self.shards.get((h % SHARDS as u64) as usize)
     }
 
-    /// The stage: the cached answer for `req`, its TTLs counted down to `req.now`, or
-    /// [`Flow::Next`] on a miss.
-    pub fn check(&self, req: &Request<'_>) -> Flow {
+    /// The stage: the cached answer for `req`, its TTLs counted down to `req.now` (or
+    /// stale, while the upstreams fail for it), or [`Flow::Next`] on a miss; and whether
+    /// this hit asks for a background refresh (prefetch, or a stale entry's retry).
+    pub fn check(&self, req: &Request<'_>) -> (Flow, bool) {
         let mut key = [0u8; 262];
-        match self.get(req.query.cache_key(&mut key), req.now.mono) {
-            Some((resp, age)) => Flow::Answer(Answer::new(
-                Action::Cached,
-                Reply::Upstream {
-                    resp,
-                    age,
-                    server: None,
-                },
-            )),
-            None => Flow::Next,
+        match self.lookup(req.query.cache_key(&mut key), req.now.mono, false) {
+            Some(hit) => {
+                let refresh = match &hit {
+                    Hit::Fresh { refresh, .. } | Hit::Stale { refresh, .. } => *refresh,
+                };
+                (Flow::Answer(hit.answer()), refresh)
+            }
+            None => (Flow::Next, false),
         }
+    }
+
+    /// After every upstream failed for `req` (at `now`): the answer to serve instead of
+    /// SERVFAIL, if any. An expired one within `cache.serve_stale` comes back
+    /// [`Hit::Stale`], and is served stale at once for [`RECHECK`] from `now`; a fresh one
+    /// (stored by another query meanwhile) as it is.
+    pub fn after_failure(&self, req: &Request<'_>, now: Instant) -> Option<Hit> {
+        let mut key = [0u8; 262];
+        self.lookup(req.query.cache_key(&mut key), now, true)
     }
 
     /// Stores an upstream answer for `req`, as of `req.now` (see [`Cache::put`]).
@@ -159,14 +226,49 @@ impl Cache {
 
     /// The cached answer for `key` and its age in whole seconds, if it has not expired.
     pub fn get(&self, key: &[u8], now: Instant) -> Option<(Arc<Response>, u32)> {
+        match self.lookup(key, now, false)? {
+            Hit::Fresh { resp, age, .. } => Some((resp, age)),
+            Hit::Stale { .. } => None,
+        }
+    }
+
+    /// The entry for `key` as of `now`. `failed`: the upstreams just failed for it, so an
+    /// expired entry within the stale window is served stale from now on (its recheck timer
+    /// starts). An entry past the stale window goes.
+    pub fn lookup(&self, key: &[u8], now: Instant, failed: bool) -> Option<Hit> {
         let mut shard = self.shard(key)?.lock().unwrap_or_else(|p| p.into_inner());
-        let e = shard.lru.get(key)?;
-        if now >= e.expires {
+        let e = shard.lru.get_mut(key)?;
+        if now < e.expires {
+            // The hot path: one more comparison, usually false.
+            let refresh = now >= e.prefetch_at
+                && !e.prefetching
+                && !failed
+                && self.prefetch.load(Ordering::Relaxed);
+            e.prefetching |= refresh;
+            let age = u32::try_from(now.duration_since(e.stored).as_secs()).unwrap_or(u32::MAX);
+            let resp = Arc::clone(&e.resp);
+            return Some(Hit::Fresh { resp, age, refresh });
+        }
+        let window = self.stale_window();
+        if e.expires.checked_add(window).is_none_or(|end| now >= end) {
             shard.remove(key);
             return None;
         }
-        let age = u32::try_from(now.duration_since(e.stored).as_secs()).unwrap_or(u32::MAX);
-        Some((Arc::clone(&e.resp), age))
+        let refresh = match (e.recheck, failed) {
+            (_, true) => {
+                e.recheck = Some(now + RECHECK);
+                false
+            }
+            // Expired, and no failure seen: a miss, which asks the upstreams.
+            (None, false) => return None,
+            (Some(t), false) if now >= t => {
+                e.recheck = Some(now + RECHECK);
+                true
+            }
+            (Some(_), false) => false,
+        };
+        let resp = Arc::clone(&e.resp);
+        Some(Hit::Stale { resp, refresh })
     }
 
     /// What an entry for `key` holding `resp` is charged against `cache.max_bytes`.
@@ -188,10 +290,14 @@ impl Cache {
             shard.remove(key);
             return;
         }
+        let ttl = Duration::from_secs(u64::from(ttl));
         let entry = Entry {
             resp: Arc::clone(resp),
             stored: now,
-            expires: now + Duration::from_secs(u64::from(ttl)),
+            expires: now + ttl,
+            prefetch_at: now + (ttl - ttl / 10),
+            prefetching: false,
+            recheck: None,
             size,
         };
         // `push` hands back the old entry for this key, or the one evicted for room.
@@ -231,162 +337,31 @@ impl Cache {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dns::wire::{Response, parse_query};
-    use hickory_proto::op::{Message, MessageType, OpCode, Query as HQuery};
-    use hickory_proto::rr::rdata::{A, TXT};
-    use hickory_proto::rr::{Name, RData, Record};
-
-    const MIB: usize = 1 << 20;
-
-    fn answer_with(ttl: u32, rdata: RData) -> (crate::dns::wire::Query, Arc<Response>) {
-        let name = Name::from_ascii("www.test.").unwrap();
-        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
-        m.add_query(HQuery::query(name.clone(), rdata.record_type()));
-        let q = parse_query(&m.to_vec().unwrap()).unwrap();
-        m.metadata.message_type = MessageType::Response;
-        m.answers.push(Record::from_rdata(name, ttl, rdata));
-        let r = Response::from_upstream(&m.to_vec().unwrap(), &q, 7, 0, 86400).unwrap();
-        (q, Arc::new(r))
-    }
-
-    fn answer(ttl: u32) -> (crate::dns::wire::Query, Arc<Response>) {
-        answer_with(ttl, RData::A(A::new(192, 0, 2, 1)))
-    }
-
-    /// A TXT answer of about `kib` KiB.
-    fn big(kib: usize) -> Arc<Response> {
-        let strings = vec!["x".repeat(250); kib * 1024 / 251];
-        answer_with(300, RData::TXT(TXT::new(strings))).1
-    }
-
-    #[test]
-    fn hit_within_ttl_ages_and_expires() {
-        let c = Cache::new(10, MIB);
-        let (q, r) = answer(30);
-        let mut k = [0; 262];
-        let key = q.cache_key(&mut k).to_vec();
-        let t0 = Instant::now();
-        c.put(&key, &r, t0);
-        let (_, age) = c.get(&key, t0 + Duration::from_secs(12)).unwrap();
-        assert_eq!(age, 12);
-        assert!(c.get(&key, t0 + Duration::from_secs(30)).is_none());
-        assert_eq!(
-            (c.len(), c.bytes()),
-            (0, 0),
-            "an expired entry is no longer charged"
-        );
-    }
-
-    #[test]
-    fn bounded_by_max_entries() {
-        let c = Cache::new(SHARDS, MIB);
-        let (_, r) = answer(300);
-        let now = Instant::now();
-        for i in 0..1000u32 {
-            c.put(&i.to_be_bytes(), &r, now);
-        }
-        assert!(c.len() <= SHARDS, "{}", c.len());
-        assert_eq!(c.bytes(), c.len() * Cache::entry_size(&[0; 4], &r));
-    }
-
-    // See: #10 (600 names with 60 KB TXT answers took RSS from 8 to 82 MiB).
-    #[test]
-    fn r10_bounded_by_max_bytes() {
-        let c = Cache::new(100_000, 4 * MIB);
-        let r = big(60);
-        let now = Instant::now();
-        for i in 0..600u32 {
-            c.put(&i.to_be_bytes(), &r, now);
-        }
-        let (n, bytes) = (c.len(), c.bytes());
-        assert!(bytes <= 4 * MIB, "{bytes} bytes in {n} entries");
-        assert!(n >= 16, "the budget still holds some large answers: {n}");
-        // Small answers are evicted least recently used first, and replacing a key does
-        // not count it twice.
-        let (_, small) = answer(300);
-        for _ in 0..3 {
-            c.put(b"small", &small, now);
-        }
-        assert!(c.get(b"small", now).is_some());
-        assert!(c.bytes() <= 4 * MIB);
-    }
-
-    #[test]
-    fn r10_answer_larger_than_a_shard_is_not_cached() {
-        // 16 shards of 32 KiB: a 60 KiB answer never fits, and an older answer for the
-        // same key is dropped rather than served instead.
-        let c = Cache::new(100, 512 * 1024);
-        let (_, small) = answer(300);
-        let now = Instant::now();
-        c.put(b"k", &small, now);
-        c.put(b"k", &big(60), now);
-        assert!(c.get(b"k", now).is_none());
-        assert_eq!((c.len(), c.bytes()), (0, 0));
-    }
-
-    #[test]
-    fn resize_evicts_what_no_longer_fits_and_can_turn_the_cache_off_and_on() {
-        let c = Cache::new(1000, MIB);
-        let (_, r) = answer(300);
-        let now = Instant::now();
-        for i in 0..500u32 {
-            c.put(&i.to_be_bytes(), &r, now);
-        }
-        assert_eq!(c.len(), 500);
-        c.resize(SHARDS * 2, MIB);
-        assert!(c.len() <= SHARDS * 2, "{}", c.len());
-        assert_eq!(c.bytes(), c.len() * Cache::entry_size(&[0; 4], &r));
-        c.clear();
-        assert_eq!((c.len(), c.bytes()), (0, 0));
-        c.put(b"k", &r, now);
-        assert_eq!(c.len(), 1, "still on after a clear");
-        c.resize(0, MIB);
-        assert_eq!((c.len(), c.bytes()), (0, 0));
-        c.put(b"k", &r, now);
-        assert!(c.get(b"k", now).is_none(), "off");
-        c.resize(100, MIB);
-        c.put(b"k", &r, now);
-        assert!(c.get(b"k", now).is_some(), "on again");
-    }
-
-    #[test]
-    fn the_stage_answers_from_the_cache_as_of_the_requests_now() {
-        use super::super::request::test_support::{fixed_now, request};
-        let c = Cache::new(10, MIB);
-        let (q, r) = answer(30);
-        let now = fixed_now();
-        let mut req = request("www.test", q.qtype, false, now);
-        req.query = std::borrow::Cow::Owned(q);
-        assert!(matches!(c.check(&req), Flow::Next));
-        c.store(&req, &r);
-        req.now = now.after(Duration::from_secs(12));
-        match c.check(&req) {
-            Flow::Answer(Answer {
-                action: Action::Cached,
-                reply: Reply::Upstream { age, .. },
-                ..
-            }) => assert_eq!(age, 12),
-            other => panic!("{other:?}"),
-        }
-        req.now = now.after(Duration::from_secs(30));
-        assert!(matches!(c.check(&req), Flow::Next), "expired");
-    }
-
-    #[test]
-    fn zero_ttl_and_disabled_cache_store_nothing() {
-        let (q, r0) = answer(0);
-        let c = Cache::new(10, MIB);
-        let mut k = [0; 262];
-        let key = q.cache_key(&mut k).to_vec();
-        c.put(&key, &r0, Instant::now());
-        assert!(c.is_empty());
-        let (_, r) = answer(60);
-        for off in [Cache::new(0, MIB), Cache::new(10, 0)] {
-            off.put(&key, &r, Instant::now());
-            assert!(off.get(&key, Instant::now()).is_none());
+impl Hit {
+    /// The answer this hit makes: [`Action::Cached`], or [`Action::Stale`] (TTL 30, EDE 3).
+    pub fn answer(self) -> Answer {
+        match self {
+            Self::Fresh { resp, age, .. } => Answer::new(
+                Action::Cached,
+                Reply::Upstream {
+                    resp,
+                    age,
+                    server: None,
+                    stale: false,
+                },
+            ),
+            Self::Stale { resp, .. } => Answer::new(
+                Action::Stale,
+                Reply::Upstream {
+                    resp,
+                    age: 0,
+                    server: None,
+                    stale: true,
+                },
+            ),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -54,6 +54,8 @@ pub enum Reply {
         age: u32,
         /// The server that gave it, when fresh.
         server: Option<SocketAddr>,
+        /// Expired and served because no upstream answered: every TTL 30, EDE 3 (RFC 8767).
+        stale: bool,
     },
     /// An authoritative answer written ahead of time (local records, private reverse
     /// zones).
@@ -147,8 +149,17 @@ impl Answer {
                 };
                 (rc, None, detail)
             }
-            Reply::Upstream { resp, age, server } => {
-                let truncated = resp.write(out, q, age, limit);
+            Reply::Upstream {
+                resp,
+                age,
+                server,
+                stale,
+            } => {
+                let truncated = if stale {
+                    resp.write_stale(out, q, super::forward::STALE_TEXT, limit)
+                } else {
+                    resp.write(out, q, age, limit)
+                };
                 let rc = resp.rcode();
                 let detail = if !details {
                     Detail::None

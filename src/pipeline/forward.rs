@@ -7,7 +7,12 @@
 //! system call of its own; every other listener, and every attempt after a first one that
 //! failed, runs [`Upstream::forward`] (or [`Upstream::resume`]) on the tokio runtime. Both
 //! end in the same `finish`: the answer checks, the cache and the outcome are one piece of
-//! code whatever did the exchange.
+//! code whatever did the exchange. A background refresh (prefetch, a stale name's retry)
+//! is a `Forward` too, ended by [`Forward::refresh`]: the same checks and store, no client.
+//!
+//! When every upstream failed, `finish` remembers the failure (`cache.failure_ttl_s`) and
+//! answers from the cache if it can: an answer expired within `cache.serve_stale` is
+//! served stale (TTL 30, EDE 3, RFC 8767) rather than SERVFAIL.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +21,11 @@ use super::upstream::{RECURSIVE, Upstream, UpstreamError};
 use super::upstreams::Upstreams;
 use super::{Action, Answer, Outcome, Pipeline, Policy, Reply, Request, RuleRef};
 use crate::dns::wire::{EDE_NO_REACHABLE_AUTHORITY, Query, Response, rcode};
+
+/// The EDE text of a stale answer.
+pub const STALE_TEXT: &str = "no upstream resolver answered; stale answer";
+/// The EDE text of a SERVFAIL answered from the failure cache.
+pub const CACHED_FAILURE_TEXT: &str = "cached failure: no upstream resolver answered";
 
 /// A query that missed the cache, with the snapshot it started with.
 pub struct Forward {
@@ -109,6 +119,7 @@ impl Forward {
                                     resp,
                                     age: 0,
                                     server: Some(server),
+                                    stale: false,
                                 },
                             )
                         })
@@ -118,19 +129,36 @@ impl Forward {
             }
             Err(e) => {
                 tracing::debug!(qname = %req.query.name_lossy(), error = %e, "all upstreams failed");
-                // Generic: upstream addresses are not the client's business.
-                let text = match e {
-                    UpstreamError::Recursion(_) => "resolution from the root failed",
-                    UpstreamError::Timeout(RECURSIVE) => "resolution from the root timed out",
-                    _ => "no upstream resolver answered",
-                };
-                Answer::new(
-                    Action::Failed,
-                    Reply::Error {
-                        rcode: rcode::SERVFAIL,
-                        ede: Some((EDE_NO_REACHABLE_AUTHORITY, text)),
-                    },
-                )
+                // The failure happened now, not when the query arrived: its TTL counts
+                // from here (on the request's clock, moved on by the time the exchange took).
+                let failed_at = req.now.mono + req.arrived.elapsed();
+                me.failures.record(&req, failed_at);
+                match me.cache.after_failure(&req, failed_at) {
+                    // Served from the cache, whose answers pass the CNAME check again.
+                    Some(hit) => {
+                        let a = hit.answer();
+                        let blocking = group
+                            .and_then(|i| policy.groups.get(i))
+                            .map_or(&policy.blocking, |g| &g.blocking);
+                        let blocked = if paused {
+                            None
+                        } else {
+                            policy.checks.cached(&req, &a, blocking, me.details)
+                        };
+                        blocked.unwrap_or(a)
+                    }
+                    None => failed(
+                        Action::Failed,
+                        // Generic: upstream addresses are not the client's business.
+                        match e {
+                            UpstreamError::Recursion(_) => "resolution from the root failed",
+                            UpstreamError::Timeout(RECURSIVE) => {
+                                "resolution from the root timed out"
+                            }
+                            _ => "no upstream resolver answered",
+                        },
+                    ),
+                }
             }
         };
         // The allow rule that let a listed name through, unless a check blocked it.
@@ -141,4 +169,46 @@ impl Forward {
         o.group = group_name;
         (out, o)
     }
+
+    /// Ends a background refresh: an answer that passes the checks replaces the cached
+    /// one; a failure leaves it (a stale entry's next retry is a [`RECHECK`] away).
+    ///
+    /// [`RECHECK`]: super::cache::RECHECK
+    pub fn refresh(self, got: Result<(Response, SocketAddr), UpstreamError>) {
+        let Self {
+            pipeline: me,
+            req,
+            policy,
+            group,
+            paused,
+            ..
+        } = self;
+        match got {
+            Ok((resp, _)) => {
+                let blocking = group
+                    .and_then(|i| policy.groups.get(i))
+                    .map_or(&policy.blocking, |g| &g.blocking);
+                if let Ok(resp) = policy
+                    .checks
+                    .check_with(&req, resp, blocking, false, !paused)
+                {
+                    me.cache.store(&req, &Arc::new(resp));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(qname = %req.query.name_lossy(), error = %e, "background refresh failed");
+            }
+        }
+    }
+}
+
+/// SERVFAIL with EDE 22 (No Reachable Authority) and `text`.
+pub(super) fn failed(action: Action, text: &'static str) -> Answer {
+    Answer::new(
+        action,
+        Reply::Error {
+            rcode: rcode::SERVFAIL,
+            ede: Some((EDE_NO_REACHABLE_AUTHORITY, text)),
+        },
+    )
 }

@@ -22,6 +22,7 @@ pub mod any;
 pub mod blocking;
 pub mod cache;
 pub mod ddr;
+pub mod failures;
 pub mod flow;
 pub mod forward;
 pub mod groups;
@@ -30,6 +31,7 @@ pub mod local;
 pub mod local_time;
 pub mod pause;
 pub mod policy;
+pub mod refresh;
 pub mod request;
 pub mod upstream;
 pub mod upstreams;
@@ -48,11 +50,13 @@ use any::AnyQuery;
 use blocking::Verdict;
 use cache::Cache;
 use ddr::Ddr;
+use failures::Failures;
 pub use flow::{Answer, Flow, Local, Reply};
 pub use forward::Forward;
 use limits::{LimitState, RrlKey};
 use pause::Pause;
 pub use policy::Policy;
+use refresh::Refresher;
 pub use request::{Clock, Now, Request, Transport};
 use upstreams::Upstreams;
 
@@ -69,6 +73,10 @@ pub enum Action {
     Local,
     /// Every upstream failed; SERVFAIL.
     Failed,
+    /// Every upstream failed, and an expired cached answer was served (RFC 8767).
+    Stale,
+    /// SERVFAIL at once: every upstream failed for the name moments ago (RFC 9520).
+    FailedCached,
     /// Rejected before the pipeline (FORMERR, NOTIMP, BADVERS).
     Rejected,
 }
@@ -227,6 +235,10 @@ pub struct Pipeline {
     /// DDR toward our own encrypted listeners (they change only with a restart).
     ddr: Ddr,
     cache: Cache,
+    /// Names every upstream failed for, briefly (`cache.failure_ttl_s`).
+    failures: Failures,
+    /// Background refreshes: prefetches and stale names' retries.
+    refresher: Refresher,
     limits: LimitState,
     /// True when the current policy has RRL on: one relaxed load on every query instead of
     /// a second policy load.
@@ -248,7 +260,13 @@ impl Pipeline {
             policy: ArcSwap::from_pointee(policy),
             any: AnyQuery,
             ddr: Ddr::new(&cfg.server),
-            cache: Cache::new(cfg.cache.max_entries, cfg.cache.max_bytes),
+            cache: {
+                let c = Cache::new(cfg.cache.max_entries, cfg.cache.max_bytes);
+                c.set_resilience(cfg.cache.serve_stale, cfg.cache.prefetch);
+                c
+            },
+            failures: Failures::new(cfg.cache.failure_ttl),
+            refresher: Refresher::new(tokio::runtime::Handle::try_current().ok()),
             limits: LimitState::new(cfg.limits.max_clients),
             upstream: ArcSwap::from_pointee(Upstreams::new(cfg, &counters)),
             counters,
@@ -340,7 +358,15 @@ impl Pipeline {
         //    holds upstream answers as they came, so the CNAME check of step 7 runs again
         //    with this client's lists, for answers that have a chain (one emptiness check
         //    for the others).
-        if let Flow::Answer(mut a) = self.cache.check(req) {
+        //    A hit late in its TTL (prefetch), or a stale answer whose recheck timer ran
+        //    out, also starts one background refresh (see `refresh`): this client is
+        //    answered from the cache at once.
+        let (flow, refresh) = self.cache.check(req);
+        if refresh {
+            let f = self.forward(req, Arc::clone(&policy), index, None, paused, None);
+            self.refresher.start(f);
+        }
+        if let Flow::Answer(mut a) = flow {
             self.counters.cache_hit();
             if !paused && let Some(b) = policy.checks.cached(req, &a, blocking, self.details) {
                 return done(b, out);
@@ -350,21 +376,60 @@ impl Pipeline {
         }
         self.counters.cache_miss();
 
+        // 5b. Failures (RFC 9520): every upstream failed for this question moments ago, so
+        //     SERVFAIL at once rather than another full timeout. A stale answer, when the
+        //     cache still has one, wins over the failure. One atomic load while no failure
+        //     is remembered.
+        if self.failures.check(req) {
+            let a = match self.cache.after_failure(req, req.now.mono) {
+                Some(hit) => {
+                    let a = hit.answer();
+                    let checked = (!paused)
+                        .then(|| policy.checks.cached(req, &a, blocking, self.details))
+                        .flatten();
+                    checked.unwrap_or(a)
+                }
+                None => forward::failed(Action::FailedCached, forward::CACHED_FAILURE_TEXT),
+            };
+            return done(a, out);
+        }
+
         // 6. Upstream: the only stage that waits, so the rest of the chain is data
         //    ([`Forward`]) that the listener finishes once the upstream has answered.
         //    Names under a `[[forward]]` domain go to that rule's servers only, the rest to
         //    `[upstream]`. Queries that start after a reload use the new servers; this one
         //    keeps the set it started with, and the policy snapshot (and group) too.
-        Resolution::Forward(Box::new(Forward {
+        let name = group_name();
+        let policy = arc_swap::Guard::into_inner(policy);
+        Resolution::Forward(self.forward(req, policy, index, name, paused, rule))
+    }
+
+    /// The rest of the chain for `req`, as data (see [`Forward`]).
+    fn forward(
+        self: &Arc<Self>,
+        req: &Request<'_>,
+        policy: Arc<Policy>,
+        group: Option<usize>,
+        group_name: Option<Arc<str>>,
+        paused: bool,
+        rule: Option<RuleRef>,
+    ) -> Box<Forward> {
+        Box::new(Forward {
             pipeline: Arc::clone(self),
             req: req.clone().into_owned(),
-            group: index,
-            group_name: group_name(),
-            policy: arc_swap::Guard::into_inner(policy),
+            group,
+            group_name,
+            policy,
             upstreams: self.upstream.load_full(),
             paused,
             rule,
-        }))
+        })
+    }
+
+    /// The pipeline with background refreshes (prefetch, stale retries) running on `rt`.
+    pub fn with_runtime(mut self, rt: tokio::runtime::Handle) -> Self {
+        self.refresher = Refresher::new(Some(rt));
+        self
     }
 
     /// The pipeline with `ddr` as its DDR stage: the service builds it from the encrypted
@@ -400,13 +465,17 @@ impl Pipeline {
 
     /// Applies a reloaded `[upstream]`, `[[forward]]` and `[cache]`: queries that start from
     /// now on use the new servers, timeouts and TTL bounds; the cache keeps what fits its
-    /// new bounds.
+    /// new bounds. Remembered failures are forgotten: the new servers may answer.
     pub fn apply(&self, cfg: &Config) {
         let prev = self.upstream.load_full();
         self.upstream
             .store(Arc::new(Upstreams::renew(cfg, &self.counters, Some(&prev))));
         self.cache
             .resize(cfg.cache.max_entries, cfg.cache.max_bytes);
+        self.cache
+            .set_resilience(cfg.cache.serve_stale, cfg.cache.prefetch);
+        self.failures.set_ttl(std::time::Duration::ZERO);
+        self.failures.set_ttl(cfg.cache.failure_ttl);
     }
 
     /// What response-rate limiting needs to judge the answer to `req` (taken before it is
@@ -437,6 +506,16 @@ impl Pipeline {
     /// The answer cache.
     pub fn cache(&self) -> &Cache {
         &self.cache
+    }
+
+    /// The failure cache (RFC 9520).
+    pub fn failures(&self) -> &Failures {
+        &self.failures
+    }
+
+    /// Background refreshes (prefetch, stale retries).
+    pub fn refresher(&self) -> &Refresher {
+        &self.refresher
     }
 
     /// Reads the list lines that the blocking stage will look at for each name; see

@@ -82,7 +82,9 @@ pub struct Entry<'a> {
     /// Query type mnemonic (`A`, `AAAA`, `TYPE65280`).
     #[serde(borrow)]
     pub qtype: Cow<'a, str>,
-    /// `allowed`, `cached`, `blocked`, `local`, `refused` or `failed`.
+    /// `allowed`, `cached`, `blocked`, `local`, `refused`, `failed`, `stale` (an expired
+    /// answer served because no upstream answered) or `failed_cached` (SERVFAIL from the
+    /// failure cache).
     #[serde(borrow)]
     pub action: Cow<'a, str>,
     /// The deciding rule (block rule, or the allow rule that let a listed name through).
@@ -133,6 +135,8 @@ pub fn action_name(a: Action) -> &'static str {
         Action::Local => "local",
         Action::Failed => "failed",
         Action::Rejected => "refused",
+        Action::Stale => "stale",
+        Action::FailedCached => "failed_cached",
     }
 }
 

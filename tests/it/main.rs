@@ -43,7 +43,8 @@ mod recursive; // upstream.mode = "recursive": resolving from a test root; loops
 mod reload; // file-change reload under a query loop; whole-config reload ([upstream], [cache], [log])
 mod reload_memory; // a big list reloaded: peak RSS at the serving list plus one new list
 mod scrub; // out-of-bailiwick records stripped before caching and relaying
-mod systemd; // sd_notify READY/RELOADING/WATCHDOG/STOPPING on a socket of the test's; journal-format logs
+mod serve_stale; // upstream outages: stale answers (RFC 8767), prefetch, cached failures (RFC 9520)
+mod systemd; // sd_notify READY/RELOADING/WATCHDOG/STOPPING on a socket of the test's; journal-format logs; privileges; the unit
 mod tls; // DNS over TLS: a real rustls client, certificate reload, handshake timeout, limits, `cert self-signed`
 mod udp_load; // bursts through the batched UDP path and its pause
 mod upstream_pool;

@@ -115,6 +115,10 @@ pub const EDNS_PAYLOAD: u16 = 1232;
 pub const EDE_BLOCKED: u16 = 15;
 /// Extended DNS Error: no reachable authority (RFC 8914 §4.23).
 pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
+/// Extended DNS Error: stale answer (RFC 8914 §4.4), served when no upstream answered.
+pub const EDE_STALE_ANSWER: u16 = 3;
+/// TTL of every record of a stale answer (RFC 8767 §4: 30 seconds).
+pub const STALE_TTL: u32 = 30;
 
 /// Cuts the response in `out` to its header and question (`question_len` bytes after the
 /// header), with TC set and no records: the "slip" of response-rate limiting, which sends

@@ -14,8 +14,8 @@ use super::query::Query;
 use std::net::IpAddr;
 
 use super::{
-    AA, AD, CLASS_IN, HEADER_LEN, QR, TC, TYPE_A, TYPE_AAAA, TYPE_OPT, TYPE_SOA, parse_rr, patch,
-    rcode, scrub, skip_name, u16_at, u32_at,
+    AA, AD, CLASS_IN, EDE_STALE_ANSWER, HEADER_LEN, QR, STALE_TTL, TC, TYPE_A, TYPE_AAAA, TYPE_OPT,
+    TYPE_SOA, parse_rr, patch, rcode, scrub, skip_name, u16_at, u32_at,
 };
 
 /// Record type CNAME.
@@ -336,6 +336,26 @@ impl Response {
     /// Writes this answer for `q`, with every TTL reduced by `age` seconds; truncated (TC,
     /// question only) when larger than `limit`. Returns true when it truncated.
     pub fn write(&self, out: &mut Vec<u8>, q: &Query, age: u32, limit: usize) -> bool {
+        self.write_with(out, q, |ttl| ttl.saturating_sub(age), None, limit)
+    }
+
+    /// Writes this answer for `q` as a stale answer (RFC 8767): every TTL [`STALE_TTL`],
+    /// and Extended DNS Error 3 (Stale Answer) with `text` when the query had EDNS;
+    /// truncated as [`Response::write`] does.
+    pub fn write_stale(&self, out: &mut Vec<u8>, q: &Query, text: &str, limit: usize) -> bool {
+        let ede = Some((EDE_STALE_ANSWER, text));
+        self.write_with(out, q, |_| STALE_TTL, ede, limit)
+    }
+
+    #[inline]
+    fn write_with(
+        &self,
+        out: &mut Vec<u8>,
+        q: &Query,
+        ttl_of: impl Fn(u32) -> u32,
+        ede: Option<(u16, &str)>,
+        limit: usize,
+    ) -> bool {
         out.clear();
         out.extend_from_slice(&self.wire);
         let up_flags = u16_at(&self.wire, 2).unwrap_or(0);
@@ -352,16 +372,12 @@ impl Response {
         // case-folded name).
         patch(out, HEADER_LEN, q.wire_name());
         for &(off, ttl) in self.ttls.iter() {
-            patch(
-                out,
-                usize::from(off),
-                &ttl.saturating_sub(age).to_be_bytes(),
-            );
+            patch(out, usize::from(off), &ttl_of(ttl).to_be_bytes());
         }
         if let Some(e) = q.edns {
             let ar = u16_at(out, 10).unwrap_or(0).saturating_add(1);
             patch(out, 10, &ar.to_be_bytes());
-            write_opt(out, e.dnssec_ok, 0, None);
+            write_opt(out, e.dnssec_ok, 0, ede);
         }
         if out.len() > limit {
             write_truncated(out, q, flags | TC, 0);

@@ -60,6 +60,9 @@ pub(in crate::pipeline::upstream) fn upstream_with_ca(
         max_bytes: 0,
         min_ttl: 0,
         max_ttl: 86_400,
+        serve_stale: Duration::ZERO,
+        prefetch: false,
+        failure_ttl: Duration::ZERO,
     };
     Upstream::new(&cfg, &cache, &Counters::new())
 }
