@@ -21,7 +21,7 @@ pub enum ConfigCommand {
     },
     /// Write a commented config for this machine's LAN: its LAN addresses, access for the
     /// LAN subnets only, Quad9, the shipped lists, the query log in the state directory,
-    /// and a [firewall] section for its interfaces.
+    /// and a firewall section for its interfaces.
     Init {
         /// Where to write it.
         #[arg(

@@ -182,16 +182,7 @@ fn log_filter(
                 })
         })
         .transpose()?;
-    const ACTIONS: [&str; 8] = [
-        "allowed",
-        "cached",
-        "blocked",
-        "local",
-        "refused",
-        "failed",
-        "stale",
-        "failed_cached",
-    ];
+    use crate::querylog::ACTION_NAMES as ACTIONS;
     if let Some(a) = action
         && !ACTIONS.contains(&a)
     {

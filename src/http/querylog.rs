@@ -44,17 +44,7 @@ pub const STREAM_BUFFER: usize = 256;
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// A record longer than this is not streamed (the writer writes none this long).
 const MAX_EVENT: usize = 64 << 10;
-/// The actions of the log's `action` field.
-const ACTIONS: [&str; 8] = [
-    "allowed",
-    "cached",
-    "blocked",
-    "local",
-    "refused",
-    "failed",
-    "stale",
-    "failed_cached",
-];
+use crate::querylog::ACTION_NAMES as ACTIONS;
 
 fn bad(key: &str, value: &str, why: impl std::fmt::Display) -> ApiError {
     let v: String = value.chars().take(60).collect();

@@ -125,6 +125,19 @@ pub struct Entry<'a> {
     pub new: bool,
 }
 
+/// Every value of the `action` field, in the order reports list them (what `--action` and
+/// the API's `action=` accept).
+pub const ACTION_NAMES: [&str; 8] = [
+    "allowed",
+    "cached",
+    "blocked",
+    "local",
+    "refused",
+    "failed",
+    "stale",
+    "failed_cached",
+];
+
 /// The `action` field for an outcome. Rejected queries (FORMERR, NOTIMP, BADVERS) are
 /// logged as `refused`: the server refused to serve them, and `rcode` says why.
 pub fn action_name(a: Action) -> &'static str {
@@ -350,6 +363,38 @@ pub fn start(cfg: &LogConfig) -> std::io::Result<(QueryLog, LogTask)> {
 mod tests {
     use super::*;
     use crate::pipeline::Outcome;
+
+    #[test]
+    fn every_action_has_its_name_among_the_filters_names() {
+        let all = [
+            Action::Allowed,
+            Action::Cached,
+            Action::Blocked,
+            Action::Local,
+            Action::Failed,
+            Action::Stale,
+            Action::FailedCached,
+            Action::Rejected,
+        ];
+        // A new variant fails to compile here until it is added to `all` above.
+        for a in all {
+            match a {
+                Action::Allowed
+                | Action::Cached
+                | Action::Blocked
+                | Action::Local
+                | Action::Failed
+                | Action::Stale
+                | Action::FailedCached
+                | Action::Rejected => {}
+            }
+        }
+        let mut names: Vec<&str> = all.iter().map(|a| action_name(*a)).collect();
+        names.sort_unstable();
+        let mut listed = ACTION_NAMES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(names, listed);
+    }
 
     fn rec() -> Record {
         Record {
