@@ -265,7 +265,7 @@ fn man_pages_and_completions_come_from_the_command_line_definitions() {
 
 #[test]
 fn config_init_in_a_namespace_writes_that_lan_and_config_check_accepts_it() {
-    use crate::firewall::{cannot_run, ok};
+    use crate::firewall::{Netns, cannot_run};
     if let Some(why) = cannot_run() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -274,24 +274,10 @@ fn config_init_in_a_namespace_writes_that_lan_and_config_check_accepts_it() {
         println!("config init namespace test skipped: {why}");
         return;
     }
-    let ns = format!("shinit{}", std::process::id());
-    ok(&["ip", "netns", "add", &ns]);
-    struct Gone(String);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
-    let _gone = Gone(ns.clone());
-    let inside = |args: &[&str]| {
-        let mut all = vec!["ip", "netns", "exec", &ns];
-        all.extend_from_slice(args);
-        ok(&all)
-    };
+    let netns = Netns::new("shinit");
+    let ns = netns.name.clone();
+    let inside = |args: &[&str]| netns.run(args);
     // A router: lan0 on 10.77.5.0/24, wan0 with the default route (a documentation net).
-    inside(&["ip", "link", "set", "lo", "up"]);
     for (dev, peer, addr) in [
         ("lan0", "lan0p", "10.77.5.1/24"),
         ("wan0", "wan0p", "203.0.113.2/24"),

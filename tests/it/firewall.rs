@@ -85,6 +85,46 @@ impl Drop for Lab {
     }
 }
 
+/// A network namespace of a test's own, with loopback up, and the processes started in it;
+/// dropping it stops them and deletes the namespace.
+pub(crate) struct Netns {
+    pub(crate) name: String,
+    pub(crate) children: Vec<Child>,
+}
+
+impl Netns {
+    /// Creates `{prefix}{pid}` and brings its loopback up.
+    pub(crate) fn new(prefix: &str) -> Self {
+        let name = format!("{prefix}{}", std::process::id());
+        ok(&["ip", "netns", "add", &name]);
+        let ns = Self {
+            name,
+            children: Vec::new(),
+        };
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs `args` inside; its stdout (it must succeed).
+    pub(crate) fn run(&self, args: &[&str]) -> String {
+        let mut all = vec!["ip", "netns", "exec", &self.name];
+        all.extend_from_slice(args);
+        ok(&all)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
 pub(crate) fn sh(args: &[&str]) -> Output {
     Command::new(args[0])
         .args(&args[1..])

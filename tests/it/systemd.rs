@@ -158,6 +158,16 @@ async fn serve_tells_systemd_ready_reloading_watchdog_and_stopping_and_logs_for_
     }
 }
 
+/// What `systemd-analyze security --offline=yes` says of the unit at `path`.
+fn security(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `dist/systemd/sinkhole.service` with its binary at `bin`, in a directory of its own.
 fn unit_with(bin: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let unit = std::fs::read_to_string(concat!(
@@ -182,12 +192,7 @@ fn the_unit_verifies_and_its_exposure_is_at_most_two() {
         .expect("systemd-analyze (Debian: systemd)");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.trim().is_empty(), "{err}");
-    let out = std::process::Command::new("systemd-analyze")
-        .args(["security", "--offline=yes"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = security(&path);
     let score: f64 = text
         .lines()
         .find_map(|l| {
@@ -244,12 +249,7 @@ fn the_unit_verifies_and_its_exposure_is_at_most_two() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&path, lax).unwrap();
-    let out = std::process::Command::new("systemd-analyze")
-        .args(["security", "--offline=yes"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = security(&path);
     assert!(
         !text.contains("exposure level for sinkhole.service: 1.")
             && !text.contains("exposure level for sinkhole.service: 0."),
@@ -278,7 +278,7 @@ fn identities(pid: u32) -> Vec<String> {
 
 #[test]
 fn started_as_root_on_port_53_it_answers_as_server_user_with_no_capability_left() {
-    use crate::firewall::{cannot_run, ok, sh};
+    use crate::firewall::{Netns, cannot_run, ok, sh};
     if let Some(why) = cannot_run() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -287,22 +287,8 @@ fn started_as_root_on_port_53_it_answers_as_server_user_with_no_capability_left(
         println!("privilege test skipped: {why}");
         return;
     }
-    let ns = format!("shpriv{}", std::process::id());
-    ok(&["ip", "netns", "add", &ns]);
-    struct Cleanup(String, Option<std::process::Child>);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            if let Some(c) = &mut self.1 {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
-    let mut guard = Cleanup(ns.clone(), None);
-    ok(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+    let mut netns = Netns::new("shpriv");
+    let ns = netns.name.clone();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("b.txt"), "ads.test\n").unwrap();
     let config = dir.path().join("s.toml");
@@ -338,7 +324,7 @@ fn started_as_root_on_port_53_it_answers_as_server_user_with_no_capability_left(
         .unwrap();
     // `ip netns exec` execs the program: the child's PID is the server's.
     let pid = child.id();
-    guard.1 = Some(child);
+    netns.children.push(child);
     let ask = || {
         sh(&[
             "ip",

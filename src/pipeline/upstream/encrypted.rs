@@ -216,7 +216,22 @@ fn doq_transport() -> quinn::TransportConfig {
 }
 
 /// Counts a query in flight until dropped.
-pub(super) struct Counted<'a>(pub(super) &'a AtomicUsize);
+pub(super) struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    /// Counts one more query in `n` for the server at `addr`, unless [`MAX_IN_FLIGHT`] are
+    /// already: then the query fails over at once.
+    pub(super) fn admit(n: &'a AtomicUsize, addr: SocketAddr) -> Result<Self, UpstreamError> {
+        if n.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
+            n.fetch_sub(1, Ordering::AcqRel);
+            return Err(UpstreamError::Transport(
+                addr,
+                "too many queries in flight".into(),
+            ));
+        }
+        Ok(Self(n))
+    }
+}
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {

@@ -41,7 +41,7 @@ use super::{Resume, Upstream, UpstreamError};
 use crate::dns::wire::{Query, Response, write_upstream_query_cookie};
 use crate::fdlimit;
 
-mod sock;
+pub(super) mod sock;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 pub(super) mod tests;

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 
-use super::{Alive, Counted, Failed, IDLE, MAX_IN_FLIGHT, MAX_MESSAGE, Slot, lock, with_retry};
+use super::{Alive, Counted, Failed, IDLE, MAX_MESSAGE, Slot, lock, with_retry};
 use crate::dns::wire::Query;
 use crate::pipeline::upstream::UpstreamError;
 
@@ -101,14 +101,7 @@ impl Doh {
         q: &Query,
         end: Instant,
     ) -> Result<(Vec<u8>, u16), UpstreamError> {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return Err(UpstreamError::Transport(
-                self.addr,
-                "too many queries in flight".into(),
-            ));
-        }
-        let _counted = Counted(&self.in_flight);
+        let _counted = Counted::admit(&self.in_flight, self.addr)?;
         let Some(uri) = &self.uri else {
             return Err(UpstreamError::Transport(self.addr, "bad URL".into()));
         };

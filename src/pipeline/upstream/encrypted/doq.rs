@@ -14,12 +14,12 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use quinn::{Endpoint, ReadError, VarInt, WriteError};
 use tokio::time::{Instant, timeout_at};
 
-use super::{Alive, Counted, Failed, MAX_IN_FLIGHT, Slot, with_retry};
+use super::{Alive, Counted, Failed, Slot, with_retry};
 use crate::dns::doq::{self, code};
 use crate::dns::wire::Query;
 use crate::pipeline::upstream::UpstreamError;
@@ -78,14 +78,7 @@ impl Doq {
         q: &Query,
         end: Instant,
     ) -> Result<(Vec<u8>, u16), UpstreamError> {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return Err(UpstreamError::Transport(
-                self.addr,
-                "too many queries in flight".into(),
-            ));
-        }
-        let _counted = Counted(&self.in_flight);
+        let _counted = Counted::admit(&self.in_flight, self.addr)?;
         let mut body = Vec::with_capacity(64 + q.question_len());
         super::write_query(&mut body, q, 0);
         let framed = doq::framed(&body);

@@ -12,8 +12,9 @@
 //! sockets (the relay's epoll, watched as one descriptor) and the answers together; an answer
 //! wakes the one thread that sends it on. Two wake-ups per miss, as for a plain upstream.
 //!
-//! Only the first attempt runs here. A failed one (an error, a timeout, SERVFAIL, REFUSED, a
-//! broken answer) is handed back as [`Settled::Resume`] and goes on with
+//! Only the first attempt runs here, with [`Upstream::forward`]'s own exchange-and-parse step
+//! and the relay's verdict on a failure. A failed one (an error, a timeout, SERVFAIL,
+//! REFUSED, a broken answer) is handed back as [`Settled::Resume`] and goes on with
 //! [`Upstream::resume`] on the shared runtime, which tries the next servers: the failover
 //! and deadline contract and the counters are those of [`Upstream::forward`].
 //!
@@ -36,9 +37,10 @@ use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
-use super::super::{Resume, Server, Then, Upstream, UpstreamError};
+use super::super::relay::sock::first_failed;
+use super::super::{Server, Upstream, UpstreamError};
 use super::{Link, lock};
-use crate::dns::wire::{Response, rcode};
+use crate::dns::wire::rcode;
 use crate::pipeline::upstream::{Relay, Relayed, Settled};
 
 #[cfg(test)]
@@ -268,49 +270,24 @@ impl<T: Relayed + Send + 'static> Near<T> {
     }
 }
 
-/// One exchange with the item's first server, judged as [`Upstream::forward`] judges one.
+/// One exchange with the item's first server, judged as [`Upstream::forward`] judges one
+/// (the same exchange-and-parse step, `Upstream::encrypted`).
 async fn attempt<T: Relayed>(item: T, link: &Link, started: Instant, end: Instant) -> Settled<T> {
     let up: &Upstream = item.upstream();
     let Some(server) = up.servers.first() else {
-        return failed(
-            item,
-            started,
-            end,
-            UpstreamError::Timeout(SocketAddr::from(([0, 0, 0, 0], 0))),
-        );
+        let nobody = UpstreamError::Timeout(SocketAddr::from(([0, 0, 0, 0], 0)));
+        return first_failed(item, started, end, nobody);
     };
-    let addr = server.addr;
-    let got = match link.exchange(item.query(), end).await {
-        Ok((buf, id)) => Response::parse(&buf, item.query(), id, up.min_ttl, up.max_ttl)
-            .map_err(|_| UpstreamError::Malformed(addr)),
-        Err(e) => Err(e),
-    };
-    match got {
+    match up.encrypted(server, link, item.query(), end).await {
         Ok(r) if matches!(r.rcode(), rcode::SERVFAIL | rcode::REFUSED) => {
-            let e = UpstreamError::Rcode(addr, rcode::name(r.rcode()));
-            failed(item, started, end, e)
+            let e = UpstreamError::Rcode(server.addr, rcode::name(r.rcode()));
+            first_failed(item, started, end, e)
         }
         Ok(r) => {
             server.stats.answered(started.elapsed());
+            let addr = server.addr;
             Settled::Answered(item, r, addr)
         }
-        Err(e) => failed(item, started, end, e),
+        Err(e) => first_failed(item, started, end, e),
     }
-}
-
-/// The first server failed with `e`: counted, and the forward goes on with the next.
-fn failed<T: Relayed>(item: T, started: Instant, end: Instant, e: UpstreamError) -> Settled<T> {
-    if let Some(server) = item.upstream().servers.first() {
-        server.stats.error();
-        tracing::debug!(qname = %item.query().name_lossy(), upstream = %server.addr, error = %e, "upstream attempt failed");
-    }
-    Settled::Resume(
-        item,
-        Resume {
-            server: 0,
-            started,
-            end,
-            then: Then::Next(e),
-        },
-    )
 }

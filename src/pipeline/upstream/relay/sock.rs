@@ -119,11 +119,30 @@ pub(super) fn transport(server: SocketAddr, e: &io::Error) -> UpstreamError {
 
 /// The first server failed with `e`: counted, and the forward goes on with the next.
 pub(super) fn failed<T: Relayed>(entry: Entry<T>, e: UpstreamError) -> Settled<T> {
-    if let Some(server) = entry.item.upstream().servers.first() {
+    first_failed(entry.item, entry.started, entry.end, e)
+}
+
+/// [`failed`] for a first attempt made anywhere (a relay socket, a thread's encrypted
+/// connection): `item`'s first server, tried from `started` until `end`, failed with `e`.
+pub(in crate::pipeline::upstream) fn first_failed<T: Relayed>(
+    item: T,
+    started: Instant,
+    end: Instant,
+    e: UpstreamError,
+) -> Settled<T> {
+    if let Some(server) = item.upstream().servers.first() {
         server.stats.error();
-        tracing::debug!(qname = %entry.item.query().name_lossy(), upstream = %server.addr, error = %e, "upstream attempt failed");
+        tracing::debug!(qname = %item.query().name_lossy(), upstream = %server.addr, error = %e, "upstream attempt failed");
     }
-    resume(entry, Then::Next(e))
+    Settled::Resume(
+        item,
+        Resume {
+            server: 0,
+            started,
+            end,
+            then: Then::Next(e),
+        },
+    )
 }
 
 /// The first server's attempt goes on from `step` (TCP after TC, UDP after BADCOOKIE).

@@ -12,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::*;
 use crate::config::TlsCa;
+use crate::pipeline::upstream::Then;
 use crate::pipeline::upstream::relay::tests::{Item, item, relay, upstream_with_ca};
 
 const NAME: &str = "near.test";
