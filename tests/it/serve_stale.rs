@@ -146,8 +146,11 @@ async fn an_expired_answer_is_served_stale_while_the_upstream_is_down_then_refre
     assert_eq!(ede(&m).map(|e| e.0), Some(3));
     up.wait_calls(name, 3).await;
     let t = Instant::now();
+    // Queries so far: one fresh, three stale; the loop adds one per pass.
+    let mut sent = 4;
     let m = loop {
         let m = s.query_edns(name, RecordType::A).await;
+        sent += 1;
         if first_answer(&m) == "192.0.2.2" || t.elapsed() > Duration::from_secs(5) {
             break m;
         }
@@ -158,8 +161,11 @@ async fn an_expired_answer_is_served_stale_while_the_upstream_is_down_then_refre
     assert_eq!(ede(&m), None);
     assert_eq!(up.calls(name), 3, "one background retry");
 
-    let log = records(&s.path("queries.jsonl"), 5).await;
+    // Wait for every query's record: the log is written behind the answers, so a
+    // count short of `sent` could end on a stale record still in flight.
+    let log = records(&s.path("queries.jsonl"), sent).await;
     let acts = actions(&log, "www.stale.test");
+    assert_eq!(acts.len(), sent, "{acts:?}");
     assert_eq!(
         acts[..4],
         ["allowed", "stale", "stale", "stale"],
