@@ -67,6 +67,7 @@ impl super::Validator<'_> {
                     timeout,
                     tls_ca: tls_ca.cloned(),
                     recursive: None,
+                    dnssec: None,
                 },
             });
         }

@@ -6,6 +6,7 @@ pub mod access;
 pub mod answer_checks;
 pub mod block_page;
 pub mod cache;
+pub mod dnssec;
 pub mod error;
 pub mod firewall;
 pub mod forward;
@@ -28,6 +29,7 @@ use std::time::Duration;
 pub use crate::firewall::FirewallConfig;
 pub use access::{AccessConfig, DenyAction};
 pub use answer_checks::{AnswerChecksConfig, ResponseIp};
+pub use dnssec::Dnssec;
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::ForwardConfig;
 pub use groups::GroupConfig;
@@ -105,6 +107,9 @@ pub struct UpstreamConfig {
     /// `upstream.mode = "recursive"`: resolve from the root (`servers` unused); `None`
     /// forwards (always for `[[forward]]` rules).
     pub recursive: Option<Recursion>,
+    /// `upstream.dnssec = "validate"`: answers are validated (`None`: off; always off for
+    /// `[[forward]]` rules).
+    pub dnssec: Option<Dnssec>,
 }
 
 /// `[cache]`, validated.
@@ -318,6 +323,12 @@ impl Validator<'_> {
             &raw.upstream.recursion_timeout_ms,
             base,
         );
+        let dnssec = self.dnssec(
+            raw.upstream.dnssec.as_ref(),
+            raw.upstream.trust_anchor.as_ref(),
+            recursive.is_some(),
+            base,
+        );
         if raw.upstream.servers.get_ref().is_empty() && recursive.is_none() {
             self.err(
                 raw.upstream.servers.span(),
@@ -506,6 +517,7 @@ impl Validator<'_> {
                 timeout: Duration::from_millis(timeout_ms.max(1)),
                 tls_ca,
                 recursive,
+                dnssec,
             },
             cache: CacheConfig {
                 max_entries: raw.cache.max_entries,

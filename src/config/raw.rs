@@ -143,6 +143,10 @@ pub struct RawUpstream {
     pub root_hints: Option<Spanned<String>>,
     /// Longest time one recursive resolution may take, ms.
     pub recursion_timeout_ms: Spanned<u64>,
+    /// `validate` or `off` (default: `validate` in recursive mode, `off` forwarding).
+    pub dnssec: Option<Spanned<String>>,
+    /// A file of DNSKEY records to validate from, instead of the root's built-in keys.
+    pub trust_anchor: Option<Spanned<String>>,
 }
 
 impl Default for RawUpstream {
@@ -160,6 +164,8 @@ impl Default for RawUpstream {
             mode: Spanned::new(0..0, "forward".into()),
             root_hints: None,
             recursion_timeout_ms: Spanned::new(0..0, 4000),
+            dnssec: None,
+            trust_anchor: None,
         }
     }
 }

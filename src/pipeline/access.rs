@@ -123,7 +123,8 @@ impl Access {
         let reply = match self.action {
             DenyAction::Refuse => Reply::Error {
                 rcode: rcode::REFUSED,
-                ede: Some((EDE_PROHIBITED, "client not allowed")),
+                ede: Some((EDE_PROHIBITED, "client not allowed".into())),
+                dnssec: None,
             },
             DenyAction::Drop => Reply::Nothing {
                 rcode: rcode::REFUSED,

@@ -135,7 +135,8 @@ impl AnswerCheck {
                 Action::Failed,
                 Reply::Error {
                     rcode: rcode::SERVFAIL,
-                    ede: Some((EDE_NO_REACHABLE_AUTHORITY, "no upstream resolver answered")),
+                    ede: Some((EDE_NO_REACHABLE_AUTHORITY, "no upstream resolver answered".into())),
+                    dnssec: None,
                 },
             )
         })?;

@@ -70,7 +70,9 @@ pub enum Reply {
         /// The response code.
         rcode: u16,
         /// EDE (code, text), sent when the query had EDNS.
-        ede: Option<(u16, &'static str)>,
+        ede: Option<(u16, Cow<'static, str>)>,
+        /// What DNSSEC validation found (a bogus answer's SERVFAIL), for the log.
+        dnssec: Option<wire::Security>,
     },
 }
 
@@ -110,6 +112,7 @@ impl Answer {
             reply,
             rule,
         } = self;
+        let mut dnssec = None;
         let (rcode, upstream, detail) = match reply {
             Reply::Local(l) => {
                 let a = LocalAnswer {
@@ -161,6 +164,7 @@ impl Answer {
                     resp.write(out, q, age, limit)
                 };
                 let rc = resp.rcode();
+                dnssec = resp.security();
                 let detail = if !details {
                     Detail::None
                 } else if truncated {
@@ -170,8 +174,14 @@ impl Answer {
                 };
                 (rc, server, detail)
             }
-            Reply::Error { rcode, ede } => {
+            Reply::Error {
+                rcode,
+                ede,
+                dnssec: found,
+            } => {
+                let ede = ede.as_ref().map(|(c, t)| (*c, t.as_ref()));
                 wire::write_error(out, q.id, q.flags, Some(q), rcode, ede);
+                dnssec = found;
                 (rcode, None, Detail::None)
             }
             Reply::Nothing { rcode } => {
@@ -180,6 +190,7 @@ impl Answer {
             }
         };
         let mut o = Outcome::new(action, rcode, upstream);
+        o.dnssec = dnssec;
         if details {
             o.rule = rule;
             o.detail = detail;
@@ -247,8 +258,9 @@ mod tests {
                 rcode: wire::rcode::SERVFAIL,
                 ede: Some((
                     wire::EDE_NO_REACHABLE_AUTHORITY,
-                    "no upstream resolver answered",
+                    "no upstream resolver answered".into(),
                 )),
+                dnssec: None,
             },
         );
         let mut out = Vec::new();

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::upstream::{RECURSIVE, Upstream, UpstreamError};
 use super::upstreams::Upstreams;
 use super::{Action, Answer, Outcome, Pipeline, Policy, Reply, Request, RuleRef};
-use crate::dns::wire::{EDE_NO_REACHABLE_AUTHORITY, Query, Response, rcode};
+use crate::dns::wire::{EDE_NO_REACHABLE_AUTHORITY, Query, Response, Security, rcode};
 
 /// The EDE text of a stale answer.
 pub const STALE_TEXT: &str = "no upstream resolver answered; stale answer";
@@ -94,7 +94,8 @@ impl Forward {
                 //    or sent: records outside the question's bailiwick are stripped; an
                 //    answer holding a `response_ips` address, or a private address for a
                 //    public name (rebinding), is answered as blocked and not cached.
-                //    (DNSSEC validation belongs here too.)
+                //    DNSSEC validation ran with the exchange (it needs more of it: keys and
+                //    delegation signers): a validated answer carries what it found.
                 let blocking = group
                     .and_then(|i| policy.groups.get(i))
                     .map_or(&policy.blocking, |g| &g.blocking);
@@ -126,6 +127,20 @@ impl Forward {
                     }
                     Err(replaced) => replaced,
                 }
+            }
+            // 7. (DNSSEC) A bogus answer: SERVFAIL with the EDE that says why. Not a
+            //    failure of the upstreams: nothing is remembered, nothing served stale (a
+            //    forged answer must not look like an outage).
+            Err(UpstreamError::Bogus(code, text)) => {
+                tracing::debug!(qname = %req.query.name_lossy(), %text, "DNSSEC validation failed");
+                Answer::new(
+                    Action::Failed,
+                    Reply::Error {
+                        rcode: rcode::SERVFAIL,
+                        ede: Some((code, text.into())),
+                        dnssec: Some(Security::Bogus),
+                    },
+                )
             }
             Err(e) => {
                 tracing::debug!(qname = %req.query.name_lossy(), error = %e, "all upstreams failed");
@@ -208,7 +223,8 @@ pub(super) fn failed(action: Action, text: &'static str) -> Answer {
         action,
         Reply::Error {
             rcode: rcode::SERVFAIL,
-            ede: Some((EDE_NO_REACHABLE_AUTHORITY, text)),
+            ede: Some((EDE_NO_REACHABLE_AUTHORITY, text.into())),
+            dnssec: None,
         },
     )
 }

@@ -202,6 +202,9 @@ pub struct Outcome {
     /// Counted but not logged: a query refused during a rate-limit ban, an answer that
     /// response-rate limiting dropped or truncated.
     pub quiet: bool,
+    /// What DNSSEC validation found for the answer; `None` when it was not validated
+    /// (validation off, a local answer, a client's CD).
+    pub dnssec: Option<crate::dns::wire::Security>,
 }
 
 impl Outcome {
@@ -215,6 +218,7 @@ impl Outcome {
             detail: Detail::None,
             group: None,
             quiet: false,
+            dnssec: None,
         }
     }
 }

@@ -40,10 +40,12 @@
 //! by `arrived + upstream.recursion_timeout_ms`.
 
 mod cookie;
+pub mod dnssec;
 mod encrypted;
 mod pool;
 pub mod recursive;
 mod relay;
+pub mod validate;
 
 pub use encrypted::near::Near;
 pub use recursive::{RECURSIVE, Recursive};
@@ -91,6 +93,10 @@ pub enum UpstreamError {
     /// loop).
     #[error("recursion: {0}")]
     Recursion(String),
+    /// DNSSEC validation found the answer bogus: the Extended DNS Error (code, text) the
+    /// client gets with SERVFAIL.
+    #[error("{1}")]
+    Bogus(u16, String),
 }
 
 /// How a forward goes on after a first UDP attempt made by a [`Relay`].
@@ -139,6 +145,8 @@ pub struct Upstream {
     servers: Arc<[Server]>,
     /// Recursive mode: resolves from the root instead (`servers` is empty).
     recursive: Option<Arc<Recursive>>,
+    /// Forward mode with `upstream.dnssec = "validate"`: checks the servers' answers.
+    validator: Option<Arc<validate::Validator>>,
     tcp_slots: Arc<Semaphore>,
     timeout: Duration,
     min_ttl: u32,
@@ -164,18 +172,27 @@ impl Upstream {
             let kept = prev
                 .and_then(|p| p.recursive.as_ref())
                 .filter(|r| {
-                    &r.cfg == rc && r.settings() == (cfg.timeout, cache.min_ttl, cache.max_ttl)
+                    &r.cfg == rc
+                        && r.dnssec == cfg.dnssec
+                        && r.settings() == (cfg.timeout, cache.min_ttl, cache.max_ttl)
                 })
                 .cloned();
             let recursive = kept.or_else(|| {
-                Recursive::new(rc, cfg.timeout, cache.min_ttl, cache.max_ttl)
-                    .inspect_err(|e| tracing::error!(error = %e, "queries will fail"))
-                    .ok()
-                    .map(Arc::new)
+                Recursive::new(
+                    rc,
+                    cfg.dnssec.as_ref(),
+                    cfg.timeout,
+                    cache.min_ttl,
+                    cache.max_ttl,
+                )
+                .inspect_err(|e| tracing::error!(error = %e, "queries will fail"))
+                .ok()
+                .map(Arc::new)
             });
             return Self {
                 servers: Arc::from([]),
                 recursive,
+                validator: None,
                 tcp_slots: Arc::new(Semaphore::new(MAX_TCP)),
                 timeout: rc.timeout,
                 min_ttl: cache.min_ttl,
@@ -192,7 +209,7 @@ impl Upstream {
                     .ok()
             })
             .flatten();
-        Self {
+        let plain = Self {
             servers: cfg
                 .servers
                 .iter()
@@ -205,10 +222,18 @@ impl Upstream {
                 })
                 .collect(),
             recursive: None,
+            validator: None,
             tcp_slots: Arc::new(Semaphore::new(MAX_TCP)),
             timeout: cfg.timeout,
             min_ttl: cache.min_ttl,
             max_ttl: cache.max_ttl,
+        };
+        match &cfg.dnssec {
+            None => plain,
+            Some(d) => Self {
+                validator: Some(Arc::new(validate::Validator::new(plain.clone(), d))),
+                ..plain
+            },
         }
     }
 
@@ -246,6 +271,21 @@ impl Upstream {
             let got = r.resolve(q, self.deadline(arrived)).await;
             return got.map(|resp| (resp, RECURSIVE));
         }
+        // DNSSEC: validated here unless the client's CD asks for the answer as it is.
+        if let Some(v) = &self.validator
+            && !q.cd()
+        {
+            return v.resolve(q, arrived, self.deadline(arrived)).await;
+        }
+        self.forward_plain(q, arrived).await
+    }
+
+    /// [`Upstream::forward`] without validation (the validator's own way to the servers).
+    async fn forward_plain(
+        &self,
+        q: &Query,
+        arrived: Instant,
+    ) -> Result<(Response, SocketAddr), UpstreamError> {
         let Some(first) = self.servers.first() else {
             return Err(UpstreamError::Transport(
                 SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -387,7 +427,7 @@ impl Upstream {
 
     /// True when the first server is plain DNS, the only kind a [`Relay`] attempts.
     fn first_is_plain(&self) -> bool {
-        self.servers.first().is_some_and(|s| s.link.is_none())
+        self.validator.is_none() && self.servers.first().is_some_and(|s| s.link.is_none())
     }
 
     /// One UDP exchange through the pool; learns the server cookie from the answer.

@@ -103,6 +103,10 @@ pub struct Entry<'a> {
     /// Response code mnemonic.
     #[serde(borrow)]
     pub rcode: Cow<'a, str>,
+    /// What DNSSEC validation found: `secure`, `insecure`, `bogus` or `indeterminate`;
+    /// absent when the answer was not validated (validation off, a local answer, CD).
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub dnssec: Option<Cow<'a, str>>,
     /// Addresses and targets answered: at most 16, each at most 256 bytes (cut ones end
     /// in `…`), then `…+N more` for the rest.
     #[serde(default)]

@@ -341,6 +341,11 @@ impl Writer {
         }
         l.extend_from_slice(b",\"rcode\":");
         json_str(l, rcode::name(r.outcome.rcode));
+        // What DNSSEC validation found; absent when the answer was not validated.
+        if let Some(s) = r.outcome.dnssec {
+            l.extend_from_slice(b",\"dnssec\":");
+            json_str(l, s.as_str());
+        }
         l.extend_from_slice(b",\"answers\":[");
         match &r.outcome.detail {
             Detail::None | Detail::Local(None) | Detail::Truncated => {}

@@ -212,6 +212,7 @@ fn zone_catalog(records: Vec<Record>) -> Catalog {
         origin.clone(),
         ZoneType::Primary,
         AxfrPolicy::Deny,
+        None,
     );
     let soa = SOA::new(
         name_of("ns.test."),

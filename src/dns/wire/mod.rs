@@ -117,6 +117,42 @@ pub const EDE_BLOCKED: u16 = 15;
 pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
 /// Extended DNS Error: stale answer (RFC 8914 §4.4), served when no upstream answered.
 pub const EDE_STALE_ANSWER: u16 = 3;
+/// Extended DNS Error: DNSSEC bogus (RFC 8914 §4.7).
+pub const EDE_DNSSEC_BOGUS: u16 = 6;
+/// Extended DNS Error: signature expired (RFC 8914 §4.8).
+pub const EDE_SIGNATURE_EXPIRED: u16 = 7;
+/// Extended DNS Error: DNSKEY missing (RFC 8914 §4.10).
+pub const EDE_DNSKEY_MISSING: u16 = 9;
+/// Extended DNS Error: RRSIGs missing (RFC 8914 §4.11).
+pub const EDE_RRSIGS_MISSING: u16 = 10;
+/// Extended DNS Error: NSEC missing (RFC 8914 §4.13).
+pub const EDE_NSEC_MISSING: u16 = 12;
+
+/// What DNSSEC validation found for an answer (RFC 4035 §4.3), as the query log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// A chain of signatures from a trust anchor to the answer.
+    Secure,
+    /// Provably unsigned: under a delegation without DS.
+    Insecure,
+    /// Should be signed and is not, or the signatures do not verify.
+    Bogus,
+    /// Could not be decided (the keys or the proof could not be fetched).
+    Indeterminate,
+}
+
+impl Security {
+    /// The name the query log writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secure => "secure",
+            Self::Insecure => "insecure",
+            Self::Bogus => "bogus",
+            Self::Indeterminate => "indeterminate",
+        }
+    }
+}
+
 /// TTL of every record of a stale answer (RFC 8767 §4: 30 seconds).
 pub const STALE_TTL: u32 = 30;
 

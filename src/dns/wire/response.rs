@@ -14,8 +14,8 @@ use super::query::Query;
 use std::net::IpAddr;
 
 use super::{
-    AA, AD, CLASS_IN, EDE_STALE_ANSWER, HEADER_LEN, QR, STALE_TTL, TC, TYPE_A, TYPE_AAAA, TYPE_OPT,
-    TYPE_SOA, parse_rr, patch, rcode, scrub, skip_name, u16_at, u32_at,
+    AA, AD, CLASS_IN, EDE_STALE_ANSWER, HEADER_LEN, QR, STALE_TTL, Security, TC, TYPE_A, TYPE_AAAA,
+    TYPE_OPT, TYPE_SOA, parse_rr, patch, rcode, scrub, skip_name, u16_at, u32_at,
 };
 
 /// Record type CNAME.
@@ -40,6 +40,8 @@ pub struct Response {
     /// answer is parsed, so that checking a cached answer against the lists costs nothing
     /// when it has no chain.
     cname_targets: Box<[Box<[u8]>]>,
+    /// What DNSSEC validation found; `None` when it was not validated.
+    security: Option<Security>,
 }
 
 /// Why an upstream answer was not usable.
@@ -79,7 +81,11 @@ impl Response {
         }
         let id = u16_at(&self.wire, 0).ok_or(ResponseError::Malformed)?;
         let (min_ttl, max_ttl) = self.ttl_bounds;
-        Self::reencode_scrubbed(&self.wire, q, id, min_ttl, max_ttl)
+        let mut r = Self::reencode_scrubbed(&self.wire, q, id, min_ttl, max_ttl)?;
+        if let Some(s) = self.security {
+            r.set_security(s);
+        }
+        Ok(r)
     }
 
     /// Checks an upstream answer to `q` (sent with ID `id`): the ID, the question, TC, every
@@ -175,6 +181,7 @@ impl Response {
             cache_ttl,
             answers_text: std::sync::OnceLock::new(),
             cname_targets,
+            security: None,
         })
     }
 
@@ -251,6 +258,29 @@ impl Response {
         });
         let bytes = msg.to_vec().map_err(|_| Malformed)?;
         Self::parse(&bytes, q, id, min_ttl, max_ttl)
+    }
+
+    /// Records what DNSSEC validation found: AD is set for a secure answer and cleared
+    /// otherwise (clients that asked for DNSSEC data see it; see [`Response::write`]).
+    pub fn set_security(&mut self, s: Security) {
+        let flags = u16_at(&self.wire, 2).unwrap_or(0);
+        let flags = if s == Security::Secure {
+            flags | AD
+        } else {
+            flags & !AD
+        };
+        patch(&mut self.wire, 2, &flags.to_be_bytes());
+        self.security = Some(s);
+    }
+
+    /// What DNSSEC validation found; `None` when it was not validated.
+    pub fn security(&self) -> Option<Security> {
+        self.security
+    }
+
+    /// The message as kept (OPT cut out, TTLs as the upstream sent them).
+    pub fn wire(&self) -> &[u8] {
+        &self.wire
     }
 
     /// The response code.

@@ -153,7 +153,8 @@ impl Limits {
         let reply = match self.action {
             BanAction::Refuse => Reply::Error {
                 rcode: rcode::REFUSED,
-                ede: Some((EDE_PROHIBITED, "rate limited")),
+                ede: Some((EDE_PROHIBITED, "rate limited".into())),
+                dnssec: None,
             },
             BanAction::Drop => Reply::Nothing {
                 rcode: rcode::REFUSED,

@@ -20,22 +20,34 @@
 //! The recursor keeps a cache of its own (delegations, glue, the answers of the zone cuts
 //! it walked), bounded by [`RECURSOR_CACHE_ENTRIES`]; it never caches failures
 //! (hickory-dns #3563).
+//!
+//! DNSSEC (`upstream.dnssec = "validate"`, the default here): the recursor runs in its
+//! validating mode from the trust anchors (hickory's `DnssecDnsHandle`: DS and DNSKEY chains
+//! fetched and checked, NSEC and NSEC3 denials verified, its own cache of validations). What
+//! it found is judged per answer (`super::dnssec`): a secure answer carries AD, a bogus one
+//! becomes [`UpstreamError::Bogus`] (SERVFAIL with the EDE that says why), unless the
+//! client set CD, which gets the answer as it is.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::dnssec::Proof;
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, Query as HQuery, ResponseCode};
 use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_resolver::proto::serialize::binary::{BinDecodable, BinDecoder};
-use hickory_resolver::recursor::{Recursor, RecursorOptions};
+use hickory_resolver::recursor::{
+    DnssecConfig, DnssecPolicy, Recursor, RecursorError, RecursorOptions,
+};
 use ipnet::IpNet;
+use std::sync::Arc;
 use tokio::time::{Instant, timeout_at};
 
 mod wait;
 
-use super::UpstreamError;
-use crate::config::Recursion;
-use crate::dns::wire::{Query, Response};
+use super::{UpstreamError, dnssec};
+use crate::config::{Dnssec, Recursion};
+use crate::dns::wire::{Query, Response, Security};
 use wait::Bounded;
 
 /// The `server` of an answer found by recursion (the recursor does not say which
@@ -63,6 +75,8 @@ pub struct Recursive {
     recursor: Recursor<Bounded>,
     /// The config it was built from.
     pub(super) cfg: Recursion,
+    /// DNSSEC validation, when on (the config it was built from).
+    pub(super) dnssec: Option<Dnssec>,
     min_ttl: u32,
     max_ttl: u32,
 }
@@ -81,6 +95,7 @@ impl Recursive {
     /// at most `wait` for one authoritative server. Opens nothing.
     pub fn new(
         cfg: &Recursion,
+        dnssec: Option<&Dnssec>,
         wait: Duration,
         min_ttl: u32,
         max_ttl: u32,
@@ -102,12 +117,21 @@ impl Recursive {
             .copied()
             .collect();
         options.allow_server.extend(lab);
-        let recursor = Recursor::with_options(&cfg.roots, options, Bounded::new(wait))
+        let policy = match dnssec {
+            None => DnssecPolicy::SecurityUnaware,
+            Some(d) => {
+                let mut c = DnssecConfig::default();
+                c.trust_anchor = Some(Arc::new(d.anchors()));
+                DnssecPolicy::ValidateWithStaticKey(c)
+            }
+        };
+        let recursor = Recursor::new(&cfg.roots, policy, None, options, Bounded::new(wait))
             .map_err(|e| format!("cannot set up the recursive resolver: {e}"))?;
         Ok(Self {
             recursor,
             wait,
             cfg: cfg.clone(),
+            dnssec: dnssec.cloned(),
             min_ttl,
             max_ttl,
         })
@@ -136,10 +160,18 @@ impl Recursive {
         let mut hq = HQuery::query(name, RecordType::from(q.qtype));
         hq.query_class = DNSClass::IN;
         let started = std::time::Instant::now();
-        let got = timeout_at(deadline, self.recursor.resolve(hq.clone(), started, false)).await;
+        let validating = self.dnssec.is_some();
+        // A client that asked for DNSSEC records gets the signatures and denials too.
+        let dnssec_ok = validating && q.dnssec_ok();
+        let got = timeout_at(
+            deadline,
+            self.recursor.resolve(hq.clone(), started, dnssec_ok),
+        )
+        .await;
         let mut msg = Message::new(0, MessageType::Response, OpCode::Query);
         msg.metadata.recursion_desired = true;
         msg.metadata.recursion_available = true;
+        let mut nsec = None;
         match got {
             Err(_) => return Err(UpstreamError::Timeout(RECURSIVE)),
             Ok(Ok(answer)) => {
@@ -148,20 +180,17 @@ impl Recursive {
                 msg.answers = answer.answers;
                 msg.authorities = answer.authorities;
             }
-            Ok(Err(e)) if e.is_nx_domain() || e.is_no_records_found() => {
-                msg.metadata.response_code = if e.is_nx_domain() {
-                    ResponseCode::NXDomain
-                } else {
-                    ResponseCode::NoError
-                };
-                if let Some(soa) = e.into_soa() {
-                    msg.authorities.push(soa.into_record_of_rdata());
+            Ok(Err(e)) => match denial(e) {
+                Ok((rcode, authorities, proof)) => {
+                    msg.metadata.response_code = rcode;
+                    msg.authorities = authorities;
+                    nsec = proof;
                 }
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(query = %hq, error = %e, "recursion failed");
-                return Err(UpstreamError::Recursion(e.to_string()));
-            }
+                Err(e) => {
+                    tracing::debug!(query = %hq, error = %e, "recursion failed");
+                    return Err(UpstreamError::Recursion(e.to_string()));
+                }
+            },
         }
         if matches!(
             msg.metadata.response_code,
@@ -172,9 +201,70 @@ impl Recursive {
                 msg.metadata.response_code
             )));
         }
+        let security = validating.then(|| dnssec::judge(&msg.answers, &msg.authorities, nsec));
+        if security == Some(Security::Bogus) && !q.cd() {
+            return Err(dnssec::bogus(
+                &hq.name,
+                hq.query_type,
+                msg.metadata.response_code,
+                &msg.answers,
+                &msg.authorities,
+                dnssec::unix_now(),
+            ));
+        }
+        if !q.dnssec_ok() {
+            dnssec::strip(&mut msg, hq.query_type);
+        }
         msg.queries.push(hq);
         let bytes = msg.to_vec().map_err(|_| malformed.clone())?;
-        Response::parse(&bytes, q, 0, self.min_ttl, self.max_ttl).map_err(|_| malformed)
+        let mut resp =
+            Response::parse(&bytes, q, 0, self.min_ttl, self.max_ttl).map_err(|_| malformed)?;
+        // A client's CD: the answer as it is, not vouched for (no AD, no `dnssec` in the log).
+        if let Some(s) = security.filter(|_| !q.cd()) {
+            resp.set_security(s);
+        }
+        Ok(resp)
+    }
+}
+
+/// A negative answer from the recursor's error: its rcode, authority records (SOA, and
+/// NSEC or NSEC3 when validating) and, when the validator judged the denial apart, its
+/// proof. Any other error is given back.
+fn denial(e: RecursorError) -> Result<(ResponseCode, Vec<Record>, Option<Proof>), RecursorError> {
+    let nx = e.is_nx_domain();
+    let rcode = if nx {
+        ResponseCode::NXDomain
+    } else {
+        ResponseCode::NoError
+    };
+    let with_soa = |soa: Option<
+        Box<hickory_resolver::proto::rr::Record<hickory_resolver::proto::rr::rdata::SOA>>,
+    >,
+                    rest: Option<Arc<[Record]>>| {
+        let mut out: Vec<Record> = rest.map(|r| r.to_vec()).unwrap_or_default();
+        if let Some(soa) = soa {
+            let soa = soa.into_record_of_rdata();
+            if !out.contains(&soa) {
+                out.insert(0, soa);
+            }
+        }
+        out
+    };
+    match e {
+        RecursorError::Net(NetError::Dns(DnsError::Nsec {
+            response, proof, ..
+        })) => {
+            let rcode = response.response_code;
+            let m = response.into_message();
+            Ok((rcode, m.authorities, Some(proof)))
+        }
+        RecursorError::Net(NetError::Dns(DnsError::NoRecordsFound(nr))) => {
+            Ok((nr.response_code, with_soa(nr.soa, nr.authorities), None))
+        }
+        RecursorError::Negative(a) if nx || a.is_no_records_found() => {
+            Ok((rcode, with_soa(a.soa, a.authorities), None))
+        }
+        other => Err(other),
     }
 }
 

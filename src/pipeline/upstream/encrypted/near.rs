@@ -161,6 +161,10 @@ impl<T: Relayed + Send + 'static> Near<T> {
         let Some(shared) = &server.link else {
             return Err(item);
         };
+        // Validated answers need more than one exchange: on the runtime.
+        if up.validator.is_some() {
+            return Err(item);
+        }
         let end = (now + up.timeout).min(up.deadline(item.arrived()));
         if end <= now {
             return Err(item);

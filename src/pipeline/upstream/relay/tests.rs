@@ -54,6 +54,7 @@ pub(in crate::pipeline::upstream) fn upstream_with_ca(
         timeout,
         tls_ca,
         recursive: None,
+        dnssec: None,
     };
     let cache = CacheConfig {
         max_entries: 0,

@@ -1,0 +1,286 @@
+//! What DNSSEC validation found for one answer, from the proofs hickory's validator marks
+//! on each record (`Record::proof`), and, for a bogus answer, the Extended DNS Error that
+//! says why (RFC 8914): the most precise code the answer itself shows, else 6.
+//!
+//! The validator (hickory's `DnssecDnsHandle`, behind the recursor or the forwarder) marks
+//! every RRset secure, insecure, bogus or indeterminate; an answer is as strong as its
+//! weakest RRset that answers the question: the answer section for data, the authority
+//! section (SOA, NSEC, NSEC3) for a denial.
+
+use hickory_resolver::proto::dnssec::Proof;
+use hickory_resolver::proto::dnssec::rdata::{DNSSECRData, RRSIG};
+use hickory_resolver::proto::op::{Message, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+
+use super::UpstreamError;
+use crate::dns::wire::{
+    EDE_DNSSEC_BOGUS, EDE_NSEC_MISSING, EDE_RRSIGS_MISSING, EDE_SIGNATURE_EXPIRED, Security,
+};
+
+/// The security of an answer: its answer records when it has any, else its authority
+/// records (a denial); `nsec` is the proof of a denial the validator judged apart.
+pub fn judge(answers: &[Record], authorities: &[Record], nsec: Option<Proof>) -> Security {
+    let data = |rs: &'_ [Record]| -> Vec<Proof> {
+        rs.iter()
+            .filter(|r| r.record_type() != RecordType::RRSIG)
+            .map(|r| r.proof)
+            .collect()
+    };
+    let mut proofs = data(answers);
+    if proofs.is_empty() {
+        proofs = data(authorities);
+        proofs.extend(nsec);
+    }
+    if proofs.is_empty() {
+        return Security::Indeterminate;
+    }
+    if proofs.contains(&Proof::Bogus) {
+        Security::Bogus
+    } else if proofs.iter().all(|p| *p == Proof::Secure) {
+        Security::Secure
+    } else if proofs.contains(&Proof::Insecure) {
+        Security::Insecure
+    } else {
+        Security::Indeterminate
+    }
+}
+
+/// The error for a bogus answer to `qname`/`qtype`: EDE 12 (NSEC Missing) for a denial
+/// without NSEC or NSEC3, 10 (RRSIGs Missing) when the bogus RRset has no signature, 7
+/// (Signature Expired) when every signature of it has expired at `now` (UNIX seconds), 6
+/// (DNSSEC Bogus) otherwise; the text names the RRset and the zone.
+pub fn bogus(
+    qname: &Name,
+    qtype: RecordType,
+    rcode: ResponseCode,
+    answers: &[Record],
+    authorities: &[Record],
+    now: u32,
+) -> UpstreamError {
+    let all = || answers.iter().chain(authorities);
+    let sigs: Vec<(&Name, &RRSIG)> = all()
+        .filter_map(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(s)) => Some((&r.name, s)),
+            _ => None,
+        })
+        .collect();
+    let zone = |name: &Name| -> String {
+        let soa = authorities
+            .iter()
+            .find(|r| r.record_type() == RecordType::SOA);
+        sigs.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.input().signer_name.to_string())
+            .or_else(|| soa.map(|r| r.name.to_string()))
+            .unwrap_or_else(|| name.to_string())
+    };
+    let denial = answers.iter().all(|r| r.record_type() == RecordType::RRSIG)
+        && matches!(rcode, ResponseCode::NXDomain | ResponseCode::NoError);
+    let has_nsec = authorities
+        .iter()
+        .any(|r| matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3));
+    if denial && !has_nsec {
+        let z = zone(qname);
+        return UpstreamError::Bogus(
+            EDE_NSEC_MISSING,
+            format!(
+                "DNSSEC bogus: no NSEC or NSEC3 proves the denial of {qname} {qtype} (zone {z})"
+            ),
+        );
+    }
+    let Some(bad) = all().find(|r| r.proof == Proof::Bogus && r.record_type() != RecordType::RRSIG)
+    else {
+        return UpstreamError::Bogus(
+            EDE_DNSSEC_BOGUS,
+            format!("DNSSEC bogus: {qname} {qtype} (zone {})", zone(qname)),
+        );
+    };
+    let (name, rtype) = (&bad.name, bad.record_type());
+    let covering: Vec<&RRSIG> = sigs
+        .iter()
+        .filter(|(n, s)| *n == name && s.input().type_covered == rtype)
+        .map(|(_, s)| *s)
+        .collect();
+    let z = zone(name);
+    if covering.is_empty() {
+        return UpstreamError::Bogus(
+            EDE_RRSIGS_MISSING,
+            format!("DNSSEC bogus: no signature on {name} {rtype} (zone {z})"),
+        );
+    }
+    // Serial-number arithmetic (RFC 4034 §3.1.5): expired when the expiration is behind now.
+    let expired = |s: &RRSIG| (s.input().sig_expiration.get().wrapping_sub(now) as i32) < 0;
+    if covering.iter().all(|s| expired(s)) {
+        return UpstreamError::Bogus(
+            EDE_SIGNATURE_EXPIRED,
+            format!("DNSSEC bogus: the signatures on {name} {rtype} have expired (zone {z})"),
+        );
+    }
+    UpstreamError::Bogus(
+        EDE_DNSSEC_BOGUS,
+        format!("DNSSEC bogus: the signature on {name} {rtype} does not verify (zone {z})"),
+    )
+}
+
+/// Removes the DNSSEC records a client that did not set DO did not ask for (RFC 4035
+/// §3.2.1): signatures, denials and keys, unless they are the question's type.
+pub fn strip(msg: &mut Message, qtype: RecordType) {
+    let extra = |r: &Record| {
+        let t = r.record_type();
+        t != qtype
+            && matches!(
+                t,
+                RecordType::RRSIG
+                    | RecordType::NSEC
+                    | RecordType::NSEC3
+                    | RecordType::DNSKEY
+                    | RecordType::DS
+            )
+    };
+    msg.answers.retain(|r| !extra(r));
+    msg.authorities.retain(|r| !extra(r));
+}
+
+/// Seconds since the UNIX epoch, as signatures count them.
+pub fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::proto::dnssec::Algorithm;
+    use hickory_resolver::proto::dnssec::rdata::SigInput;
+    use hickory_resolver::proto::rr::SerialNumber;
+    use hickory_resolver::proto::rr::rdata::{A, SOA};
+    use std::str::FromStr;
+
+    fn n(s: &str) -> Name {
+        Name::from_str(s).unwrap()
+    }
+
+    fn a(proof: Proof) -> Record {
+        let mut r = Record::from_rdata(n("www.example.test."), 60, RData::A(A::new(192, 0, 2, 1)));
+        r.proof = proof;
+        r
+    }
+
+    fn soa(proof: Proof) -> Record {
+        let s = SOA::new(
+            n("ns.example.test."),
+            n("h.example.test."),
+            1,
+            60,
+            60,
+            60,
+            60,
+        );
+        let mut r = Record::from_rdata(n("example.test."), 60, RData::SOA(s));
+        r.proof = proof;
+        r
+    }
+
+    fn rrsig(covered: RecordType, expires: u32) -> Record {
+        let input = SigInput {
+            type_covered: covered,
+            algorithm: Algorithm::ECDSAP256SHA256,
+            num_labels: 3,
+            original_ttl: 60,
+            sig_expiration: SerialNumber::new(expires),
+            sig_inception: SerialNumber::new(expires.wrapping_sub(86_400)),
+            key_tag: 12345,
+            signer_name: n("example.test."),
+        };
+        let data = RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(input, vec![0; 64])));
+        Record::from_rdata(n("www.example.test."), 60, data)
+    }
+
+    #[test]
+    fn the_weakest_rrset_decides() {
+        use Security::*;
+        assert_eq!(judge(&[a(Proof::Secure)], &[], None), Secure);
+        assert_eq!(
+            judge(&[a(Proof::Secure), a(Proof::Insecure)], &[], None),
+            Insecure
+        );
+        assert_eq!(
+            judge(&[a(Proof::Secure), a(Proof::Bogus)], &[], None),
+            Bogus
+        );
+        assert_eq!(judge(&[a(Proof::Indeterminate)], &[], None), Indeterminate);
+        assert_eq!(
+            judge(&[], &[soa(Proof::Secure)], Some(Proof::Secure)),
+            Secure
+        );
+        assert_eq!(judge(&[], &[soa(Proof::Secure)], Some(Proof::Bogus)), Bogus);
+        assert_eq!(judge(&[], &[], None), Indeterminate);
+    }
+
+    #[test]
+    fn bogus_answers_get_the_most_precise_code() {
+        let q = n("www.example.test.");
+        let code = |e: UpstreamError| match e {
+            UpstreamError::Bogus(c, t) => (c, t),
+            other => panic!("{other:?}"),
+        };
+        let (c, t) = code(bogus(
+            &q,
+            RecordType::A,
+            ResponseCode::NoError,
+            &[a(Proof::Bogus)],
+            &[],
+            1000,
+        ));
+        assert_eq!(c, EDE_RRSIGS_MISSING, "{t}");
+        assert!(t.contains("www.example.test. A"), "{t}");
+        let (c, t) = code(bogus(
+            &q,
+            RecordType::A,
+            ResponseCode::NXDomain,
+            &[],
+            &[soa(Proof::Bogus)],
+            1000,
+        ));
+        assert_eq!(c, EDE_NSEC_MISSING, "{t}");
+        assert!(t.contains("zone example.test."), "{t}");
+        // Signed, but every signature expired before now.
+        let signed = [a(Proof::Bogus), rrsig(RecordType::A, 900)];
+        let (c, t) = code(bogus(
+            &q,
+            RecordType::A,
+            ResponseCode::NoError,
+            &signed,
+            &[],
+            1000,
+        ));
+        assert_eq!(c, EDE_SIGNATURE_EXPIRED, "{t}");
+        // Signed, in date, and still bogus: the signature does not verify.
+        let signed = [a(Proof::Bogus), rrsig(RecordType::A, 2000)];
+        let (c, t) = code(bogus(
+            &q,
+            RecordType::A,
+            ResponseCode::NoError,
+            &signed,
+            &[],
+            1000,
+        ));
+        assert_eq!(c, EDE_DNSSEC_BOGUS, "{t}");
+        assert!(
+            t.contains("does not verify") && t.contains("zone example.test."),
+            "{t}"
+        );
+        // A signature on another type does not count.
+        let other = [a(Proof::Bogus), rrsig(RecordType::AAAA, 2000)];
+        let (c, _) = code(bogus(
+            &q,
+            RecordType::A,
+            ResponseCode::NoError,
+            &other,
+            &[],
+            1000,
+        ));
+        assert_eq!(c, EDE_RRSIGS_MISSING);
+    }
+}

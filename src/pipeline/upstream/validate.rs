@@ -1,0 +1,211 @@
+//! `Validator`: DNSSEC validation in forward mode (`upstream.dnssec = "validate"` with
+//! `upstream.servers`). The upstream's answers are checked here, not trusted: a miss is
+//! asked upstream with DO and CD set (so that the upstream hands over signatures and
+//! denials, and does not hide a bogus answer behind its own SERVFAIL), and hickory's
+//! validator (`DnssecDnsHandle`) checks it from the trust anchors, fetching the DNSKEY and
+//! DS records of the chain through the same servers, with the same failover and deadline.
+//!
+//! Keys and delegation signers are asked often (every zone on every chain), so their
+//! answers are kept in a small cache of their own ([`KEY_CACHE_ENTRIES`]); the validator
+//! keeps its verdicts on them too. A client's CD skips all this: its query goes upstream as
+//! it came (see `Upstream::forward`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant as StdInstant;
+
+use futures_util::StreamExt;
+use futures_util::stream::{self, BoxStream};
+use hickory_resolver::net::dnssec::DnssecDnsHandle;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, DnsHandle, NetError};
+use hickory_resolver::proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message};
+use hickory_resolver::proto::op::{Query as HQuery, ResponseCode};
+use hickory_resolver::proto::rr::{DNSClass, Name, RecordType};
+use hickory_resolver::proto::serialize::binary::{BinDecodable, BinDecoder};
+use hickory_resolver::{ResponseCache, TtlConfig};
+use tokio::time::{Instant, timeout_at};
+
+use super::{Upstream, UpstreamError, dnssec};
+use crate::config::Dnssec;
+use crate::dns::wire::{Query, Response, Security, parse_query};
+
+/// The server of an answer when none is known.
+const UNKNOWN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    1,
+));
+
+/// DNSKEY and DS answers kept for validation.
+pub const KEY_CACHE_ENTRIES: u64 = 4_096;
+
+/// Validates what the forwarder's servers answer.
+#[derive(Clone)]
+pub struct Validator {
+    handle: DnssecDnsHandle<Via>,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator").finish_non_exhaustive()
+    }
+}
+
+impl Validator {
+    /// Validation of `upstream`'s answers (a set without a validator of its own) from the
+    /// anchors of `cfg`.
+    pub fn new(upstream: Upstream, cfg: &Dnssec) -> Self {
+        let via = Via {
+            upstream,
+            keys: Arc::new(ResponseCache::new(KEY_CACHE_ENTRIES, TtlConfig::default())),
+            primed: Arc::new(Mutex::new(HashMap::new())),
+        };
+        Self {
+            handle: DnssecDnsHandle::with_trust_anchor(via, Arc::new(cfg.anchors())),
+        }
+    }
+
+    /// Forwards `q` with DO and CD (from `arrived`, as [`Upstream::forward`] does) and
+    /// validates the answer, by `deadline`. A bogus answer is [`UpstreamError::Bogus`]; the
+    /// rest is the answer with what validation found (and, for a client that did not set
+    /// DO, without the DNSSEC records), and the server that gave it.
+    pub async fn resolve(
+        &self,
+        q: &Query,
+        arrived: Instant,
+        deadline: Instant,
+    ) -> Result<(Response, SocketAddr), UpstreamError> {
+        let via = self.handle.inner();
+        let (min_ttl, max_ttl) = (via.upstream.min_ttl, via.upstream.max_ttl);
+        let name = Name::read(&mut BinDecoder::new(q.wire_name()))
+            .map_err(|_| UpstreamError::Malformed(UNKNOWN))?;
+        let mut hq = HQuery::query(name, RecordType::from(q.qtype));
+        hq.query_class = DNSClass::from(q.qclass);
+        let mut options = DnsRequestOptions::default();
+        options.use_edns = true;
+        options.edns_set_dnssec_ok = true;
+        options.recursion_desired = true;
+        let mut request = DnsRequest::from_query(hq.clone(), options);
+        // The client's question goes first, through the set as any forward does; the
+        // validator is then handed its answer (by ID and question) and asks for the rest.
+        let id: u16 = rand::random();
+        request.metadata.id = id;
+        let (first, server) = via.ask(&request, arrived).await?;
+        via.primed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, first);
+        let mut answers = self.handle.send(request);
+        let got = timeout_at(deadline, answers.next()).await;
+        via.primed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+        let (mut msg, nsec) = match got {
+            Err(_) | Ok(None) => return Err(UpstreamError::Timeout(server)),
+            Ok(Some(Ok(r))) => (r.into_message(), None),
+            Ok(Some(Err(NetError::Dns(DnsError::Nsec {
+                response, proof, ..
+            })))) => (response.into_message(), Some(proof)),
+            Ok(Some(Err(e))) => return Err(UpstreamError::Transport(server, e.to_string())),
+        };
+        let security = dnssec::judge(&msg.answers, &msg.authorities, nsec);
+        if security == Security::Bogus {
+            return Err(dnssec::bogus(
+                &hq.name,
+                hq.query_type,
+                msg.metadata.response_code,
+                &msg.answers,
+                &msg.authorities,
+                dnssec::unix_now(),
+            ));
+        }
+        if !q.dnssec_ok() {
+            dnssec::strip(&mut msg, hq.query_type);
+        }
+        msg.edns = None;
+        msg.metadata.id = 0;
+        let bytes = msg.to_vec().map_err(|_| UpstreamError::Malformed(server))?;
+        let mut resp = Response::parse(&bytes, q, 0, min_ttl, max_ttl)
+            .map_err(|_| UpstreamError::Malformed(server))?;
+        resp.set_security(security);
+        Ok((resp, server))
+    }
+}
+
+/// The validator's way to the servers: each of its queries (keys and delegation
+/// signers) is one forward through the set, with its failover and deadline.
+#[derive(Clone)]
+struct Via {
+    upstream: Upstream,
+    keys: Arc<ResponseCache>,
+    /// Answers already fetched for a client's question, by request ID, handed to the
+    /// validator's first query.
+    primed: Arc<Mutex<HashMap<u16, Message>>>,
+}
+
+impl Via {
+    /// One forward of `request` (with CD: the validation is ours); the answer and who
+    /// gave it.
+    async fn ask(
+        &self,
+        request: &DnsRequest,
+        arrived: Instant,
+    ) -> Result<(Message, SocketAddr), UpstreamError> {
+        let mut m: Message = (**request).clone();
+        m.metadata.checking_disabled = true;
+        m.metadata.recursion_desired = true;
+        let bytes = m.to_vec().map_err(|_| UpstreamError::Malformed(UNKNOWN))?;
+        let q = parse_query(&bytes).map_err(|_| UpstreamError::Malformed(UNKNOWN))?;
+        let (resp, server) = self.upstream.forward_plain(&q, arrived).await?;
+        let mut msg =
+            Message::from_vec(resp.wire()).map_err(|_| UpstreamError::Malformed(server))?;
+        msg.metadata.id = m.metadata.id;
+        Ok((msg, server))
+    }
+
+    async fn exchange(self, request: DnsRequest) -> Result<DnsResponse, NetError> {
+        let hq = request
+            .queries
+            .first()
+            .cloned()
+            .ok_or(NetError::from("no question"))?;
+        let primed = {
+            let mut p = self
+                .primed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match p.get(&request.metadata.id) {
+                Some(m) if m.queries.first() == Some(&hq) => p.remove(&request.metadata.id),
+                _ => None,
+            }
+        };
+        if let Some(m) = primed {
+            return DnsResponse::from_message(m).map_err(|e| NetError::from(e.to_string()));
+        }
+        let cacheable = matches!(hq.query_type(), RecordType::DNSKEY | RecordType::DS);
+        let now = StdInstant::now();
+        if cacheable && let Some(Ok(m)) = self.keys.get(&hq, now) {
+            return DnsResponse::from_message(m).map_err(|e| NetError::from(e.to_string()));
+        }
+        let (msg, _) = self
+            .ask(&request, Instant::now())
+            .await
+            .map_err(|e| NetError::from(e.to_string()))?;
+        if cacheable && msg.metadata.response_code == ResponseCode::NoError {
+            self.keys.insert(hq, Ok(msg.clone()), now);
+        }
+        DnsResponse::from_message(msg).map_err(|e| NetError::from(e.to_string()))
+    }
+}
+
+impl DnsHandle for Via {
+    type Response = BoxStream<'static, Result<DnsResponse, NetError>>;
+    type Runtime = TokioRuntimeProvider;
+
+    fn send(&self, request: DnsRequest) -> Self::Response {
+        let me = self.clone();
+        Box::pin(stream::once(me.exchange(request)))
+    }
+}
