@@ -6,7 +6,7 @@
 //! `-`/`*` and `1.` lists with indented continuation lines (nested lists and code blocks
 //! inside items too), and pipe tables (each row a `.TP` paragraph tagged with its first
 //! cell). Inline: `code` and `**strong**` in bold, `*emphasis*` in italics, links as their
-//! text (an absolute URL follows in angle brackets), backslash escapes. Everything that is
+//! text (an absolute URL follows in angle brackets), images left out, backslash escapes. Everything that is
 //! not understood is printed as text; nothing in the input can become a roff request.
 
 /// A block of the document.
@@ -19,7 +19,7 @@ enum Block {
     /// The lines of a fenced code block, as written.
     Code(Vec<String>),
     /// A list: ordered or not, each item its own blocks.
-    List(bool, Vec<Vec<Block>>),
+    List(bool, Vec<Vec<Self>>),
     /// A pipe table: the rows (the header first), each a list of cells.
     Table(Vec<Vec<String>>),
 }
@@ -151,7 +151,7 @@ fn list_item(lines: &[&str], start: usize, width: usize) -> (Vec<String>, usize)
             while lines.get(j).is_some_and(|l| l.trim().is_empty()) {
                 j += 1;
             }
-            if !in_code && !lines.get(j).is_some_and(|l| indent(l) >= width) {
+            if !in_code && lines.get(j).is_none_or(|l| indent(l) < width) {
                 break;
             }
             item.push(String::new());
@@ -216,8 +216,11 @@ fn render(blocks: &[Block], out: &mut String) {
                 out.push_str(&format!("{request} \"{}\"\n", text));
             }
             Block::Para(text) => {
-                out.push_str(".PP\n");
-                text_lines(&inline(text, 'R'), out);
+                let text = inline(text, 'R');
+                if !text.trim().is_empty() {
+                    out.push_str(".PP\n");
+                    text_lines(&text, out);
+                }
             }
             Block::Code(lines) => code(lines, out),
             Block::List(ordered, items) => {
@@ -380,7 +383,14 @@ fn inline(text: &str, font: char) -> String {
                     rest = after;
                 }
             },
-            '!' if after.starts_with('[') => rest = after,
+            // An image says nothing on a terminal: left out.
+            '!' if after.starts_with('[') => match link(after) {
+                Some((_, _, len)) => rest = &after[len..],
+                None => {
+                    out.push('!');
+                    rest = after;
+                }
+            },
             '[' => match link(rest) {
                 Some((label, url, len)) => {
                     out.push_str(&inline(label, font));
@@ -481,5 +491,6 @@ mod tests {
             ".PP\na * b, `c, [d] e, 2*3 and *.example.com\n"
         );
         assert_eq!(escape("a → b … ×"), "a \\(-> b ... \\(mu");
+        assert_eq!(to_roff("![A picture](pic.png)\n\nText!\n"), ".PP\nText!\n");
     }
 }
