@@ -76,7 +76,7 @@
 //! - [`http`]: `[http]`: the JSON API under `/api/v1` and `/metrics`, on a bounded
 //!   HTTP/1 server (connections, head and body sizes, timeouts); a pause of blocking is
 //!   one atomic deadline in the pipeline ([`pipeline::pause`]).
-//! - [`docs`]: `sinkhole.toml(5)` rendered from the example config (`sinkhole man`).
+//! - [`docs`]: `sinkhole.toml(5)` rendered from the configuration reference, `docs/config.md` (`sinkhole man`).
 //! - [`fdlimit`]: the open-file limit raised at start; a WARN when descriptors run out.
 //! - [`firewall`]: `[firewall]` (its model in `firewall::model`) → an nftables or iptables
 //!   rule set (pure renderers); only `firewall::system` runs `nft` / `iptables-restore`;

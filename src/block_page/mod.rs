@@ -18,7 +18,7 @@
 //!
 //! HTTPS cannot be answered without a certificate error, so port 443 is left alone: with
 //! nothing listening there the kernel answers a connection with a TCP reset at once, and
-//! browsers fail fast (see the README's "Block page").
+//! browsers fail fast (see "Block page" in docs/config.md).
 
 // Reads what any LAN client sends: no panicking shortcuts (see `dns::wire`).
 #![warn(

@@ -1,7 +1,7 @@
 //! `sinkhole man [--out DIR]` and `sinkhole completions bash|zsh|fish`: the manual pages
 //! and shell completions, generated from the clap definitions (clap_mangen,
 //! clap_complete) so that they cannot drift from the command line; the config page from
-//! the example config (`docs::config_manpage`).
+//! the configuration reference, `docs/config.md` (`docs::config_manpage`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -59,7 +59,7 @@ fn pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
     clap_mangen::Man::new(cmd.clone()).render(&mut root)?;
     pages.push(("sinkhole.1".to_string(), root));
     sub_pages(&cmd, "sinkhole", &mut pages)?;
-    let config = docs::config_manpage(docs::EXAMPLE_CONFIG, env!("CARGO_PKG_VERSION"));
+    let config = docs::config_manpage(docs::CONFIG_REFERENCE, env!("CARGO_PKG_VERSION"));
     pages.push(("sinkhole.toml.5".to_string(), config.into_bytes()));
     Ok(pages)
 }

@@ -5,7 +5,7 @@
 //! refused (or dropped) for `ban_s` seconds, the maxretry/findtime/bantime triplet of
 //! fail2ban. `exempt` CIDRs are never limited (default: the server host itself, 127.0.0.1
 //! and ::1, where local forwarders and the benchmark lab send from). `rrl_*` limit identical
-//! UDP answers to one client network; off by default (see the README for why). A CIDR with
+//! UDP answers to one client network; off by default (see docs/config.md, `[limits]`, for why). A CIDR with
 //! host bits set is an error with the file and line it came from, as in `[access]`.
 
 use std::time::Duration;

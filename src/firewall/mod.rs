@@ -81,7 +81,7 @@ impl Family {
 #[derive(Debug, Error)]
 pub enum FirewallError {
     /// The config has no `[firewall]` section.
-    #[error("{0}: no [firewall] section: see \"Firewall companion\" in the README")]
+    #[error("{0}: no [firewall] section: see [firewall] in docs/config.md (man sinkhole.toml)")]
     NoSection(String),
 }
 

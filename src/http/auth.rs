@@ -29,7 +29,7 @@ impl ApiError {
     pub fn not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "no such endpoint; see the README's HTTP API",
+            "no such endpoint; see the HTTP API in docs/config.md",
         )
     }
 

@@ -99,7 +99,7 @@ fn config_check_names_file_line_and_key_and_exits_2() {
 }
 
 #[test]
-fn readme_example_config_is_valid() {
+fn example_config_is_valid() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = bin()
         .args(["config", "check"])
@@ -224,10 +224,27 @@ fn man_pages_and_completions_come_from_the_command_line_definitions() {
         let errors = String::from_utf8_lossy(&shown.stderr);
         assert!(!errors.contains("error"), "{page}: {errors}");
     }
-    // The config page carries the example's keys, as the example writes them.
+    // The config page is docs/config.md, rendered: its sections and key entries.
     let toml5 = std::fs::read_to_string(dir.path().join("sinkhole.toml.5")).unwrap();
     assert!(
-        toml5.contains(".SH \"[upstream]\"") && toml5.contains("tls_handshake_timeout_ms = 5000")
+        toml5.contains(".SH \"[upstream]\"")
+            && toml5.contains(".SS \"Resolving from the root\"")
+            && toml5.contains("\\fBtls_handshake_timeout_ms\\fR = \\fB5000\\fR"),
+        "{toml5}"
+    );
+    // man(1) renders it without a single warning, at a terminal's width.
+    let shown = std::process::Command::new("man")
+        .args(["--warnings", "-l"])
+        .arg(dir.path().join("sinkhole.toml.5"))
+        .env("MANWIDTH", "80")
+        .output()
+        .unwrap();
+    assert!(shown.status.success());
+    assert_eq!(String::from_utf8_lossy(&shown.stderr), "");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("tls_handshake_timeout_ms = 5000") && !text.contains("```"),
+        "{text}"
     );
     // Without --out: sinkhole(1) on stdout.
     let page = bin().arg("man").output().unwrap();

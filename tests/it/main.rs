@@ -20,6 +20,7 @@ mod counters; // service-wide counters; `serve` prints them on SIGUSR1 and at ex
 mod dashboard; // the dashboard in headless Chromium: live log, one-click block, discovery view
 mod ddr; // DNS cookies toward upstreams (RFC 7873), forged answers, BADCOOKIE
 mod dnssec; // DNSSEC validation against a signed test hierarchy: AD, DO, CD, NSEC/NSEC3, bogus and expired zones, EDE
+mod docs; // README.md and docs/*.md: relative links and anchors resolve; the README's command lines are real
 mod doh; // DNS over HTTPS: curl over HTTP/2 and HTTP/1.1, GET and POST, status codes, slow clients, limits
 mod doq; // DNS over QUIC: hickory's DoQ client, protocol errors, certificate reload, quic:// upstreams (hickory's DoQ server)
 mod ede_text; // the EDE text a blocked answer carries: list file name, char-safe cut

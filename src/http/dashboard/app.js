@@ -1,4 +1,4 @@
-// The sinkhole dashboard: one page over the JSON API (/api/v1, see the README). No build
+// The sinkhole dashboard: one page over the JSON API (/api/v1, see docs/config.md "HTTP API"). No build
 // step, no framework: every value from the server goes into the page as text (textContent),
 // never as HTML. The API token, when the server asks for one, is kept in localStorage.
 'use strict';
