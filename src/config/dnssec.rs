@@ -12,7 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use hickory_resolver::proto::dnssec::TrustAnchors;
+use hickory_resolver::proto::dnssec::{Algorithm, TrustAnchors};
+use hickory_resolver::proto::serialize::txt::trust_anchor::Parser;
 use toml::Spanned;
 
 /// DNSSEC validation, when on.
@@ -57,11 +58,30 @@ pub fn parse_anchors(text: &str) -> (String, Vec<(usize, String)>) {
             bad.push((i + 1, "not a DNSKEY record".into()));
             continue;
         }
-        match TrustAnchors::from_str(data) {
-            Ok(_) => {
-                good.push_str(data);
-                good.push('\n');
+        // The key's algorithm (the third field after the type) must be one the validator
+        // knows: hickory's parser asserts it in debug builds.
+        let alg = fields
+            .iter()
+            .position(|f| f.eq_ignore_ascii_case("DNSKEY"))
+            .and_then(|t| fields.get(t + 3))
+            .and_then(|a| a.parse::<u8>().ok());
+        let Some(alg) = alg.map(Algorithm::from_u8) else {
+            bad.push((
+                i + 1,
+                "not a DNSKEY record: FLAGS PROTOCOL ALGORITHM KEY expected".into(),
+            ));
+            continue;
+        };
+        if !alg.is_supported() {
+            bad.push((i + 1, format!("key algorithm {alg:?} is not supported")));
+            continue;
+        }
+        let line = format!("{data}\n");
+        match Parser::new(line.as_str()).parse() {
+            Ok(entries) if entries.len() == 1 && TrustAnchors::from_str(&line).is_ok() => {
+                good.push_str(&line);
             }
+            Ok(_) => bad.push((i + 1, "not one DNSKEY record".into())),
             Err(e) => bad.push((i + 1, format!("not a DNSKEY record: {e}"))),
         }
     }

@@ -43,6 +43,7 @@ mod engine; // PRNG, run loop, panic capture, shrinking, report
 mod mutate; // byte, line and DNS-structure mutations
 mod seeds; // real captures and lines from shared/data, hickory-built packets
 
+mod anchors; // trust_anchor, root_hints
 mod cert; // cert_der
 mod config; // config_text
 mod doh; // doh_query

@@ -92,16 +92,9 @@ impl Validator {
         let id: u16 = rand::random();
         request.metadata.id = id;
         let (first, server) = via.ask(&request, arrived).await?;
-        via.primed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id, first);
+        let _primed = Primed::insert(&via.primed, id, first);
         let mut answers = self.handle.send(request);
         let got = timeout_at(deadline, answers.next()).await;
-        via.primed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
         let (mut msg, nsec) = match got {
             Err(_) | Ok(None) => return Err(UpstreamError::Timeout(server)),
             Ok(Some(Ok(r))) => (r.into_message(), None),
@@ -197,6 +190,31 @@ impl Via {
             self.keys.insert(hq, Ok(msg.clone()), now);
         }
         DnsResponse::from_message(msg).map_err(|e| NetError::from(e.to_string()))
+    }
+}
+
+/// An answer handed to the validator, taken back when the validation ends however it
+/// ends (a forward dropped half-way included): the map holds only validations in flight.
+struct Primed<'a> {
+    map: &'a Mutex<HashMap<u16, Message>>,
+    id: u16,
+}
+
+impl<'a> Primed<'a> {
+    fn insert(map: &'a Mutex<HashMap<u16, Message>>, id: u16, m: Message) -> Self {
+        map.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, m);
+        Self { map, id }
+    }
+}
+
+impl Drop for Primed<'_> {
+    fn drop(&mut self) {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
     }
 }
 
