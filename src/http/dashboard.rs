@@ -113,4 +113,12 @@ mod tests {
         assert!(tags.iter().all(|t| t.len() == 18));
         assert_ne!(tags[1], tags[2]);
     }
+
+    #[test]
+    fn the_log_filter_offers_every_action() {
+        let page = std::str::from_utf8(ASSETS[0].body).unwrap();
+        for a in crate::querylog::ACTION_NAMES {
+            assert!(page.contains(&format!("<option>{a}</option>")), "{a}");
+        }
+    }
 }

@@ -281,7 +281,9 @@ function logRow(r) {
     el('td', {}, el('a', { href: '#discovery?client=' + encodeURIComponent(r.client), text: r.client })),
     el('td', { class: 'name', text: r.qname || '.' }),
     el('td', { text: r.qtype }),
-    el('td', {}, el('span', { class: 'badge ' + r.action, text: r.action })),
+    el('td', {}, el('span', { class: 'badge ' + r.action + (r.dnssec ? ' dnssec-' + r.dnssec : ''),
+      text: r.action + (r.dnssec === 'bogus' ? ' (DNSSEC)' : ''),
+      title: r.dnssec ? 'DNSSEC: ' + r.dnssec : '' })),
     el('td', { text: rule }),
     el('td', { class: 'n', text: (r.elapsed_us / 1000).toFixed(1) }),
     el('td', {}, !r.qname ? null : blocked ? allowButton(r.qname) : blockButton(r.qname)));
