@@ -1,8 +1,8 @@
 //! `GET /api/v1/log` (the query log, newest first, filtered and paged) and
 //! `GET /api/v1/log/stream` (new records as server-sent events).
 //!
-//! Both call the `sinkhole log` code: the page is [`querylog::page::newest`] (the files read
-//! backwards, rotated ones included), the stream is [`querylog::tail::run`] with `--follow`
+//! Both call the `sinkhole log` code: the page is [`crate::querylog::page::newest`] (the files read
+//! backwards, rotated ones included), the stream is [`crate::querylog::tail::run`] with `--follow`
 //! on a thread of its own, which polls the file as `sinkhole log tail --follow` does (every
 //! 200 ms, across rotation and truncation) and writes JSON lines into a [`SseSink`]. The
 //! file is followed rather than the writer tapped: the query path and the writer know

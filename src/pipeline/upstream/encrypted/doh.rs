@@ -4,7 +4,7 @@
 //!
 //! A task per connection drives it (the `h2` crate's `Connection`), and closes it after
 //! [`IDLE`] without a query; a connection the server ended (GOAWAY, EOF, an error) is marked
-//! dead and replaced by the next query. Besides our [`MAX_IN_FLIGHT`], the server's own
+//! dead and replaced by the next query. Besides our [`MAX_IN_FLIGHT`](super::MAX_IN_FLIGHT), the server's own
 //! stream limit (`SETTINGS_MAX_CONCURRENT_STREAMS`) holds: a query beyond it waits, within
 //! its attempt's time, for a stream.
 

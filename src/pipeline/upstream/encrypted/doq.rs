@@ -3,7 +3,7 @@
 //! two-byte length, the stream finished, the answer read from the same stream
 //! (`dns::doq`'s framing). Queries run concurrently on the connection, as many as the
 //! server's stream limit lets open at once (a query beyond it waits, within its attempt's
-//! time, for a stream) and at most [`MAX_IN_FLIGHT`].
+//! time, for a stream) and at most [`MAX_IN_FLIGHT`](super::MAX_IN_FLIGHT).
 //!
 //! The connection closes itself after [`IDLE`](super::IDLE) without traffic (QUIC's idle timeout, the
 //! lower of ours and the server's); a closed one is replaced by the next query, and a query
