@@ -114,24 +114,9 @@ impl super::Validator<'_> {
         let trust_anchor = match anchor {
             None => None,
             Some(raw) => {
-                let p = PathBuf::from(raw.get_ref());
-                let path = match base {
-                    Some(dir) if p.is_relative() => dir.join(p),
-                    _ => p,
-                };
-                let text = match std::fs::read_to_string(&path) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        let m = format!("{}: cannot read: {e}", path.display());
-                        self.err(raw.span(), "upstream.trust_anchor", m);
-                        return None;
-                    }
-                };
+                let (path, text) = self.read_text(raw, "upstream.trust_anchor", base)?;
                 let (good, bad) = parse_anchors(&text);
-                for (line, reason) in bad {
-                    self.warnings
-                        .push(format!("{}:{line}: skipped: {reason}", path.display()));
-                }
+                self.skipped(&path, bad);
                 if good.is_empty() {
                     let m = format!(
                         "{}: no DNSKEY record in the file (write the anchor zone's DNSKEY lines, as `dig . DNSKEY` prints them)",

@@ -280,6 +280,37 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
+    /// The text of the file `raw` names (relative to the config's folder), with its path;
+    /// an error at `key` when it cannot be read.
+    fn read_text(
+        &mut self,
+        raw: &Spanned<String>,
+        key: &str,
+        base: Option<&Path>,
+    ) -> Option<(PathBuf, String)> {
+        let p = PathBuf::from(raw.get_ref());
+        let path = match base {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Some((path, t)),
+            Err(e) => {
+                let m = format!("{}: cannot read: {e}", path.display());
+                self.err(raw.span(), key, m);
+                None
+            }
+        }
+    }
+
+    /// Warns of each skipped line of `path` as `file:line: skipped: reason`.
+    fn skipped(&mut self, path: &Path, bad: Vec<(usize, String)>) {
+        for (line, reason) in bad {
+            self.warnings
+                .push(format!("{}:{line}: skipped: {reason}", path.display()));
+        }
+    }
+
     fn err(&mut self, span: Range<usize>, key: &str, msg: impl Into<String>) {
         self.errors
             .push(ConfigError::at(self.text, self.file, span, key, msg));

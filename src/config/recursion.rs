@@ -144,24 +144,9 @@ impl super::Validator<'_> {
         let (roots, hints_file) = match hints {
             None => (ROOT_HINTS.to_vec(), None),
             Some(raw) => {
-                let p = PathBuf::from(raw.get_ref());
-                let path = match base {
-                    Some(dir) if p.is_relative() => dir.join(p),
-                    _ => p,
-                };
-                let text = match std::fs::read_to_string(&path) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        let m = format!("{}: cannot read: {e}", path.display());
-                        self.err(raw.span(), "upstream.root_hints", m);
-                        return None;
-                    }
-                };
+                let (path, text) = self.read_text(raw, "upstream.root_hints", base)?;
                 let (roots, bad) = parse_hints(&text);
-                for (line, reason) in bad {
-                    self.warnings
-                        .push(format!("{}:{line}: skipped: {reason}", path.display()));
-                }
+                self.skipped(&path, bad);
                 if roots.is_empty() {
                     let m = format!(
                         "{}: no root server address in the file (it needs A or AAAA lines, as named.root has)",

@@ -320,63 +320,32 @@ impl Tree {
         tld_records.extend(delegate("bad.test.", ip(net, 5), Some(&other.dnskey)));
         tld_records.extend(delegate("expired.test.", ip(net, 6), Some(&expired.dnskey)));
         tld_records.extend(delegate("unsigned.test.", ip(net, 7), None));
-        let nsec = || NxProofKind::Nsec;
-        let zones = vec![
-            Signed::start(
-                ".",
-                ip(net, 1),
-                root,
-                nsec(),
-                delegate("test.", ip(net, 2), Some(&tld.dnskey)),
-            )
-            .await,
-            Signed::start("test.", ip(net, 2), tld, nsec(), tld_records).await,
-            Signed::start(
-                "example.test.",
-                ip(net, 3),
-                example,
-                nsec(),
-                vec![a("www.example.test.", "192.0.2.10")],
-            )
-            .await,
-            Signed::start(
-                "nsec3.test.",
-                ip(net, 4),
-                nsec3,
-                NxProofKind::Nsec3 {
-                    algorithm: Nsec3HashAlgorithm::SHA1,
-                    salt: Arc::from(&[][..]),
-                    iterations: 0,
-                    opt_out: false,
-                },
-                vec![a("www.nsec3.test.", "192.0.2.11")],
-            )
-            .await,
-            Signed::start(
-                "bad.test.",
-                ip(net, 5),
-                bad,
-                nsec(),
-                vec![a("www.bad.test.", "192.0.2.12")],
-            )
-            .await,
-            Signed::start(
-                "expired.test.",
-                ip(net, 6),
-                expired,
-                nsec(),
-                vec![a("www.expired.test.", "192.0.2.13")],
-            )
-            .await,
-            Signed::start(
-                "unsigned.test.",
-                ip(net, 7),
-                unsigned,
-                nsec(),
-                vec![a("www.unsigned.test.", "192.0.2.14")],
-            )
-            .await,
+        let nsec3_proof = NxProofKind::Nsec3 {
+            algorithm: Nsec3HashAlgorithm::SHA1,
+            salt: Arc::from(&[][..]),
+            iterations: 0,
+            opt_out: false,
+        };
+        let root_records = delegate("test.", ip(net, 2), Some(&tld.dnskey));
+        // (zone, host, key, denials, records); each leaf zone holds `www` at 192.0.2.(7 + host).
+        let mut plan = vec![
+            (".", 1, root, NxProofKind::Nsec, root_records),
+            ("test.", 2, tld, NxProofKind::Nsec, tld_records),
         ];
+        for (zone, host, key, proof) in [
+            ("example.test.", 3, example, NxProofKind::Nsec),
+            ("nsec3.test.", 4, nsec3, nsec3_proof),
+            ("bad.test.", 5, bad, NxProofKind::Nsec),
+            ("expired.test.", 6, expired, NxProofKind::Nsec),
+            ("unsigned.test.", 7, unsigned, NxProofKind::Nsec),
+        ] {
+            let www = a(&format!("www.{zone}"), &format!("192.0.2.{}", 7 + host));
+            plan.push((zone, host, key, proof, vec![www]));
+        }
+        let mut zones = Vec::new();
+        for (zone, host, key, proof, records) in plan {
+            zones.push(Signed::start(zone, ip(net, host), key, proof, records).await);
+        }
         Self {
             _zones: zones,
             anchor,

@@ -9,12 +9,12 @@
 
 use hickory_resolver::proto::dnssec::Proof;
 use hickory_resolver::proto::dnssec::rdata::{DNSSECRData, RRSIG};
-use hickory_resolver::proto::op::{Message, ResponseCode};
+use hickory_resolver::proto::op::{Message, Query as HQuery, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 
 use super::UpstreamError;
 use crate::dns::wire::{
-    EDE_DNSSEC_BOGUS, EDE_NSEC_MISSING, EDE_RRSIGS_MISSING, EDE_SIGNATURE_EXPIRED, Security,
+    EDE_DNSSEC_BOGUS, EDE_NSEC_MISSING, EDE_RRSIGS_MISSING, EDE_SIGNATURE_EXPIRED, Query, Security,
 };
 
 /// The security of an answer: its answer records when it has any, else its authority
@@ -139,6 +139,32 @@ pub fn strip(msg: &mut Message, qtype: RecordType) {
     };
     msg.answers.retain(|r| !extra(r));
     msg.authorities.retain(|r| !extra(r));
+}
+
+/// Settles a validated answer `msg` to `hq` (the client's query `q`): what validation
+/// found, from its records and the denial's `nsec` proof; a bogus answer is the error the
+/// client gets, unless it set CD; the DNSSEC records go for a client that did not set DO.
+pub fn settle(
+    hq: &HQuery,
+    msg: &mut Message,
+    nsec: Option<Proof>,
+    q: &Query,
+) -> Result<Security, UpstreamError> {
+    let security = judge(&msg.answers, &msg.authorities, nsec);
+    if security == Security::Bogus && !q.cd() {
+        return Err(bogus(
+            &hq.name,
+            hq.query_type,
+            msg.metadata.response_code,
+            &msg.answers,
+            &msg.authorities,
+            unix_now(),
+        ));
+    }
+    if !q.dnssec_ok() {
+        strip(msg, hq.query_type);
+    }
+    Ok(security)
 }
 
 /// Seconds since the UNIX epoch, as signatures count them.

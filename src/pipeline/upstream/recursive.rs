@@ -47,7 +47,7 @@ mod wait;
 
 use super::{UpstreamError, dnssec};
 use crate::config::{Dnssec, Recursion};
-use crate::dns::wire::{Query, Response, Security};
+use crate::dns::wire::{Query, Response};
 use wait::Bounded;
 
 /// The `server` of an answer found by recursion (the recursor does not say which
@@ -201,20 +201,14 @@ impl Recursive {
                 msg.metadata.response_code
             )));
         }
-        let security = validating.then(|| dnssec::judge(&msg.answers, &msg.authorities, nsec));
-        if security == Some(Security::Bogus) && !q.cd() {
-            return Err(dnssec::bogus(
-                &hq.name,
-                hq.query_type,
-                msg.metadata.response_code,
-                &msg.answers,
-                &msg.authorities,
-                dnssec::unix_now(),
-            ));
-        }
-        if !q.dnssec_ok() {
-            dnssec::strip(&mut msg, hq.query_type);
-        }
+        let security = if validating {
+            Some(dnssec::settle(&hq, &mut msg, nsec, q)?)
+        } else {
+            if !q.dnssec_ok() {
+                dnssec::strip(&mut msg, hq.query_type);
+            }
+            None
+        };
         msg.queries.push(hq);
         let bytes = msg.to_vec().map_err(|_| malformed.clone())?;
         let mut resp =

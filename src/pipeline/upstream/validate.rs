@@ -29,7 +29,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::{Upstream, UpstreamError, dnssec};
 use crate::config::Dnssec;
-use crate::dns::wire::{Query, Response, Security, parse_query};
+use crate::dns::wire::{Query, Response, parse_query};
 
 /// The server of an answer when none is known.
 const UNKNOWN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -103,20 +103,7 @@ impl Validator {
             })))) => (response.into_message(), Some(proof)),
             Ok(Some(Err(e))) => return Err(UpstreamError::Transport(server, e.to_string())),
         };
-        let security = dnssec::judge(&msg.answers, &msg.authorities, nsec);
-        if security == Security::Bogus {
-            return Err(dnssec::bogus(
-                &hq.name,
-                hq.query_type,
-                msg.metadata.response_code,
-                &msg.answers,
-                &msg.authorities,
-                dnssec::unix_now(),
-            ));
-        }
-        if !q.dnssec_ok() {
-            dnssec::strip(&mut msg, hq.query_type);
-        }
+        let security = dnssec::settle(&hq, &mut msg, nsec, q)?;
         msg.edns = None;
         msg.metadata.id = 0;
         let bytes = msg.to_vec().map_err(|_| UpstreamError::Malformed(server))?;
