@@ -19,6 +19,7 @@ mod cookies;
 mod counters; // service-wide counters; `serve` prints them on SIGUSR1 and at exit
 mod dashboard; // the dashboard in headless Chromium: live log, one-click block, discovery view
 mod ddr; // DNS cookies toward upstreams (RFC 7873), forged answers, BADCOOKIE
+mod differential; // recursion next to a real unbound on the same test hierarchy: rcode, answers, AD, EDE
 mod doh; // DNS over HTTPS: curl over HTTP/2 and HTTP/1.1, GET and POST, status codes, slow clients, limits
 mod doq; // DNS over QUIC: hickory's DoQ client, protocol errors, certificate reload, quic:// upstreams (hickory's DoQ server)
 mod ede_text; // the EDE text a blocked answer carries: list file name, char-safe cut
