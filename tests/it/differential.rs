@@ -13,8 +13,9 @@
 //! servers' folders, start unbound with `validator iterator` as its `module-config` and
 //! `trust-anchor-file: "<dir>/anchor.key"` (the `validating` argument of
 //! [`Unbound::start`] below, and `upstream.trust_anchor`/`upstream.dnssec = "validate"` for
-//! sinkhole), then add rows: a secure answer wants `ad: true`, a bogus one SERVFAIL with its
-//! EDE code (6, 7, 9, 10, 12), which unbound sets too.
+//! sinkhole), then add rows: a secure answer wants `ad: true` (`ok` and `fail` below build
+//! unvalidated answers, AD clear), a bogus one SERVFAIL with its EDE code (6, 7, 9, 10,
+//! 12), which unbound sets too.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
@@ -109,7 +110,8 @@ const fn fail(rcode: ResponseCode, answers: &'static [&'static str], ede: Option
 }
 
 /// EDE 22, No Reachable Authority: sinkhole's code for a resolution from the root that
-/// failed or timed out.
+/// failed or timed out. unbound 1.17 sets no EDE on these failures (loops, long chains,
+/// referral loops: SERVFAIL alone), so only sinkhole's code is pinned there.
 const NO_REACHABLE: Option<u16> = Some(22);
 
 const ROWS: &[Row] = &[
