@@ -19,6 +19,7 @@ mod cookies;
 mod counters; // service-wide counters; `serve` prints them on SIGUSR1 and at exit
 mod dashboard; // the dashboard in headless Chromium: live log, one-click block, discovery view
 mod ddr; // DNS cookies toward upstreams (RFC 7873), forged answers, BADCOOKIE
+mod differential; // recursion next to a real unbound on the same test hierarchy: rcode, answers, AD, EDE
 mod dnssec; // DNSSEC validation against a signed test hierarchy: AD, DO, CD, NSEC/NSEC3, bogus and expired zones, EDE
 mod docs; // README.md and docs/*.md: relative links and anchors resolve; the README's command lines are real
 mod doh; // DNS over HTTPS: curl over HTTP/2 and HTTP/1.1, GET and POST, status codes, slow clients, limits
