@@ -4,8 +4,11 @@
 //! NSEC (or NSEC3) denials. sinkhole starts from the test root's key
 //! (`upstream.trust_anchor`) and the test root (`upstream.root_hints`).
 //!
+//! The same tree answers unbound in `differential.rs` (the signed rows).
+//!
 //! Zones below `test.`: `example.test.` (secure, NSEC), `nsec3.test.` (secure, NSEC3),
-//! `bad.test.` (the DS in `test.` is of another key: bogus), `expired.test.` (signatures
+//! `bad.test.` (the DS in `test.` is of another key: bogus, EDE 9), `forged.test.` (an
+//! address changed after signing: bogus, EDE 6), `expired.test.` (signatures
 //! valid for one second: expired by the time they are checked), `unsigned.test.` (no DS:
 //! insecure).
 
@@ -127,6 +130,18 @@ impl Signed {
         for set in zone.records_get_mut().values() {
             signed.extend(set.records_without_rrsigs().cloned());
             signed.extend(set.rrsigs().iter().cloned());
+        }
+        // `forged.test.`: an address changed after signing (its signature no longer
+        // verifies, under a key the DS vouches for).
+        if origin == "forged.test." {
+            for r in signed
+                .iter_mut()
+                .filter(|r| r.record_type() == RecordType::A)
+            {
+                if r.name == name("www.forged.test.") {
+                    r.data = RData::A(A([192, 0, 2, 99].into()));
+                }
+            }
         }
         let sa = SocketAddr::from((addr, 53));
         let udp = UdpSocket::bind(sa)
@@ -287,15 +302,21 @@ impl RequestHandler for SignedZone {
 }
 
 /// The whole signed hierarchy, and the root's trust anchor line.
-struct Tree {
+pub(crate) struct Tree {
     _zones: Vec<Signed>,
-    anchor: String,
+    /// The root's DNSKEY, one zone-file line.
+    pub(crate) anchor: String,
     net: u8,
 }
 
 impl Tree {
+    /// The root server's address.
+    pub(crate) fn root(&self) -> Ipv4Addr {
+        ip(self.net, 1)
+    }
+
     /// The hierarchy on `127.53.net.x`.
-    async fn start(net: u8) -> Self {
+    pub(crate) async fn start(net: u8) -> Self {
         let week = Duration::from_secs(7 * 86400);
         let keys = |z: &str| key(&name(z), week);
         let (root, tld) = (keys("."), keys("test."));
@@ -307,6 +328,7 @@ impl Tree {
         );
         let expired = key(&name("expired.test."), Duration::from_secs(1));
         let unsigned = keys("unsigned.test.");
+        let forged = keys("forged.test.");
         let anchor = Record::from_rdata(
             Name::root(),
             TTL,
@@ -320,6 +342,10 @@ impl Tree {
         tld_records.extend(delegate("bad.test.", ip(net, 5), Some(&other.dnskey)));
         tld_records.extend(delegate("expired.test.", ip(net, 6), Some(&expired.dnskey)));
         tld_records.extend(delegate("unsigned.test.", ip(net, 7), None));
+        tld_records.extend(delegate("forged.test.", ip(net, 8), Some(&forged.dnskey)));
+        // The root server's address in a zone of its own: unbound's priming asks for it
+        // (the root has it only as glue).
+        tld_records.push(a("ns.root-servers.test.", &ip(net, 1).to_string()));
         let nsec3_proof = NxProofKind::Nsec3 {
             algorithm: Nsec3HashAlgorithm::SHA1,
             salt: Arc::from(&[][..]),
@@ -338,6 +364,7 @@ impl Tree {
             ("bad.test.", 5, bad, NxProofKind::Nsec),
             ("expired.test.", 6, expired, NxProofKind::Nsec),
             ("unsigned.test.", 7, unsigned, NxProofKind::Nsec),
+            ("forged.test.", 8, forged, NxProofKind::Nsec),
         ] {
             let www = a(&format!("www.{zone}"), &format!("192.0.2.{}", 7 + host));
             plan.push((zone, host, key, proof, vec![www]));
@@ -354,7 +381,7 @@ impl Tree {
     }
 }
 
-async fn sinkhole(tree: &Tree, extra: &str) -> TestServer {
+pub(crate) async fn sinkhole(tree: &Tree, extra: &str) -> TestServer {
     let hints = hints(ip(tree.net, 1));
     TestServer::start(
         &format!(
@@ -467,12 +494,21 @@ async fn signed_answers_are_validated_and_bogus_ones_refused_with_the_reason() {
         "{m:?}"
     );
 
-    // A DS that matches no key of the zone: SERVFAIL, EDE 6 naming the zone.
+    // A DS that matches no key of the zone: SERVFAIL, EDE 9 (DNSKEY Missing) naming the
+    // zone; a signature that does not verify under a vouched-for key: EDE 6.
     let m = ask(&s, "www.bad.test.", RecordType::A, true, false, false).await;
     assert_eq!(rcode(&m), 2, "{m:?}");
     let (code, text) = ede(&m).expect("an EDE");
-    assert_eq!(code, 6, "{text}");
+    assert_eq!(code, 9, "{text}");
     assert!(text.contains("bad.test."), "{text}");
+    let m = ask(&s, "www.forged.test.", RecordType::A, true, false, false).await;
+    assert_eq!(rcode(&m), 2, "{m:?}");
+    let (code, text) = ede(&m).expect("an EDE");
+    assert_eq!(code, 6, "{text}");
+    assert!(
+        text.contains("www.forged.test. A") && text.contains("does not verify"),
+        "{text}"
+    );
     // CD: the client validates itself and gets the answer as it is, without AD.
     let m = ask(&s, "www.bad.test.", RecordType::A, true, false, true).await;
     assert_eq!(rcode(&m), 0, "{m:?}");
@@ -496,7 +532,7 @@ async fn signed_answers_are_validated_and_bogus_ones_refused_with_the_reason() {
     assert!(m.answers.iter().any(|r| r.record_type() == RecordType::A));
 
     // The log says what validation found.
-    let log = records(&s.path("q.jsonl"), 11).await;
+    let log = records(&s.path("q.jsonl"), 12).await;
     let found = |qname: &str| -> Vec<String> {
         log.iter()
             .filter(|r| r["qname"] == qname)
@@ -563,14 +599,17 @@ async fn forward_mode_validates_what_the_upstream_answers() {
     let m = ask(&s, "www.bad.test.", RecordType::A, true, false, false).await;
     assert_eq!(rcode(&m), 2, "{m:?}");
     let (code, text) = ede(&m).expect("an EDE");
-    assert_eq!(code, 6, "{text}");
+    assert_eq!(code, 9, "{text}");
     assert!(text.contains("bad.test."), "{text}");
+    let m = ask(&s, "www.forged.test.", RecordType::A, true, false, false).await;
+    let (code, text) = ede(&m).expect("an EDE");
+    assert_eq!((rcode(&m), code), (2, 6), "{text}");
     let m = ask(&s, "www.bad.test.", RecordType::A, true, false, true).await;
     assert_eq!(rcode(&m), 0, "CD: as it is: {m:?}");
     let m = ask(&s, "www.unsigned.test.", RecordType::A, true, false, false).await;
     assert_eq!(rcode(&m), 0, "{m:?}");
     assert!(!m.metadata.authentic_data);
-    let log = records(&s.path("q.jsonl"), 6).await;
+    let log = records(&s.path("q.jsonl"), 7).await;
     let of = |qname: &str| -> Vec<String> {
         log.iter()
             .filter(|r| r["qname"] == qname)

@@ -14,11 +14,12 @@ use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 
 use super::UpstreamError;
 use crate::dns::wire::{
-    EDE_DNSSEC_BOGUS, EDE_NSEC_MISSING, EDE_RRSIGS_MISSING, EDE_SIGNATURE_EXPIRED, Query, Security,
+    EDE_DNSKEY_MISSING, EDE_DNSSEC_BOGUS, EDE_NSEC_MISSING, EDE_RRSIGS_MISSING,
+    EDE_SIGNATURE_EXPIRED, Query, Security,
 };
 
-/// The security of an answer: its answer records when it has any, else its authority
-/// records (a denial); `nsec` is the proof of a denial the validator judged apart.
+/// The security of an answer: its answer records, and for a denial (no record but aliases)
+/// its authority records too; `nsec` is the proof of a denial the validator judged apart.
 pub fn judge(answers: &[Record], authorities: &[Record], nsec: Option<Proof>) -> Security {
     let data = |rs: &'_ [Record]| -> Vec<Proof> {
         rs.iter()
@@ -27,8 +28,15 @@ pub fn judge(answers: &[Record], authorities: &[Record], nsec: Option<Proof>) ->
             .collect()
     };
     let mut proofs = data(answers);
-    if proofs.is_empty() {
-        proofs = data(authorities);
+    // A denial, maybe reached through aliases: its proof counts too.
+    let answered = answers.iter().any(|r| {
+        !matches!(
+            r.record_type(),
+            RecordType::CNAME | RecordType::DNAME | RecordType::RRSIG
+        )
+    });
+    if !answered {
+        proofs.extend(data(authorities));
         proofs.extend(nsec);
     }
     if proofs.is_empty() {
@@ -45,7 +53,7 @@ pub fn judge(answers: &[Record], authorities: &[Record], nsec: Option<Proof>) ->
     }
 }
 
-/// The error for a bogus answer to `qname`/`qtype`: EDE 12 (NSEC Missing) for a denial
+/// Why an answer to `qname`/`qtype` is bogus: EDE 12 (NSEC Missing) for a denial
 /// without NSEC or NSEC3, 10 (RRSIGs Missing) when the bogus RRset has no signature, 7
 /// (Signature Expired) when every signature of it has expired at `now` (UNIX seconds), 6
 /// (DNSSEC Bogus) otherwise; the text names the RRset and the zone.
@@ -56,7 +64,7 @@ pub fn bogus(
     answers: &[Record],
     authorities: &[Record],
     now: u32,
-) -> UpstreamError {
+) -> Bogus {
     let all = || answers.iter().chain(authorities);
     let sigs: Vec<(&Name, &RRSIG)> = all()
         .filter_map(|r| match &r.data {
@@ -81,7 +89,7 @@ pub fn bogus(
         .any(|r| matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3));
     if denial && !has_nsec {
         let z = zone(qname);
-        return UpstreamError::Bogus(
+        return Bogus::new(
             EDE_NSEC_MISSING,
             format!(
                 "DNSSEC bogus: no NSEC or NSEC3 proves the denial of {qname} {qtype} (zone {z})"
@@ -90,7 +98,7 @@ pub fn bogus(
     }
     let Some(bad) = all().find(|r| r.proof == Proof::Bogus && r.record_type() != RecordType::RRSIG)
     else {
-        return UpstreamError::Bogus(
+        return Bogus::new(
             EDE_DNSSEC_BOGUS,
             format!("DNSSEC bogus: {qname} {qtype} (zone {})", zone(qname)),
         );
@@ -103,7 +111,7 @@ pub fn bogus(
         .collect();
     let z = zone(name);
     if covering.is_empty() {
-        return UpstreamError::Bogus(
+        return Bogus::new(
             EDE_RRSIGS_MISSING,
             format!("DNSSEC bogus: no signature on {name} {rtype} (zone {z})"),
         );
@@ -111,15 +119,50 @@ pub fn bogus(
     // Serial-number arithmetic (RFC 4034 §3.1.5): expired when the expiration is behind now.
     let expired = |s: &RRSIG| (s.input().sig_expiration.get().wrapping_sub(now) as i32) < 0;
     if covering.iter().all(|s| expired(s)) {
-        return UpstreamError::Bogus(
+        return Bogus::new(
             EDE_SIGNATURE_EXPIRED,
             format!("DNSSEC bogus: the signatures on {name} {rtype} have expired (zone {z})"),
         );
     }
-    UpstreamError::Bogus(
-        EDE_DNSSEC_BOGUS,
-        format!("DNSSEC bogus: the signature on {name} {rtype} does not verify (zone {z})"),
-    )
+    // In date and still bogus: the signature does not verify, or the key that made it is
+    // not one the zone's DS vouches for; `settle` asks which.
+    let signer = covering.first().map(|s| s.input().signer_name.clone());
+    Bogus {
+        signer,
+        ..Bogus::new(
+            EDE_DNSSEC_BOGUS,
+            format!("DNSSEC bogus: the signature on {name} {rtype} does not verify (zone {z})"),
+        )
+    }
+}
+
+/// Why an answer is bogus, before it becomes the client's error.
+#[derive(Debug)]
+pub struct Bogus {
+    /// The Extended DNS Error code.
+    pub code: u16,
+    /// Its text, naming the RRset and the zone.
+    pub text: String,
+    /// When an in-date signature did not verify: its signer, whose keys decide between
+    /// EDE 6 and 9.
+    pub signer: Option<Name>,
+}
+
+impl Bogus {
+    fn new(code: u16, text: String) -> Self {
+        Self {
+            code,
+            text,
+            signer: None,
+        }
+    }
+}
+
+/// How the validator tells whether a zone's keys are vouched for (its DNSKEY set validates
+/// from the trust anchors): the recursor, or the forwarder's validator.
+pub(super) trait Keys {
+    /// True when `zone`'s DNSKEY set is secure.
+    async fn secure(&self, zone: &Name) -> bool;
 }
 
 /// Removes the DNSSEC records a client that did not set DO did not ask for (RFC 4035
@@ -144,27 +187,46 @@ pub fn strip(msg: &mut Message, qtype: RecordType) {
 /// Settles a validated answer `msg` to `hq` (the client's query `q`): what validation
 /// found, from its records and the denial's `nsec` proof; a bogus answer is the error the
 /// client gets, unless it set CD; the DNSSEC records go for a client that did not set DO.
-pub fn settle(
+pub(super) async fn settle(
     hq: &HQuery,
     msg: &mut Message,
     nsec: Option<Proof>,
     q: &Query,
+    keys: &impl Keys,
 ) -> Result<Security, UpstreamError> {
     let security = judge(&msg.answers, &msg.authorities, nsec);
     if security == Security::Bogus && !q.cd() {
-        return Err(bogus(
+        let b = bogus(
             &hq.name,
             hq.query_type,
             msg.metadata.response_code,
             &msg.answers,
             &msg.authorities,
             unix_now(),
-        ));
+        );
+        return Err(match b.signer {
+            // EDE 9: a DS existed at the parent, but no DNSKEY it vouches for signs the
+            // zone (RFC 8914 §4.10).
+            Some(z) if !keys.secure(&z).await => UpstreamError::Bogus(
+                EDE_DNSKEY_MISSING,
+                format!("DNSSEC bogus: no DNSKEY of {z} matches its DS in the parent (zone {z})"),
+            ),
+            _ => UpstreamError::Bogus(b.code, b.text),
+        });
     }
     if !q.dnssec_ok() {
         strip(msg, hq.query_type);
     }
     Ok(security)
+}
+
+/// True when `records` hold a DNSKEY set and every key of it is secure.
+pub fn keys_secure(records: &[Record]) -> bool {
+    let mut keys = records
+        .iter()
+        .filter(|r| r.record_type() == RecordType::DNSKEY)
+        .peekable();
+    keys.peek().is_some() && keys.all(|r| r.proof == Proof::Secure)
 }
 
 /// Seconds since the UNIX epoch, as signatures count them.
@@ -247,10 +309,7 @@ mod tests {
     #[test]
     fn bogus_answers_get_the_most_precise_code() {
         let q = n("www.example.test.");
-        let code = |e: UpstreamError| match e {
-            UpstreamError::Bogus(c, t) => (c, t),
-            other => panic!("{other:?}"),
-        };
+        let code = |b: Bogus| (b.code, b.text);
         let (c, t) = code(bogus(
             &q,
             RecordType::A,

@@ -183,6 +183,15 @@ impl Recursive {
             Ok(Err(e)) => match denial(e) {
                 Ok((rcode, authorities, proof)) => {
                     msg.metadata.response_code = rcode;
+                    // A denial from a zone that is not the name's own: the name is an alias
+                    // (hickory-resolver 0.26 drops the chain that led there).
+                    let away = authorities
+                        .iter()
+                        .find(|r| r.record_type() == RecordType::SOA)
+                        .is_some_and(|soa| !soa.name.zone_of(&hq.name));
+                    if away {
+                        msg.answers = self.chain(&hq.name, started, dnssec_ok, deadline).await;
+                    }
                     msg.authorities = authorities;
                     nsec = proof;
                 }
@@ -202,7 +211,12 @@ impl Recursive {
             )));
         }
         let security = if validating {
-            Some(dnssec::settle(&hq, &mut msg, nsec, q)?)
+            let keys = RecursorKeys {
+                recursive: self,
+                started,
+                deadline,
+            };
+            Some(dnssec::settle(&hq, &mut msg, nsec, q, &keys).await?)
         } else {
             if !q.dnssec_ok() {
                 dnssec::strip(&mut msg, hq.query_type);
@@ -218,6 +232,64 @@ impl Recursive {
             resp.set_security(s);
         }
         Ok(resp)
+    }
+}
+
+impl Recursive {
+    /// The CNAME chain from `name` (with its signatures when `dnssec_ok`), asked of the
+    /// recursor one link at a time (each from its cache, or from the zone's servers), by
+    /// `deadline`. RFC 6604 §3: a negative answer reached through aliases keeps them.
+    async fn chain(
+        &self,
+        name: &Name,
+        started: std::time::Instant,
+        dnssec_ok: bool,
+        deadline: Instant,
+    ) -> Vec<Record> {
+        let mut out = Vec::new();
+        let mut at = name.clone();
+        let mut seen = vec![at.clone()];
+        while seen.len() <= MAX_CNAMES {
+            let mut q = HQuery::query(at.clone(), RecordType::CNAME);
+            q.query_class = DNSClass::IN;
+            let Ok(Ok(m)) =
+                timeout_at(deadline, self.recursor.resolve(q, started, dnssec_ok)).await
+            else {
+                break;
+            };
+            let next = m.answers.iter().find_map(|r| match &r.data {
+                RData::CNAME(t) if r.name == at => Some(t.0.clone()),
+                _ => None,
+            });
+            out.extend(m.answers.into_iter().filter(|r| r.name == at));
+            match next {
+                Some(t) if !seen.contains(&t) => {
+                    seen.push(t.clone());
+                    at = t;
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+}
+
+/// The zone keys' verdict, from the validating recursor (its cache, mostly).
+struct RecursorKeys<'a> {
+    recursive: &'a Recursive,
+    started: std::time::Instant,
+    deadline: Instant,
+}
+
+impl dnssec::Keys for RecursorKeys<'_> {
+    async fn secure(&self, zone: &Name) -> bool {
+        let mut q = HQuery::query(zone.clone(), RecordType::DNSKEY);
+        q.query_class = DNSClass::IN;
+        let got = timeout_at(
+            self.deadline,
+            self.recursive.recursor.resolve(q, self.started, true),
+        );
+        matches!(got.await, Ok(Ok(m)) if dnssec::keys_secure(&m.answers))
     }
 }
 

@@ -103,7 +103,11 @@ impl Validator {
             })))) => (response.into_message(), Some(proof)),
             Ok(Some(Err(e))) => return Err(UpstreamError::Transport(server, e.to_string())),
         };
-        let security = dnssec::settle(&hq, &mut msg, nsec, q)?;
+        let keys = ValidatorKeys {
+            handle: &self.handle,
+            deadline,
+        };
+        let security = dnssec::settle(&hq, &mut msg, nsec, q, &keys).await?;
         msg.edns = None;
         msg.metadata.id = 0;
         let bytes = msg.to_vec().map_err(|_| UpstreamError::Malformed(server))?;
@@ -111,6 +115,25 @@ impl Validator {
             .map_err(|_| UpstreamError::Malformed(server))?;
         resp.set_security(security);
         Ok((resp, server))
+    }
+}
+
+/// The zone keys' verdict, from the validator (its caches, mostly).
+struct ValidatorKeys<'a> {
+    handle: &'a DnssecDnsHandle<Via>,
+    deadline: Instant,
+}
+
+impl dnssec::Keys for ValidatorKeys<'_> {
+    async fn secure(&self, zone: &Name) -> bool {
+        let mut options = DnsRequestOptions::default();
+        options.use_edns = true;
+        options.edns_set_dnssec_ok = true;
+        options.recursion_desired = true;
+        let q = HQuery::query(zone.clone(), RecordType::DNSKEY);
+        let mut answers = self.handle.lookup(q, options);
+        let got = timeout_at(self.deadline, answers.next()).await;
+        matches!(got, Ok(Some(Ok(r))) if dnssec::keys_secure(&r.answers))
     }
 }
 
