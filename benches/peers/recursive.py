@@ -6,6 +6,8 @@ cache-miss query, and the latency of a miss and of a resolution from a cold star
     python3 benches/peers/recursive.py                     # 1,000 misses/s, 10 s, 2 rounds
     python3 benches/peers/recursive.py --qps 2000 --duration 20 --rounds 3
     python3 benches/peers/recursive.py --signed            # signed zones, both validating
+    python3 benches/peers/recursive.py --signed --peers fwd-off,fwd-validate
+                                       # forward mode: validation off against on
 
 Needs root (the hierarchy listens on port 53: root hints and glue carry no ports), `nsd`,
 `unbound` and `dnsperf` (Debian: `apt-get install nsd unbound dnsperf`); `--signed` needs
@@ -29,6 +31,11 @@ all on this machine:
    The latency of those misses (p50, p99) is read from dnsperf's per-query lines (`-v`);
    the hierarchy's CPU (the nsd processes and their forked servers) over the same run, per
    miss, shows the upstream work a miss caused.
+   Forward mode (`--peers fwd-off,fwd-validate`): sinkhole forwards to a relay, an unbound
+   that resolves from the hierarchy without validating (`module-config: "iterator"`), with
+   `upstream.dnssec` off, then `"validate"` (the relay's CPU is not counted; with
+   `--signed` it hands over the signatures). The CPU per miss of the two is what
+   validation costs the forwarder.
 4. Cold starts: `--cold` times, each peer is started afresh and asked one name: the
    resolution walks the root, the TLD and the leaf (p50 and the slowest). Readiness is
    probed with a name each peer answers itself (a blocked name, a `local-data`), so the
@@ -144,6 +151,19 @@ def sign(d, texts):
     return child_ds
 
 
+def root_ksk(d):
+    """The signed root's key-signing DNSKEY (flags 257), as zone-file lines: sinkhole's trust
+    anchor (it takes DNSKEY lines, not DS)."""
+    out = []
+    with open(os.path.join(d, "root.zone.signed")) as z:
+        for line in z:
+            f = line.split()
+            if (f[:1] == ["."] and "DNSKEY" in f[:-1]
+                    and f[f.index("DNSKEY") + 1] == "257"):
+                out.append(line)
+    return "".join(out)
+
+
 class Nsd:
     """One nsd serving one zone on `addr:53`."""
 
@@ -184,20 +204,28 @@ zone:
 class Peer:
     """A recursive resolver under test."""
 
-    def __init__(self, name, d, signed):
+    def __init__(self, name, d, signed, relay=None):
         self.name, self.d, self.signed = name, d, signed
         self.port = free_port()
         self.proc = None
+        # Forward mode: the port of the unbound it forwards to.
+        self.relay = relay
 
     def command(self):
         d, port = self.d, self.port
-        if self.name == "sinkhole":
+        if self.name == "sinkhole" or self.name.startswith("fwd-"):
             conf = os.path.join(d, "sinkhole.toml")
-            dnssec = ('dnssec = "validate"\ntrust_anchor = "%s/anchor.ds"\n' % d
-                      if self.signed else "")
+            # sinkhole's trust anchor is the root's DNSKEY (unbound's, its DS).
+            validate = self.signed and self.name != "fwd-off"
+            dnssec = ('dnssec = "validate"\ntrust_anchor = "%s/anchor.key"\n' % d
+                      if validate else 'dnssec = "off"\n')
+            if self.relay:
+                upstream = f'servers = ["127.0.0.1:{self.relay}"]\ntimeout_ms = 2000\n'
+            else:
+                upstream = f'mode = "recursive"\nroot_hints = "{d}/root.hints"\n'
             with open(conf, "w") as f:
                 f.write(f'[server]\nlisten = ["127.0.0.1:{port}"]\n'
-                        f'[upstream]\nmode = "recursive"\nroot_hints = "{d}/root.hints"\n{dnssec}'
+                        f'[upstream]\n{upstream}{dnssec}'
                         f'[cache]\nmax_entries = 200000\n'
                         f'[blocking]\nlists = ["{d}/probe.txt"]\n')
             return [SINKHOLE, "serve", "--config", conf]
@@ -235,6 +263,8 @@ class Peer:
         return ["unbound", "-d", "-c", conf]
 
     def version(self):
+        if self.name.startswith("fwd-"):
+            return f"{self.name}: sinkhole forwarding to unbound"
         cmd = [SINKHOLE, "--version"] if self.name == "sinkhole" else ["unbound", "-V"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         first = (r.stdout or r.stderr).strip().splitlines()[0]
@@ -313,6 +343,7 @@ def main():
     d = tempfile.mkdtemp(prefix="sinkhole-recursive-")
     nsds = []
     peers = {}
+    relay = None
     try:
         texts = zone_texts()
         anchor = sign(d, texts) if a.signed else ""
@@ -324,7 +355,16 @@ def main():
                 with open(os.path.join(d, zf), "w") as z:
                     z.write(texts[f])
             nsds.append(Nsd(d, zone, addr, f, zf))
-        for name in [p for p in a.peers.split(",") if p]:
+        names = [p for p in a.peers.split(",") if p]
+        hints_text = f". 3600000 NS {ROOT_NS}\n{ROOT_NS} 3600000 A {ZONES[0][1]}\n"
+        if any(n.startswith("fwd-") for n in names):
+            rd = os.path.join(d, "relay")
+            os.mkdir(rd)
+            with open(os.path.join(rd, "root.hints"), "w") as h:
+                h.write(hints_text)
+            relay = Peer("unbound", rd, False)
+            relay.start()
+        for name in names:
             pd = os.path.join(d, name)
             os.mkdir(pd)
             with open(os.path.join(pd, "root.hints"), "w") as h:
@@ -333,7 +373,10 @@ def main():
                 h.write("ready.probe\n")
             with open(os.path.join(pd, "anchor.ds"), "w") as h:
                 h.write(anchor)
-            peers[name] = Peer(name, pd, a.signed)
+            with open(os.path.join(pd, "anchor.key"), "w") as h:
+                h.write(root_ksk(d) if a.signed else "")
+            peers[name] = Peer(name, pd, a.signed,
+                               relay.port if relay and name.startswith("fwd-") else None)
         # A peer that cannot start (e.g. a sinkhole without `upstream.dnssec` yet, with
         # --signed) is left out and named, not the whole run.
         for n, p in list(peers.items()):
@@ -347,7 +390,8 @@ def main():
         # Cold starts: a fresh peer, one name, the whole walk from the root.
         cold = {n: [] for n in peers}
         for i in range(a.cold):
-            for n, p in peers.items():
+            # Forward mode's cold start is the relay's: not measured.
+            for n, p in [(n, p) for n, p in peers.items() if not p.relay]:
                 p.start()
                 t = time.perf_counter()
                 rc = query("127.0.0.1", p.port, f"cold{i}-{n}.miss.bench", 5.0)
@@ -375,6 +419,8 @@ def main():
     finally:
         for p in peers.values():
             p.stop()
+        if relay:
+            relay.stop()
         for s in nsds:
             s.proc.terminate()
             s.proc.wait(10)
@@ -395,7 +441,8 @@ def main():
         us = statistics.median(x[0] for x in res[n])
         lat = [v for x in res[n] for v in x[2]]
         c = cold[n]
-        cold_cell = f"{statistics.median(c):.1f} / {max(c):.1f}" if c else "no answer"
+        cold_cell = ("–" if n.startswith("fwd-") else
+                     f"{statistics.median(c):.1f} / {max(c):.1f}" if c else "no answer")
         nsd_us = statistics.median(x[4] for x in res[n])
         print(f"| {n} | {us:.1f} | {pct(lat, 50):.2f} / {pct(lat, 99):.2f} | {cold_cell} | {nsd_us:.1f} |")
     print()

@@ -591,6 +591,26 @@ const SIGNED_ROWS: &[Row] = &[
         unbound: Agrees,
     },
     Row {
+        case: "a wildcard expansion (NSEC)",
+        qname: "any.wild.example.test.",
+        qtype: RecordType::A,
+        sinkhole: secure(
+            ResponseCode::NoError,
+            &["any.wild.example.test. A 192.0.2.110"],
+        ),
+        unbound: Agrees,
+    },
+    Row {
+        case: "a wildcard expansion (NSEC3)",
+        qname: "any.wild.nsec3.test.",
+        qtype: RecordType::A,
+        sinkhole: secure(
+            ResponseCode::NoError,
+            &["any.wild.nsec3.test. A 192.0.2.111"],
+        ),
+        unbound: Agrees,
+    },
+    Row {
         case: "a secure A in an NSEC3 zone",
         qname: "www.nsec3.test.",
         qtype: RecordType::A,

@@ -245,6 +245,29 @@ impl SignedZone {
             qname.zone_of(&r.name)
                 && !matches!(r.record_type(), RecordType::NSEC3 | RecordType::RRSIG)
         });
+        // A wildcard at the parent answers a name that does not exist (RFC 4592): its
+        // records and signatures, renamed; the NSECs prove there was no closer name.
+        // Another type of a wildcard's name: NODATA, as for a name that exists.
+        let wildcard = qname.base_name().prepend_label("*").unwrap();
+        let wild = self
+            .records
+            .iter()
+            .any(|r| r.name == wildcard && !is_sig(r));
+        if !exists && wild {
+            let expanded = self.rrset(&wildcard, qtype, dnssec_ok);
+            let renamed = expanded.into_iter().map(|mut r| {
+                r.name = qname.clone();
+                r
+            });
+            m.answers = renamed.collect();
+            if m.answers.is_empty() {
+                m.authorities = self.rrset(&self.origin, RecordType::SOA, dnssec_ok);
+            }
+            if dnssec_ok {
+                m.authorities.extend(self.denials());
+            }
+            return m;
+        }
         if !exists {
             m.metadata.response_code = ResponseCode::NXDomain;
         }
@@ -367,7 +390,12 @@ impl Tree {
             ("forged.test.", 8, forged, NxProofKind::Nsec),
         ] {
             let www = a(&format!("www.{zone}"), &format!("192.0.2.{}", 7 + host));
-            plan.push((zone, host, key, proof, vec![www]));
+            // Any name under `wild.` is answered by a wildcard.
+            let wild = a(
+                &format!("*.wild.{zone}"),
+                &format!("192.0.2.{}", 107 + host),
+            );
+            plan.push((zone, host, key, proof, vec![www, wild]));
         }
         let mut zones = Vec::new();
         for (zone, host, key, proof, records) in plan {
@@ -458,6 +486,25 @@ async fn signed_answers_are_validated_and_bogus_ones_refused_with_the_reason() {
     let m = ask(&s, "www.example.test.", RecordType::A, false, true, false).await;
     assert!(m.metadata.authentic_data, "{m:?}");
 
+    // A wildcard expansion in an NSEC zone: secure (hickory 0.26 alone says bogus).
+    let m = ask(
+        &s,
+        "any.wild.example.test.",
+        RecordType::A,
+        true,
+        false,
+        false,
+    )
+    .await;
+    assert_eq!(rcode(&m), 0, "{m:?}");
+    assert!(m.metadata.authentic_data, "{m:?}");
+    assert!(
+        m.answers
+            .iter()
+            .any(|r| r.data == RData::A(A([192, 0, 2, 110].into()))),
+        "{m:?}"
+    );
+
     // Denials, NSEC and NSEC3, checked: secure NXDOMAIN and NODATA.
     let m = ask(&s, "nope.example.test.", RecordType::A, true, false, false).await;
     assert_eq!(rcode(&m), 3, "{m:?}");
@@ -532,7 +579,7 @@ async fn signed_answers_are_validated_and_bogus_ones_refused_with_the_reason() {
     assert!(m.answers.iter().any(|r| r.record_type() == RecordType::A));
 
     // The log says what validation found.
-    let log = records(&s.path("q.jsonl"), 12).await;
+    let log = records(&s.path("q.jsonl"), 13).await;
     let found = |qname: &str| -> Vec<String> {
         log.iter()
             .filter(|r| r["qname"] == qname)
@@ -596,6 +643,19 @@ async fn forward_mode_validates_what_the_upstream_answers() {
     let m = ask(&s, "nope.example.test.", RecordType::A, true, false, false).await;
     assert_eq!(rcode(&m), 3, "{m:?}");
     assert!(m.metadata.authentic_data, "a secure denial: {m:?}");
+    let m = ask(
+        &s,
+        "any.wild.example.test.",
+        RecordType::A,
+        true,
+        false,
+        false,
+    )
+    .await;
+    assert!(
+        m.metadata.authentic_data && rcode(&m) == 0,
+        "a secure wildcard: {m:?}"
+    );
     let m = ask(&s, "www.bad.test.", RecordType::A, true, false, false).await;
     assert_eq!(rcode(&m), 2, "{m:?}");
     let (code, text) = ede(&m).expect("an EDE");
@@ -609,7 +669,7 @@ async fn forward_mode_validates_what_the_upstream_answers() {
     let m = ask(&s, "www.unsigned.test.", RecordType::A, true, false, false).await;
     assert_eq!(rcode(&m), 0, "{m:?}");
     assert!(!m.metadata.authentic_data);
-    let log = records(&s.path("q.jsonl"), 7).await;
+    let log = records(&s.path("q.jsonl"), 8).await;
     let of = |qname: &str| -> Vec<String> {
         log.iter()
             .filter(|r| r["qname"] == qname)

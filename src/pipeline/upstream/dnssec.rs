@@ -194,6 +194,13 @@ pub(super) async fn settle(
     q: &Query,
     keys: &impl Keys,
 ) -> Result<Security, UpstreamError> {
+    // hickory 0.26 judges a wildcard-expanded answer of an NSEC zone bogus: it looks for an
+    // NSEC covering the wildcard, where RFC 4035 §5.3.4 wants one covering the query name
+    // (hickory-dns #3812, fixed after 0.26). Checked here instead.
+    let nsec = match nsec {
+        Some(Proof::Bogus) if wildcard_proven(msg) => Some(Proof::Secure),
+        other => other,
+    };
     let security = judge(&msg.answers, &msg.authorities, nsec);
     if security == Security::Bogus && !q.cd() {
         let b = bogus(
@@ -218,6 +225,51 @@ pub(super) async fn settle(
         strip(msg, hq.query_type);
     }
     Ok(security)
+}
+
+/// True when every wildcard expansion in the answer section (a secure RRset whose RRSIG
+/// counts fewer labels than its owner) is proven by a secure NSEC that covers the expanded
+/// name: no closer name exists, so the wildcard applied (RFC 4035 §5.3.4). False when the
+/// answer has no expansion.
+pub fn wildcard_proven(msg: &Message) -> bool {
+    let nsecs: Vec<(&Name, &Name)> = msg
+        .authorities
+        .iter()
+        .filter(|r| r.proof == Proof::Secure)
+        .filter_map(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::NSEC(n)) => Some((&r.name, n.next_domain_name())),
+            _ => None,
+        })
+        .collect();
+    let covered = |name: &Name| {
+        nsecs.iter().any(|(owner, next)| {
+            // The last NSEC of a zone points back at the apex: it covers everything after
+            // its owner.
+            let wraps = next <= owner;
+            *owner < name && (name < *next || wraps)
+        })
+    };
+    let mut expanded = msg
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(s))
+                if usize::from(s.input().num_labels) < usize::from(r.name.num_labels()) =>
+            {
+                Some((&r.name, s.input().type_covered))
+            }
+            _ => None,
+        })
+        .peekable();
+    let secure = |name: &Name, t: RecordType| {
+        let mut set = msg
+            .answers
+            .iter()
+            .filter(|r| &r.name == name && r.record_type() == t)
+            .peekable();
+        set.peek().is_some() && set.all(|r| r.proof == Proof::Secure)
+    };
+    expanded.peek().is_some() && expanded.all(|(name, t)| secure(name, t) && covered(name))
 }
 
 /// True when `records` hold a DNSKEY set and every key of it is secure.

@@ -181,15 +181,21 @@ impl Recursive {
                 msg.authorities = answer.authorities;
             }
             Ok(Err(e)) => match denial(e) {
-                Ok((rcode, authorities, proof)) => {
+                Ok(Denial {
+                    rcode,
+                    answers,
+                    authorities,
+                    proof,
+                }) => {
                     msg.metadata.response_code = rcode;
+                    msg.answers = answers;
                     // A denial from a zone that is not the name's own: the name is an alias
                     // (hickory-resolver 0.26 drops the chain that led there).
                     let away = authorities
                         .iter()
                         .find(|r| r.record_type() == RecordType::SOA)
                         .is_some_and(|soa| !soa.name.zone_of(&hq.name));
-                    if away {
+                    if away && msg.answers.is_empty() {
                         msg.answers = self.chain(&hq.name, started, dnssec_ok, deadline).await;
                     }
                     msg.authorities = authorities;
@@ -293,10 +299,19 @@ impl dnssec::Keys for RecursorKeys<'_> {
     }
 }
 
+/// What the recursor's error says when it is an answer after all.
+struct Denial {
+    rcode: ResponseCode,
+    /// Empty, but for a wildcard expansion the validator judged apart.
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    proof: Option<Proof>,
+}
+
 /// A negative answer from the recursor's error: its rcode, authority records (SOA, and
 /// NSEC or NSEC3 when validating) and, when the validator judged the denial apart, its
 /// proof. Any other error is given back.
-fn denial(e: RecursorError) -> Result<(ResponseCode, Vec<Record>, Option<Proof>), RecursorError> {
+fn denial(e: RecursorError) -> Result<Denial, RecursorError> {
     let nx = e.is_nx_domain();
     let rcode = if nx {
         ResponseCode::NXDomain
@@ -317,19 +332,31 @@ fn denial(e: RecursorError) -> Result<(ResponseCode, Vec<Record>, Option<Proof>)
         out
     };
     match e {
+        // The validator's verdict on a denial, or on a wildcard expansion (an answer): the
+        // answers stay (see `dnssec::settle`).
         RecursorError::Net(NetError::Dns(DnsError::Nsec {
             response, proof, ..
         })) => {
-            let rcode = response.response_code;
             let m = response.into_message();
-            Ok((rcode, m.authorities, Some(proof)))
+            Ok(Denial {
+                rcode: m.metadata.response_code,
+                answers: m.answers,
+                authorities: m.authorities,
+                proof: Some(proof),
+            })
         }
-        RecursorError::Net(NetError::Dns(DnsError::NoRecordsFound(nr))) => {
-            Ok((nr.response_code, with_soa(nr.soa, nr.authorities), None))
-        }
-        RecursorError::Negative(a) if nx || a.is_no_records_found() => {
-            Ok((rcode, with_soa(a.soa, a.authorities), None))
-        }
+        RecursorError::Net(NetError::Dns(DnsError::NoRecordsFound(nr))) => Ok(Denial {
+            rcode: nr.response_code,
+            answers: Vec::new(),
+            authorities: with_soa(nr.soa, nr.authorities),
+            proof: None,
+        }),
+        RecursorError::Negative(a) if nx || a.is_no_records_found() => Ok(Denial {
+            rcode,
+            answers: Vec::new(),
+            authorities: with_soa(a.soa, a.authorities),
+            proof: None,
+        }),
         other => Err(other),
     }
 }
