@@ -407,7 +407,7 @@ def main():
             # The delegations, once; with --signed, proof that the peer validates.
             got = query("127.0.0.1", p.port, "warm.miss.bench", 5.0, ad=True)
             if a.signed and got != (0, True):
-                print(f"# {n}: a signed answer came without AD ({got}): not validating?", flush=True)
+                print(f"# {p.name}: a signed answer came without AD ({got}): not validating?", flush=True)
         for r in range(a.rounds):
             for n, p in peers.items():
                 tree = {s.proc.pid for s in nsds}
