@@ -294,4 +294,16 @@ mod tests {
             );
         }
     }
+
+    /// The log record's `action` in `docs/openapi.yaml` lists every action the log writes.
+    #[test]
+    fn the_openapi_record_lists_every_action() {
+        let openapi = include_str!("../../docs/openapi.yaml");
+        let line = openapi
+            .lines()
+            .find(|l| l.trim_start().starts_with("action: { type: string, enum: ["))
+            .expect("the Record's action");
+        let want = format!("enum: [{}]", crate::querylog::ACTION_NAMES.join(", "));
+        assert!(line.contains(&want), "{line}\nwant {want}");
+    }
 }
