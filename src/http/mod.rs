@@ -301,7 +301,10 @@ mod tests {
         let openapi = include_str!("../../docs/openapi.yaml");
         let line = openapi
             .lines()
-            .find(|l| l.trim_start().starts_with("action: { type: string, enum: ["))
+            .find(|l| {
+                l.trim_start()
+                    .starts_with("action: { type: string, enum: [")
+            })
             .expect("the Record's action");
         let want = format!("enum: [{}]", crate::querylog::ACTION_NAMES.join(", "));
         assert!(line.contains(&want), "{line}\nwant {want}");
