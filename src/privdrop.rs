@@ -126,6 +126,51 @@ pub fn apply(plan: &Plan) -> Result<(), PrivError> {
     Ok(())
 }
 
+/// The folders the running process must be able to write in (`key`, folder): the query
+/// log's (rotation makes new files there) and, with URL lists, `blocking.cache_dir`.
+pub fn writable_folders(cfg: &crate::config::Config) -> Vec<(&'static str, std::path::PathBuf)> {
+    let mut out = Vec::new();
+    if let Some(dir) = cfg.log.as_ref().and_then(|l| l.path.parent()) {
+        out.push(("log.path", dir.to_path_buf()));
+    }
+    let urls = cfg
+        .blocking
+        .lists
+        .iter()
+        .any(|l| matches!(l.location, crate::blocklist::source::Location::Url(_)));
+    if urls {
+        out.push(("blocking.cache_dir", cfg.blocking.cache_dir.clone()));
+    }
+    out
+}
+
+/// One line per folder of `folders` this process cannot write in (as the user it now
+/// runs as), naming the key, the folder, the user and what to do. The service keeps
+/// running: the query log drops records it cannot write, list downloads keep the last copy.
+pub fn unwritable(folders: &[(&'static str, std::path::PathBuf)], user: &str) -> Vec<String> {
+    use nix::unistd::{AccessFlags, access};
+    folders
+        .iter()
+        .filter(|(_, dir)| {
+            // A folder that does not exist yet is made by whoever writes first: judge its
+            // nearest existing parent.
+            let existing = dir.ancestors().find(|d| d.exists()).unwrap_or(dir);
+            access(existing, AccessFlags::W_OK | AccessFlags::X_OK).is_err()
+        })
+        .map(|(key, dir)| {
+            format!(
+                "{key}: {} is not writable by user {user}: {what} will fail; give the folder to {user} (chown) or use one under /var/lib/sinkhole",
+                dir.display(),
+                what = if *key == "log.path" {
+                    "rotating the query log"
+                } else {
+                    "saving downloaded lists"
+                }
+            )
+        })
+        .collect()
+}
+
 /// The `CapEff` mask of a `/proc/PID/status` text.
 pub fn effective_caps(status: &str) -> Option<u64> {
     let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
@@ -143,6 +188,35 @@ mod tests {
             "nobody" => Some((65534, 65534)),
             _ => None,
         }
+    }
+
+    #[test]
+    fn unwritable_folders_are_named_with_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().to_path_buf();
+        let missing = dir.path().join("not/yet");
+        let folders = vec![("log.path", ok), ("blocking.cache_dir", missing)];
+        assert!(
+            unwritable(&folders, "me").is_empty(),
+            "writable, or made on first use"
+        );
+        let cfg = crate::config::Config::parse(
+            "[log]\npath = \"/var/log/x/q.jsonl\"\n[blocking]\nlists = [\"https://l.test/a.txt\"]\ncache_dir = \"/var/cache/x\"\n",
+            "t.toml",
+            None,
+        )
+        .unwrap();
+        let f = writable_folders(&cfg);
+        assert_eq!(
+            f,
+            [
+                ("log.path", std::path::PathBuf::from("/var/log/x")),
+                (
+                    "blocking.cache_dir",
+                    std::path::PathBuf::from("/var/cache/x")
+                )
+            ]
+        );
     }
 
     #[test]

@@ -90,10 +90,19 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         )
     };
     let user = cfg.server.user.clone();
+    let folders = privdrop::writable_folders(&cfg);
     let service = Service::start(cfg, policy, sockets, rt.handle(), opts)
         .context("cannot start the listeners")?;
     // Every socket is bound now (DNS, TLS, HTTPS, QUIC, the API, the block page).
     give_up_root(user.as_deref())?;
+    // As the user it now is: the folders it must write in, one line each if it cannot.
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map_or_else(|| nix::unistd::geteuid().to_string(), |u| u.name);
+    for line in privdrop::unwritable(&folders, &me) {
+        tracing::error!("{line}");
+    }
     tracing::info!(
         listen = ?addrs,
         rules,

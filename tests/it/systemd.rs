@@ -296,7 +296,8 @@ fn started_as_root_on_port_53_it_answers_as_server_user_with_no_capability_left(
         &config,
         "[server]\nlisten = [\"127.0.0.1:53\"]\ntls_listen = [\"127.0.0.1:853\"]\n\
          tls_cert = \"c/cert.pem\"\ntls_key = \"c/key.pem\"\nuser = \"nobody\"\n\
-         [upstream]\nservers = [\"127.0.0.1:5353\"]\n[blocking]\nlists = [\"b.txt\"]\n",
+         [upstream]\nservers = [\"127.0.0.1:5353\"]\n[blocking]\nlists = [\"b.txt\"]\n\
+         [log]\npath = \"q.jsonl\"\n",
     )
     .unwrap();
     ok(&[
@@ -324,6 +325,18 @@ fn started_as_root_on_port_53_it_answers_as_server_user_with_no_capability_left(
         .unwrap();
     // `ip netns exec` execs the program: the child's PID is the server's.
     let pid = child.id();
+    let mut child = child;
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
     netns.children.push(child);
     let ask = || {
         sh(&[
@@ -366,6 +379,21 @@ fn started_as_root_on_port_53_it_answers_as_server_user_with_no_capability_left(
             t.contains("CapEff: 0000000000000000") && t.contains("CapPrm: 0000000000000000"),
             "{t}"
         );
+    }
+    // The query log's folder (the test's, root's, mode 0700) is not the user's: one line
+    // says so, and the service goes on.
+    let want = format!(
+        "log.path: {} is not writable by user nobody",
+        dir.path().display()
+    );
+    let t = Instant::now();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains(&want)) {
+        let left = Duration::from_secs(10).saturating_sub(t.elapsed());
+        match lines.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("no line {want:?} in {seen:#?}"),
+        }
     }
     // Still answering after the drop, over UDP and TLS (bound before it).
     assert_eq!(String::from_utf8_lossy(&ask().stdout).trim(), "0.0.0.0");
