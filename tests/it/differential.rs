@@ -283,36 +283,10 @@ impl Tree {
             cname("loop.example.test.", "loop2.example.test."),
             cname("loop2.example.test.", "loop.example.test."),
             cname("cross.example.test.", "back.other.test."),
-            a("c30.example.test.", "192.0.2.30"),
         ];
-        // c0 → c1 → … → c30 (A), all in example.test.
-        for i in 0..30 {
-            example.push(cname(
-                &format!("c{i}.example.test."),
-                &format!("c{}.example.test.", i + 1),
-            ));
-        }
-        // d0 (example.test.) → d1 (chain.test.) → d2 (example.test.) → … → d30 (A).
-        let zone = |i: usize| {
-            if i.is_multiple_of(2) {
-                "example"
-            } else {
-                "chain"
-            }
-        };
-        let mut chain = vec![];
-        for i in 0..30 {
-            let link = cname(
-                &format!("d{i}.{}.test.", zone(i)),
-                &format!("d{}.{}.test.", i + 1, zone(i + 1)),
-            );
-            if i.is_multiple_of(2) {
-                example.push(link);
-            } else {
-                chain.push(link);
-            }
-        }
-        example.push(a("d30.example.test.", "192.0.2.31"));
+        // c0 → … → c30 (A) in example.test.; d0 → d1 (chain.test.) → d2 → … → d30 (A).
+        let (chained, chain) = crate::hierarchy::chains("chain");
+        example.extend(chained);
 
         let silent = [10, 11].map(|h| Silent::bind(ip(NET, h))).into();
         let zones = vec![

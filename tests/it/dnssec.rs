@@ -12,7 +12,7 @@
 //! valid for one second: expired by the time they are checked), `unsigned.test.` (no DS:
 //! insecure).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use hickory_proto::dnssec::crypto::EcdsaSigningKey;
 use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS};
 use hickory_proto::dnssec::{Algorithm, DigestType, DnssecSigner, Nsec3HashAlgorithm, SigningKey};
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, NS, SOA};
+use hickory_proto::rr::rdata::{A, NS};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::Server;
 use hickory_server::dnssec::NxProofKind;
@@ -31,7 +31,7 @@ use hickory_server::zone_handler::{AxfrPolicy, MessageResponseBuilder, ZoneType}
 use tokio::net::UdpSocket;
 
 use crate::harness::{TestServer, ede};
-use crate::hierarchy::{hints, ip, name};
+use crate::hierarchy::{apex, hints, ip, name, serve};
 use crate::querylog::records;
 
 const TTL: u32 = 300;
@@ -95,31 +95,13 @@ impl Signed {
         records: Vec<Record>,
     ) -> Self {
         let o = name(origin);
-        let ns = if o.is_root() {
-            name("ns.root-servers.test.")
-        } else {
-            name(&format!("ns.{origin}"))
-        };
         let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
             o.clone(),
             ZoneType::Primary,
             AxfrPolicy::Deny,
             Some(proof),
         );
-        let soa = SOA::new(
-            ns.clone(),
-            name("hostmaster.test."),
-            1,
-            3600,
-            600,
-            86400,
-            TTL,
-        );
-        let mut all = vec![
-            Record::from_rdata(o.clone(), TTL, RData::SOA(soa)),
-            Record::from_rdata(o.clone(), TTL, RData::NS(NS(ns.clone()))),
-            Record::from_rdata(ns, TTL, RData::A(A(addr))),
-        ];
+        let mut all = apex(origin, addr);
         all.extend(records);
         for r in all {
             assert!(zone.upsert_mut(r, 1));
@@ -143,17 +125,14 @@ impl Signed {
                 }
             }
         }
-        let sa = SocketAddr::from((addr, 53));
-        let udp = UdpSocket::bind(sa)
-            .await
-            .unwrap_or_else(|e| panic!("bind {sa}/udp (tests run as root): {e}"));
-        let tcp = tokio::net::TcpListener::bind(sa).await.unwrap();
-        let mut server = Server::new(SignedZone {
-            origin: o,
-            records: signed,
-        });
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(5), 32);
+        let server = serve(
+            addr,
+            SignedZone {
+                origin: o,
+                records: signed,
+            },
+        )
+        .await;
         Self { _server: server }
     }
 }
@@ -448,6 +427,17 @@ async fn ask(
     Message::from_vec(&buf[..n]).unwrap()
 }
 
+/// `action/dnssec` of each log record for `qname` (`-` when it has no `dnssec`).
+fn verdicts(log: &[serde_json::Value], qname: &str) -> Vec<String> {
+    log.iter()
+        .filter(|r| r["qname"] == qname)
+        .map(|r| {
+            let action = r["action"].as_str().unwrap_or("?");
+            format!("{action}/{}", r["dnssec"].as_str().unwrap_or("-"))
+        })
+        .collect()
+}
+
 fn rcode(m: &Message) -> u16 {
     u16::from(m.metadata.response_code)
 }
@@ -580,18 +570,7 @@ async fn signed_answers_are_validated_and_bogus_ones_refused_with_the_reason() {
 
     // The log says what validation found.
     let log = records(&s.path("q.jsonl"), 13).await;
-    let found = |qname: &str| -> Vec<String> {
-        log.iter()
-            .filter(|r| r["qname"] == qname)
-            .map(|r| {
-                format!(
-                    "{}/{}",
-                    r["action"].as_str().unwrap(),
-                    r["dnssec"].as_str().unwrap_or("-")
-                )
-            })
-            .collect()
-    };
+    let found = |qname: &str| verdicts(&log, qname);
     assert!(
         found("www.example.test")
             .iter()
@@ -670,18 +649,7 @@ async fn forward_mode_validates_what_the_upstream_answers() {
     assert_eq!(rcode(&m), 0, "{m:?}");
     assert!(!m.metadata.authentic_data);
     let log = records(&s.path("q.jsonl"), 8).await;
-    let of = |qname: &str| -> Vec<String> {
-        log.iter()
-            .filter(|r| r["qname"] == qname)
-            .map(|r| {
-                format!(
-                    "{}/{}",
-                    r["action"].as_str().unwrap(),
-                    r["dnssec"].as_str().unwrap_or("-")
-                )
-            })
-            .collect()
-    };
+    let of = |qname: &str| verdicts(&log, qname);
     assert_eq!(of("www.example.test"), ["allowed/secure", "allowed/secure"]);
     assert_eq!(of("www.bad.test"), ["failed/bogus", "allowed/-"]);
     assert_eq!(of("www.unsigned.test"), ["allowed/insecure"]);

@@ -69,25 +69,7 @@ impl Authority {
     /// `addr:53`, UDP and TCP.
     pub(crate) async fn start(origin: &str, addr: Ipv4Addr, records: Vec<Record>) -> Self {
         let o = name(origin);
-        let ns = if o.is_root() {
-            name("ns.root-servers.test.")
-        } else {
-            name(&format!("ns.{origin}"))
-        };
-        let soa = SOA::new(
-            ns.clone(),
-            name("hostmaster.test."),
-            1,
-            3600,
-            600,
-            86400,
-            TTL,
-        );
-        let mut all = vec![
-            Record::from_rdata(o.clone(), TTL, RData::SOA(soa)),
-            Record::from_rdata(o.clone(), TTL, RData::NS(NS(ns.clone()))),
-            Record::from_rdata(ns, TTL, RData::A(A(addr))),
-        ];
+        let mut all = apex(origin, addr);
         all.extend(records);
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -97,21 +79,11 @@ impl Authority {
             calls: Arc::clone(&calls),
             seen: Arc::clone(&seen),
         };
-        let sa = SocketAddr::from((addr, 53));
-        let udp = tokio::net::UdpSocket::bind(sa)
-            .await
-            .unwrap_or_else(|e| panic!("bind {sa}/udp (tests run as root): {e}"));
-        let tcp = tokio::net::TcpListener::bind(sa)
-            .await
-            .unwrap_or_else(|e| panic!("bind {sa}/tcp: {e}"));
-        let mut server = Server::new(zone);
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(5), 32);
         Self {
             addr,
             calls,
             seen,
-            server: Some(server),
+            server: Some(serve(addr, zone).await),
         }
     }
 
@@ -148,6 +120,81 @@ impl Silent {
             _tcp: std::net::TcpListener::bind(sa).unwrap(),
         }
     }
+}
+
+/// The apex of `origin` served from `addr`: its SOA, `NS ns.<origin>`
+/// (`ns.root-servers.test.` for the root) and that server's address.
+pub(crate) fn apex(origin: &str, addr: Ipv4Addr) -> Vec<Record> {
+    let o = name(origin);
+    let ns = if o.is_root() {
+        name("ns.root-servers.test.")
+    } else {
+        name(&format!("ns.{origin}"))
+    };
+    let soa = SOA::new(
+        ns.clone(),
+        name("hostmaster.test."),
+        1,
+        3600,
+        600,
+        86400,
+        TTL,
+    );
+    vec![
+        Record::from_rdata(o.clone(), TTL, RData::SOA(soa)),
+        Record::from_rdata(o, TTL, RData::NS(NS(ns.clone()))),
+        Record::from_rdata(ns, TTL, RData::A(A(addr))),
+    ]
+}
+
+/// Serves `handler` on `addr:53`, UDP and TCP (tests run as root); stops on drop.
+pub(crate) async fn serve<H: RequestHandler>(addr: Ipv4Addr, handler: H) -> Server<H> {
+    let sa = SocketAddr::from((addr, 53));
+    let udp = tokio::net::UdpSocket::bind(sa)
+        .await
+        .unwrap_or_else(|e| panic!("bind {sa}/udp (tests run as root): {e}"));
+    let tcp = tokio::net::TcpListener::bind(sa)
+        .await
+        .unwrap_or_else(|e| panic!("bind {sa}/tcp: {e}"));
+    let mut server = Server::new(handler);
+    server.register_socket(udp);
+    server.register_listener(tcp, Duration::from_secs(5), 32);
+    server
+}
+
+/// Two CNAME chains of 30 links: `c0` → … → `c30.example.test.` (A 192.0.2.30) inside
+/// `example.test.`, and `d0.example.test.` → `d1.<other>.test.` → `d2.example.test.` → …
+/// → `d30.example.test.` (A 192.0.2.31), alternating zones. The records of
+/// `example.test.` and of `<other>.test.`.
+pub(crate) fn chains(other: &str) -> (Vec<Record>, Vec<Record>) {
+    let mut example = vec![a("c30.example.test.", "192.0.2.30")];
+    for i in 0..30 {
+        example.push(cname(
+            &format!("c{i}.example.test."),
+            &format!("c{}.example.test.", i + 1),
+        ));
+    }
+    let zone = |i: usize| {
+        if i.is_multiple_of(2) {
+            "example"
+        } else {
+            other
+        }
+    };
+    let mut away = vec![];
+    for i in 0..30 {
+        let link = cname(
+            &format!("d{i}.{}.test.", zone(i)),
+            &format!("d{}.{}.test.", i + 1, zone(i + 1)),
+        );
+        if i.is_multiple_of(2) {
+            example.push(link);
+        } else {
+            away.push(link);
+        }
+    }
+    example.push(a("d30.example.test.", "192.0.2.31"));
+    (example, away)
 }
 
 /// A named.root-style hints file naming one root server.

@@ -194,33 +194,7 @@ async fn cname_loops_get_servfail_within_the_deadline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chain_of_30_cnames_is_cut() {
     // c0 → c1 → … → c30 (A), in one zone; and d0 → … → d30 alternating between zones.
-    let mut ex = vec![a("c30.example.test.", "192.0.2.30")];
-    for i in 0..30 {
-        ex.push(cname(
-            &format!("c{i}.example.test."),
-            &format!("c{}.example.test.", i + 1),
-        ));
-    }
-    let zone = |i: usize| {
-        if i.is_multiple_of(2) {
-            "example"
-        } else {
-            "other2"
-        }
-    };
-    let mut other2 = vec![];
-    for i in 0..30 {
-        let r = cname(
-            &format!("d{i}.{}.test.", zone(i)),
-            &format!("d{}.{}.test.", i + 1, zone(i + 1)),
-        );
-        if i.is_multiple_of(2) {
-            ex.push(r)
-        } else {
-            other2.push(r)
-        }
-    }
-    ex.push(a("d30.example.test.", "192.0.2.31"));
+    let (ex, other2) = crate::hierarchy::chains("other2");
     let tree = Tree::start(4, ex, delegate("other2.test.", ip(4, 5))).await;
     let o2 = Authority::start("other2.test.", ip(4, 5), other2).await;
     let s = sinkhole(tree.root.addr, "", &[]).await;

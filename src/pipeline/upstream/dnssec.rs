@@ -361,48 +361,24 @@ mod tests {
     #[test]
     fn bogus_answers_get_the_most_precise_code() {
         let q = n("www.example.test.");
-        let code = |b: Bogus| (b.code, b.text);
-        let (c, t) = code(bogus(
-            &q,
-            RecordType::A,
-            ResponseCode::NoError,
-            &[a(Proof::Bogus)],
-            &[],
-            1000,
-        ));
+        // (code, text) for an A answer of `rcode` with `answers` and `authorities`, now 1000.
+        let code = |rcode, answers: &[Record], authorities: &[Record]| {
+            let b = bogus(&q, RecordType::A, rcode, answers, authorities, 1000);
+            (b.code, b.text)
+        };
+        let (c, t) = code(ResponseCode::NoError, &[a(Proof::Bogus)], &[]);
         assert_eq!(c, EDE_RRSIGS_MISSING, "{t}");
         assert!(t.contains("www.example.test. A"), "{t}");
-        let (c, t) = code(bogus(
-            &q,
-            RecordType::A,
-            ResponseCode::NXDomain,
-            &[],
-            &[soa(Proof::Bogus)],
-            1000,
-        ));
+        let (c, t) = code(ResponseCode::NXDomain, &[], &[soa(Proof::Bogus)]);
         assert_eq!(c, EDE_NSEC_MISSING, "{t}");
         assert!(t.contains("zone example.test."), "{t}");
         // Signed, but every signature expired before now.
         let signed = [a(Proof::Bogus), rrsig(RecordType::A, 900)];
-        let (c, t) = code(bogus(
-            &q,
-            RecordType::A,
-            ResponseCode::NoError,
-            &signed,
-            &[],
-            1000,
-        ));
+        let (c, t) = code(ResponseCode::NoError, &signed, &[]);
         assert_eq!(c, EDE_SIGNATURE_EXPIRED, "{t}");
         // Signed, in date, and still bogus: the signature does not verify.
         let signed = [a(Proof::Bogus), rrsig(RecordType::A, 2000)];
-        let (c, t) = code(bogus(
-            &q,
-            RecordType::A,
-            ResponseCode::NoError,
-            &signed,
-            &[],
-            1000,
-        ));
+        let (c, t) = code(ResponseCode::NoError, &signed, &[]);
         assert_eq!(c, EDE_DNSSEC_BOGUS, "{t}");
         assert!(
             t.contains("does not verify") && t.contains("zone example.test."),
@@ -410,14 +386,7 @@ mod tests {
         );
         // A signature on another type does not count.
         let other = [a(Proof::Bogus), rrsig(RecordType::AAAA, 2000)];
-        let (c, _) = code(bogus(
-            &q,
-            RecordType::A,
-            ResponseCode::NoError,
-            &other,
-            &[],
-            1000,
-        ));
+        let (c, _) = code(ResponseCode::NoError, &other, &[]);
         assert_eq!(c, EDE_RRSIGS_MISSING);
     }
 }
