@@ -425,9 +425,15 @@ impl Upstream {
             .map_err(|_| UpstreamError::Malformed(server.addr))
     }
 
-    /// True when the first server is plain DNS, the only kind a [`Relay`] attempts.
+    /// True when a miss is one exchange with a server (no DNSSEC validation, which needs
+    /// more): the only kind a UDP thread's [`Relay`] or [`Near`] attempts.
+    fn one_exchange(&self) -> bool {
+        self.validator.is_none()
+    }
+
+    /// True when a [`Relay`] may make the first attempt: one exchange, with plain DNS.
     fn first_is_plain(&self) -> bool {
-        self.validator.is_none() && self.servers.first().is_some_and(|s| s.link.is_none())
+        self.one_exchange() && self.servers.first().is_some_and(|s| s.link.is_none())
     }
 
     /// One UDP exchange through the pool; learns the server cookie from the answer.

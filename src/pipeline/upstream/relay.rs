@@ -176,7 +176,8 @@ impl<T: Relayed> Relay<T> {
         let Some(server) = up.servers.first() else {
             return Err(item);
         };
-        // Encrypted servers are reached over their kept connections, on the runtime.
+        // Encrypted servers are reached over their kept connections, and validated answers
+        // need more than one exchange: on the runtime.
         if !up.first_is_plain() {
             return Err(item);
         }

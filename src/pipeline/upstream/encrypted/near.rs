@@ -162,7 +162,7 @@ impl<T: Relayed + Send + 'static> Near<T> {
             return Err(item);
         };
         // Validated answers need more than one exchange: on the runtime.
-        if up.validator.is_some() {
+        if !up.one_exchange() {
             return Err(item);
         }
         let end = (now + up.timeout).min(up.deadline(item.arrived()));
