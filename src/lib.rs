@@ -130,6 +130,7 @@ pub mod handler;
 pub mod http;
 pub mod neighbours;
 pub mod pipeline;
+pub mod postgres;
 pub mod privdrop;
 pub mod querylog;
 pub mod reload;

@@ -130,7 +130,7 @@ pub fn apply(plan: &Plan) -> Result<(), PrivError> {
 /// log's (rotation makes new files there) and, with URL lists, `blocking.cache_dir`.
 pub fn writable_folders(cfg: &crate::config::Config) -> Vec<(&'static str, std::path::PathBuf)> {
     let mut out = Vec::new();
-    if let Some(dir) = cfg.log.as_ref().and_then(|l| l.path.parent()) {
+    if let Some(dir) = cfg.log.as_ref().and_then(|l| l.path.as_deref()?.parent()) {
         out.push(("log.path", dir.to_path_buf()));
     }
     let urls = cfg

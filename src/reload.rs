@@ -241,7 +241,10 @@ impl Reloader {
             let what = format!(
                 "{}: [log] path = \"{}\" cannot be used",
                 new.file,
-                new_log.path.display()
+                new_log
+                    .path
+                    .as_deref()
+                    .map_or_else(String::new, |p| p.display().to_string())
             );
             // It waits for the writer to switch files: not on a runtime thread.
             tokio::task::spawn_blocking(move || log.reconfigure(new_log))

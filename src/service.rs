@@ -329,6 +329,7 @@ pub(crate) fn snapshot(pipeline: &Pipeline, log: Option<&QueryLog>) -> Snapshot 
         cache_bytes: cache.bytes() as u64,
         querylog_written: log.map_or(0, QueryLog::written),
         querylog_dropped: log.map_or(0, QueryLog::dropped),
+        querylog_postgres: log.and_then(QueryLog::postgres),
     };
     pipeline.counters().snapshot(gauges)
 }

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::common::Error;
-use crate::config::Config;
+use crate::config::{Config, LogConfig};
 use crate::pipeline::blocking::Blocking;
 
 /// Where the log is: `--file`, or `log.path` of the config.
@@ -143,7 +143,11 @@ fn log_path(src: &LogSource) -> Result<(PathBuf, Option<Config>), Error> {
     }
     let cfg = Config::load(&src.config).map_err(Error::usage)?;
     match &cfg.log {
-        Some(l) => Ok((l.path.clone(), Some(cfg))),
+        Some(LogConfig { path: Some(p), .. }) => Ok((p.clone(), Some(cfg))),
+        Some(_) => Err(Error::usage(format_args!(
+            "{}: the query log has no file (log.path), only [log.postgres]",
+            src.config.display()
+        ))),
         None => Err(Error::usage(format_args!(
             "{}: no query log configured (a [log] section with path, enabled); or name the file with --file",
             src.config.display()

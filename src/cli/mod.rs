@@ -2,7 +2,7 @@
 //! its family, one file each: `serve`, `config` (`config check`), `log` (`log
 //! tail|first|top|suggest|heartbeats`), `lists` (`lists check|lint|convert|add|remove|update`),
 //! `firewall` (`firewall show|check|apply|remove|confirm|rollback`), `cert` (`cert
-//! self-signed`), `control` (`pause`, `resume`, `status`: the running server's HTTP
+//! self-signed`), `db` (`db migrate`), `control` (`pause`, `resume`, `status`: the running server's HTTP
 //! API) and `man` (`man`, `completions`: pages and scripts from these definitions). Each family holds its
 //! clap arguments, its printing and its exit codes; the work itself is in the library
 //! (`blocklist`, `querylog`, `firewall`, `service`). Dependencies go one way: this file →
@@ -15,6 +15,7 @@ mod cert;
 mod common;
 mod config;
 mod control;
+mod db;
 mod firewall;
 mod lists;
 mod log;
@@ -28,6 +29,7 @@ use clap::{Parser, Subcommand};
 pub use cert::CertCommand;
 pub use common::{Error, Status};
 pub use config::ConfigCommand;
+pub use db::DbCommand;
 pub use firewall::{BackendArg, FamilyArg, FirewallCommand, FirewallOpts, RollbackArgs};
 pub use lists::ListsCommand;
 pub use log::{LogCommand, LogScope, LogSource};
@@ -70,6 +72,9 @@ pub enum Command {
     /// Certificates for DNS over TLS.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// The PostgreSQL database of `[log.postgres]`: its schema.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Pause blocking on the running server for a while (its HTTP API, `[http] listen`).
     Pause {
         /// How long: 30s, 5m, 2h (at most 7d); blocking comes back by itself after it.
@@ -115,6 +120,7 @@ pub fn run(cli: Cli) -> Result<Status, Error> {
         Command::Log(cmd) => log::run(cmd).map(|()| Status::Success),
         Command::Lists(cmd) => lists::run(cmd),
         Command::Cert(cmd) => cert::run(cmd).map(|()| Status::Success),
+        Command::Db(cmd) => db::run(cmd).map(|()| Status::Success),
         Command::Pause { duration, config } => {
             control::run(control::Control::Pause(duration), config).map(|()| Status::Success)
         }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod init;
 pub mod limits;
 pub mod local;
+pub mod postgres;
 pub mod raw;
 pub mod recursion;
 pub mod schedule;
@@ -185,6 +186,9 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[log]`, when the query log is on (a `[log]` section with `enabled = true`).
     pub log: Option<LogConfig>,
+    /// `[sync] postgres`: local list entries and pause shared through `[log.postgres]`'s
+    /// database.
+    pub sync_postgres: bool,
     /// Things that are allowed but may surprise (overlapping groups), as
     /// `file:line:col: key: message`: `config check` prints them, `serve` logs them.
     pub warnings: Vec<String>,
@@ -193,8 +197,10 @@ pub struct Config {
 /// `[log]`, validated: the query log is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    /// The current log file.
-    pub path: PathBuf,
+    /// The current log file; `None` when the log goes to PostgreSQL only.
+    pub path: Option<PathBuf>,
+    /// `[log.postgres]`: the log written to PostgreSQL too.
+    pub postgres: Option<postgres::PostgresLog>,
     /// Rotation size in bytes.
     pub max_bytes: u64,
     /// Rotated files kept.
@@ -469,6 +475,16 @@ impl Validator<'_> {
             self.answer_checks(&b.response_ips, b.rebind_protection, &b.rebind_allow, base);
         let firewall = raw.firewall.map(|fw| self.firewall(fw, base));
         let log = raw.log.and_then(|l| self.log(l, base));
+        let sync_postgres = raw.sync.postgres.as_ref().is_some_and(|b| *b.get_ref());
+        if let Some(b) = raw.sync.postgres.as_ref().filter(|b| *b.get_ref())
+            && log.as_ref().is_none_or(|l| l.postgres.is_none())
+        {
+            self.err(
+                b.span(),
+                "sync.postgres",
+                "needs the database of [log.postgres] (url or url_file), in a [log] that is enabled",
+            );
+        }
         let access = self.access(raw.access, base);
         let forward = self.forwards(
             raw.forward,
@@ -515,6 +531,10 @@ impl Validator<'_> {
                 }
             }
         });
+        let mut log = log;
+        if let Some(p) = log.as_mut().and_then(|l| l.postgres.as_mut()) {
+            p.instance = name.clone().unwrap_or_else(crate::postgres::host_name);
+        }
         let user = raw.server.user.as_ref().and_then(|u| {
             let name = u.get_ref().trim();
             if name == "root" || crate::privdrop::lookup(name).is_some() {
@@ -579,6 +599,7 @@ impl Validator<'_> {
             firewall,
             http,
             log,
+            sync_postgres,
             warnings: Vec::new(),
         }
     }
@@ -669,6 +690,7 @@ impl Validator<'_> {
                 format!("{gap}: must be between 1 and 86400 (seconds)"),
             );
         }
+        let postgres = l.postgres.as_ref().and_then(|p| self.log_postgres(p, base));
         let path = match &l.path {
             Some(p) if p.get_ref().trim().is_empty() => {
                 self.err(p.span(), "log.path", "empty path");
@@ -676,26 +698,27 @@ impl Validator<'_> {
             }
             Some(p) => {
                 let p = PathBuf::from(p.get_ref());
-                match base {
+                Some(match base {
                     Some(dir) if p.is_relative() => dir.join(p),
                     _ => p,
-                }
+                })
             }
-            None if l.enabled => {
+            None if l.enabled && l.postgres.is_none() => {
                 self.err(
                     0..0,
                     "log.path",
-                    "the [log] section needs `path` (e.g. path = \"/var/log/sinkhole/queries.jsonl\"), or enabled = false",
+                    "the [log] section needs `path` (e.g. path = \"/var/log/sinkhole/queries.jsonl\") or a [log.postgres] section, or enabled = false",
                 );
                 return None;
             }
-            None => return None,
+            None => None,
         };
-        if !l.enabled {
+        if !l.enabled || (path.is_none() && postgres.is_none()) {
             return None;
         }
         Some(LogConfig {
             path,
+            postgres,
             max_bytes: (mb.clamp(0.001, 1_048_576.0) * 1_048_576.0) as u64,
             keep: (*l.keep.get_ref()).min(1000),
             anonymize_clients: l.anonymize_clients,
@@ -978,7 +1001,7 @@ mod tests {
         )
         .unwrap();
         let l = c.log.unwrap();
-        assert_eq!(l.path, PathBuf::from("/etc/sinkhole/q.jsonl"));
+        assert_eq!(l.path, Some(PathBuf::from("/etc/sinkhole/q.jsonl")));
         assert_eq!((l.max_bytes, l.keep), (524_288, 2));
         assert_eq!(l.session_gap, Duration::from_secs(5));
         assert!(!l.anonymize_clients);

@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     /// `[http]`: the API, `/metrics` and the block page
     pub http: super::http::RawHttp,
+    /// `[sync]`: state shared by instances through PostgreSQL
+    pub sync: super::postgres::RawSync,
 }
 
 /// `[log]`: the query log (JSON Lines).
@@ -50,6 +52,8 @@ pub struct RawLog {
     pub anonymize_clients: bool,
     /// A client silent this many seconds starts a new session.
     pub session_gap_s: Spanned<u64>,
+    /// `[log.postgres]`: the log written to PostgreSQL too (or instead of `path`).
+    pub postgres: Option<super::postgres::RawLogPostgres>,
 }
 
 impl Default for RawLog {
@@ -61,6 +65,7 @@ impl Default for RawLog {
             keep: Spanned::new(0..0, 5),
             anonymize_clients: false,
             session_gap_s: Spanned::new(0..0, 30),
+            postgres: None,
         }
     }
 }

@@ -411,6 +411,9 @@ pub struct Gauges {
     pub querylog_written: u64,
     /// Query-log records dropped (0 with the log off).
     pub querylog_dropped: u64,
+    /// `[log.postgres]`: rows the database accepted, dropped, and waiting; `None` when it
+    /// is off.
+    pub querylog_postgres: Option<(u64, u64, u64)>,
 }
 
 /// One upstream's figures.

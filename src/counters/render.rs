@@ -96,6 +96,21 @@ impl Snapshot {
             &[],
             g.querylog_dropped,
         );
+        if let Some((written, dropped, queued)) = g.querylog_postgres {
+            line(
+                &mut o,
+                "sinkhole_querylog_postgres_written_total",
+                &[],
+                written,
+            );
+            line(
+                &mut o,
+                "sinkhole_querylog_postgres_dropped_total",
+                &[],
+                dropped,
+            );
+            line(&mut o, "sinkhole_querylog_postgres_queued", &[], queued);
+        }
         for l in &self.lists {
             let labels = [("list", l.name.as_str())];
             line(&mut o, "sinkhole_list_entries", &labels, l.entries);
@@ -208,6 +223,7 @@ mod tests {
             cache_bytes: 2048,
             querylog_written: 15,
             querylog_dropped: 2,
+            querylog_postgres: None,
         });
         let expected = r#"sinkhole_queries_total{action="allowed"} 3
 sinkhole_queries_total{action="cached"} 1

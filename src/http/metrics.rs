@@ -80,6 +80,21 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Query-log records dropped (queue full).",
     ),
     (
+        "sinkhole_querylog_postgres_written_total",
+        "counter",
+        "Query-log records PostgreSQL accepted ([log.postgres]).",
+    ),
+    (
+        "sinkhole_querylog_postgres_dropped_total",
+        "counter",
+        "Query-log records dropped before PostgreSQL took them (its queue full while the database was away, or refused).",
+    ),
+    (
+        "sinkhole_querylog_postgres_queued",
+        "gauge",
+        "Query-log records waiting for PostgreSQL.",
+    ),
+    (
         "sinkhole_list_entries",
         "gauge",
         "Rules read from a list at its last load.",

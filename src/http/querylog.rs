@@ -53,12 +53,17 @@ fn bad(key: &str, value: &str, why: impl std::fmt::Display) -> ApiError {
 
 /// The current query log file; 404 when the log is off.
 pub(super) fn log_path(state: &State) -> Result<PathBuf, ApiError> {
-    state.reloader.config().log.map(|l| l.path).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "the query log is off (set [log] path to keep one)",
-        )
-    })
+    state
+        .reloader
+        .config()
+        .log
+        .and_then(|l| l.path)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "the query log is off (set [log] path to keep one)",
+            )
+        })
 }
 
 /// A time parameter: unix seconds, RFC 3339, a date, or an age (`15m`, `24h`) before `now`;

@@ -193,7 +193,7 @@ pub enum Msg {
 #[derive(Debug)]
 pub struct Reconfigure {
     cfg: LogConfig,
-    file: File,
+    file: Option<File>,
     /// Told when the writer has switched.
     done: std::sync::mpsc::Sender<()>,
 }
@@ -204,6 +204,8 @@ pub struct QueryLog {
     tx: SyncSender<Msg>,
     stats: Arc<Stats>,
     last_warn: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// `[log.postgres]`'s counters.
+    pg: Option<Arc<crate::postgres::writer::PgStats>>,
 }
 
 impl QueryLog {
@@ -254,13 +256,16 @@ impl QueryLog {
     /// has stopped; or the queue stayed full until the deadline (nothing changes then).
     pub fn reconfigure(&self, cfg: LogConfig) -> std::io::Result<()> {
         use std::io::{Error, ErrorKind};
-        let (file, _) = writer::open_append(&cfg.path).map_err(|e| {
-            Error::new(
-                e.kind(),
-                format!("{}: cannot open for the query log: {e}", cfg.path.display()),
-            )
-        })?;
-        let path = cfg.path.clone();
+        let file = match &cfg.path {
+            Some(path) => Some(writer::open_append(path).map(|(f, _)| f).map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!("{}: cannot open for the query log: {e}", path.display()),
+                )
+            })?),
+            None => None,
+        };
+        let path = cfg.path.clone().unwrap_or_default();
         let (done_tx, done) = std::sync::mpsc::channel();
         let deadline = Instant::now() + RECONFIGURE_WAIT;
         let mut msg = Msg::Reconfigure(Box::new(Reconfigure {
@@ -311,6 +316,17 @@ impl QueryLog {
     pub fn written(&self) -> u64 {
         self.stats.written.load(Ordering::Relaxed)
     }
+
+    /// `[log.postgres]`: records the database accepted, dropped, and waiting now.
+    pub fn postgres(&self) -> Option<(u64, u64, u64)> {
+        self.pg.as_ref().map(|p| {
+            (
+                p.written.load(Ordering::Relaxed),
+                p.dropped.load(Ordering::Relaxed),
+                p.queued.load(Ordering::Relaxed),
+            )
+        })
+    }
 }
 
 /// The writer thread and how to stop it.
@@ -318,6 +334,8 @@ impl QueryLog {
 pub struct LogTask {
     tx: SyncSender<Msg>,
     done: Receiver<()>,
+    /// `[log.postgres]`'s database thread.
+    pg: Option<crate::postgres::writer::PgTask>,
 }
 
 impl LogTask {
@@ -338,6 +356,14 @@ impl LogTask {
         if self.done.recv_timeout(left).is_err() {
             tracing::warn!("query log: writer did not finish in time; some records may be lost");
         }
+        if let Some(pg) = self.pg {
+            pg.finish(deadline.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    /// The PostgreSQL writer's counters, when `[log.postgres]` is on.
+    pub fn postgres(&self) -> Option<Arc<crate::postgres::writer::PgStats>> {
+        self.pg.as_ref().map(crate::postgres::writer::PgTask::stats)
     }
 }
 
@@ -346,7 +372,14 @@ pub fn start(cfg: &LogConfig) -> std::io::Result<(QueryLog, LogTask)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
     let (done_tx, done) = std::sync::mpsc::channel();
     let stats = Arc::new(Stats::default());
-    let w = writer::Writer::new(cfg.clone(), Arc::clone(&stats));
+    let (sink, pg) = match &cfg.postgres {
+        Some(p) => {
+            let (sink, task) = crate::postgres::writer::start(p, &p.instance)?;
+            (Some(sink), Some(task))
+        }
+        None => (None, None),
+    };
+    let w = writer::Writer::new(cfg.clone(), Arc::clone(&stats), sink);
     std::thread::Builder::new()
         .name("querylog".into())
         .spawn(move || {
@@ -358,8 +391,9 @@ pub fn start(cfg: &LogConfig) -> std::io::Result<(QueryLog, LogTask)> {
             tx: tx.clone(),
             stats,
             last_warn: Arc::default(),
+            pg: pg.as_ref().map(crate::postgres::writer::PgTask::stats),
         },
-        LogTask { tx, done },
+        LogTask { tx, done, pg },
     ))
 }
 
@@ -421,6 +455,7 @@ mod tests {
             tx,
             stats: Arc::default(),
             last_warn: Arc::default(),
+            pg: None,
         };
         for _ in 0..5 {
             log.record(rec());
@@ -436,7 +471,8 @@ mod tests {
     /// The real writer thread on `path`, rotating at 1 MiB, one rotated file kept.
     fn cfg(path: &std::path::Path) -> LogConfig {
         LogConfig {
-            path: path.into(),
+            path: Some(path.into()),
+            postgres: None,
             max_bytes: 1 << 20,
             keep: 1,
             anonymize_clients: false,

@@ -12,6 +12,7 @@
 //! caller: what was queued before them is written and flushed to the old file, what comes
 //! after goes to the new one.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read as _, Seek as _, SeekFrom, Write as _};
 use std::net::IpAddr;
@@ -63,18 +64,64 @@ pub fn unix_ms(t: SystemTime) -> i64 {
 
 /// The client as logged: with anonymizing, its /24 (IPv4) or /48 (IPv6) network address.
 pub fn client_text(ip: IpAddr, anonymize: bool) -> String {
+    client_logged(ip, anonymize).to_string()
+}
+
+/// The client address as logged: itself, or with anonymizing its /24 or /48 network.
+pub fn client_logged(ip: IpAddr, anonymize: bool) -> IpAddr {
     if !anonymize {
-        return ip.to_string();
+        return ip;
     }
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();
-            std::net::Ipv4Addr::new(a, b, c, 0).to_string()
+            IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, 0))
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
-            std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string()
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
         }
+    }
+}
+
+/// The rule the log shows for `r` and where it is (`file:line`, or `builtin`): a forwarded
+/// or cached name shows only the allow rule that let it through; a local answer its record
+/// or private zone.
+pub(crate) fn shown_rule(r: &Record) -> Option<(&str, Cow<'_, str>)> {
+    let m = r
+        .outcome
+        .rule
+        .as_ref()
+        .and_then(|x| x.get(&r.asked.qname))?;
+    let blocked = r.outcome.action == Action::Blocked;
+    let local = r.outcome.action == Action::Local;
+    if !(local || (m.kind == Kind::Block) == blocked) {
+        return None;
+    }
+    let list = if m.source.is_empty() {
+        Cow::Borrowed("builtin")
+    } else {
+        Cow::Owned(format!("{}:{}", m.source, m.line))
+    };
+    Some((m.rule, list))
+}
+
+/// Calls `f` with each answer the log shows for `r`, in order.
+pub(crate) fn each_answer(r: &Record, mut f: impl FnMut(&str)) {
+    match &r.outcome.detail {
+        Detail::None | Detail::Local(None) | Detail::Truncated => {}
+        Detail::Local(Some(a)) => f(&a.to_string()),
+        Detail::Records(p) => p.texts().iter().for_each(|t| f(t)),
+        Detail::Response(resp) => resp.answers().iter().for_each(|t| f(t)),
+    }
+}
+
+/// The `upstream` field: the server that answered, or `recursive`.
+pub(crate) fn upstream_text(r: &Record) -> Option<Cow<'static, str>> {
+    match r.outcome.upstream {
+        Some(RECURSIVE) => Some(Cow::Borrowed("recursive")),
+        Some(u) => Some(Cow::Owned(u.to_string())),
+        None => None,
     }
 }
 
@@ -101,11 +148,17 @@ pub struct Writer {
     reported_drops: u64,
     last_ts: (SystemTime, String),
     last_client: (IpAddr, String),
+    /// `[log.postgres]`: rows for the database's writer.
+    pg: Option<crate::postgres::writer::Sink>,
 }
 
 impl Writer {
     /// A writer for `cfg`, counting into `stats`.
-    pub fn new(cfg: LogConfig, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        cfg: LogConfig,
+        stats: Arc<Stats>,
+        pg: Option<crate::postgres::writer::Sink>,
+    ) -> Self {
         Self {
             sessions: Sessions::new(gap_ms(&cfg)),
             cfg,
@@ -119,6 +172,7 @@ impl Writer {
             reported_drops: 0,
             last_ts: (SystemTime::UNIX_EPOCH, String::new()),
             last_client: (IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), String::new()),
+            pg,
         }
     }
 
@@ -129,7 +183,7 @@ impl Writer {
     /// instead of sleeping on it: a sleeping receiver would make every `try_send` on the
     /// query path pay for a wake-up (a futex call and a context switch).
     pub fn run(mut self, rx: &Receiver<Msg>) {
-        tracing::info!(path = %self.cfg.path.display(), "query log on");
+        tracing::info!(path = %shown(&self.cfg), "query log on");
         self.open();
         let mut last_report = Instant::now();
         loop {
@@ -168,6 +222,9 @@ impl Writer {
                 }
             }
             self.flush();
+            if let Some(pg) = self.pg.as_mut() {
+                pg.hand_off();
+            }
             if stopping || gone {
                 break;
             }
@@ -194,8 +251,11 @@ impl Writer {
         self.out = None;
         // Measured now, not when the caller opened it: on the same path, the records just
         // flushed are in it too.
-        self.size = file.metadata().map_or(0, |m| m.len());
-        self.out = Some(BufWriter::with_capacity(64 * 1024, file));
+        self.size = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
+        self.out = file.map(|f| BufWriter::with_capacity(64 * 1024, f));
         self.failing = false;
         self.retry_at = None;
         self.sessions.set_gap(gap_ms(&cfg));
@@ -203,8 +263,8 @@ impl Writer {
         self.last_client.1.clear();
         let previous = std::mem::replace(&mut self.cfg, cfg);
         tracing::info!(
-            path = %self.cfg.path.display(),
-            previous = %previous.path.display(),
+            path = %shown(&self.cfg),
+            previous = %shown(&previous),
             max_bytes = self.cfg.max_bytes,
             keep = self.cfg.keep,
             anonymize_clients = self.cfg.anonymize_clients,
@@ -239,10 +299,13 @@ impl Writer {
         if self.retry_at.is_some_and(|t| Instant::now() < t) {
             return false;
         }
-        match open_append(&self.cfg.path) {
+        let Some(path) = self.cfg.path.clone() else {
+            return false;
+        };
+        match open_append(&path) {
             Ok((f, size)) => {
                 if self.failing {
-                    tracing::info!(path = %self.cfg.path.display(), "query log: writing again");
+                    tracing::info!(path = %path.display(), "query log: writing again");
                 }
                 self.failing = false;
                 self.retry_at = None;
@@ -251,7 +314,7 @@ impl Writer {
                 true
             }
             Err(e) => {
-                self.fail(&format!("cannot open {}: {e}", self.cfg.path.display()));
+                self.fail(&format!("cannot open {}: {e}", path.display()));
                 false
             }
         }
@@ -282,7 +345,7 @@ impl Writer {
                     .fetch_add(self.pending, Ordering::Relaxed);
                 self.pending = 0;
             }
-            Err(e) => self.fail(&format!("cannot write {}: {e}", self.cfg.path.display())),
+            Err(e) => self.fail(&format!("cannot write {}: {e}", shown(&self.cfg))),
         }
     }
 
@@ -298,6 +361,9 @@ impl Writer {
             self.last_client = (r.client, client_text(r.client, self.cfg.anonymize_clients));
         }
         let mark = self.sessions.mark(r.client, unix_ms(r.ts), &r.asked.qname);
+        if let Some(pg) = self.pg.as_mut() {
+            pg.push(r, &mark, self.cfg.anonymize_clients);
+        }
         let l = &mut self.line;
         l.clear();
         l.extend_from_slice(b"{\"ts\":");
@@ -312,21 +378,12 @@ impl Writer {
         json_str(l, &qtype_name(r.asked.qtype));
         l.extend_from_slice(b",\"action\":");
         json_str(l, action_name(r.outcome.action));
-        let rule = r.outcome.rule.as_ref().and_then(|x| x.get(&r.asked.qname));
-        // A forwarded or cached name shows only the allow rule that let it through; a
-        // local answer its record (`list`: file:line) or private zone (`builtin`).
-        let blocked = r.outcome.action == Action::Blocked;
-        let local = r.outcome.action == Action::Local;
-        match rule.filter(|m| local || (m.kind == Kind::Block) == blocked) {
-            Some(m) => {
+        match shown_rule(r) {
+            Some((rule, list)) => {
                 l.extend_from_slice(b",\"rule\":");
-                json_str(l, m.rule);
+                json_str(l, rule);
                 l.extend_from_slice(b",\"list\":");
-                if m.source.is_empty() {
-                    json_str(l, "builtin");
-                } else {
-                    json_str(l, &format!("{}:{}", m.source, m.line));
-                }
+                json_str(l, &list);
             }
             None => l.extend_from_slice(b",\"rule\":null,\"list\":null"),
         }
@@ -347,26 +404,13 @@ impl Writer {
             json_str(l, s.as_str());
         }
         l.extend_from_slice(b",\"answers\":[");
-        match &r.outcome.detail {
-            Detail::None | Detail::Local(None) | Detail::Truncated => {}
-            Detail::Local(Some(a)) => json_str(l, &a.to_string()),
-            Detail::Records(p) => {
-                for (i, t) in p.texts().iter().enumerate() {
-                    if i > 0 {
-                        l.push(b',');
-                    }
-                    json_str(l, t);
-                }
+        let mut first = true;
+        each_answer(r, |t| {
+            if !std::mem::take(&mut first) {
+                l.push(b',');
             }
-            Detail::Response(resp) => {
-                for (i, a) in resp.answers().iter().enumerate() {
-                    if i > 0 {
-                        l.push(b',');
-                    }
-                    json_str(l, a);
-                }
-            }
-        }
+            json_str(l, t);
+        });
         l.push(b']');
         // Only on truncated replies: the client was sent no answers (and will retry over
         // TCP, which is logged with them).
@@ -374,9 +418,8 @@ impl Writer {
             l.extend_from_slice(b",\"tc\":true");
         }
         l.extend_from_slice(b",\"upstream\":");
-        match r.outcome.upstream {
-            Some(RECURSIVE) => json_str(l, "recursive"),
-            Some(u) => json_str(l, &u.to_string()),
+        match upstream_text(r) {
+            Some(u) => json_str(l, &u),
             None => l.extend_from_slice(b"null"),
         }
         let _ = writeln!(
@@ -392,6 +435,9 @@ impl Writer {
     fn write(&mut self, r: &Record) {
         // Sessions count every record, also those that cannot be written.
         self.render(r);
+        if self.cfg.path.is_none() {
+            return;
+        }
         if !self.open() {
             self.drop_records(1);
             return;
@@ -415,7 +461,7 @@ impl Writer {
             }
             Err(e) => {
                 self.pending += 1;
-                self.fail(&format!("cannot write {}: {e}", self.cfg.path.display()));
+                self.fail(&format!("cannot write {}: {e}", shown(&self.cfg)));
             }
         }
     }
@@ -426,7 +472,9 @@ impl Writer {
     fn rotate(&mut self) {
         self.flush();
         self.out = None;
-        let path = self.cfg.path.clone();
+        let Some(path) = self.cfg.path.clone() else {
+            return;
+        };
         let keep = self.cfg.keep;
         // Only a regular file is rotated (never /dev/null or a FIFO someone pointed us at).
         if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
@@ -478,6 +526,13 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(b'"');
+}
+
+/// The log file's path for messages; `-` when the log has no file.
+fn shown(cfg: &LogConfig) -> String {
+    cfg.path
+        .as_deref()
+        .map_or_else(|| "-".to_string(), |p| p.display().to_string())
 }
 
 /// `session_gap` in milliseconds, as [`Sessions`] takes it.
@@ -534,13 +589,14 @@ mod tests {
         use crate::handler::Asked;
         use crate::pipeline::{Action, Detail, Outcome};
         let cfg = LogConfig {
-            path: PathBuf::from("/nonexistent/q.jsonl"),
+            path: Some(PathBuf::from("/nonexistent/q.jsonl")),
+            postgres: None,
             max_bytes: 1 << 20,
             keep: 1,
             anonymize_clients: false,
             session_gap: Duration::from_secs(30),
         };
-        let mut w = Writer::new(cfg, Arc::default());
+        let mut w = Writer::new(cfg, Arc::default(), None);
         let mut o = Outcome::new(Action::Blocked, 3, Some("9.9.9.9:53".parse().unwrap()));
         o.detail = Detail::Local(Some("0.0.0.0".parse().unwrap()));
         let r = Record {
@@ -582,13 +638,14 @@ mod tests {
         let src = b.add_source("lists/trackers.txt");
         b.insert("tracker.example", Kind::Block, false, false, src, 7);
         let cfg = LogConfig {
-            path: PathBuf::from("/nonexistent/q.jsonl"),
+            path: Some(PathBuf::from("/nonexistent/q.jsonl")),
+            postgres: None,
             max_bytes: 1 << 20,
             keep: 1,
             anonymize_clients: false,
             session_gap: Duration::from_secs(30),
         };
-        let mut w = Writer::new(cfg, Arc::default());
+        let mut w = Writer::new(cfg, Arc::default(), None);
         let mut o = Outcome::new(Action::Blocked, 0, None);
         o.rule = Some(RuleRef::Cname {
             list: Arc::new(b.build()),

@@ -153,7 +153,8 @@ fn write_and_read(dir: &Path, records: Vec<Record>, anonymize: bool) -> Result<u
     let path = dir.join("q.jsonl");
     let _ = std::fs::remove_file(&path);
     let cfg = LogConfig {
-        path: path.clone(),
+        path: Some(path.clone()),
+        postgres: None,
         max_bytes: 1 << 30,
         keep: 0,
         anonymize_clients: anonymize,
@@ -174,7 +175,7 @@ fn write_and_read(dir: &Path, records: Vec<Record>, anonymize: bool) -> Result<u
         .collect();
     let _ = tx.send(Msg::Batch(records));
     let _ = tx.send(Msg::Stop);
-    Writer::new(cfg, Arc::default()).run(&rx);
+    Writer::new(cfg, Arc::default(), None).run(&rx);
     let mut i = 0;
     let mut err = None;
     for_each(&path, &mut Warnings::default(), &|_| true, &mut |e| {

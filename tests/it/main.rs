@@ -5,7 +5,8 @@ mod browser; // headless Chromium over the DevTools protocol (a pipe), for the d
 mod fake_upstream; // the in-process authoritative upstream, with query counters
 mod harness; // TestServer (the real service on 127.0.0.1:0) and a small DNS client
 mod hierarchy; // a root, TLDs and authoritative servers on 127.53.N.x:53, for recursion
-mod raw_upstream; // a scripted UDP upstream: delays, forged answers, DNS cookies
+mod pg;
+mod raw_upstream; // a scripted UDP upstream: delays, forged answers, DNS cookies // a real PostgreSQL cluster of the test's own (initdb, pg_ctl as the user postgres)
 
 mod access; // access control: allow, deny (nets and files), refuse or drop, reload
 mod answer_checks; // upstream answers: CNAME chains to blocked names, response IPs, rebinding
