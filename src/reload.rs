@@ -110,6 +110,12 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
                 != b.tls.as_ref().map(|t| t.handshake_timeout),
         ),
         ("log.enabled", old.log.is_some() != new.log.is_some()),
+        // The database writer's connection, instance name and batching are set at start.
+        (
+            "log.postgres",
+            old.log.as_ref().and_then(|l| l.postgres.as_ref())
+                != new.log.as_ref().and_then(|l| l.postgres.as_ref()),
+        ),
         // The HTTP server's sockets and its token are taken at start.
         ("http.listen", old.http.listen != new.http.listen),
         (

@@ -24,21 +24,19 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The connection could not be made (down, refused, wrong password).
-    #[error("PostgreSQL at {target}: cannot connect: {source}")]
+    #[error("PostgreSQL at {target}: cannot connect: {}", text(source))]
     Connect {
         /// `user@host:port/db`.
         target: String,
-        /// Why.
-        #[source]
+        /// Why (in the message: not a separate cause).
         source: tokio_postgres::Error,
     },
     /// A statement failed.
-    #[error("PostgreSQL: {what}: {source}")]
+    #[error("PostgreSQL: {what}: {}", text(source))]
     Query {
         /// What was being done.
         what: String,
-        /// Why.
-        #[source]
+        /// Why (in the message: not a separate cause).
         source: tokio_postgres::Error,
     },
     /// The schema was made by a newer sinkhole.
@@ -61,6 +59,26 @@ pub enum DbError {
         /// The version this build writes.
         known: i32,
     },
+}
+
+/// The whole of a client error in one line: the server's message (and hint) for an
+/// error the server sent, else the error and each cause (`error connecting to server:
+/// Connection refused`), where the client's own `Display` says only "db error".
+pub fn text(e: &tokio_postgres::Error) -> String {
+    if let Some(d) = e.as_db_error() {
+        return match d.hint() {
+            Some(h) => format!("{} (hint: {h})", d.message()),
+            None => d.message().to_string(),
+        };
+    }
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 impl DbError {

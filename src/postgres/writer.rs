@@ -66,11 +66,24 @@ struct Chunk {
 }
 
 /// What the two halves share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     queue: Mutex<Queue>,
+    /// Rows the queue holds at most ([`QUEUE_ROWS`]).
+    bound: usize,
     stats: Arc<PgStats>,
     stop: AtomicBool,
+}
+
+impl Shared {
+    fn new(bound: usize) -> Self {
+        Self {
+            queue: Mutex::default(),
+            bound,
+            stats: Arc::default(),
+            stop: AtomicBool::new(false),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +105,16 @@ pub struct Sink {
 }
 
 impl Sink {
+    fn new(shared: &Arc<Shared>, instance: &str) -> Self {
+        Self {
+            shared: Arc::clone(shared),
+            instance: instance.to_string(),
+            buf: Vec::with_capacity(64 * 1024),
+            rows: 0,
+            answers: Vec::new(),
+        }
+    }
+
     /// Encodes the row of `r`, placed in its session as `mark`.
     pub fn push(&mut self, r: &Record, mark: &Mark, anonymize: bool) {
         let rule = crate::querylog::writer::shown_rule(r);
@@ -141,7 +164,7 @@ impl Sink {
             stats.dropped.fetch_add(rows as u64, Ordering::Relaxed);
             return;
         };
-        if q.rows + rows > QUEUE_ROWS {
+        if q.rows + rows > self.shared.bound {
             stats.dropped.fetch_add(rows as u64, Ordering::Relaxed);
             if !q.dropping {
                 q.dropping = true;
@@ -195,14 +218,8 @@ impl PgTask {
 /// Starts the database thread for `cfg`, writing as `instance`; returns the log writer's
 /// half and the thread.
 pub fn start(cfg: &PostgresLog, instance: &str) -> std::io::Result<(Sink, PgTask)> {
-    let shared = Arc::new(Shared::default());
-    let sink = Sink {
-        shared: Arc::clone(&shared),
-        instance: instance.to_string(),
-        buf: Vec::with_capacity(64 * 1024),
-        rows: 0,
-        answers: Vec::new(),
-    };
+    let shared = Arc::new(Shared::new(QUEUE_ROWS));
+    let sink = Sink::new(&shared, instance);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -638,9 +655,60 @@ pub fn stored_client(ip: IpAddr, anonymize: bool) -> IpAddr {
 mod tests {
     use super::*;
 
+    fn record(qname: &str) -> Record {
+        use crate::handler::Asked;
+        use crate::pipeline::{Action, Outcome, Transport};
+        Record {
+            ts: SystemTime::now(),
+            client: "192.0.2.7".parse().unwrap(),
+            transport: Transport::Udp,
+            asked: Asked {
+                qname: qname.into(),
+                qtype: 1,
+            },
+            outcome: Outcome::new(Action::Cached, 0, None),
+            elapsed: Duration::from_micros(5),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_whole_chunks_and_keeps_the_rest() {
+        let shared = Arc::new(Shared::new(10));
+        let mut sink = Sink::new(&shared, "dns1.lan");
+        let mark = Mark {
+            session: 1,
+            seq: 1,
+            new: true,
+        };
+        for _ in 0..6 {
+            sink.push(&record("a.example"), &mark, false);
+        }
+        sink.hand_off();
+        for _ in 0..6 {
+            sink.push(&record("b.example"), &mark, true);
+        }
+        sink.hand_off();
+        let stats = &shared.stats;
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 6);
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 6);
+        sink.hand_off();
+        assert_eq!(
+            stats.dropped.load(Ordering::Relaxed),
+            6,
+            "nothing to hand off"
+        );
+        let q = shared.queue.lock().unwrap();
+        assert!(q.dropping);
+        assert_eq!((q.chunks.len(), q.rows), (1, 6));
+        // Each row starts with the field count; the queued chunk holds a.example's rows.
+        let c = &q.chunks[0];
+        assert_eq!(c.bytes.windows(9).filter(|w| w == b"a.example").count(), 12);
+        assert!(!c.bytes.windows(9).any(|w| w == b"b.example"));
+    }
+
     #[test]
     fn partition_names_and_days_round_trip() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_515_200); // 2026-12-05
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_515_199); // 2026-12-05 23:59:59
         let day = day_of(t);
         assert_eq!(partition_name(day), "queries_p20261205");
         assert_eq!(partition_day("queries_p20261205"), Some(day));

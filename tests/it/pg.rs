@@ -135,7 +135,8 @@ impl PgCluster {
         );
     }
 
-    /// Stops the server at once (connections are cut).
+    /// Stops the server now: connections are cut, what was committed is kept (`fast`
+    /// mode; `immediate` would lose the commits `synchronous_commit = off` has not flushed).
     pub(crate) fn stop(&self) {
         as_postgres(
             &self.bin,
@@ -144,7 +145,7 @@ impl PgCluster {
                 "-D",
                 self.data().to_str().unwrap(),
                 "-m",
-                "immediate",
+                "fast",
                 "-w",
                 "stop",
             ],
@@ -162,12 +163,14 @@ impl PgCluster {
     /// Creates a new empty database; returns its URL.
     pub(crate) async fn database(&self, name: &str) -> String {
         let admin = self.client("postgres").await;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-            ))
-            .await
-            .unwrap();
+        // Two statements, two calls: a batch would run them in one transaction, which
+        // these two refuse.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin.batch_execute(&sql).await.unwrap();
+        }
         self.url(name)
     }
 
