@@ -54,8 +54,6 @@ pub struct Row<'a> {
     pub rcode: &'a str,
     /// DNSSEC finding.
     pub dnssec: Option<&'a str>,
-    /// Answers as the log shows them.
-    pub answers: &'a [&'a str],
     /// Truncated reply.
     pub tc: bool,
     /// The upstream that answered.
@@ -123,27 +121,41 @@ fn inet(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
-fn text_array(out: &mut Vec<u8>, items: &[&str]) {
+/// A `text[]` of the strings `items` hands to its callback, written as they come (no list
+/// is collected first): the header's length and count are filled in at the end.
+fn text_array(out: &mut Vec<u8>, items: impl FnOnce(&mut dyn FnMut(&str))) {
     let at = out.len();
-    len(out, 0);
-    let ndim: i32 = if items.is_empty() { 0 } else { 1 };
-    out.extend_from_slice(&ndim.to_be_bytes());
-    out.extend_from_slice(&0i32.to_be_bytes()); // no NULL elements
+    // field length, ndim, no NULL elements, element type, count, lower bound
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&1i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
     out.extend_from_slice(&TEXT_OID.to_be_bytes());
-    if !items.is_empty() {
-        out.extend_from_slice(&i32::try_from(items.len()).unwrap_or(i32::MAX).to_be_bytes());
-        out.extend_from_slice(&1i32.to_be_bytes()); // lower bound
-        for s in items {
-            text(out, s);
+    let count_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&1i32.to_be_bytes());
+    let mut n = 0usize;
+    items(&mut |s: &str| {
+        text(out, s);
+        n += 1;
+    });
+    if n == 0 {
+        // An empty array has no dimensions.
+        out.truncate(count_at);
+        if let Some(ndim) = out.get_mut(at + 4..at + 8) {
+            ndim.copy_from_slice(&0i32.to_be_bytes());
         }
+    } else if let Some(count) = out.get_mut(count_at..count_at + 4) {
+        count.copy_from_slice(&i32::try_from(n).unwrap_or(i32::MAX).to_be_bytes());
     }
-    let n = out.len() - at - 4;
-    let size = i32::try_from(n).unwrap_or(i32::MAX).to_be_bytes();
-    out.splice(at..at + 4, size);
+    let size = i32::try_from(out.len() - at - 4).unwrap_or(i32::MAX);
+    if let Some(field) = out.get_mut(at..at + 4) {
+        field.copy_from_slice(&size.to_be_bytes());
+    }
 }
 
-/// Appends one row to a `COPY` stream (after [`HEADER`], before [`TRAILER`]).
-pub fn encode(r: &Row<'_>, out: &mut Vec<u8>) {
+/// Appends one row to a `COPY` stream (after [`HEADER`], before [`TRAILER`]); `answers`
+/// hands each of the row's answers to its callback, in order.
+pub fn encode(r: &Row<'_>, answers: impl FnOnce(&mut dyn FnMut(&str)), out: &mut Vec<u8>) {
     out.extend_from_slice(&FIELDS.to_be_bytes());
     int8(out, pg_micros(r.ts));
     text(out, r.instance);
@@ -159,7 +171,7 @@ pub fn encode(r: &Row<'_>, out: &mut Vec<u8>) {
     opt_text(out, r.cname);
     text(out, r.rcode);
     opt_text(out, r.dnssec);
-    text_array(out, r.answers);
+    text_array(out, answers);
     boolean(out, r.tc);
     opt_text(out, r.upstream);
     int8(out, i64::try_from(r.elapsed_us).unwrap_or(i64::MAX));
@@ -190,13 +202,13 @@ mod tests {
     #[test]
     fn arrays_carry_their_length() {
         let mut out = Vec::new();
-        text_array(&mut out, &["a", "bc"]);
+        text_array(&mut out, |f| ["a", "bc"].into_iter().for_each(f));
         // length, ndim 1, no nulls, oid 25, 2 items from 1, then 4+1 and 4+2 bytes
         let body = 4 * 5 + 5 + 6;
         assert_eq!(&out[..4], &(body as i32).to_be_bytes());
         assert_eq!(out.len(), 4 + body);
         out.clear();
-        text_array(&mut out, &[]);
+        text_array(&mut out, |_| {});
         assert_eq!(&out[..4], &12i32.to_be_bytes());
     }
 }

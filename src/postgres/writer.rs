@@ -58,10 +58,11 @@ pub struct PgStats {
     pub connected: AtomicBool,
 }
 
-/// One pass of the log writer's rows, encoded.
-#[derive(Debug)]
+/// One pass of the log writer's rows, encoded (`Bytes`: sent, and kept for a retry,
+/// without a copy).
+#[derive(Debug, Clone)]
 struct Chunk {
-    bytes: Vec<u8>,
+    bytes: bytes::Bytes,
     rows: usize,
 }
 
@@ -101,7 +102,8 @@ pub struct Sink {
     instance: String,
     buf: Vec<u8>,
     rows: usize,
-    answers: Vec<String>,
+    /// Rows not encoded since the last hand-off because the queue was full.
+    skipped: usize,
 }
 
 impl Sink {
@@ -111,17 +113,18 @@ impl Sink {
             instance: instance.to_string(),
             buf: Vec::with_capacity(64 * 1024),
             rows: 0,
-            answers: Vec::new(),
+            skipped: 0,
         }
     }
 
-    /// Encodes the row of `r`, placed in its session as `mark`.
+    /// Encodes the row of `r`, placed in its session as `mark`; while the queue is full,
+    /// only counts it as dropped (no work for a row that cannot be kept).
     pub fn push(&mut self, r: &Record, mark: &Mark, anonymize: bool) {
+        if self.shared.stats.queued.load(Ordering::Relaxed) as usize >= self.shared.bound {
+            self.skipped += 1;
+            return;
+        }
         let rule = crate::querylog::writer::shown_rule(r);
-        self.answers.clear();
-        let answers = &mut self.answers;
-        crate::querylog::writer::each_answer(r, |t| answers.push(t.to_string()));
-        let answer_refs: Vec<&str> = self.answers.iter().map(String::as_str).collect();
         let cname = r.outcome.rule.as_ref().and_then(|x| x.cname());
         let upstream = crate::querylog::writer::upstream_text(r);
         let qtype = qtype_name(r.asked.qtype);
@@ -139,7 +142,6 @@ impl Sink {
             cname: cname.as_deref(),
             rcode: crate::dns::wire::rcode::name(r.outcome.rcode),
             dnssec: r.outcome.dnssec.map(|s| s.as_str()),
-            answers: &answer_refs,
             tc: matches!(r.outcome.detail, crate::pipeline::Detail::Truncated),
             upstream: upstream.as_deref(),
             elapsed_us: u64::try_from(r.elapsed.as_micros()).unwrap_or(u64::MAX),
@@ -147,37 +149,62 @@ impl Sink {
             seq: mark.seq,
             new: mark.new,
         };
-        copy::encode(&row, &mut self.buf);
+        copy::encode(
+            &row,
+            |f| crate::querylog::writer::each_answer(r, f),
+            &mut self.buf,
+        );
         self.rows += 1;
     }
 
     /// Hands the rows encoded so far to the database thread, or drops and counts them
     /// when its queue is full.
     pub fn hand_off(&mut self) {
+        let skipped = std::mem::take(&mut self.skipped);
+        if skipped > 0 {
+            self.drop_rows(skipped);
+        }
         if self.rows == 0 {
             return;
         }
         let rows = std::mem::take(&mut self.rows);
-        let bytes = std::mem::take(&mut self.buf);
-        let stats = &self.shared.stats;
+        let bytes = bytes::Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(64 * 1024),
+        ));
         let Ok(mut q) = self.shared.queue.lock() else {
-            stats.dropped.fetch_add(rows as u64, Ordering::Relaxed);
+            self.drop_rows(rows);
             return;
         };
         if q.rows + rows > self.shared.bound {
-            stats.dropped.fetch_add(rows as u64, Ordering::Relaxed);
-            if !q.dropping {
-                q.dropping = true;
-                tracing::warn!(
-                    queued = q.rows,
-                    "query log: PostgreSQL is not taking records and its queue is full; records are dropped and counted (sinkhole_querylog_postgres_dropped_total) until it catches up; queries are still answered"
-                );
-            }
+            drop(q);
+            self.drop_rows(rows);
             return;
         }
         q.rows += rows;
-        stats.queued.store(q.rows as u64, Ordering::Relaxed);
+        self.shared
+            .stats
+            .queued
+            .store(q.rows as u64, Ordering::Relaxed);
         q.chunks.push_back(Chunk { bytes, rows });
+    }
+
+    /// Counts `rows` as dropped; warns at the first drop of a spell.
+    fn drop_rows(&self, rows: usize) {
+        self.shared
+            .stats
+            .dropped
+            .fetch_add(rows as u64, Ordering::Relaxed);
+        let Ok(mut q) = self.shared.queue.lock() else {
+            return;
+        };
+        if !q.dropping {
+            q.dropping = true;
+            tracing::warn!(
+                queued = q.rows,
+                "query log: PostgreSQL is not taking records and its queue is full; records are dropped and counted (sinkhole_querylog_postgres_dropped_total) until it catches up; queries are still answered"
+            );
+        }
     }
 }
 
@@ -505,17 +532,15 @@ async fn copy_batch(client: &Client, batch: &[Chunk]) -> Result<(), DbError> {
         .await
         .map_err(DbError::query("writing records (COPY)"))?;
     futures_util::pin_mut!(sink);
-    let mut data = Vec::with_capacity(
-        copy::HEADER.len() + batch.iter().map(|c| c.bytes.len()).sum::<usize>() + 2,
-    );
-    data.extend_from_slice(copy::HEADER);
-    for c in batch {
-        data.extend_from_slice(&c.bytes);
+    // COPY data may be cut anywhere: the chunks go as they are, between header and trailer.
+    let parts = std::iter::once(bytes::Bytes::from_static(copy::HEADER))
+        .chain(batch.iter().map(|c| c.bytes.clone()))
+        .chain(std::iter::once(bytes::Bytes::from_static(copy::TRAILER)));
+    for part in parts {
+        sink.feed(part)
+            .await
+            .map_err(DbError::query("writing records (COPY)"))?;
     }
-    data.extend_from_slice(copy::TRAILER);
-    sink.send(bytes::Bytes::from(data))
-        .await
-        .map_err(DbError::query("writing records (COPY)"))?;
     sink.finish()
         .await
         .map_err(DbError::query("writing records (COPY)"))?;

@@ -349,20 +349,30 @@ impl Writer {
         }
     }
 
-    /// Renders `r` as one JSON line into `self.line`. Written by hand rather than through
-    /// serde: this is most of the writer's work per query. The timestamp and client text
-    /// are reused from the previous record when equal (a UDP batch shares its arrival time).
+    /// Places `r` in its client's session, hands it to the database writer (with
+    /// `[log.postgres]`) and renders its JSON line (with a file).
     fn render(&mut self, r: &Record) {
+        let mark = self.sessions.mark(r.client, unix_ms(r.ts), &r.asked.qname);
+        if let Some(pg) = self.pg.as_mut() {
+            pg.push(r, &mark, self.cfg.anonymize_clients);
+        }
+        // With no file, the JSON line is not needed.
+        if self.cfg.path.is_some() {
+            self.render_json(r, &mark);
+        }
+    }
+
+    /// Renders `r`, placed in its session as `mark`, as one JSON line into `self.line`.
+    /// Written by hand rather than through serde: this is most of the writer's work per
+    /// query. The timestamp and client text are reused from the previous record when equal
+    /// (a UDP batch shares its arrival time).
+    fn render_json(&mut self, r: &Record, mark: &super::sessions::Mark) {
         use std::io::Write as _;
         if self.last_ts.0 != r.ts || self.last_ts.1.is_empty() {
             self.last_ts = (r.ts, format_ts(r.ts));
         }
         if self.last_client.0 != r.client || self.last_client.1.is_empty() {
             self.last_client = (r.client, client_text(r.client, self.cfg.anonymize_clients));
-        }
-        let mark = self.sessions.mark(r.client, unix_ms(r.ts), &r.asked.qname);
-        if let Some(pg) = self.pg.as_mut() {
-            pg.push(r, &mark, self.cfg.anonymize_clients);
         }
         let l = &mut self.line;
         l.clear();
