@@ -110,6 +110,8 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
                 != b.tls.as_ref().map(|t| t.handshake_timeout),
         ),
         ("log.enabled", old.log.is_some() != new.log.is_some()),
+        // The shared state's listener is started with the service.
+        ("sync.postgres", old.sync_postgres != new.sync_postgres),
         // The HTTP server's sockets and its token are taken at start.
         ("http.listen", old.http.listen != new.http.listen),
         (

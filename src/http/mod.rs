@@ -42,6 +42,7 @@ use tokio::task::JoinSet;
 
 use crate::config::HttpConfig;
 use crate::pipeline::{Clock, Pipeline};
+use crate::postgres::sync::Shared;
 use crate::querylog::QueryLog;
 use crate::reload::Reloader;
 use crate::server::slots::ClientSlots;
@@ -69,6 +70,8 @@ pub(crate) struct State {
     pipeline: Arc<Pipeline>,
     reloader: Arc<Reloader>,
     log: Option<QueryLog>,
+    /// With `[sync] postgres = true`: list edits and pause go to the database.
+    shared: Option<Arc<Shared>>,
     clock: Clock,
     token: Option<String>,
     public_read: bool,
@@ -97,12 +100,14 @@ impl HttpServer {
         pipeline: Arc<Pipeline>,
         reloader: Arc<Reloader>,
         log: Option<QueryLog>,
+        shared: Option<Arc<Shared>>,
         clock: Clock,
     ) -> std::io::Result<Self> {
         let state = Arc::new(State {
             pipeline,
             reloader,
             log,
+            shared,
             clock,
             token: cfg.token.clone(),
             public_read: cfg.public_read,

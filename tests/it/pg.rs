@@ -162,12 +162,14 @@ impl PgCluster {
     /// Creates a new empty database; returns its URL.
     pub(crate) async fn database(&self, name: &str) -> String {
         let admin = self.client("postgres").await;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-            ))
-            .await
-            .unwrap();
+        // Two calls: one string of both would run as one transaction, which DROP DATABASE
+        // refuses.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin.batch_execute(&sql).await.unwrap();
+        }
         self.url(name)
     }
 
