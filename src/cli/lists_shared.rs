@@ -2,8 +2,8 @@
 //! and the file is one of its `blocking.lists` / `blocking.allow` local files (or is
 //! written `postgres:shared-block` / `postgres:shared-allow`): the names go to the shared
 //! entries in the database, which every running instance applies (`postgres::sync`), and
-//! the file is left as it is; a removal also takes them out of the file, so that they stop
-//! applying. A group's file, or no `--config`, is a file edit as before. A database that
+//! the file is left as it is; a removal also takes them out of the file (after the
+//! database), so that they stop applying. A group's file, or no `--config`, is a file edit as before. A database that
 //! cannot be reached fails the command (exit 1), and nothing is written.
 
 use std::path::Path;
@@ -118,16 +118,24 @@ pub(super) fn add(t: &Target, names: &[String], comment: Option<&str>) -> Result
 pub(super) fn remove(t: &Target, names: &[String], file: &Path) -> Result<Status, Error> {
     let names = checked(names, false)?;
     let list = shared_name(t.kind);
-    // The file first: a database that is down then still fails the command.
-    let from_file = if file.as_os_str() != list && file.exists() {
-        remove_from_list(file, &names).map_err(edit_error)?.removed
-    } else {
-        Vec::new()
-    };
+    // The database first: when it is down, the command fails with nothing changed.
     let nothing = format!("nothing removed from {list}");
     let (removed, missing) = with_db(t, &nothing, async |c| {
         shared::remove(c, t.kind, &names).await
     })?;
+    let from_file = if file.as_os_str() != list && file.exists() {
+        remove_from_list(file, &names)
+            .map_err(|e| {
+                Error::runtime(format_args!(
+                    "{list}: {} removed, but {}: {e}",
+                    removed.len(),
+                    file.display()
+                ))
+            })?
+            .removed
+    } else {
+        Vec::new()
+    };
     let missing: Vec<&String> = missing.iter().filter(|n| !from_file.contains(n)).collect();
     for m in &missing {
         eprintln!("{m}: not in {list} nor in {}", file.display());

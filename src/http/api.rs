@@ -335,7 +335,7 @@ pub(super) async fn pause(
             shared
                 .pause(d)
                 .await
-                .map_err(|e| super::lists::shared_error(&e, "blocking was not paused"))?;
+                .map_err(|e| super::lists_shared::shared_error(&e, "blocking was not paused"))?;
             d.min(MAX_PAUSE)
         }
         None => state.pipeline.pause().pause(&state.clock.now(), d),
@@ -360,7 +360,7 @@ pub(super) async fn resume(
         shared
             .resume()
             .await
-            .map_err(|e| super::lists::shared_error(&e, "blocking was not resumed"))?;
+            .map_err(|e| super::lists_shared::shared_error(&e, "blocking was not resumed"))?;
         tracing::info!("blocking resumed for every instance through the HTTP API");
     } else if state.pipeline.pause().resume(&state.clock.now()) {
         tracing::info!("blocking resumed through the HTTP API");

@@ -29,29 +29,28 @@ use serde_json::{Value, json};
 use super::State;
 use super::api::{Params, RawQuery};
 use super::auth::{Access, ApiError, authorize};
+use super::lists_shared::{edit_shared, shared_target};
 use crate::blocklist::Kind;
-use crate::blocklist::domain::normalize;
 use crate::blocklist::edit::{add_to_list, remove_from_list};
-use crate::blocklist::load::{Location, shared_name};
-use crate::blocklist::rewrite::{EditError, checked_name};
+use crate::blocklist::load::Location;
+use crate::blocklist::rewrite::EditError;
 use crate::config::Config;
-use crate::postgres::sync::{Shared, SyncError};
 
 /// Most names one edit call takes.
 pub const MAX_EDIT_NAMES: usize = 100;
 
-type Answer = Result<Json<Value>, ApiError>;
+pub(super) type Answer = Result<Json<Value>, ApiError>;
 type Body = Result<Bytes, BytesRejection>;
 
 /// The JSON body of an edit.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Edit {
-    names: Vec<String>,
+pub(super) struct Edit {
+    pub(super) names: Vec<String>,
     #[serde(default)]
-    list: Option<String>,
+    pub(super) list: Option<String>,
     #[serde(default)]
-    comment: Option<String>,
+    pub(super) comment: Option<String>,
 }
 
 /// `POST /api/v1/lists/block`: adds names to a local block list.
@@ -94,7 +93,7 @@ pub(super) async fn remove_allow(
     edit(s, h, q, b, Kind::Allow, false).await
 }
 
-fn kind_name(k: Kind) -> &'static str {
+pub(super) fn kind_name(k: Kind) -> &'static str {
     match k {
         Kind::Block => "block",
         Kind::Allow => "allow",
@@ -246,135 +245,6 @@ async fn edit(
         done_key: changed,
         other_key: unchanged,
         "reloaded": reloaded,
-        "rules": state.pipeline.policy().blocking.list().len(),
-    })))
-}
-
-/// With `[sync] postgres = true`, whether an edit goes to the shared entries: with no
-/// `list`, the shared name of `kind`, or a local file of `blocking.lists` (`Some(Some(path))`:
-/// a removal also takes the names out of it). A group's file stays a file edit (`None`).
-fn shared_target(cfg: &Config, kind: Kind, list: Option<&str>) -> Option<Option<PathBuf>> {
-    let Some(name) = list else {
-        return Some(None);
-    };
-    if name == shared_name(kind) {
-        return Some(None);
-    }
-    cfg.blocking.lists.iter().find_map(|s| match &s.location {
-        Location::File(p) if s.kind == kind && s.display == name => Some(Some(p.clone())),
-        _ => None,
-    })
-}
-
-/// A failure of the shared state, as the API answers it: 503 when the database cannot be
-/// reached (nothing changed), 500 otherwise; `what` says what did not happen.
-pub(super) fn shared_error(e: &SyncError, what: &str) -> ApiError {
-    let closed =
-        matches!(e, SyncError::Db(d) if d.is_closed()) || matches!(e, SyncError::Lost { .. });
-    let msg = format!(
-        "{e}; {what} ([sync] postgres = true: list edits and pause are made in the database)"
-    );
-    if closed {
-        ApiError::unavailable(msg)
-    } else {
-        ApiError::internal(msg)
-    }
-}
-
-/// An edit of the shared entries of `kind` (`[sync] postgres = true`): the database, then
-/// this instance's lists reloaded; a removal also edits `file` when given.
-async fn edit_shared(
-    state: &State,
-    shared: &Shared,
-    kind: Kind,
-    add: bool,
-    e: Edit,
-    file: Option<PathBuf>,
-) -> Answer {
-    let mut names: Vec<String> = Vec::with_capacity(e.names.len());
-    for n in &e.names {
-        let n = if add {
-            checked_name(n)
-        } else {
-            normalize(n).map_err(|why| EditError::InvalidName {
-                name: n.clone(),
-                why,
-            })
-        }
-        .map_err(|e| ApiError::bad_request(format!("names: {e}; nothing written")))?;
-        if !names.contains(&n) {
-            names.push(n);
-        }
-    }
-    if e.comment
-        .as_deref()
-        .is_some_and(|c| c.contains(['\n', '\r']))
-    {
-        return Err(ApiError::bad_request(
-            "comment: must be one line; nothing written",
-        ));
-    }
-    let permit = state
-        .edit_busy
-        .acquire()
-        .await
-        .map_err(|_| ApiError::unavailable("shutting down"))?;
-    let list = shared_name(kind);
-    let nothing = if add {
-        "nothing added"
-    } else {
-        "nothing removed"
-    };
-    // The file first: a database that is down then still fails the whole call.
-    let mut from_file = Vec::new();
-    if !add && let Some(path) = file.filter(|p| p.exists()) {
-        let ns = names.clone();
-        from_file = tokio::task::spawn_blocking(move || remove_from_list(&path, &ns))
-            .await
-            .map_err(|e| ApiError::internal(format!("list edit failed: {e}")))?
-            .map_err(|e| ApiError::internal(format!("{e}; {nothing}")))?
-            .removed;
-    }
-    let (mut changed, mut unchanged) = if add {
-        shared.add(kind, &names, e.comment.as_deref()).await
-    } else {
-        shared.remove(kind, &names).await
-    }
-    .map_err(|e| shared_error(&e, nothing))?;
-    if !from_file.is_empty() {
-        unchanged.retain(|n| !from_file.contains(n));
-        for n in from_file {
-            if !changed.contains(&n) {
-                changed.push(n);
-            }
-        }
-        state.reloader.reload(false).await.map_err(|e| {
-            ApiError::internal(format!(
-                "the list file was edited, but the reload failed: {e:#}"
-            ))
-        })?;
-    }
-    drop(permit);
-    tracing::info!(
-        list,
-        kind = kind_name(kind),
-        names = ?changed,
-        action = if add { "added" } else { "removed" },
-        database = %shared.describe(),
-        "shared list entries edited through the HTTP API"
-    );
-    let (done_key, other_key) = if add {
-        ("added", "already_present")
-    } else {
-        ("removed", "not_found")
-    };
-    Ok(Json(json!({
-        "list": list,
-        "kind": kind_name(kind),
-        "shared": true,
-        done_key: changed,
-        other_key: unchanged,
-        "reloaded": !changed.is_empty(),
         "rules": state.pipeline.policy().blocking.list().len(),
     })))
 }

@@ -16,7 +16,8 @@
 //! - `auth`: the bearer token and the JSON error every call returns.
 //! - `metrics`: `/metrics`, the counters in the Prometheus text format.
 //! - `api`: the `/api/v1` calls.
-//! - `lists`: the `/api/v1/lists/block|allow` edits of local list files.
+//! - `lists`: the `/api/v1/lists/block|allow` edits of local list files; `lists_shared`:
+//!   the same edits of the entries shared through PostgreSQL (`[sync] postgres = true`).
 //! - `querylog`: `/api/v1/log` and its live stream; `logstats`: `/api/v1/stats/top|series`.
 //! - `discovery`: `/api/v1/discovery`, one client's sessions, new names, heartbeats and
 //!   suggestions.
@@ -26,6 +27,7 @@ mod auth;
 mod dashboard;
 mod discovery;
 mod lists;
+mod lists_shared;
 mod logstats;
 mod metrics;
 mod querylog;

@@ -226,6 +226,20 @@ async fn an_entry_added_or_removed_on_one_instance_applies_on_the_other_within_2
     .await;
     assert_eq!(status, 200);
     until_answer(&two, "ads.test.", "0.0.0.0", TWO_S).await;
+    // A removal naming a list file takes the name out of that file too: files are not
+    // shared, so only this instance stops blocking it.
+    let (status, v) = call(
+        &one,
+        "DELETE",
+        "/api/v1/lists/block",
+        Some(json!({"names": ["ads.test"], "list": "ads.txt"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["removed"], json!(["ads.test"]), "{v}");
+    assert_eq!(std::fs::read_to_string(one.path("ads.txt")).unwrap(), "");
+    assert_eq!(answer(&one, "ads.test.").await, "192.0.2.20");
+    assert_eq!(answer(&two, "ads.test.").await, "0.0.0.0");
 }
 
 #[tokio::test(flavor = "multi_thread")]
