@@ -153,3 +153,37 @@ pub(super) async fn edit_shared(
         "rules": state.pipeline.policy().blocking.list().len(),
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_and_blocking_files_are_shared_and_group_files_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["a.txt", "allow.txt", "kids.txt"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let toml = "[blocking]\nlists = [\"a.txt\"]\nallow = [\"allow.txt\"]\n\
+                    [[groups]]\nname = \"kids\"\nclients = [\"127.0.0.2\"]\nlists = [\"kids.txt\"]\n\
+                    [log.postgres]\nurl = \"postgresql://u:p@127.0.0.1/db\"\n[sync]\npostgres = true\n";
+        let path = dir.path().join("sinkhole.toml");
+        std::fs::write(&path, toml).unwrap();
+        let cfg = Config::load(&path).unwrap();
+        let t = |k, l| shared_target(&cfg, k, l);
+        assert_eq!(t(Kind::Block, None), Some(None));
+        assert_eq!(t(Kind::Block, Some("postgres:shared-block")), Some(None));
+        assert_eq!(t(Kind::Allow, Some("postgres:shared-allow")), Some(None));
+        assert_eq!(
+            t(Kind::Block, Some("a.txt")),
+            Some(Some(dir.path().join("a.txt")))
+        );
+        assert!(t(Kind::Allow, Some("allow.txt")).is_some());
+        // A group's file, a list of the other kind, a file the config lacks: not shared
+        // (the file edit's own checks answer them).
+        assert_eq!(t(Kind::Block, Some("kids.txt")), None);
+        assert_eq!(t(Kind::Block, Some("allow.txt")), None);
+        assert_eq!(t(Kind::Block, Some("postgres:shared-allow")), None);
+        assert_eq!(t(Kind::Block, Some("other.txt")), None);
+    }
+}

@@ -317,3 +317,28 @@ fn write_copies(cache_dir: &Path, entries: &[Entry]) -> Result<bool, SyncError> 
     }
     Ok(changed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_are_written_only_when_their_text_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let block = |name: &str| Entry {
+            kind: Kind::Block,
+            name: name.into(),
+            comment: None,
+        };
+        assert!(write_copies(&cache, &[]).unwrap(), "first: both written");
+        assert!(!write_copies(&cache, &[]).unwrap(), "same text: untouched");
+        assert!(write_copies(&cache, &[block("a.example")]).unwrap());
+        let text = std::fs::read_to_string(shared_copy_path(&cache, Kind::Block)).unwrap();
+        assert!(text.ends_with("\na.example\n"), "{text}");
+        assert!(!write_copies(&cache, &[block("a.example")]).unwrap());
+        assert!(write_copies(&cache, &[]).unwrap(), "a removal rewrites");
+        let n = std::fs::read_dir(&cache).unwrap().count();
+        assert_eq!(n, 2, "no temporary files left");
+    }
+}
