@@ -127,17 +127,14 @@ pub fn apply(plan: &Plan) -> Result<(), PrivError> {
 }
 
 /// The folders the running process must be able to write in (`key`, folder): the query
-/// log's (rotation makes new files there) and, with URL lists, `blocking.cache_dir`.
+/// log's (rotation makes new files there) and, with URL lists or `[sync] postgres`
+/// (the shared entries' copy), `blocking.cache_dir`.
 pub fn writable_folders(cfg: &crate::config::Config) -> Vec<(&'static str, std::path::PathBuf)> {
     let mut out = Vec::new();
     if let Some(dir) = cfg.log.as_ref().and_then(|l| l.path.as_deref()?.parent()) {
         out.push(("log.path", dir.to_path_buf()));
     }
-    let urls = cfg
-        .blocking
-        .lists
-        .iter()
-        .any(|l| matches!(l.location, crate::blocklist::source::Location::Url(_)));
+    let urls = cfg.blocking.lists.iter().any(|l| l.is_copy());
     if urls {
         out.push(("blocking.cache_dir", cfg.blocking.cache_dir.clone()));
     }

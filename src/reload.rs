@@ -116,6 +116,8 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
             old.log.as_ref().and_then(|l| l.postgres.as_ref())
                 != new.log.as_ref().and_then(|l| l.postgres.as_ref()),
         ),
+        // The shared state's listener is started with the service.
+        ("sync.postgres", old.sync_postgres != new.sync_postgres),
         // The HTTP server's sockets and its token are taken at start.
         ("http.listen", old.http.listen != new.http.listen),
         (

@@ -15,6 +15,7 @@ use crate::handler::Handler;
 use crate::http::HttpServer;
 use crate::pipeline::ddr::{self, Ddr};
 use crate::pipeline::{Clock, Pipeline, Policy};
+use crate::postgres::sync::Shared;
 use crate::querylog::{self, LogTask, QueryLog};
 use crate::reload::Reloader;
 use crate::server::{MAX_FORWARDS, Server, Sockets, Tuning, slots::ClientSlots};
@@ -54,6 +55,8 @@ pub struct Service {
     http: Option<HttpServer>,
     /// DNS over TLS, HTTPS and QUIC, when any is on.
     tls: Option<Encrypted>,
+    /// The listener of the shared state, with `[sync] postgres = true`.
+    sync: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The encrypted listeners' addresses, their certificate, and the task watching its files.
@@ -186,14 +189,29 @@ impl Service {
         };
         let http_cfg = cfg.http.clone();
         let query_log_for_http = query_log.clone();
+        let sync_db = cfg
+            .log
+            .as_ref()
+            .and_then(|l| l.postgres.clone())
+            .filter(|_| cfg.sync_postgres);
         let reloader = Arc::new(Reloader::new(
             Arc::clone(&pipeline),
             query_log,
             cfg,
             opts.config_path,
         ));
-        let (watch, refresh, http) = {
+        let shared = sync_db.map(|db| {
+            Arc::new(Shared::new(
+                db.url,
+                db.instance,
+                Arc::clone(&reloader),
+                Arc::clone(&pipeline),
+                opts.clock.clone(),
+            ))
+        });
+        let (watch, refresh, http, sync) = {
             let _g = rt.enter();
+            let sync = shared.as_ref().map(Shared::spawn_listener);
             let http = if http_cfg.listen.is_empty() {
                 None
             } else {
@@ -202,6 +220,7 @@ impl Service {
                     Arc::clone(&pipeline),
                     Arc::clone(&reloader),
                     query_log_for_http,
+                    shared,
                     opts.clock,
                 )?)
             };
@@ -209,6 +228,7 @@ impl Service {
                 reloader.spawn_watch(opts.watch_interval),
                 reloader.spawn_refresh(),
                 http,
+                sync,
             )
         };
         Ok(Self {
@@ -221,6 +241,7 @@ impl Service {
             block_page,
             http,
             tls,
+            sync,
         })
     }
 
@@ -305,6 +326,9 @@ impl Service {
         }
         self.watch.abort();
         self.refresh.abort();
+        if let Some(s) = &self.sync {
+            s.abort();
+        }
         if let Some(e) = &self.tls {
             e.watch.abort();
         }

@@ -15,8 +15,8 @@ use super::parse::{Kind, Line, LineError, SkipReason, excerpt, parse_line};
 use super::{Blocklist, BlocklistBuilder, Inserted};
 
 pub use super::source::{
-    BlocklistError, EMBEDDED, ListSource, Location, MAX_LIST_BYTES, decode, looks_like_html,
-    read_file, read_source, stream_file,
+    BlocklistError, EMBEDDED, ListSource, Location, MAX_LIST_BYTES, SHARED_ALLOW, SHARED_BLOCK,
+    decode, looks_like_html, read_file, read_source, shared_copy_path, shared_name, stream_file,
 };
 
 /// What loading one list produced.
@@ -118,6 +118,8 @@ pub fn load_all_with(
                     cache_dir.display()
                 ));
             }
+            // Not synced yet: empty until the database is first reached.
+            Some(p) if src.is_copy() && !p.exists() => {}
             Some(p) => {
                 stream_file(&src.display, &p, |n, raw| lines.line(n, raw))?;
             }

@@ -32,6 +32,32 @@ pub enum Location {
     Embedded(&'static str),
     /// An `http://` or `https://` URL, served from its copy in `blocking.cache_dir`.
     Url(String),
+    /// The entries of this kind shared through PostgreSQL (`[sync] postgres = true`),
+    /// served from this host's copy in `blocking.cache_dir` ([`shared_copy_path`]); empty
+    /// until the first sync.
+    Shared,
+}
+
+/// The name of the shared block entries, as the query log's `list` and `lists check` show it.
+pub const SHARED_BLOCK: &str = "postgres:shared-block";
+/// The name of the shared allow entries.
+pub const SHARED_ALLOW: &str = "postgres:shared-allow";
+
+/// The name of the shared entries of `kind`.
+pub fn shared_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Block => SHARED_BLOCK,
+        Kind::Allow => SHARED_ALLOW,
+    }
+}
+
+/// This host's copy of the shared entries of `kind`, in `cache_dir`: what an instance
+/// started while the database is down serves.
+pub fn shared_copy_path(cache_dir: &Path, kind: Kind) -> PathBuf {
+    cache_dir.join(match kind {
+        Kind::Block => "postgres-shared-block.txt",
+        Kind::Allow => "postgres-shared-allow.txt",
+    })
 }
 
 /// One configured list: where it is, how to show it, and what its plain entries mean.
@@ -61,14 +87,34 @@ impl ListSource {
         }
     }
 
-    /// The file the list is read from: the file itself, or a URL list's cached copy in
-    /// `cache_dir` (which may not exist yet); `None` for an embedded list.
+    /// The file the list is read from: the file itself, or a URL list's or the shared
+    /// entries' copy in `cache_dir` (which may not exist yet); `None` for an embedded list.
     pub fn path(&self, cache_dir: &Path) -> Option<PathBuf> {
         match &self.location {
             Location::File(p) => Some(p.clone()),
             Location::Url(u) => Some(cache_path(cache_dir, u)),
+            Location::Shared => Some(shared_copy_path(cache_dir, self.kind)),
             Location::Embedded(_) => None,
         }
+    }
+}
+
+impl ListSource {
+    /// The shared entries of `kind` (`[sync] postgres = true`).
+    pub fn shared(kind: Kind) -> Self {
+        Self {
+            display: shared_name(kind).to_string(),
+            location: Location::Shared,
+            kind,
+            exact: false,
+            schedule: None,
+        }
+    }
+
+    /// True for a list read from a copy that may not exist yet (a URL list not downloaded,
+    /// shared entries not synced): missing, it is empty rather than an error.
+    pub fn is_copy(&self) -> bool {
+        matches!(self.location, Location::Url(_) | Location::Shared)
     }
 }
 
@@ -281,7 +327,7 @@ pub fn read_source(src: &ListSource, cache_dir: &Path) -> Result<Option<String>,
                 path: src.display.clone(),
             });
     };
-    if matches!(src.location, Location::Url(_)) && !path.exists() {
+    if src.is_copy() && !path.exists() {
         return Ok(None);
     }
     read_file(&src.display, &path).map(Some)

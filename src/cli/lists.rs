@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use clap::Subcommand;
 
 use super::common::{Error, Status, load_config};
+use super::lists_shared as shared;
 use crate::blocklist::edit::{add_to_list, remove_from_list};
 use crate::blocklist::explain::{self, CheckError};
 use crate::blocklist::fetch::{self, Updated};
@@ -58,7 +59,9 @@ pub enum ListsCommand {
         #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Add names to a list file (in place, atomically; comments and order kept).
+    /// Add names to a list file (in place, atomically; comments and order kept). With a
+    /// `--config` that has `[sync] postgres = true` and a FILE of its `blocking.lists` or
+    /// `blocking.allow`: to the entries shared through the database instead.
     Add {
         /// Names to add.
         #[arg(required = true, value_name = "NAME")]
@@ -74,7 +77,8 @@ pub enum ListsCommand {
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Remove names from a list file (in place, atomically; comments and order kept).
+    /// Remove names from a list file (in place, atomically; comments and order kept). With
+    /// `[sync] postgres = true` (as for `add`): from the shared entries too.
     Remove {
         /// Names to remove.
         #[arg(required = true, value_name = "NAME")]
@@ -110,6 +114,9 @@ pub(super) fn run(cmd: ListsCommand) -> Result<Status, Error> {
             comment,
             config,
         } => {
+            if let Some(s) = shared::target(config.as_deref(), &to)? {
+                return shared::add(&s, &names, comment.as_deref());
+            }
             warn_if_not_in_config(config.as_deref(), &to)?;
             add(&names, &to, comment.as_deref())
         }
@@ -118,6 +125,9 @@ pub(super) fn run(cmd: ListsCommand) -> Result<Status, Error> {
             from,
             config,
         } => {
+            if let Some(s) = shared::target(config.as_deref(), &from)? {
+                return shared::remove(&s, &names, &from);
+            }
             warn_if_not_in_config(config.as_deref(), &from)?;
             remove(&names, &from)
         }
@@ -217,6 +227,10 @@ fn read_sources<'s>(
                 let list = tools::read_list(&src.display, &text, src.kind, src.exact);
                 out.push((src.display.clone(), list));
             }
+            None if src.location == Location::Shared => eprintln!(
+                "sinkhole: note: {} has no copy on this host yet (a server with [sync] postgres = true writes it); skipped",
+                src.display
+            ),
             None => eprintln!(
                 "sinkhole: note: {} not downloaded yet; skipped",
                 src.display
@@ -298,7 +312,7 @@ fn convert(format: Format, config: Option<&Path>, files: &[PathBuf]) -> Result<S
 
 /// Appends the names that are not there yet ([`add_to_list`]); refuses (writing nothing) on
 /// an invalid name, a public suffix or a comment of several lines.
-fn add(names: &[String], to: &Path, comment: Option<&str>) -> Result<Status, Error> {
+pub(super) fn add(names: &[String], to: &Path, comment: Option<&str>) -> Result<Status, Error> {
     let done = add_to_list(to, names, comment).map_err(edit_error)?;
     for a in &done.present {
         eprintln!("{a}: already in {}", to.display());
@@ -314,7 +328,7 @@ fn add(names: &[String], to: &Path, comment: Option<&str>) -> Result<Status, Err
 
 /// Removes the names ([`remove_from_list`]); [`Status::Findings`] when one was not in the
 /// file.
-fn remove(names: &[String], from: &Path) -> Result<Status, Error> {
+pub(super) fn remove(names: &[String], from: &Path) -> Result<Status, Error> {
     let done = remove_from_list(from, names).map_err(edit_error)?;
     for m in &done.missing {
         eprintln!("{m}: not in {}", from.display());
@@ -328,7 +342,7 @@ fn remove(names: &[String], from: &Path) -> Result<Status, Error> {
 }
 
 /// A refused name or comment is a usage error (exit 2); the file system's, a runtime one.
-fn edit_error(e: EditError) -> Error {
+pub(super) fn edit_error(e: EditError) -> Error {
     match e {
         EditError::InvalidName { .. } | EditError::PublicSuffix { .. } => {
             Error::usage(format_args!("{e}; nothing written"))

@@ -18,6 +18,7 @@ mod control;
 mod db;
 mod firewall;
 mod lists;
+mod lists_shared;
 mod log;
 mod man;
 mod serve;

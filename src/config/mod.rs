@@ -476,6 +476,12 @@ impl Validator<'_> {
         let firewall = raw.firewall.map(|fw| self.firewall(fw, base));
         let log = raw.log.and_then(|l| self.log(l, base));
         let sync_postgres = raw.sync.postgres.as_ref().is_some_and(|b| *b.get_ref());
+        if sync_postgres {
+            // The shared entries are two more lists of the default policy (groups that
+            // inherit it get them too), read from this host's copy of the database's.
+            lists.push(ListSource::shared(Kind::Block));
+            lists.push(ListSource::shared(Kind::Allow));
+        }
         if let Some(b) = raw.sync.postgres.as_ref().filter(|b| *b.get_ref())
             && log.as_ref().is_none_or(|l| l.postgres.is_none())
         {

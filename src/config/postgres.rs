@@ -189,6 +189,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sync_adds_the_shared_entries_as_two_lists_of_the_default_policy() {
+        use crate::blocklist::Kind;
+        use crate::blocklist::load::Location;
+        let base = "[log.postgres]\nurl = \"postgresql://u:p@127.0.0.1/db\"\n";
+        let on = crate::config::Config::parse(
+            &format!("{base}[sync]\npostgres = true\n"),
+            "t.toml",
+            None,
+        )
+        .unwrap();
+        assert!(on.sync_postgres);
+        let shared: Vec<(&str, Kind)> = on
+            .blocking
+            .lists
+            .iter()
+            .filter(|s| s.location == Location::Shared)
+            .map(|s| (s.display.as_str(), s.kind))
+            .collect();
+        assert_eq!(
+            shared,
+            [
+                ("postgres:shared-block", Kind::Block),
+                ("postgres:shared-allow", Kind::Allow)
+            ]
+        );
+        let off = crate::config::Config::parse(base, "t.toml", None).unwrap();
+        assert!(
+            !off.blocking
+                .lists
+                .iter()
+                .any(|s| s.location == Location::Shared)
+        );
+    }
+
+    #[test]
     fn connection_strings() {
         let u = parse_url("postgresql://sink:secret@127.0.0.1:5433/dns").unwrap();
         assert_eq!(u.describe(), "sink@127.0.0.1:5433/dns");

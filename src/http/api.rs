@@ -277,7 +277,8 @@ pub(super) async fn status(
 
 /// `POST /api/v1/pause` with `?duration=5m` or `{"duration": "5m"}` (or a number of
 /// seconds): blocking paused for everyone until then (at most a week); a new pause
-/// replaces one running.
+/// replaces one running. With `[sync] postgres = true`, on every instance (503 when the
+/// database cannot be reached: nothing paused).
 pub(super) async fn pause(
     Extract(state): Extract<Arc<State>>,
     headers: HeaderMap,
@@ -329,7 +330,16 @@ pub(super) async fn pause(
                 "duration: {t:?}: write a duration from 1s to 7d, such as 30s, 5m or 2h"
             ))
         })?;
-    let applied = state.pipeline.pause().pause(&state.clock.now(), d);
+    let applied = match &state.shared {
+        Some(shared) => {
+            shared
+                .pause(d)
+                .await
+                .map_err(|e| super::lists_shared::shared_error(&e, "blocking was not paused"))?;
+            d.min(MAX_PAUSE)
+        }
+        None => state.pipeline.pause().pause(&state.clock.now(), d),
+    };
     tracing::info!(
         secs = applied.as_secs(),
         "blocking paused through the HTTP API"
@@ -337,7 +347,8 @@ pub(super) async fn pause(
     Ok(Json(status_of(&state)))
 }
 
-/// `POST /api/v1/resume`: ends a pause now.
+/// `POST /api/v1/resume`: ends a pause now (with `[sync] postgres = true`, on every
+/// instance).
 pub(super) async fn resume(
     Extract(state): Extract<Arc<State>>,
     headers: HeaderMap,
@@ -345,7 +356,13 @@ pub(super) async fn resume(
 ) -> Answer {
     authorize(&state, &headers, Access::Write)?;
     Params::new(q, &[])?;
-    if state.pipeline.pause().resume(&state.clock.now()) {
+    if let Some(shared) = &state.shared {
+        shared
+            .resume()
+            .await
+            .map_err(|e| super::lists_shared::shared_error(&e, "blocking was not resumed"))?;
+        tracing::info!("blocking resumed for every instance through the HTTP API");
+    } else if state.pipeline.pause().resume(&state.clock.now()) {
         tracing::info!("blocking resumed through the HTTP API");
     }
     Ok(Json(status_of(&state)))

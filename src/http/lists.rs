@@ -8,6 +8,12 @@
 //! shows the names); without it, the first local file of that kind in `blocking.lists`.
 //! Only paths the config names can be written: a `list` that is not one of them (a path of
 //! its own, `..`, a URL or embedded list, a list of the other kind) is a 400.
+//!
+//! With `[sync] postgres = true`, an edit without `list`, or of a `blocking.lists` /
+//! `blocking.allow` file, or of `postgres:shared-block|allow`, goes to the shared entries in
+//! the database instead (every instance applies it; a removal also takes the names out of
+//! the file named); a group's file is still edited as a file. A database that cannot be
+//! reached is a 503, and nothing changes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +29,7 @@ use serde_json::{Value, json};
 use super::State;
 use super::api::{Params, RawQuery};
 use super::auth::{Access, ApiError, authorize};
+use super::lists_shared::{edit_shared, shared_target};
 use crate::blocklist::Kind;
 use crate::blocklist::edit::{add_to_list, remove_from_list};
 use crate::blocklist::load::Location;
@@ -32,18 +39,18 @@ use crate::config::Config;
 /// Most names one edit call takes.
 pub const MAX_EDIT_NAMES: usize = 100;
 
-type Answer = Result<Json<Value>, ApiError>;
+pub(super) type Answer = Result<Json<Value>, ApiError>;
 type Body = Result<Bytes, BytesRejection>;
 
 /// The JSON body of an edit.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Edit {
-    names: Vec<String>,
+pub(super) struct Edit {
+    pub(super) names: Vec<String>,
     #[serde(default)]
-    list: Option<String>,
+    pub(super) list: Option<String>,
     #[serde(default)]
-    comment: Option<String>,
+    pub(super) comment: Option<String>,
 }
 
 /// `POST /api/v1/lists/block`: adds names to a local block list.
@@ -86,7 +93,7 @@ pub(super) async fn remove_allow(
     edit(s, h, q, b, Kind::Allow, false).await
 }
 
-fn kind_name(k: Kind) -> &'static str {
+pub(super) fn kind_name(k: Kind) -> &'static str {
     match k {
         Kind::Block => "block",
         Kind::Allow => "allow",
@@ -171,7 +178,14 @@ async fn edit(
     authorize(&state, &headers, Access::Write)?;
     Params::new(q, &[])?;
     let e = parse(body, add)?;
-    let (list, path) = target(&state.reloader.config(), kind, e.list.as_deref())?;
+    let cfg = state.reloader.config();
+    if let Some(shared) = &state.shared
+        && let Some(file) = shared_target(&cfg, kind, e.list.as_deref())
+    {
+        let shared = Arc::clone(shared);
+        return edit_shared(&state, &shared, kind, add, e, file).await;
+    }
+    let (list, path) = target(&cfg, kind, e.list.as_deref())?;
     // One edit at a time: each reads and writes a whole list (up to MAX_LIST_BYTES).
     let permit = state
         .edit_busy

@@ -16,7 +16,8 @@
 //! - `auth`: the bearer token and the JSON error every call returns.
 //! - `metrics`: `/metrics`, the counters in the Prometheus text format.
 //! - `api`: the `/api/v1` calls.
-//! - `lists`: the `/api/v1/lists/block|allow` edits of local list files.
+//! - `lists`: the `/api/v1/lists/block|allow` edits of local list files; `lists_shared`:
+//!   the same edits of the entries shared through PostgreSQL (`[sync] postgres = true`).
 //! - `querylog`: `/api/v1/log` and its live stream; `logstats`: `/api/v1/stats/top|series`.
 //! - `discovery`: `/api/v1/discovery`, one client's sessions, new names, heartbeats and
 //!   suggestions.
@@ -26,6 +27,7 @@ mod auth;
 mod dashboard;
 mod discovery;
 mod lists;
+mod lists_shared;
 mod logstats;
 mod metrics;
 mod querylog;
@@ -42,6 +44,7 @@ use tokio::task::JoinSet;
 
 use crate::config::HttpConfig;
 use crate::pipeline::{Clock, Pipeline};
+use crate::postgres::sync::Shared;
 use crate::querylog::QueryLog;
 use crate::reload::Reloader;
 use crate::server::slots::ClientSlots;
@@ -69,6 +72,8 @@ pub(crate) struct State {
     pipeline: Arc<Pipeline>,
     reloader: Arc<Reloader>,
     log: Option<QueryLog>,
+    /// With `[sync] postgres = true`: list edits and pause go to the database.
+    shared: Option<Arc<Shared>>,
     clock: Clock,
     token: Option<String>,
     public_read: bool,
@@ -97,12 +102,14 @@ impl HttpServer {
         pipeline: Arc<Pipeline>,
         reloader: Arc<Reloader>,
         log: Option<QueryLog>,
+        shared: Option<Arc<Shared>>,
         clock: Clock,
     ) -> std::io::Result<Self> {
         let state = Arc::new(State {
             pipeline,
             reloader,
             log,
+            shared,
             clock,
             token: cfg.token.clone(),
             public_read: cfg.public_read,

@@ -1,6 +1,7 @@
 //! PostgreSQL, for several resolvers that share one view: the query log written there
-//! ([`writer`], rows encoded by [`copy`]), its schema ([`migrate`]), and the connection
-//! every part opens ([`connect`]).
+//! ([`writer`], rows encoded by [`copy`]), its schema ([`migrate`]), the local list entries
+//! and pause shared by `[sync] postgres = true` ([`shared`], kept applied by [`sync`]), and
+//! the connection every part opens ([`connect`]).
 //!
 //! Nothing here is on the query path: the writer takes finished records from the query
 //! log's writer thread through a bounded queue, so a database that is slow, down or gone
@@ -9,6 +10,8 @@
 
 pub mod copy;
 pub mod migrate;
+pub mod shared;
+pub mod sync;
 pub mod writer;
 
 use std::time::Duration;
@@ -102,6 +105,25 @@ impl DbError {
 /// Connects; the connection's I/O runs on a task of the current runtime until the client
 /// is dropped or the server goes away.
 pub async fn connect(url: &DbUrl) -> Result<Client, DbError> {
+    let (client, conn) = connect_raw(url).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Connects, leaving the connection's I/O to the caller (who may read its notifications).
+pub(crate) async fn connect_raw(
+    url: &DbUrl,
+) -> Result<
+    (
+        Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    ),
+    DbError,
+> {
     let mut settings = url.settings();
     if settings.get_connect_timeout().is_none() {
         settings.connect_timeout(CONNECT_TIMEOUT);
@@ -109,19 +131,13 @@ pub async fn connect(url: &DbUrl) -> Result<Client, DbError> {
     if settings.get_application_name().is_none() {
         settings.application_name("sinkhole");
     }
-    let (client, conn) = settings
+    settings
         .connect(NoTls)
         .await
         .map_err(|source| DbError::Connect {
             target: url.describe(),
             source,
-        })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "PostgreSQL connection ended");
-        }
-    });
-    Ok(client)
+        })
 }
 
 /// The name this instance writes under: `server.name`, else the host name.

@@ -5,8 +5,8 @@ mod browser; // headless Chromium over the DevTools protocol (a pipe), for the d
 mod fake_upstream; // the in-process authoritative upstream, with query counters
 mod harness; // TestServer (the real service on 127.0.0.1:0) and a small DNS client
 mod hierarchy; // a root, TLDs and authoritative servers on 127.53.N.x:53, for recursion
-mod pg;
-mod raw_upstream; // a scripted UDP upstream: delays, forged answers, DNS cookies // a real PostgreSQL cluster of the test's own (initdb, pg_ctl as the user postgres)
+mod pg; // a real PostgreSQL cluster of the test's own (initdb, pg_ctl as the user postgres)
+mod raw_upstream; // a scripted UDP upstream: delays, forged answers, DNS cookies
 
 mod access; // access control: allow, deny (nets and files), refuse or drop, reload
 mod answer_checks; // upstream answers: CNAME chains to blocked names, response IPs, rebinding
@@ -42,6 +42,7 @@ mod lists_cli; // `sinkhole lists check|lint|convert|add|remove` on files
 mod local; // [local] records and hosts files, private reverse zones: AA answers no upstream sees
 mod malformed; // bad packets never hurt other clients
 mod postgres_log; // [log.postgres]: the query log in a real PostgreSQL: fields, migrations, outages, wrong password, names, retention
+mod postgres_sync; // [sync] postgres: two instances on one real PostgreSQL share list entries and pause
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
 mod real_lists; // the real community lists in ../shared/data
 mod recursive; // upstream.mode = "recursive": resolving from a test root; loops, long chains, dead delegations
