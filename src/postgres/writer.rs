@@ -26,7 +26,8 @@ use tokio_postgres::Client;
 use super::copy::{self, Row};
 use super::{DbError, migrate};
 use crate::config::postgres::PostgresLog;
-use crate::querylog::sessions::{Mark, registrable};
+use crate::querylog::sessions::Mark;
+use crate::querylog::writer::Shown;
 use crate::querylog::writer::client_logged;
 use crate::querylog::{Record, action_name, qtype_name};
 
@@ -119,14 +120,12 @@ impl Sink {
 
     /// Encodes the row of `r`, placed in its session as `mark`; while the queue is full,
     /// only counts it as dropped (no work for a row that cannot be kept).
-    pub fn push(&mut self, r: &Record, mark: &Mark, anonymize: bool) {
+    pub fn push(&mut self, r: &Record, mark: &Mark, shown: &Shown<'_>, anonymize: bool) {
         if self.shared.stats.queued.load(Ordering::Relaxed) as usize >= self.shared.bound {
             self.skipped += 1;
             return;
         }
-        let rule = crate::querylog::writer::shown_rule(r);
         let cname = r.outcome.rule.as_ref().and_then(|x| x.cname());
-        let upstream = crate::querylog::writer::upstream_text(r);
         let qtype = qtype_name(r.asked.qtype);
         let row = Row {
             ts: r.ts,
@@ -134,16 +133,20 @@ impl Sink {
             client: client_logged(r.client, anonymize),
             proto: r.transport.name(),
             qname: &r.asked.qname,
-            domain: registrable(&r.asked.qname),
+            domain: r
+                .asked
+                .qname
+                .get(mark.domain_at..)
+                .unwrap_or(&r.asked.qname),
             qtype: &qtype,
             action: action_name(r.outcome.action),
-            rule: rule.as_ref().map(|(a, b)| (*a, b.as_ref())),
+            rule: shown.rule.as_ref().map(|(a, b)| (*a, b.as_ref())),
             group: r.outcome.group.as_deref(),
             cname: cname.as_deref(),
             rcode: crate::dns::wire::rcode::name(r.outcome.rcode),
             dnssec: r.outcome.dnssec.map(|s| s.as_str()),
             tc: matches!(r.outcome.detail, crate::pipeline::Detail::Truncated),
-            upstream: upstream.as_deref(),
+            upstream: shown.upstream.as_deref(),
             elapsed_us: u64::try_from(r.elapsed.as_micros()).unwrap_or(u64::MAX),
             session: mark.session,
             seq: mark.seq,
@@ -704,13 +707,18 @@ mod tests {
             session: 1,
             seq: 1,
             new: true,
+            domain_at: 0,
+        };
+        let shown = Shown {
+            rule: None,
+            upstream: None,
         };
         for _ in 0..6 {
-            sink.push(&record("a.example"), &mark, false);
+            sink.push(&record("a.example"), &mark, &shown, false);
         }
         sink.hand_off();
         for _ in 0..6 {
-            sink.push(&record("b.example"), &mark, true);
+            sink.push(&record("b.example"), &mark, &shown, true);
         }
         sink.hand_off();
         let stats = &shared.stats;

@@ -33,6 +33,8 @@ pub struct Mark {
     pub seq: u64,
     /// First time this client asked for the registrable domain.
     pub new: bool,
+    /// Where the registrable domain starts in the query name (a byte offset).
+    pub domain_at: usize,
 }
 
 /// Per-client session state.
@@ -97,6 +99,8 @@ impl Sessions {
             session: c.session,
             seq: c.seq,
             new,
+            // `domain` is a suffix of `qname`.
+            domain_at: qname.len() - domain.len(),
         }
     }
 }

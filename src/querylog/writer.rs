@@ -84,6 +84,14 @@ pub fn client_logged(ip: IpAddr, anonymize: bool) -> IpAddr {
     }
 }
 
+/// The fields of a record that the file and the database both show, worked out once.
+pub struct Shown<'r> {
+    /// The rule and where it is ([`shown_rule`]).
+    pub rule: Option<(&'r str, Cow<'r, str>)>,
+    /// The upstream that answered ([`upstream_text`]).
+    pub upstream: Option<Cow<'static, str>>,
+}
+
 /// The rule the log shows for `r` and where it is (`file:line`, or `builtin`): a forwarded
 /// or cached name shows only the allow rule that let it through; a local answer its record
 /// or private zone.
@@ -353,12 +361,17 @@ impl Writer {
     /// `[log.postgres]`) and renders its JSON line (with a file).
     fn render(&mut self, r: &Record) {
         let mark = self.sessions.mark(r.client, unix_ms(r.ts), &r.asked.qname);
+        // Worked out once for the file and the database.
+        let shown = Shown {
+            rule: shown_rule(r),
+            upstream: upstream_text(r),
+        };
         if let Some(pg) = self.pg.as_mut() {
-            pg.push(r, &mark, self.cfg.anonymize_clients);
+            pg.push(r, &mark, &shown, self.cfg.anonymize_clients);
         }
         // With no file, the JSON line is not needed.
         if self.cfg.path.is_some() {
-            self.render_json(r, &mark);
+            self.render_json(r, &mark, &shown);
         }
     }
 
@@ -366,7 +379,7 @@ impl Writer {
     /// Written by hand rather than through serde: this is most of the writer's work per
     /// query. The timestamp and client text are reused from the previous record when equal
     /// (a UDP batch shares its arrival time).
-    fn render_json(&mut self, r: &Record, mark: &super::sessions::Mark) {
+    fn render_json(&mut self, r: &Record, mark: &super::sessions::Mark, shown: &Shown<'_>) {
         use std::io::Write as _;
         if self.last_ts.0 != r.ts || self.last_ts.1.is_empty() {
             self.last_ts = (r.ts, format_ts(r.ts));
@@ -388,7 +401,7 @@ impl Writer {
         json_str(l, &qtype_name(r.asked.qtype));
         l.extend_from_slice(b",\"action\":");
         json_str(l, action_name(r.outcome.action));
-        match shown_rule(r) {
+        match &shown.rule {
             Some((rule, list)) => {
                 l.extend_from_slice(b",\"rule\":");
                 json_str(l, rule);
@@ -428,8 +441,8 @@ impl Writer {
             l.extend_from_slice(b",\"tc\":true");
         }
         l.extend_from_slice(b",\"upstream\":");
-        match upstream_text(r) {
-            Some(u) => json_str(l, &u),
+        match &shown.upstream {
+            Some(u) => json_str(l, u),
             None => l.extend_from_slice(b"null"),
         }
         let _ = writeln!(

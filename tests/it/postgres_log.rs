@@ -376,3 +376,86 @@ async fn retention_drops_whole_day_partitions() {
     assert!(left.contains(&partition_name(today - 1)), "{left:?}");
     assert_eq!(count(&c).await, 3, "rows of 45 and 35 days ago are gone");
 }
+
+/// Unmounts a tmpfs of the test's when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_on_the_database_side_keeps_records_queued_until_there_is_room() {
+    use sinkhole::postgres::writer::{day_of, partition_name};
+    use std::os::unix::fs::PermissionsExt as _;
+    let pg = PgCluster::start();
+    let url = pg.database("disk").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = pg_config(dir.path(), port, &url, "");
+    assert_eq!(migrate(&cfg).0, 0);
+    // Today's partition on a 2 MiB tmpfs: the disk that fills up.
+    let small = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m,mode=0777", "sinkhole-pg-test"])
+        .arg(small.path())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    let _mount = Mount(small.path().to_path_buf());
+    let space = small.path().join("ts");
+    std::fs::create_dir(&space).unwrap();
+    std::fs::set_permissions(&space, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let _ = std::process::Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(&space)
+        .status();
+    let c = pg.client("disk").await;
+    c.batch_execute(&format!(
+        "CREATE TABLESPACE small LOCATION '{}'",
+        space.display()
+    ))
+    .await
+    .unwrap();
+    let today = day_of(std::time::SystemTime::now());
+    let part = partition_name(today);
+    c.batch_execute(&format!(
+        "CREATE TABLE {part} PARTITION OF queries FOR VALUES FROM (date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') TO (date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '1 day') TABLESPACE small"
+    ))
+    .await
+    .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (child, _) = spawn_serve(&cfg, addr, "probe.lan.").await;
+    // About 25,000 rows: more than 2 MiB of table.
+    assert_eq!(load(addr, 25_000, 2_500).await, 25_000);
+    let sent = 25_001;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stuck = count(&c).await;
+    assert!(stuck < sent, "the small disk took all {stuck} rows");
+    // Room again: the partition moves to the main disk; the queued rows follow.
+    c.batch_execute(&format!("ALTER TABLE {part} SET TABLESPACE pg_default"))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            count(&c).await == sent
+        })
+        .await,
+        "after the disk had room: {} of {sent} rows",
+        count(&c).await
+    );
+    let log = stop_serve(child);
+    assert!(
+        log.contains("No space left on device") || log.contains("could not extend"),
+        "{log}"
+    );
+    assert!(log.contains("writing to PostgreSQL again"), "{log}");
+    c.batch_execute(&format!("DROP TABLE {part}; DROP TABLESPACE small"))
+        .await
+        .unwrap();
+}
