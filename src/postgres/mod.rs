@@ -1,6 +1,6 @@
 //! PostgreSQL, for several resolvers that share one view: the query log written there
-//! ([`writer`], rows encoded by [`copy`]), its schema ([`migrate`]), and the connection
-//! every part opens ([`connect`]).
+//! ([`writer`], rows encoded by [`copy`]) and read back ([`read`], [`recent`]), its schema
+//! ([`migrate`]), and the connection every part opens ([`connect`]).
 //!
 //! Nothing here is on the query path: the writer takes finished records from the query
 //! log's writer thread through a bounded queue, so a database that is slow, down or gone
@@ -9,6 +9,8 @@
 
 pub mod copy;
 pub mod migrate;
+pub mod read;
+pub mod recent;
 pub mod writer;
 
 use std::time::Duration;

@@ -41,6 +41,7 @@ mod list_edits; // `lists add|remove`: owner, mode, symlinks, raw bytes, concurr
 mod lists_cli; // `sinkhole lists check|lint|convert|add|remove` on files
 mod local; // [local] records and hosts files, private reverse zones: AA answers no upstream sees
 mod malformed; // bad packets never hurt other clients
+mod postgres_read; // the query log read back from PostgreSQL: same reports as the file, two instances, tail -f, the API
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
 mod real_lists; // the real community lists in ../shared/data
 mod recursive; // upstream.mode = "recursive": resolving from a test root; loops, long chains, dead delegations

@@ -162,12 +162,14 @@ impl PgCluster {
     /// Creates a new empty database; returns its URL.
     pub(crate) async fn database(&self, name: &str) -> String {
         let admin = self.client("postgres").await;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-            ))
-            .await
-            .unwrap();
+        // One statement each: several in one string run as one transaction, which
+        // DROP/CREATE DATABASE refuse.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin.batch_execute(&sql).await.unwrap();
+        }
         self.url(name)
     }
 
