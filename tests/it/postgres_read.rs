@@ -16,21 +16,17 @@ use serde_json::Value;
 
 use crate::fake_upstream::{FakeUpstream, a};
 use crate::harness::{TestServer, bin};
+use crate::http_log::{TOKEN, open_stream, read_until};
 use crate::pg::{PgCluster, eventually};
 use crate::querylog::records;
 
 const BLOCK: &str = "ads.test\ntelemetry.messenger.test\n";
-const TOKEN: &str = "pg-read-token-0123456789";
 
+/// The query log test's names, and a device's phoning-home name.
 fn zone() -> Vec<hickory_proto::rr::Record> {
-    vec![
-        a("login.messenger.test.", "192.0.2.20", 300),
-        a("api.messenger.test.", "192.0.2.21", 300),
-        a("presence.messenger.test.", "192.0.2.22", 300),
-        a("media.msgcdn.test.", "192.0.2.30", 300),
-        a("www.news.test.", "192.0.2.40", 300),
-        a("beat.vendor.test.", "192.0.2.60", 300),
-    ]
+    let mut z = crate::querylog::zone();
+    z.push(a("beat.vendor.test.", "192.0.2.60", 300));
+    z
 }
 
 /// A config of instance `name` logging to `url` (and to `queries.jsonl` with `file`).
@@ -399,6 +395,23 @@ async fn tail_follow_prints_a_row_written_after_it_started() {
     // Written every 50 ms, polled every 500 ms.
     assert!(took < Duration::from_millis(1_500), "{took:?}");
     assert!(rx.try_recv().is_err());
+
+    // The API's stream follows the database the same way; its records name the instance.
+    let mut c = open_stream(s.http_addr(), "client=127.0.0.7", None).await;
+    s.query_from("127.0.0.8", "media.msgcdn.test.", RecordType::A)
+        .await;
+    s.query_from("127.0.0.7", "presence.messenger.test.", RecordType::A)
+        .await;
+    let got = read_until(&mut c, b"presence", Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&got);
+    let data: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(data.len(), 1, "{text}");
+    assert_eq!(data[0]["qname"], "presence.messenger.test", "{text}");
+    assert_eq!(data[0]["instance"], "dns1.lan", "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
