@@ -1,5 +1,5 @@
 //! PostgreSQL, for several resolvers that share one view: the query log written there
-//! ([`writer`], rows encoded by [`copy`]) and read back ([`read`], [`recent`]), its schema
+//! ([`writer`], rows encoded by [`copy`]) and read back ([`read`], [`reports`], [`recent`]), its schema
 //! ([`migrate`]), and the connection every part opens ([`connect`]).
 //!
 //! Nothing here is on the query path: the writer takes finished records from the query
@@ -11,6 +11,7 @@ pub mod copy;
 pub mod migrate;
 pub mod read;
 pub mod recent;
+pub mod reports;
 pub mod writer;
 
 use std::time::Duration;

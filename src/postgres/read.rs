@@ -5,9 +5,10 @@
 //! A [`Filter`] becomes a `WHERE` the indexes serve (client and time, action and time, a
 //! name glob as `LIKE`); rows are then checked against the same filter in Rust, so what
 //! SQL cannot say exactly (a glob with classes) is still decided as the files decide it.
-//! The session reports read rows through [`Records`], grouped by instance, client and
-//! session (see [`Split::Grouped`]), and run the same code as over the files; `top` is a
-//! `GROUP BY`. Newest-first pages, `tail` and its `--follow` are in `recent.rs`.
+//! The session reports read rows through `querylog::source::Records`, grouped by instance,
+//! client and session, and run the same code as over the files; `top` is a `GROUP BY`
+//! (both in `reports.rs`). Newest-first pages, `tail` and its `--follow` are in
+//! `recent.rs`.
 //!
 //! The reader is synchronous for the reports (they take a callback per record): it owns a
 //! handle on a multi-threaded runtime that drives the connection, and blocks on it; call
@@ -25,10 +26,8 @@ use tokio_postgres::{Client, Row};
 use super::{DbError, connect, migrate};
 use crate::config::postgres::PostgresLog;
 use crate::querylog::Entry;
-use crate::querylog::brief::Brief;
 use crate::querylog::filter::Filter;
-use crate::querylog::report::{By, DEFAULT_GROUP, ts_ms};
-use crate::querylog::source::{Records, Split};
+use crate::querylog::report::ts_ms;
 use crate::querylog::writer::format_ts;
 
 /// The columns of a whole record, in [`entry`]'s order.
@@ -58,7 +57,7 @@ pub struct Db {
     pub(super) instance: Option<String>,
     /// Every instance that has written (the `instances` table), by name.
     instances: Vec<String>,
-    gap_ms: i64,
+    pub(super) gap_ms: i64,
     /// How late a row may be committed after its arrival time and still be followed.
     pub(super) slack: Duration,
 }
@@ -176,13 +175,13 @@ pub(super) fn where_of(filter: &Filter, instance: Option<&str>) -> Where {
 }
 
 /// The client column's text, as the files write it.
-fn client_text(row: &Row, idx: usize) -> String {
+pub(super) fn client_text(row: &Row, idx: usize) -> String {
     row.try_get::<_, IpAddr>(idx)
         .map(|ip| ip.to_string())
         .unwrap_or_default()
 }
 
-fn int(row: &Row, idx: usize) -> u64 {
+pub(super) fn int(row: &Row, idx: usize) -> u64 {
     row.try_get::<_, i64>(idx)
         .ok()
         .and_then(|v| u64::try_from(v).ok())
@@ -310,117 +309,6 @@ impl Db {
             f(&row);
         }
         Ok(())
-    }
-
-    /// The `limit` most frequent keys, most frequent first (ties by key), as
-    /// `report::top` counts them in the files: a `GROUP BY`.
-    pub fn top(
-        &self,
-        filter: &Filter,
-        by: By,
-        limit: usize,
-    ) -> Result<Vec<(u64, String)>, DbError> {
-        let mut w = where_of(filter, self.instance.as_deref());
-        let key = match by {
-            By::Name => "qname",
-            By::Domain => "domain",
-            By::Client => "host(client)",
-            By::Blocked => {
-                w.add("action = $", "blocked".to_string());
-                "qname"
-            }
-            By::Group => "coalesce(grp, $)",
-        };
-        let key = if by == By::Group {
-            w.params.push(Box::new(DEFAULT_GROUP.to_string()));
-            key.replace('$', &format!("${}", w.params.len()))
-        } else {
-            key.to_string()
-        };
-        let mut out: Vec<(u64, String)> = Vec::new();
-        self.block_on(async {
-            if w.exact {
-                // Clients are read back as addresses, so they print as the files print them.
-                let (select, group) = if by == By::Client {
-                    ("client", "client")
-                } else {
-                    ("k", "1")
-                };
-                let sql = format!(
-                    "SELECT {select}, count(*) AS n FROM (SELECT {key} COLLATE \"C\" AS k, client FROM queries{}) t GROUP BY {group} ORDER BY n DESC, {key_order} LIMIT {limit}",
-                    w.sql(),
-                    key_order = if by == By::Client { "host(client) COLLATE \"C\"" } else { "k" },
-                );
-                self.rows(&sql, &w, "counting the log", |r: &Row| {
-                    let k = if by == By::Client {
-                        client_text(r, 0)
-                    } else {
-                        r.try_get::<_, String>(0).unwrap_or_default()
-                    };
-                    out.push((int(r, 1), k));
-                })
-                .await
-            } else {
-                // A name filter only Rust decides: count its names' keys here.
-                let mut counts = std::collections::HashMap::<String, u64>::new();
-                let sql = format!("SELECT {key} AS k, qname, client FROM queries{}", w.sql());
-                let glob = filter.name.as_ref();
-                self.rows(&sql, &w, "counting the log", |r: &Row| {
-                    let qname: String = r.try_get(1).unwrap_or_default();
-                    if glob.is_some_and(|g| !g.is_match(&qname)) {
-                        return;
-                    }
-                    let k = if by == By::Client {
-                        client_text(r, 2)
-                    } else {
-                        r.try_get::<_, String>(0).unwrap_or_default()
-                    };
-                    *counts.entry(k).or_default() += 1;
-                })
-                .await?;
-                out = counts.into_iter().map(|(k, n)| (n, k)).collect();
-                Ok(())
-            }
-        })?;
-        out.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        out.truncate(limit);
-        Ok(out)
-    }
-}
-
-impl Records for Db {
-    fn split(&self) -> Split {
-        Split::Grouped {
-            gap_ms: self.gap_ms,
-        }
-    }
-
-    /// One client's rows come from the (client, ts) index; every instance's sessions
-    /// are kept apart (they are numbered per instance).
-    fn briefs(&self, filter: &Filter, f: &mut dyn FnMut(&Brief<'_>)) -> Result<(), DbError> {
-        let w = where_of(filter, self.instance.as_deref());
-        let sql = format!(
-            "SELECT ts, instance, client, proto, qname, action, session, seq, new FROM queries{} ORDER BY instance, client, session, ts",
-            w.sql()
-        );
-        self.block_on(self.rows(&sql, &w, "reading the log", |r: &Row| {
-            let ts = format_ts(r.try_get::<_, SystemTime>(0).unwrap_or(UNIX_EPOCH));
-            let client = client_text(r, 2);
-            let b = Brief {
-                instance: r.try_get(1).unwrap_or(""),
-                ts: &ts,
-                client: &client,
-                proto: r.try_get(3).unwrap_or(None),
-                qname: r.try_get(4).unwrap_or(""),
-                action: r.try_get(5).unwrap_or(""),
-                session: int(r, 6),
-                seq: int(r, 7),
-                new: r.try_get(8).unwrap_or(false),
-            };
-            if filter.matches_brief(&b) {
-                f(&b);
-            }
-        }))
     }
 }
 

@@ -404,7 +404,7 @@ pub fn suggest<R: Records + ?Sized>(
     limit: usize,
 ) -> Result<(Vec<Suggestion>, u64), DbError> {
     let mut s = Suggestions::new(src.split());
-    src.briefs(filter, &mut |e| s.add(e))?;
+    src.openings(filter, OPENING, &mut |e| s.add(e))?;
     Ok(s.finish(is_blocked, limit))
 }
 
