@@ -253,7 +253,7 @@ impl Db {
             UNIX_EPOCH + Duration::from_secs(first + minutes * 60),
         );
         let sql = format!(
-            "SELECT (floor(extract(epoch FROM ts) / 60) * 60)::bigint AS m, count(*), count(*) FILTER (WHERE action = 'blocked') FROM queries{} GROUP BY 1",
+            "SELECT extract(epoch FROM date_trunc('minute', ts))::bigint AS m, count(*), count(*) FILTER (WHERE action = 'blocked') FROM queries{} GROUP BY date_trunc('minute', ts)",
             w.sql()
         );
         self.block_on(self.rows(&sql, &w, "counting the log", |r: &Row| {

@@ -250,6 +250,17 @@ async fn reports_from_the_database_equal_those_from_the_file() {
         top["top"][0],
         serde_json::json!({"key": "127.0.0.2", "count": 7})
     );
+    let (status, series) = get(http, "/api/v1/stats/series?minutes=60").await;
+    assert_eq!(status, 200, "{series}");
+    let sum = |k: &str| -> u64 {
+        series[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!((sum("queries"), sum("blocked")), (n as u64, 2), "{series}");
     let (status, d) = get(http, "/api/v1/discovery?client=127.0.0.2").await;
     assert_eq!(status, 200, "{d}");
     assert_eq!(d["sessions"].as_array().unwrap().len(), 2, "{d}");
