@@ -67,7 +67,8 @@
 //!   on SIGUSR1 and at exit.
 //! - [`querylog`]: the JSON Lines query log (bounded queue → writer thread, sessions,
 //!   rotation), the `sinkhole log` reports that read it, and the newest-first pages the API
-//!   serves (`querylog::page`).
+//!   serves (`querylog::page`). The reports are written once and fed from the files or from
+//!   PostgreSQL's rows (`querylog::source::Records`; the database side is `postgres::read`).
 //! - [`reload`]: SIGHUP and file-change reloads; [`service`]: all of it running;
 //!   [`systemd`]: readiness, reload and watchdog notices, and journal-format logs;
 //!   [`privdrop`]: root given up for `server.user` once every socket is bound.

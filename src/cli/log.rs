@@ -1,10 +1,13 @@
 //! `sinkhole log tail|first|top|suggest|heartbeats`: where the log is, the filters of the
 //! options, and printing around `querylog::tail` and `querylog::report`. Exit codes: 0 ok
-//! (also when the reader closes the pipe early), 1 a runtime failure, 2 a bad option or
-//! config.
+//! (also when the reader closes the pipe early), 1 a runtime failure (a database that is
+//! down or refuses the password), 2 a bad option or config.
+//!
+//! Where the records come from: `--file`, else the database of `[log.postgres]` when the
+//! config has one (every instance's records, `--instance` for one), else `log.path`.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -12,16 +15,94 @@ use clap::Subcommand;
 use super::common::Error;
 use crate::config::{Config, LogConfig};
 use crate::pipeline::blocking::Blocking;
+use crate::postgres::DbError;
+use crate::postgres::read::{Db, error_text};
+use crate::querylog::source::{Log, Records};
 
-/// Where the log is: `--file`, or `log.path` of the config.
+/// Where the log is: `--file`, or the config's `[log.postgres]` database, or its
+/// `log.path`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogSource {
-    /// Config file whose `log.path` is read.
+    /// Config file whose query log is read: its [log.postgres] database when it has one
+    /// (every instance's records), else its log.path.
     #[arg(long, short, value_name = "FILE", default_value = "sinkhole.toml")]
     pub config: PathBuf,
-    /// The log file itself (its rotated files `FILE.1`, `FILE.2`… are read too).
-    #[arg(long, value_name = "FILE")]
+    /// Read this log file instead (its rotated files `FILE.1`, `FILE.2`… are read too),
+    /// also when the config has [log.postgres].
+    #[arg(long, value_name = "FILE", conflicts_with = "instance")]
     pub file: Option<PathBuf>,
+    /// Only the records of this instance (its server.name, or host name) from the
+    /// [log.postgres] database; without it, every instance's.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+}
+
+/// What a command reads, and the runtime that drives a database connection (dropped
+/// after it).
+struct Reader {
+    log: Log,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Reader {
+    fn file(p: PathBuf) -> Self {
+        Self {
+            log: Log::File(p),
+            rt: None,
+        }
+    }
+
+    fn records(&self) -> &dyn Records {
+        self.log.records()
+    }
+}
+
+/// A database error, naming the config to fix.
+fn db_error(config: &Path, e: DbError) -> Error {
+    let hint = match &e {
+        DbError::Connect { .. } => {
+            "; check that the database runs and log.postgres.url (or url_file) names it, with the right user and password"
+        }
+        _ => "",
+    };
+    Error::runtime(format_args!(
+        "{}: [log.postgres]: {}{hint}",
+        config.display(),
+        error_text(&e)
+    ))
+}
+
+/// Connects to `[log.postgres]`'s database.
+fn open_db(config: &Path, cfg: &Config, instance: Option<&str>) -> Result<Reader, Error> {
+    let log = cfg.log.as_ref();
+    let Some(pg) = log.and_then(|l| l.postgres.as_ref()) else {
+        return Err(Error::usage(format_args!(
+            "{}: --instance reads the [log.postgres] database, and the config has none",
+            config.display()
+        )));
+    };
+    let gap = log.map_or(std::time::Duration::from_secs(30), |l| l.session_gap);
+    // One worker drives the connection while the reports block on it from here.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let db = rt
+        .block_on(Db::open(pg, gap, instance.map(str::to_string)))
+        .map_err(|e| db_error(config, e))?;
+    if let Some(i) = instance
+        && !db.instances().iter().any(|n| n == i)
+    {
+        return Err(Error::usage(format_args!(
+            "--instance {i:?}: no instance of that name writes to {} (instances: {})",
+            pg.url.describe(),
+            db.instances().join(", ")
+        )));
+    }
+    Ok(Reader {
+        log: Log::Db(Box::new(db)),
+        rt: Some(rt),
+    })
 }
 
 /// Which records a report reads: where the log is, one client, a start time.
@@ -136,16 +217,20 @@ pub(super) fn run(cmd: LogCommand) -> Result<(), Error> {
     }
 }
 
-fn log_path(src: &LogSource) -> Result<(PathBuf, Option<Config>), Error> {
+fn log_path(src: &LogSource) -> Result<(Reader, Option<Config>), Error> {
     if let Some(f) = &src.file {
         let cfg = Config::load(&src.config).ok();
-        return Ok((f.clone(), cfg));
+        return Ok((Reader::file(f.clone()), cfg));
     }
     let cfg = Config::load(&src.config).map_err(Error::usage)?;
+    if src.instance.is_some() || cfg.log.as_ref().is_some_and(|l| l.postgres.is_some()) {
+        let r = open_db(&src.config, &cfg, src.instance.as_deref())?;
+        return Ok((r, Some(cfg)));
+    }
     match &cfg.log {
-        Some(LogConfig { path: Some(p), .. }) => Ok((p.clone(), Some(cfg))),
+        Some(LogConfig { path: Some(p), .. }) => Ok((Reader::file(p.clone()), Some(cfg))),
         Some(_) => Err(Error::usage(format_args!(
-            "{}: the query log has no file (log.path), only [log.postgres]",
+            "{}: the query log has no file (log.path)",
             src.config.display()
         ))),
         None => Err(Error::usage(format_args!(
@@ -221,8 +306,8 @@ fn log_filter(
 }
 
 impl LogScope {
-    /// The log file, the config (when it loads) and the filter of `--client` and `--since`.
-    fn open(&self) -> Result<(PathBuf, Option<Config>, crate::querylog::tail::Filter), Error> {
+    /// The log, the config (when it loads) and the filter of `--client` and `--since`.
+    fn open(&self) -> Result<(Reader, Option<Config>, crate::querylog::tail::Filter), Error> {
         let (path, cfg) = log_path(&self.src)?;
         let f = log_filter(self.client.as_deref(), None, None, self.since.as_deref())?;
         Ok((path, cfg, f))
@@ -245,15 +330,30 @@ fn report(cmd: LogCommand) -> Result<(), Error> {
             json,
             lines,
         } => {
-            let (path, _) = log_path(&src)?;
+            let (reader, _) = log_path(&src)?;
             let mut f = log_filter(client.as_deref(), action.as_deref(), name.as_deref(), None)?;
             f.proto = proto.map(|p| proto_name(&p)).transpose()?;
             let style = tail::Style { color: tty, json };
-            tail::run(&path, &f, lines, follow, style, &mut out)?;
+            match (&reader.log, &reader.rt) {
+                (Log::Db(db), Some(rt)) => {
+                    let db_err = |e| db_error(&src.config, e);
+                    if follow {
+                        rt.block_on(db.follow(&f, style, db.several(), lines, &mut out))
+                            .map_err(db_err)?;
+                    } else {
+                        for e in db.last(&f, lines).map_err(db_err)? {
+                            writeln!(out, "{}", tail::render(&e, style))?;
+                        }
+                    }
+                }
+                (Log::File(path), _) => tail::run(path, &f, lines, follow, style, &mut out)?,
+                (Log::Db(_), None) => {}
+            }
         }
         LogCommand::First { scope, count, new } => {
-            let (path, _, f) = scope.open()?;
-            let openings = report::first(&path, &f, count, new);
+            let (reader, _, f) = scope.open()?;
+            let openings = report::first(reader.records(), &f, count, new)
+                .map_err(|e| db_error(&scope.src.config, e))?;
             report::print_first(&mut out, &openings)?;
         }
         LogCommand::Top {
@@ -262,14 +362,20 @@ fn report(cmd: LogCommand) -> Result<(), Error> {
             limit,
             since,
         } => {
-            let (path, _) = log_path(&src)?;
+            let (reader, _) = log_path(&src)?;
             let f = log_filter(None, None, None, since.as_deref())?;
-            for (n, key) in report::top(&path, &f, by, limit) {
+            let rows = match &reader.log {
+                Log::File(path) => report::top(path, &f, by, limit),
+                Log::Db(db) => db
+                    .top(&f, by, limit)
+                    .map_err(|e| db_error(&src.config, e))?,
+            };
+            for (n, key) in rows {
                 writeln!(out, "{n:>9}  {key}")?;
             }
         }
         LogCommand::Suggest { scope, limit } => {
-            let (path, cfg, f) = scope.open()?;
+            let (reader, cfg, f) = scope.open()?;
             let blocking = match &cfg {
                 Some(c) => {
                     let clock = std::sync::Arc::new(crate::pipeline::local_time::LocalTime::new(
@@ -301,7 +407,8 @@ fn report(cmd: LogCommand) -> Result<(), Error> {
                     .as_ref()
                     .is_some_and(|b| b.list().is_blocked(d.as_bytes()))
             };
-            let (rows, sessions) = report::suggest(&path, &f, &is_blocked, limit);
+            let (rows, sessions) = report::suggest(reader.records(), &f, &is_blocked, limit)
+                .map_err(|e| db_error(&scope.src.config, e))?;
             writeln!(
                 out,
                 "# registrable domains among the first {} queries of {sessions} sessions, not blocked yet",
@@ -320,8 +427,10 @@ fn report(cmd: LogCommand) -> Result<(), Error> {
             }
         }
         LogCommand::Heartbeats { scope, min } => {
-            let (path, _, f) = scope.open()?;
-            for h in report::heartbeats(&path, &f, min) {
+            let (reader, _, f) = scope.open()?;
+            let beats = report::heartbeats(reader.records(), &f, min)
+                .map_err(|e| db_error(&scope.src.config, e))?;
+            for h in beats {
                 writeln!(
                     out,
                     "{:<15} {}  every {:.0} s ±{:.0} s  ({} times)",

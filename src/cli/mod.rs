@@ -65,6 +65,12 @@ pub enum Command {
     #[command(subcommand)]
     Firewall(FirewallCommand),
     /// Read the query log: what each client asks, and how applications start.
+    ///
+    /// The log is read from the config's [log.postgres] database when it has one: every
+    /// instance's records together (--instance NAME for one resolver's); sessions are
+    /// numbered per instance, and output names the instance when records of more than one
+    /// are shown (`session 3 on dns2.lan`, tail lines ending in `@dns2.lan`). Otherwise, or
+    /// with --file, the JSON Lines file and its rotated ones are read.
     #[command(subcommand)]
     Log(LogCommand),
     /// Blocklist maintenance: check names, lint, convert, edit, download.

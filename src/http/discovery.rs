@@ -3,7 +3,9 @@
 //! `first --new`, `heartbeats` and `suggest`, in one pass over the log). Each name carries
 //! its registrable domain, which is what the view's "block" button adds to a block list.
 //! Suggestions leave out the domains blocked for that client now: by its group's lists
-//! when it is in one, else by the default policy's.
+//! when it is in one, else by the default policy's. With `[log.postgres]` the reports read
+//! the database (every instance's sessions, each naming its `instance`; `instance=` for
+//! one).
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use serde_json::{Value, json};
 use super::State;
 use super::api::{Answer, Params, RawQuery};
 use super::auth::{Access, ApiError, authorize};
-use super::querylog::{blocking, limit_param, log_path, time_param};
+use super::querylog::{blocking, db_error, limit_param, log_at, time_param};
 use crate::blocklist::Kind;
 use crate::querylog::discovery::{Options, discover};
 use crate::querylog::filter::Filter;
@@ -48,12 +50,16 @@ fn sessions(v: Vec<Opening>) -> Vec<Value> {
                     })
                 })
                 .collect();
-            json!({
+            let mut v = json!({
                 "session": o.session,
                 "start": o.start,
                 "queries": o.queries,
                 "names": names,
-            })
+            });
+            if !o.instance.is_empty() {
+                v["instance"] = json!(o.instance);
+            }
+            v
         })
         .collect()
 }
@@ -67,7 +73,12 @@ pub(super) async fn discovery(
     q: RawQuery,
 ) -> Answer {
     authorize(&state, &headers, Access::Read)?;
-    let p = Params::new(q, &["client", "since", "count", "sessions", "limit", "min"])?;
+    let p = Params::new(
+        q,
+        &[
+            "client", "since", "count", "sessions", "limit", "min", "instance",
+        ],
+    )?;
     let text = p
         .one("client")?
         .ok_or_else(|| ApiError::bad_request("client: missing (discovery?client=192.0.2.7)"))?;
@@ -84,7 +95,7 @@ pub(super) async fn discovery(
         min_beats: limit_param(&p, "min", MIN_BEATS)?,
         suggest: limit_param(&p, "limit", LIMIT)?,
     };
-    let path = log_path(&state)?;
+    let log = log_at(&state, &p)?.open().await?;
     let policy = state.pipeline.policy();
     let at = state.clock.now();
     let f = Filter {
@@ -102,9 +113,10 @@ pub(super) async fn discovery(
         let is_blocked = |d: &str| {
             matches!(lists.find(d.as_bytes(), &at), Some((m, _)) if m.kind == Kind::Block)
         };
-        discover(&path, &f, opts, &is_blocked)
+        discover(log.records(), &f, opts, &is_blocked)
     })
-    .await?;
+    .await?
+    .map_err(db_error)?;
     let mut beats = d.heartbeats;
     beats.truncate(opts.suggest);
     let heartbeats: Vec<Value> = beats

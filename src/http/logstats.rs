@@ -2,7 +2,9 @@
 //! names, domains, clients or blocked names: [`report::top`], what `sinkhole log top`
 //! prints) and `GET /api/v1/stats/series` (queries and blocked queries per minute:
 //! [`page::per_minute`]). Both read the log on a blocking thread; answers are kept for
-//! [`CACHE_TTL`] per parameter set, so a dashboard polling them reads the log once.
+//! [`CACHE_TTL`] per parameter set, so a dashboard polling them reads the log once. With
+//! `[log.postgres]` they count in the database (`GROUP BY`), across every instance or the
+//! one `instance=` names.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,10 +18,11 @@ use serde_json::{Value, json};
 use super::State;
 use super::api::{Answer, Params, RawQuery};
 use super::auth::{Access, ApiError, authorize};
-use super::querylog::{blocking, limit_param, log_path, time_param};
+use super::querylog::{LogAt, blocking, db_error, limit_param, log_at, time_param};
 use crate::querylog::filter::Filter;
 use crate::querylog::page;
 use crate::querylog::report::{self, By};
+use crate::querylog::source::Log;
 
 /// How long a `top` or `series` answer is reused.
 pub(super) const CACHE_TTL: Duration = Duration::from_secs(10);
@@ -51,17 +54,19 @@ impl Cache {
     }
 }
 
-/// The answer for `key` from the cache, or `make`'s (then kept).
+/// The answer for `key` from the cache, or `make`'s from the log at `at` (then kept).
 async fn cached(
     state: &Arc<State>,
     key: String,
-    make: impl FnOnce() -> Value + Send + 'static,
+    at: LogAt,
+    make: impl FnOnce(Log) -> Result<Value, ApiError> + Send + 'static,
 ) -> Answer {
     let now = state.clock.now().mono;
     if let Some(v) = state.log_cache.get(&key, now) {
         return Ok(Json(v));
     }
-    let v = blocking(state, make).await?;
+    let log = at.open().await?;
+    let v = blocking(state, move || make(log)).await??;
     state.log_cache.put(key, now, v.clone());
     Ok(Json(v))
 }
@@ -74,7 +79,7 @@ pub(super) async fn top(
     q: RawQuery,
 ) -> Answer {
     authorize(&state, &headers, Access::Read)?;
-    let p = Params::new(q, &["by", "limit", "since"])?;
+    let p = Params::new(q, &["by", "limit", "since", "instance"])?;
     let by_text = p.one("by")?.unwrap_or("name");
     let by = match by_text {
         "name" => By::Name,
@@ -95,19 +100,24 @@ pub(super) async fn top(
     let since_text = p.one("since")?.unwrap_or("24h").to_string();
     let since = time_param(&p, "since", now)?
         .unwrap_or_else(|| report::parse_since("24h", now).unwrap_or_default());
-    let path = log_path(&state)?;
-    let key = format!("top {by_text} {limit} {since_text}");
+    let at = log_at(&state, &p)?;
+    let instance = p.one("instance")?.unwrap_or("");
+    let key = format!("top {by_text} {limit} {since_text} {instance}");
     let by_text = by_text.to_string();
-    cached(&state, key, move || {
+    cached(&state, key, at, move |log| {
         let f = Filter {
             since: Some(since.clone()),
             ..Filter::default()
         };
-        let top: Vec<Value> = report::top(&path, &f, by, limit)
+        let rows = match log {
+            Log::File(path) => report::top(&path, &f, by, limit),
+            Log::Db(db) => db.top(&f, by, limit).map_err(db_error)?,
+        };
+        let top: Vec<Value> = rows
             .into_iter()
             .map(|(count, key)| json!({ "key": key, "count": count }))
             .collect();
-        json!({ "by": by_text, "since": since, "top": top })
+        Ok(json!({ "by": by_text, "since": since, "top": top }))
     })
     .await
 }
@@ -120,22 +130,26 @@ pub(super) async fn series(
     q: RawQuery,
 ) -> Answer {
     authorize(&state, &headers, Access::Read)?;
-    let p = Params::new(q, &["minutes"])?;
+    let p = Params::new(q, &["minutes", "instance"])?;
     let minutes = limit_param(&p, "minutes", SERIES_MINUTES)?;
-    let path = log_path(&state)?;
+    let at = log_at(&state, &p)?;
+    let instance = p.one("instance")?.unwrap_or("");
     let now = state.clock.now().wall;
     let this_minute = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 60);
-    let key = format!("series {minutes} {this_minute}");
-    cached(&state, key, move || {
-        let m = page::per_minute(&path, now, minutes as u64);
-        json!({
+    let key = format!("series {minutes} {this_minute} {instance}");
+    cached(&state, key, at, move |log| {
+        let m = match log {
+            Log::File(path) => page::per_minute(&path, now, minutes as u64),
+            Log::Db(db) => db.per_minute(now, minutes as u64).map_err(db_error)?,
+        };
+        Ok(json!({
             "start": m.first().map_or(0, |b| b.0),
             "step": 60,
             "queries": m.iter().map(|b| b.1).collect::<Vec<_>>(),
             "blocked": m.iter().map(|b| b.2).collect::<Vec<_>>(),
-        })
+        }))
     })
     .await
 }

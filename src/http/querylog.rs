@@ -1,6 +1,10 @@
 //! `GET /api/v1/log` (the query log, newest first, filtered and paged) and
 //! `GET /api/v1/log/stream` (new records as server-sent events).
 //!
+//! With `[log.postgres]`, both read the database instead of the file, across every
+//! instance (`instance=` for one; each record names its `instance`): the page is
+//! `postgres::read::Db::newest`, the stream polls it as `sinkhole log tail --follow` does.
+//!
 //! Both call the `sinkhole log` code: the page is [`crate::querylog::page::newest`] (the files read
 //! backwards, rotated ones included), the stream is [`crate::querylog::tail::run`] with `--follow`
 //! on a thread of its own, which polls the file as `sinkhole log tail --follow` does (every
@@ -29,9 +33,14 @@ use tokio::sync::mpsc;
 use super::State;
 use super::api::{Answer, Params, RawQuery};
 use super::auth::{Access, ApiError, authorize};
+use crate::config::postgres::PostgresLog;
 use crate::pipeline::Transport;
+use crate::postgres::DbError;
+use crate::postgres::read::Db;
+use crate::postgres::recent::DbCursor;
 use crate::querylog::filter::Filter;
 use crate::querylog::page::{Cursor, newest};
+use crate::querylog::source::Log;
 use crate::querylog::{report, tail};
 
 /// Records a page holds by default, and at most.
@@ -51,19 +60,75 @@ fn bad(key: &str, value: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("{key}: {v:?}: {why}"))
 }
 
-/// The current query log file; 404 when the log is off.
-pub(super) fn log_path(state: &State) -> Result<PathBuf, ApiError> {
-    state
-        .reloader
-        .config()
-        .log
-        .and_then(|l| l.path)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "the query log is off (set [log] path to keep one)",
-            )
-        })
+/// Where the API reads the query log.
+pub(super) enum LogAt {
+    /// The current file.
+    File(PathBuf),
+    /// `[log.postgres]`'s database, every instance's records or `instance`'s.
+    Db {
+        pg: Box<PostgresLog>,
+        gap: Duration,
+        instance: Option<String>,
+    },
+}
+
+/// Where the log is: `[log.postgres]`'s database when configured (the `instance`
+/// parameter narrows it), else the current file; 404 when the log is off.
+pub(super) fn log_at(state: &State, p: &Params) -> Result<LogAt, ApiError> {
+    let instance = p.one("instance")?.map(|i| i.trim().to_string());
+    let Some(log) = state.reloader.config().log else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the query log is off (set [log] path or [log.postgres] to keep one)",
+        ));
+    };
+    match (log.postgres, log.path) {
+        (Some(pg), _) => Ok(LogAt::Db {
+            pg: Box::new(pg),
+            gap: log.session_gap,
+            instance,
+        }),
+        (None, Some(_)) if instance.is_some() => Err(ApiError::bad_request(
+            "instance: the query log is a file of this instance only ([log.postgres] is not set)",
+        )),
+        (None, Some(path)) => Ok(LogAt::File(path)),
+        (None, None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the query log is off (set [log] path or [log.postgres] to keep one)",
+        )),
+    }
+}
+
+/// A database that cannot be read: 503, with what failed.
+pub(super) fn db_error(e: DbError) -> ApiError {
+    ApiError::unavailable(format!(
+        "the query log's database: {}",
+        crate::postgres::read::error_text(&e)
+    ))
+}
+
+impl LogAt {
+    /// Opens the log: connects to the database (async).
+    pub(super) async fn open(self) -> Result<Log, ApiError> {
+        match self {
+            Self::File(p) => Ok(Log::File(p)),
+            Self::Db { pg, gap, instance } => {
+                let db = Db::open(&pg, gap, instance.clone())
+                    .await
+                    .map_err(db_error)?;
+                if let Some(i) = &instance
+                    && !db.instances().contains(i)
+                {
+                    let i: String = i.chars().take(60).collect();
+                    return Err(ApiError::bad_request(format!(
+                        "instance: {i:?}: no instance of that name writes to the database (instances: {})",
+                        db.instances().join(", ")
+                    )));
+                }
+                Ok(Log::Db(Box::new(db)))
+            }
+        }
+    }
 }
 
 /// A time parameter: unix seconds, RFC 3339, a date, or an age (`15m`, `24h`) before `now`;
@@ -199,9 +264,9 @@ pub(super) async fn blocking<T: Send + 'static>(
     .map_err(|e| ApiError::internal(format!("reading the query log failed: {e}")))
 }
 
-/// `GET /api/v1/log?client=&name=&action=&from=&to=&limit=&before=`: the matching records,
-/// newest first, at most `limit` (100; up to 1000); `next` is the `before` of the next
-/// (older) page, `null` on the last one.
+/// `GET /api/v1/log?client=&name=&action=&from=&to=&limit=&before=&instance=`: the
+/// matching records, newest first, at most `limit` (100; up to 1000); `next` is the
+/// `before` of the next (older) page, `null` on the last one.
 pub(super) async fn log(
     Extract(state): Extract<Arc<State>>,
     headers: HeaderMap,
@@ -211,38 +276,53 @@ pub(super) async fn log(
     let p = Params::new(
         q,
         &[
-            "client", "name", "action", "proto", "from", "to", "limit", "before",
+            "client", "name", "action", "proto", "from", "to", "limit", "before", "instance",
         ],
     )?;
     let f = filter(&p, state.clock.now().wall, true)?;
     let limit = limit_param(&p, "limit", LOG_LIMIT)?;
-    let before = p
-        .one("before")?
-        .map(|b| {
-            b.parse::<Cursor>()
-                .map_err(|()| bad("before", b, "not a cursor; pass a page's \"next\""))
-        })
-        .transpose()?;
-    let path = log_path(&state)?;
-    let page = blocking(&state, move || newest(&path, &f, before, limit)).await?;
-    Ok(Json(json!({
-        "records": page.records,
-        "next": page.next.map(|c| c.to_string()),
-        "scanned": page.scanned,
-    })))
+    let before = p.one("before")?;
+    let not_cursor = |b: &str| bad("before", b, "not a cursor; pass a page's \"next\"");
+    let page = match log_at(&state, &p)?.open().await? {
+        Log::File(path) => {
+            let before = before
+                .map(|b| b.parse::<Cursor>().map_err(|()| not_cursor(b)))
+                .transpose()?;
+            let page = blocking(&state, move || newest(&path, &f, before, limit)).await?;
+            json!({
+                "records": page.records,
+                "next": page.next.map(|c| c.to_string()),
+                "scanned": page.scanned,
+            })
+        }
+        Log::Db(db) => {
+            let before = before
+                .map(|b| b.parse::<DbCursor>().map_err(|()| not_cursor(b)))
+                .transpose()?;
+            let page = blocking(&state, move || db.newest(&f, before, limit, true))
+                .await?
+                .map_err(db_error)?;
+            json!({
+                "records": page.records,
+                "next": page.next.map(|c| c.to_string()),
+                "scanned": page.scanned,
+            })
+        }
+    };
+    Ok(Json(page))
 }
 
-/// `GET /api/v1/log/stream?client=&name=&action=&proto=`: new matching records as server-sent
-/// events (`data: <the record's JSON>`), from now on.
+/// `GET /api/v1/log/stream?client=&name=&action=&proto=&instance=`: new matching records as
+/// server-sent events (`data: <the record's JSON>`), from now on.
 pub(super) async fn stream(
     Extract(state): Extract<Arc<State>>,
     headers: HeaderMap,
     q: RawQuery,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Access::Read)?;
-    let p = Params::new(q, &["client", "name", "action", "proto"])?;
+    let p = Params::new(q, &["client", "name", "action", "proto", "instance"])?;
     let f = filter(&p, state.clock.now().wall, false)?;
-    let path = log_path(&state)?;
+    let log = log_at(&state, &p)?.open().await?;
     let permit = Arc::clone(&state.streams)
         .try_acquire_owned()
         .map_err(|_| {
@@ -259,19 +339,32 @@ pub(super) async fn stream(
     // Sent at once, so that the client sees the stream open before the first record.
     sink.send(Bytes::from_static(b": sinkhole query log\n\n"))
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    std::thread::Builder::new()
-        .name("http-log-stream".into())
-        .spawn(move || {
-            let _permit = permit;
-            let style = tail::Style {
-                color: false,
-                json: true,
-            };
-            if let Err(e) = tail::run(&path, &f, 0, true, style, &mut sink) {
-                tracing::debug!(error = %e, "query log stream ended");
-            }
-        })
-        .map_err(|e| ApiError::internal(format!("cannot start the stream: {e}")))?;
+    let style = tail::Style {
+        color: false,
+        json: true,
+    };
+    match log {
+        Log::File(path) => {
+            std::thread::Builder::new()
+                .name("http-log-stream".into())
+                .spawn(move || {
+                    let _permit = permit;
+                    if let Err(e) = tail::run(&path, &f, 0, true, style, &mut sink) {
+                        tracing::debug!(error = %e, "query log stream ended");
+                    }
+                })
+                .map_err(|e| ApiError::internal(format!("cannot start the stream: {e}")))?;
+        }
+        // Polled on the runtime: the follower sleeps between polls.
+        Log::Db(db) => {
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = db.follow(&f, style, true, 0, &mut sink).await {
+                    tracing::debug!(error = %e, "query log stream ended");
+                }
+            });
+        }
+    }
     let mut r = Body::new(EventBody(rx)).into_response();
     let h = r.headers_mut();
     h.insert(

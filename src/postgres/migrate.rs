@@ -39,10 +39,18 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
 
 /// The database's schema version: 0 when it has none.
 pub async fn version(client: &Client) -> Result<i32, DbError> {
+    // Two statements: one naming a table that does not exist fails as a whole, even in a
+    // branch not taken.
+    let exists = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await
+        .map_err(DbError::query("reading the schema version"))?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(0);
+    }
     let row = client
         .query_one(
-            "SELECT CASE WHEN to_regclass('schema_migrations') IS NULL THEN 0 ELSE
-                (SELECT coalesce(max(version), 0) FROM schema_migrations) END",
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
             &[],
         )
         .await

@@ -1,7 +1,8 @@
 //! PostgreSQL, for several resolvers that share one view: the query log written there
-//! ([`writer`], rows encoded by [`copy`]), its schema ([`migrate`]), the local list entries
-//! and pause shared by `[sync] postgres = true` ([`shared`], kept applied by [`sync`]), and
-//! the connection every part opens ([`connect`]).
+//! ([`writer`], rows encoded by [`copy`]) and read back ([`read`], [`reports`],
+//! [`recent`]), its schema ([`migrate`]), the local list entries and pause shared by
+//! `[sync] postgres = true` ([`shared`], kept applied by [`sync`]), and the connection every
+//! part opens ([`connect`]).
 //!
 //! Nothing here is on the query path: the writer takes finished records from the query
 //! log's writer thread through a bounded queue, so a database that is slow, down or gone
@@ -10,6 +11,9 @@
 
 pub mod copy;
 pub mod migrate;
+pub mod read;
+pub mod recent;
+pub mod reports;
 pub mod shared;
 pub mod sync;
 pub mod writer;

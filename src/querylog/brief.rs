@@ -14,6 +14,8 @@ use super::filter::{peek_str, peek_ts};
 /// A record's fields that the reports read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Brief<'a> {
+    /// The instance that answered (the database's rows); empty in the files.
+    pub instance: &'a str,
     /// Arrival time (`ts`).
     pub ts: &'a str,
     /// Client address.
@@ -73,6 +75,7 @@ impl<'a> Brief<'a> {
     /// The fields of a parsed record.
     pub fn of(e: &'a Entry<'_>) -> Self {
         Self {
+            instance: e.instance.as_deref().unwrap_or(""),
             ts: &e.ts,
             client: &e.client,
             proto: e.proto.as_deref(),
@@ -92,6 +95,7 @@ impl<'a> Brief<'a> {
             return None;
         }
         Some(Self {
+            instance: "",
             ts: std::str::from_utf8(peek_ts(line)?).ok()?,
             client: peek_str(line, &f.client)?,
             // Optional: lines written before it was recorded have none.

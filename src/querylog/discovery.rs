@@ -5,13 +5,12 @@
 //! as the commands, fed from one pass over the log, so the view costs one read of the log
 //! (mostly a substring search for the client: see the `Filter` prefilter).
 
-use std::path::Path;
-
 use super::filter::Filter;
-use super::read::for_each_brief;
 #[cfg(test)]
 use super::report;
 use super::report::{Beats, Heartbeat, Opening, Openings, Suggestion, Suggestions};
+use super::source::Records;
+use crate::postgres::DbError;
 
 /// How much of each report [`discover`] keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,35 +51,36 @@ pub struct Discovery {
     pub sessions_read: u64,
 }
 
-/// Reads the log at `path` once and builds every report for the records `filter` passes
+/// Reads the log `src` once and builds every report for the records `filter` passes
 /// (normally one client and a start time). `is_blocked` says whether a registrable domain
 /// is blocked already (left out of the suggestions).
-pub fn discover(
-    path: &Path,
+pub fn discover<R: Records + ?Sized>(
+    src: &R,
     filter: &Filter,
     opts: Options,
     is_blocked: &dyn Fn(&str) -> bool,
-) -> Discovery {
-    let mut first = Openings::new(opts.count, false, opts.sessions);
-    let mut new = Openings::new(opts.count, true, opts.sessions);
+) -> Result<Discovery, DbError> {
+    let split = src.split();
+    let mut first = Openings::new(opts.count, false, opts.sessions).with_split(split);
+    let mut new = Openings::new(opts.count, true, opts.sessions).with_split(split);
     let mut beats = Beats::default();
-    let mut suggest = Suggestions::default();
-    for_each_brief(path, filter, |e| {
+    let mut suggest = Suggestions::new(split);
+    src.briefs(filter, &mut |e| {
         first.add(e);
         // A record that is not new can still start a session of `new`'s: it counts the
         // session's queries. Sessions without a new name are left out at the end.
         new.add(e);
         beats.add(e);
         suggest.add(e);
-    });
+    })?;
     let (suggestions, sessions_read) = suggest.finish(is_blocked, opts.suggest);
-    Discovery {
+    Ok(Discovery {
         sessions: first.finish(),
         new: new.finish(),
         heartbeats: beats.finish(opts.min_beats),
         suggestions,
         sessions_read,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -126,7 +126,7 @@ mod tests {
             ..Filter::default()
         };
         let blocked = |d: &str| d == "known.example";
-        let d = discover(&p, &f, Options::default(), &blocked);
+        let d = discover(&p, &f, Options::default(), &blocked).unwrap();
         let firsts: Vec<(u64, Vec<&str>)> = d
             .sessions
             .iter()
@@ -165,9 +165,9 @@ mod tests {
         assert_eq!(domains, ["chat.example", "vendor.example"]);
         assert_eq!(d.sessions_read, 2);
         // The same as the commands' own passes.
-        assert_eq!(d.sessions, report::first(&p, &f, 10, false));
-        assert_eq!(d.new, report::first(&p, &f, 10, true));
-        assert_eq!(d.heartbeats, report::heartbeats(&p, &f, 5));
+        assert_eq!(d.sessions, report::first(&p, &f, 10, false).unwrap());
+        assert_eq!(d.new, report::first(&p, &f, 10, true).unwrap());
+        assert_eq!(d.heartbeats, report::heartbeats(&p, &f, 5).unwrap());
     }
 
     #[test]
@@ -184,7 +184,7 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         let f = Filter::default();
         let names = |count| -> Vec<String> {
-            report::first(&p, &f, count, false)[0]
+            report::first(&p, &f, count, false).unwrap()[0]
                 .names
                 .iter()
                 .map(|n| n.name.clone())
@@ -201,7 +201,7 @@ mod tests {
         );
         // Kept: the earliest asked, though the latest logged.
         assert_eq!(names(2), ["api.app.example", "cdn.app.example"]);
-        let o = &report::first(&p, &f, 2, false)[0];
+        let o = &report::first(&p, &f, 2, false).unwrap()[0];
         assert_eq!(
             o.start,
             super::super::writer::format_ts(
@@ -233,7 +233,7 @@ mod tests {
             sessions: 3,
             ..Options::default()
         };
-        let d = discover(&p, &Filter::default(), opts, &|_| false);
+        let d = discover(&p, &Filter::default(), opts, &|_| false).unwrap();
         let kept: Vec<u64> = d.sessions.iter().map(|o| o.session).collect();
         assert_eq!(kept, [48, 49, 50]);
         assert!(d.sessions.iter().all(|o| o.queries == 2));

@@ -2,11 +2,11 @@
 //! applications phoning home), found from the times of each (client, name) pair.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use super::brief::Brief;
-use super::read::for_each_brief;
+use super::source::Records;
 use super::tail::Filter;
+use crate::postgres::DbError;
 
 /// A name asked at a steady interval, for `heartbeats`.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,10 +72,16 @@ fn writer_ts_ms(b: &[u8]) -> Option<i64> {
 
 /// Names a client asks at a steady interval: at least `min_times` times, the median
 /// interval at least 10 s, and the intervals within 10% (at least 2 s) of it on average.
-pub fn heartbeats(path: &Path, filter: &Filter, min_times: usize) -> Vec<Heartbeat> {
+/// A client's records from several instances count together: the device asks whichever
+/// resolver it asks.
+pub fn heartbeats<R: Records + ?Sized>(
+    src: &R,
+    filter: &Filter,
+    min_times: usize,
+) -> Result<Vec<Heartbeat>, DbError> {
     let mut b = Beats::default();
-    for_each_brief(path, filter, |e| b.add(e));
-    b.finish(min_times)
+    src.briefs(filter, &mut |e| b.add(e))?;
+    Ok(b.finish(min_times))
 }
 
 /// [`heartbeats`] fed one record at a time (see [`super::report::Openings`]).
@@ -87,7 +93,7 @@ pub struct Beats {
 }
 
 impl Beats {
-    /// Takes the next record (in log order).
+    /// Takes the next record (in any order: times out of order are sorted at the end).
     pub fn add(&mut self, e: &Brief<'_>) {
         let Some(t) = ts_ms(e.ts) else { return };
         self.key.clear();
@@ -98,7 +104,8 @@ impl Beats {
             Some(v) => v,
             None => self.seen.entry(self.key.clone()).or_default(),
         };
-        if times.last().is_none_or(|&l| t - l >= 2_000) {
+        // Within 2 s after the last one: the same beat (A and AAAA together).
+        if times.last().is_none_or(|&l| !(0..2_000).contains(&(t - l))) {
             times.push(t);
         }
     }
@@ -114,6 +121,19 @@ impl Beats {
                 continue;
             }
             times.sort_unstable();
+            // Records read out of time order (several instances, one after the other)
+            // may leave beats closer than 2 s: they count once.
+            let mut last = i64::MIN;
+            times.retain(|&t| {
+                let keep = t.saturating_sub(last) >= 2_000;
+                if keep {
+                    last = t;
+                }
+                keep
+            });
+            if times.len() < min_times.max(3) {
+                continue;
+            }
             let mut iv: Vec<i64> = times.windows(2).map(|p| p[1] - p[0]).collect();
             iv.sort_unstable();
             let median = iv[iv.len() / 2] as f64;

@@ -20,6 +20,7 @@ pub mod page;
 pub mod read;
 pub mod report;
 pub mod sessions;
+pub mod source;
 pub mod tail;
 pub mod writer;
 
@@ -127,6 +128,10 @@ pub struct Entry<'a> {
     /// remembers).
     #[serde(default)]
     pub new: bool,
+    /// The instance that answered: set on records read from PostgreSQL when more than one
+    /// instance writes there; never written to the files.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<Cow<'a, str>>,
 }
 
 /// Every value of the `action` field, in the order reports list them (what `--action` and

@@ -3,7 +3,12 @@
 //!
 //! Sessions are read back from `session`/`seq`: a client's records belong to one session
 //! until its `session` number changes or its `seq` starts again (a server restart counts
-//! sessions from 1 again, and this still splits them).
+//! sessions from 1 again, and this still splits them); read from the database, as
+//! [`Split`] says. Sessions are numbered per instance, so a session is keyed on instance
+//! and client: a client that used two resolvers has sessions on each.
+//!
+//! Each report is an accumulator fed one record at a time ([`Openings`], [`Suggestions`],
+//! [`Beats`]) from any [`Records`]: the files or the database.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,8 +20,10 @@ use memchr::memmem::Finder;
 
 use super::brief::Brief;
 use super::filter::{peek_str, peek_ts};
-use super::read::{Warnings, for_each, for_each_brief};
+use super::read::{Warnings, for_each};
 use super::sessions::registrable;
+use super::source::{Records, Split};
+use crate::postgres::DbError;
 
 pub use super::heartbeats::{Beats, Heartbeat, heartbeats, ts_ms};
 use super::tail::Filter;
@@ -24,6 +31,8 @@ use super::tail::Filter;
 /// One session's opening, for `first`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opening {
+    /// The instance that answered it (empty in the files).
+    pub instance: String,
     /// The client.
     pub client: String,
     /// Its session number.
@@ -52,25 +61,50 @@ pub struct FirstName {
 /// Tracks where each client's current session is, while reading.
 #[derive(Default)]
 struct SessionSplit {
-    /// client → (session, last seq, index of its opening)
-    current: HashMap<String, (u64, u64, usize), foldhash::fast::RandomState>,
+    /// "instance client" → (session, last seq or time, index of its opening)
+    current: HashMap<String, (u64, i64, usize), foldhash::fast::RandomState>,
+    split: Split,
+    key: String,
 }
 
 impl SessionSplit {
-    /// The index of the session `(client, session, seq)` belongs to, and whether it is new.
-    fn place(&mut self, client: &str, session: u64, seq: u64, next: usize) -> (usize, bool) {
-        match self.current.get_mut(client) {
-            Some((s, last, idx)) if *s == session && seq > *last => {
-                *last = seq;
+    fn new(split: Split) -> Self {
+        Self {
+            split,
+            ..Self::default()
+        }
+    }
+
+    /// The index of the session `e` belongs to (`next` when it opens one), and whether it
+    /// is new.
+    fn place(&mut self, e: &Brief<'_>, next: usize) -> (usize, bool) {
+        // Log order: `seq` grows within a session. Grouped: the time, which is within the
+        // session gap of the previous record's within a session.
+        let split = self.split;
+        let mark = match split {
+            Split::LogOrder => i64::try_from(e.seq).unwrap_or(i64::MAX),
+            Split::Grouped { .. } => ts_ms(e.ts).unwrap_or(0),
+        };
+        let same = |last: i64| match split {
+            Split::LogOrder => mark > last,
+            Split::Grouped { gap_ms } => mark.saturating_sub(last) < gap_ms,
+        };
+        self.key.clear();
+        self.key.push_str(e.instance);
+        self.key.push(' ');
+        self.key.push_str(e.client);
+        match self.current.get_mut(self.key.as_str()) {
+            Some((s, last, idx)) if *s == e.session && same(*last) => {
+                *last = (*last).max(mark);
                 (*idx, false)
             }
             Some(v) => {
-                *v = (session, seq, next);
+                *v = (e.session, mark, next);
                 (next, true)
             }
             None => {
                 self.current
-                    .insert(client.to_string(), (session, seq, next));
+                    .insert(self.key.clone(), (e.session, mark, next));
                 (next, true)
             }
         }
@@ -84,10 +118,15 @@ impl SessionSplit {
 /// asked: an application starting asks many names at once, and a cached one is answered
 /// (and logged) before a forwarded one asked earlier. So the names kept are the `count`
 /// earliest by their `ts` (the arrival time), not the first `count` lines.
-pub fn first(path: &Path, filter: &Filter, count: usize, only_new: bool) -> Vec<Opening> {
-    let mut o = Openings::new(count, only_new, usize::MAX);
-    for_each_brief(path, filter, |e| o.add(e));
-    o.finish()
+pub fn first<R: Records + ?Sized>(
+    src: &R,
+    filter: &Filter,
+    count: usize,
+    only_new: bool,
+) -> Result<Vec<Opening>, DbError> {
+    let mut o = Openings::new(count, only_new, usize::MAX).with_split(src.split());
+    src.briefs(filter, &mut |e| o.add(e))?;
+    Ok(o.finish())
 }
 
 /// [`first`] fed one record at a time, so that one pass over the log can serve several
@@ -117,9 +156,15 @@ impl Openings {
         }
     }
 
+    /// Reads sessions from records in the order `split` says.
+    pub fn with_split(mut self, split: Split) -> Self {
+        self.split = SessionSplit::new(split);
+        self
+    }
+
     /// Takes the next record (in log order).
     pub fn add(&mut self, e: &Brief<'_>) {
-        let (idx, fresh) = self.split.place(e.client, e.session, e.seq, self.seen);
+        let (idx, fresh) = self.split.place(e, self.seen);
         if fresh {
             self.seen += 1;
             if self.kept.len() >= self.keep {
@@ -128,6 +173,7 @@ impl Openings {
             self.kept.insert(
                 idx,
                 Opening {
+                    instance: e.instance.to_string(),
                     client: e.client.to_string(),
                     session: e.session,
                     start: e.ts.to_string(),
@@ -171,30 +217,39 @@ impl Openings {
         }
     }
 
-    /// Lets the oldest session go (with `only_new`, the oldest without a new name first).
+    /// Lets the oldest session go (with `only_new`, the oldest without a new name first):
+    /// the one that started first (the database hands sessions out grouped, not in time
+    /// order), the first seen among equals.
     fn evict(&mut self) {
-        let empty = self
-            .only_new
-            .then(|| self.kept.iter().find(|(_, o)| o.names.is_empty()))
-            .flatten()
-            .map(|(k, _)| *k);
-        match empty {
-            Some(k) => {
-                self.kept.remove(&k);
-            }
-            None => {
-                self.kept.pop_first();
-            }
+        let oldest = |empty_only: bool| {
+            self.kept
+                .iter()
+                .filter(|(_, o)| !empty_only || o.names.is_empty())
+                .min_by(|a, b| a.1.start.cmp(&b.1.start).then(a.0.cmp(b.0)))
+                .map(|(k, _)| *k)
+        };
+        let k = if self.only_new { oldest(true) } else { None }.or_else(|| oldest(false));
+        if let Some(k) = k {
+            self.kept.remove(&k);
         }
     }
 
-    /// The sessions, oldest first (with `only_new`, those that had a new name), each one's
-    /// names in the order they were asked.
+    /// The sessions, oldest first (by their start, then instance, client and number; with
+    /// `only_new`, those that had a new name), each one's names in the order they were
+    /// asked.
     pub fn finish(self) -> Vec<Opening> {
         let mut out: Vec<Opening> = self.kept.into_values().collect();
         for o in &mut out {
             o.names.sort_by(|a, b| a.ts.cmp(&b.ts));
         }
+        out.sort_by(|a, b| {
+            (&a.start, &a.instance, &a.client, a.session).cmp(&(
+                &b.start,
+                &b.instance,
+                &b.client,
+                b.session,
+            ))
+        });
         if self.only_new {
             out.retain(|o| !o.names.is_empty());
         }
@@ -202,12 +257,21 @@ impl Openings {
     }
 }
 
-/// Prints [`first`]'s result.
+/// Prints [`first`]'s result. When the sessions come from more than one instance, each
+/// names its own (`session 3 on dns2`): session numbers are per instance.
 pub fn print_first(out: &mut dyn Write, openings: &[Opening]) -> std::io::Result<()> {
+    let several = openings
+        .iter()
+        .any(|o| openings.first().is_some_and(|f| f.instance != o.instance));
     for o in openings {
+        let on = if several {
+            format!(" on {}", o.instance)
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "{}  session {}  started {}  ({} queries)",
+            "{}  session {}{on}  started {}  ({} queries)",
             o.client, o.session, o.start, o.queries
         )?;
         for (i, n) in o.names.iter().enumerate() {
@@ -333,15 +397,15 @@ pub const OPENING: u64 = 3;
 /// Registrable domains that most often appear in the first [`OPENING`] queries of a session
 /// and that `is_blocked` says are not blocked yet; most frequent first. Also returns the
 /// number of sessions read.
-pub fn suggest(
-    path: &Path,
+pub fn suggest<R: Records + ?Sized>(
+    src: &R,
     filter: &Filter,
     is_blocked: &dyn Fn(&str) -> bool,
     limit: usize,
-) -> (Vec<Suggestion>, u64) {
-    let mut s = Suggestions::default();
-    for_each_brief(path, filter, |e| s.add(e));
-    s.finish(is_blocked, limit)
+) -> Result<(Vec<Suggestion>, u64), DbError> {
+    let mut s = Suggestions::new(src.split());
+    src.openings(filter, OPENING, &mut |e| s.add(e))?;
+    Ok(s.finish(is_blocked, limit))
 }
 
 /// [`suggest`] fed one record at a time (see [`Openings`]).
@@ -356,9 +420,17 @@ pub struct Suggestions {
 }
 
 impl Suggestions {
-    /// Takes the next record (in log order).
+    /// Reads sessions from records in the order `split` says.
+    pub fn new(split: Split) -> Self {
+        Self {
+            split: SessionSplit::new(split),
+            ..Self::default()
+        }
+    }
+
+    /// Takes the next record (in the order of [`Suggestions::new`]'s `split`).
     pub fn add(&mut self, e: &Brief<'_>) {
-        let (idx, fresh) = self.split.place(e.client, e.session, e.seq, self.sessions);
+        let (idx, fresh) = self.split.place(e, self.sessions);
         if fresh {
             self.sessions += 1;
         }

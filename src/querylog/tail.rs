@@ -26,7 +26,8 @@ pub struct Style {
 }
 
 /// One readable line: time, client, action, type, name, and the answer or the rule; a
-/// query that did not come over UDP ends with its transport (`[tcp]`, `[tls]`).
+/// query that did not come over UDP ends with its transport (`[tcp]`, `[tls]`), and a
+/// record that names its instance with it (`@dns2`).
 pub fn render(e: &Entry<'_>, style: Style) -> String {
     if style.json {
         return serde_json::to_string(e).unwrap_or_default();
@@ -53,10 +54,15 @@ pub fn render(e: &Entry<'_>, style: Style) -> String {
     } else {
         ("", "")
     };
-    let via = match e.proto.as_deref() {
+    let mut via = match e.proto.as_deref() {
         None | Some("udp") => String::new(),
         Some(p) => format!(" [{p}]"),
     };
+    // Read from a database several instances write to: which one answered.
+    if let Some(i) = &e.instance {
+        via.push_str(" @");
+        via.push_str(i);
+    }
     format!(
         "{ts} {:<15} {on}{action:<7}{off} {:<5} {} {detail}{via}",
         e.client, e.qtype, e.qname

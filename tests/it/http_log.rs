@@ -15,7 +15,7 @@ use crate::fake_upstream::{FakeUpstream, a};
 use crate::harness::{TestServer, rcode};
 use crate::querylog::records;
 
-const TOKEN: &str = "log-token-0123456789";
+pub(crate) const TOKEN: &str = "log-token-0123456789";
 
 /// A server blocking ads.test, logging to q.jsonl, with `[http]` (token set) plus `extra`.
 async fn server(up: SocketAddr, log: bool, extra: &str) -> TestServer {
@@ -366,7 +366,11 @@ async fn discovery_suggests_nothing_the_clients_own_group_blocks() {
 
 /// Opens `/api/v1/log/stream?query` on a raw socket (receive buffer `rcvbuf` when given);
 /// returns it after the response head, which must be a 200 event stream.
-async fn open_stream(addr: SocketAddr, query: &str, rcvbuf: Option<u32>) -> tokio::net::TcpStream {
+pub(crate) async fn open_stream(
+    addr: SocketAddr,
+    query: &str,
+    rcvbuf: Option<u32>,
+) -> tokio::net::TcpStream {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     if let Some(n) = rcvbuf {
         sock.set_recv_buffer_size(n).unwrap();
@@ -384,7 +388,11 @@ async fn open_stream(addr: SocketAddr, query: &str, rcvbuf: Option<u32>) -> toki
 }
 
 /// Reads from `c` until `needle` has arrived (or `wait` passed); returns what was read.
-async fn read_until(c: &mut tokio::net::TcpStream, needle: &[u8], wait: Duration) -> Vec<u8> {
+pub(crate) async fn read_until(
+    c: &mut tokio::net::TcpStream,
+    needle: &[u8],
+    wait: Duration,
+) -> Vec<u8> {
     let end = Instant::now() + wait;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];

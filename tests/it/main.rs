@@ -42,6 +42,7 @@ mod lists_cli; // `sinkhole lists check|lint|convert|add|remove` on files
 mod local; // [local] records and hosts files, private reverse zones: AA answers no upstream sees
 mod malformed; // bad packets never hurt other clients
 mod postgres_log; // [log.postgres]: the query log in a real PostgreSQL: fields, migrations, outages, wrong password, names, retention
+mod postgres_read; // the query log read back from PostgreSQL: same reports as the file, two instances, tail -f, the API
 mod postgres_sync; // [sync] postgres: two instances on one real PostgreSQL share list entries and pause
 mod querylog; // the JSONL query log, sessions, `sinkhole log` reports, rotation, drops, SIGTERM
 mod real_lists; // the real community lists in ../shared/data

@@ -48,7 +48,9 @@ pub(crate) async fn records(path: &Path, n: usize) -> Vec<Value> {
     }
 }
 
-fn zone() -> Vec<hickory_proto::rr::Record> {
+/// The messenger's, the news' and the ads' names (also read back from PostgreSQL,
+/// `postgres_read.rs`).
+pub(crate) fn zone() -> Vec<hickory_proto::rr::Record> {
     vec![
         a("login.messenger.test.", "192.0.2.20", 300),
         a("api.messenger.test.", "192.0.2.21", 300),
