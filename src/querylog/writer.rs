@@ -86,9 +86,9 @@ pub fn client_logged(ip: IpAddr, anonymize: bool) -> IpAddr {
 
 /// The fields of a record that the file and the database both show, worked out once.
 pub struct Shown<'r> {
-    /// The rule and where it is ([`shown_rule`]).
+    /// The rule and where it is (`shown_rule`).
     pub rule: Option<(&'r str, Cow<'r, str>)>,
-    /// The upstream that answered ([`upstream_text`]).
+    /// The upstream that answered (`upstream_text`).
     pub upstream: Option<Cow<'static, str>>,
 }
 
@@ -406,7 +406,7 @@ impl Writer {
                 l.extend_from_slice(b",\"rule\":");
                 json_str(l, rule);
                 l.extend_from_slice(b",\"list\":");
-                json_str(l, &list);
+                json_str(l, list);
             }
             None => l.extend_from_slice(b",\"rule\":null,\"list\":null"),
         }
