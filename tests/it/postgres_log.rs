@@ -455,7 +455,4 @@ async fn a_full_disk_on_the_database_side_keeps_records_queued_until_there_is_ro
         "{log}"
     );
     assert!(log.contains("writing to PostgreSQL again"), "{log}");
-    c.batch_execute(&format!("DROP TABLE {part}; DROP TABLESPACE small"))
-        .await
-        .unwrap();
 }
