@@ -84,8 +84,16 @@ fn len(out: &mut Vec<u8>, n: usize) {
 fn text(out: &mut Vec<u8>, s: &str) {
     // A field is at most 1 GB in PostgreSQL; the log's values are far below (names ≤ 255,
     // answers cut at 256 bytes), so the length never saturates in practice.
-    len(out, s.len());
-    out.extend_from_slice(s.as_bytes());
+    if memchr::memchr(0, s.as_bytes()).is_none() {
+        len(out, s.len());
+        out.extend_from_slice(s.as_bytes());
+    } else {
+        // PostgreSQL's text cannot hold NUL (the whole batch would be refused): a NUL in a
+        // name or an answer (a TXT string from an upstream) is stored as `\0`.
+        let escaped = s.replace('\0', "\\0");
+        len(out, escaped.len());
+        out.extend_from_slice(escaped.as_bytes());
+    }
 }
 
 fn opt_text(out: &mut Vec<u8>, s: Option<&str>) {

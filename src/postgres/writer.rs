@@ -125,38 +125,7 @@ impl Sink {
             self.skipped += 1;
             return;
         }
-        let cname = r.outcome.rule.as_ref().and_then(|x| x.cname());
-        let qtype = qtype_name(r.asked.qtype);
-        let row = Row {
-            ts: r.ts,
-            instance: &self.instance,
-            client: client_logged(r.client, anonymize),
-            proto: r.transport.name(),
-            qname: &r.asked.qname,
-            domain: r
-                .asked
-                .qname
-                .get(mark.domain_at..)
-                .unwrap_or(&r.asked.qname),
-            qtype: &qtype,
-            action: action_name(r.outcome.action),
-            rule: shown.rule.as_ref().map(|(a, b)| (*a, b.as_ref())),
-            group: r.outcome.group.as_deref(),
-            cname: cname.as_deref(),
-            rcode: crate::dns::wire::rcode::name(r.outcome.rcode),
-            dnssec: r.outcome.dnssec.map(|s| s.as_str()),
-            tc: matches!(r.outcome.detail, crate::pipeline::Detail::Truncated),
-            upstream: shown.upstream.as_deref(),
-            elapsed_us: u64::try_from(r.elapsed.as_micros()).unwrap_or(u64::MAX),
-            session: mark.session,
-            seq: mark.seq,
-            new: mark.new,
-        };
-        copy::encode(
-            &row,
-            |f| crate::querylog::writer::each_answer(r, f),
-            &mut self.buf,
-        );
+        encode_row(r, mark, shown, &self.instance, anonymize, &mut self.buf);
         self.rows += 1;
     }
 
@@ -209,6 +178,46 @@ impl Sink {
             );
         }
     }
+}
+
+/// Appends the `COPY` row of `r` (placed in its session as `mark`, its shown fields
+/// `shown`), written by `instance`, to `out`: what [`Sink::push`] queues.
+pub fn encode_row(
+    r: &Record,
+    mark: &Mark,
+    shown: &Shown<'_>,
+    instance: &str,
+    anonymize: bool,
+    out: &mut Vec<u8>,
+) {
+    let cname = r.outcome.rule.as_ref().and_then(|x| x.cname());
+    let qtype = qtype_name(r.asked.qtype);
+    let row = Row {
+        ts: r.ts,
+        instance,
+        client: client_logged(r.client, anonymize),
+        proto: r.transport.name(),
+        qname: &r.asked.qname,
+        domain: r
+            .asked
+            .qname
+            .get(mark.domain_at..)
+            .unwrap_or(&r.asked.qname),
+        qtype: &qtype,
+        action: action_name(r.outcome.action),
+        rule: shown.rule.as_ref().map(|(a, b)| (*a, b.as_ref())),
+        group: r.outcome.group.as_deref(),
+        cname: cname.as_deref(),
+        rcode: crate::dns::wire::rcode::name(r.outcome.rcode),
+        dnssec: r.outcome.dnssec.map(|s| s.as_str()),
+        tc: matches!(r.outcome.detail, crate::pipeline::Detail::Truncated),
+        upstream: shown.upstream.as_deref(),
+        elapsed_us: u64::try_from(r.elapsed.as_micros()).unwrap_or(u64::MAX),
+        session: mark.session,
+        seq: mark.seq,
+        new: mark.new,
+    };
+    copy::encode(&row, |f| crate::querylog::writer::each_answer(r, f), out);
 }
 
 /// The database thread and how to stop it.

@@ -92,6 +92,16 @@ pub struct Shown<'r> {
     pub upstream: Option<Cow<'static, str>>,
 }
 
+impl<'r> Shown<'r> {
+    /// The shown fields of `r`.
+    pub fn of(r: &'r Record) -> Self {
+        Self {
+            rule: shown_rule(r),
+            upstream: upstream_text(r),
+        }
+    }
+}
+
 /// The rule the log shows for `r` and where it is (`file:line`, or `builtin`): a forwarded
 /// or cached name shows only the allow rule that let it through; a local answer its record
 /// or private zone.
@@ -362,10 +372,7 @@ impl Writer {
     fn render(&mut self, r: &Record) {
         let mark = self.sessions.mark(r.client, unix_ms(r.ts), &r.asked.qname);
         // Worked out once for the file and the database.
-        let shown = Shown {
-            rule: shown_rule(r),
-            upstream: upstream_text(r),
-        };
+        let shown = Shown::of(r);
         if let Some(pg) = self.pg.as_mut() {
             pg.push(r, &mark, &shown, self.cfg.anonymize_clients);
         }

@@ -22,6 +22,9 @@
 //! - `doq_stream`: a DNS-over-QUIC stream's bytes → `dns::doq::message` and `check_query`;
 //!   a taken message frames back to the stream, shorter prefixes need more, the ID and
 //!   edns-tcp-keepalive checks agree with the bytes and with hickory-proto.
+//! - `postgres_rows`: records from the bytes → the PostgreSQL writer's `COPY` rows, which
+//!   decode as PostgreSQL reads them and hold no NUL or invalid UTF-8 in text; the API's
+//!   database page cursor prints back as it parsed.
 //! - `cert_der`: certificate bytes → the expiry reader (`tls::der`); our own certificates
 //!   read back their `notAfter`; any time read is within DER's range.
 //!
@@ -50,6 +53,7 @@ mod doh; // doh_query
 mod doq; // doq_stream
 mod lists; // list_lines, list_load
 mod local; // local_hosts
+mod postgres; // postgres_rows
 mod query; // dns_query
 mod querylog; // querylog_lines
 mod upstream; // upstream_response

@@ -59,7 +59,7 @@ fn txt_answer(b: &[u8]) -> Option<Arc<Response>> {
 }
 
 /// A record whose every field comes from `b`.
-fn record_from(b: &[u8]) -> Record {
+pub(crate) fn record_from(b: &[u8]) -> Record {
     let at = |i: usize| b.get(i % b.len().max(1)).copied().unwrap_or(0);
     let ip = if at(1) & 1 == 0 {
         IpAddr::V4(Ipv4Addr::new(at(2), at(3), at(4), at(5)))
