@@ -12,11 +12,10 @@
 //! rejects as data (it never will be accepted) is dropped and counted.
 //!
 //! The same thread keeps the day partitions (today's and tomorrow's made ahead, those older
-//! than `retention_days` dropped every hour) and the `instances` row of this instance (a
+//! than `retention_days` dropped every minute) and the `instances` row of this instance (a
 //! second live instance with the same name is warned about).
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -254,9 +253,10 @@ impl PgTask {
     }
 }
 
-/// Starts the database thread for `cfg`, writing as `instance`; returns the log writer's
+/// Starts the database thread for `cfg`, writing as `cfg.instance`; returns the log writer's
 /// half and the thread.
-pub fn start(cfg: &PostgresLog, instance: &str) -> std::io::Result<(Sink, PgTask)> {
+pub fn start(cfg: &PostgresLog) -> std::io::Result<(Sink, PgTask)> {
+    let instance = cfg.instance.as_str();
     let shared = Arc::new(Shared::new(QUEUE_ROWS));
     let sink = Sink::new(&shared, instance);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -264,7 +264,6 @@ pub fn start(cfg: &PostgresLog, instance: &str) -> std::io::Result<(Sink, PgTask
         .build()?;
     let db = Db {
         cfg: cfg.clone(),
-        instance: instance.to_string(),
         shared: Arc::clone(&shared),
         client: None,
         failing: None,
@@ -287,7 +286,6 @@ pub fn start(cfg: &PostgresLog, instance: &str) -> std::io::Result<(Sink, PgTask
 /// The database thread's state.
 struct Db {
     cfg: PostgresLog,
-    instance: String,
     shared: Arc<Shared>,
     client: Option<Client>,
     /// Why writing stopped, while it is stopped (reported once per spell).
@@ -485,7 +483,7 @@ impl Db {
             .query_opt(
                 "SELECT host, pid FROM instances WHERE name = $1
                    AND last_seen > now() - make_interval(secs => $2)",
-                &[&self.instance, &live],
+                &[&self.cfg.instance, &live],
             )
             .await
             .map_err(DbError::query("reading instances"))?;
@@ -493,11 +491,11 @@ impl Db {
             let (h, p): (String, i32) = (row.get(0), row.get(1));
             if (h.as_str(), p) != (host.as_str(), pid) {
                 tracing::warn!(
-                    instance = %self.instance,
+                    instance = %self.cfg.instance,
                     other_host = %h,
                     other_pid = p,
                     "query log: another instance named {:?} wrote to this database in the last {} s; their records cannot be told apart: give each its own server.name",
-                    self.instance,
+                    self.cfg.instance,
                     LIVE.as_secs()
                 );
             }
@@ -507,7 +505,7 @@ impl Db {
                 "INSERT INTO instances (name, host, pid, started_at, last_seen)
                  VALUES ($1, $2, $3, now(), now())
                  ON CONFLICT (name) DO UPDATE SET host = $2, pid = $3, started_at = now(), last_seen = now()",
-                &[&self.instance, &host, &pid],
+                &[&self.cfg.instance, &host, &pid],
             )
             .await
             .map_err(DbError::query("registering the instance"))?;
@@ -523,7 +521,7 @@ impl Db {
         client
             .execute(
                 "UPDATE instances SET last_seen = now() WHERE name = $1",
-                &[&self.instance],
+                &[&self.cfg.instance],
             )
             .await
             .map_err(DbError::query("updating last_seen"))?;
@@ -681,11 +679,6 @@ fn day_start(day: i64) -> String {
         u8::from(d.month()),
         d.day()
     )
-}
-
-/// The client address a record is stored under (for tests and readers).
-pub fn stored_client(ip: IpAddr, anonymize: bool) -> IpAddr {
-    client_logged(ip, anonymize)
 }
 
 #[cfg(test)]

@@ -379,7 +379,7 @@ pub fn start(cfg: &LogConfig) -> std::io::Result<(QueryLog, LogTask)> {
     let stats = Arc::new(Stats::default());
     let (sink, pg) = match &cfg.postgres {
         Some(p) => {
-            let (sink, task) = crate::postgres::writer::start(p, &p.instance)?;
+            let (sink, task) = crate::postgres::writer::start(p)?;
             (Some(sink), Some(task))
         }
         None => (None, None),

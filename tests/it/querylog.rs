@@ -70,7 +70,7 @@ fn config(up: &FakeUpstream, log: &str) -> String {
     )
 }
 
-const FIELDS: [&str; 14] = [
+pub(crate) const FIELDS: [&str; 14] = [
     "ts",
     "client",
     "qname",
