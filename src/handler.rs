@@ -38,7 +38,7 @@ pub const TCP_LIMIT: usize = wire::MAX_MESSAGE;
 #[derive(Debug, Clone)]
 pub struct Asked {
     /// The name, lower case, no trailing dot (empty for the root or no question).
-    pub qname: Box<str>,
+    pub qname: QName,
     /// The type (0 when the packet had no question).
     pub qtype: u16,
 }
@@ -47,9 +47,32 @@ impl Asked {
     /// The question of `q`.
     pub fn of(q: &Query) -> Self {
         Self {
-            qname: String::from_utf8_lossy(q.name()).into(),
+            qname: QName::from(&*String::from_utf8_lossy(q.name())),
             qtype: q.qtype,
         }
+    }
+}
+
+/// Bytes of a query name kept inside the record; longer names (few) take an allocation.
+const QNAME_INLINE: usize = 48;
+
+/// A query name as the log keeps it: text, held inline up to [`QNAME_INLINE`] bytes, so
+/// that logging a query allocates nothing on the query path for almost every name (the
+/// allocation would be freed on the log writer's thread, which costs more again).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QName(smallvec::SmallVec<[u8; QNAME_INLINE]>);
+
+impl QName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        // Made from a `&str` only, so this never falls back.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl From<&str> for QName {
+    fn from(s: &str) -> Self {
+        Self(smallvec::SmallVec::from_slice(s.as_bytes()))
     }
 }
 
@@ -239,7 +262,7 @@ impl Handler {
                 let record = self.log.then(|| {
                     let asked = query.as_deref().map_or(
                         Asked {
-                            qname: "".into(),
+                            qname: QName::default(),
                             qtype: 0,
                         },
                         Asked::of,
@@ -375,7 +398,7 @@ mod tests {
                 panic!("expected an answer with a record");
             };
             assert_eq!(r.outcome.action, Action::Blocked);
-            assert_eq!(&*r.asked.qname, "x.ads.test");
+            assert_eq!(r.asked.qname.as_str(), "x.ads.test");
             assert_eq!(r.client, SocketAddr::from(([192, 168, 0, 9], 0)).ip());
             assert_eq!(
                 r.ts,

@@ -53,10 +53,36 @@ pub struct Match<'a> {
     /// The index of `source` among the list's sources ([`Blocklist::sources`]);
     /// [`NO_SOURCE`] for a rule that no list holds.
     pub source_id: u16,
+    /// Where the rule is in its list, to name it again without a lookup
+    /// ([`Blocklist::rule_at`]).
+    pub at: RuleAt,
 }
 
 /// The `source_id` of a rule that no list holds (builtin rules).
 pub const NO_SOURCE: u16 = u16::MAX;
+
+/// Where a [`Match`]'s rule is in the [`Blocklist`] that found it: the query path keeps
+/// this (a few bytes, no lookup) so that the log writer names the rule without walking the
+/// name's suffixes through the tables a second time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAt {
+    /// A name rule. Its name is the last `len` bytes of the name looked up (a rule matches
+    /// a suffix of the name), so nothing of the list's arena is read again.
+    Named {
+        /// Length of the rule's name.
+        len: u8,
+        /// True for an allow rule.
+        allow: bool,
+        /// Index of its list among [`Blocklist::sources`].
+        source: u16,
+        /// 1-based line in that list.
+        line: u32,
+    },
+    /// A glob or regex: found again by matching the name (patterns are few and rare).
+    Pattern,
+    /// A rule that no list holds (builtin or written in the config).
+    Unlisted,
+}
 
 /// Counts from building a [`Blocklist`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -148,6 +174,43 @@ impl Blocklist {
             source: self.sources.get(e.source as usize).map_or("", |s| s),
             line: e.line,
             source_id: e.source,
+            at: RuleAt::Named {
+                // A record's length is one byte (`record_name`).
+                len: u8::try_from(e.name.len()).unwrap_or(u8::MAX),
+                allow: e.allow(),
+                source: e.source,
+                line: e.line,
+            },
+        }
+    }
+
+    /// The rule a [`Match`] of this list for `name` found, named again from `at` alone:
+    /// no lookup and no read of the arena for a name rule. `at` must come from a match of
+    /// this list for this `name` (other values give a wrong rule, never a panic).
+    pub fn rule_at<'a>(&'a self, at: RuleAt, name: &'a str) -> Option<Match<'a>> {
+        match at {
+            RuleAt::Named {
+                len,
+                allow,
+                source,
+                line,
+            } => {
+                let rule = name
+                    .len()
+                    .checked_sub(usize::from(len))
+                    .and_then(|i| name.get(i..))
+                    .unwrap_or("");
+                Some(Match {
+                    kind: if allow { Kind::Allow } else { Kind::Block },
+                    rule,
+                    source: self.sources.get(usize::from(source)).map_or("", |s| s),
+                    line,
+                    source_id: source,
+                    at,
+                })
+            }
+            RuleAt::Pattern => self.find(name.as_bytes()),
+            RuleAt::Unlisted => None,
         }
     }
 
@@ -481,5 +544,53 @@ mod tests {
         std::hint::black_box(l.prefetch(names, &mut hashes));
         assert_eq!(hashes.len(), 1 + 2 + 3 + 3);
         assert_eq!(Blocklist::default().prefetch(names, &mut hashes), 0);
+    }
+
+    #[test]
+    fn a_rule_named_from_where_it_is_equals_the_rule_found() {
+        // The log writer names the deciding rule with `rule_at` instead of a second lookup:
+        // for every kind of rule (subtree, exact, allow, important, glob, regex, two lists)
+        // it must name exactly what `find` found.
+        let mut b = BlocklistBuilder::new();
+        let s1 = b.add_source("one.txt");
+        let s2 = b.add_source("two.txt");
+        b.insert("example.com", Kind::Block, false, false, s1, 3);
+        b.insert("mail.example.com", Kind::Allow, false, false, s2, 9);
+        b.insert("exact.example.com", Kind::Block, true, false, s2, 11);
+        b.insert("ads.test", Kind::Block, false, true, s1, 5);
+        b.insert("x.ads.test", Kind::Allow, false, false, s1, 6);
+        b.insert_pattern(PatternKind::Glob, "*.track*.net", Kind::Block, s2, 20);
+        b.insert_pattern(PatternKind::Regex, "^ok[0-9]+\\.track", Kind::Allow, s2, 21);
+        let l = b.build();
+        let names = [
+            "example.com",
+            "www.example.com",
+            "a.mail.example.com",
+            "exact.example.com",
+            "a.exact.example.com",
+            "y.x.ads.test",
+            "a.tracker.net",
+            "ok1.tracker.net",
+            "nothing.org",
+            "",
+        ];
+        let mut found = 0;
+        for name in names {
+            let m = l.find(name.as_bytes());
+            assert_eq!(m.and_then(|m| l.rule_at(m.at, name)), m, "{name:?}");
+            found += usize::from(m.is_some());
+        }
+        assert_eq!(found, 8);
+        // A wrong length never panics.
+        let at = RuleAt::Named {
+            len: 200,
+            allow: false,
+            source: 9,
+            line: 1,
+        };
+        assert_eq!(
+            l.rule_at(at, "a.b").map(|m| (m.rule, m.source)),
+            Some(("", ""))
+        );
     }
 }

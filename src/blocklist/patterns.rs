@@ -224,6 +224,7 @@ impl PatternSet {
             source: sources.get(r.source as usize).map_or("", |s| s),
             line: r.line,
             source_id: r.source,
+            at: super::RuleAt::Pattern,
         })
     }
 }

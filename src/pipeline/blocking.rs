@@ -133,11 +133,12 @@ impl Blocking {
                 Verdict::Blocked(Answer {
                     action: Action::Blocked,
                     reply: Reply::Local(self.answer(q, &m)),
-                    rule: details.then(|| RuleRef::list(&layer.list)),
+                    rule: details.then(|| RuleRef::list(&layer.list, m.at)),
                 })
             }
-            Some((_, layer)) => Verdict::Pass(details.then(|| RuleRef::list(&layer.list))),
-            None => Verdict::Pass(details.then(|| RuleRef::list(self.list()))),
+            Some((m, layer)) => Verdict::Pass(details.then(|| RuleRef::list(&layer.list, m.at))),
+            // No rule: nothing for the log to name.
+            None => Verdict::Pass(None),
         }
     }
 
@@ -583,6 +584,7 @@ mod tests {
             source,
             line: 7,
             source_id: 0,
+            at: crate::blocklist::RuleAt::Unlisted,
         })
     }
 

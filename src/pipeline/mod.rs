@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use arc_swap::ArcSwap;
 
-use crate::blocklist::{Blocklist, Kind, Match};
+use crate::blocklist::{Blocklist, Kind, Match, RuleAt};
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::dns::wire::Response;
@@ -81,14 +81,13 @@ pub enum Action {
     Rejected,
 }
 
-/// The [`Blocklist`] snapshot that decided a query: the query log names the deciding rule
-/// even when a reload has swapped the list since, by looking the name up again in the same
-/// immutable snapshot (off the query path, in the log writer). Only made when the pipeline
-/// keeps details.
+/// Where the rule that decided a query is: the query log names it even when a reload has
+/// swapped the list since, by reading it from the same immutable snapshot (off the query
+/// path, in the log writer). Only made when the pipeline keeps details.
 #[derive(Debug, Clone)]
 pub enum RuleRef {
-    /// A list rule: the list snapshot that decided.
-    List(Arc<Blocklist>),
+    /// A list rule: the list snapshot that decided, and where the rule is in it.
+    List(Arc<Blocklist>, RuleAt),
     /// A rule the server adds itself (a bypass signal, `rebinding`): logged with the list
     /// `builtin`.
     Builtin(&'static str),
@@ -119,21 +118,22 @@ pub struct WrittenRule {
 }
 
 impl RuleRef {
-    fn list(list: &Arc<Blocklist>) -> Self {
-        Self::List(Arc::clone(list))
+    fn list(list: &Arc<Blocklist>, at: RuleAt) -> Self {
+        Self::List(Arc::clone(list), at)
     }
 
     /// The rule that decided `qname` (the query's lower-case name). A builtin rule has an
     /// empty `source`.
-    pub fn get(&self, qname: &str) -> Option<Match<'_>> {
+    pub fn get<'a>(&'a self, qname: &'a str) -> Option<Match<'a>> {
         match self {
-            Self::List(list) => list.find(qname.as_bytes()),
+            Self::List(list, at) => list.rule_at(*at, qname),
             Self::Builtin(rule) => Some(Match {
                 kind: Kind::Block,
                 rule,
                 source: "",
                 line: 0,
                 source_id: crate::blocklist::NO_SOURCE,
+                at: RuleAt::Unlisted,
             }),
             Self::Cname { list, target } => list.find(target),
             Self::Written(w) => Some(Match {
@@ -142,6 +142,7 @@ impl RuleRef {
                 source: &w.source,
                 line: w.line,
                 source_id: crate::blocklist::NO_SOURCE,
+                at: RuleAt::Unlisted,
             }),
             Self::Local(p) => {
                 let (source, line) = p.source();
@@ -151,6 +152,7 @@ impl RuleRef {
                     source,
                     line,
                     source_id: crate::blocklist::NO_SOURCE,
+                    at: RuleAt::Unlisted,
                 })
             }
         }

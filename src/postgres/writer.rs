@@ -196,12 +196,8 @@ pub fn encode_row(
         instance,
         client: client_logged(r.client, anonymize),
         proto: r.transport.name(),
-        qname: &r.asked.qname,
-        domain: r
-            .asked
-            .qname
-            .get(mark.domain_at..)
-            .unwrap_or(&r.asked.qname),
+        qname: shown.qname,
+        domain: shown.qname.get(mark.domain_at..).unwrap_or(shown.qname),
         qtype: &qtype,
         action: action_name(r.outcome.action),
         rule: shown.rule.as_ref().map(|(a, b)| (*a, b.as_ref())),
@@ -711,16 +707,13 @@ mod tests {
             new: true,
             domain_at: 0,
         };
-        let shown = Shown {
-            rule: None,
-            upstream: None,
-        };
+        let (a, b) = (record("a.example"), record("b.example"));
         for _ in 0..6 {
-            sink.push(&record("a.example"), &mark, &shown, false);
+            sink.push(&a, &mark, &Shown::of(&a), false);
         }
         sink.hand_off();
         for _ in 0..6 {
-            sink.push(&record("b.example"), &mark, &shown, true);
+            sink.push(&b, &mark, &Shown::of(&b), true);
         }
         sink.hand_off();
         let stats = &shared.stats;

@@ -43,6 +43,16 @@ use crate::pipeline::{Action, Outcome, Transport};
 /// they are dropped and counted.
 pub const QUEUE: usize = 16_384;
 
+/// Emptied batch vectors kept for the query path to fill again, at most.
+const SPARES: usize = 64;
+/// A batch vector with more room than this is not kept (one large batch, seldom again).
+const SPARE_CAPACITY: usize = 1024;
+
+/// Emptied batch vectors, returned by the writer: a UDP thread fills one per receive
+/// batch, and allocating it anew each time (and freeing it on the other thread) costs
+/// more than the lock taken once per batch.
+pub type Spares = Arc<std::sync::Mutex<Vec<Vec<Record>>>>;
+
 /// How long [`QueryLog::reconfigure`] waits for room in the queue and for the writer to
 /// switch.
 pub const RECONFIGURE_WAIT: Duration = Duration::from_secs(5);
@@ -211,6 +221,7 @@ pub struct QueryLog {
     last_warn: Arc<std::sync::Mutex<Option<Instant>>>,
     /// `[log.postgres]`'s counters.
     pg: Option<Arc<crate::postgres::writer::PgStats>>,
+    spares: Spares,
 }
 
 impl QueryLog {
@@ -230,6 +241,16 @@ impl QueryLog {
             let total = self.stats.dropped.fetch_add(n, Ordering::Relaxed) + n;
             self.warn_dropped(total);
         }
+    }
+
+    /// An empty vector for the next batch's records: one the writer returned, or a new one
+    /// with room for `n`.
+    pub fn batch_vec(&self, n: usize) -> Vec<Record> {
+        self.spares
+            .try_lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_else(|| Vec::with_capacity(n))
     }
 
     /// A rate-limited warning (at most one per 10 s) when records are dropped.
@@ -384,7 +405,8 @@ pub fn start(cfg: &LogConfig) -> std::io::Result<(QueryLog, LogTask)> {
         }
         None => (None, None),
     };
-    let w = writer::Writer::new(cfg.clone(), Arc::clone(&stats), sink);
+    let spares = Spares::default();
+    let w = writer::Writer::new(cfg.clone(), Arc::clone(&stats), sink, Arc::clone(&spares));
     std::thread::Builder::new()
         .name("querylog".into())
         .spawn(move || {
@@ -397,6 +419,7 @@ pub fn start(cfg: &LogConfig) -> std::io::Result<(QueryLog, LogTask)> {
             stats,
             last_warn: Arc::default(),
             pg: pg.as_ref().map(crate::postgres::writer::PgTask::stats),
+            spares,
         },
         LogTask { tx, done, pg },
     ))
@@ -461,6 +484,7 @@ mod tests {
             stats: Arc::default(),
             last_warn: Arc::default(),
             pg: None,
+            spares: Spares::default(),
         };
         for _ in 0..5 {
             log.record(rec());

@@ -86,6 +86,8 @@ pub fn client_logged(ip: IpAddr, anonymize: bool) -> IpAddr {
 
 /// The fields of a record that the file and the database both show, worked out once.
 pub struct Shown<'r> {
+    /// The query name.
+    pub qname: &'r str,
     /// The rule and where it is (`shown_rule`).
     pub rule: Option<(&'r str, Cow<'r, str>)>,
     /// The upstream that answered (`upstream_text`).
@@ -95,8 +97,10 @@ pub struct Shown<'r> {
 impl<'r> Shown<'r> {
     /// The shown fields of `r`.
     pub fn of(r: &'r Record) -> Self {
+        let qname = r.asked.qname.as_str();
         Self {
-            rule: shown_rule(r),
+            qname,
+            rule: shown_rule(r, qname),
             upstream: upstream_text(r),
         }
     }
@@ -105,12 +109,8 @@ impl<'r> Shown<'r> {
 /// The rule the log shows for `r` and where it is (`file:line`, or `builtin`): a forwarded
 /// or cached name shows only the allow rule that let it through; a local answer its record
 /// or private zone.
-pub(crate) fn shown_rule(r: &Record) -> Option<(&str, Cow<'_, str>)> {
-    let m = r
-        .outcome
-        .rule
-        .as_ref()
-        .and_then(|x| x.get(&r.asked.qname))?;
+pub(crate) fn shown_rule<'r>(r: &'r Record, qname: &'r str) -> Option<(&'r str, Cow<'r, str>)> {
+    let m = r.outcome.rule.as_ref().and_then(|x| x.get(qname))?;
     let blocked = r.outcome.action == Action::Blocked;
     let local = r.outcome.action == Action::Local;
     if !(local || (m.kind == Kind::Block) == blocked) {
@@ -119,7 +119,13 @@ pub(crate) fn shown_rule(r: &Record) -> Option<(&str, Cow<'_, str>)> {
     let list = if m.source.is_empty() {
         Cow::Borrowed("builtin")
     } else {
-        Cow::Owned(format!("{}:{}", m.source, m.line))
+        let mut line = itoa::Buffer::new();
+        let line = line.format(m.line);
+        let mut at = String::with_capacity(m.source.len() + 1 + line.len());
+        at.push_str(m.source);
+        at.push(':');
+        at.push_str(line);
+        Cow::Owned(at)
     };
     Some((m.rule, list))
 }
@@ -128,10 +134,37 @@ pub(crate) fn shown_rule(r: &Record) -> Option<(&str, Cow<'_, str>)> {
 pub(crate) fn each_answer(r: &Record, mut f: impl FnMut(&str)) {
     match &r.outcome.detail {
         Detail::None | Detail::Local(None) | Detail::Truncated => {}
-        Detail::Local(Some(a)) => f(&a.to_string()),
+        Detail::Local(Some(a)) => f(ip_text(*a, &mut [0; 48])),
         Detail::Records(p) => p.texts().iter().for_each(|t| f(t)),
         Detail::Response(resp) => resp.answers().iter().for_each(|t| f(t)),
     }
+}
+
+/// `ip` as text, written into `buf` (no allocation: a blocked answer's address is logged
+/// for every blocked query).
+fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
+    let n = match ip {
+        IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                let mut digits = itoa::Buffer::new();
+                let d = digits.format(o).as_bytes();
+                buf[n..n + d.len()].copy_from_slice(d);
+                n += d.len();
+            }
+            n
+        }
+        IpAddr::V6(_) => {
+            let mut w = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(w, "{ip}");
+            usize::try_from(w.position()).unwrap_or(0)
+        }
+    };
+    std::str::from_utf8(&buf[..n]).unwrap_or("")
 }
 
 /// The `upstream` field: the server that answered, or `recursive`.
@@ -168,6 +201,8 @@ pub struct Writer {
     last_client: (IpAddr, String),
     /// `[log.postgres]`: rows for the database's writer.
     pg: Option<crate::postgres::writer::Sink>,
+    /// Where emptied batch vectors go back to the query path.
+    spares: super::Spares,
 }
 
 impl Writer {
@@ -176,6 +211,7 @@ impl Writer {
         cfg: LogConfig,
         stats: Arc<Stats>,
         pg: Option<crate::postgres::writer::Sink>,
+        spares: super::Spares,
     ) -> Self {
         Self {
             sessions: Sessions::new(gap_ms(&cfg)),
@@ -191,6 +227,7 @@ impl Writer {
             last_ts: (SystemTime::UNIX_EPOCH, String::new()),
             last_client: (IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), String::new()),
             pg,
+            spares,
         }
     }
 
@@ -216,12 +253,16 @@ impl Writer {
                         n += 1;
                         unflushed += 1;
                     }
-                    Ok(Msg::Batch(v)) => {
+                    Ok(Msg::Batch(mut v)) => {
                         for r in &v {
                             self.write(r);
                         }
                         n += v.len();
                         unflushed += v.len();
+                        // The records are dropped here (not kept: they hold list
+                        // snapshots), the vector goes back for another batch.
+                        v.clear();
+                        self.spare(v);
                     }
                     Ok(Msg::Stop) => stopping = true,
                     Ok(Msg::Reconfigure(r)) => {
@@ -290,6 +331,16 @@ impl Writer {
             "query log: settings applied"
         );
         let _ = done.send(());
+    }
+
+    /// Returns an emptied batch vector to the query path, unless enough are waiting.
+    fn spare(&self, v: Vec<Record>) {
+        if v.capacity() <= super::SPARE_CAPACITY
+            && let Ok(mut s) = self.spares.lock()
+            && s.len() < super::SPARES
+        {
+            s.push(v);
+        }
     }
 
     fn report_drops(&mut self) {
@@ -370,9 +421,9 @@ impl Writer {
     /// Places `r` in its client's session, hands it to the database writer (with
     /// `[log.postgres]`) and renders its JSON line (with a file).
     fn render(&mut self, r: &Record) {
-        let mark = self.sessions.mark(r.client, unix_ms(r.ts), &r.asked.qname);
         // Worked out once for the file and the database.
         let shown = Shown::of(r);
+        let mark = self.sessions.mark(r.client, unix_ms(r.ts), shown.qname);
         if let Some(pg) = self.pg.as_mut() {
             pg.push(r, &mark, &shown, self.cfg.anonymize_clients);
         }
@@ -387,7 +438,6 @@ impl Writer {
     /// query. The timestamp and client text are reused from the previous record when equal
     /// (a UDP batch shares its arrival time).
     fn render_json(&mut self, r: &Record, mark: &super::sessions::Mark, shown: &Shown<'_>) {
-        use std::io::Write as _;
         if self.last_ts.0 != r.ts || self.last_ts.1.is_empty() {
             self.last_ts = (r.ts, format_ts(r.ts));
         }
@@ -397,17 +447,17 @@ impl Writer {
         let l = &mut self.line;
         l.clear();
         l.extend_from_slice(b"{\"ts\":");
-        json_str(l, &self.last_ts.1);
+        json_plain(l, &self.last_ts.1);
         l.extend_from_slice(b",\"client\":");
-        json_str(l, &self.last_client.1);
+        json_plain(l, &self.last_client.1);
         l.extend_from_slice(b",\"proto\":");
-        json_str(l, r.transport.name());
+        json_plain(l, r.transport.name());
         l.extend_from_slice(b",\"qname\":");
-        json_str(l, &r.asked.qname);
+        json_str(l, shown.qname);
         l.extend_from_slice(b",\"qtype\":");
-        json_str(l, &qtype_name(r.asked.qtype));
+        json_plain(l, &qtype_name(r.asked.qtype));
         l.extend_from_slice(b",\"action\":");
-        json_str(l, action_name(r.outcome.action));
+        json_plain(l, action_name(r.outcome.action));
         match &shown.rule {
             Some((rule, list)) => {
                 l.extend_from_slice(b",\"rule\":");
@@ -427,7 +477,7 @@ impl Writer {
             json_str(l, &target);
         }
         l.extend_from_slice(b",\"rcode\":");
-        json_str(l, rcode::name(r.outcome.rcode));
+        json_plain(l, rcode::name(r.outcome.rcode));
         // What DNSSEC validation found; absent when the answer was not validated.
         if let Some(s) = r.outcome.dnssec {
             l.extend_from_slice(b",\"dnssec\":");
@@ -452,14 +502,19 @@ impl Writer {
             Some(u) => json_str(l, u),
             None => l.extend_from_slice(b"null"),
         }
-        let _ = writeln!(
-            l,
-            ",\"elapsed_us\":{},\"session\":{},\"seq\":{},\"new\":{}}}",
-            r.elapsed.as_micros(),
-            mark.session,
-            mark.seq,
-            mark.new
-        );
+        let mut n = itoa::Buffer::new();
+        l.extend_from_slice(b",\"elapsed_us\":");
+        let us = u64::try_from(r.elapsed.as_micros()).unwrap_or(u64::MAX);
+        l.extend_from_slice(n.format(us).as_bytes());
+        l.extend_from_slice(b",\"session\":");
+        l.extend_from_slice(n.format(mark.session).as_bytes());
+        l.extend_from_slice(b",\"seq\":");
+        l.extend_from_slice(n.format(mark.seq).as_bytes());
+        l.extend_from_slice(if mark.new {
+            b",\"new\":true}\n"
+        } else {
+            b",\"new\":false}\n"
+        });
     }
 
     fn write(&mut self, r: &Record) {
@@ -534,11 +589,25 @@ impl Writer {
     }
 }
 
+/// Appends `s`, which this program wrote (a time, an address, a mnemonic) and which needs
+/// no escaping, as a JSON string.
+fn json_plain(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(!s.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\'));
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 /// Appends `s` as a JSON string (RFC 8259 escaping).
 fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
-    if !b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\') {
+    // A fold rather than `any`: without the early exit the check is vectorised, and the
+    // common case (nothing to escape) reads every byte anyway.
+    let plain = !b.iter().fold(false, |esc, &c| {
+        esc | (c < 0x20) | (c == b'"') | (c == b'\\')
+    });
+    if plain {
         out.extend_from_slice(b);
     } else {
         for &c in b {
@@ -606,6 +675,22 @@ mod tests {
     }
 
     #[test]
+    fn answer_addresses_are_written_as_std_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.100.9",
+            "::",
+            "2001:db8::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip, &mut [0; 48]), ip.to_string());
+        }
+    }
+
+    #[test]
     fn anonymized_clients_keep_their_network() {
         let v4: IpAddr = "192.168.1.77".parse().unwrap();
         let v6: IpAddr = "2001:db8:1:2:3::9".parse().unwrap();
@@ -626,7 +711,7 @@ mod tests {
             anonymize_clients: false,
             session_gap: Duration::from_secs(30),
         };
-        let mut w = Writer::new(cfg, Arc::default(), None);
+        let mut w = Writer::new(cfg, Arc::default(), None, Arc::default());
         let mut o = Outcome::new(Action::Blocked, 3, Some("9.9.9.9:53".parse().unwrap()));
         o.detail = Detail::Local(Some("0.0.0.0".parse().unwrap()));
         let r = Record {
@@ -675,7 +760,7 @@ mod tests {
             anonymize_clients: false,
             session_gap: Duration::from_secs(30),
         };
-        let mut w = Writer::new(cfg, Arc::default(), None);
+        let mut w = Writer::new(cfg, Arc::default(), None, Arc::default());
         let mut o = Outcome::new(Action::Blocked, 0, None);
         o.rule = Some(RuleRef::Cname {
             list: Arc::new(b.build()),
@@ -709,6 +794,55 @@ mod tests {
             shown.ends_with("tracker.example (lists/trackers.txt:7) via CNAME x.tracker.example"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_batch_vector_goes_back_empty_for_the_next_batch() {
+        use crate::handler::Asked;
+        use crate::pipeline::{Action, Outcome, RuleRef};
+        let list = Arc::new(crate::blocklist::BlocklistBuilder::new().build());
+        let cfg = LogConfig {
+            path: None,
+            postgres: None,
+            max_bytes: 1 << 20,
+            keep: 1,
+            anonymize_clients: false,
+            session_gap: Duration::from_secs(30),
+        };
+        let spares = super::super::Spares::default();
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let rec = || {
+            let mut o = Outcome::new(Action::Blocked, 0, None);
+            o.rule = Some(RuleRef::List(
+                Arc::clone(&list),
+                crate::blocklist::RuleAt::Unlisted,
+            ));
+            Record {
+                ts: SystemTime::UNIX_EPOCH,
+                client: "192.0.2.7".parse().unwrap(),
+                transport: crate::pipeline::Transport::Udp,
+                asked: Asked {
+                    qname: "a.example".into(),
+                    qtype: 1,
+                },
+                outcome: o,
+                elapsed: Duration::ZERO,
+            }
+        };
+        let mut batch = Vec::with_capacity(32);
+        batch.extend((0..3).map(|_| rec()));
+        tx.send(Msg::Batch(batch)).unwrap();
+        // A vector too large to keep is let go.
+        let mut big = Vec::with_capacity(super::super::SPARE_CAPACITY + 1);
+        big.push(rec());
+        tx.send(Msg::Batch(big)).unwrap();
+        tx.send(Msg::Stop).unwrap();
+        Writer::new(cfg, Arc::default(), None, Arc::clone(&spares)).run(&rx);
+        let kept = std::mem::take(&mut *spares.lock().unwrap());
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].is_empty() && kept[0].capacity() == 32);
+        // The records (and the list snapshots they held) are gone, not kept with it.
+        assert_eq!(Arc::strong_count(&list), 1);
     }
 
     #[test]

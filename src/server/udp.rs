@@ -293,7 +293,9 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
         if let Some(log) = log
             && !logged.is_empty()
         {
-            log.record_batch(std::mem::take(&mut logged));
+            // The next batch's vector: one the writer emptied, else one sized at once
+            // (grown a push at a time, its records would be moved several times).
+            log.record_batch(std::mem::replace(&mut logged, log.batch_vec(got.len())));
         }
         if !batch_wait.is_zero() && got.len() > 1 && got.len() < BATCH {
             std::thread::sleep(*batch_wait);

@@ -106,7 +106,7 @@ fn check(b: &[u8]) -> Verdict {
         new: true,
         domain_at: b
             .first()
-            .map_or(0, |&x| usize::from(x) % (r.asked.qname.len() + 1)),
+            .map_or(0, |&x| usize::from(x) % (r.asked.qname.as_str().len() + 1)),
     };
     let shown = Shown::of(&r);
     let mut out = Vec::new();

@@ -86,7 +86,7 @@ pub(crate) fn record_from(b: &[u8]) -> Record {
         client: ip,
         transport: sinkhole::pipeline::Transport::ALL[usize::from(at(23)) % 5],
         asked: Asked {
-            qname: String::from_utf8_lossy(b).into(),
+            qname: String::from_utf8_lossy(b).as_ref().into(),
             qtype: u16::from_be_bytes([at(19), at(20)]),
         },
         outcome: o,
@@ -105,7 +105,7 @@ fn same(e: &Entry<'_>, r: &Record, anonymize: bool) -> Result<(), String> {
     let want = (
         format_ts(r.ts),
         client_text(r.client, anonymize),
-        r.asked.qname.to_string(),
+        r.asked.qname.as_str().to_string(),
         qtype_name(r.asked.qtype).into_owned(),
         action_name(r.outcome.action),
         rcode::name(r.outcome.rcode),
@@ -175,7 +175,7 @@ fn write_and_read(dir: &Path, records: Vec<Record>, anonymize: bool) -> Result<u
         .collect();
     let _ = tx.send(Msg::Batch(records));
     let _ = tx.send(Msg::Stop);
-    Writer::new(cfg, Arc::default(), None).run(&rx);
+    Writer::new(cfg, Arc::default(), None, Arc::default()).run(&rx);
     let mut i = 0;
     let mut err = None;
     for_each(&path, &mut Warnings::default(), &|_| true, &mut |e| {
