@@ -96,6 +96,13 @@ fn text(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// A text this program wrote (a mnemonic, an address): no NUL to look for.
+fn plain(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(!s.contains('\0'));
+    len(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
 fn opt_text(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => text(out, s),
@@ -168,20 +175,26 @@ pub fn encode(r: &Row<'_>, answers: impl FnOnce(&mut dyn FnMut(&str)), out: &mut
     int8(out, pg_micros(r.ts));
     text(out, r.instance);
     inet(out, r.client);
-    text(out, r.proto);
+    plain(out, r.proto);
     text(out, r.qname);
     text(out, r.domain);
-    text(out, r.qtype);
-    text(out, r.action);
+    plain(out, r.qtype);
+    plain(out, r.action);
     opt_text(out, r.rule.map(|(rule, _)| rule));
     opt_text(out, r.rule.map(|(_, list)| list));
     opt_text(out, r.group);
     opt_text(out, r.cname);
-    text(out, r.rcode);
-    opt_text(out, r.dnssec);
+    plain(out, r.rcode);
+    match r.dnssec {
+        Some(d) => plain(out, d),
+        None => opt_text(out, None),
+    }
     text_array(out, answers);
     boolean(out, r.tc);
-    opt_text(out, r.upstream);
+    match r.upstream {
+        Some(u) => plain(out, u),
+        None => opt_text(out, None),
+    }
     int8(out, i64::try_from(r.elapsed_us).unwrap_or(i64::MAX));
     int8(out, i64::try_from(r.session).unwrap_or(i64::MAX));
     int8(out, i64::try_from(r.seq).unwrap_or(i64::MAX));
