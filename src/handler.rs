@@ -54,7 +54,7 @@ impl Asked {
 }
 
 /// Bytes of a query name kept inside the record; longer names (few) take an allocation.
-const QNAME_INLINE: usize = 48;
+pub const QNAME_INLINE: usize = 48;
 
 /// A query name as the log keeps it: text, held inline up to [`QNAME_INLINE`] bytes, so
 /// that logging a query allocates nothing on the query path for almost every name (the
