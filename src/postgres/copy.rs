@@ -103,6 +103,13 @@ fn plain(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+fn opt_plain(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => plain(out, s),
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
+}
+
 fn opt_text(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => text(out, s),
@@ -185,16 +192,10 @@ pub fn encode(r: &Row<'_>, answers: impl FnOnce(&mut dyn FnMut(&str)), out: &mut
     opt_text(out, r.group);
     opt_text(out, r.cname);
     plain(out, r.rcode);
-    match r.dnssec {
-        Some(d) => plain(out, d),
-        None => opt_text(out, None),
-    }
+    opt_plain(out, r.dnssec);
     text_array(out, answers);
     boolean(out, r.tc);
-    match r.upstream {
-        Some(u) => plain(out, u),
-        None => opt_text(out, None),
-    }
+    opt_plain(out, r.upstream);
     int8(out, i64::try_from(r.elapsed_us).unwrap_or(i64::MAX));
     int8(out, i64::try_from(r.session).unwrap_or(i64::MAX));
     int8(out, i64::try_from(r.seq).unwrap_or(i64::MAX));

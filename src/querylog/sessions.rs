@@ -5,8 +5,8 @@
 //! a client has asked are remembered per client, so memory is bounded: at most
 //! [`MAX_CLIENTS`] clients × [`MAX_DOMAINS`] domains. A domain is remembered by a 64-bit
 //! hash with a per-process random seed, in a table of sets of [`WAYS`] (set-associative,
-//! as a CPU cache is): a hash goes to the set its low bits name, and a new one forgets the
-//! least recently asked of that set. No allocation per query, one cache line per look; two
+//! as a CPU cache is): a hash goes to the set its high bits name, and a new one forgets the
+//! least recently asked of that set. No allocation per query, two cache lines per look; two
 //! domains of one client share a hash with odds of about 2^-52, and a client cannot aim for
 //! it. State lives in memory only: after a restart sessions count from 1 again and every
 //! domain is `new` once more.
