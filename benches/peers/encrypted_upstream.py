@@ -7,6 +7,7 @@ fixed rate.
     python3 benches/peers/encrypted_upstream.py            # 3 rounds, 1,000 QPS, 10 s
     python3 benches/peers/encrypted_upstream.py --rounds 5 --qps 2000
     python3 benches/peers/encrypted_upstream.py --baseline /tmp/old/sinkhole   # A/B
+    python3 benches/peers/encrypted_upstream.py --pin      # upstream side on its own core
 
 All on loopback: `examples/bench_upstream` answers every query at once; a middle sinkhole
 (no cache) serves UDP, DoT, DoH and DoQ with a self-signed pair and forwards to it; four
@@ -17,6 +18,12 @@ sends each front unique names (every query a miss) at `--qps`; the front's utime
 over the run, divided by the answered queries, is its CPU per miss. Rounds are
 interleaved; the medians are printed. `--baseline BIN` adds fronts run by another binary
 (UDP, DoT, DoH), each compared with its own UDP front.
+
+`--pin` runs the upstream side (`bench_upstream` and the middle sinkhole) on the last CPU
+and the fronts on the others. A real upstream is another machine; on one machine, the
+front's send wakes the middle's thread, and where the scheduler puts that thread (on the
+front's own core, preempting it, or on another) changes the front's CPU per query by more
+than the transport does. Pinned, every transport pays for a wake-up on another core.
 """
 import argparse
 import os
@@ -55,14 +62,21 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--qps", type=int, default=1000)
     ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--pin", action="store_true",
+                    help="the upstream side on the last CPU, the fronts on the others")
     ap.add_argument("--baseline", metavar="BIN",
                     help="another sinkhole binary: its fronts run beside ours (an A/B in one run)")
     a = ap.parse_args()
+    ncpu = os.cpu_count() or 1
+    if a.pin and ncpu < 2:
+        ap.error("--pin needs two CPUs at least")
+    up_side = ["taskset", "-c", str(ncpu - 1)] if a.pin else []
+    front_side = ["taskset", "-c", f"0-{ncpu - 2}"] if a.pin else []
     d = tempfile.mkdtemp(prefix="sinkhole-encup-")
     subprocess.run([BIN, "cert", "self-signed", "--name", "bench.test", "--out", d + "/tls"],
                    check=True, capture_output=True)
     u = port()
-    procs = [subprocess.Popen([UP, f"127.0.0.1:{u}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [subprocess.Popen(up_side + [UP, f"127.0.0.1:{u}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     pb, pt, ph = port(), port(), port()
     pq = udp_port()
     with open(d + "/middle.toml", "w") as f:
@@ -71,7 +85,7 @@ def main():
                 f'tls_cert = "{d}/tls/cert.pem"\n'
                 f'tls_key = "{d}/tls/key.pem"\n[upstream]\nservers = ["127.0.0.1:{u}"]\n'
                 f'[cache]\nmax_entries = 0\n')
-    procs.append(subprocess.Popen([BIN, "serve", "--config", d + "/middle.toml"],
+    procs.append(subprocess.Popen(up_side + [BIN, "serve", "--config", d + "/middle.toml"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     fronts = {}
     kinds = [("udp", f"127.0.0.1:{pb}"),
@@ -87,7 +101,7 @@ def main():
         with open(f"{d}/{name}.toml", "w") as f:
             f.write(f'[server]\nlisten = ["127.0.0.1:{p}"]\n[upstream]\nservers = ["{server}"]\n'
                     f'tls_ca = "{d}/tls/cert.pem"\n')
-        proc = subprocess.Popen([binary, "serve", "--config", f"{d}/{name}.toml"],
+        proc = subprocess.Popen(front_side + [binary, "serve", "--config", f"{d}/{name}.toml"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(proc)
         fronts[name] = (p, proc)
@@ -114,7 +128,8 @@ def main():
         for proc in procs:
             proc.terminate()
     print()
-    print(f"`python3 benches/peers/encrypted_upstream.py` ({time.strftime('%Y-%m-%d')}, "
+    pin = " --pin" if a.pin else ""
+    print(f"`python3 benches/peers/encrypted_upstream.py{pin}` ({time.strftime('%Y-%m-%d')}, "
           f"{a.qps} misses/s, {a.rounds} × {a.duration} s, median):")
     print()
     print("| upstream | µs per miss | vs UDP |")

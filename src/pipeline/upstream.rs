@@ -126,6 +126,8 @@ enum Step {
     /// UDP once more, having had BADCOOKIE once.
     UdpAfterBadCookie,
     Tcp,
+    /// The encrypted server's own connection (a UDP thread's broke before the answer).
+    Link,
 }
 
 /// One upstream server: its address, socket pool, cookies and counters; `link` for an
@@ -385,6 +387,12 @@ impl Upstream {
         step: Step,
     ) -> Result<Response, UpstreamError> {
         let mut retried = match step {
+            Step::Link => {
+                return match &server.link {
+                    Some(link) => self.encrypted(server, link, q, end).await,
+                    None => Err(UpstreamError::Timeout(server.addr)),
+                };
+            }
             Step::Tcp => return self.tcp(server, q, end).await,
             Step::Udp => false,
             Step::UdpAfterBadCookie => true,
@@ -429,11 +437,6 @@ impl Upstream {
     /// more): the only kind a UDP thread's [`Relay`] or [`Near`] attempts.
     fn one_exchange(&self) -> bool {
         self.validator.is_none()
-    }
-
-    /// True when a [`Relay`] may make the first attempt: one exchange, with plain DNS.
-    fn first_is_plain(&self) -> bool {
-        self.one_exchange() && self.servers.first().is_some_and(|s| s.link.is_none())
     }
 
     /// One UDP exchange through the pool; learns the server cookie from the answer.

@@ -55,15 +55,19 @@ impl Seen {
         };
         if let Some(i) = ways.iter().position(|&x| x == h) {
             // Seen: it becomes the most recent of its set.
-            ways[..=i].rotate_right(1);
+            if let Some(recent) = ways.get_mut(..=i) {
+                recent.rotate_right(1);
+            }
             return false;
         }
         // New: the least recent of the set is forgotten when the set is full.
-        if ways[WAYS - 1] == 0 {
+        if ways.last() == Some(&0) {
             self.used += 1;
         }
         ways.rotate_right(1);
-        ways[0] = h;
+        if let Some(first) = ways.first_mut() {
+            *first = h;
+        }
         if self.used * 4 > self.slots.len() && self.slots.len() < 2 * MAX_DOMAINS {
             self.grow();
         }

@@ -143,28 +143,24 @@ pub(crate) fn each_answer(r: &Record, mut f: impl FnMut(&str)) {
 /// `ip` as text, written into `buf` (no allocation: a blocked answer's address is logged
 /// for every blocked query).
 fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
-    let n = match ip {
+    let mut w = std::io::Cursor::new(buf.as_mut_slice());
+    match ip {
         IpAddr::V4(v4) => {
-            let mut n = 0;
             for (i, o) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    buf[n] = b'.';
-                    n += 1;
+                    let _ = w.write_all(b".");
                 }
-                let mut digits = itoa::Buffer::new();
-                let d = digits.format(o).as_bytes();
-                buf[n..n + d.len()].copy_from_slice(d);
-                n += d.len();
+                let _ = w.write_all(itoa::Buffer::new().format(o).as_bytes());
             }
-            n
         }
         IpAddr::V6(_) => {
-            let mut w = std::io::Cursor::new(&mut buf[..]);
             let _ = write!(w, "{ip}");
-            usize::try_from(w.position()).unwrap_or(0)
         }
-    };
-    std::str::from_utf8(&buf[..n]).unwrap_or("")
+    }
+    let n = usize::try_from(w.position()).unwrap_or(0);
+    buf.get(..n)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or("")
 }
 
 /// The `upstream` field: the server that answered, or `recursive`.

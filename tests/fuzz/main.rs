@@ -22,6 +22,9 @@
 //! - `doq_stream`: a DNS-over-QUIC stream's bytes → `dns::doq::message` and `check_query`;
 //!   a taken message frames back to the stream, shorter prefixes need more, the ID and
 //!   edns-tcp-keepalive checks agree with the bytes and with hickory-proto.
+//! - `tcp_frames`: an upstream's DNS-over-TLS bytes → `dns::wire::next_frame`, as the
+//!   relay's connections split them; the frames taken frame back to the bytes consumed,
+//!   what is left is less than a frame, a cut stream yields a prefix of the frames.
 //! - `postgres_rows`: records from the bytes → the PostgreSQL writer's `COPY` rows, which
 //!   decode as PostgreSQL reads them and hold no NUL or invalid UTF-8 in text; the API's
 //!   database page cursor prints back as it parsed.
@@ -51,6 +54,7 @@ mod cert; // cert_der
 mod config; // config_text
 mod doh; // doh_query
 mod doq; // doq_stream
+mod frames; // tcp_frames
 mod lists; // list_lines, list_load
 mod local; // local_hosts
 mod postgres; // postgres_rows

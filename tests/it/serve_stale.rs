@@ -166,12 +166,20 @@ async fn an_expired_answer_is_served_stale_while_the_upstream_is_down_then_refre
     let log = records(&s.path("queries.jsonl"), sent).await;
     let acts = actions(&log, "www.stale.test");
     assert_eq!(acts.len(), sent, "{acts:?}");
+    // Queries from fresh source ports land on any of the UDP threads, and each thread hands
+    // its records to the log after sending its batch: two queries a few microseconds apart
+    // can be logged in either order. So the first (long before the others) is checked in
+    // place, the rest by count: three stale answers at least, and the fresh answer cached.
+    let count = |a: &str| acts.iter().filter(|x| *x == a).count();
+    assert_eq!(acts[0], "allowed", "{acts:?}");
+    assert_eq!(count("allowed"), 1, "{acts:?}");
+    assert!(count("stale") >= 3, "{acts:?}");
+    assert!(count("cached") >= 1, "{acts:?}");
     assert_eq!(
-        acts[..4],
-        ["allowed", "stale", "stale", "stale"],
-        "{acts:?}"
+        count("stale") + count("cached"),
+        sent - 1,
+        "nothing but stale and cached after the first: {acts:?}"
     );
-    assert_eq!(acts.last().map(String::as_str), Some("cached"), "{acts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

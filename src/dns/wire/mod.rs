@@ -32,7 +32,7 @@ pub use answer::{
 pub use query::{Edns, Query, Reject, parse_query};
 pub use response::{LOG_ANSWER_TEXT, LOG_ANSWERS, Response, ResponseError};
 pub use upstream::{
-    Cookie, CookieOption, OPT_COOKIE, RCODE_BADCOOKIE, UpstreamOpt, response_cookie,
+    Cookie, CookieOption, OPT_COOKIE, RCODE_BADCOOKIE, UpstreamOpt, next_frame, response_cookie,
     write_upstream_query, write_upstream_query_cookie,
 };
 

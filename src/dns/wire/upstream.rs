@@ -151,3 +151,12 @@ pub fn write_upstream_query_cookie(
     out.extend_from_slice(client);
     out.extend_from_slice(server);
 }
+
+/// The first message of a stream of two-byte-length-prefixed DNS messages (TCP and TLS,
+/// RFC 1035 §4.2.2, RFC 7766), and the bytes after it; `None` until the whole of it has
+/// come. An empty message (length 0) is one too: its reader finds it no answer.
+pub fn next_frame(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&[hi, lo], rest) = buf.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_be_bytes([hi, lo]));
+    (rest.len() >= len).then(|| rest.split_at(len))
+}

@@ -34,12 +34,16 @@
 //! answer decoded twice; hickory's DoT also turns SNI off, and its multiplexer never closes
 //! an idle connection. The clients here are small: tokio-rustls with a reader and a writer
 //! task per connection (DoT), the `h2` crate hyper already builds on (DoH), and quinn, the
-//! QUIC stack of the DoQ listener (DoQ).
+//! QUIC stack of the DoQ listener (DoQ). A UDP listener thread makes the first attempt of
+//! its DoT and DoH misses on connections of its own, rustls and `h2` driven by its loop
+//! (`relay::kept`), and of its DoQ misses on its own runtime ([`near`]).
 
 mod doh;
 mod doq;
 mod dot;
 pub(super) mod near;
+
+pub(super) use doh::{check_head, request};
 
 use std::io;
 use std::net::SocketAddr;
@@ -60,7 +64,7 @@ pub(super) const MAX_IN_FLIGHT: usize = 256;
 /// A connection without a query for this long is closed.
 pub(super) const IDLE: Duration = Duration::from_secs(30);
 /// Largest DNS message taken from an encrypted upstream.
-const MAX_MESSAGE: usize = 65_535;
+pub(super) const MAX_MESSAGE: usize = 65_535;
 /// Queries are padded to a multiple of this many bytes (RFC 8467 §4.1).
 const PAD_BLOCK: usize = 128;
 /// EDNS option code of Padding (RFC 7830).
@@ -133,6 +137,27 @@ impl Link {
             Self::Tls(d) => Self::Tls(d.twin()),
             Self::Https(d) => Self::Https(d.twin()),
             Self::Quic(d) => Self::Quic(d.twin()),
+        }
+    }
+
+    /// For DNS over TLS, what a session with the server needs: the client config and the
+    /// name to send and check (`None`: another transport, or no usable config or name).
+    pub(super) fn tls_session(&self) -> Option<(Arc<ClientConfig>, ServerName<'static>)> {
+        match self {
+            Self::Tls(d) => d.session(),
+            Self::Https(_) | Self::Quic(_) => None,
+        }
+    }
+
+    /// For DNS over HTTPS, what a connection to the server needs: the client config, the
+    /// name to send and check, and the URL of the queries (`None`: another transport, or no
+    /// usable config, name or URL).
+    pub(super) fn https_session(
+        &self,
+    ) -> Option<(Arc<ClientConfig>, ServerName<'static>, hyper::Uri)> {
+        match self {
+            Self::Https(d) => d.session(),
+            Self::Tls(_) | Self::Quic(_) => None,
         }
     }
 

@@ -11,7 +11,9 @@
 //! them to the clients with the batch's own `sendmmsg`. No task, no other thread and no
 //! lock is involved in the common case.
 //!
-//! Only the first attempt is done here, and only over UDP: what follows it (the next server
+//! Only the first attempt is done here: over UDP, or over the thread's own connection to a
+//! `tls://` or `https://` first server (`kept`: a socket in the same epoll, TLS and HTTP/2
+//! driven by this loop; `tls`, `https`). What follows a first attempt (the next server
 //! after a timeout, an error, SERVFAIL or REFUSED; TCP after TC; the retry after
 //! BADCOOKIE) is handed back as [`Settled::Resume`] and run by [`Upstream::resume`] on the
 //! runtime, exactly as [`Upstream::forward`] would have gone on. So the failover and
@@ -41,11 +43,15 @@ use super::{Resume, Upstream, UpstreamError};
 use crate::dns::wire::{Query, Response, write_upstream_query_cookie};
 use crate::fdlimit;
 
+mod https;
+mod kept;
 pub(super) mod sock;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 pub(super) mod tests;
+mod tls;
 
+use kept::{Kept, Session};
 use sock::{Entry, Sock, dispatch, failed, transport};
 
 /// Sockets in use per upstream server, per thread.
@@ -88,6 +94,8 @@ pub enum Settled<T> {
 pub struct Relay<T> {
     epoll: Epoll,
     socks: HashMap<u32, Sock<T>, foldhash::fast::RandomState>,
+    /// Connections to encrypted servers (`kept`), keyed from the same count as `socks`.
+    kept: HashMap<u32, Kept<T>, foldhash::fast::RandomState>,
     /// Per server, the keys of its sockets in use.
     active: Vec<(SocketAddr, Vec<u32>)>,
     /// No attempt in flight ends before this (the earliest end seen since the last scan,
@@ -110,10 +118,7 @@ impl<T> std::fmt::Debug for Relay<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Relay")
             .field("sockets", &self.socks.len())
-            .field(
-                "waiting",
-                &self.socks.values().map(|s| s.waiting.len()).sum::<usize>(),
-            )
+            .field("kept", &self.kept.len())
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +132,7 @@ impl<T: Relayed> Relay<T> {
         Ok(Self {
             epoll,
             socks: HashMap::default(),
+            kept: HashMap::default(),
             active: Vec::new(),
             next_due: None,
             next_key: 0,
@@ -142,6 +148,7 @@ impl<T: Relayed> Relay<T> {
     /// True when no query is in flight: the thread may block on its listener alone.
     pub fn idle(&self) -> bool {
         self.socks.values().all(|s| s.waiting.is_empty())
+            && self.kept.values().all(|k| k.waiting() == 0)
     }
 
     /// The earliest end of an attempt in flight, when [`Relay::expire`] has work.
@@ -163,28 +170,48 @@ impl<T: Relayed> Relay<T> {
 
     /// Queries in flight.
     pub fn waiting(&self) -> usize {
-        self.socks.values().map(|s| s.waiting.len()).sum()
+        self.socks.values().map(|s| s.waiting.len()).sum::<usize>()
+            + self.kept.values().map(Kept::waiting).sum::<usize>()
     }
 
     /// Registers the first attempt of `item` at its first server; the query leaves with
-    /// [`Relay::flush`]. Gives `item` back when the relay cannot take it (no server, an
-    /// encrypted first server, past its deadline, no socket): the caller runs the whole
-    /// forward on the runtime instead.
+    /// [`Relay::flush`]. Gives `item` back when the relay cannot take it (no server, a
+    /// first server over QUIC, answers to validate, past its deadline, no socket, a full
+    /// connection): the caller makes the attempt elsewhere.
     pub fn start(&mut self, item: T) -> Result<(), T> {
         let now = Instant::now();
         let up = item.upstream();
         let Some(server) = up.servers.first() else {
             return Err(item);
         };
-        // Encrypted servers are reached over their kept connections, and validated answers
-        // need more than one exchange: on the runtime.
-        if !up.first_is_plain() {
+        // Validated answers need more than one exchange: on the runtime.
+        if !up.one_exchange() {
             return Err(item);
         }
         let end = (now + up.timeout).min(up.deadline(item.arrived()));
         if end <= now {
             return Err(item);
         }
+        let session = match &server.link {
+            None => None,
+            // DNS over TLS and HTTPS here; over QUIC on the thread's runtime (`Near`).
+            Some(link) => match (link.tls_session(), link.https_session()) {
+                (Some((c, n)), _) => Some(Session::Tls(c, n)),
+                (_, Some((c, n, u))) => Some(Session::Https(c, n, u)),
+                _ => return Err(item),
+            },
+        };
+        match session {
+            None => self.start_udp(item, now, end),
+            Some(session) => self.start_kept(item, session, now, end),
+        }
+    }
+
+    /// [`Relay::start`] at a plain server.
+    fn start_udp(&mut self, item: T, now: Instant, end: Instant) -> Result<(), T> {
+        let Some(server) = item.upstream().servers.first() else {
+            return Err(item);
+        };
         let Some(key) = self.socket_for(server.addr, now) else {
             return Err(item);
         };
@@ -228,11 +255,13 @@ impl<T: Relayed> Relay<T> {
         Ok(())
     }
 
-    /// Sends the queries registered since the last flush, one `sendmmsg` per socket. A
-    /// query that cannot be sent is settled at once (its server failed).
+    /// Sends the queries registered since the last flush, one `sendmmsg` per socket (one
+    /// write per TLS connection). A query that cannot be sent is settled at once (its
+    /// server failed).
     pub fn flush(&mut self, out: &mut Vec<Settled<T>>) {
         for key in std::mem::take(&mut self.dirty) {
             let Some(sock) = self.socks.get_mut(&key) else {
+                self.flush_kept(key, out);
                 continue;
             };
             let queued = std::mem::take(&mut sock.queued);
@@ -309,6 +338,7 @@ impl<T: Relayed> Relay<T> {
     pub fn receive(&mut self, out: &mut Vec<Settled<T>>) {
         for key in std::mem::take(&mut self.ready) {
             let Some(sock) = self.socks.get_mut(&key) else {
+                self.drive_kept(key, out);
                 continue;
             };
             let mut got: Vec<(usize, usize)> = Vec::with_capacity(BATCH);
@@ -361,31 +391,11 @@ impl<T: Relayed> Relay<T> {
         if self.next_due.is_some_and(|d| d <= now) {
             let mut next: Option<Instant> = None;
             for sock in self.socks.values_mut() {
-                let due: Vec<u16> = sock
-                    .waiting
-                    .iter()
-                    .filter(|(_, e)| e.end <= now)
-                    .map(|(&id, _)| id)
-                    .collect();
-                for id in due {
-                    let Some(entry) = sock.waiting.remove(&id) else {
-                        continue;
-                    };
-                    if entry.saw_cookieless
-                        && let Some(server) = entry.item.upstream().servers.first()
-                    {
-                        tracing::debug!(upstream = %server.addr, "answers came without a cookie; trusting the server without one");
-                        server.jar.forget();
-                    }
-                    out.push(failed(entry, UpstreamError::Timeout(sock.server)));
-                }
-                let soonest = sock.waiting.values().map(|e| e.end).min();
-                next = match (next, soonest) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let soonest = expire_waiting(&mut sock.waiting, sock.server, now, out);
+                next = earlier(next, soonest);
             }
-            self.next_due = next;
+            let kept = self.expire_kept(now, out);
+            self.next_due = earlier(next, kept);
         }
         self.sweep(now, true);
     }
@@ -410,6 +420,9 @@ impl<T: Relayed> Relay<T> {
             .collect();
         for k in idle {
             self.close(k);
+        }
+        if old {
+            self.sweep_kept(now);
         }
     }
 
@@ -487,5 +500,41 @@ impl<T: Relayed> Relay<T> {
         self.next_key = self.next_key.wrapping_add(1);
         self.socks.insert(key, sock);
         Some(key)
+    }
+}
+
+/// Fails the queries of `waiting` whose attempt ends by `now` (timed out at `server`);
+/// the earliest end of those left.
+fn expire_waiting<T: Relayed>(
+    waiting: &mut HashMap<u16, Entry<T>, foldhash::fast::RandomState>,
+    server: SocketAddr,
+    now: Instant,
+    out: &mut Vec<Settled<T>>,
+) -> Option<Instant> {
+    let due: Vec<u16> = waiting
+        .iter()
+        .filter(|(_, e)| e.end <= now)
+        .map(|(&id, _)| id)
+        .collect();
+    for id in due {
+        let Some(entry) = waiting.remove(&id) else {
+            continue;
+        };
+        if entry.saw_cookieless
+            && let Some(s) = entry.item.upstream().servers.first()
+        {
+            tracing::debug!(upstream = %s.addr, "answers came without a cookie; trusting the server without one");
+            s.jar.forget();
+        }
+        out.push(failed(entry, UpstreamError::Timeout(server)));
+    }
+    waiting.values().map(|e| e.end).min()
+}
+
+/// The earlier of two optional instants.
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

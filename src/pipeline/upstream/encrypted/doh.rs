@@ -95,6 +95,12 @@ impl Doh {
         }
     }
 
+    /// The client config, the server's name and the URL, when all are usable.
+    pub(super) fn session(&self) -> Option<(Arc<ClientConfig>, ServerName<'static>, Uri)> {
+        let (tls, name, uri) = (self.tls.as_ref()?, self.name.as_ref()?, self.uri.as_ref()?);
+        Some((Arc::clone(tls.config()), name.clone(), uri.clone()))
+    }
+
     /// One query, answered or failed by `end`: the answer and the ID it must carry (0).
     pub(super) async fn exchange(
         &self,
@@ -196,14 +202,8 @@ async fn ask(
     };
     let exchange = async {
         let mut send = conn.send.clone().ready().await.map_err(closed)?;
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(uri.clone())
-            .header(CONTENT_TYPE, DNS_MESSAGE)
-            .header(ACCEPT, DNS_MESSAGE)
-            .header(CONTENT_LENGTH, body.len())
-            .body(())
-            .map_err(|e| Failed::Error(UpstreamError::Transport(addr, e.to_string())))?;
+        let req = request(uri, body.len())
+            .map_err(|e| Failed::Error(UpstreamError::Transport(addr, e)))?;
         let (response, mut stream) = send.send_request(req, false).map_err(closed)?;
         stream.send_data(body, true).map_err(closed)?;
         let response = response.await.map_err(|e| {
@@ -214,16 +214,7 @@ async fn ask(
             }
         })?;
         let fail = |why: String| Failed::Error(UpstreamError::Transport(addr, why));
-        if response.status() != StatusCode::OK {
-            return Err(fail(format!("HTTP status {}", response.status())));
-        }
-        let content_type = response.headers().get(CONTENT_TYPE);
-        if content_type.is_some_and(|t| t.as_bytes() != DNS_MESSAGE.as_bytes()) {
-            return Err(fail(format!(
-                "answer of type {:?}, not {DNS_MESSAGE}",
-                content_type.map(|t| String::from_utf8_lossy(t.as_bytes()).into_owned())
-            )));
-        }
+        check_head(&response).map_err(fail)?;
         let mut recv = response.into_body();
         let mut out = Vec::new();
         while let Some(chunk) = recv.data().await {
@@ -240,4 +231,33 @@ async fn ask(
         Ok(r) => r,
         Err(_) => Err(Failed::Error(UpstreamError::Timeout(addr))),
     }
+}
+
+/// The request of one query: a `POST` of `len` bytes of `application/dns-message` to `uri`.
+pub(in crate::pipeline::upstream) fn request(uri: &Uri, len: usize) -> Result<Request<()>, String> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(uri.clone())
+        .header(CONTENT_TYPE, DNS_MESSAGE)
+        .header(ACCEPT, DNS_MESSAGE)
+        .header(CONTENT_LENGTH, len)
+        .body(())
+        .map_err(|e| e.to_string())
+}
+
+/// Why an answer's head is not a DNS answer (a status other than 200, another type).
+pub(in crate::pipeline::upstream) fn check_head<B>(
+    response: &hyper::Response<B>,
+) -> Result<(), String> {
+    if response.status() != StatusCode::OK {
+        return Err(format!("HTTP status {}", response.status()));
+    }
+    let content_type = response.headers().get(CONTENT_TYPE);
+    if content_type.is_some_and(|t| t.as_bytes() != DNS_MESSAGE.as_bytes()) {
+        return Err(format!(
+            "answer of type {:?}, not {DNS_MESSAGE}",
+            content_type.map(|t| String::from_utf8_lossy(t.as_bytes()).into_owned())
+        ));
+    }
+    Ok(())
 }

@@ -122,6 +122,12 @@ impl Dot {
         }
     }
 
+    /// The client config and the server's name, when both are usable.
+    pub(super) fn session(&self) -> Option<(Arc<ClientConfig>, ServerName<'static>)> {
+        let (tls, name) = (self.tls.as_ref()?, self.name.as_ref()?);
+        Some((Arc::clone(tls.config()), name.clone()))
+    }
+
     /// One query, answered or failed by `end`: the answer and the ID it must carry.
     pub(super) async fn exchange(
         &self,

@@ -1,6 +1,7 @@
 //! `Near`: the first attempt of every miss of one UDP listener thread whose first server is
-//! encrypted (`tls://`, `https://`), made on connections of the thread's own, on a
-//! single-threaded runtime that the thread drives itself while it waits.
+//! encrypted and that the thread's [`Relay`] does not make itself (`quic://`; `tls://` and
+//! `https://` when the relay's connection is full), made on connections of the thread's
+//! own, on a single-threaded runtime that the thread drives itself while it waits.
 //!
 //! Why. Run on the shared runtime, such a miss crossed threads three times: the listener
 //! thread woke a runtime worker to start it, the answer woke a worker, and (tasks being
@@ -45,7 +46,7 @@ use crate::pipeline::upstream::{Relay, Relayed, Settled};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
-mod tests;
+pub(in crate::pipeline::upstream) mod tests;
 
 /// A thread's connection to a server of an upstream set unused this long is dropped.
 pub(in crate::pipeline::upstream) const FORGET: Duration = Duration::from_secs(120);

@@ -96,19 +96,42 @@ pub(super) fn dispatch<T: Relayed>(sock: &mut Sock<T>, pkt: &[u8]) -> Option<Set
         return Some(again(entry, Step::UdpAfterBadCookie));
     }
     match Response::parse(pkt, entry.item.query(), id, up.min_ttl, up.max_ttl) {
-        Ok(r) if matches!(r.rcode(), rcode::SERVFAIL | rcode::REFUSED) => {
-            let e = UpstreamError::Rcode(server.addr, rcode::name(r.rcode()));
-            Some(failed(entry, e))
-        }
-        Ok(r) => {
-            server.stats.answered(entry.started.elapsed());
-            let addr = server.addr;
-            Some(Settled::Answered(entry.item, r, addr))
-        }
+        Ok(r) => Some(verdict(entry, r)),
         Err(ResponseError::Truncated) => Some(again(entry, Step::Tcp)),
         Err(ResponseError::Malformed | ResponseError::Mismatch) => {
             let e = UpstreamError::Malformed(server.addr);
             Some(failed(entry, e))
+        }
+    }
+}
+
+/// The verdict on an answer that parsed, the first server's: SERVFAIL and REFUSED fail the
+/// server (the forward goes on at the next), anything else answers.
+pub(super) fn verdict<T: Relayed>(entry: Entry<T>, r: Response) -> Settled<T> {
+    let Some(server) = entry.item.upstream().servers.first() else {
+        let nobody = SocketAddr::from(([0, 0, 0, 0], 0));
+        return failed(entry, UpstreamError::Malformed(nobody));
+    };
+    let addr = server.addr;
+    if matches!(r.rcode(), rcode::SERVFAIL | rcode::REFUSED) {
+        return failed(entry, UpstreamError::Rcode(addr, rcode::name(r.rcode())));
+    }
+    server.stats.answered(entry.started.elapsed());
+    Settled::Answered(entry.item, r, addr)
+}
+
+/// The verdict on an encrypted server's answer `msg` (with message ID `id`): one that does
+/// not parse is broken (TC too: there is no larger transport to go to), as on the runtime.
+pub(super) fn encrypted_verdict<T: Relayed>(entry: Entry<T>, msg: &[u8], id: u16) -> Settled<T> {
+    let up = entry.item.upstream();
+    match Response::parse(msg, entry.item.query(), id, up.min_ttl, up.max_ttl) {
+        Ok(r) => verdict(entry, r),
+        Err(_) => {
+            let addr = up
+                .servers
+                .first()
+                .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.addr);
+            failed(entry, UpstreamError::Malformed(addr))
         }
     }
 }
@@ -151,7 +174,7 @@ fn again<T>(entry: Entry<T>, step: Step) -> Settled<T> {
 }
 
 /// The forward goes on at the first server's index with `then`, within the attempt's times.
-fn resume<T>(entry: Entry<T>, then: Then) -> Settled<T> {
+pub(super) fn resume<T>(entry: Entry<T>, then: Then) -> Settled<T> {
     Settled::Resume(
         entry.item,
         Resume {

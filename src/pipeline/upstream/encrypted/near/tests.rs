@@ -15,27 +15,65 @@ use crate::config::TlsCa;
 use crate::pipeline::upstream::Then;
 use crate::pipeline::upstream::relay::tests::{Item, item, relay, upstream_with_ca};
 
-const NAME: &str = "near.test";
+/// The name in the test servers' certificate.
+pub(in crate::pipeline::upstream) const NAME: &str = "near.test";
 
-/// A DoT server on its own thread and runtime: `answer` says whether it answers (A
-/// 192.0.2.7) or stays silent; `conns` counts its connections.
-struct Dot {
-    addr: SocketAddr,
-    conns: Arc<AtomicUsize>,
-    ca: TlsCa,
+/// A DoT server on its own thread and runtime; `conns` counts its connections.
+pub(in crate::pipeline::upstream) struct Dot {
+    pub(in crate::pipeline::upstream) addr: SocketAddr,
+    pub(in crate::pipeline::upstream) conns: Arc<AtomicUsize>,
+    pub(in crate::pipeline::upstream) ca: TlsCa,
 }
 
-fn dot(answer: bool) -> Dot {
+/// What a test server does with the `n`th query (from 0) of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::pipeline::upstream) enum Act {
+    /// Answers it: A 192.0.2.7.
+    Answer,
+    /// Reads it and stays silent.
+    Ignore,
+    /// Closes the connection without an answer.
+    Close,
+}
+
+/// A DoT server that answers every query (`answer`) or none.
+pub(in crate::pipeline::upstream) fn dot(answer: bool) -> Dot {
+    dot_acting(if answer {
+        |_| Act::Answer
+    } else {
+        |_| Act::Ignore
+    })
+}
+
+/// A test server's TLS side: a self-signed certificate for [`NAME`] offered with ALPN
+/// `alpn`, and the CA entry that trusts it.
+/// (An empty `alpn`: the server agrees to none.)
+pub(in crate::pipeline::upstream) fn tls_server(alpn: &[u8]) -> (TlsAcceptor, TlsCa) {
     let pair = crate::tls::selfsigned::generate(NAME, SystemTime::now()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
     std::fs::write(&cert, &pair.cert_pem).unwrap();
     std::fs::write(&key, &pair.key_pem).unwrap();
     let certs = Arc::new(crate::tls::Certs::load(&cert, &key).unwrap());
-    let acceptor = TlsAcceptor::from(crate::tls::dot_config(certs).unwrap());
-    let ca_der = rustls::pki_types::CertificateDer::pem_slice_iter(pair.cert_pem.as_bytes())
+    let mut config = (*crate::tls::dot_config(certs).unwrap()).clone();
+    config.alpn_protocols = if alpn.is_empty() {
+        Vec::new()
+    } else {
+        vec![alpn.to_vec()]
+    };
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pair.cert_pem.as_bytes())
         .map(|c| c.unwrap().to_vec())
         .collect();
+    let ca = TlsCa {
+        path: "test-ca.pem".into(),
+        certs,
+    };
+    (TlsAcceptor::from(Arc::new(config)), ca)
+}
+
+/// A DoT server that treats the `n`th query of each connection as `act(n)` says.
+pub(in crate::pipeline::upstream) fn dot_acting(act: fn(usize) -> Act) -> Dot {
+    let (acceptor, ca) = tls_server(crate::tls::ALPN_DOT);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -55,14 +93,16 @@ fn dot(answer: bool) -> Dot {
                     let Ok(mut s) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    loop {
+                    for n in 0.. {
                         let Ok(len) = s.read_u16().await else { return };
                         let mut q = vec![0u8; usize::from(len)];
                         if s.read_exact(&mut q).await.is_err() {
                             return;
                         }
-                        if !answer {
-                            continue;
+                        match act(n) {
+                            Act::Answer => {}
+                            Act::Ignore => continue,
+                            Act::Close => return,
                         }
                         let a = a_record(&q);
                         let mut out = u16::try_from(a.len()).unwrap().to_be_bytes().to_vec();
@@ -75,18 +115,11 @@ fn dot(answer: bool) -> Dot {
             }
         });
     });
-    Dot {
-        addr,
-        conns,
-        ca: TlsCa {
-            path: "near-test-ca.pem".into(),
-            certs: ca_der,
-        },
-    }
+    Dot { addr, conns, ca }
 }
 
 /// The answer to query `q`: its header and question, one A record 192.0.2.7.
-fn a_record(q: &[u8]) -> Vec<u8> {
+pub(in crate::pipeline::upstream) fn a_record(q: &[u8]) -> Vec<u8> {
     let mut end = crate::dns::wire::HEADER_LEN;
     while q[end] != 0 {
         end += 1 + usize::from(q[end]);
@@ -116,18 +149,22 @@ fn settle(
     out
 }
 
-fn answer_ip(s: &Settled<Item>) -> String {
+/// The addresses of an answered attempt.
+pub(in crate::pipeline::upstream) fn answer_ip(s: &Settled<Item>) -> String {
     match s {
-        Settled::Answered(_, resp, _) => {
-            let mut ips = Vec::new();
-            resp.any_address(|ip| {
-                ips.push(ip.to_string());
-                false
-            });
-            ips.join(",")
-        }
+        Settled::Answered(_, resp, _) => ips(resp),
         Settled::Resume(i, r) => panic!("{} not answered: {r:?}", i.q.name_lossy()),
     }
+}
+
+/// The addresses of an answer, comma-separated.
+pub(in crate::pipeline::upstream) fn ips(resp: &crate::dns::wire::Response) -> String {
+    let mut ips = Vec::new();
+    resp.any_address(|ip| {
+        ips.push(ip.to_string());
+        false
+    });
+    ips.join(",")
 }
 
 #[test]

@@ -1,0 +1,224 @@
+//! Unit tests of a relay's DNS-over-HTTPS connections against a loopback HTTP/2 server:
+//! misses answered on one kept connection by the relay's own loop; an HTTP error fails the
+//! server for that query only; a server that agrees to no HTTP/2 and a silent one settle the attempt
+//! in time; a connection closed after answering hands its queries back for the same server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::body::Bytes;
+use tokio::time::Instant;
+
+use super::super::super::encrypted::near::tests::{Act, NAME, a_record, answer_ip, tls_server};
+use super::super::super::{Step, Then, UpstreamError};
+use super::super::tests::{item, relay, resumed, settle, upstream_with_ca};
+use crate::config::TlsCa;
+
+/// A DoH server on its own thread and runtime; `conns` counts its connections.
+struct Doh {
+    addr: SocketAddr,
+    conns: Arc<AtomicUsize>,
+    ca: TlsCa,
+}
+
+/// A DoH server that treats the `n`th request of each connection as `act(n)` says, and
+/// answers HTTP 500 to a name that starts with `err`. `alpn`: what it agrees to (empty: none).
+fn doh(act: fn(usize) -> Act, alpn: &'static [u8]) -> Doh {
+    let (acceptor, ca) = tls_server(alpn);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&conns);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((tcp, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::Relaxed);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut conn) = h2::server::handshake(tls).await else {
+                        return;
+                    };
+                    let mut n = 0;
+                    while let Some(Ok((req, respond))) = conn.accept().await {
+                        let what = act(n);
+                        n += 1;
+                        if what == Act::Close {
+                            return;
+                        }
+                        tokio::spawn(respond_to(req, respond, what));
+                    }
+                });
+            }
+        });
+    });
+    Doh { addr, conns, ca }
+}
+
+async fn respond_to(
+    req: hyper::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    what: Act,
+) {
+    let mut body = req.into_body();
+    let mut q = Vec::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        q.extend_from_slice(&chunk);
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    if what == Act::Ignore {
+        // Holds the stream open without an answer.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        return;
+    }
+    // The first label of the question starts after the header and its length byte.
+    let status = if q.get(13..16) == Some(b"err") {
+        500
+    } else {
+        200
+    };
+    let head = hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/dns-message")
+        .body(())
+        .unwrap();
+    let Ok(mut send) = respond.send_response(head, false) else {
+        return;
+    };
+    let _ = send.send_data(Bytes::from(a_record(&q)), true);
+}
+
+fn url(server: &Doh) -> String {
+    format!("https://{NAME}/dns-query@{}", server.addr)
+}
+
+#[test]
+fn misses_are_answered_over_http2_on_one_kept_connection() {
+    let server = doh(|_| Act::Answer, b"h2");
+    let up = upstream_with_ca(
+        &[url(&server)],
+        Duration::from_secs(3),
+        Some(server.ca.clone()),
+    );
+    let (mut r, _listener) = relay();
+    for i in 0..5 {
+        assert!(r.start(item(&format!("n{i}.example.test"), &up)).is_ok());
+    }
+    let got = settle(&mut r, 5, Duration::from_secs(5));
+    assert_eq!(got.len(), 5, "every attempt settled");
+    assert!(got.iter().all(|s| answer_ip(s) == "192.0.2.7"));
+    assert!(r.idle());
+    for round in 0..3 {
+        assert!(
+            r.start(item(&format!("later{round}.example.test"), &up))
+                .is_ok()
+        );
+        let got = settle(&mut r, 1, Duration::from_secs(5));
+        assert_eq!(answer_ip(&got[0]), "192.0.2.7");
+    }
+    assert_eq!(server.conns.load(Ordering::Relaxed), 1, "one connection");
+    assert_eq!(r.kept.len(), 1);
+}
+
+#[test]
+fn an_http_error_fails_the_server_for_that_query_only() {
+    let server = doh(|_| Act::Answer, b"h2");
+    let up = upstream_with_ca(
+        &[url(&server)],
+        Duration::from_secs(3),
+        Some(server.ca.clone()),
+    );
+    let (mut r, _listener) = relay();
+    assert!(r.start(item("err.example.test", &up)).is_ok());
+    let got = settle(&mut r, 1, Duration::from_secs(5));
+    match &resumed(&got[0]).then {
+        Then::Next(UpstreamError::Transport(a, why)) => {
+            assert_eq!(*a, server.addr);
+            assert!(why.contains("500"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(r.start(item("fine.example.test", &up)).is_ok());
+    let got = settle(&mut r, 1, Duration::from_secs(5));
+    assert_eq!(answer_ip(&got[0]), "192.0.2.7");
+    assert_eq!(
+        server.conns.load(Ordering::Relaxed),
+        1,
+        "the connection stayed"
+    );
+}
+
+#[test]
+fn a_server_without_http2_fails_and_a_silent_one_times_out() {
+    // No ALPN at all: the handshake succeeds, and only our check of ALPN `h2` refuses it.
+    let old = doh(|_| Act::Answer, b"");
+    let up = upstream_with_ca(&[url(&old)], Duration::from_secs(3), Some(old.ca.clone()));
+    let (mut r, _listener) = relay();
+    let t0 = Instant::now();
+    assert!(r.start(item("h1.example.test", &up)).is_ok());
+    let got = settle(&mut r, 1, Duration::from_secs(5));
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(
+        matches!(
+            &resumed(&got[0]).then,
+            Then::Next(UpstreamError::Transport(..))
+        ),
+        "{:?}",
+        &resumed(&got[0]).then
+    );
+    assert!(r.kept.is_empty());
+
+    let silent = doh(|_| Act::Ignore, b"h2");
+    let up = upstream_with_ca(
+        &[url(&silent)],
+        Duration::from_millis(300),
+        Some(silent.ca.clone()),
+    );
+    let t0 = Instant::now();
+    assert!(r.start(item("slow.example.test", &up)).is_ok());
+    let got = settle(&mut r, 1, Duration::from_secs(5));
+    let waited = t0.elapsed();
+    assert!(
+        matches!(&resumed(&got[0]).then, Then::Next(UpstreamError::Timeout(a)) if *a == silent.addr),
+        "{:?}",
+        &resumed(&got[0]).then
+    );
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert_eq!(r.kept.len(), 1, "an open connection outlives a slow answer");
+}
+
+#[test]
+fn a_connection_closed_after_answering_hands_its_queries_back_for_the_same_server() {
+    let server = doh(|n| if n == 0 { Act::Answer } else { Act::Close }, b"h2");
+    let up = upstream_with_ca(
+        &[url(&server)],
+        Duration::from_secs(3),
+        Some(server.ca.clone()),
+    );
+    let (mut r, _listener) = relay();
+    assert!(r.start(item("first.example.test", &up)).is_ok());
+    let got = settle(&mut r, 1, Duration::from_secs(5));
+    assert_eq!(answer_ip(&got[0]), "192.0.2.7");
+    assert!(r.start(item("second.example.test", &up)).is_ok());
+    let got = settle(&mut r, 1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
+    assert!(
+        matches!(&resumed(&got[0]).then, Then::Again(Step::Link)),
+        "{:?}",
+        &resumed(&got[0]).then
+    );
+    assert!(r.kept.is_empty());
+}
