@@ -8,6 +8,7 @@ fixed rate.
     python3 benches/peers/encrypted_upstream.py --rounds 5 --qps 2000
     python3 benches/peers/encrypted_upstream.py --baseline /tmp/old/sinkhole   # A/B
     python3 benches/peers/encrypted_upstream.py --pin      # upstream side on its own core
+    python3 benches/peers/encrypted_upstream.py --kinds udp,quic   # some transports only
 
 All on loopback: `examples/bench_upstream` answers every query at once; a middle sinkhole
 (no cache) serves UDP, DoT, DoH and DoQ with a self-signed pair and forwards to it; four
@@ -16,8 +17,8 @@ front sinkholes forward to the middle one, one per transport (`127.0.0.1:P`,
 `quic://127.0.0.1:P#bench.test`, the pair's certificate as `upstream.tls_ca`). dnsperf
 sends each front unique names (every query a miss) at `--qps`; the front's utime + stime
 over the run, divided by the answered queries, is its CPU per miss. Rounds are
-interleaved; the medians are printed. `--baseline BIN` adds fronts run by another binary
-(UDP, DoT, DoH), each compared with its own UDP front.
+interleaved; the medians are printed. `--baseline BIN` adds fronts run by another binary,
+each compared with its own UDP front.
 
 `--pin` runs the upstream side (`bench_upstream` and the middle sinkhole) on the last CPU
 and the fronts on the others. A real upstream is another machine; on one machine, the
@@ -64,6 +65,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--pin", action="store_true",
                     help="the upstream side on the last CPU, the fronts on the others")
+    ap.add_argument("--kinds", default="udp,tls,https,quic",
+                    help="the transports to measure, comma-separated (udp is always in)")
     ap.add_argument("--baseline", metavar="BIN",
                     help="another sinkhole binary: its fronts run beside ours (an A/B in one run)")
     a = ap.parse_args()
@@ -92,11 +95,11 @@ def main():
              ("tls", f"tls://127.0.0.1:{pt}#bench.test"),
              ("https", f"https://bench.test/dns-query@127.0.0.1:{ph}"),
              ("quic", f"quic://127.0.0.1:{pq}#bench.test")]
+    wanted = set(a.kinds.split(",")) | {"udp"}
+    kinds = [k for k in kinds if k[0] in wanted]
     bins = [("", BIN)] + ([("-base", a.baseline)] if a.baseline else [])
     for (suffix, binary), (kind, server) in [(b, k) for b in bins for k in kinds]:
         name = kind + suffix
-        if suffix and kind == "quic":
-            continue  # a baseline older than DoQ
         p = port()
         with open(f"{d}/{name}.toml", "w") as f:
             f.write(f'[server]\nlisten = ["127.0.0.1:{p}"]\n[upstream]\nservers = ["{server}"]\n'

@@ -70,7 +70,8 @@ pub struct Shared {
     reloader: Arc<Reloader>,
     pipeline: Arc<Pipeline>,
     clock: Clock,
-    /// One catch-up at a time: a slower one must not write an older copy over a newer.
+    /// One catch-up, pause or resume at a time: a slower one must not apply an older state
+    /// over a newer.
     busy: tokio::sync::Mutex<()>,
 }
 
@@ -189,6 +190,9 @@ impl Shared {
     pub async fn pause(&self, d: Duration) -> Result<(), SyncError> {
         let d = d.min(crate::pipeline::pause::MAX_PAUSE);
         let mut client = self.connect().await?;
+        // After a catch-up in progress, which may have read the state before this write:
+        // applied after ours, its read would resume what was just paused.
+        let _one = self.busy.lock().await;
         let until = self.clock.now().wall + d;
         shared::set_pause(&mut client, Some(until), &self.instance).await?;
         self.apply_pause(Some(until));
@@ -198,6 +202,8 @@ impl Shared {
     /// Ends the pause on every instance, this one at once.
     pub async fn resume(&self) -> Result<(), SyncError> {
         let mut client = self.connect().await?;
+        // As in `pause`: not overtaken by a catch-up that read the state before.
+        let _one = self.busy.lock().await;
         shared::set_pause(&mut client, None, &self.instance).await?;
         self.apply_pause(None);
         Ok(())

@@ -6,9 +6,9 @@
 //! [`Relay`]: its query leaves with the batch's, its answer comes back to this loop and goes
 //! out with the next batch's answers); what follows a first attempt that failed runs on
 //! the tokio runtime, which sends the answer on the same socket. A miss whose first server
-//! speaks TLS or HTTPS goes the same way, on the relay's own connection to it; one whose
-//! first server speaks QUIC is started on the thread's own connections ([`Near`]) and comes
-//! back the same way. While forwards are in flight the thread waits for its listener, its upstream
+//! speaks TLS, HTTPS or QUIC goes the same way, on the relay's own connection to it (when
+//! that one is full, on the thread's own runtime connections, [`Near`], and back the same
+//! way). While forwards are in flight the thread waits for its listener, its upstream
 //! sockets and those connections together.
 //!
 //! A panic while parsing or answering one packet is caught and logged with the client's

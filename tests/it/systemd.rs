@@ -364,6 +364,18 @@ fn started_as_root_on_port_53_it_answers_as_server_user_with_no_capability_left(
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(answer, "0.0.0.0", "answers on port 53");
+    // The listeners start before the drop (it follows the last bind): the identities are
+    // read once the server says that it gave up root, not while glibc moves its threads
+    // over one by one.
+    let mut seen = Vec::new();
+    let t = Instant::now();
+    while !seen.iter().any(|l: &String| l.contains("gave up root")) {
+        let left = Duration::from_secs(10).saturating_sub(t.elapsed());
+        match lines.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("no line \"gave up root\" in {seen:#?}"),
+        }
+    }
     // Every thread: uid and gid of nobody (65534), no supplementary group but its own, and
     // no capability in any set.
     let ids = identities(pid);
@@ -387,7 +399,6 @@ fn started_as_root_on_port_53_it_answers_as_server_user_with_no_capability_left(
         dir.path().display()
     );
     let t = Instant::now();
-    let mut seen = Vec::new();
     while !seen.iter().any(|l: &String| l.contains(&want)) {
         let left = Duration::from_secs(10).saturating_sub(t.elapsed());
         match lines.recv_timeout(left) {

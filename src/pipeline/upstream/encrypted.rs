@@ -161,6 +161,15 @@ impl Link {
         }
     }
 
+    /// For DNS over QUIC, what a connection to the server needs: the client config and the
+    /// name to send and check (`None`: another transport, or no usable config).
+    pub(super) fn quic_session(&self) -> Option<(quinn::ClientConfig, String)> {
+        match self {
+            Self::Quic(d) => d.session(),
+            Self::Tls(_) | Self::Https(_) => None,
+        }
+    }
+
     /// One exchange for `q`, ending by `end`: the answer's bytes and the ID it must carry.
     pub(super) async fn exchange(
         &self,
@@ -229,12 +238,21 @@ impl Clients {
     }
 }
 
+/// Most answer bytes a DoQ upstream may have in flight to us on one connection (its
+/// streams' flow-control window together): room for many answers at once, and a bound on
+/// what a server can make a connection hold.
+const DOQ_RECEIVE_WINDOW: u32 = 1 << 20;
+
 /// QUIC transport of a DoQ upstream connection: closed after [`IDLE`] without traffic; the
-/// server may open no stream to us; no datagrams.
+/// server may open no stream to us; an answer stream holds at most one whole answer
+/// (`doq::MAX_STREAM`), the connection [`DOQ_RECEIVE_WINDOW`]; no datagrams.
 fn doq_transport() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
+    let stream = u32::try_from(crate::dns::doq::MAX_STREAM).unwrap_or(u32::MAX);
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0))
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
+        .stream_receive_window(quinn::VarInt::from_u32(stream))
+        .receive_window(quinn::VarInt::from_u32(DOQ_RECEIVE_WINDOW))
         .datagram_receive_buffer_size(None)
         .max_idle_timeout(quinn::IdleTimeout::try_from(IDLE).ok());
     t

@@ -12,8 +12,8 @@
 //! lock is involved in the common case.
 //!
 //! Only the first attempt is done here: over UDP, or over the thread's own connection to a
-//! `tls://` or `https://` first server (`kept`: a socket in the same epoll, TLS and HTTP/2
-//! driven by this loop; `tls`, `https`). What follows a first attempt (the next server
+//! `tls://`, `https://` or `quic://` first server (`kept`: a socket in the same epoll, TLS,
+//! HTTP/2 and QUIC driven by this loop; `tls`, `https`, `quic`). What follows a first attempt (the next server
 //! after a timeout, an error, SERVFAIL or REFUSED; TCP after TC; the retry after
 //! BADCOOKIE) is handed back as [`Settled::Resume`] and run by [`Upstream::resume`] on the
 //! runtime, exactly as [`Upstream::forward`] would have gone on. So the failover and
@@ -45,6 +45,7 @@ use crate::fdlimit;
 
 mod https;
 mod kept;
+mod quic;
 pub(super) mod sock;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
@@ -145,10 +146,11 @@ impl<T: Relayed> Relay<T> {
         })
     }
 
-    /// True when no query is in flight: the thread may block on its listener alone.
+    /// True when no query is in flight (and no connection has protocol work due soon): the
+    /// thread may block on its listener alone.
     pub fn idle(&self) -> bool {
         self.socks.values().all(|s| s.waiting.is_empty())
-            && self.kept.values().all(|k| k.waiting() == 0)
+            && self.kept.values().all(|k| k.waiting() == 0 && !k.busy())
     }
 
     /// The earliest end of an attempt in flight, when [`Relay::expire`] has work.
@@ -175,9 +177,9 @@ impl<T: Relayed> Relay<T> {
     }
 
     /// Registers the first attempt of `item` at its first server; the query leaves with
-    /// [`Relay::flush`]. Gives `item` back when the relay cannot take it (no server, a
-    /// first server over QUIC, answers to validate, past its deadline, no socket, a full
-    /// connection): the caller makes the attempt elsewhere.
+    /// [`Relay::flush`]. Gives `item` back when the relay cannot take it (no server,
+    /// answers to validate, past its deadline, no socket, a full connection): the caller
+    /// makes the attempt elsewhere.
     pub fn start(&mut self, item: T) -> Result<(), T> {
         let now = Instant::now();
         let up = item.upstream();
@@ -194,12 +196,17 @@ impl<T: Relayed> Relay<T> {
         }
         let session = match &server.link {
             None => None,
-            // DNS over TLS and HTTPS here; over QUIC on the thread's runtime (`Near`).
-            Some(link) => match (link.tls_session(), link.https_session()) {
-                (Some((c, n)), _) => Some(Session::Tls(c, n)),
-                (_, Some((c, n, u))) => Some(Session::Https(c, n, u)),
-                _ => return Err(item),
-            },
+            Some(link) => {
+                if let Some((c, n)) = link.tls_session() {
+                    Some(Session::Tls(c, n))
+                } else if let Some((c, n, u)) = link.https_session() {
+                    Some(Session::Https(c, n, u))
+                } else if let Some((c, n)) = link.quic_session() {
+                    Some(Session::Quic(c, n))
+                } else {
+                    return Err(item);
+                }
+            }
         };
         match session {
             None => self.start_udp(item, now, end),

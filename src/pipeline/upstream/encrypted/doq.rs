@@ -72,6 +72,12 @@ impl Doq {
         Self::new(self.addr, &self.name, self.config.clone())
     }
 
+    /// What a connection to the server needs (the relay's, `relay::quic`): the client
+    /// config and the name (`None` without a usable config).
+    pub(super) fn session(&self) -> Option<(quinn::ClientConfig, String)> {
+        Some((self.config.clone()?, self.name.clone()))
+    }
+
     /// One query, answered or failed by `end`: the answer and the ID it must carry (0).
     pub(super) async fn exchange(
         &self,

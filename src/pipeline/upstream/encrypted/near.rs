@@ -1,7 +1,7 @@
 //! `Near`: the first attempt of every miss of one UDP listener thread whose first server is
-//! encrypted and that the thread's [`Relay`] does not make itself (`quic://`; `tls://` and
-//! `https://` when the relay's connection is full), made on connections of the thread's
-//! own, on a single-threaded runtime that the thread drives itself while it waits.
+//! encrypted and that the thread's [`Relay`] does not make itself (the relay's connection
+//! to it is full, or cannot be opened), made on connections of the thread's own, on a
+//! single-threaded runtime that the thread drives itself while it waits.
 //!
 //! Why. Run on the shared runtime, such a miss crossed threads three times: the listener
 //! thread woke a runtime worker to start it, the answer woke a worker, and (tasks being

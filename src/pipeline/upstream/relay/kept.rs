@@ -1,6 +1,6 @@
-//! The relay's kept connections to encrypted servers: DNS over TLS ([`tls::Stream`]) and
-//! DNS over HTTPS ([`https::Conn`]), one per upstream set's first server per thread, and
-//! the relay's part in them. A connection is found or opened by the first miss that needs
+//! The relay's kept connections to encrypted servers: DNS over TLS ([`tls::Stream`]), DNS
+//! over HTTPS ([`https::Conn`]) and DNS over QUIC ([`quic::Conn`]), one per upstream set's
+//! first server per thread, and the relay's part in them. A connection is found or opened by the first miss that needs
 //! it, written when the relay flushes, driven when the epoll finds it ready, watched for
 //! writability exactly while it has bytes the socket did not take, given up when a query's
 //! attempt outlives its opening, and closed when it breaks or idles for `IDLE`. An idle one
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::super::Server;
 use super::super::encrypted::IDLE;
 use super::sock::Entry;
-use super::{Relay, Relayed, Settled, expire_waiting, https, tls};
+use super::{Relay, Relayed, Settled, expire_waiting, https, quic, tls};
 use crate::fdlimit;
 
 /// A connection idle this long is read once (for a close by the server) before reuse.
@@ -34,12 +34,15 @@ pub(super) enum Session {
     Tls(Arc<ClientConfig>, ServerName<'static>),
     /// DNS over HTTPS: the same, and the URL the queries go to.
     Https(Arc<ClientConfig>, ServerName<'static>, Uri),
+    /// DNS over QUIC: the client config (QUIC's) and the server's name.
+    Quic(quinn_proto::ClientConfig, String),
 }
 
 /// The protocol of a kept connection.
 enum Wire<T> {
     Tls(Box<tls::Stream<T>>),
     Https(Box<https::Conn<T>>),
+    Quic(Box<quic::Conn<T>>),
 }
 
 /// One kept connection and what the relay keeps about it.
@@ -60,6 +63,7 @@ impl<T: Relayed> Kept<T> {
         match &self.wire {
             Wire::Tls(s) => s.tcp.as_fd(),
             Wire::Https(c) => c.watch.as_fd(),
+            Wire::Quic(c) => c.udp.as_fd(),
         }
     }
 
@@ -68,6 +72,7 @@ impl<T: Relayed> Kept<T> {
         match &self.wire {
             Wire::Tls(s) => s.server(),
             Wire::Https(c) => c.server(),
+            Wire::Quic(c) => c.server(),
         }
     }
 
@@ -76,6 +81,7 @@ impl<T: Relayed> Kept<T> {
         match &self.wire {
             Wire::Tls(s) => s.waiting.len(),
             Wire::Https(c) => c.waiting(),
+            Wire::Quic(c) => c.waiting(),
         }
     }
 
@@ -83,6 +89,7 @@ impl<T: Relayed> Kept<T> {
         match &self.wire {
             Wire::Tls(s) => s.full(),
             Wire::Https(c) => c.full(),
+            Wire::Quic(c) => c.full(),
         }
     }
 
@@ -90,6 +97,7 @@ impl<T: Relayed> Kept<T> {
         match &self.wire {
             Wire::Tls(s) => s.opening(),
             Wire::Https(c) => c.opening(),
+            Wire::Quic(c) => c.opening(),
         }
     }
 
@@ -97,6 +105,8 @@ impl<T: Relayed> Kept<T> {
         match &self.wire {
             Wire::Tls(s) => s.wants_out(),
             Wire::Https(c) => c.wants_out(),
+            // A datagram the socket would not take is lost, and resent by QUIC's timers.
+            Wire::Quic(_) => false,
         }
     }
 
@@ -109,6 +119,7 @@ impl<T: Relayed> Kept<T> {
                 c.readable();
                 c.drive(out)
             }
+            Wire::Quic(c) => c.drive(out),
         }
     }
 
@@ -118,6 +129,7 @@ impl<T: Relayed> Kept<T> {
         match &mut self.wire {
             Wire::Tls(s) => s.write_out(),
             Wire::Https(c) => c.drive(out),
+            Wire::Quic(c) => c.write(out),
         }
     }
 
@@ -125,6 +137,7 @@ impl<T: Relayed> Kept<T> {
         match &mut self.wire {
             Wire::Tls(s) => s.fail_all(e, out),
             Wire::Https(c) => c.fail_all(e, out),
+            Wire::Quic(c) => c.fail_all(e, out),
         }
     }
 
@@ -136,13 +149,31 @@ impl<T: Relayed> Kept<T> {
                 expire_waiting(&mut s.waiting, server, now, out)
             }
             Wire::Https(c) => c.expire(now, out),
+            Wire::Quic(c) => c.expire(now, out),
+        }
+    }
+
+    /// Its protocol's next timer (QUIC's), which the relay's wait must not sleep past.
+    pub(super) fn timer(&self) -> Option<Instant> {
+        match &self.wire {
+            Wire::Quic(c) => c.timer(),
+            Wire::Tls(_) | Wire::Https(_) => None,
+        }
+    }
+
+    /// True while it has work due soon even with no query in flight (QUIC's
+    /// acknowledgements): the relay is not idle.
+    pub(super) fn busy(&self) -> bool {
+        match &self.wire {
+            Wire::Quic(c) => c.busy(),
+            Wire::Tls(_) | Wire::Https(_) => false,
         }
     }
 
     /// True when its futures want another poll (DoH's resets after an expiry, say).
     fn woken(&self) -> bool {
         match &self.wire {
-            Wire::Tls(_) => false,
+            Wire::Tls(_) | Wire::Quic(_) => false,
             Wire::Https(c) => c.woken(),
         }
     }
@@ -177,6 +208,7 @@ impl<T: Relayed> Relay<T> {
         match &mut k.wire {
             Wire::Tls(s) => s.add(entry).map_err(|e| e.item)?,
             Wire::Https(c) => c.add(entry),
+            Wire::Quic(c) => c.add(entry),
         }
         if let Some(server) = k.set.first() {
             server.stats.sent();
@@ -222,6 +254,9 @@ impl<T: Relayed> Relay<T> {
             Session::Https(config, name, uri) => {
                 https::Conn::open(server, config, name, uri).map(|c| Wire::Https(Box::new(c)))
             }
+            Session::Quic(config, name) => {
+                quic::Conn::open(server, config, &name).map(|c| Wire::Quic(Box::new(c)))
+            }
         };
         let wire = match wire {
             Ok(w) => w,
@@ -257,7 +292,10 @@ impl<T: Relayed> Relay<T> {
             return;
         };
         match k.write(out) {
-            Ok(()) => self.watch(key),
+            Ok(()) => {
+                self.next_due = super::earlier(self.next_due, k.timer());
+                self.watch(key);
+            }
             Err(e) => self.broken(key, &e, out),
         }
     }
@@ -268,7 +306,10 @@ impl<T: Relayed> Relay<T> {
             return;
         };
         match k.drive(out) {
-            Ok(()) => self.watch(key),
+            Ok(()) => {
+                self.next_due = super::earlier(self.next_due, k.timer());
+                self.watch(key);
+            }
             Err(e) => self.broken(key, &e, out),
         }
     }
@@ -350,8 +391,10 @@ impl<T: Relayed> Relay<T> {
             return;
         };
         let _ = self.epoll.delete(k.fd());
-        if let Wire::Tls(s) = &mut k.wire {
-            s.close_notify();
+        match &mut k.wire {
+            Wire::Tls(s) => s.close_notify(),
+            Wire::Quic(c) => c.close(),
+            Wire::Https(_) => {}
         }
     }
 }
