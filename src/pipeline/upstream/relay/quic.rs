@@ -20,7 +20,7 @@
 //! the same server on the runtime's connection ([`Step::Link`](super::super::Step)) if it had
 //! answered before, else at the next server; a query whose attempt runs out of time has
 //! its stream cancelled (`DOQ_REQUEST_CANCELLED`). Bounded:
-//! [`MAX_IN_FLIGHT`](super::super::encrypted::MAX_IN_FLIGHT) queries per connection, an
+//! [`MAX_IN_FLIGHT`] queries per connection, an
 //! answer of at most [`doq::MAX_STREAM`] bytes (QUIC's flow control holds the server to
 //! that per stream, and to a window per connection: `encrypted::doq_transport`),
 //! [`MAX_READS`] datagrams per drive.
@@ -42,7 +42,7 @@ use quinn_proto::{
 
 use super::super::encrypted::{MAX_IN_FLIGHT, write_query};
 use super::super::{Step, Then, UpstreamError};
-use super::sock::{Entry, encrypted_verdict, failed, resume, transport};
+use super::sock::{Entry, connected_udp, encrypted_verdict, failed, resume, transport};
 use super::{Relayed, Settled};
 use crate::dns::doq::{self, code};
 
@@ -96,14 +96,7 @@ pub(super) struct Conn<T> {
 impl<T: Relayed> Conn<T> {
     /// Starts a connection to `server` (the first packets leave with the next drive).
     pub(super) fn open(server: SocketAddr, config: ClientConfig, name: &str) -> io::Result<Self> {
-        let bind: SocketAddr = if server.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let udp = UdpSocket::bind(bind)?;
-        udp.connect(server)?;
-        udp.set_nonblocking(true)?;
+        let udp = connected_udp(server)?;
         let mut endpoint = Endpoint::new(Arc::new(EndpointConfig::default()), None, false, None);
         let (handle, conn) = endpoint
             .connect(Instant::now(), config, server, name)

@@ -41,16 +41,8 @@ pub(super) struct Sock<T> {
 
 impl<T> Sock<T> {
     pub(super) fn open(server: SocketAddr) -> io::Result<Self> {
-        let bind: SocketAddr = if server.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let udp = UdpSocket::bind(bind)?;
-        udp.connect(server)?;
-        udp.set_nonblocking(true)?;
         Ok(Self {
-            udp,
+            udp: connected_udp(server)?,
             server,
             waiting: HashMap::default(),
             queued: Vec::new(),
@@ -63,6 +55,20 @@ impl<T> Sock<T> {
     pub(super) fn worn(&self, now: Instant) -> bool {
         self.uses >= MAX_USES || now.duration_since(self.born) >= MAX_AGE
     }
+}
+
+/// A non-blocking UDP socket on a port the OS picks at random, connected to `server` (the
+/// kernel drops datagrams from anyone else).
+pub(super) fn connected_udp(server: SocketAddr) -> io::Result<UdpSocket> {
+    let bind: SocketAddr = if server.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let udp = UdpSocket::bind(bind)?;
+    udp.connect(server)?;
+    udp.set_nonblocking(true)?;
+    Ok(udp)
 }
 
 /// The query that `pkt` answers on `sock`, settled; `None` when it answers none (late,
