@@ -11,6 +11,7 @@
 
 use super::answer::{response_flags, write_opt, write_truncated};
 use super::query::Query;
+use smallvec::SmallVec;
 use std::net::IpAddr;
 
 use super::{
@@ -26,8 +27,10 @@ const TYPE_CNAME: u16 = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     wire: Box<[u8]>,
-    /// (offset, TTL already clamped to the cache's bounds) of every record.
-    ttls: Box<[(u16, u32)]>,
+    /// (offset, TTL already clamped to the cache's bounds) of every record: inline for an
+    /// answer of up to two records (most are), so that a cached answer costs no allocation
+    /// for them.
+    ttls: SmallVec<[(u16, u32); 2]>,
     /// The bounds the TTLs were clamped to (a re-encoding clamps again).
     ttl_bounds: (u32, u32),
     /// How long the answer may be cached (seconds), or `None` when it must not be.
@@ -124,7 +127,7 @@ impl Response {
         let ns = u16_at(pkt, 8).ok_or(Malformed)?;
         let ar = u16_at(pkt, 10).ok_or(Malformed)?;
         let mut pos = qend + 4;
-        let mut ttls = Vec::with_capacity(usize::from(an) + usize::from(ns) + usize::from(ar));
+        let mut ttls = SmallVec::with_capacity(usize::from(an) + usize::from(ns) + usize::from(ar));
         let mut min_answer: Option<u32> = None;
         let mut soa_neg: Option<u32> = None;
         let mut opt: Option<(usize, usize)> = None;
@@ -176,7 +179,7 @@ impl Response {
         }
         Ok(Self {
             wire: wire.into_boxed_slice(),
-            ttls: ttls.into_boxed_slice(),
+            ttls,
             ttl_bounds: (min_ttl, max_ttl),
             cache_ttl,
             answers_text: std::sync::OnceLock::new(),
@@ -438,7 +441,7 @@ impl Response {
             .sum();
         std::mem::size_of::<Self>()
             + self.wire.len()
-            + std::mem::size_of_val::<[(u16, u32)]>(&self.ttls)
+            + std::mem::size_of_val::<[(u16, u32)]>(self.ttls.as_slice())
             + chain
             + text
     }

@@ -284,3 +284,26 @@ fn a_stale_hit_is_answered_with_the_stale_flag() {
         .map(|o| format!("{o:?}"));
     assert!(ede.is_some(), "EDE present: {:?}", m.edns);
 }
+
+#[test]
+fn an_entry_stays_small_enough_for_a_96_byte_lru_node() {
+    // The LRU node is the key's box (16 bytes), the entry and two links (16): with the
+    // allocator's 8-byte header and 16-byte rounding, an entry of at most 56 bytes makes a
+    // 96-byte allocation per cached answer; three instants made it 128.
+    assert!(
+        std::mem::size_of::<super::Entry>() <= 56,
+        "{} bytes",
+        std::mem::size_of::<super::Entry>()
+    );
+}
+
+#[test]
+fn a_cached_response_stays_within_a_128_byte_allocation() {
+    // `Arc<Response>`: two counts (16 bytes) and the response; at most 104 bytes keeps it a
+    // 128-byte allocation, with the TTL table of an answer of one or two records inside it.
+    assert!(
+        std::mem::size_of::<Response>() <= 104,
+        "{} bytes",
+        std::mem::size_of::<Response>()
+    );
+}
