@@ -17,7 +17,7 @@
 //!
 //! An entry keeps one instant and counts the rest in seconds from it: each cached answer
 //! costs an LRU node of its own, and at 100,000 answers the three instants it held before
-//! were 3 MB (see [`Entry`]).
+//! were 3 MB (see `Entry`).
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
