@@ -127,7 +127,10 @@ impl Response {
         let ns = u16_at(pkt, 8).ok_or(Malformed)?;
         let ar = u16_at(pkt, 10).ok_or(Malformed)?;
         let mut pos = qend + 4;
-        let mut ttls = SmallVec::with_capacity(usize::from(an) + usize::from(ns) + usize::from(ar));
+        // One TTL per record but the OPT (at most one, in the additional section): reserved
+        // so, an answer of two records and an OPT keeps its TTLs inline.
+        let records = usize::from(an) + usize::from(ns) + usize::from(ar);
+        let mut ttls = SmallVec::with_capacity(records.saturating_sub(usize::from(ar > 0)));
         let mut min_answer: Option<u32> = None;
         let mut soa_neg: Option<u32> = None;
         let mut opt: Option<(usize, usize)> = None;
@@ -519,6 +522,36 @@ mod tests {
         assert!(
             json.len() > LOG_ANSWER_TEXT - 10,
             "cut no shorter than needed"
+        );
+    }
+
+    #[test]
+    fn the_ttls_of_an_answer_of_up_to_two_records_take_no_allocation_of_their_own() {
+        use hickory_proto::op::Edns as HEdns;
+        use hickory_proto::rr::rdata::A;
+        use hickory_proto::rr::{RData, Record};
+        let q = parse_query(&query_bytes("two.example.", RecordType::A, true)).unwrap();
+        for (records, inline) in [(1u8, true), (2, true), (3, false)] {
+            let mut m = Message::new(0x1234, MessageType::Response, OpCode::Query);
+            m.add_query(HQuery::query(
+                Name::from_ascii("two.example.").unwrap(),
+                RecordType::A,
+            ));
+            for i in 0..records {
+                let name = Name::from_ascii("two.example.").unwrap();
+                m.answers
+                    .push(Record::from_rdata(name, 60, RData::A(A::new(192, 0, 2, i))));
+            }
+            m.set_edns(HEdns::new());
+            let r = Response::from_upstream(&m.to_vec().unwrap(), &q, 0x1234, 0, 86400).unwrap();
+            assert_eq!(r.ttls.len(), usize::from(records), "the OPT has no TTL");
+            assert_eq!(!r.ttls.spilled(), inline, "{records} records and an OPT");
+        }
+        // Inside a 128-byte `Arc` allocation: two counts (16 bytes) and the response.
+        assert!(
+            std::mem::size_of::<Response>() <= 104,
+            "{} bytes",
+            std::mem::size_of::<Response>()
         );
     }
 

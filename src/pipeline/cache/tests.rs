@@ -296,14 +296,3 @@ fn an_entry_stays_small_enough_for_a_96_byte_lru_node() {
         std::mem::size_of::<super::Entry>()
     );
 }
-
-#[test]
-fn a_cached_response_stays_within_a_128_byte_allocation() {
-    // `Arc<Response>`: two counts (16 bytes) and the response; at most 104 bytes keeps it a
-    // 128-byte allocation, with the TTL table of an answer of one or two records inside it.
-    assert!(
-        std::mem::size_of::<Response>() <= 104,
-        "{} bytes",
-        std::mem::size_of::<Response>()
-    );
-}

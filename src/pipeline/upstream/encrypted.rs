@@ -35,8 +35,8 @@
 //! an idle connection. The clients here are small: tokio-rustls with a reader and a writer
 //! task per connection (DoT), the `h2` crate hyper already builds on (DoH), and quinn, the
 //! QUIC stack of the DoQ listener (DoQ). A UDP listener thread makes the first attempt of
-//! its DoT and DoH misses on connections of its own, rustls and `h2` driven by its loop
-//! (`relay::kept`), and of its DoQ misses on its own runtime ([`near`]).
+//! its encrypted misses on connections of its own, rustls, `h2` and `quinn-proto` driven
+//! by its loop (`relay::kept`), and on its own runtime ([`near`]) when those are full.
 
 mod doh;
 mod doq;
@@ -87,6 +87,25 @@ pub(super) fn write_query(out: &mut Vec<u8>, q: &Query, id: u16) {
     out.extend_from_slice(&OPT_PADDING.to_be_bytes());
     out.extend_from_slice(&len.to_be_bytes());
     out.resize(n + 4 + pad, 0);
+}
+
+/// [`write_query`] framed for a stream (DNS over TLS, RFC 7766 §6.2.1.1; DNS over QUIC, RFC
+/// 9250 §4.2): the message's two-byte length, then the message, into `frame`, with `body`
+/// as scratch. False for a message over 65,535 bytes (no query is).
+pub(super) fn write_framed_query(
+    frame: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    q: &Query,
+    id: u16,
+) -> bool {
+    write_query(body, q, id);
+    let Ok(len) = u16::try_from(body.len()) else {
+        return false;
+    };
+    frame.clear();
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(body);
+    true
 }
 
 /// How one encrypted server is reached.

@@ -52,7 +52,7 @@ pub(super) mod sock;
 pub(super) mod tests;
 mod tls;
 
-use kept::{Kept, Session};
+use kept::Kept;
 use sock::{Entry, Sock, dispatch, failed, transport};
 
 /// Sockets in use per upstream server, per thread.
@@ -194,23 +194,10 @@ impl<T: Relayed> Relay<T> {
         if end <= now {
             return Err(item);
         }
-        let session = match &server.link {
-            None => None,
-            Some(link) => {
-                if let Some((c, n)) = link.tls_session() {
-                    Some(Session::Tls(c, n))
-                } else if let Some((c, n, u)) = link.https_session() {
-                    Some(Session::Https(c, n, u))
-                } else if let Some((c, n)) = link.quic_session() {
-                    Some(Session::Quic(c, n))
-                } else {
-                    return Err(item);
-                }
-            }
-        };
-        match session {
+        // What a connection needs (configs, names) is looked up only when one is opened.
+        match &server.link {
             None => self.start_udp(item, now, end),
-            Some(session) => self.start_kept(item, session, now, end),
+            Some(_) => self.start_kept(item, now, end),
         }
     }
 

@@ -20,7 +20,7 @@ use rustls::pki_types::ServerName;
 use tokio::time::Instant;
 
 use super::super::Server;
-use super::super::encrypted::IDLE;
+use super::super::encrypted::{IDLE, Link};
 use super::sock::Entry;
 use super::{Relay, Relayed, Settled, expire_waiting, https, quic, tls};
 use crate::fdlimit;
@@ -29,13 +29,27 @@ use crate::fdlimit;
 const PROBE_AFTER: Duration = Duration::from_secs(1);
 
 /// What a kept connection is opened with.
-pub(super) enum Session {
+enum Session {
     /// DNS over TLS: the client config and the server's name.
     Tls(Arc<ClientConfig>, ServerName<'static>),
     /// DNS over HTTPS: the same, and the URL the queries go to.
     Https(Arc<ClientConfig>, ServerName<'static>, Uri),
     /// DNS over QUIC: the client config (QUIC's) and the server's name.
     Quic(quinn_proto::ClientConfig, String),
+}
+
+impl Session {
+    /// What a connection to the server of `link` needs; `None` when its config or name is
+    /// unusable (every attempt there fails on the runtime, with the reason).
+    fn of(link: &Link) -> Option<Self> {
+        if let Some((c, n)) = link.tls_session() {
+            Some(Self::Tls(c, n))
+        } else if let Some((c, n, u)) = link.https_session() {
+            Some(Self::Https(c, n, u))
+        } else {
+            link.quic_session().map(|(c, n)| Self::Quic(c, n))
+        }
+    }
 }
 
 /// The protocol of a kept connection.
@@ -181,14 +195,8 @@ impl<T: Relayed> Kept<T> {
 
 impl<T: Relayed> Relay<T> {
     /// [`Relay::start`] at an encrypted server, on this thread's connection to it.
-    pub(super) fn start_kept(
-        &mut self,
-        item: T,
-        session: Session,
-        now: Instant,
-        end: Instant,
-    ) -> Result<(), T> {
-        let Some(key) = self.kept_for(&item, session, now) else {
+    pub(super) fn start_kept(&mut self, item: T, now: Instant, end: Instant) -> Result<(), T> {
+        let Some(key) = self.kept_for(&item, now) else {
             return Err(item);
         };
         let Some(k) = self.kept.get_mut(&key) else {
@@ -208,7 +216,7 @@ impl<T: Relayed> Relay<T> {
         match &mut k.wire {
             Wire::Tls(s) => s.add(entry).map_err(|e| e.item)?,
             Wire::Https(c) => c.add(entry),
-            Wire::Quic(c) => c.add(entry),
+            Wire::Quic(c) => c.add(entry).map_err(|e| e.item)?,
         }
         if let Some(server) = k.set.first() {
             server.stats.sent();
@@ -225,7 +233,7 @@ impl<T: Relayed> Relay<T> {
     /// This thread's connection for the first server of `item`'s upstream set, opened if
     /// there is none (or the server closed the one there was). `None` when none can be
     /// opened.
-    fn kept_for(&mut self, item: &T, session: Session, now: Instant) -> Option<u32> {
+    fn kept_for(&mut self, item: &T, now: Instant) -> Option<u32> {
         let set = &item.upstream().servers;
         let found = self
             .kept
@@ -246,8 +254,9 @@ impl<T: Relayed> Relay<T> {
             }
             self.close_kept(key);
         }
-        let server = set.first()?.addr;
-        let wire = match session {
+        let first = set.first()?;
+        let server = first.addr;
+        let wire = match first.link.as_ref().and_then(Session::of)? {
             Session::Tls(config, name) => {
                 tls::Stream::open(server, config, name).map(|s| Wire::Tls(Box::new(s)))
             }

@@ -40,7 +40,7 @@ use quinn_proto::{
     Event, ReadError, StreamEvent, StreamId, VarInt,
 };
 
-use super::super::encrypted::{MAX_IN_FLIGHT, write_query};
+use super::super::encrypted::{MAX_IN_FLIGHT, write_framed_query};
 use super::super::{Step, Then, UpstreamError};
 use super::sock::{Entry, connected_udp, encrypted_verdict, failed, resume, transport};
 use super::{Relayed, Settled};
@@ -86,8 +86,10 @@ pub(super) struct Conn<T> {
     answered: bool,
     /// Its next timer, as of the last time it was driven.
     next_timer: Option<Instant>,
-    /// Scratch: a query's message; datagrams in; packets out (and the endpoint's replies).
+    /// Scratch: a query's message and its frame; datagrams in; packets out (and the
+    /// endpoint's replies).
     body: Vec<u8>,
+    frame: Vec<u8>,
     rx: Vec<[u8; DATAGRAM]>,
     headers: MultiHeaders<SockaddrStorage>,
     tx: Vec<u8>,
@@ -114,6 +116,7 @@ impl<T: Relayed> Conn<T> {
             answered: false,
             next_timer: None,
             body: Vec::new(),
+            frame: Vec::new(),
             rx: vec![[0u8; DATAGRAM]; BATCH],
             headers: MultiHeaders::preallocate(BATCH, None),
             tx: Vec::new(),
@@ -150,11 +153,26 @@ impl<T: Relayed> Conn<T> {
         self.next_timer.is_some_and(|t| t <= Instant::now() + SOON)
     }
 
-    /// Adds a query; its stream opens and it leaves with [`Conn::write`].
-    pub(super) fn add(&mut self, entry: Entry<T>) {
-        write_query(&mut self.body, entry.item.query(), 0);
-        let framed = doq::framed(&self.body);
-        self.queued.push_back((entry, framed));
+    /// Adds a query: written on a stream of its own at once when the connection is open
+    /// and the server's credit allows, else kept (framed) until it is; it leaves with
+    /// [`Conn::write`]. Gives the entry back when it cannot be written.
+    pub(super) fn add(&mut self, entry: Entry<T>) -> Result<(), Entry<T>> {
+        if !write_framed_query(&mut self.frame, &mut self.body, entry.item.query(), 0) {
+            return Err(entry);
+        }
+        if self.connected && self.lost.is_none() && self.queued.is_empty() {
+            match open_stream(&mut self.conn, &self.frame) {
+                Some(Ok(id)) => {
+                    let buf = Vec::new();
+                    self.asks.insert(id, Ask { entry, buf });
+                    return Ok(());
+                }
+                Some(Err(())) => return Err(entry),
+                None => {}
+            }
+        }
+        self.queued.push_back((entry, self.frame.clone()));
+        Ok(())
     }
 
     /// Opens the streams of the queued queries (as far as the server's credit allows),
@@ -270,7 +288,7 @@ impl<T: Relayed> Conn<T> {
             let mut iovs: Vec<[IoSliceMut<'_>; 1]> = self
                 .rx
                 .iter_mut()
-                .map(|b| [IoSliceMut::new(&mut b[..])])
+                .map(|b| [IoSliceMut::new(b.as_mut_slice())])
                 .collect();
             let flags = MsgFlags::MSG_DONTWAIT;
             match recvmmsg(
@@ -363,25 +381,24 @@ impl<T: Relayed> Conn<T> {
         if !self.connected || self.lost.is_some() {
             return;
         }
-        while !self.queued.is_empty() {
-            let Some(id) = self.conn.streams().open(Dir::Bi) else {
+        while let Some((_, framed)) = self.queued.front() {
+            let sent = open_stream(&mut self.conn, framed);
+            let Some(sent) = sent else {
                 // At the server's stream limit: more when it grants them.
                 return;
             };
-            let Some((entry, framed)) = self.queued.pop_front() else {
+            let Some((entry, _)) = self.queued.pop_front() else {
                 return;
             };
-            let mut send = self.conn.send_stream(id);
-            let written = send.write(&framed);
-            let whole = matches!(written, Ok(n) if n == framed.len());
-            if whole && send.finish().is_ok() {
-                let buf = Vec::new();
-                self.asks.insert(id, Ask { entry, buf });
-            } else {
-                // Flow control would split it: failed here rather than kept half sent.
-                let _ = send.reset(VarInt::from_u32(code::INTERNAL_ERROR));
-                let why = "dns over quic query not written (flow control)".to_string();
-                out.push(failed(entry, UpstreamError::Transport(self.server, why)));
+            match sent {
+                Ok(id) => {
+                    let buf = Vec::new();
+                    self.asks.insert(id, Ask { entry, buf });
+                }
+                Err(()) => {
+                    let why = "dns over quic query not written (flow control)".to_string();
+                    out.push(failed(entry, UpstreamError::Transport(self.server, why)));
+                }
             }
         }
     }
@@ -420,29 +437,11 @@ impl<T: Relayed> Conn<T> {
             }
             Err(e) => broken = Some(format!("dns over quic stream: {e}")),
         }
-        let verdict = match doq::message(&ask.buf, fin) {
-            Ok(Some(_)) => None,
-            Ok(None) => match broken {
-                None => return,
-                Some(why) => Some(why),
-            },
-            Err(e) => Some(format!("bad dns over quic answer: {e}")),
-        };
-        let Some(ask) = self.asks.remove(&id) else {
+        let Some(Ask { entry, buf }) = self.asks.remove(&id) else {
             return;
         };
-        match verdict {
-            Some(why) => {
-                let _ = self
-                    .conn
-                    .recv_stream(id)
-                    .stop(VarInt::from_u32(code::PROTOCOL_ERROR));
-                out.push(failed(
-                    ask.entry,
-                    UpstreamError::Transport(self.server, why),
-                ));
-            }
-            None => {
+        let why = match (doq::message(&buf, fin), broken) {
+            (Ok(Some(msg)), _) => {
                 if !fin {
                     // The rest (the stream's end) is not needed.
                     let _ = self
@@ -451,10 +450,22 @@ impl<T: Relayed> Conn<T> {
                         .stop(VarInt::from_u32(code::NO_ERROR));
                 }
                 self.answered = true;
-                let msg = doq::message(&ask.buf, true).ok().flatten();
-                out.push(encrypted_verdict(ask.entry, msg.unwrap_or_default(), 0));
+                out.push(encrypted_verdict(entry, msg, 0));
+                return;
             }
-        }
+            // More to come (a partial read is rare: an answer fits a packet or two).
+            (Ok(None), None) => {
+                self.asks.insert(id, Ask { entry, buf });
+                return;
+            }
+            (Ok(None), Some(why)) => why,
+            (Err(e), _) => format!("bad dns over quic answer: {e}"),
+        };
+        let _ = self
+            .conn
+            .recv_stream(id)
+            .stop(VarInt::from_u32(code::PROTOCOL_ERROR));
+        out.push(failed(entry, UpstreamError::Transport(self.server, why)));
     }
 
     /// Sends the packets the connection has ready, until the socket would block (the rest
@@ -490,5 +501,20 @@ impl<T: Relayed> Conn<T> {
                 why.clone(),
             )),
         }
+    }
+}
+
+/// Opens a stream on `conn` and writes `framed` on it, finished: its ID, `None` at the
+/// server's stream limit, `Err` when flow control would split the query (the stream is
+/// reset: a query is failed rather than kept half sent).
+fn open_stream(conn: &mut Connection, framed: &[u8]) -> Option<Result<StreamId, ()>> {
+    let id = conn.streams().open(Dir::Bi)?;
+    let mut send = conn.send_stream(id);
+    let whole = matches!(send.write(framed), Ok(n) if n == framed.len());
+    if whole && send.finish().is_ok() {
+        Some(Ok(id))
+    } else {
+        let _ = send.reset(VarInt::from_u32(code::INTERNAL_ERROR));
+        Some(Err(()))
     }
 }

@@ -165,6 +165,13 @@ pub(in crate::pipeline::upstream) fn resumed(s: &Settled<Item>) -> &Resume {
     }
 }
 
+/// How the first server's attempt goes on (it must be the first server's).
+pub(in crate::pipeline::upstream) fn then(s: &Settled<Item>) -> &Then {
+    let r = resumed(s);
+    assert_eq!(r.server, 0, "the first server's attempt");
+    &r.then
+}
+
 const WAIT: Duration = Duration::from_secs(2);
 
 #[test]

@@ -30,7 +30,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::super::encrypted::{MAX_IN_FLIGHT, write_query};
+use super::super::encrypted::{MAX_IN_FLIGHT, write_framed_query};
 use super::super::pool::{answer_id, question_matches};
 use super::super::{Step, Then};
 use super::sock::{Entry, encrypted_verdict, failed, resume, transport};
@@ -114,13 +114,9 @@ impl<T: Relayed> Stream<T> {
                 break id;
             }
         };
-        write_query(&mut self.body, entry.item.query(), id);
-        let Ok(len) = u16::try_from(self.body.len()) else {
+        if !write_framed_query(&mut self.frame, &mut self.body, entry.item.query(), id) {
             return Err(entry);
-        };
-        self.frame.clear();
-        self.frame.extend_from_slice(&len.to_be_bytes());
-        self.frame.extend_from_slice(&self.body);
+        }
         if io::Write::write_all(&mut self.tls.writer(), &self.frame).is_err() {
             return Err(entry);
         }

@@ -49,26 +49,46 @@ pub(in crate::pipeline::upstream) fn dot(answer: bool) -> Dot {
 /// `alpn`, and the CA entry that trusts it.
 /// (An empty `alpn`: the server agrees to none.)
 pub(in crate::pipeline::upstream) fn tls_server(alpn: &[u8]) -> (TlsAcceptor, TlsCa) {
-    let pair = crate::tls::selfsigned::generate(NAME, SystemTime::now()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    std::fs::write(&cert, &pair.cert_pem).unwrap();
-    std::fs::write(&key, &pair.key_pem).unwrap();
-    let certs = Arc::new(crate::tls::Certs::load(&cert, &key).unwrap());
+    let (certs, ca) = test_certs();
     let mut config = (*crate::tls::dot_config(certs).unwrap()).clone();
     config.alpn_protocols = if alpn.is_empty() {
         Vec::new()
     } else {
         vec![alpn.to_vec()]
     };
-    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pair.cert_pem.as_bytes())
-        .map(|c| c.unwrap().to_vec())
-        .collect();
+    (TlsAcceptor::from(Arc::new(config)), ca)
+}
+
+/// A self-signed certificate for [`NAME`] as a test server's, and the CA entry that trusts it.
+pub(in crate::pipeline::upstream) fn test_certs() -> (Arc<crate::tls::Certs>, TlsCa) {
+    let pair = crate::tls::selfsigned::generate(NAME, SystemTime::now()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, &pair.cert_pem).unwrap();
+    std::fs::write(&key, &pair.key_pem).unwrap();
+    let certs = Arc::new(crate::tls::Certs::load(&cert, &key).unwrap());
     let ca = TlsCa {
         path: "test-ca.pem".into(),
-        certs,
+        certs: rustls::pki_types::CertificateDer::pem_slice_iter(pair.cert_pem.as_bytes())
+            .map(|c| c.unwrap().to_vec())
+            .collect(),
     };
-    (TlsAcceptor::from(Arc::new(config)), ca)
+    (certs, ca)
+}
+
+/// Runs the future that `serve` makes on a thread and current-thread runtime of its own
+/// (a test server's accept loop).
+pub(in crate::pipeline::upstream) fn on_own_thread<F>(serve: impl FnOnce() -> F + Send + 'static)
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(serve());
+    });
 }
 
 /// A DoT server that treats the `n`th query of each connection as `act(n)` says.
@@ -79,41 +99,35 @@ pub(in crate::pipeline::upstream) fn dot_acting(act: fn(usize) -> Act) -> Dot {
     let addr = listener.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&conns);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            while let Ok((tcp, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::Relaxed);
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut s) = acceptor.accept(tcp).await else {
+    on_own_thread(move || async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        while let Ok((tcp, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                for n in 0.. {
+                    let Ok(len) = s.read_u16().await else { return };
+                    let mut q = vec![0u8; usize::from(len)];
+                    if s.read_exact(&mut q).await.is_err() {
                         return;
-                    };
-                    for n in 0.. {
-                        let Ok(len) = s.read_u16().await else { return };
-                        let mut q = vec![0u8; usize::from(len)];
-                        if s.read_exact(&mut q).await.is_err() {
-                            return;
-                        }
-                        match act(n) {
-                            Act::Answer => {}
-                            Act::Ignore => continue,
-                            Act::Close => return,
-                        }
-                        let a = a_record(&q);
-                        let mut out = u16::try_from(a.len()).unwrap().to_be_bytes().to_vec();
-                        out.extend_from_slice(&a);
-                        if s.write_all(&out).await.is_err() {
-                            return;
-                        }
                     }
-                });
-            }
-        });
+                    match act(n) {
+                        Act::Answer => {}
+                        Act::Ignore => continue,
+                        Act::Close => return,
+                    }
+                    let a = a_record(&q);
+                    let mut out = u16::try_from(a.len()).unwrap().to_be_bytes().to_vec();
+                    out.extend_from_slice(&a);
+                    if s.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
     });
     Dot { addr, conns, ca }
 }

@@ -11,9 +11,11 @@ use std::time::Duration;
 use hyper::body::Bytes;
 use tokio::time::Instant;
 
-use super::super::super::encrypted::near::tests::{Act, NAME, a_record, answer_ip, tls_server};
+use super::super::super::encrypted::near::tests::{
+    Act, NAME, a_record, answer_ip, on_own_thread, tls_server,
+};
 use super::super::super::{Step, Then, UpstreamError};
-use super::super::tests::{item, relay, resumed, settle, upstream_with_ca};
+use super::super::tests::{item, relay, settle, then, upstream_with_ca};
 use crate::config::TlsCa;
 
 /// A DoH server on its own thread and runtime; `conns` counts its connections.
@@ -32,35 +34,29 @@ fn doh(act: fn(usize) -> Act, alpn: &'static [u8]) -> Doh {
     let addr = listener.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&conns);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            while let Ok((tcp, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::Relaxed);
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
+    on_own_thread(move || async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        while let Ok((tcp, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut conn) = h2::server::handshake(tls).await else {
+                    return;
+                };
+                let mut n = 0;
+                while let Some(Ok((req, respond))) = conn.accept().await {
+                    let what = act(n);
+                    n += 1;
+                    if what == Act::Close {
                         return;
-                    };
-                    let Ok(mut conn) = h2::server::handshake(tls).await else {
-                        return;
-                    };
-                    let mut n = 0;
-                    while let Some(Ok((req, respond))) = conn.accept().await {
-                        let what = act(n);
-                        n += 1;
-                        if what == Act::Close {
-                            return;
-                        }
-                        tokio::spawn(respond_to(req, respond, what));
                     }
-                });
-            }
-        });
+                    tokio::spawn(respond_to(req, respond, what));
+                }
+            });
+        }
     });
     Doh { addr, conns, ca }
 }
@@ -141,7 +137,7 @@ fn an_http_error_fails_the_server_for_that_query_only() {
     let (mut r, _listener) = relay();
     assert!(r.start(item("err.example.test", &up)).is_ok());
     let got = settle(&mut r, 1, Duration::from_secs(5));
-    match &resumed(&got[0]).then {
+    match then(&got[0]) {
         Then::Next(UpstreamError::Transport(a, why)) => {
             assert_eq!(*a, server.addr);
             assert!(why.contains("500"), "{why}");
@@ -169,12 +165,9 @@ fn a_server_without_http2_fails_and_a_silent_one_times_out() {
     let got = settle(&mut r, 1, Duration::from_secs(5));
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     assert!(
-        matches!(
-            &resumed(&got[0]).then,
-            Then::Next(UpstreamError::Transport(..))
-        ),
+        matches!(then(&got[0]), Then::Next(UpstreamError::Transport(..))),
         "{:?}",
-        &resumed(&got[0]).then
+        then(&got[0])
     );
     assert!(r.kept.is_empty());
 
@@ -189,9 +182,9 @@ fn a_server_without_http2_fails_and_a_silent_one_times_out() {
     let got = settle(&mut r, 1, Duration::from_secs(5));
     let waited = t0.elapsed();
     assert!(
-        matches!(&resumed(&got[0]).then, Then::Next(UpstreamError::Timeout(a)) if *a == silent.addr),
+        matches!(then(&got[0]), Then::Next(UpstreamError::Timeout(a)) if *a == silent.addr),
         "{:?}",
-        &resumed(&got[0]).then
+        then(&got[0])
     );
     assert!(
         waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
@@ -216,9 +209,9 @@ fn a_connection_closed_after_answering_hands_its_queries_back_for_the_same_serve
     let got = settle(&mut r, 1, Duration::from_secs(5));
     assert_eq!(got.len(), 1);
     assert!(
-        matches!(&resumed(&got[0]).then, Then::Again(Step::Link)),
+        matches!(then(&got[0]), Then::Again(Step::Link)),
         "{:?}",
-        &resumed(&got[0]).then
+        then(&got[0])
     );
     assert!(r.kept.is_empty());
 }

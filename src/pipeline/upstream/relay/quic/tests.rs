@@ -9,15 +9,15 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
 use tokio::time::Instant;
 
-use super::super::super::encrypted::near::tests::{Act, NAME, a_record, answer_ip};
+use super::super::super::encrypted::near::tests::{
+    Act, NAME, a_record, answer_ip, on_own_thread, test_certs,
+};
 use super::super::super::{Step, Then, UpstreamError};
-use super::super::Settled;
-use super::super::tests::{Item, item, relay, resumed, settle, upstream_with_ca};
+use super::super::tests::{item, relay, settle, then, upstream_with_ca};
 use crate::config::TlsCa;
 
 /// A DoQ server on its own thread and runtime; `conns` counts its connections.
@@ -29,94 +29,69 @@ struct Doq {
 
 /// A DoQ server that treats the `n`th stream (from 0) of each connection as `act(n)` says.
 fn doq_acting(act: fn(usize) -> Act) -> Doq {
-    let pair = crate::tls::selfsigned::generate(NAME, SystemTime::now()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    std::fs::write(&cert, &pair.cert_pem).unwrap();
-    std::fs::write(&key, &pair.key_pem).unwrap();
-    let certs = Arc::new(crate::tls::Certs::load(&cert, &key).unwrap());
+    let (certs, ca) = test_certs();
     let tls = crate::tls::doq_config(certs).unwrap();
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
     let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let ca = TlsCa {
-        path: "test-ca.pem".into(),
-        certs: rustls::pki_types::CertificateDer::pem_slice_iter(pair.cert_pem.as_bytes())
-            .map(|c| c.unwrap().to_vec())
-            .collect(),
-    };
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&conns);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            socket.set_nonblocking(true).unwrap();
-            let runtime = quinn::default_runtime().unwrap();
-            let endpoint = quinn::Endpoint::new(
-                quinn::EndpointConfig::default(),
-                Some(config),
-                socket,
-                runtime,
-            )
-            .unwrap();
-            while let Some(incoming) = endpoint.accept().await {
-                counted.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
-                    let Ok(conn) = incoming.await else { return };
-                    for n in 0.. {
-                        let Ok((mut send, mut recv)) = conn.accept_bi().await else {
-                            return;
-                        };
-                        // The message, then a stop instead of waiting for the stream's
-                        // end, as hickory's DoQ server does: the query stays answered.
-                        let mut len = [0u8; 2];
-                        if recv.read_exact(&mut len).await.is_err() {
-                            return;
+    on_own_thread(move || async move {
+        socket.set_nonblocking(true).unwrap();
+        let runtime = quinn::default_runtime().unwrap();
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(config),
+            socket,
+            runtime,
+        )
+        .unwrap();
+        while let Some(incoming) = endpoint.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                for n in 0.. {
+                    let Ok((mut send, mut recv)) = conn.accept_bi().await else {
+                        return;
+                    };
+                    // The message, then a stop instead of waiting for the stream's
+                    // end, as hickory's DoQ server does: the query stays answered.
+                    let mut len = [0u8; 2];
+                    if recv.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let mut q = vec![0u8; 2 + usize::from(u16::from_be_bytes(len))];
+                    if recv.read_exact(&mut q[2..]).await.is_err() {
+                        return;
+                    }
+                    let _ = recv.stop(quinn::VarInt::from_u32(0));
+                    match act(n) {
+                        Act::Answer => {}
+                        // Held open, unanswered, until the connection ends.
+                        Act::Ignore => {
+                            tokio::spawn(async move {
+                                let _kept = (send, recv);
+                                std::future::pending::<()>().await;
+                            });
+                            continue;
                         }
-                        let mut q = vec![0u8; 2 + usize::from(u16::from_be_bytes(len))];
-                        if recv.read_exact(&mut q[2..]).await.is_err() {
-                            return;
-                        }
-                        let _ = recv.stop(quinn::VarInt::from_u32(0));
-                        match act(n) {
-                            Act::Answer => {}
-                            // Held open, unanswered, until the connection ends.
-                            Act::Ignore => {
-                                tokio::spawn(async move {
-                                    let _kept = (send, recv);
-                                    std::future::pending::<()>().await;
-                                });
-                                continue;
-                            }
-                            Act::Close => {
-                                conn.close(quinn::VarInt::from_u32(0), b"bye");
-                                return;
-                            }
-                        }
-                        let a = a_record(&q[2..]);
-                        let mut out = u16::try_from(a.len()).unwrap().to_be_bytes().to_vec();
-                        out.extend_from_slice(&a);
-                        if send.write_all(&out).await.is_err() || send.finish().is_err() {
+                        Act::Close => {
+                            conn.close(quinn::VarInt::from_u32(0), b"bye");
                             return;
                         }
                     }
-                });
-            }
-        });
-        drop(dir);
+                    let a = a_record(&q[2..]);
+                    let mut out = u16::try_from(a.len()).unwrap().to_be_bytes().to_vec();
+                    out.extend_from_slice(&a);
+                    if send.write_all(&out).await.is_err() || send.finish().is_err() {
+                        return;
+                    }
+                }
+            });
+        }
     });
     Doq { addr, conns, ca }
-}
-
-/// How the first server's attempt goes on (it must be the first server's).
-fn then(s: &Settled<Item>) -> &Then {
-    let r = resumed(s);
-    assert_eq!(r.server, 0, "the first server's attempt");
-    &r.then
 }
 
 #[test]

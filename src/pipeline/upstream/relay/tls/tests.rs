@@ -14,14 +14,7 @@ use super::super::super::encrypted::MAX_IN_FLIGHT;
 use super::super::super::encrypted::near::tests::{Act, NAME, answer_ip, dot, dot_acting, ips};
 use super::super::super::{Step, Then, UpstreamError};
 use super::super::Settled;
-use super::super::tests::{Item, item, relay, resumed, settle, upstream_with_ca};
-
-/// How the first server's attempt goes on (it must be the first server's).
-fn then(s: &Settled<Item>) -> &Then {
-    let r = resumed(s);
-    assert_eq!(r.server, 0, "the first server's attempt");
-    &r.then
-}
+use super::super::tests::{item, relay, settle, then, upstream_with_ca};
 
 #[test]
 fn misses_are_answered_on_one_kept_connection_by_the_relays_loop() {
