@@ -172,6 +172,30 @@ pub(in crate::pipeline::upstream) fn then(s: &Settled<Item>) -> &Then {
     &r.then
 }
 
+/// Checks that a miss at `server` (an encrypted one, trusting `ca`, under the name
+/// `other.test`, which its certificate does not carry) fails that server within 2 s and
+/// that its connection is given up.
+pub(in crate::pipeline::upstream) fn a_wrong_name_fails(server: &str, ca: &crate::config::TlsCa) {
+    let up = upstream_with_ca(
+        &[server.to_string()],
+        Duration::from_secs(3),
+        Some(ca.clone()),
+    );
+    let (mut r, _listener) = relay();
+    assert!(r.start(item("name.example.test", &up)).is_ok());
+    let t0 = Instant::now();
+    let got = settle(&mut r, 1, Duration::from_secs(5));
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(got.len(), 1);
+    match then(&got[0]) {
+        Then::Next(UpstreamError::Transport(_, why)) => {
+            assert!(why.contains("certificate"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(r.kept.is_empty());
+}
+
 const WAIT: Duration = Duration::from_secs(2);
 
 #[test]

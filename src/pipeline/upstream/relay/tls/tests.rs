@@ -14,7 +14,7 @@ use super::super::super::encrypted::MAX_IN_FLIGHT;
 use super::super::super::encrypted::near::tests::{Act, NAME, answer_ip, dot, dot_acting, ips};
 use super::super::super::{Step, Then, UpstreamError};
 use super::super::Settled;
-use super::super::tests::{item, relay, settle, then, upstream_with_ca};
+use super::super::tests::{a_wrong_name_fails, item, relay, settle, then, upstream_with_ca};
 
 #[test]
 fn misses_are_answered_on_one_kept_connection_by_the_relays_loop() {
@@ -105,24 +105,7 @@ fn a_silent_server_times_out_and_a_refused_port_fails_at_once() {
 #[test]
 fn a_certificate_for_another_name_fails_the_server() {
     let server = dot(true);
-    let up = upstream_with_ca(
-        &[format!("tls://{}#other.test", server.addr)],
-        Duration::from_secs(3),
-        Some(server.ca.clone()),
-    );
-    let (mut r, _listener) = relay();
-    assert!(r.start(item("name.example.test", &up)).is_ok());
-    let t0 = Instant::now();
-    let got = settle(&mut r, 1, Duration::from_secs(5));
-    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
-    assert_eq!(got.len(), 1);
-    match then(&got[0]) {
-        Then::Next(UpstreamError::Transport(_, why)) => {
-            assert!(why.contains("certificate"), "{why}");
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(r.kept.is_empty());
+    a_wrong_name_fails(&format!("tls://{}#other.test", server.addr), &server.ca);
 }
 
 #[test]
