@@ -8,6 +8,8 @@ cache-miss query, and the latency of a miss and of a resolution from a cold star
     python3 benches/peers/recursive.py --signed            # signed zones, both validating
     python3 benches/peers/recursive.py --signed --peers fwd-off,fwd-validate
                                        # forward mode: validation off against on
+    python3 benches/peers/recursive.py --baseline /tmp/sinkhole-old
+                                       # and another build of sinkhole, as peer `base`
 
 Needs root (the hierarchy listens on port 53: root hints and glue carry no ports), `nsd`,
 `unbound` and `dnsperf` (Debian: `apt-get install nsd unbound dnsperf`); `--signed` needs
@@ -204,8 +206,10 @@ zone:
 class Peer:
     """A recursive resolver under test."""
 
-    def __init__(self, name, d, signed, relay=None):
+    def __init__(self, name, d, signed, relay=None, binary=SINKHOLE):
         self.name, self.d, self.signed = name, d, signed
+        # The sinkhole binary of a sinkhole peer (`base`: the --baseline build).
+        self.bin = binary
         self.port = free_port()
         self.proc = None
         # Forward mode: the port of the unbound it forwards to.
@@ -213,7 +217,7 @@ class Peer:
 
     def command(self):
         d, port = self.d, self.port
-        if self.name == "sinkhole" or self.name.startswith("fwd-"):
+        if self.name in ("sinkhole", "base") or self.name.startswith("fwd-"):
             conf = os.path.join(d, "sinkhole.toml")
             # sinkhole's trust anchor is the root's DNSKEY (unbound's, its DS).
             validate = self.signed and self.name != "fwd-off"
@@ -228,7 +232,7 @@ class Peer:
                         f'[upstream]\n{upstream}{dnssec}'
                         f'[cache]\nmax_entries = 200000\n'
                         f'[blocking]\nlists = ["{d}/probe.txt"]\n')
-            return [SINKHOLE, "serve", "--config", conf]
+            return [self.bin, "serve", "--config", conf]
         conf = os.path.join(d, "unbound.conf")
         # aggressive-nsec off: from the signed wildcard and its NSEC, unbound would make up
         # every later answer itself (RFC 8198) and never ask the leaf again.
@@ -265,6 +269,8 @@ class Peer:
     def version(self):
         if self.name.startswith("fwd-"):
             return f"{self.name}: sinkhole forwarding to unbound"
+        if self.name == "base":
+            return f"base: sinkhole built from {self.bin}"
         cmd = [SINKHOLE, "--version"] if self.name == "sinkhole" else ["unbound", "-V"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         first = (r.stdout or r.stderr).strip().splitlines()[0]
@@ -331,6 +337,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cold", type=int, default=10, help="cold starts per peer")
     ap.add_argument("--peers", default="sinkhole,unbound")
+    ap.add_argument("--baseline", metavar="BIN",
+                    help="another sinkhole build, run as peer `base` (recursive) beside the others")
     ap.add_argument("--signed", action="store_true",
                     help="sign the zones (ldnsutils) and validate in both peers")
     a = ap.parse_args()
@@ -356,6 +364,8 @@ def main():
                     z.write(texts[f])
             nsds.append(Nsd(d, zone, addr, f, zf))
         names = [p for p in a.peers.split(",") if p]
+        if a.baseline and "base" not in names:
+            names.append("base")
         hints_text = f". 3600000 NS {ROOT_NS}\n{ROOT_NS} 3600000 A {ZONES[0][1]}\n"
         if any(n.startswith("fwd-") for n in names):
             rd = os.path.join(d, "relay")
@@ -376,7 +386,8 @@ def main():
             with open(os.path.join(pd, "anchor.key"), "w") as h:
                 h.write(root_ksk(d) if a.signed else "")
             peers[name] = Peer(name, pd, a.signed,
-                               relay.port if relay and name.startswith("fwd-") else None)
+                               relay.port if relay and name.startswith("fwd-") else None,
+                               binary=a.baseline if name == "base" else SINKHOLE)
         # A peer that cannot start (e.g. a sinkhole without `upstream.dnssec` yet, with
         # --signed) is left out and named, not the whole run.
         for n, p in list(peers.items()):
@@ -428,7 +439,8 @@ def main():
     cmd = "python3 benches/peers/recursive.py" + "".join(
         f" --{k} {v}" for k, v in [("qps", a.qps), ("duration", a.duration), ("rounds", a.rounds),
                                    ("cold", a.cold)] if v != ap.get_default(k)) \
-        + (" --signed" if a.signed else "")
+        + (" --signed" if a.signed else "") + (f" --peers {a.peers}" if a.peers != ap.get_default("peers") else "") \
+        + (f" --baseline {a.baseline}" if a.baseline else "")
     print()
     print(f"`{cmd}` ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; nsd hierarchy on "
           f"loopback, {'signed, both validating' if a.signed else 'unsigned'}; dnsperf -Q {a.qps} -c 4, "

@@ -35,9 +35,10 @@
 //! it waits), and hands what follows a failed one to [`Upstream::resume`] as the relay does.
 //!
 //! In recursive mode (`upstream.mode = "recursive"`) the set has no servers but a
-//! [`Recursive`] resolver: relays and near connections decline its misses (they have no
-//! first server), and [`Upstream::forward`] resolves them from the root on the runtime,
-//! by `arrived + upstream.recursion_timeout_ms`.
+//! [`Recursive`] resolver: relays decline its misses (they have no first server), and
+//! [`Upstream::forward`] resolves them from the root, by `arrived +
+//! upstream.recursion_timeout_ms`: on the runtime, or (a UDP thread's misses) whole on the
+//! thread's own [`Near`] runtime with a resolver of the thread's own.
 
 mod cookie;
 pub mod dnssec;

@@ -8,8 +8,9 @@
 //! the tokio runtime, which sends the answer on the same socket. A miss whose first server
 //! speaks TLS, HTTPS or QUIC goes the same way, on the relay's own connection to it (when
 //! that one is full, on the thread's own runtime connections, [`Near`], and back the same
-//! way). While forwards are in flight the thread waits for its listener, its upstream
-//! sockets and those connections together.
+//! way). In recursive mode a miss is resolved whole on that runtime of the thread's own
+//! (a few at a time; more go to the shared runtime). While forwards are in flight the
+//! thread waits for its listener, its upstream sockets and those connections together.
 //!
 //! A panic while parsing or answering one packet is caught and logged with the client's
 //! address; the batch goes on. If the loop itself ends, the thread starts it again.
@@ -261,25 +262,28 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
             n.settled(&mut settled);
         }
         for s in settled.drain(..) {
-            match s {
-                Settled::Answered(p, resp, server) => {
-                    let client = p.client();
-                    match catch_unwind(AssertUnwindSafe(|| p.finish(Ok((resp, server))))) {
-                        Ok((bytes, record)) => {
-                            logged.extend(record);
-                            // Empty: response-rate limiting dropped the answer.
-                            if !bytes.is_empty() {
-                                match outs.get_mut(dests.len()) {
-                                    Some(o) => *o = bytes,
-                                    None => outs.push(bytes),
-                                }
-                                dests.push(Some(SockaddrStorage::from(client)));
-                            }
+            let (p, got) = match s {
+                Settled::Answered(p, resp, server) => (p, Ok((resp, server))),
+                Settled::Failed(p, e) => (p, Err(e)),
+                Settled::Resume(p, r) => {
+                    spawn_forward(sock, sh, p, Some(r));
+                    continue;
+                }
+            };
+            let client = p.client();
+            match catch_unwind(AssertUnwindSafe(|| p.finish(got))) {
+                Ok((bytes, record)) => {
+                    logged.extend(record);
+                    // Empty: response-rate limiting dropped the answer.
+                    if !bytes.is_empty() {
+                        match outs.get_mut(dests.len()) {
+                            Some(o) => *o = bytes,
+                            None => outs.push(bytes),
                         }
-                        Err(p) => faults.panicked("a udp forward", Some(client), &*p),
+                        dests.push(Some(SockaddrStorage::from(client)));
                     }
                 }
-                Settled::Resume(p, r) => spawn_forward(sock, sh, p, Some(r)),
+                Err(p) => faults.panicked("a udp forward", Some(client), &*p),
             }
         }
         send_batch(

@@ -137,6 +137,19 @@ impl Recursive {
         })
     }
 
+    /// A resolver of the same config with caches and connections of its own (a UDP
+    /// thread's, run on that thread's runtime: the shared one's connections belong to the
+    /// shared runtime). Opens nothing.
+    pub fn twin(&self) -> Result<Self, String> {
+        Self::new(
+            &self.cfg,
+            self.dnssec.as_ref(),
+            self.wait,
+            self.min_ttl,
+            self.max_ttl,
+        )
+    }
+
     /// How long one resolution may take.
     pub fn timeout(&self) -> Duration {
         self.cfg.timeout

@@ -89,6 +89,10 @@ pub enum Settled<T> {
     Answered(T, Response, SocketAddr),
     /// It did not: go on with [`Upstream::resume`].
     Resume(T, Resume),
+    /// The whole exchange is over and failed (a recursive miss, resolved whole by
+    /// [`Near`](crate::pipeline::upstream::Near)): finish with the error, as
+    /// [`Upstream::forward`] would have returned it.
+    Failed(T, UpstreamError),
 }
 
 /// The forwards of one UDP thread; see the module documentation.

@@ -1,7 +1,9 @@
 //! `Near`: the first attempt of every miss of one UDP listener thread whose first server is
 //! encrypted and that the thread's [`Relay`] does not make itself (the relay's connection
 //! to it is full, or cannot be opened), made on connections of the thread's own, on a
-//! single-threaded runtime that the thread drives itself while it waits.
+//! single-threaded runtime that the thread drives itself while it waits; and, in recursive
+//! mode, the whole resolution of the thread's misses, on a recursive resolver of the
+//! thread's own on that runtime.
 //!
 //! Why. Run on the shared runtime, such a miss crossed threads three times: the listener
 //! thread woke a runtime worker to start it, the answer woke a worker, and (tasks being
@@ -12,17 +14,24 @@
 //! in flight the thread waits inside that runtime, for its listener, its plain relay's
 //! sockets (the relay's epoll, watched as one descriptor) and the answers together; an answer
 //! wakes the one thread that sends it on. Two wake-ups per miss, as for a plain upstream.
+//! A recursive miss, with its several upstream queries, crossed threads many more times on
+//! the shared runtime (about 15 context switches per miss at a thousand misses a second,
+//! counted in `/proc`); here each of its answers wakes only this thread.
 //!
-//! Only the first attempt runs here, with [`Upstream::forward`]'s own exchange-and-parse step
-//! and the relay's verdict on a failure. A failed one (an error, a timeout, SERVFAIL,
-//! REFUSED, a broken answer) is handed back as [`Settled::Resume`] and goes on with
-//! [`Upstream::resume`] on the shared runtime, which tries the next servers: the failover
-//! and deadline contract and the counters are those of [`Upstream::forward`].
+//! Only the first attempt of a forward runs here, with [`Upstream::forward`]'s own
+//! exchange-and-parse step and the relay's verdict on a failure. A failed one (an error, a
+//! timeout, SERVFAIL, REFUSED, a broken answer) is handed back as [`Settled::Resume`] and
+//! goes on with [`Upstream::resume`] on the shared runtime, which tries the next servers:
+//! the failover and deadline contract and the counters are those of [`Upstream::forward`].
+//! A recursive resolution runs here whole, by the same deadline as there, and ends as
+//! [`Settled::Answered`] or [`Settled::Failed`].
 //!
 //! Connections: one per encrypted server per thread (the runtime-side clients keep their
 //! own), opened by the first miss that needs it, closed after `IDLE` without queries as
 //! there; a thread's connections to servers of an upstream set that is no longer in use
-//! (a reload replaced it) are dropped after [`FORGET`] without use.
+//! (a reload replaced it) are dropped after [`FORGET`] without use. Recursive resolvers:
+//! one per thread per shared resolver ([`Recursive::twin`]: the same config, caches of its
+//! own), dropped the same way.
 
 use std::collections::HashMap;
 use std::io;
@@ -39,7 +48,7 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use super::super::relay::sock::first_failed;
-use super::super::{Server, Upstream, UpstreamError};
+use super::super::{RECURSIVE, Recursive, Server, Upstream, UpstreamError};
 use super::{Link, lock};
 use crate::dns::wire::rcode;
 use crate::pipeline::upstream::{Relay, Relayed, Settled};
@@ -47,6 +56,17 @@ use crate::pipeline::upstream::{Relay, Relayed, Settled};
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 pub(in crate::pipeline::upstream) mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod recursive_tests;
+
+/// Most recursive resolutions in flight on one thread; more go to the shared runtime. A
+/// resolution's work (several exchanges; with validation, signature checks of a few
+/// hundred microseconds) is done on the listener thread between its batches, so that a burst
+/// of misses beyond this spreads over the runtime's workers instead of delaying the
+/// thread's blocked and cached answers behind it.
+pub(in crate::pipeline::upstream) const MAX_RECURSING: usize = 8;
 
 /// A thread's connection to a server of an upstream set unused this long is dropped.
 pub(in crate::pipeline::upstream) const FORGET: Duration = Duration::from_secs(120);
@@ -59,7 +79,16 @@ struct Entry {
     used: Instant,
 }
 
-/// The encrypted first attempts of one UDP thread; see the module documentation.
+/// This thread's twin of a shared recursive resolver, and that resolver (kept alive, so
+/// that its address, the key, cannot be another's while the entry lives).
+struct Own {
+    _shared: Arc<Recursive>,
+    own: Arc<Recursive>,
+    used: Instant,
+}
+
+/// The encrypted first attempts and the recursive misses of one UDP thread; see the module
+/// documentation.
 pub struct Near<T> {
     rt: Runtime,
     /// The relay's epoll (a duplicate descriptor), readable when the listener or one of the
@@ -67,6 +96,8 @@ pub struct Near<T> {
     epoll: AsyncFd<OwnedFd>,
     /// The first server's connection, keyed by its upstream set's address.
     links: HashMap<usize, Entry>,
+    /// The thread's recursive resolvers, keyed by the shared resolver's address.
+    recursors: HashMap<usize, Own>,
     /// Attempts started since the last wait: spawned from inside the runtime when it runs
     /// (a spawn from outside would wake its driver through an eventfd, a system call).
     starting: Vec<Start<T>>,
@@ -77,6 +108,8 @@ pub struct Near<T> {
     sleep: Pin<Box<Sleep>>,
     /// Attempts started and not taken back by [`Near::settled`] yet.
     in_flight: Arc<AtomicUsize>,
+    /// Recursive resolutions running (until their task ends).
+    recursing: Arc<AtomicUsize>,
     last_sweep: Instant,
 }
 
@@ -89,17 +122,26 @@ impl<T> std::fmt::Debug for Near<T> {
     }
 }
 
-/// An attempt to spawn: the item, the connection, when it began and must end, its count.
+/// What an attempt runs on.
+enum Via {
+    /// One exchange on this connection to the first server.
+    Link(Arc<Link>),
+    /// A whole resolution by this recursive resolver, counted in [`Near`]'s `recursing`
+    /// until the task ends.
+    Recursor(Arc<Recursive>, Unsettled),
+}
+
+/// An attempt to spawn: the item, what it runs on, when it began and must end, its count.
 struct Start<T> {
     item: T,
-    link: Arc<Link>,
+    via: Via,
     started: Instant,
     end: Instant,
     guard: Unsettled,
 }
 
 /// Uncounts an attempt whose task ends without settling it (a panic), so that the thread
-/// does not wait for it forever.
+/// does not wait for it forever; and a recursive resolution whose task ends.
 struct Unsettled(Option<Arc<AtomicUsize>>);
 
 impl Unsettled {
@@ -137,11 +179,13 @@ impl<T: Relayed + Send + 'static> Near<T> {
             rt,
             epoll,
             links: HashMap::new(),
+            recursors: HashMap::new(),
             starting: Vec::new(),
             sleep,
             done: Arc::new(Mutex::new(Vec::new())),
             wake: Arc::new(Notify::new()),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            recursing: Arc::new(AtomicUsize::new(0)),
             last_sweep: Instant::now(),
         })
     }
@@ -151,11 +195,44 @@ impl<T: Relayed + Send + 'static> Near<T> {
         self.in_flight.load(Ordering::Acquire) == 0
     }
 
-    /// Starts the first attempt of `item` at its first server. Gives `item` back when that
-    /// server is not encrypted or the forward is past its deadline.
+    /// Starts the first attempt of `item` at its first server, or its whole resolution in
+    /// recursive mode. Gives `item` back when that server is not encrypted, the forward is
+    /// past its deadline, or the thread's resolver cannot be made.
     pub fn start(&mut self, item: T) -> Result<(), T> {
         let now = Instant::now();
         let up = item.upstream();
+        if let Some(shared) = up.recursive() {
+            let end = up.deadline(item.arrived());
+            if end <= now || self.recursing.load(Ordering::Acquire) >= MAX_RECURSING {
+                return Err(item);
+            }
+            let key = Arc::as_ptr(shared).cast::<()>() as usize;
+            let own = match self.recursors.entry(key) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let _in = self.rt.enter();
+                    match shared.twin() {
+                        Ok(r) => v.insert(Own {
+                            _shared: Arc::clone(shared),
+                            own: Arc::new(r),
+                            used: now,
+                        }),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no recursive resolver of the thread's own: this miss runs on the runtime");
+                            return Err(item);
+                        }
+                    }
+                }
+            };
+            own.used = now;
+            self.recursing.fetch_add(1, Ordering::AcqRel);
+            let via = Via::Recursor(
+                Arc::clone(&own.own),
+                Unsettled(Some(Arc::clone(&self.recursing))),
+            );
+            self.push(item, via, now, end);
+            return Ok(());
+        }
         let Some(server) = up.servers.first() else {
             return Err(item);
         };
@@ -177,18 +254,23 @@ impl<T: Relayed + Send + 'static> Near<T> {
             used: now,
         });
         entry.used = now;
-        let link = Arc::clone(&entry.link);
+        let via = Via::Link(Arc::clone(&entry.link));
         server.stats.sent();
+        self.push(item, via, now, end);
+        Ok(())
+    }
+
+    /// Counts an attempt and queues it for the next wait to spawn.
+    fn push(&mut self, item: T, via: Via, started: Instant, end: Instant) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let guard = Unsettled(Some(Arc::clone(&self.in_flight)));
         self.starting.push(Start {
             item,
-            link,
-            started: now,
+            via,
+            started,
             end,
             guard,
         });
-        Ok(())
     }
 
     /// Waits up to `most` (less when one of `relay`'s attempts ends sooner) for the
@@ -210,7 +292,10 @@ impl<T: Relayed + Send + 'static> Near<T> {
                 let (done, wake) = (Arc::clone(done), Arc::clone(wake));
                 tokio::spawn(async move {
                     let mut guard = s.guard;
-                    let settled = attempt(s.item, &s.link, s.started, s.end).await;
+                    let settled = match &s.via {
+                        Via::Link(link) => attempt(s.item, link, s.started, s.end).await,
+                        Via::Recursor(r, _running) => resolve(s.item, r, s.end).await,
+                    };
                     lock(&done).push(settled);
                     // Counted until `settled` takes it.
                     guard.disarm();
@@ -272,6 +357,17 @@ impl<T: Relayed + Send + 'static> Near<T> {
         self.last_sweep = now;
         self.links
             .retain(|_, e| now.duration_since(e.used) < FORGET || Arc::strong_count(&e.link) > 1);
+        self.recursors
+            .retain(|_, e| now.duration_since(e.used) < FORGET || Arc::strong_count(&e.own) > 1);
+    }
+}
+
+/// A recursive miss resolved whole by the thread's resolver, by `deadline`, as
+/// [`Upstream::forward`] resolves one.
+async fn resolve<T: Relayed>(item: T, r: &Recursive, deadline: Instant) -> Settled<T> {
+    match r.resolve(item.query(), deadline).await {
+        Ok(resp) => Settled::Answered(item, resp, RECURSIVE),
+        Err(e) => Settled::Failed(item, e),
     }
 }
 

@@ -154,6 +154,7 @@ fn answered_name(s: &Settled<Item>) -> String {
     match s {
         Settled::Answered(i, _, _) => i.q.name_lossy().to_string(),
         Settled::Resume(i, r) => panic!("{} not answered: {r:?}", i.q.name_lossy()),
+        Settled::Failed(i, e) => panic!("{} failed: {e}", i.q.name_lossy()),
     }
 }
 
@@ -162,6 +163,7 @@ pub(in crate::pipeline::upstream) fn resumed(s: &Settled<Item>) -> &Resume {
     match s {
         Settled::Resume(_, r) => r,
         Settled::Answered(i, ..) => panic!("{} answered, not resumed", i.q.name_lossy()),
+        Settled::Failed(i, e) => panic!("{} failed, not resumed: {e}", i.q.name_lossy()),
     }
 }
 

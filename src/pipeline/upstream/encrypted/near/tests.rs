@@ -168,6 +168,7 @@ pub(in crate::pipeline::upstream) fn answer_ip(s: &Settled<Item>) -> String {
     match s {
         Settled::Answered(_, resp, _) => ips(resp),
         Settled::Resume(i, r) => panic!("{} not answered: {r:?}", i.q.name_lossy()),
+        Settled::Failed(i, e) => panic!("{} failed: {e}", i.q.name_lossy()),
     }
 }
 
