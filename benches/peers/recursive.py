@@ -9,7 +9,7 @@ cache-miss query, and the latency of a miss and of a resolution from a cold star
     python3 benches/peers/recursive.py --signed --peers fwd-off,fwd-validate
                                        # forward mode: validation off against on
     python3 benches/peers/recursive.py --baseline /tmp/sinkhole-old
-                                       # and another build of sinkhole, as peer `base`
+                                       # each sinkhole peer again with another build (`~base`)
 
 Needs root (the hierarchy listens on port 53: root hints and glue carry no ports), `nsd`,
 `unbound` and `dnsperf` (Debian: `apt-get install nsd unbound dnsperf`); `--signed` needs
@@ -208,6 +208,8 @@ class Peer:
 
     def __init__(self, name, d, signed, relay=None, binary=SINKHOLE):
         self.name, self.d, self.signed = name, d, signed
+        # A `~base` peer is its kind run by the --baseline binary.
+        self.kind = name.removesuffix("~base")
         # The sinkhole binary of a sinkhole peer (`base`: the --baseline build).
         self.bin = binary
         self.port = free_port()
@@ -217,10 +219,10 @@ class Peer:
 
     def command(self):
         d, port = self.d, self.port
-        if self.name in ("sinkhole", "base") or self.name.startswith("fwd-"):
+        if self.kind == "sinkhole" or self.kind.startswith("fwd-"):
             conf = os.path.join(d, "sinkhole.toml")
             # sinkhole's trust anchor is the root's DNSKEY (unbound's, its DS).
-            validate = self.signed and self.name != "fwd-off"
+            validate = self.signed and self.kind != "fwd-off"
             dnssec = ('dnssec = "validate"\ntrust_anchor = "%s/anchor.key"\n' % d
                       if validate else 'dnssec = "off"\n')
             if self.relay:
@@ -267,10 +269,10 @@ class Peer:
         return ["unbound", "-d", "-c", conf]
 
     def version(self):
-        if self.name.startswith("fwd-"):
+        if self.name.endswith("~base"):
+            return f"{self.name}: sinkhole built from {self.bin}"
+        if self.kind.startswith("fwd-"):
             return f"{self.name}: sinkhole forwarding to unbound"
-        if self.name == "base":
-            return f"base: sinkhole built from {self.bin}"
         cmd = [SINKHOLE, "--version"] if self.name == "sinkhole" else ["unbound", "-V"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         first = (r.stdout or r.stderr).strip().splitlines()[0]
@@ -338,7 +340,7 @@ def main():
     ap.add_argument("--cold", type=int, default=10, help="cold starts per peer")
     ap.add_argument("--peers", default="sinkhole,unbound")
     ap.add_argument("--baseline", metavar="BIN",
-                    help="another sinkhole build, run as peer `base` (recursive) beside the others")
+                    help="another sinkhole build: each sinkhole peer runs again with it, as `NAME~base`")
     ap.add_argument("--signed", action="store_true",
                     help="sign the zones (ldnsutils) and validate in both peers")
     a = ap.parse_args()
@@ -364,8 +366,8 @@ def main():
                     z.write(texts[f])
             nsds.append(Nsd(d, zone, addr, f, zf))
         names = [p for p in a.peers.split(",") if p]
-        if a.baseline and "base" not in names:
-            names.append("base")
+        if a.baseline:
+            names += [f"{n}~base" for n in names if n == "sinkhole" or n.startswith("fwd-")]
         hints_text = f". 3600000 NS {ROOT_NS}\n{ROOT_NS} 3600000 A {ZONES[0][1]}\n"
         if any(n.startswith("fwd-") for n in names):
             rd = os.path.join(d, "relay")
@@ -387,7 +389,7 @@ def main():
                 h.write(root_ksk(d) if a.signed else "")
             peers[name] = Peer(name, pd, a.signed,
                                relay.port if relay and name.startswith("fwd-") else None,
-                               binary=a.baseline if name == "base" else SINKHOLE)
+                               binary=a.baseline if name.endswith("~base") else SINKHOLE)
         # A peer that cannot start (e.g. a sinkhole without `upstream.dnssec` yet, with
         # --signed) is left out and named, not the whole run.
         for n, p in list(peers.items()):
