@@ -23,7 +23,8 @@
 //!   ─► upstream      the only stage that waits: the UDP thread's relay or the pool, cookies,
 //!                    TCP on TC, kept DoT/DoH/DoQ connections for tls://, https:// and
 //!                    quic:// servers, failover; or, in recursive mode, resolution from
-//!                    the root on tokio (`pipeline::upstream::recursive`, hickory's recursor)
+//!                    the root (`pipeline::upstream::recursive`, hickory's recursor), on
+//!                    the UDP thread's own runtime or on tokio
 //!   ─► answer checks out-of-bailiwick records stripped; response IPs, rebinding (blocked,
 //!                    not cached); then cache store; then the CNAME chain (later: DNSSEC)
 //! ─► (UDP) response-rate limiting: identical answers to one network dropped or truncated
@@ -34,8 +35,9 @@
 //! inline on the UDP thread without touching the async runtime; a miss comes back as a
 //! [`handler::Pending`], the rest of the chain as data: a UDP thread makes its first
 //! upstream attempt from its own loop ([`pipeline::upstream::Relay`]; over connections of
-//! its own when the first server is encrypted, [`pipeline::upstream::Near`]), other
-//! listeners and later attempts run on tokio, and all finish it the same way. What a decision reads from the config is one
+//! its own when the first server is encrypted, [`pipeline::upstream::Near`], which also
+//! resolves its recursive misses whole, a few at a time), other listeners and later
+//! attempts run on tokio, and all finish it the same way. What a decision reads from the config is one
 //! immutable [`pipeline::Policy`] snapshot; a reload ([`reload`]) builds a new one off the
 //! query path and swaps it whole, and applies `[upstream]`, `[cache]` and `[log]` too.
 //! [`counters`] count every query, cache hit and upstream exchange without a lock.

@@ -25,7 +25,7 @@
 
 mod bind_error;
 pub mod doh;
-mod faults;
+pub(crate) mod faults;
 mod https;
 pub mod quic;
 mod records;

@@ -127,12 +127,12 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
             None
         }
     };
-    // The misses whose first server is encrypted: on this thread's own connections, run
-    // while it waits (needs the relay's epoll).
+    // The misses whose first server is encrypted, and the recursive ones: on this thread's
+    // own connections and resolver, run while it waits (needs the relay's epoll).
     let mut near = match relay.as_ref().map(Near::new) {
         Some(Ok(n)) => Some(n),
         Some(Err(e)) => {
-            tracing::warn!(error = %e, "encrypted forwarding from the UDP thread is off; those misses run on the runtime");
+            tracing::warn!(error = %e, "encrypted and recursive misses are not run on the UDP thread; they run on the runtime");
             None
         }
         None => None,

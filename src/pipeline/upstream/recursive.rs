@@ -67,8 +67,9 @@ pub const RECURSOR_CACHE_ENTRIES: u64 = 16_384;
 /// Name server pools (zone cuts) the recursor keeps.
 pub const RECURSOR_ZONE_CUTS: usize = 1_024;
 
-/// Resolves from the root; shared by every query of one `[upstream]` snapshot (and kept
-/// across reloads that do not change it, with its cache).
+/// Resolves from the root; shared by the queries of one `[upstream]` snapshot that run on
+/// the shared runtime (and kept across reloads that do not change it, with its cache); a
+/// UDP thread resolves its own with a [`Recursive::twin`].
 pub struct Recursive {
     /// The longest wait for one authoritative server (`upstream.timeout_ms`).
     wait: Duration,

@@ -82,10 +82,11 @@ pub trait Relayed {
     fn upstream(&self) -> &Upstream;
 }
 
-/// A forward whose first attempt is over.
+/// A forward whose first attempt is over (or, recursive, whose whole resolution is).
 #[derive(Debug)]
 pub enum Settled<T> {
-    /// The first server answered usably.
+    /// The first server answered usably (or the resolution did: the server is
+    /// [`RECURSIVE`](crate::pipeline::upstream::RECURSIVE)).
     Answered(T, Response, SocketAddr),
     /// It did not: go on with [`Upstream::resume`].
     Resume(T, Resume),

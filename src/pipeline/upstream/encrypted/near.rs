@@ -33,15 +33,17 @@
 //! one per thread per shared resolver ([`Recursive::twin`]: the same config, caches of its
 //! own), dropped the same way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, hash_map};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::io::unix::AsyncFd;
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
@@ -64,9 +66,10 @@ mod recursive_tests;
 /// Most recursive resolutions in flight on one thread; more go to the shared runtime. A
 /// resolution's work (several exchanges; with validation, signature checks of a few
 /// hundred microseconds, each within one poll) is done on the listener thread between its
-/// batches, and its blocked and cached answers wait behind it: with 8, their p99.9 under
-/// 1,000 validated misses a second grew from 0.7 to 3.2 ms, with 2 to 2.7 (1.6 before; see
-/// docs/performance.md). A burst beyond this spreads over the runtime's workers.
+/// batches, and its blocked and cached answers wait behind it (their p99.9 under 1,000
+/// validated misses a second, in two runs: 3.2 ms with 8 against 0.7 before, 2.7 ms with 2
+/// against 1.6; see docs/performance.md). A burst beyond this spreads over the runtime's
+/// workers.
 pub(in crate::pipeline::upstream) const MAX_RECURSING: usize = 2;
 
 /// A thread's connection to a server of an upstream set unused this long is dropped.
@@ -82,9 +85,9 @@ struct Entry {
 
 /// This thread's twin of a shared recursive resolver, and that resolver (kept alive, so
 /// that its address, the key, cannot be another's while the entry lives).
-struct Own {
+struct Twin {
     _shared: Arc<Recursive>,
-    own: Arc<Recursive>,
+    twin: Arc<Recursive>,
     used: Instant,
 }
 
@@ -98,7 +101,7 @@ pub struct Near<T> {
     /// The first server's connection, keyed by its upstream set's address.
     links: HashMap<usize, Entry>,
     /// The thread's recursive resolvers, keyed by the shared resolver's address.
-    recursors: HashMap<usize, Own>,
+    recursors: HashMap<usize, Twin>,
     /// Attempts started since the last wait: spawned from inside the runtime when it runs
     /// (a spawn from outside would wake its driver through an eventfd, a system call).
     starting: Vec<Start<T>>,
@@ -159,7 +162,7 @@ impl Drop for Unsettled {
     }
 }
 
-impl<T: Relayed + Send + 'static> Near<T> {
+impl<T: Relayed + Send + Sync + 'static> Near<T> {
     /// The encrypted attempts of the thread whose plain attempts `relay` makes (its epoll is
     /// what the thread waits on here).
     pub fn new(relay: &Relay<T>) -> io::Result<Self> {
@@ -198,7 +201,8 @@ impl<T: Relayed + Send + 'static> Near<T> {
 
     /// Starts the first attempt of `item` at its first server, or its whole resolution in
     /// recursive mode. Gives `item` back when that server is not encrypted, the forward is
-    /// past its deadline, or the thread's resolver cannot be made.
+    /// past its deadline, `MAX_RECURSING` resolutions run here already, or the thread's
+    /// resolver cannot be made.
     pub fn start(&mut self, item: T) -> Result<(), T> {
         let now = Instant::now();
         let up = item.upstream();
@@ -208,14 +212,14 @@ impl<T: Relayed + Send + 'static> Near<T> {
                 return Err(item);
             }
             let key = Arc::as_ptr(shared).cast::<()>() as usize;
-            let own = match self.recursors.entry(key) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
+            let twin = match self.recursors.entry(key) {
+                hash_map::Entry::Occupied(o) => o.into_mut(),
+                hash_map::Entry::Vacant(v) => {
                     let _in = self.rt.enter();
                     match shared.twin() {
-                        Ok(r) => v.insert(Own {
+                        Ok(r) => v.insert(Twin {
                             _shared: Arc::clone(shared),
-                            own: Arc::new(r),
+                            twin: Arc::new(r),
                             used: now,
                         }),
                         Err(e) => {
@@ -225,10 +229,10 @@ impl<T: Relayed + Send + 'static> Near<T> {
                     }
                 }
             };
-            own.used = now;
+            twin.used = now;
             self.recursing.fetch_add(1, Ordering::AcqRel);
             let via = Via::Recursor(
-                Arc::clone(&own.own),
+                Arc::clone(&twin.twin),
                 Unsettled(Some(Arc::clone(&self.recursing))),
             );
             self.push(item, via, now, end);
@@ -288,7 +292,6 @@ impl<T: Relayed + Send + 'static> Near<T> {
         let (epoll, done, wake) = (&self.epoll, &self.done, &self.wake);
         let (starting, sleep) = (&mut self.starting, &mut self.sleep);
         let got = self.rt.block_on(async {
-            let spawned = !starting.is_empty();
             for s in starting.drain(..) {
                 let (done, wake) = (Arc::clone(done), Arc::clone(wake));
                 tokio::spawn(async move {
@@ -318,10 +321,13 @@ impl<T: Relayed + Send + 'static> Near<T> {
                         };
                         let listener = relay.wait(Duration::ZERO)?;
                         if listener || relay.has_ready() {
-                            if spawned {
-                                // The attempts just started leave before the next batch.
-                                tokio::task::yield_now().await;
-                            }
+                            // One turn for the attempts in flight before every return: the
+                            // driver is polled (their sockets, their timers) and the ready
+                            // ones run, the attempts just started among them (their queries
+                            // leave before the next batch). Without it, a listener that
+                            // always has data when the thread comes to wait would end every
+                            // wait at once, and nothing here would move until it fell quiet.
+                            tokio::task::yield_now().await;
                             return Ok(listener);
                         }
                         // Not ready (an edge already consumed): the next edge wakes us.
@@ -359,14 +365,29 @@ impl<T: Relayed + Send + 'static> Near<T> {
         self.links
             .retain(|_, e| now.duration_since(e.used) < FORGET || Arc::strong_count(&e.link) > 1);
         self.recursors
-            .retain(|_, e| now.duration_since(e.used) < FORGET || Arc::strong_count(&e.own) > 1);
+            .retain(|_, e| now.duration_since(e.used) < FORGET || Arc::strong_count(&e.twin) > 1);
     }
 }
 
 /// A recursive miss resolved whole by the thread's resolver, by `deadline`, as
 /// [`Upstream::forward`] resolves one.
 async fn resolve<T: Relayed>(item: T, r: &Recursive, deadline: Instant) -> Settled<T> {
-    match r.resolve(item.query(), deadline).await {
+    let work = async {
+        #[cfg(test)]
+        #[allow(clippy::panic)]
+        if item.query().name().starts_with(b"panic.") {
+            panic!("injected resolution failure");
+        }
+        r.resolve(item.query(), deadline).await
+    };
+    let got = AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| {
+            let e = panicked("a recursive resolution", &*p);
+            Err(UpstreamError::Recursion(e))
+        });
+    match got {
         Ok(resp) => Settled::Answered(item, resp, RECURSIVE),
         Err(e) => Settled::Failed(item, e),
     }
@@ -380,7 +401,14 @@ async fn attempt<T: Relayed>(item: T, link: &Link, started: Instant, end: Instan
         let nobody = UpstreamError::Timeout(SocketAddr::from(([0, 0, 0, 0], 0)));
         return first_failed(item, started, end, nobody);
     };
-    match up.encrypted(server, link, item.query(), end).await {
+    let got = AssertUnwindSafe(up.encrypted(server, link, item.query(), end))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| {
+            let e = panicked("an encrypted attempt", &*p);
+            Err(UpstreamError::Transport(server.addr, e))
+        });
+    match got {
         Ok(r) if matches!(r.rcode(), rcode::SERVFAIL | rcode::REFUSED) => {
             let e = UpstreamError::Rcode(server.addr, rcode::name(r.rcode()));
             first_failed(item, started, end, e)
@@ -392,4 +420,16 @@ async fn attempt<T: Relayed>(item: T, link: &Link, started: Instant, end: Instan
         }
         Err(e) => first_failed(item, started, end, e),
     }
+}
+
+/// Logs the panic of an attempt's or a resolution's work on the thread's runtime, and
+/// gives the error it ends with: its forward is finished as a failed one (the client gets
+/// its answer, as after any failure), not dropped with its task.
+fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> String {
+    let text = crate::server::faults::panic_text(payload);
+    tracing::error!(
+        panic = text,
+        "panic in {what} on a UDP thread's runtime; answered as a failure"
+    );
+    format!("panicked: {text}")
 }

@@ -1,7 +1,8 @@
 //! Unit tests of a UDP thread's recursive misses against a scripted root on 127.54.0.x
 //! port 53 (root hints carry no port): resolved whole by the thread's own resolver, driven
 //! only by the thread's waits (no other runtime exists here), its cache kept between
-//! misses; a failure settled as such; at most [`MAX_RECURSING`] at once.
+//! misses, even while the listener always has data; a failure or a panic settled as a
+//! failure; at most [`MAX_RECURSING`] at once.
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::atomic::AtomicBool;
@@ -102,7 +103,7 @@ fn recursive(root: IpAddr, timeout: Duration) -> Upstream {
     Upstream::new(&cfg, &cache, &Counters::new())
 }
 
-/// Waits (as the UDP thread does) until `n` attempts are settled or `within` passed.
+/// Waits (as the UDP thread does) until `n` attempts are settled or 5 s passed.
 fn settle(near: &mut Near<Item>, r: &mut Relay<Item>, n: usize) -> Vec<Settled<Item>> {
     let mut out = Vec::new();
     let until = Instant::now() + Duration::from_secs(5);
@@ -146,8 +147,61 @@ fn a_recursive_miss_is_resolved_whole_by_the_threads_own_resolver_driven_by_its_
 }
 
 #[test]
-fn a_failed_resolution_settles_failed_and_at_most_max_recursing_run_at_once() {
+fn a_listener_that_always_has_data_does_not_hold_the_resolutions_up() {
+    let root = Root::start(Ipv4Addr::new(127, 54, 0, 3), true);
+    let up = recursive(root.addr, Duration::from_secs(3));
+    let (mut r, listener) = relay();
+    let mut near = Near::new(&r).unwrap();
+    // A datagram the thread never takes: every wait finds the listener readable.
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .send_to(b"x", listener.local_addr().unwrap())
+        .unwrap();
+    assert!(near.start(item("busy.example.test", &up)).is_ok());
+    let got = settle(&mut near, &mut r, 1);
+    assert!(
+        matches!(&got[..], [Settled::Answered(..)]),
+        "{} settled",
+        got.len()
+    );
+}
+
+#[test]
+fn a_failed_resolution_settles_failed() {
     let root = Root::start(Ipv4Addr::new(127, 54, 0, 2), false);
+    let up = recursive(root.addr, Duration::from_millis(400));
+    let (mut r, _listener) = relay();
+    let mut near = Near::new(&r).unwrap();
+    let t0 = Instant::now();
+    assert!(near.start(item("silent.example.test", &up)).is_ok());
+    match &settle(&mut near, &mut r, 1)[..] {
+        [Settled::Failed(_, UpstreamError::Timeout(_) | UpstreamError::Recursion(_))] => {}
+        [Settled::Failed(_, e)] => panic!("failed otherwise: {e}"),
+        other => panic!("{} settled, not failed", other.len()),
+    }
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(root.asked() >= 1);
+}
+
+#[test]
+fn a_panicking_resolution_is_answered_as_a_failure() {
+    let root = Root::start(Ipv4Addr::new(127, 54, 0, 4), true);
+    let up = recursive(root.addr, Duration::from_secs(3));
+    let (mut r, _listener) = relay();
+    let mut near = Near::new(&r).unwrap();
+    assert!(near.start(item("panic.example.test", &up)).is_ok());
+    match &settle(&mut near, &mut r, 1)[..] {
+        [Settled::Failed(_, UpstreamError::Recursion(e))] => {
+            assert!(e.contains("injected resolution failure"), "{e}");
+        }
+        other => panic!("{} settled, not failed", other.len()),
+    }
+    assert_eq!(near.recursing.load(Ordering::Acquire), 0);
+}
+
+#[test]
+fn at_most_max_recursing_run_at_once() {
+    let root = Root::start(Ipv4Addr::new(127, 54, 0, 5), false);
     let up = recursive(root.addr, Duration::from_millis(400));
     let (mut r, _listener) = relay();
     let mut near = Near::new(&r).unwrap();
@@ -158,18 +212,10 @@ fn a_failed_resolution_settles_failed_and_at_most_max_recursing_run_at_once() {
         near.start(item("one.more.example.test", &up)).is_err(),
         "declined: it runs on the shared runtime"
     );
-    let t0 = Instant::now();
-    let got = settle(&mut near, &mut r, MAX_RECURSING);
-    assert_eq!(got.len(), MAX_RECURSING);
-    for s in &got {
-        match s {
-            Settled::Failed(_, UpstreamError::Timeout(_) | UpstreamError::Recursion(_)) => {}
-            Settled::Failed(_, e) => panic!("failed otherwise: {e}"),
-            _ => panic!("not failed"),
-        }
-    }
-    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
-    assert!(root.asked() >= 1);
+    assert_eq!(
+        settle(&mut near, &mut r, MAX_RECURSING).len(),
+        MAX_RECURSING
+    );
     // Their tasks are over: the thread takes recursive misses again.
     let until = Instant::now() + Duration::from_secs(2);
     while near.recursing.load(Ordering::Acquire) > 0 && Instant::now() < until {
