@@ -56,7 +56,12 @@ pub(in crate::pipeline::upstream) fn upstream_with_ca(
         recursive: None,
         dnssec: None,
     };
-    let cache = CacheConfig {
+    Upstream::new(&cfg, &no_cache(), &Counters::new())
+}
+
+/// A cache config that keeps nothing (the TTL bounds are what the stage reads).
+pub(in crate::pipeline::upstream) fn no_cache() -> CacheConfig {
+    CacheConfig {
         max_entries: 0,
         max_bytes: 0,
         min_ttl: 0,
@@ -64,8 +69,7 @@ pub(in crate::pipeline::upstream) fn upstream_with_ca(
         serve_stale: Duration::ZERO,
         prefetch: false,
         failure_ttl: Duration::ZERO,
-    };
-    Upstream::new(&cfg, &cache, &Counters::new())
+    }
 }
 
 /// A client's query for `name` (dotted, lower or mixed case), type A.

@@ -9,9 +9,9 @@ use std::sync::atomic::AtomicBool;
 
 use super::tests::ips;
 use super::*;
-use crate::config::{CacheConfig, Recursion, UpstreamConfig};
+use crate::config::{Recursion, UpstreamConfig};
 use crate::counters::Counters;
-use crate::pipeline::upstream::relay::tests::{Item, item, relay};
+use crate::pipeline::upstream::relay::tests::{Item, item, no_cache, relay};
 
 /// A root server on its own thread: answers A queries with 192.0.2.7 (authoritative) and
 /// others with no data when `answer`, else nothing at all; counts the queries it got.
@@ -91,16 +91,7 @@ fn recursive(root: IpAddr, timeout: Duration) -> Upstream {
         }),
         dnssec: None,
     };
-    let cache = CacheConfig {
-        max_entries: 0,
-        max_bytes: 0,
-        min_ttl: 0,
-        max_ttl: 86_400,
-        serve_stale: Duration::ZERO,
-        prefetch: false,
-        failure_ttl: Duration::ZERO,
-    };
-    Upstream::new(&cfg, &cache, &Counters::new())
+    Upstream::new(&cfg, &no_cache(), &Counters::new())
 }
 
 /// Waits (as the UDP thread does) until `n` attempts are settled or 5 s passed.
