@@ -72,7 +72,10 @@ impl Entry {
     /// The recheck mark for a failure seen at age `age`: [`RECHECK`] later, in whole
     /// seconds rounded up (never early).
     fn recheck_after(age: Duration) -> u32 {
-        let secs = age.as_secs() + u64::from(age.subsec_nanos() > 0) + RECHECK.as_secs();
+        let secs = age
+            .as_secs()
+            .saturating_add(u64::from(age.subsec_nanos() > 0))
+            .saturating_add(RECHECK.as_secs());
         u32::try_from(secs).unwrap_or(u32::MAX)
     }
 }
@@ -111,7 +114,7 @@ struct ShardInner {
 impl ShardInner {
     fn remove(&mut self, key: &[u8]) {
         if let Some(e) = self.lru.pop(key) {
-            self.bytes -= e.charged();
+            self.bytes = self.bytes.saturating_sub(e.charged());
         }
     }
 }
@@ -191,7 +194,7 @@ impl Cache {
             let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
             while s.lru.len() > per.get() || (s.bytes > budget && !s.lru.is_empty()) {
                 match s.lru.pop_lru() {
-                    Some((_, old)) => s.bytes -= old.charged(),
+                    Some((_, old)) => s.bytes = s.bytes.saturating_sub(old.charged()),
                     None => break,
                 }
             }
@@ -335,12 +338,12 @@ impl Cache {
         };
         // `push` hands back the old entry for this key, or the one evicted for room.
         if let Some((_, old)) = shard.lru.push(key.into(), entry) {
-            shard.bytes -= old.charged();
+            shard.bytes = shard.bytes.saturating_sub(old.charged());
         }
-        shard.bytes += size;
+        shard.bytes = shard.bytes.saturating_add(size);
         while shard.bytes > budget {
             match shard.lru.pop_lru() {
-                Some((_, old)) => shard.bytes -= old.charged(),
+                Some((_, old)) => shard.bytes = shard.bytes.saturating_sub(old.charged()),
                 None => break,
             }
         }

@@ -91,45 +91,57 @@ where
     });
 }
 
-/// A DoT server that treats the `n`th query of each connection as `act(n)` says.
-pub(in crate::pipeline::upstream) fn dot_acting(act: fn(usize) -> Act) -> Dot {
-    let (acceptor, ca) = tls_server(crate::tls::ALPN_DOT);
+/// A TLS server offering ALPN `alpn` on a loopback port, on a thread and runtime of its own:
+/// each connection it accepts is counted and handed to `serve` on a task of its own.
+pub(in crate::pipeline::upstream) fn tls_serving<F, Fut>(alpn: &[u8], serve: F) -> Dot
+where
+    F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (acceptor, ca) = tls_server(alpn);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&conns);
+    let serve = Arc::new(serve);
     on_own_thread(move || async move {
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         while let Ok((tcp, _)) = listener.accept().await {
             counted.fetch_add(1, Ordering::Relaxed);
-            let acceptor = acceptor.clone();
+            let (acceptor, serve) = (acceptor.clone(), Arc::clone(&serve));
             tokio::spawn(async move {
-                let Ok(mut s) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                for n in 0.. {
-                    let Ok(len) = s.read_u16().await else { return };
-                    let mut q = vec![0u8; usize::from(len)];
-                    if s.read_exact(&mut q).await.is_err() {
-                        return;
-                    }
-                    match act(n) {
-                        Act::Answer => {}
-                        Act::Ignore => continue,
-                        Act::Close => return,
-                    }
-                    let a = a_record(&q);
-                    let mut out = u16::try_from(a.len()).unwrap().to_be_bytes().to_vec();
-                    out.extend_from_slice(&a);
-                    if s.write_all(&out).await.is_err() {
-                        return;
-                    }
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve(tls).await;
                 }
             });
         }
     });
     Dot { addr, conns, ca }
+}
+
+/// A DoT server that treats the `n`th query of each connection as `act(n)` says.
+pub(in crate::pipeline::upstream) fn dot_acting(act: fn(usize) -> Act) -> Dot {
+    tls_serving(crate::tls::ALPN_DOT, move |mut s| async move {
+        for n in 0.. {
+            let Ok(len) = s.read_u16().await else { return };
+            let mut q = vec![0u8; usize::from(len)];
+            if s.read_exact(&mut q).await.is_err() {
+                return;
+            }
+            match act(n) {
+                Act::Answer => {}
+                Act::Ignore => continue,
+                Act::Close => return,
+            }
+            let a = a_record(&q);
+            let mut out = u16::try_from(a.len()).unwrap().to_be_bytes().to_vec();
+            out.extend_from_slice(&a);
+            if s.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    })
 }
 
 /// The answer to query `q`: its header and question, one A record 192.0.2.7.

@@ -3,62 +3,35 @@
 //! server for that query only; a server that agrees to no HTTP/2 and a silent one settle the attempt
 //! in time; a connection closed after answering hands its queries back for the same server.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper::body::Bytes;
 use tokio::time::Instant;
 
 use super::super::super::encrypted::near::tests::{
-    Act, NAME, a_record, answer_ip, on_own_thread, tls_server,
+    Act, Dot, NAME, a_record, answer_ip, tls_serving,
 };
 use super::super::super::{Step, Then, UpstreamError};
 use super::super::tests::{item, relay, settle, then, upstream_with_ca};
-use crate::config::TlsCa;
-
-/// A DoH server on its own thread and runtime; `conns` counts its connections.
-struct Doh {
-    addr: SocketAddr,
-    conns: Arc<AtomicUsize>,
-    ca: TlsCa,
-}
 
 /// A DoH server that treats the `n`th request of each connection as `act(n)` says, and
 /// answers HTTP 500 to a name that starts with `err`. `alpn`: what it agrees to (empty: none).
-fn doh(act: fn(usize) -> Act, alpn: &'static [u8]) -> Doh {
-    let (acceptor, ca) = tls_server(alpn);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let conns = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&conns);
-    on_own_thread(move || async move {
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        while let Ok((tcp, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::Relaxed);
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut conn) = h2::server::handshake(tls).await else {
-                    return;
-                };
-                let mut n = 0;
-                while let Some(Ok((req, respond))) = conn.accept().await {
-                    let what = act(n);
-                    n += 1;
-                    if what == Act::Close {
-                        return;
-                    }
-                    tokio::spawn(respond_to(req, respond, what));
-                }
-            });
+fn doh(act: fn(usize) -> Act, alpn: &'static [u8]) -> Dot {
+    tls_serving(alpn, move |tls| async move {
+        let Ok(mut conn) = h2::server::handshake(tls).await else {
+            return;
+        };
+        let mut n = 0;
+        while let Some(Ok((req, respond))) = conn.accept().await {
+            let what = act(n);
+            n += 1;
+            if what == Act::Close {
+                return;
+            }
+            tokio::spawn(respond_to(req, respond, what));
         }
-    });
-    Doh { addr, conns, ca }
+    })
 }
 
 async fn respond_to(
@@ -94,7 +67,7 @@ async fn respond_to(
     let _ = send.send_data(Bytes::from(a_record(&q)), true);
 }
 
-fn url(server: &Doh) -> String {
+fn url(server: &Dot) -> String {
     format!("https://{NAME}/dns-query@{}", server.addr)
 }
 
