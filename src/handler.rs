@@ -195,6 +195,19 @@ pub enum Handled {
     Pending(Pending),
 }
 
+/// What the listener must do with a packet, its log record already handed over
+/// ([`Handler::handle_into`]).
+#[derive(Debug)]
+pub enum Step {
+    /// The response is in the output buffer: send it.
+    Reply,
+    /// Send nothing.
+    Drop,
+    /// Gone upstream, as [`Handled::Pending`] (boxed: a miss is rare next to the answers
+    /// made at once, and the step stays a word).
+    Pending(Box<Pending>),
+}
+
 /// The per-query entry point, shared by every listener.
 pub struct Handler {
     pipeline: Arc<Pipeline>,
@@ -229,26 +242,46 @@ impl Handler {
 
     /// Handles one packet: parses it, then as [`Handler::handle`].
     pub fn handle_packet(&self, pkt: &[u8], how: Arrival, out: &mut Vec<u8>) -> Handled {
-        self.handle(&wire::parse_query(pkt), pkt.len(), how, out)
+        self.handle(wire::parse_query(pkt).as_ref(), pkt.len(), how, out)
     }
 
-    /// Handles one parsed packet of `len` bytes (the UDP path parses a whole batch first,
-    /// to prefetch the lists' lines for all of it). The response, when there is one at
-    /// once, is written into `out`.
+    /// Handles one parsed packet of `len` bytes, as [`Handler::handle_into`], with the log
+    /// record returned in the [`Handled`].
     pub fn handle(
         &self,
-        parsed: &Result<Query, Reject>,
+        parsed: Result<&Query, &Reject>,
         len: usize,
         how: Arrival,
         out: &mut Vec<u8>,
     ) -> Handled {
+        let mut logged = None;
+        match self.handle_into(parsed, len, how, out, |r| logged = Some(r)) {
+            Step::Reply => Handled::Reply(logged),
+            Step::Drop => Handled::Drop(logged),
+            Step::Pending(p) => Handled::Pending(*p),
+        }
+    }
+
+    /// Handles one parsed packet of `len` bytes (the UDP path parses a whole batch first,
+    /// into queries it keeps, to prefetch the lists' lines for all of it). The response,
+    /// when there is one at once, is written into `out`; the log record of an answered or
+    /// dropped query (when the log is on) goes to `log`. What comes back is a word, not the
+    /// record: the UDP loop moves it once per query, and a [`Handled`] is 270 bytes.
+    pub fn handle_into(
+        &self,
+        parsed: Result<&Query, &Reject>,
+        len: usize,
+        how: Arrival,
+        out: &mut Vec<u8>,
+        mut log: impl FnMut(Record),
+    ) -> Step {
         let query = match parsed {
             Ok(q) => q,
             Err(Reject::Drop) => {
                 tracing::debug!(len, "dropped packet: too short or a response");
-                return Handled::Drop(None);
+                return Step::Drop;
             }
-            &Err(Reject::Reply {
+            Err(&Reject::Reply {
                 id,
                 flags,
                 rcode,
@@ -259,7 +292,7 @@ impl Handler {
                 let o = Outcome::new(Action::Rejected, rcode, None);
                 let qtype = query.as_deref().map_or(0, |q| q.qtype);
                 self.counters.query(o.action, qtype, how.transport);
-                let record = self.log.then(|| {
+                if self.log {
                     let asked = query.as_deref().map_or(
                         Asked {
                             qname: QName::default(),
@@ -267,9 +300,9 @@ impl Handler {
                         },
                         Asked::of,
                     );
-                    record(&how, asked, o)
-                });
-                return Handled::Reply(record);
+                    log(record(&how, asked, o));
+                }
+                return Step::Reply;
             }
         };
         let req = Request {
@@ -289,13 +322,15 @@ impl Handler {
                 }
                 self.counters
                     .query(o.action, req.query.qtype, how.transport);
-                let record = (self.log && !o.quiet).then(|| record(&how, Asked::of(&req.query), o));
+                if self.log && !o.quiet {
+                    log(record(&how, Asked::of(&req.query), o));
+                }
                 if out.is_empty() {
                     // Access control's or the rate limits' `drop`, or RRL's: nothing is
                     // sent; the query is logged unless it is quiet.
-                    Handled::Drop(record)
+                    Step::Drop
                 } else {
-                    Handled::Reply(record)
+                    Step::Reply
                 }
             }
             Resolution::Forward(forward) => {
@@ -315,17 +350,18 @@ impl Handler {
                     let o = Outcome::new(Action::Failed, wire::rcode::SERVFAIL, None);
                     self.counters
                         .query(o.action, req.query.qtype, how.transport);
-                    return Handled::Reply(
-                        self.log.then(|| record(&how, Asked::of(&req.query), o)),
-                    );
+                    if self.log {
+                        log(record(&how, Asked::of(&req.query), o));
+                    }
+                    return Step::Reply;
                 };
-                Handled::Pending(Pending {
+                Step::Pending(Box::new(Pending {
                     asked: self.log.then(|| Asked::of(&req.query)),
                     forward,
                     slot,
                     how,
                     rrl,
-                })
+                }))
             }
         }
     }

@@ -315,15 +315,19 @@ impl Blocklist {
         self.arena_len + self.subtree.heap_bytes() + self.exact.heap_bytes()
     }
 
-    /// Reads the table lines that [`Blocklist::find`] of each name will look at first,
-    /// and returns a value made from them (pass it to `std::hint::black_box`). `hashes` is
-    /// scratch space, kept by the caller between batches.
+    /// Asks for the table lines that [`Blocklist::find`] of each name will look at first,
+    /// then for the records those lines point at, and returns a value made from them (pass
+    /// it to `std::hint::black_box`). `hashes` is scratch space, kept by the caller between
+    /// batches.
     ///
-    /// A server calls this for a whole batch of queries before looking any up. The hashes
-    /// of every suffix are computed first (the names are in the packets just received, so
-    /// this only computes), then one short loop reads one word of every bucket: the reads
-    /// are independent and few instructions apart, so the memory system fetches dozens of
-    /// lines at once, where lookups one after another would wait for each miss in turn.
+    /// A server calls this for a whole batch of queries before looking any up. The hash of
+    /// every suffix is computed (the names are in the packets just received, so this only
+    /// computes) and its bucket's line asked for with a prefetch instruction, which does
+    /// not wait: the memory system fetches dozens of lines at once, where lookups one after
+    /// another would wait for each miss in turn. Then each bucket is read (by now its line
+    /// is on its way or here) and the record whose tag matched (mostly the rule that will
+    /// match) is asked for the same way: that second round arrives while the first queries
+    /// of the batch are answered, instead of being waited for here.
     pub fn prefetch<'n>(
         &self,
         names: impl IntoIterator<Item = &'n [u8]>,
@@ -333,24 +337,28 @@ impl Blocklist {
             return 0;
         }
         hashes.clear();
-        let mut exact = 0;
+        let exact = !self.exact.is_empty();
         for name in names {
-            let whole = hashes.len();
-            hashes.extend(domain::suffixes(name).map(|s| self.hasher.hash_one(s)));
-            if !self.exact.is_empty() {
-                exact ^= self.exact.touch(hashes[whole]);
+            for (depth, s) in domain::suffixes(name).enumerate() {
+                let h = self.hasher.hash_one(s);
+                if depth == 0 && exact {
+                    self.exact.prefetch(h);
+                }
+                self.subtree.prefetch(h);
+                hashes.push(h);
             }
         }
-        let seen = hashes
-            .iter()
-            .fold(exact, |seen, &h| seen ^ self.subtree.touch(h));
-        // Then the records whose tag matched (mostly the rules that will match): the
-        // bucket lines are arriving by now, and these reads are independent too.
         let arena = self.arena.bytes();
-        hashes.iter().fold(seen, |seen, &h| {
-            self.subtree
-                .candidate(h)
-                .map_or(seen, |off| seen ^ u64::from(arena[off as usize]))
+        hashes.iter().fold(0, |seen, &h| {
+            self.subtree.candidate(h).map_or(seen, |off| {
+                // The header's line, and the name's when it runs into the next one (a
+                // record is packed after the one before it; names are mostly under 24
+                // bytes).
+                let off = off as usize;
+                prefetch_index::prefetch_index(arena, off);
+                prefetch_index::prefetch_index(arena, off + HEADER + 23);
+                seen ^ off as u64
+            })
         })
     }
 }

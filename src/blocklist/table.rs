@@ -8,7 +8,7 @@
 //! costs a second line (the record, to compare the name); a miss costs one. Buckets are
 //! filled to at most 60%, so that a probe rarely spills into the next bucket. And because
 //! a bucket's place depends only on the hash, a batch of queries can touch all its lines
-//! first ([`Table::touch`]) and let the memory system fetch them in parallel.
+//! first ([`Table::prefetch`]) and let the memory system fetch them in parallel.
 //!
 //! The builder fills this same table while the lists load ([`Table::find_or_insert`]; a
 //! `$badfilter` leaves a tombstone), so that freezing copies nothing: a reload holds the
@@ -194,15 +194,13 @@ impl Table {
         }
     }
 
-    /// Reads the first word of the bucket where `hash` would be found, so that the line is
-    /// in the cache by the time [`Table::find`] looks. Returns the word so that the caller
-    /// can keep the read from being optimised away.
+    /// Asks for the line of the bucket where `hash` would be found, without waiting for it,
+    /// so that it is in the cache by the time [`Table::find`] looks.
     #[inline]
-    pub(super) fn touch(&self, hash: u64) -> u64 {
-        if self.buckets == 0 {
-            return 0;
+    pub(super) fn prefetch(&self, hash: u64) {
+        if self.buckets != 0 {
+            prefetch_index::prefetch_index(self.slots.as_slice(), self.home(hash) * SLOTS);
         }
-        self.slots.as_slice()[self.home(hash) * SLOTS]
     }
 
     /// The offset in the first slot of `hash`'s home bucket whose tag matches, if any: what
@@ -324,6 +322,7 @@ mod tests {
         let t = Table::with_capacity(0);
         assert!(t.is_empty());
         assert_eq!(t.find(42, |_| true), None);
-        assert_eq!(t.touch(42), 0);
+        t.prefetch(42);
+        assert_eq!(t.candidate(42), None);
     }
 }

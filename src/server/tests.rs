@@ -27,7 +27,7 @@ pub(super) static FAIL_NEXT_ACCEPT: AtomicBool = AtomicBool::new(false);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Panics while answering a query for `panic.fault.test` (the per-packet guard's test).
-pub(super) fn maybe_panic(parsed: &Result<wire::Query, wire::Reject>) {
+pub(super) fn maybe_panic(parsed: Result<&wire::Query, &wire::Reject>) {
     if let Ok(q) = parsed
         && q.name() == b"panic.fault.test"
     {

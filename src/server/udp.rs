@@ -34,7 +34,7 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmm
 
 use super::faults::{Faults, PanicWatch};
 use crate::dns::wire;
-use crate::handler::{Arrival, Handled, Handler, Pending};
+use crate::handler::{Arrival, Handler, Pending, Step};
 use crate::pipeline::upstream::{Near, Relay, Resume, Settled};
 use crate::pipeline::{Clock, Transport};
 use crate::querylog::{QueryLog, Record};
@@ -112,7 +112,11 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
     // Buffer index, length and the sender's address as the kernel gave it: answers go back
     // to it unconverted.
     let mut got: Vec<(usize, usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
-    let mut parsed: Vec<Result<wire::Query, wire::Reject>> = Vec::with_capacity(BATCH);
+    // One query per datagram slot, parsed into in place and reused batch after batch (a
+    // `Query` is about 900 bytes: made and moved per packet, it cost more than parsing),
+    // and each packet's verdict.
+    let mut queries: Vec<wire::Query> = (0..BATCH).map(|_| wire::Query::blank()).collect();
+    let mut parsed: Vec<Result<(), wire::Reject>> = Vec::with_capacity(BATCH);
     let mut hashes: Vec<u64> = Vec::new();
     let mut dests: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
     // Records of this batch, handed to the log once the answers are sent (empty when the
@@ -188,22 +192,33 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
         // Parse the batch, then touch the list lines of every name before answering any:
         // the misses overlap instead of following one another. A panic is caught per
         // packet, so that one packet costs only its own answer.
-        parsed.extend(got.iter().map(|&(i, n, from)| {
-            let pkt = bufs.get(i).and_then(|b| b.get(..n)).unwrap_or_default();
-            catch_unwind(|| wire::parse_query(pkt)).unwrap_or_else(|p| {
-                faults.panicked("a udp packet", to_std(&from), &*p);
-                Err(wire::Reject::Drop)
-            })
-        }));
+        // (`got` holds at most `BATCH` datagrams, one per query slot.)
+        parsed.extend(
+            got.iter()
+                .zip(queries.iter_mut())
+                .map(|(&(i, n, from), q)| {
+                    let pkt = bufs.get(i).and_then(|b| b.get(..n)).unwrap_or_default();
+                    catch_unwind(AssertUnwindSafe(|| wire::parse_query_into(pkt, q)))
+                        .unwrap_or_else(|p| {
+                            faults.panicked("a udp packet", to_std(&from), &*p);
+                            Err(wire::Reject::Drop)
+                        })
+                }),
+        );
         if !got.is_empty()
             && let Err(p) = catch_unwind(AssertUnwindSafe(|| {
-                let names = parsed.iter().flatten().map(wire::Query::name);
+                let names = queries
+                    .iter()
+                    .zip(&parsed)
+                    .filter(|(_, v)| v.is_ok())
+                    .map(|(q, _)| q.name());
                 std::hint::black_box(handler.pipeline().prefetch(names, &mut hashes))
             }))
         {
             faults.panicked("a udp batch prefetch", None, &*p);
         }
-        for (&(_, n, from), parsed) in got.iter().zip(&parsed) {
+        for ((&(_, n, from), q), verdict) in got.iter().zip(&queries).zip(&parsed) {
+            let parsed = verdict.as_ref().map(|()| q);
             let Some(src) = to_std(&from) else { continue };
             if outs.len() <= dests.len() {
                 outs.push(Vec::with_capacity(1500));
@@ -217,27 +232,24 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
                 arrived,
                 now,
             };
-            let handled = match catch_unwind(AssertUnwindSafe(|| {
+            let step = match catch_unwind(AssertUnwindSafe(|| {
                 #[cfg(test)]
                 super::tests::maybe_panic(parsed);
-                handler.handle(parsed, n, how, out)
+                handler.handle_into(parsed, n, how, out, |r| logged.push(r))
             })) {
-                Ok(h) => h,
+                Ok(s) => s,
                 Err(p) => {
                     faults.panicked("a udp query", Some(src), &*p);
                     continue;
                 }
             };
-            match handled {
-                Handled::Reply(record) => {
-                    dests.push(Some(from));
-                    logged.extend(record);
-                }
-                Handled::Drop(record) => logged.extend(record),
-                Handled::Pending(p) => {
+            match step {
+                Step::Reply => dests.push(Some(from)),
+                Step::Drop => {}
+                Step::Pending(p) => {
                     let p = match relay.as_mut() {
-                        Some(r) => r.start(p),
-                        None => Err(p),
+                        Some(r) => r.start(*p),
+                        None => Err(*p),
                     };
                     let p = match (p, near.as_mut()) {
                         (Err(p), Some(n)) => n.start(p),

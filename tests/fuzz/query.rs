@@ -292,8 +292,34 @@ fn setup() -> Setup {
     }
 }
 
+/// The UDP loop parses into the query its batch slot held before (`parse_query_into`):
+/// after any earlier input, that must read exactly as a fresh parse.
+fn reused_parse_agrees(pkt: &[u8], fresh: &Result<Query, wire::Reject>) -> Result<(), String> {
+    thread_local! {
+        static SLOT: std::cell::RefCell<Query> = std::cell::RefCell::new(Query::blank());
+    }
+    let facts = |q: &Query| {
+        (
+            (q.id, q.flags, q.qtype, q.qclass, q.edns, q.label_count()),
+            (q.wire_name().to_vec(), q.name().to_vec()),
+            (0..=q.label_count())
+                .map(|n| q.suffix_offset(n))
+                .collect::<Vec<_>>(),
+        )
+    };
+    SLOT.with_borrow_mut(|q| match (wire::parse_query_into(pkt, q), fresh) {
+        (Ok(()), Ok(f)) if facts(q) == facts(f) => Ok(()),
+        (Err(_), Err(_)) => Ok(()),
+        (got, want) => Err(format!(
+            "a reused parse differs: {got:?} {:?} against {want:?}",
+            facts(q)
+        )),
+    })
+}
+
 fn check(s: &Setup, pkt: &[u8]) -> Verdict {
     let parsed = wire::parse_query(pkt);
+    reused_parse_agrees(pkt, &parsed)?;
     let mut parts = Vec::new();
     let asked: Option<&Query> = match &parsed {
         Ok(q) => {

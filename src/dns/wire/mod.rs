@@ -29,7 +29,7 @@ pub use answer::{
     LocalAnswer, LocalRecord, LocalSoa, RFC8482_HINFO, write_answer, write_error, write_local,
     write_local_within, write_prepared_within, write_records, write_records_within,
 };
-pub use query::{Edns, Query, Reject, parse_query};
+pub use query::{Edns, Query, Reject, parse_query, parse_query_into};
 pub use response::{LOG_ANSWER_TEXT, LOG_ANSWERS, Response, ResponseError};
 pub use upstream::{
     Cookie, CookieOption, OPT_COOKIE, RCODE_BADCOOKIE, UpstreamOpt, next_frame, response_cookie,
