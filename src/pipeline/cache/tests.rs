@@ -296,3 +296,11 @@ fn an_entry_stays_small_enough_for_a_96_byte_lru_node() {
         std::mem::size_of::<super::Entry>()
     );
 }
+
+/// The layout the memory figures in `docs/performance.md` rest on: an entry and its inline
+/// key fit a 112-byte LRU node.
+#[test]
+fn an_entry_and_its_key_stay_small() {
+    assert_eq!(std::mem::size_of::<Entry>(), 40);
+    assert_eq!(std::mem::size_of::<Key>(), 48);
+}
