@@ -1,7 +1,9 @@
 //! Giving up root once every socket is bound: `sinkhole serve` started as root (to bind
 //! 53, 853, 443) becomes `server.user` (default `sinkhole` when that user exists), with
 //! its primary group only and no capability left, for the rest of its life; every thread
-//! changes at once (glibc applies `setresuid` to all of a process's threads).
+//! changes at once (glibc applies `setresuid` to all of a process's threads). It happens
+//! in `Service::start`'s `before_serving` step, after the last bind and before any
+//! listener runs, so that no query or request is ever handled as root.
 //!
 //! Started without root (systemd's `User=sinkhole` with `CAP_NET_BIND_SERVICE`), nothing
 //! changes here. The decision ([`plan`]) is pure and tested; [`apply`] makes the calls and

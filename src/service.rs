@@ -30,6 +30,19 @@ pub struct ServiceOptions {
     pub config_path: Option<PathBuf>,
     /// The clock every decision reads (tests move it forward instead of sleeping).
     pub clock: Clock,
+    /// Runs once every socket is bound and before anything is answered: `sinkhole serve`
+    /// gives up root there. An error stops the start.
+    pub before_serving: Option<BeforeServing>,
+}
+
+/// A step run between binding and serving (see [`ServiceOptions::before_serving`]).
+#[derive(Clone)]
+pub struct BeforeServing(pub Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>);
+
+impl std::fmt::Debug for BeforeServing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeServing(..)")
+    }
 }
 
 impl Default for ServiceOptions {
@@ -38,6 +51,7 @@ impl Default for ServiceOptions {
             watch_interval: Duration::from_secs(1),
             config_path: None,
             clock: Clock::system(),
+            before_serving: None,
         }
     }
 }
@@ -73,7 +87,9 @@ struct Encrypted {
 
 impl Service {
     /// Starts serving `policy` (loaded from `cfg` by the caller, who reports its lists).
-    /// Call from within the tokio runtime `rt`.
+    /// Call from within the tokio runtime `rt`. Every socket is bound (the DNS ones by the
+    /// caller, the block page's and the API's here) before `opts.before_serving` runs, and
+    /// nothing is answered before it has returned.
     pub fn start(
         cfg: Config,
         policy: Policy,
@@ -133,14 +149,22 @@ impl Service {
         let pipeline = Arc::new(pipeline);
         let log = cfg.log.as_ref().map(querylog::start).transpose()?;
         let query_log = log.as_ref().map(|(l, _)| l.clone());
-        // The block page binds first: a port it cannot have stops the start before DNS runs.
-        let block_page = BlockPage::start(
+        // Every socket is bound before anything runs: a port the block page or the API
+        // cannot have stops the start before DNS is answered, and `before_serving` (giving
+        // up root) comes after the last bind and before the first answer.
+        let block_page_listeners =
             crate::block_page::bind(&cfg.http.block_page_listen).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!("block page on {:?}: {e}", cfg.http.block_page_listen),
                 )
-            })?,
+            })?;
+        let http_listeners = HttpServer::bind(&cfg.http.listen)?;
+        if let Some(BeforeServing(step)) = &opts.before_serving {
+            step()?;
+        }
+        let block_page = BlockPage::start(
+            block_page_listeners,
             Arc::clone(&pipeline),
             opts.clock.clone(),
             rt,
@@ -212,10 +236,11 @@ impl Service {
         let (watch, refresh, http, sync) = {
             let _g = rt.enter();
             let sync = shared.as_ref().map(Shared::spawn_listener);
-            let http = if http_cfg.listen.is_empty() {
+            let http = if http_listeners.is_empty() {
                 None
             } else {
                 Some(HttpServer::start(
+                    http_listeners,
                     &http_cfg,
                     Arc::clone(&pipeline),
                     Arc::clone(&reloader),

@@ -11,7 +11,7 @@ use crate::blocklist::load::log_reports;
 use crate::config::{Config, DEFAULT_NAME};
 use crate::pipeline::Policy;
 use crate::privdrop::{self, Plan};
-use crate::service::{Service, ServiceOptions};
+use crate::service::{BeforeServing, Service, ServiceOptions};
 use crate::systemd::{self, Notifier};
 
 /// Runs `serve`: exit 2 on a bad config, 1 when it cannot start or fails while serving.
@@ -72,8 +72,14 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let quic_addrs = sockets.quic_addrs();
     let addrs = sockets.local_addrs();
     let rules = policy.blocking.list().len();
+    // Root is given up once every socket is bound (DNS, TLS, HTTPS, QUIC, the API, the
+    // block page) and before the first answer: no query is ever handled as root.
+    let user = cfg.server.user.clone();
     let opts = ServiceOptions {
         config_path: path,
+        before_serving: Some(BeforeServing(std::sync::Arc::new(move || {
+            give_up_root(user.as_deref()).map_err(|e| std::io::Error::other(format!("{e:#}")))
+        }))),
         ..ServiceOptions::default()
     };
     // The signal handlers go in before the first answer: a SIGTERM sent as soon as the
@@ -89,12 +95,9 @@ fn serve_config(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             rt.spawn(tokio::signal::ctrl_c()),
         )
     };
-    let user = cfg.server.user.clone();
     let folders = privdrop::writable_folders(&cfg);
-    let service = Service::start(cfg, policy, sockets, rt.handle(), opts)
-        .context("cannot start the listeners")?;
-    // Every socket is bound now (DNS, TLS, HTTPS, QUIC, the API, the block page).
-    give_up_root(user.as_deref())?;
+    let service =
+        Service::start(cfg, policy, sockets, rt.handle(), opts).context("cannot start serving")?;
     // As the user it now is: the folders it must write in, one line each if it cannot.
     let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
         .ok()

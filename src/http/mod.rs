@@ -96,8 +96,21 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `cfg.listen` and serves the API there. Call within the runtime.
+    /// Binds the API's addresses (`[http] listen`), to be served by [`HttpServer::start`].
+    pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<std::net::TcpListener>> {
+        addrs
+            .iter()
+            .map(|&addr| {
+                std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("http.listen {addr}: {e}")))
+            })
+            .collect()
+    }
+
+    /// Serves the API on `listeners` (from [`HttpServer::bind`]). Call within the runtime.
     pub fn start(
+        listeners: Vec<std::net::TcpListener>,
         cfg: &HttpConfig,
         pipeline: Arc<Pipeline>,
         reloader: Arc<Reloader>,
@@ -123,11 +136,8 @@ impl HttpServer {
         let slots = ClientSlots::new(MAX_CONNECTIONS_PER_CLIENT, MAX_CONNECTIONS);
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
-        for &addr in &cfg.listen {
-            let l = std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .and_then(tokio::net::TcpListener::from_std)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("http.listen {addr}: {e}")))?;
+        for l in listeners {
+            let l = tokio::net::TcpListener::from_std(l)?;
             addrs.push(l.local_addr()?);
             tasks.push(tokio::spawn(accept_loop(
                 l,

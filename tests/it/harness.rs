@@ -73,6 +73,7 @@ impl TestServer {
             watch_interval: Duration::from_millis(100),
             config_path: Some(path),
             clock: clock.clone(),
+            before_serving: None,
         };
         let service = Service::start(
             cfg,

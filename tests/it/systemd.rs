@@ -492,3 +492,106 @@ fn a_port_in_use_or_below_1024_says_who_holds_it_or_what_to_grant() {
         );
     }
 }
+
+/// `serve` gives up root in `before_serving`, so nothing may be answered before that step
+/// has returned: a client asking from before the start (its queries wait in the bound
+/// socket) gets its first answer only after the step, which takes 300 ms here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_answered_before_the_step_between_binding_and_serving() {
+    use sinkhole::service::{BeforeServing, Service, ServiceOptions};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.txt"), "ads.test\n").unwrap();
+    let path = dir.path().join("s.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:9\"]\n\
+         [blocking]\nlists = [\"b.txt\"]\n",
+    )
+    .unwrap();
+    let cfg = sinkhole::config::Config::load(&path).unwrap();
+    let (policy, _) = sinkhole::pipeline::Policy::load(&cfg).unwrap();
+    let sockets = sinkhole::server::bind(&cfg.server.listen, cfg.server.udp_threads).unwrap();
+    let addr = sockets.local_addrs()[0];
+    let stepped = Arc::new(AtomicBool::new(false));
+    // Asks every 5 ms from now on; says whether the step had returned when the first
+    // answer came.
+    let client = {
+        let stepped = Arc::clone(&stepped);
+        let query = make_query("ads.test.", RecordType::A, None)
+            .to_vec()
+            .unwrap();
+        std::thread::spawn(move || {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(5)))
+                .unwrap();
+            sock.connect(addr).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut buf = [0u8; 512];
+            loop {
+                sock.send(&query).unwrap();
+                if sock.recv(&mut buf).is_ok() {
+                    return stepped.load(Ordering::SeqCst);
+                }
+                assert!(Instant::now() < deadline, "no answer within 10 s");
+            }
+        })
+    };
+    let step = {
+        let stepped = Arc::clone(&stepped);
+        BeforeServing(Arc::new(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stepped.store(true, Ordering::SeqCst);
+            Ok(())
+        }))
+    };
+    let opts = ServiceOptions {
+        before_serving: Some(step),
+        ..ServiceOptions::default()
+    };
+    let service = Service::start(
+        cfg,
+        policy,
+        sockets,
+        &tokio::runtime::Handle::current(),
+        opts,
+    )
+    .unwrap();
+    let after_step = tokio::task::spawn_blocking(move || client.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        after_step,
+        "a query was answered before before_serving returned"
+    );
+    service.shutdown();
+}
+
+/// A step that fails stops the start with its error, before anything is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_step_between_binding_and_serving_stops_the_start() {
+    use sinkhole::service::{BeforeServing, Service, ServiceOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.toml");
+    std::fs::write(&path, "[server]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+    let cfg = sinkhole::config::Config::load(&path).unwrap();
+    let (policy, _) = sinkhole::pipeline::Policy::load(&cfg).unwrap();
+    let sockets = sinkhole::server::bind(&cfg.server.listen, cfg.server.udp_threads).unwrap();
+    let opts = ServiceOptions {
+        before_serving: Some(BeforeServing(std::sync::Arc::new(|| {
+            Err(std::io::Error::other("cannot become user \"nobody\""))
+        }))),
+        ..ServiceOptions::default()
+    };
+    let err = Service::start(
+        cfg,
+        policy,
+        sockets,
+        &tokio::runtime::Handle::current(),
+        opts,
+    )
+    .err()
+    .expect("the start goes on after a failed step");
+    assert!(err.to_string().contains("cannot become user"), "{err}");
+}
