@@ -351,12 +351,16 @@ async fn a_zone_with_dead_name_servers_resolves_through_its_live_one() {
         t.elapsed()
     );
     assert!(live.calls() >= 1);
-    // The dead servers are ranked lower now: the next name costs at most one more wait.
+    // The next name is bounded the same way. hickory ranks the dead servers lower, but not
+    // always: its choice is random among servers with similar round-trip estimates, and it
+    // asks the zone twice per name (the name's NS, then the question), so both exchanges may
+    // wait for both dead servers again: 1.21 s in 4 of 48 runs on a 2-core machine, 1 of
+    // them on f32f70a, before any change to this path. The bound was 1 s.
     let t = Instant::now();
     let m = s.query("x.half.test.", RecordType::A).await;
     assert_eq!(first_answer(&m), "192.0.2.51", "{m:?}");
     assert!(
-        t.elapsed() < Duration::from_millis(1000),
+        t.elapsed() < Duration::from_millis(1900),
         "{:?}",
         t.elapsed()
     );
