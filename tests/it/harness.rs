@@ -75,14 +75,7 @@ impl TestServer {
             clock: clock.clone(),
             before_serving: None,
         };
-        let service = Service::start(
-            cfg,
-            policy,
-            sockets,
-            &tokio::runtime::Handle::current(),
-            opts,
-        )
-        .unwrap();
+        let service = start_service((cfg, policy, sockets), opts).unwrap();
         Self {
             addr,
             dir,
@@ -375,4 +368,31 @@ pub(crate) fn http_agent() -> ureq::Agent {
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into()
+}
+
+/// A loaded config, its policy and its bound DNS sockets: what `Service::start` takes.
+pub(crate) type Bound = (Config, Policy, sinkhole::server::Sockets);
+
+/// The config `toml`, written to `dir/s.toml` and loaded, with its DNS sockets bound.
+pub(crate) fn load_and_bind(dir: &std::path::Path, toml: &str) -> Bound {
+    let path = dir.join("s.toml");
+    std::fs::write(&path, toml).unwrap();
+    let cfg = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"));
+    let (policy, _) = Policy::load(&cfg).unwrap();
+    let sockets = sinkhole::server::bind(&cfg.server.listen, cfg.server.udp_threads).unwrap();
+    (cfg, policy, sockets)
+}
+
+/// `Service::start` on the current runtime.
+pub(crate) fn start_service(
+    (cfg, policy, sockets): Bound,
+    opts: ServiceOptions,
+) -> std::io::Result<Service> {
+    Service::start(
+        cfg,
+        policy,
+        sockets,
+        &tokio::runtime::Handle::current(),
+        opts,
+    )
 }

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use hickory_proto::rr::RecordType;
 
 use crate::fake_upstream::{FakeUpstream, a};
-use crate::harness::{bin, first_answer, free_port, make_query, signal, udp_exchange};
+use crate::harness::{
+    bin, first_answer, free_port, load_and_bind, make_query, signal, start_service, udp_exchange,
+};
+use sinkhole::service::{BeforeServing, ServiceOptions};
 
 /// The next message on `sock` within `within`, `None` when none came.
 fn next(sock: &UnixDatagram, within: Duration) -> Option<String> {
@@ -498,22 +501,16 @@ fn a_port_in_use_or_below_1024_says_who_holds_it_or_what_to_grant() {
 /// socket) gets its first answer only after the step, which takes 300 ms here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_answered_before_the_step_between_binding_and_serving() {
-    use sinkhole::service::{BeforeServing, Service, ServiceOptions};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("b.txt"), "ads.test\n").unwrap();
-    let path = dir.path().join("s.toml");
-    std::fs::write(
-        &path,
+    let bound = load_and_bind(
+        dir.path(),
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"127.0.0.1:9\"]\n\
          [blocking]\nlists = [\"b.txt\"]\n",
-    )
-    .unwrap();
-    let cfg = sinkhole::config::Config::load(&path).unwrap();
-    let (policy, _) = sinkhole::pipeline::Policy::load(&cfg).unwrap();
-    let sockets = sinkhole::server::bind(&cfg.server.listen, cfg.server.udp_threads).unwrap();
-    let addr = sockets.local_addrs()[0];
+    );
+    let addr = bound.2.local_addrs()[0];
     let stepped = Arc::new(AtomicBool::new(false));
     // Asks every 5 ms from now on; says whether the step had returned when the first
     // answer came.
@@ -550,14 +547,7 @@ async fn nothing_is_answered_before_the_step_between_binding_and_serving() {
         before_serving: Some(step),
         ..ServiceOptions::default()
     };
-    let service = Service::start(
-        cfg,
-        policy,
-        sockets,
-        &tokio::runtime::Handle::current(),
-        opts,
-    )
-    .unwrap();
+    let service = start_service(bound, opts).unwrap();
     let after_step = tokio::task::spawn_blocking(move || client.join().unwrap())
         .await
         .unwrap();
@@ -571,27 +561,16 @@ async fn nothing_is_answered_before_the_step_between_binding_and_serving() {
 /// A step that fails stops the start with its error, before anything is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_step_between_binding_and_serving_stops_the_start() {
-    use sinkhole::service::{BeforeServing, Service, ServiceOptions};
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.toml");
-    std::fs::write(&path, "[server]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
-    let cfg = sinkhole::config::Config::load(&path).unwrap();
-    let (policy, _) = sinkhole::pipeline::Policy::load(&cfg).unwrap();
-    let sockets = sinkhole::server::bind(&cfg.server.listen, cfg.server.udp_threads).unwrap();
+    let bound = load_and_bind(dir.path(), "[server]\nlisten = [\"127.0.0.1:0\"]\n");
     let opts = ServiceOptions {
         before_serving: Some(BeforeServing(std::sync::Arc::new(|| {
             Err(std::io::Error::other("cannot become user \"nobody\""))
         }))),
         ..ServiceOptions::default()
     };
-    let err = Service::start(
-        cfg,
-        policy,
-        sockets,
-        &tokio::runtime::Handle::current(),
-        opts,
-    )
-    .err()
-    .expect("the start goes on after a failed step");
+    let err = start_service(bound, opts)
+        .err()
+        .expect("the start goes on after a failed step");
     assert!(err.to_string().contains("cannot become user"), "{err}");
 }
