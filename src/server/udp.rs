@@ -272,6 +272,11 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
         }
         if let Some(n) = near.as_mut() {
             n.settled(&mut settled);
+            // Idle, the thread never waits in `Near::wait`, whose sweep drops what a
+            // reload left behind (a replaced upstream's connections and resolvers).
+            if n.idle() {
+                n.sweep(arrived);
+            }
         }
         for s in settled.drain(..) {
             let (p, got) = match s {

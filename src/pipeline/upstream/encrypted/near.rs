@@ -356,8 +356,10 @@ impl<T: Relayed + Send + Sync + 'static> Near<T> {
         out.append(&mut done);
     }
 
-    /// Drops, about once a minute, connections unused for [`FORGET`].
-    fn sweep(&mut self, now: Instant) {
+    /// Drops, about once a minute, connections and resolvers unused for [`FORGET`] (those
+    /// of upstreams a reload replaced). Every wait calls it; a thread with nothing in
+    /// flight never waits here, so its loop calls it after each batch.
+    pub fn sweep(&mut self, now: Instant) {
         if now.duration_since(self.last_sweep) < FORGET / 2 {
             return;
         }

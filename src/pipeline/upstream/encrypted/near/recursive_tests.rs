@@ -214,3 +214,28 @@ fn at_most_max_recursing_run_at_once() {
     }
     assert!(near.start(item("again.example.test", &up)).is_ok());
 }
+
+#[test]
+fn a_resolver_unused_for_forget_goes_with_the_shared_one_it_holds() {
+    let root = Root::start(Ipv4Addr::new(127, 54, 0, 6), true);
+    let up = recursive(root.addr, Duration::from_secs(3));
+    let shared = Arc::clone(up.recursive().unwrap());
+    let (mut r, _listener) = relay();
+    let mut near = Near::new(&r).unwrap();
+    assert!(near.start(item("x.example.test", &up)).is_ok());
+    assert_eq!(settle(&mut near, &mut r, 1).len(), 1);
+    assert!(near.idle());
+    let held = Arc::strong_count(&shared);
+    // A reload replaced the upstream: nothing asks this resolver any more.
+    drop(up);
+    let now = Instant::now();
+    near.sweep(now + FORGET / 2 + Duration::from_secs(1));
+    assert_eq!(near.recursors.len(), 1, "kept while used within FORGET");
+    near.sweep(now + FORGET + Duration::from_secs(60));
+    assert!(near.recursors.is_empty());
+    assert_eq!(
+        Arc::strong_count(&shared),
+        held - 2,
+        "neither the thread's resolver nor the upstream holds the shared one"
+    );
+}
