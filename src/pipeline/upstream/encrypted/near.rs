@@ -356,7 +356,7 @@ impl<T: Relayed + Send + Sync + 'static> Near<T> {
         out.append(&mut done);
     }
 
-    /// Drops, about once a minute, connections and resolvers unused for [`FORGET`] (those
+    /// Drops, about once a minute, connections and resolvers unused for `FORGET` (those
     /// of upstreams a reload replaced). Every wait calls it; a thread with nothing in
     /// flight never waits here, so its loop calls it after each batch.
     pub fn sweep(&mut self, now: Instant) {
