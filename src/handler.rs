@@ -204,7 +204,7 @@ pub enum Step {
     /// Send nothing.
     Drop,
     /// Gone upstream, as [`Handled::Pending`] (boxed: a miss is rare next to the answers
-    /// made at once, and the step stays a word).
+    /// made at once, and the step stays two words).
     Pending(Box<Pending>),
 }
 

@@ -254,11 +254,13 @@ pub fn parse_query_into(pkt: &[u8], q: &mut Query) -> Result<(), Reject> {
     let an = u16_at(pkt, 6).unwrap_or(0);
     let ns = u16_at(pkt, 8).unwrap_or(0);
     let ar = u16_at(pkt, 10).unwrap_or(0);
-    let formerr = |query: Option<Box<Query>>| Reject::Reply {
+    // A refusal that is answered, with the question when it was read (a copy: `q` stays
+    // the caller's, to parse the next packet into).
+    let reply = |rcode, question: Option<&Query>| Reject::Reply {
         id,
         flags,
-        rcode: rcode::FORMERR,
-        query,
+        rcode,
+        query: question.map(|q| Box::new(q.clone())),
     };
     // Every field the accessors read is set here or by `parse_qname`; the bytes past the
     // lengths are never read, so they are left as the last packet wrote them.
@@ -280,30 +282,25 @@ pub fn parse_query_into(pkt: &[u8], q: &mut Query) -> Result<(), Reject> {
         None
     };
     if flags & OPCODE_MASK != 0 {
-        return Err(Reject::Reply {
-            id,
-            flags,
-            rcode: rcode::NOTIMP,
-            query: question.map(|_| Box::new(q.clone())),
-        });
+        return Err(reply(rcode::NOTIMP, question.map(|_| &*q)));
     }
     let Some(mut pos) = question else {
-        return Err(formerr(None));
+        return Err(reply(rcode::FORMERR, None));
     };
     for _ in 0..(u32::from(an) + u32::from(ns)) {
         match parse_rr(pkt, pos) {
             Some(rr) => pos = rr.end,
-            None => return Err(formerr(Some(Box::new(q.clone())))),
+            None => return Err(reply(rcode::FORMERR, Some(q))),
         }
     }
     for _ in 0..ar {
         let Some(rr) = parse_rr(pkt, pos) else {
-            return Err(formerr(Some(Box::new(q.clone()))));
+            return Err(reply(rcode::FORMERR, Some(q)));
         };
         if rr.rtype == TYPE_OPT {
             // RFC 6891 §6.1.1: one OPT, owned by the root.
             if q.edns.is_some() || pkt.get(rr.start) != Some(&0) {
-                return Err(formerr(Some(Box::new(q.clone()))));
+                return Err(reply(rcode::FORMERR, Some(q)));
             }
             let payload = u16_at(pkt, rr.start + 3).unwrap_or(512);
             // parse_rr checked that the TTL field (version and flags) is in the packet.
@@ -318,12 +315,7 @@ pub fn parse_query_into(pkt: &[u8], q: &mut Query) -> Result<(), Reject> {
         pos = rr.end;
     }
     if q.edns.is_some_and(|e| e.version != 0) {
-        return Err(Reject::Reply {
-            id,
-            flags,
-            rcode: rcode::BADVERS,
-            query: Some(Box::new(q.clone())),
-        });
+        return Err(reply(rcode::BADVERS, Some(q)));
     }
     Ok(())
 }
