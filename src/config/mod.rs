@@ -71,7 +71,8 @@ pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     /// UDP receive threads per listen address (0 = one per core).
     pub udp_threads: usize,
-    /// Under load, the pause after a partial UDP batch so that the next one is fuller.
+    /// Under load, the longest pause after a partial UDP batch, so that the next one is
+    /// fuller (the pause follows the arrival rate).
     pub udp_batch_wait: Duration,
     /// Idle TCP connections are closed after this; also the deadline of one TCP write.
     pub tcp_idle: Duration,

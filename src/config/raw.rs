@@ -78,7 +78,7 @@ pub struct RawServer {
     pub listen: Spanned<Vec<Spanned<String>>>,
     /// UDP receive threads per listen address (0 = one per CPU core).
     pub udp_threads: usize,
-    /// Under load, how long a UDP thread waits after a partial batch, in microseconds.
+    /// Under load, the longest a UDP thread waits after a partial batch, in microseconds.
     pub udp_batch_wait_us: u64,
     /// Idle time after which a TCP client connection is closed.
     pub tcp_idle_ms: u64,
@@ -113,7 +113,7 @@ impl Default for RawServer {
         Self {
             listen: Spanned::new(0..0, vec![Spanned::new(0..0, "127.0.0.1:5300".into())]),
             udp_threads: 1,
-            udp_batch_wait_us: 50,
+            udp_batch_wait_us: 200,
             tcp_idle_ms: 10_000,
             tcp_max_connections: 512,
             tcp_max_per_client: 32,

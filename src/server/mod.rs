@@ -23,6 +23,7 @@
     clippy::panic
 )]
 
+mod batch_pause;
 mod bind_error;
 pub mod doh;
 pub(crate) mod faults;

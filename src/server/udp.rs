@@ -15,11 +15,12 @@
 //! A panic while parsing or answering one packet is caught and logged with the client's
 //! address; the batch goes on. If the loop itself ends, the thread starts it again.
 //!
-//! Under load a thread pauses for `server.udp_batch_wait_us` after a partial batch (more
-//! than one datagram, fewer than a full batch), so that the next `recvmmsg` takes a fuller
-//! one: like a NIC's interrupt moderation, one wake-up then serves many queries, which
-//! saves the kernel's per-wake-up scheduling work. A lone query (a quiet LAN) never
-//! waits, and no query waits longer than the pause.
+//! Under load a thread pauses after a partial batch (more than one datagram, fewer than a
+//! full batch), so that the next `recvmmsg` takes a fuller one: like a NIC's interrupt
+//! moderation, one wake-up then serves many queries, which saves the kernel's per-wake-up
+//! scheduling work. The pause follows the arrival rate, up to `server.udp_batch_wait_us`
+//! ([`batch_pause`]). A lone query (a quiet LAN) never waits, and no query waits longer
+//! than the setting.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
@@ -32,6 +33,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 
+use super::batch_pause;
 use super::faults::{Faults, PanicWatch};
 use crate::dns::wire;
 use crate::handler::{Arrival, Handler, Pending, Step};
@@ -142,6 +144,8 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
         None => None,
     };
     let mut settled: Vec<Settled<Pending>> = Vec::new();
+    // When the last receive that took datagrams returned: the rate that sets the pause.
+    let mut last_arrived = tokio::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         got.clear();
         // With forwards in flight, wait for the listener and the upstream sockets together;
@@ -319,8 +323,13 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
             // (grown a push at a time, its records would be moved several times).
             log.record_batch(std::mem::replace(&mut logged, log.batch_vec(got.len())));
         }
-        if !batch_wait.is_zero() && got.len() > 1 && got.len() < BATCH {
-            std::thread::sleep(*batch_wait);
+        // The rate is the listener's: wake-ups for upstream answers alone do not count.
+        if !got.is_empty() {
+            let since = arrived.saturating_duration_since(last_arrived);
+            last_arrived = arrived;
+            if let Some(pause) = batch_pause::after(got.len(), BATCH, since, *batch_wait) {
+                std::thread::sleep(pause);
+            }
         }
     }
 }
