@@ -1,27 +1,27 @@
 //! How long a UDP thread pauses after a batch before its next receive (interrupt
 //! moderation, as a NIC does it): the pause follows the rate at which datagrams arrive.
 //!
-//! Every wake-up of a UDP thread costs the kernel's scheduling work (a few µs) whatever
-//! the batch it brings, so under load the CPU per query falls as batches fill; the price is
-//! latency, so the pause is only as long as the load makes worthwhile. The rate is the
-//! batch just taken over the time since the last receive before it that took any: when the whole of
+//! Every wake-up of a UDP thread costs the kernel's scheduling work whatever the batch it
+//! brings, so under load the CPU per query falls as batches fill; the price is latency, so
+//! the pause is only as long as the load makes worthwhile. The rate is the batch just taken
+//! over the time since the last receive before it that took any: when the whole of
 //! `server.udp_batch_wait_us` would gather [`FULL_AT`] datagrams or more (from 80,000
 //! queries per second with the default 200 µs), the thread pauses all of it; below, a
-//! share in proportion (two queries that came together on a quiet LAN: none). A lone query,
-//! and a full batch (more is already waiting), never wait.
+//! share in proportion (two queries that came together on a quiet LAN: none). A lone
+//! query, and a full batch (more is already waiting), never wait.
 
 use std::time::Duration;
 
 /// The datagrams a whole pause must be expected to gather for the thread to take it all.
-pub(super) const FULL_AT: u32 = 16;
+const FULL_AT: u32 = 16;
 
-/// Shorter pauses are not taken: the sleep's own system call and wake-up would cost more
-/// than the few datagrams it could gather.
-pub(super) const SHORTEST: Duration = Duration::from_micros(5);
+/// Shorter pauses are not taken: they would gather hardly a datagram, for a system call
+/// and a wake-up of their own.
+const SHORTEST: Duration = Duration::from_micros(5);
 
 /// The pause after a receive that took `got` datagrams (of at most `batch`) `since` the
-/// last receive before it that took any returned, with `most` the configured longest pause; `None`: receive
-/// again at once.
+/// last receive before it that took any returned, with `most` the configured longest
+/// pause; `None`: receive again at once.
 pub(super) fn after(got: usize, batch: usize, since: Duration, most: Duration) -> Option<Duration> {
     if got < 2 || got >= batch || most.is_zero() {
         return None;

@@ -219,9 +219,13 @@ fn at_most_max_recursing_run_at_once() {
 fn a_resolver_unused_for_forget_goes_with_the_shared_one_it_holds() {
     let root = Root::start(Ipv4Addr::new(127, 54, 0, 6), true);
     let up = recursive(root.addr, Duration::from_secs(3));
-    let shared = Arc::clone(up.recursive().unwrap());
+    let Some(shared) = up.recursive().map(Arc::clone) else {
+        panic!("a recursive upstream holds a shared resolver");
+    };
     let (mut r, _listener) = relay();
-    let mut near = Near::new(&r).unwrap();
+    let Ok(mut near) = Near::new(&r) else {
+        panic!("the thread's runtime starts");
+    };
     assert!(near.start(item("x.example.test", &up)).is_ok());
     assert_eq!(settle(&mut near, &mut r, 1).len(), 1);
     assert!(near.idle());
