@@ -95,8 +95,9 @@
 //!    read the clock: `req.now` is the time of every decision.
 //! 2. Only `pipeline::upstream` does network I/O on the query path (list downloads run on
 //!    blocking threads, off it). The query log never
-//!    waits: a record is handed over with `try_send` after the answer is sent; a full queue
-//!    drops it and counts it. With the log off, nothing is done per query for it.
+//!    waits: a record is handed over with `try_send` just before the answer is sent (so a client
+//!    that asks again once answered finds its queries in order); a full queue drops it and
+//!    counts it. With the log off, nothing is done per query for it.
 //! 3. A `Blocklist`, a `Policy` and a `Config` are immutable once built; a reload builds new
 //!    ones off the query path and swaps an `Arc`; a reload that fails anywhere applies nothing.
 //! 4. Every query gets exactly one response, except packets that must not be answered

@@ -279,6 +279,11 @@ async fn stream(
             return;
         }
     };
+    // Logged before the answer leaves, like every transport: a client that asks again once
+    // answered finds its queries in the order it asked them (access control's drops too).
+    if let (Some(log), Some(r)) = (&shared.log, record) {
+        log.record(r);
+    }
     if out.is_empty() {
         let _ = send.reset(cancel);
     } else {
@@ -290,19 +295,11 @@ async fn stream(
         .await;
         match sent {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(client = %peer, error = %e, "doq answer not sent");
-                return;
-            }
+            Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "doq answer not sent"),
             Err(_) => {
                 tracing::debug!(client = %peer, "doq answer not taken in time");
                 let _ = send.reset(cancel);
-                return;
             }
         }
-    }
-    // Logged once the answer is handed to QUIC (access control's drops too).
-    if let (Some(log), Some(r)) = (&shared.log, record) {
-        log.record(r);
     }
 }

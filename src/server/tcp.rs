@@ -131,6 +131,11 @@ where
     let writer = async {
         let mut framed = Vec::with_capacity(514);
         while let Some((msg, record, permit)) = rx.recv().await {
+            // Logged before the answer is written, like every transport: the log keeps the
+            // order in which a client asked. Never awaits.
+            if let (Some(log), Some(r)) = (&shared.log, record) {
+                log.record(r);
+            }
             framed.clear();
             let n = u16::try_from(msg.len()).unwrap_or(u16::MAX);
             framed.extend_from_slice(&n.to_be_bytes());
@@ -142,10 +147,6 @@ where
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "write deadline")
                 })??;
             drop(permit);
-            // Log after the answer is sent; never awaits.
-            if let (Some(log), Some(r)) = (&shared.log, record) {
-                log.record(r);
-            }
         }
         // Every answer is written: close our side (over TLS, a close_notify first).
         let _ = timeout(shared.idle, wr.shutdown()).await;

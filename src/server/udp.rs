@@ -121,8 +121,8 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
     let mut parsed: Vec<Result<(), wire::Reject>> = Vec::with_capacity(BATCH);
     let mut hashes: Vec<u64> = Vec::new();
     let mut dests: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
-    // Records of this batch, handed to the log once the answers are sent (empty when the
-    // log is off).
+    // Records of this batch, handed to the log just before the answers are sent (empty
+    // when the log is off).
     let mut logged: Vec<Record> = Vec::new();
     // The misses' first attempts, made from this loop; without it (no epoll), every miss
     // runs on the runtime.
@@ -307,15 +307,9 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
                 Err(p) => faults.panicked("a udp forward", Some(client), &*p),
             }
         }
-        send_batch(
-            fd,
-            &mut sheaders,
-            outs.get(..dests.len()).unwrap_or_default(),
-            &dests,
-        );
-        // Answers of a large settled batch may have grown the buffers: keep a batch's worth.
-        outs.truncate(2 * BATCH);
-        // Log after send: the answers are out before any logging work.
+        // The records go to the log before the answers leave: a client that asks again
+        // once answered (from another port, which may reach another thread) finds its
+        // queries logged in the order it asked them. One queue operation per batch.
         if let Some(log) = log
             && !logged.is_empty()
         {
@@ -323,6 +317,16 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
             // (grown a push at a time, its records would be moved several times).
             log.record_batch(std::mem::replace(&mut logged, log.batch_vec(got.len())));
         }
+        send_batch(
+            fd,
+            &mut sheaders,
+            outs.get(..dests.len()).unwrap_or_default(),
+            &dests,
+        );
+        #[cfg(test)]
+        super::tests::after_send(queries.get(..got.len()).unwrap_or_default());
+        // Answers of a large settled batch may have grown the buffers: keep a batch's worth.
+        outs.truncate(2 * BATCH);
         // The rate is the listener's: wake-ups for upstream answers alone do not count.
         if !got.is_empty() {
             let since = arrived.saturating_duration_since(last_arrived);
@@ -335,7 +339,7 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
 }
 
 /// Runs a forward on the runtime (the whole of it, or what follows the relay's first
-/// attempt), then sends its answer on `sock` and logs it.
+/// attempt), then logs it and sends its answer on `sock`.
 fn spawn_forward(sock: &Arc<UdpSocket>, sh: &Shared, p: Pending, resume: Option<Resume>) {
     let (sock, faults) = (Arc::clone(sock), Arc::clone(&sh.faults));
     let log = sh.log.clone();
@@ -350,14 +354,16 @@ fn spawn_forward(sock: &Arc<UdpSocket>, sh: &Shared, p: Pending, resume: Option<
             Some(r) => p.resume(r).await,
             None => p.run().await,
         };
+        // Logged before it is sent, as on the UDP thread: the log keeps the order in
+        // which a client asked.
+        if let (Some(log), Some(r)) = (log, record) {
+            log.record(r);
+        }
         // Empty: response-rate limiting dropped the answer.
         if !out.is_empty()
             && let Err(e) = sock.send_to(&out, client)
         {
             tracing::debug!(error = %e, %client, "udp send failed");
-        }
-        if let (Some(log), Some(r)) = (log, record) {
-            log.record(r);
         }
     });
 }
