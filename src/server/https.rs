@@ -33,10 +33,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_rustls::TlsAcceptor;
 
+use super::accept::{Kind, accept_loop};
 use super::doh::Conn;
-use super::faults::PanicWatch;
 use super::records::RecordPerAnswer;
-use super::slots::Full;
 use super::tcp;
 
 /// HTTP/2 streams one connection may have open at once.
@@ -64,46 +63,20 @@ pub(super) struct HttpsShared {
 
 /// Accepts connections until the task is aborted.
 pub(super) async fn serve(listener: Arc<TcpListener>, https: Arc<HttpsShared>) {
-    let mut warned = super::RateLimit::default();
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors and the like: say so, and do not spin.
-                if warned.allow() {
-                    tracing::warn!(error = %e, "https accept failed");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let slot = match https.conn.conns.try_take(peer.ip()) {
-            Ok(s) => s,
-            Err(full) => {
-                if warned.allow() {
-                    let limit = match full {
-                        Full::Client => "tcp_max_per_client",
-                        Full::Total => "tcp_max_connections",
-                    };
-                    tracing::warn!(client = %peer, limit, "https connection refused: limit reached");
-                }
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let https = Arc::clone(&https);
-        tokio::spawn(async move {
-            let _watch = PanicWatch {
-                what: "an https connection",
-                client: peer,
-                faults: Arc::clone(&https.conn.faults),
-            };
-            if let Err(e) = connection(stream, peer, &https).await {
-                tracing::debug!(client = %peer, error = %e, "https connection ended");
-            }
-            drop(slot);
-        });
-    }
+    let kind = Kind {
+        proto: "https",
+        what: "an https connection",
+    };
+    accept_loop(
+        listener,
+        Arc::clone(&https.conn),
+        kind,
+        move |stream, peer| {
+            let https = Arc::clone(&https);
+            async move { connection(stream, peer, &https).await }
+        },
+    )
+    .await;
 }
 
 /// Serves one connection: the handshake, then HTTP/2 or HTTP/1.1 as ALPN chose, until the

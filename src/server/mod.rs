@@ -23,6 +23,7 @@
     clippy::panic
 )]
 
+mod accept;
 mod batch_pause;
 mod bind_error;
 pub mod doh;
@@ -78,68 +79,72 @@ pub struct Sockets {
 impl Sockets {
     /// The addresses actually bound (port 0 resolved), one per listen address.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.tcp
-            .iter()
-            .filter_map(|t| t.local_addr().ok())
-            .collect()
+        bound(&self.tcp, TcpListener::local_addr)
     }
 
     /// Binds a TCP listener for DNS over TLS on each of `addrs` (port 0: a free port).
     pub fn with_tls(mut self, addrs: &[SocketAddr]) -> std::io::Result<Self> {
-        for &a in addrs {
-            self.tls.push(tcp_listener(a).map_err(|e| {
-                let e = bind_error::explain(e, a, "tcp");
-                std::io::Error::new(e.kind(), format!("server.tls_listen: {e}"))
-            })?);
-        }
+        self.tls
+            .extend(bind_each(addrs, "server.tls_listen", "tcp", tcp_listener)?);
         Ok(self)
     }
 
     /// The DNS-over-TLS addresses actually bound (port 0 resolved).
     pub fn tls_addrs(&self) -> Vec<SocketAddr> {
-        self.tls
-            .iter()
-            .filter_map(|t| t.local_addr().ok())
-            .collect()
+        bound(&self.tls, TcpListener::local_addr)
     }
 
     /// Binds a TCP listener for DNS over HTTPS on each of `addrs` (port 0: a free port).
     pub fn with_https(mut self, addrs: &[SocketAddr]) -> std::io::Result<Self> {
-        for &a in addrs {
-            self.https.push(tcp_listener(a).map_err(|e| {
-                let e = bind_error::explain(e, a, "tcp");
-                std::io::Error::new(e.kind(), format!("server.https_listen: {e}"))
-            })?);
-        }
+        self.https.extend(bind_each(
+            addrs,
+            "server.https_listen",
+            "tcp",
+            tcp_listener,
+        )?);
         Ok(self)
     }
 
     /// The DNS-over-HTTPS addresses actually bound (port 0 resolved).
     pub fn https_addrs(&self) -> Vec<SocketAddr> {
-        self.https
-            .iter()
-            .filter_map(|t| t.local_addr().ok())
-            .collect()
+        bound(&self.https, TcpListener::local_addr)
     }
 
     /// Binds a UDP socket for DNS over QUIC on each of `addrs` (port 0: a free port).
     pub fn with_quic(mut self, addrs: &[SocketAddr]) -> std::io::Result<Self> {
-        for &a in addrs {
-            self.quic.push(quic_socket(a).map_err(|e| {
-                let e = bind_error::explain(e, a, "udp");
-                std::io::Error::new(e.kind(), format!("server.quic_listen: {e}"))
-            })?);
-        }
+        self.quic
+            .extend(bind_each(addrs, "server.quic_listen", "udp", quic_socket)?);
         Ok(self)
     }
 
     /// The DNS-over-QUIC addresses actually bound (port 0 resolved).
     pub fn quic_addrs(&self) -> Vec<SocketAddr> {
-        self.quic
-            .iter()
-            .filter_map(|u| u.local_addr().ok())
-            .collect()
+        bound(&self.quic, UdpSocket::local_addr)
     }
+}
+
+/// One socket per address of `key` (a `proto` socket made by `bind`); a failure is
+/// explained and names the key.
+fn bind_each<S>(
+    addrs: &[SocketAddr],
+    key: &str,
+    proto: &str,
+    bind: impl Fn(SocketAddr) -> std::io::Result<S>,
+) -> std::io::Result<Vec<S>> {
+    addrs
+        .iter()
+        .map(|&a| {
+            bind(a).map_err(|e| {
+                let e = bind_error::explain(e, a, proto);
+                std::io::Error::new(e.kind(), format!("{key}: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// The addresses `socks` are bound to (port 0 resolved).
+fn bound<S>(socks: &[S], addr: impl Fn(&S) -> std::io::Result<SocketAddr>) -> Vec<SocketAddr> {
+    socks.iter().filter_map(|s| addr(s).ok()).collect()
 }
 
 /// One UDP socket for a QUIC endpoint (no `SO_REUSEPORT`: one endpoint owns the port).

@@ -39,7 +39,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::faults::PanicWatch;
-use super::slots::{ClientSlots, Full};
+use super::slots::ClientSlots;
 use super::tcp;
 use crate::dns::doq::{self, FrameError, code};
 use crate::handler::{Arrival, Handled};
@@ -123,10 +123,7 @@ pub(super) async fn serve(ep: Endpoint, q: Arc<QuicShared>) {
             Ok(s) => s,
             Err(full) => {
                 if warned.allow() {
-                    let limit = match full {
-                        Full::Client => "tcp_max_per_client",
-                        Full::Total => "tcp_max_connections",
-                    };
+                    let limit = full.limit_key();
                     tracing::warn!(client = %peer, limit, "quic connection refused: limit reached");
                 }
                 incoming.refuse();

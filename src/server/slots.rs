@@ -18,6 +18,16 @@ pub enum Full {
     Total,
 }
 
+impl Full {
+    /// The `[server]` key whose limit was reached, for the warning that says so.
+    pub fn limit_key(self) -> &'static str {
+        match self {
+            Self::Client => "tcp_max_per_client",
+            Self::Total => "tcp_max_connections",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,

@@ -25,8 +25,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::{Instant, timeout};
 
+use super::accept::{Kind, accept_loop};
 use super::faults::{Faults, PanicWatch};
-use super::slots::{ClientSlots, Full};
+use super::slots::ClientSlots;
 use crate::handler::{Arrival, Handled, Handler};
 use crate::pipeline::{Clock, Transport};
 use crate::querylog::{QueryLog, Record};
@@ -62,52 +63,16 @@ impl Shared {
 
 /// Accepts connections until the task is aborted.
 pub(super) async fn serve(listener: Arc<TcpListener>, shared: Arc<Shared>) {
-    let mut warned = super::RateLimit::default();
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors (EMFILE/ENFILE) and the like: say so, and do not
-                // spin.
-                if warned.allow() {
-                    tracing::warn!(error = %e, "tcp accept failed");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        #[cfg(test)]
-        #[allow(clippy::panic)]
-        if super::tests::FAIL_NEXT_ACCEPT.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            panic!("injected accept-loop failure");
-        }
-        let slot = match shared.conns.try_take(peer.ip()) {
-            Ok(s) => s,
-            Err(full) => {
-                if warned.allow() {
-                    let limit = match full {
-                        Full::Client => "tcp_max_per_client",
-                        Full::Total => "tcp_max_connections",
-                    };
-                    tracing::warn!(client = %peer, limit, "tcp connection refused: limit reached");
-                }
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let _watch = PanicWatch {
-                what: "a tcp connection",
-                client: peer,
-                faults: Arc::clone(&shared.faults),
-            };
-            if let Err(e) = connection(stream, peer, &shared).await {
-                tracing::debug!(client = %peer, error = %e, "tcp connection ended");
-            }
-            drop(slot);
-        });
-    }
+    let kind = Kind {
+        proto: "tcp",
+        what: "a tcp connection",
+    };
+    let conn = Arc::clone(&shared);
+    accept_loop(listener, shared, kind, move |stream, peer| {
+        let conn = Arc::clone(&conn);
+        async move { connection(stream, peer, &conn).await }
+    })
+    .await;
 }
 
 /// An answer ready to be written, the record to log once it is, and the pipeline slot it

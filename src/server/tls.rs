@@ -20,8 +20,7 @@ use tokio::net::TcpListener;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
-use super::faults::PanicWatch;
-use super::slots::Full;
+use super::accept::{Kind, accept_loop};
 use super::tcp;
 
 /// What every DoT connection shares.
@@ -35,50 +34,27 @@ pub(super) struct TlsShared {
 
 /// Accepts connections until the task is aborted.
 pub(super) async fn serve(listener: Arc<TcpListener>, tls: Arc<TlsShared>) {
-    let mut warned = super::RateLimit::default();
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors and the like: say so, and do not spin.
-                if warned.allow() {
-                    tracing::warn!(error = %e, "tls accept failed");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+    let kind = Kind {
+        proto: "tls",
+        what: "a tls connection",
+    };
+    accept_loop(
+        listener,
+        Arc::clone(&tls.conn),
+        kind,
+        move |stream, peer| {
+            let tls = Arc::clone(&tls);
+            async move {
+                let stream = match timeout(tls.handshake, tls.acceptor.accept(stream)).await {
+                    Err(_) => return Err("tls handshake timed out".into()),
+                    Ok(Err(e)) => return Err(format!("tls handshake failed: {e}")),
+                    Ok(Ok(stream)) => stream,
+                };
+                tcp::connection(stream, peer, &tls.conn)
+                    .await
+                    .map_err(|e| e.to_string())
             }
-        };
-        let slot = match tls.conn.conns.try_take(peer.ip()) {
-            Ok(s) => s,
-            Err(full) => {
-                if warned.allow() {
-                    let limit = match full {
-                        Full::Client => "tcp_max_per_client",
-                        Full::Total => "tcp_max_connections",
-                    };
-                    tracing::warn!(client = %peer, limit, "tls connection refused: limit reached");
-                }
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let tls = Arc::clone(&tls);
-        tokio::spawn(async move {
-            let _watch = PanicWatch {
-                what: "a tls connection",
-                client: peer,
-                faults: Arc::clone(&tls.conn.faults),
-            };
-            match timeout(tls.handshake, tls.acceptor.accept(stream)).await {
-                Err(_) => tracing::debug!(client = %peer, "tls handshake timed out"),
-                Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "tls handshake failed"),
-                Ok(Ok(stream)) => {
-                    if let Err(e) = tcp::connection(stream, peer, &tls.conn).await {
-                        tracing::debug!(client = %peer, error = %e, "tls connection ended");
-                    }
-                }
-            }
-            drop(slot);
-        });
-    }
+        },
+    )
+    .await;
 }

@@ -1,0 +1,82 @@
+//! The accept loop of every TCP-based listener (DNS over TCP, TLS and HTTPS): one place
+//! that admits a connection against the connection slots (`server.tcp_max_per_client`,
+//! `server.tcp_max_connections`), warns at most once in a while about refusals and accept
+//! failures, and serves each admitted connection on a task of its own under a panic watch,
+//! holding its slot until it ends.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::faults::PanicWatch;
+use super::tcp::Shared;
+
+/// What a listener's connections are called in logs: `proto` in messages, `what` for a
+/// panic ("a tls connection").
+pub(super) struct Kind {
+    pub(super) proto: &'static str,
+    pub(super) what: &'static str,
+}
+
+/// Accepts connections on `listener` until the task is aborted; runs `serve(stream, peer)`
+/// for each one the slots of `shared` admit, on a task of its own that holds the slot
+/// until the connection ends. Its error ends the connection, logged at debug level.
+pub(super) async fn accept_loop<F, Fut, E>(
+    listener: Arc<TcpListener>,
+    shared: Arc<Shared>,
+    kind: Kind,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let Kind { proto, what } = kind;
+    let mut warned = super::RateLimit::default();
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors (EMFILE/ENFILE) and the like: say so, and do not
+                // spin.
+                if warned.allow() {
+                    tracing::warn!(error = %e, "{proto} accept failed");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        #[cfg(test)]
+        #[allow(clippy::panic)]
+        if super::tests::FAIL_NEXT_ACCEPT.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            panic!("injected accept-loop failure");
+        }
+        let slot = match shared.conns.try_take(peer.ip()) {
+            Ok(s) => s,
+            Err(full) => {
+                if warned.allow() {
+                    let limit = full.limit_key();
+                    tracing::warn!(client = %peer, limit, "{proto} connection refused: limit reached");
+                }
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let watch = PanicWatch {
+            what,
+            client: peer,
+            faults: Arc::clone(&shared.faults),
+        };
+        let served = serve(stream, peer);
+        tokio::spawn(async move {
+            let _watch = watch;
+            if let Err(e) = served.await {
+                tracing::debug!(client = %peer, error = %e, "{proto} connection ended");
+            }
+            drop(slot);
+        });
+    }
+}
