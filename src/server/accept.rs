@@ -17,20 +17,53 @@ use super::tcp::Shared;
 /// What a listener's connections are called in logs: `proto` in messages, `what` for a
 /// panic ("a tls connection").
 pub(super) struct Kind {
-    pub(super) proto: &'static str,
-    pub(super) what: &'static str,
+    proto: &'static str,
+    what: &'static str,
 }
 
-/// Accepts connections on `listener` until the task is aborted; runs `serve(stream, peer)`
-/// for each one the slots of `shared` admit, on a task of its own that holds the slot
-/// until the connection ends. Its error ends the connection, logged at debug level.
-pub(super) async fn accept_loop<F, Fut, E>(
+impl Kind {
+    /// DNS over TCP.
+    pub(super) const TCP: Self = Self {
+        proto: "tcp",
+        what: "a tcp connection",
+    };
+    /// DNS over TLS.
+    pub(super) const TLS: Self = Self {
+        proto: "tls",
+        what: "a tls connection",
+    };
+    /// DNS over HTTPS.
+    pub(super) const HTTPS: Self = Self {
+        proto: "https",
+        what: "an https connection",
+    };
+}
+
+/// What every connection of a listener shares: at least TCP's connection state (its
+/// slots and fault counts).
+pub(super) trait Listener: Send + Sync + 'static {
+    /// The connection state of TCP's code that this listener's connections count against.
+    fn tcp(&self) -> &Shared;
+}
+
+impl Listener for Shared {
+    fn tcp(&self) -> &Shared {
+        self
+    }
+}
+
+/// Accepts connections on `listener` until the task is aborted; runs
+/// `serve(state, stream, peer)` for each one the slots of `state` admit, on a task of its
+/// own that holds the slot until the connection ends. Its error ends the connection,
+/// logged at debug level.
+pub(super) async fn accept_loop<S, F, Fut, E>(
     listener: Arc<TcpListener>,
-    shared: Arc<Shared>,
+    state: Arc<S>,
     kind: Kind,
     serve: F,
 ) where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
+    S: Listener,
+    F: Fn(Arc<S>, TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: std::fmt::Display,
 {
@@ -54,7 +87,7 @@ pub(super) async fn accept_loop<F, Fut, E>(
         if super::tests::FAIL_NEXT_ACCEPT.swap(false, std::sync::atomic::Ordering::Relaxed) {
             panic!("injected accept-loop failure");
         }
-        let slot = match shared.conns.try_take(peer.ip()) {
+        let slot = match state.tcp().conns.try_take(peer.ip()) {
             Ok(s) => s,
             Err(full) => {
                 if warned.allow() {
@@ -68,9 +101,9 @@ pub(super) async fn accept_loop<F, Fut, E>(
         let watch = PanicWatch {
             what,
             client: peer,
-            faults: Arc::clone(&shared.faults),
+            faults: Arc::clone(&state.tcp().faults),
         };
-        let served = serve(stream, peer);
+        let served = serve(Arc::clone(&state), stream, peer);
         tokio::spawn(async move {
             let _watch = watch;
             if let Err(e) = served.await {

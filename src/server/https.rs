@@ -33,7 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_rustls::TlsAcceptor;
 
-use super::accept::{Kind, accept_loop};
+use super::accept::{Kind, Listener, accept_loop};
 use super::doh::Conn;
 use super::records::RecordPerAnswer;
 use super::tcp;
@@ -63,20 +63,16 @@ pub(super) struct HttpsShared {
 
 /// Accepts connections until the task is aborted.
 pub(super) async fn serve(listener: Arc<TcpListener>, https: Arc<HttpsShared>) {
-    let kind = Kind {
-        proto: "https",
-        what: "an https connection",
-    };
-    accept_loop(
-        listener,
-        Arc::clone(&https.conn),
-        kind,
-        move |stream, peer| {
-            let https = Arc::clone(&https);
-            async move { connection(stream, peer, &https).await }
-        },
-    )
+    accept_loop(listener, https, Kind::HTTPS, |h, stream, peer| async move {
+        connection(stream, peer, &h).await
+    })
     .await;
+}
+
+impl Listener for HttpsShared {
+    fn tcp(&self) -> &tcp::Shared {
+        &self.conn
+    }
 }
 
 /// Serves one connection: the handshake, then HTTP/2 or HTTP/1.1 as ALPN chose, until the

@@ -63,14 +63,8 @@ impl Shared {
 
 /// Accepts connections until the task is aborted.
 pub(super) async fn serve(listener: Arc<TcpListener>, shared: Arc<Shared>) {
-    let kind = Kind {
-        proto: "tcp",
-        what: "a tcp connection",
-    };
-    let conn = Arc::clone(&shared);
-    accept_loop(listener, shared, kind, move |stream, peer| {
-        let conn = Arc::clone(&conn);
-        async move { connection(stream, peer, &conn).await }
+    accept_loop(listener, shared, Kind::TCP, |s, stream, peer| async move {
+        connection(stream, peer, &s).await
     })
     .await;
 }

@@ -49,6 +49,22 @@ pub(super) fn after_send(batch: &[wire::Query]) {
     }
 }
 
+/// The query names in the log at `path`, oldest first, without the final dot.
+fn logged_names(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["qname"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches('.')
+                .to_string()
+        })
+        .collect()
+}
+
 fn start(rt: &tokio::runtime::Runtime) -> (Server, SocketAddr) {
     start_with(rt, 1, None)
 }
@@ -221,25 +237,8 @@ fn a_client_that_asks_again_once_answered_finds_its_queries_logged_in_order() {
     for s in &socks {
         assert!(s.recv(&mut [0u8; 1500]).is_ok(), "every query is answered");
     }
-    let mut logged = Vec::new();
-    for _ in 0..50 {
-        logged = std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v["qname"]
-                    .as_str()
-                    .unwrap()
-                    .trim_end_matches('.')
-                    .to_string()
-            })
-            .collect();
-        if logged.len() > next.len() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(|| logged_names(&path).len() > next.len());
+    let mut logged = logged_names(&path);
     assert_eq!(
         logged.first().map(String::as_str),
         Some(first),

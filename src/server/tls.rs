@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
-use super::accept::{Kind, accept_loop};
+use super::accept::{Kind, Listener, accept_loop};
 use super::tcp;
 
 /// What every DoT connection shares.
@@ -34,27 +34,21 @@ pub(super) struct TlsShared {
 
 /// Accepts connections until the task is aborted.
 pub(super) async fn serve(listener: Arc<TcpListener>, tls: Arc<TlsShared>) {
-    let kind = Kind {
-        proto: "tls",
-        what: "a tls connection",
-    };
-    accept_loop(
-        listener,
-        Arc::clone(&tls.conn),
-        kind,
-        move |stream, peer| {
-            let tls = Arc::clone(&tls);
-            async move {
-                let stream = match timeout(tls.handshake, tls.acceptor.accept(stream)).await {
-                    Err(_) => return Err("tls handshake timed out".into()),
-                    Ok(Err(e)) => return Err(format!("tls handshake failed: {e}")),
-                    Ok(Ok(stream)) => stream,
-                };
-                tcp::connection(stream, peer, &tls.conn)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        },
-    )
+    accept_loop(listener, tls, Kind::TLS, |tls, stream, peer| async move {
+        let stream = match timeout(tls.handshake, tls.acceptor.accept(stream)).await {
+            Err(_) => return Err("tls handshake timed out".into()),
+            Ok(Err(e)) => return Err(format!("tls handshake failed: {e}")),
+            Ok(Ok(stream)) => stream,
+        };
+        tcp::connection(stream, peer, &tls.conn)
+            .await
+            .map_err(|e| e.to_string())
+    })
     .await;
+}
+
+impl Listener for TlsShared {
+    fn tcp(&self) -> &tcp::Shared {
+        &self.conn
+    }
 }
