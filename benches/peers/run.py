@@ -6,6 +6,7 @@ dnsdist when installed), driven by dnsperf on this machine, one command.
     python3 benches/peers/run.py                     # 1M-name list, 10 s runs, 2 rounds
     python3 benches/peers/run.py --names 100000 --duration 5 --rounds 1   # a quick look
     python3 benches/peers/run.py --workloads cached --transport dot   # DNS over TLS (or doh)
+    python3 benches/peers/run.py --peers sinkhole --baseline /tmp/old/sinkhole   # an A/B
 
 Needs `dnsperf` and `unbound` (Debian: `apt-get install dnsperf unbound`; `dnsdist` too if
 you want it in the table). What it does, all on loopback:
@@ -25,6 +26,8 @@ you want it in the table). What it does, all on loopback:
    end (peak resident memory over the whole run, list and caches included).
 
 It prints a Markdown table (median over the rounds) and the lines to paste into the README.
+`--baseline BIN` adds a peer `sinkhole-baseline` run by another sinkhole binary with the same
+config, interleaved with the others: an A/B of two builds in one run.
 """
 import argparse
 import os
@@ -104,8 +107,10 @@ def query(port, name, timeout=1.0):
 class Peer:
     """A resolver under test: how to start it."""
 
-    def __init__(self, name, d, port, up_port, transport="udp", tls=None):
+    def __init__(self, name, d, port, up_port, transport="udp", tls=None, exe=SINKHOLE):
         self.name, self.d, self.port, self.up = name, d, port, up_port
+        # The binary of a sinkhole peer (another one for `sinkhole-baseline`).
+        self.exe = exe
         # With --transport dot|doh: the encrypted listener's port and the (cert, key) pair.
         self.transport, self.tls = transport, tls
         self.tport = free_port() if transport != "udp" else port
@@ -113,7 +118,7 @@ class Peer:
 
     def command(self):
         d, port, up = self.d, self.port, self.up
-        if self.name == "sinkhole":
+        if self.name.startswith("sinkhole"):
             conf = os.path.join(d, "sinkhole.toml")
             enc = ""
             if self.transport != "udp":
@@ -126,7 +131,7 @@ class Peer:
                         f'[upstream]\nservers = ["127.0.0.1:{up}"]\ntimeout_ms = 2000\n'
                         f'[cache]\nmax_entries = 100000\n'
                         f'[blocking]\nmode = "sinkhole"\nlists = ["{d}/list.txt"]\n')
-            return [SINKHOLE, "serve", "--config", conf]
+            return [self.exe, "serve", "--config", conf]
         if self.name == "unbound":
             conf = os.path.join(d, "unbound.conf")
             enc = ""
@@ -190,10 +195,12 @@ addAction(SuffixMatchNodeRule(n, true), SpoofAction("0.0.0.0"))
         return ""
 
     def version(self):
-        cmd = {"sinkhole": [SINKHOLE, "--version"], "unbound": ["unbound", "-V"],
-               "dnsdist": ["dnsdist", "--version"]}[self.name]
+        cmd = {"unbound": ["unbound", "-V"], "dnsdist": ["dnsdist", "--version"]}.get(
+            self.name, [self.exe, "--version"])
         r = subprocess.run(cmd, capture_output=True, text=True)
         first = (r.stdout or r.stderr).strip().splitlines()[0]
+        if self.exe != SINKHOLE:
+            return f"{self.name}: {first} ({self.exe})"
         return first if first.lower().startswith(self.name) else f"{self.name} {first.removeprefix('Version ')}"
 
     def start(self):
@@ -250,14 +257,19 @@ def main():
     ap.add_argument("--transport", default="udp", choices=["udp", "dot", "doh"],
                     help="how dnsperf asks: plain UDP, DNS over TLS or DNS over HTTPS "
                          "(a self-signed pair made by `sinkhole cert self-signed`)")
+    ap.add_argument("--baseline", metavar="BIN",
+                    help="another sinkhole binary: a peer `sinkhole-baseline` beside the others")
     a = ap.parse_args()
-    for exe in [SINKHOLE, UPSTREAM]:
+    for exe in [SINKHOLE, UPSTREAM] + ([a.baseline] if a.baseline else []):
         if not os.path.exists(exe):
             sys.exit(f"{exe} is missing: cargo build --release && cargo build --release --example bench_upstream")
     if not shutil.which("dnsperf"):
         sys.exit("dnsperf is missing: apt-get install dnsperf")
     wanted = [p for p in a.peers.split(",") if p]
     peers_here = [p for p in wanted if p == "sinkhole" or shutil.which(p)]
+    if a.baseline:
+        peers_here.insert(peers_here.index("sinkhole") + 1 if "sinkhole" in peers_here else 0,
+                          "sinkhole-baseline")
     skipped = [p for p in wanted if p not in peers_here]
     workloads = [w for w in a.workloads.split(",") if w]
     rng = random.Random(20261205)
@@ -280,7 +292,8 @@ def main():
                 os.mkdir(pd)
                 for f in ["list.txt", "list.unbound.conf"]:
                     os.link(os.path.join(d, f), os.path.join(pd, f))
-                peers[name] = Peer(name, pd, free_port(), up_port, a.transport, tls)
+                exe = a.baseline if name == "sinkhole-baseline" else SINKHOLE
+                peers[name] = Peer(name, pd, free_port(), up_port, a.transport, tls, exe)
             results = {p: {w: [] for w in workloads} for p in peers}
             startup, versions = {}, {}
             for name, p in peers.items():
@@ -307,7 +320,8 @@ def main():
         date = time.strftime("%Y-%m-%d")
         cmd = "python3 benches/peers/run.py" + "".join(
             f" --{k} {v}" for k, v in [("names", a.names), ("duration", a.duration), ("rounds", a.rounds),
-                                       ("workloads", a.workloads), ("transport", a.transport)]
+                                       ("workloads", a.workloads), ("transport", a.transport),
+                                       ("baseline", a.baseline)]
             if v != ap.get_default(k))
         print()
         print(f"`{cmd}` ({date}, {os.cpu_count()} cores; a list of {a.names:,} generated names; "

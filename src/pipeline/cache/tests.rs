@@ -304,3 +304,43 @@ fn an_entry_and_its_key_stay_small() {
     assert_eq!(std::mem::size_of::<Entry>(), 40);
     assert_eq!(std::mem::size_of::<Key>(), 48);
 }
+
+/// `n` keys that land in one shard.
+fn keys_in_one_shard(c: &Cache, n: usize) -> Vec<Vec<u8>> {
+    let first = c.shard(b"k0").map(std::ptr::from_ref);
+    (0..u32::MAX)
+        .map(|i| format!("k{i}").into_bytes())
+        .filter(|k| c.shard(k).map(std::ptr::from_ref) == first)
+        .take(n)
+        .collect()
+}
+
+#[test]
+fn a_hit_moves_an_entry_to_the_front_on_its_first_hit_in_a_second() {
+    // Two entries per shard: a third evicts the least recently used one.
+    let c = Cache::new(2 * SHARDS, MIB);
+    let (_, r) = answer(300);
+    let k = keys_in_one_shard(&c, 4);
+    let t0 = Instant::now();
+    let at = |ms| t0 + Duration::from_millis(ms);
+    c.put(&k[0], &r, at(0));
+    c.put(&k[1], &r, at(0));
+    // k0's first hit in second 1 of its age moves it ahead of k1.
+    assert!(c.get(&k[0], at(1_500)).is_some());
+    c.put(&k[2], &r, at(2_000));
+    assert!(
+        c.get(&k[1], at(2_000)).is_none(),
+        "k1 was the least recently used"
+    );
+    // k0 moves again in its second 2; k2, stored at 2.0 s, is hit within its own first
+    // second, which does not move it: recency is counted to the second.
+    assert!(c.get(&k[0], at(2_500)).is_some());
+    assert!(c.get(&k[2], at(2_600)).is_some());
+    c.put(&k[3], &r, at(2_700));
+    assert!(
+        c.get(&k[2], at(2_700)).is_none(),
+        "k2 was last moved before k0"
+    );
+    assert!(c.get(&k[0], at(2_700)).is_some());
+    assert!(c.get(&k[3], at(2_700)).is_some());
+}
