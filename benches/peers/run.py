@@ -260,6 +260,9 @@ def main():
     ap.add_argument("--baseline", metavar="BIN",
                     help="another sinkhole binary: a peer `sinkhole-baseline` beside the others")
     a = ap.parse_args()
+    if a.baseline:
+        # A bare file name would be looked up in PATH when run.
+        a.baseline = os.path.abspath(a.baseline)
     for exe in [SINKHOLE, UPSTREAM] + ([a.baseline] if a.baseline else []):
         if not os.path.exists(exe):
             sys.exit(f"{exe} is missing: cargo build --release && cargo build --release --example bench_upstream")
@@ -311,7 +314,7 @@ def main():
                         cpu = p.cpu() - c0
                         us = 1e6 * cpu / done if done else float("nan")
                         results[name][w].append((us, qps))
-                        print(f"# round {r + 1} {w:8} {name:9} {qps:10,.0f} QPS  {us:6.2f} µs/query", flush=True)
+                        print(f"# round {r + 1} {w:8} {name:17} {qps:10,.0f} QPS  {us:6.2f} µs/query", flush=True)
             hwm = {name: p.hwm_mib() for name, p in peers.items()}
         finally:
             for p in peers.values():
@@ -319,7 +322,8 @@ def main():
             up.terminate()
         date = time.strftime("%Y-%m-%d")
         cmd = "python3 benches/peers/run.py" + "".join(
-            f" --{k} {v}" for k, v in [("names", a.names), ("duration", a.duration), ("rounds", a.rounds),
+            f" --{k} {v}" for k, v in [("peers", a.peers), ("names", a.names), ("duration", a.duration),
+                                       ("rounds", a.rounds),
                                        ("workloads", a.workloads), ("transport", a.transport),
                                        ("baseline", a.baseline)]
             if v != ap.get_default(k))

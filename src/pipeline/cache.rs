@@ -1,7 +1,7 @@
 //! `Cache`: upstream answers by (name, type, class, DO, CD), kept for their TTL (clamped to
 //! `cache.min_ttl`/`max_ttl`), served with TTLs counted down by their age, bounded both by
 //! `cache.max_entries` and by `cache.max_bytes` with least-recently-used eviction (recency
-//! counted to the second: a hit moves an entry to the front at most once a second).
+//! counted in 1/16 s: a hit moves an entry to the front at most 16 times a second).
 //!
 //! Only upstream answers go in (blocked answers never do, so a list change applies at once).
 //! Sharded `std::sync::Mutex`es, never held across an `.await`; `now` is a parameter so that
@@ -59,8 +59,8 @@ struct Entry {
     recheck: Option<NonZeroU32>,
     /// A prefetch was asked for: not another for this entry.
     prefetching: bool,
-    /// The second of its age (counted modulo 2^16) in which it was last moved to the front
-    /// of the LRU (see [`Entry::moved_this_second`]).
+    /// The tick of its age (counted modulo 2^16) in which it was last moved to the front of
+    /// the LRU (see [`Entry::moved_this_tick`]).
     moved: u16,
 }
 
@@ -76,23 +76,32 @@ impl Entry {
     }
 
     /// Whether a hit at `age` should move it to the front of the LRU: only on the first
-    /// hit in each second of its age (a stored entry starts at the front, second 0).
+    /// hit in each [`MOVE_TICKS_PER_SEC`]th of a second of its age (a stored entry starts
+    /// at the front, in tick 0).
     ///
-    /// A move rewrites the links of the entry and of its two neighbours. Two UDP threads
-    /// hitting the same hot names then kept taking those lines from each other's cache:
-    /// after the lab's miss workload had filled the cache, the lookup was 9 % of a cached
-    /// answer's CPU, half of it waiting for the entry's line (`docs/performance.md`). Moved
-    /// at most once a second, a hot entry's line is read, not written, by almost every hit;
-    /// eviction still takes the least recently used entry first, to the second.
-    fn moved_this_second(&mut self, age: Duration) -> bool {
-        // The low 16 bits: a hit exactly 2^16 s after the last move skips one move, harmless.
-        let second = (age.as_secs() & 0xffff) as u16;
+    /// A move rewrites the links of the entry, of its neighbours and of the shard's head.
+    /// Two UDP threads hitting the same hot names then kept taking those lines from each
+    /// other's cache: after the lab's miss workload had filled the cache, the lookup was
+    /// 9 % of a cached answer's CPU, half of it waiting for the entry's line
+    /// (`docs/performance.md`). Moved at most once a tick, a hot entry's line is read, not
+    /// written, by most hits; eviction still takes the least recently used entry first,
+    /// to the tick. The tick is short so that a hot name still moves before a flood of
+    /// new names (a random-subdomain attack) pushes it out: that takes
+    /// `max_entries` × [`MOVE_TICKS_PER_SEC`] misses a second.
+    fn moved_this_tick(&mut self, age: Duration) -> bool {
+        let ticks = age
+            .as_secs()
+            .wrapping_mul(MOVE_TICKS_PER_SEC)
+            .wrapping_add(u64::from(age.subsec_nanos() / NANOS_PER_TICK));
+        // The low 16 bits (4,096 s): a hit exactly a multiple of that after the last move,
+        // with no hit between, skips one move; harmless.
+        let tick = (ticks & 0xffff) as u16;
         // Written only when it changes: a store on every hit would take the line from the
         // other core's cache just the same.
-        if second == self.moved {
+        if tick == self.moved {
             return false;
         }
-        self.moved = second;
+        self.moved = tick;
         true
     }
 
@@ -106,6 +115,12 @@ impl Entry {
         NonZeroU32::new(u32::try_from(secs).unwrap_or(u32::MAX))
     }
 }
+
+/// How often a hit may move an entry to the front of the LRU, per second of its age.
+const MOVE_TICKS_PER_SEC: u64 = 16;
+
+/// One tick in nanoseconds.
+const NANOS_PER_TICK: u32 = 1_000_000_000 / MOVE_TICKS_PER_SEC as u32;
 
 /// How long after a failure an expired answer is served stale without asking an upstream
 /// again: RFC 8767 §5's failure recheck timer (30 s).
@@ -319,7 +334,7 @@ impl Cache {
         let mut shard = self.shard(key)?.lock().unwrap_or_else(|p| p.into_inner());
         let e = shard.lru.peek_mut(key)?;
         let age = e.age(now);
-        let to_front = e.moved_this_second(age);
+        let to_front = e.moved_this_tick(age);
         let judged = self.judge(e, age, failed);
         if matches!(judged, Judged::Gone) {
             shard.remove(key);

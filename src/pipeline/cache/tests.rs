@@ -316,31 +316,62 @@ fn keys_in_one_shard(c: &Cache, n: usize) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn a_hit_moves_an_entry_to_the_front_on_its_first_hit_in_a_second() {
-    // Two entries per shard: a third evicts the least recently used one.
+fn a_hit_moves_an_entry_to_the_front_on_its_first_hit_in_a_tick() {
+    // Two entries per shard: a third evicts the least recently used one. A tick is 62.5 ms.
     let c = Cache::new(2 * SHARDS, MIB);
     let (_, r) = answer(300);
-    let k = keys_in_one_shard(&c, 4);
+    let k = keys_in_one_shard(&c, 5);
     let t0 = Instant::now();
     let at = |ms| t0 + Duration::from_millis(ms);
     c.put(&k[0], &r, at(0));
     c.put(&k[1], &r, at(0));
-    // k0's first hit in second 1 of its age moves it ahead of k1.
-    assert!(c.get(&k[0], at(1_500)).is_some());
-    c.put(&k[2], &r, at(2_000));
+    // k0's first hit in tick 1 of its age moves it ahead of k1.
+    assert!(c.get(&k[0], at(100)).is_some());
+    c.put(&k[2], &r, at(200));
     assert!(
-        c.get(&k[1], at(2_000)).is_none(),
+        c.get(&k[1], at(200)).is_none(),
         "k1 was the least recently used"
     );
-    // k0 moves again in its second 2; k2, stored at 2.0 s, is hit within its own first
-    // second, which does not move it: recency is counted to the second.
-    assert!(c.get(&k[0], at(2_500)).is_some());
-    assert!(c.get(&k[2], at(2_600)).is_some());
-    c.put(&k[3], &r, at(2_700));
+    // k0 moves again in its tick 4; k2, stored at 200 ms, is hit within its own tick 0,
+    // which does not move it.
+    assert!(c.get(&k[0], at(250)).is_some());
+    assert!(c.get(&k[2], at(260)).is_some());
+    c.put(&k[3], &r, at(270));
     assert!(
-        c.get(&k[2], at(2_700)).is_none(),
+        c.get(&k[2], at(270)).is_none(),
         "k2 was last moved before k0"
     );
-    assert!(c.get(&k[0], at(2_700)).is_some());
-    assert!(c.get(&k[3], at(2_700)).is_some());
+    // A second hit in the tick of k0's last move does not move it either.
+    assert!(c.get(&k[0], at(300)).is_some());
+    c.put(&k[4], &r, at(310));
+    assert!(
+        c.get(&k[0], at(310)).is_none(),
+        "k0 was last moved before k3 was stored"
+    );
+    assert!(c.get(&k[3], at(310)).is_some());
+    assert!(c.get(&k[4], at(310)).is_some());
+}
+
+#[test]
+fn a_hot_name_outlives_a_flood_of_new_names() {
+    // 16 entries per shard; a new name every 12.5 ms (a random-subdomain flood) pushes an
+    // entry out 200 ms after it came in, unless hits move it: a hot name hit twice in every
+    // 12.5 ms must stay, moved well within those 200 ms.
+    let c = Cache::new(16 * SHARDS, MIB);
+    let (_, r) = answer(300);
+    let k = keys_in_one_shard(&c, 241);
+    let t0 = Instant::now();
+    let at = |us: u64| t0 + Duration::from_micros(us);
+    c.put(&k[0], &r, at(0));
+    for (i, new) in k[1..].iter().enumerate() {
+        let t = 12_500 * (i as u64 + 1);
+        c.put(new, &r, at(t));
+        for hit in [t + 2_500, t + 12_500] {
+            assert!(
+                c.get(&k[0], at(hit)).is_some(),
+                "the hot name was pushed out after {} ms",
+                hit / 1000
+            );
+        }
+    }
 }
