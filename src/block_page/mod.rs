@@ -45,6 +45,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::pipeline::{Clock, Pipeline};
+use crate::server::next_connection;
 use crate::server::slots::ClientSlots;
 use page::{Format, Outcome, Target};
 
@@ -151,16 +152,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, slots: Arc<ClientSlot
     loop {
         // Reap finished connections, so the set holds only open ones.
         while conns.try_join_next().is_some() {}
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                if warned.allow() {
-                    tracing::warn!(error = %e, "block page: accept failed");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = next_connection(&listener, &mut warned, "block page:").await;
         // Over a limit: closed at once (dropping the stream).
         let Ok(slot) = slots.try_take(peer.ip()) else {
             continue;

@@ -52,6 +52,27 @@ impl Listener for Shared {
     }
 }
 
+/// The next connection accepted on `listener`. A failed accept (out of file descriptors,
+/// EMFILE/ENFILE, and the like) is warned about as "`{what}` accept failed" when `warned`
+/// allows, and retried after 50 ms, so that the loop neither stops nor spins.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    warned: &mut super::RateLimit,
+    what: &str,
+) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(c) => return c,
+            Err(e) => {
+                if warned.allow() {
+                    tracing::warn!(error = %e, "{what} accept failed");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Accepts connections on `listener` until the task is aborted; runs
 /// `serve(state, stream, peer)` for each one the slots of `state` admit, on a task of its
 /// own that holds the slot until the connection ends. Its error ends the connection,
@@ -70,18 +91,7 @@ pub(super) async fn accept_loop<S, F, Fut, E>(
     let Kind { proto, what } = kind;
     let mut warned = super::RateLimit::default();
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors (EMFILE/ENFILE) and the like: say so, and do not
-                // spin.
-                if warned.allow() {
-                    tracing::warn!(error = %e, "{proto} accept failed");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = next_connection(&listener, &mut warned, proto).await;
         #[cfg(test)]
         #[allow(clippy::panic)]
         if super::tests::FAIL_NEXT_ACCEPT.swap(false, std::sync::atomic::Ordering::Relaxed) {

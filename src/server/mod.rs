@@ -39,6 +39,7 @@ mod tests;
 mod tls;
 mod udp;
 
+pub(crate) use accept::next_connection;
 pub use doh::{CONN_BODY_BUDGET, MAX_BODY as DOH_MAX_BODY, PATH as DOH_PATH};
 pub use faults::Faults;
 pub use https::{MAX_HEAD_BYTES as DOH_MAX_HEAD_BYTES, MAX_STREAMS as DOH_MAX_STREAMS};

@@ -49,18 +49,16 @@ pub(super) fn after_send(batch: &[wire::Query]) {
     }
 }
 
-/// The query names in the log at `path`, oldest first, without the final dot.
+/// The query names in the log at `path`, oldest first, without the final dot. A line that
+/// is not a whole record (one the writer is still writing) is left out.
 fn logged_names(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["qname"]
-                .as_str()
-                .unwrap()
-                .trim_end_matches('.')
-                .to_string()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            let name = v.get("qname")?.as_str()?;
+            Some(name.trim_end_matches('.').to_string())
         })
         .collect()
 }
