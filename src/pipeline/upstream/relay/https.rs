@@ -328,7 +328,7 @@ fn step<T>(
                     Poll::Ready(Err(e)) => return Err(Failure::Connection(h2_error(e))),
                     Poll::Ready(Ok(())) => {}
                 }
-                let req = request(uri, body.len()).map_err(Failure::Query)?;
+                let req = request(uri, body.len());
                 let (head, mut stream) = send
                     .send_request(req, false)
                     .map_err(|e| Failure::Connection(h2_error(e)))?;

@@ -22,7 +22,7 @@
 //! is full); a connection idle for [`IDLE`](super::super::encrypted::IDLE) is closed.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
@@ -173,7 +173,6 @@ impl<T: Relayed> Stream<T> {
     /// Reads until the socket would block, settling each whole answer as it comes (so
     /// that the inbox never holds more than one message and a read's worth).
     fn read_in(&mut self, out: &mut Vec<Settled<T>>) -> io::Result<()> {
-        let mut chunk = [0u8; 4096];
         loop {
             let mut tcp = Drained {
                 tcp: &self.tcp,
@@ -194,15 +193,20 @@ impl<T: Relayed> Stream<T> {
                 return Err(io::Error::other(e));
             }
             let mut eof = false;
+            // Straight from the session's buffer: no zeroed buffer between (see
+            // `https::socket`'s read).
             loop {
-                match self.tls.reader().read(&mut chunk) {
-                    Ok(0) => {
+                let mut reader = self.tls.reader();
+                match reader.fill_buf() {
+                    Ok([]) => {
                         eof = true;
                         break;
                     }
-                    Ok(n) => self
-                        .inbox
-                        .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                    Ok(chunk) => {
+                        let n = chunk.len();
+                        self.inbox.extend_from_slice(chunk);
+                        reader.consume(n);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e),
                 }

@@ -3,7 +3,7 @@
 //! "not yet" (`Pending`) wherever the socket would block. Nothing here registers a waker:
 //! the relay polls the connection again when its epoll finds the socket ready.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::net::TcpStream;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -107,10 +107,22 @@ impl AsyncRead for Io {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
-            match this.tls.reader().read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
+            // Copied from the session's own buffer into the unfilled part of `buf`, which is
+            // not zeroed first: `h2` hands over up to 8 KiB of fresh space per read, five
+            // reads a miss, and zeroing it was a quarter of the miss's user-space
+            // instructions (`docs/performance.md`).
+            let mut reader = this.tls.reader();
+            match reader.fill_buf() {
+                // Empty only after the server's close_notify (rustls keeps no empty chunk):
+                // no bytes read, which `h2` takes as the end.
+                Ok(chunk) => {
+                    let n = chunk.len().min(buf.remaining());
+                    buf.put_slice(chunk.get(..n).unwrap_or_default());
+                    reader.consume(n);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
