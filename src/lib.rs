@@ -63,6 +63,8 @@
 //!   restarted listeners ([`server::Faults`]); DNS over TLS reuses the TCP connection code;
 //!   DNS over HTTPS runs hyper's HTTP/2 and HTTP/1.1 over TLS, within TCP's limits; DNS
 //!   over QUIC runs on quinn, with the same limits counted apart.
+//! - [`http2`]: the HTTP/2 client side of a DNS-over-HTTPS upstream (frames, flow control,
+//!   HPACK for one request shape), without I/O: the relay's connections drive it.
 //! - [`tls`]: certificates for the encrypted listeners: PEM loading, the certificate
 //!   served per handshake and re-read when its files change, `cert self-signed` and pins.
 //! - [`counters`]: service-wide counters (sharded atomics), printed by `sinkhole serve`
@@ -132,6 +134,14 @@ pub mod fdlimit;
 pub mod firewall;
 pub mod handler;
 pub mod http;
+// Reads an upstream's bytes: no panicking shortcuts.
+#[warn(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+pub mod http2;
 pub mod neighbours;
 pub mod pipeline;
 pub mod postgres;

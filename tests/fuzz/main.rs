@@ -25,6 +25,10 @@
 //! - `tcp_frames`: an upstream's DNS-over-TLS bytes → `dns::wire::next_frame`, as the
 //!   relay's connections split them; the frames taken frame back to the bytes consumed,
 //!   what is left is less than a frame, a cut stream yields a prefix of the frames.
+//! - `h2_frames`: a DNS-over-HTTPS server's bytes → `http2::Client::receive`; each query
+//!   settled at most once and none lost, answers at most a DNS message, no whole frame
+//!   left unread, replies bounded by what was read, the same outcomes when the bytes come
+//!   in two pieces.
 //! - `postgres_rows`: records from the bytes → the PostgreSQL writer's `COPY` rows, which
 //!   decode as PostgreSQL reads them and hold no NUL or invalid UTF-8 in text; the API's
 //!   database page cursor prints back as it parsed.
@@ -55,6 +59,7 @@ mod config; // config_text
 mod doh; // doh_query
 mod doq; // doq_stream
 mod frames; // tcp_frames
+mod http2; // h2_frames
 mod lists; // list_lines, list_load
 mod local; // local_hosts
 mod postgres; // postgres_rows

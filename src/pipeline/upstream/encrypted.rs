@@ -43,8 +43,6 @@ mod doq;
 mod dot;
 pub(super) mod near;
 
-pub(super) use doh::{check_head, request};
-
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,117 +1,65 @@
-//! One DNS-over-HTTPS connection of a [`Relay`](super::Relay) (RFC 8484 over HTTP/2): the
-//! `h2` crate's client polled by the relay's loop whenever the socket is ready, over a
-//! non-blocking TCP socket and a rustls session driven by hand; one stream per query, a
-//! `POST` of `application/dns-message` with message ID 0, as the runtime's client sends.
+//! One DNS-over-HTTPS connection of a [`Relay`](super::Relay) (RFC 8484 over HTTP/2): a
+//! non-blocking TCP socket in the relay's epoll, a rustls client session driven by hand,
+//! and our own HTTP/2 client ([`crate::http2::Client`], no I/O of its own) between them;
+//! one stream per query, a `POST` of `application/dns-message` with message ID 0, as the
+//! runtime's client sends.
 //!
-//! Why. On a runtime, even the UDP thread's own (`Near`), a miss over HTTPS woke the
-//! attempt's task and the connection's, went through tokio-rustls and tokio's reactor and
-//! timers, and copied its future into a task: at a thousand misses a second all of that runs
-//! cold. `h2` needs no runtime, only I/O that says "not yet": here its futures are polled
-//! with a waker that marks the connection for another poll, and the socket sits in the
-//! relay's epoll with the listener. A miss over HTTPS then waits as often as one over UDP.
+//! Why. Made on a runtime, a miss over HTTPS woke the attempt's task and the connection's
+//! and went through tokio-rustls, the reactor and timers; driven by the `h2` crate from this
+//! loop, it still cost 2.9 times a miss over UDP in user-space instructions, most of them
+//! `h2`'s (`docs/performance.md`). Here the loop that parsed the query writes its HEADERS
+//! and DATA frames into one TLS record, and the loop that sends the answer reads the
+//! server's frames from the session's buffer: a miss over HTTPS waits as often as one over
+//! UDP, with a `writev` and a `read` where UDP has a `sendmmsg` and a `recvmmsg`.
 //!
-//! The connection is opened by the first miss that needs it: a non-blocking connect, the
-//! TLS handshake (ALPN `h2`, else the server fails) and HTTP/2's preface advance whenever the
-//! socket is ready; queries wait meanwhile, and while the server's stream limit is reached.
-//! Failures are the DNS-over-TLS connection's ([`super::tls`]): broken after an answer, the
-//! queries go on at the same server on the runtime; before, the server failed. Bounded by
-//! [`MAX_IN_FLIGHT`] queries and [`MAX_UNSENT`] bytes per connection.
+//! The connection is opened by the first miss that needs it: a non-blocking connect, then
+//! the TLS handshake (ALPN `h2`, else the server fails), advanced whenever the socket is
+//! ready; the preface and queries wait in the client meanwhile, and while the server's
+//! stream limit is reached. Failures are the DNS-over-TLS connection's ([`super::tls`]):
+//! broken after an answer, the queries go on at the same server on the runtime; before, the
+//! server failed. Queries the server says it did not process (GOAWAY, `REFUSED_STREAM`) go
+//! on at the same server on the runtime too. Bounded by [`MAX_IN_FLIGHT`] queries and
+//! [`MAX_UNSENT`] bytes per connection, and by the client's own limits.
 
-use std::collections::VecDeque;
-use std::future::Future;
-use std::io;
+use std::io::{self, BufRead, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
 
 use hyper::Uri;
-use hyper::body::Bytes;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 use tokio::time::Instant;
 
-use super::super::encrypted::{MAX_IN_FLIGHT, MAX_MESSAGE, check_head, request, write_query};
+use super::super::encrypted::{MAX_IN_FLIGHT, write_query};
 use super::super::{Step, Then, UpstreamError};
 use super::sock::{Entry, encrypted_verdict, failed, resume, transport};
-use super::tls::{MAX_UNSENT, connect};
+use super::tls::{Drained, MAX_UNSENT, RECORD_OVERHEAD, closed, connect};
 use super::{Relayed, Settled};
+use crate::http2::{Client, Event};
 
-use socket::{Io, IoState};
-
-mod socket;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests;
 
-/// Polls of one connection per call of [`Conn::drive`] while its futures keep waking it.
-const MAX_POLLS: usize = 8;
-
-type Handshake = Pin<
-    Box<
-        dyn Future<
-            Output = Result<
-                (
-                    h2::client::SendRequest<Bytes>,
-                    h2::client::Connection<Io, Bytes>,
-                ),
-                h2::Error,
-            >,
-        >,
-    >,
->;
-
-/// Where the connection is.
-enum State {
-    /// TCP, TLS and HTTP/2's preface in progress.
-    Opening(Handshake),
-    Open(Box<Open>),
-}
-
-/// An open connection: where requests go, and the connection's own future.
-struct Open {
-    send: h2::client::SendRequest<Bytes>,
-    conn: h2::client::Connection<Io, Bytes>,
-}
-
-/// A query on its way: waiting for a stream, for the answer's head, for its body.
-enum Stage {
-    Queued(Bytes),
-    Head(h2::client::ResponseFuture),
-    Body(h2::RecvStream, Vec<u8>),
-}
-
-struct Query<T> {
-    entry: Entry<T>,
-    stage: Stage,
-}
-
-/// A waker that marks its connection for another poll.
-#[derive(Default)]
-struct Woken(AtomicBool);
-
-impl Wake for Woken {
-    fn wake(self: Arc<Self>) {
-        self.0.store(true, Ordering::Release);
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.store(true, Ordering::Release);
-    }
-}
-
 /// A relay's connection to one DNS-over-HTTPS server; see the module documentation.
 pub(super) struct Conn<T> {
-    /// A second descriptor of the socket, for the relay's epoll (`h2` owns the first).
-    pub(super) watch: TcpStream,
-    state: State,
+    pub(super) tcp: TcpStream,
+    tls: ClientConnection,
     server: SocketAddr,
-    uri: Uri,
-    queries: VecDeque<Query<T>>,
-    woken: Arc<Woken>,
-    waker: Waker,
-    /// Shared with the socket's side: writability wanted, bytes not yet taken.
-    io: Arc<IoState>,
+    h2: Client<Entry<T>>,
+    /// The TCP connect is in progress.
+    connecting: bool,
+    /// The handshake is done and the server agreed to HTTP/2.
+    agreed: bool,
+    /// The epoll found the socket readable and no read has emptied it since: a write
+    /// needs no read (and its system call) before it.
+    readable: bool,
+    /// Plaintext from the server that is not a whole frame yet.
+    inbox: Vec<u8>,
+    events: Vec<Event<Entry<T>>>,
+    /// Bytes handed to the session and not yet written to the socket (record overhead
+    /// estimated).
+    unsent: usize,
     /// An answer came on it: a failure now is the connection's, not the server's.
     answered: bool,
 }
@@ -125,31 +73,21 @@ impl<T: Relayed> Conn<T> {
         uri: Uri,
     ) -> io::Result<Self> {
         let mut tls = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        // Queries are bounded by `MAX_IN_FLIGHT` and `MAX_UNSENT`, not by the session.
         tls.set_buffer_limit(None);
-        let tcp = connect(server)?;
-        let watch = tcp.try_clone()?;
-        let state = Arc::new(IoState::default());
-        state.want_out.store(true, Ordering::Release);
-        state.readable.store(true, Ordering::Release);
-        let io = Io {
-            tcp,
-            tls,
-            connecting: true,
-            state: Arc::clone(&state),
-        };
-        let handshake = h2::client::Builder::new()
-            .enable_push(false)
-            .handshake::<_, Bytes>(io);
-        let woken = Arc::new(Woken::default());
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
         Ok(Self {
-            watch,
-            state: State::Opening(Box::pin(handshake)),
+            tcp: connect(server)?,
+            tls,
             server,
-            uri,
-            queries: VecDeque::new(),
-            waker: Waker::from(Arc::clone(&woken)),
-            woken,
-            io: state,
+            h2: Client::new(authority, path),
+            connecting: true,
+            agreed: false,
+            readable: true,
+            inbox: Vec::new(),
+            events: Vec::new(),
+            unsent: 0,
             answered: false,
         })
     }
@@ -161,32 +99,34 @@ impl<T: Relayed> Conn<T> {
 
     /// Queries in flight or waiting for a stream.
     pub(super) fn waiting(&self) -> usize {
-        self.queries.len()
+        self.h2.len()
     }
 
     /// True when no more queries may be added now.
     pub(super) fn full(&self) -> bool {
-        self.queries.len() >= MAX_IN_FLIGHT || self.io.unsent.load(Ordering::Acquire) >= MAX_UNSENT
+        self.h2.len() >= MAX_IN_FLIGHT || self.unsent >= MAX_UNSENT || self.h2.spent()
     }
 
-    /// True while the connection is not open yet.
+    /// True while the connection is not ready for queries (connecting, or handshaking).
     pub(super) fn opening(&self) -> bool {
-        matches!(self.state, State::Opening(_))
+        !self.agreed
     }
 
-    /// The epoll interest it needs (see `tls::Stream::wants_out`).
+    /// The epoll interest it needs: writability while connecting or while the session has
+    /// bytes the socket did not take.
     pub(super) fn wants_out(&self) -> bool {
-        self.io.want_out.load(Ordering::Acquire)
+        self.connecting || self.tls.wants_write()
     }
 
     /// Notes that the epoll found the socket readable.
-    pub(super) fn readable(&self) {
-        self.io.readable.store(true, Ordering::Release);
+    pub(super) fn readable(&mut self) {
+        self.readable = true;
     }
 
-    /// True when its futures asked for another poll that [`Conn::drive`] has not made.
+    /// True when the client has frames to send that [`Conn::drive`] has not written (the
+    /// resets of expired queries).
     pub(super) fn woken(&self) -> bool {
-        self.woken.0.load(Ordering::Acquire)
+        self.agreed && self.h2.has_output()
     }
 
     /// Adds a query (its message written with ID 0); it leaves with [`Conn::drive`].
@@ -194,181 +134,177 @@ impl<T: Relayed> Conn<T> {
         let q = entry.item.query();
         let mut body = Vec::with_capacity(64 + q.question_len());
         write_query(&mut body, q, 0);
-        self.queries.push_back(Query {
-            entry,
-            stage: Stage::Queued(Bytes::from(body)),
-        });
+        self.h2.ask(entry, body);
     }
 
-    /// Polls the connection and its queries until nothing wakes them: writes what can be
-    /// written, settles the answers that came (into `out`). An error means the connection is
-    /// broken: the caller fails it ([`Conn::fail_all`]) and closes it.
+    /// Does what the socket allows: completes the connect, reads and settles answers (into
+    /// `out`) when it was found readable, writes. An error means the connection is broken
+    /// (or was ended by the server and is done): the caller fails it ([`Conn::fail_all`])
+    /// and closes it.
     pub(super) fn drive(&mut self, out: &mut Vec<Settled<T>>) -> io::Result<()> {
-        let waker = self.waker.clone();
-        let mut cx = Context::from_waker(&waker);
-        for _ in 0..MAX_POLLS {
-            self.woken.0.store(false, Ordering::Release);
-            if let State::Opening(hs) = &mut self.state {
-                match hs.as_mut().poll(&mut cx) {
-                    Poll::Pending => return Ok(()),
-                    Poll::Ready(Err(e)) => return Err(h2_error(e)),
-                    Poll::Ready(Ok((send, conn))) => {
-                        self.state = State::Open(Box::new(Open { send, conn }));
-                    }
-                }
+        if self.connecting {
+            if let Some(e) = self.tcp.take_error()? {
+                return Err(e);
             }
-            let State::Open(open) = &mut self.state else {
-                return Ok(());
-            };
-            if let Poll::Ready(r) = Pin::new(&mut open.conn).poll(&mut cx) {
-                return Err(match r {
-                    Ok(()) => io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "connection closed by the server",
-                    ),
-                    Err(e) => h2_error(e),
-                });
+            match self.tcp.peer_addr() {
+                Ok(_) => self.connecting = false,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+                Err(e) => return Err(e),
             }
-            self.step_queries(&mut cx, out)?;
-            if !self.woken.0.load(Ordering::Acquire) {
-                return Ok(());
-            }
+        }
+        let read = if self.readable {
+            self.read_in(out)
+        } else {
+            Ok(())
+        };
+        // Handshake messages, alerts, and the client's frames.
+        let wrote = self.write_out();
+        read.and(wrote)?;
+        if self.h2.finished() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the server ended the connection (GOAWAY)",
+            ));
         }
         Ok(())
     }
 
-    /// Moves each query on as far as it goes: a stream for those waiting (while the server
-    /// allows more), the answer's head, its body; settles those done.
-    fn step_queries(&mut self, cx: &mut Context<'_>, out: &mut Vec<Settled<T>>) -> io::Result<()> {
-        let State::Open(open) = &mut self.state else {
-            return Ok(());
-        };
-        let send = &mut open.send;
-        let mut i = 0;
-        while i < self.queries.len() {
-            let Some(q) = self.queries.get_mut(i) else {
-                break;
+    /// Reads until the socket would block, handing whole frames to the client as they come.
+    fn read_in(&mut self, out: &mut Vec<Settled<T>>) -> io::Result<()> {
+        loop {
+            let mut tcp = Drained {
+                tcp: &self.tcp,
+                short: false,
             };
-            let verdict = match step(q, send, &self.uri, cx) {
-                Ok(None) => {
-                    i += 1;
-                    continue;
+            let read = self.tls.read_tls(&mut tcp);
+            if tcp.short {
+                self.readable = false;
+            }
+            match read {
+                Ok(0) => return Err(closed()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ok(());
                 }
-                Ok(Some(body)) => Ok(body),
-                Err(Failure::Query(why)) => Err(why),
-                Err(Failure::Connection(e)) => return Err(e),
-            };
-            let Some(q) = self.queries.remove(i) else {
-                break;
-            };
-            match verdict {
-                Ok(body) => {
-                    self.answered = true;
-                    out.push(encrypted_verdict(q.entry, &body, 0));
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = self.tls.process_new_packets() {
+                // Its alert goes out if it can; the connection is over.
+                let _ = self.write_out();
+                return Err(io::Error::other(e));
+            }
+            if !self.agreed && !self.tls.is_handshaking() {
+                if self.tls.alpn_protocol() != Some(crate::tls::ALPN_H2) {
+                    return Err(io::Error::other(
+                        "the server does not speak HTTP/2 (ALPN h2) on this port",
+                    ));
                 }
-                Err(why) => out.push(failed(q.entry, UpstreamError::Transport(self.server, why))),
+                self.agreed = true;
+            }
+            let mut eof = false;
+            loop {
+                let mut reader = self.tls.reader();
+                match reader.fill_buf() {
+                    // Empty only after the server's close_notify.
+                    Ok([]) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(chunk) => {
+                        let n = chunk.len();
+                        self.inbox.extend_from_slice(chunk);
+                        reader.consume(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.settle_inbox(out)?;
+            if eof {
+                return Err(closed());
+            }
+            if !self.readable {
+                return Ok(());
             }
         }
+    }
+
+    /// Hands the whole frames in the inbox to the client, keeps the rest, and settles the
+    /// queries they ended.
+    fn settle_inbox(&mut self, out: &mut Vec<Settled<T>>) -> io::Result<()> {
+        let taken = self
+            .h2
+            .receive(&self.inbox, &mut self.events)
+            .map_err(io::Error::other);
+        for event in self.events.drain(..) {
+            out.push(match event {
+                Event::Answer(entry, body) => {
+                    self.answered = true;
+                    encrypted_verdict(entry, &body, 0)
+                }
+                Event::Failed(entry, why) => {
+                    failed(entry, UpstreamError::Transport(self.server, why))
+                }
+                Event::Retry(entry) => resume(entry, Then::Again(Step::Link)),
+            });
+        }
+        self.inbox.drain(..taken?);
+        Ok(())
+    }
+
+    /// Hands the client's frames to the session once the server agreed to HTTP/2, and
+    /// writes what the session has for the socket, until it would block.
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.connecting {
+            return Ok(());
+        }
+        let frames = self.h2.output();
+        if self.agreed && !frames.is_empty() {
+            // No buffer limit: the relay bounds what it hands over (`MAX_UNSENT`).
+            self.tls.writer().write_all(frames)?;
+            self.unsent = self.unsent.saturating_add(frames.len() + RECORD_OVERHEAD);
+            frames.clear();
+        }
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut self.tcp) {
+                Ok(n) => self.unsent = self.unsent.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.unsent = 0;
         Ok(())
     }
 
     /// Fails every query, the connection having broken with `e` (see `tls::Stream::fail_all`).
     pub(super) fn fail_all(&mut self, e: &io::Error, out: &mut Vec<Settled<T>>) {
-        for q in self.queries.drain(..) {
-            if self.answered {
-                out.push(resume(q.entry, Then::Again(Step::Link)));
+        let answered = self.answered;
+        for entry in self.h2.drain() {
+            if answered {
+                out.push(resume(entry, Then::Again(Step::Link)));
             } else {
-                out.push(failed(q.entry, transport(self.server, e)));
+                out.push(failed(entry, transport(self.server, e)));
             }
         }
     }
 
-    /// Fails the queries whose attempt ends by `now` (their streams are reset when dropped);
-    /// the earliest end of those left.
+    /// Fails the queries whose attempt ends by `now` (their streams are reset with the next
+    /// write); the earliest end of those left.
     pub(super) fn expire(&mut self, now: Instant, out: &mut Vec<Settled<T>>) -> Option<Instant> {
-        let mut i = 0;
-        let mut soonest: Option<Instant> = None;
-        while let Some(q) = self.queries.get(i) {
-            if q.entry.end <= now {
-                if let Some(q) = self.queries.remove(i) {
-                    out.push(failed(q.entry, UpstreamError::Timeout(self.server)));
-                }
-                // The reset goes out with the next drive.
-                self.woken.0.store(true, Ordering::Release);
-                continue;
-            }
-            soonest = Some(soonest.map_or(q.entry.end, |s| s.min(q.entry.end)));
-            i += 1;
+        let mut gone = Vec::new();
+        self.h2.cancel_where(|e| e.end <= now, &mut gone);
+        for entry in gone {
+            out.push(failed(entry, UpstreamError::Timeout(self.server)));
         }
-        soonest
+        self.h2.items().map(|e| e.end).min()
     }
-}
 
-/// Why a query did not get its answer.
-enum Failure {
-    /// This query's stream failed (an HTTP status, a reset, a wrong type): the server failed
-    /// for it.
-    Query(String),
-    /// The connection failed.
-    Connection(io::Error),
-}
-
-/// Moves one query on; `Some(body)` once its answer is whole.
-fn step<T>(
-    q: &mut Query<T>,
-    send: &mut h2::client::SendRequest<Bytes>,
-    uri: &Uri,
-    cx: &mut Context<'_>,
-) -> Result<Option<Vec<u8>>, Failure> {
-    loop {
-        match &mut q.stage {
-            Stage::Queued(body) => {
-                match send.poll_ready(cx) {
-                    Poll::Pending => return Ok(None),
-                    Poll::Ready(Err(e)) => return Err(Failure::Connection(h2_error(e))),
-                    Poll::Ready(Ok(())) => {}
-                }
-                let req = request(uri, body.len());
-                let (head, mut stream) = send
-                    .send_request(req, false)
-                    .map_err(|e| Failure::Connection(h2_error(e)))?;
-                stream
-                    .send_data(std::mem::take(body), true)
-                    .map_err(|e| Failure::Connection(h2_error(e)))?;
-                q.stage = Stage::Head(head);
-            }
-            Stage::Head(head) => match Pin::new(head).poll(cx) {
-                Poll::Pending => return Ok(None),
-                Poll::Ready(Err(e)) if e.is_go_away() || e.is_io() => {
-                    return Err(Failure::Connection(h2_error(e)));
-                }
-                Poll::Ready(Err(e)) => return Err(Failure::Query(e.to_string())),
-                Poll::Ready(Ok(response)) => {
-                    check_head(&response).map_err(Failure::Query)?;
-                    q.stage = Stage::Body(response.into_body(), Vec::new());
-                }
-            },
-            Stage::Body(recv, got) => match recv.poll_data(cx) {
-                Poll::Pending => return Ok(None),
-                Poll::Ready(None) => return Ok(Some(std::mem::take(got))),
-                Poll::Ready(Some(Err(e))) => return Err(Failure::Query(e.to_string())),
-                Poll::Ready(Some(Ok(chunk))) => {
-                    if got.len() + chunk.len() > MAX_MESSAGE {
-                        return Err(Failure::Query("answer larger than a DNS message".into()));
-                    }
-                    got.extend_from_slice(&chunk);
-                    let _ = recv.flow_control().release_capacity(chunk.len());
-                }
-            },
-        }
-    }
-}
-
-fn h2_error(e: h2::Error) -> io::Error {
-    if e.is_io() {
-        e.into_io()
-            .unwrap_or_else(|| io::Error::other("connection error"))
-    } else {
-        io::Error::other(e)
+    /// Ends the session politely (close_notify), as far as the socket takes it now.
+    pub(super) fn close_notify(&mut self) {
+        self.tls.send_close_notify();
+        let _ = self.write_out();
     }
 }

@@ -76,7 +76,7 @@ impl<T: Relayed> Kept<T> {
     fn fd(&self) -> BorrowedFd<'_> {
         match &self.wire {
             Wire::Tls(s) => s.tcp.as_fd(),
-            Wire::Https(c) => c.watch.as_fd(),
+            Wire::Https(c) => c.tcp.as_fd(),
             Wire::Quic(c) => c.udp.as_fd(),
         }
     }
@@ -184,7 +184,8 @@ impl<T: Relayed> Kept<T> {
         }
     }
 
-    /// True when its futures want another poll (DoH's resets after an expiry, say).
+    /// True when it has frames to write that were made since its last write (DoH's resets
+    /// after an expiry).
     fn woken(&self) -> bool {
         match &self.wire {
             Wire::Tls(_) | Wire::Quic(_) => false,
@@ -402,8 +403,8 @@ impl<T: Relayed> Relay<T> {
         let _ = self.epoll.delete(k.fd());
         match &mut k.wire {
             Wire::Tls(s) => s.close_notify(),
+            Wire::Https(c) => c.close_notify(),
             Wire::Quic(c) => c.close(),
-            Wire::Https(_) => {}
         }
     }
 }

@@ -44,7 +44,7 @@ mod tests;
 /// Most bytes handed to a connection and not yet written to its socket.
 pub(super) const MAX_UNSENT: usize = 64 * 1024;
 /// A TLS 1.3 record's bytes beyond its plaintext: header, content type and AEAD tag.
-const RECORD_OVERHEAD: usize = 5 + 1 + 16;
+pub(super) const RECORD_OVERHEAD: usize = 5 + 1 + 16;
 /// A relay's connection to one DNS-over-TLS server; see the module documentation.
 pub(super) struct Stream<T> {
     pub(super) tcp: TcpStream,
@@ -286,7 +286,8 @@ pub(super) fn connect(server: SocketAddr) -> io::Result<TcpStream> {
     Ok(TcpStream::from(sock))
 }
 
-fn closed() -> io::Error {
+/// The error of a connection the server closed.
+pub(super) fn closed() -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
         "connection closed by the server",
