@@ -75,6 +75,18 @@ struct Stream<E> {
     answer: Option<Vec<u8>>,
 }
 
+/// Whether closing a stream resets it (RST_STREAM).
+#[derive(Clone, Copy)]
+enum Reset {
+    /// With this error code.
+    With(u32),
+    /// Only if its body was not all sent: the server ended its side first (§8.1).
+    IfUnsent,
+    /// Never: the server reset it, or will not process it (GOAWAY), and §5.4.2 forbids
+    /// answering a reset with a reset.
+    Never,
+}
+
 /// A header block waiting for its CONTINUATION frames.
 struct Partial {
     stream: u32,
@@ -160,9 +172,9 @@ impl<E> Client<E> {
         &mut self.out
     }
 
-    /// True when there are bytes to send.
-    pub fn has_output(&self) -> bool {
-        !self.out.is_empty()
+    /// How many bytes there are to send.
+    pub fn output_len(&self) -> usize {
+        self.out.len()
     }
 
     /// Queries asked and not settled.
@@ -218,13 +230,15 @@ impl<E> Client<E> {
         let mut i = 0;
         while let Some(s) = self.streams.get(i) {
             if gone(&s.item) {
-                if let Some(s) = self.close(i, Some(frame::CANCEL)) {
+                if let Some(s) = self.close(i, Reset::With(frame::CANCEL)) {
                     out.push(s.item);
                 }
             } else {
                 i += 1;
             }
         }
+        // Streams freed: queries waiting for one go now.
+        self.pump();
     }
 
     /// Reads the whole frames at the start of `inbox`, settling queries into `events`; how
@@ -303,7 +317,7 @@ impl<E> Client<E> {
                 let Some(i) = self.find(h.stream)? else {
                     return Ok(());
                 };
-                if let Some(s) = self.close(i, None) {
+                if let Some(s) = self.close(i, Reset::Never) {
                     events.push(if code == frame::REFUSED_STREAM {
                         Event::Retry(s.item)
                     } else {
@@ -329,7 +343,7 @@ impl<E> Client<E> {
             }
             frame::GOAWAY => {
                 let last = frame::u32_at(payload, 0)
-                    .filter(|_| h.stream == 0)
+                    .filter(|_| h.stream == 0 && h.len >= 8)
                     .ok_or(Error::Protocol("a malformed GOAWAY"))?
                     & frame::MAX_31;
                 self.go_away(last, events);
@@ -359,21 +373,27 @@ impl<E> Client<E> {
             return Ok(());
         };
         s.received += h.len;
-        let why = match &mut s.answer {
-            _ if s.received > STREAM_WINDOW as usize => "DATA beyond the stream's window",
-            None => "DATA before the response's head",
+        let (why, code) = match &mut s.answer {
+            _ if s.received > STREAM_WINDOW as usize => {
+                ("DATA beyond the stream's window", frame::FLOW_CONTROL_ERROR)
+            }
+            None => ("DATA before the response's head", frame::PROTOCOL_ERROR),
             Some(answer) if answer.len() + body.len() > MAX_ANSWER => {
-                "answer larger than a DNS message"
+                ("answer larger than a DNS message", frame::CANCEL)
             }
             Some(answer) => {
                 answer.extend_from_slice(body);
-                if end && let Some(s) = self.close(i, None) {
+                if end && let Some(s) = self.close(i, Reset::IfUnsent) {
                     events.push(Event::Answer(s.item, s.answer.unwrap_or_default()));
                 }
                 return Ok(());
             }
         };
-        let reset = (!end).then_some(frame::CANCEL);
+        let reset = if end {
+            Reset::IfUnsent
+        } else {
+            Reset::With(code)
+        };
         if let Some(s) = self.close(i, reset) {
             events.push(Event::Failed(s.item, why.into()));
         }
@@ -395,15 +415,16 @@ impl<E> Client<E> {
         let Some(s) = self.streams.get(i) else {
             return Ok(());
         };
-        let reset = (!end).then_some(frame::CANCEL);
+        let mut code = frame::CANCEL;
         let failure = if s.answer.is_some() {
             // Trailers: they end the stream.
             if end {
-                if let Some(s) = self.close(i, None) {
+                if let Some(s) = self.close(i, Reset::IfUnsent) {
                     events.push(Event::Answer(s.item, s.answer.unwrap_or_default()));
                 }
                 return Ok(());
             }
+            code = frame::PROTOCOL_ERROR;
             "trailers that do not end the stream".to_string()
         } else if head.status.is_some_and(|s| (100..200).contains(&s)) && !end {
             // Informational: the response follows.
@@ -419,10 +440,15 @@ impl<E> Client<E> {
             if let Some(s) = self.streams.get_mut(i) {
                 s.answer = Some(Vec::new());
             }
-            if end && let Some(s) = self.close(i, None) {
+            if end && let Some(s) = self.close(i, Reset::IfUnsent) {
                 events.push(Event::Answer(s.item, s.answer.unwrap_or_default()));
             }
             return Ok(());
+        };
+        let reset = if end {
+            Reset::IfUnsent
+        } else {
+            Reset::With(code)
         };
         if let Some(s) = self.close(i, reset) {
             events.push(Event::Failed(s.item, failure));
@@ -450,8 +476,8 @@ impl<E> Client<E> {
             };
             let value = u32::from_be_bytes([v0, v1, v2, v3]);
             match u16::from_be_bytes([a, b]) {
-                frame::ENABLE_PUSH if value > 1 => {
-                    return Err(Error::Protocol("SETTINGS_ENABLE_PUSH above 1"));
+                frame::ENABLE_PUSH if value != 0 => {
+                    return Err(Error::Protocol("SETTINGS_ENABLE_PUSH from a server"));
                 }
                 frame::MAX_CONCURRENT_STREAMS => {
                     self.max_streams = usize::try_from(value).unwrap_or(usize::MAX);
@@ -477,8 +503,8 @@ impl<E> Client<E> {
                     }
                     self.peer_max_frame = value as usize;
                 }
-                // The header table size only matters to an encoder that indexes: ours
-                // does not.
+                // The header table size: every request's block starts by setting ours to 0
+                // (`hpack::request_prefix`), which any size allows.
                 _ => {}
             }
         }
@@ -513,9 +539,14 @@ impl<E> Client<E> {
             return Ok(());
         };
         s.window += i64::from(inc);
-        if (inc == 0 || s.window > i64::from(frame::MAX_31))
-            && let Some(s) = self.close(i, Some(frame::CANCEL))
-        {
+        let code = if inc == 0 {
+            frame::PROTOCOL_ERROR
+        } else if s.window > i64::from(frame::MAX_31) {
+            frame::FLOW_CONTROL_ERROR
+        } else {
+            return Ok(());
+        };
+        if let Some(s) = self.close(i, Reset::With(code)) {
             events.push(Event::Failed(s.item, "a bad WINDOW_UPDATE".into()));
         }
         Ok(())
@@ -527,7 +558,7 @@ impl<E> Client<E> {
         self.goaway = Some(self.goaway.map_or(last, |g| g.min(last)));
         while self.streams.back().is_some_and(|s| s.id > last) {
             let i = self.streams.len() - 1;
-            if let Some(s) = self.close(i, None) {
+            if let Some(s) = self.close(i, Reset::Never) {
                 events.push(Event::Retry(s.item));
             }
         }
@@ -547,12 +578,15 @@ impl<E> Client<E> {
         Ok(self.streams.binary_search_by_key(&id, |s| s.id).ok())
     }
 
-    /// Closes stream `i`, sending RST_STREAM with `reset` if given, or if its body was not
-    /// all sent (the server answered before reading it: §8.1).
-    fn close(&mut self, i: usize, reset: Option<u32>) -> Option<Stream<E>> {
+    /// Closes stream `i`, resetting it as `reset` says.
+    fn close(&mut self, i: usize, reset: Reset) -> Option<Stream<E>> {
         let s = self.streams.remove(i)?;
-        let unsent = s.sent < s.body.len();
-        if let Some(code) = reset.or(unsent.then_some(frame::NO_ERROR)) {
+        let code = match reset {
+            Reset::With(code) => Some(code),
+            Reset::IfUnsent => (s.sent < s.body.len()).then_some(frame::NO_ERROR),
+            Reset::Never => None,
+        };
+        if let Some(code) = code {
             frame::put_u32_frame(&mut self.out, frame::RST_STREAM, s.id, code);
         }
         Some(s)

@@ -28,6 +28,8 @@ pub(super) const MAX_FRAME_SIZE: u16 = 0x5;
 
 /// Error codes (§7) the client sends or tells apart.
 pub(super) const NO_ERROR: u32 = 0x0;
+pub(super) const PROTOCOL_ERROR: u32 = 0x1;
+pub(super) const FLOW_CONTROL_ERROR: u32 = 0x3;
 pub(super) const CANCEL: u32 = 0x8;
 pub(super) const REFUSED_STREAM: u32 = 0x7;
 

@@ -46,10 +46,13 @@ pub enum ContentType {
 #[error("bad HPACK header block: {0}")]
 pub struct Error(pub &'static str);
 
-/// The fixed part of every request's header block: `POST`, `https`, the path, the
-/// authority, and the content type and accepted type (`application/dns-message`).
+/// The fixed part of every request's header block: a dynamic table size update to 0 (our
+/// encoder's table, which we never use: legal under any `SETTINGS_HEADER_TABLE_SIZE` the
+/// server sets, and the signal §4.2 asks for after a change), `POST`, `https`, the path,
+/// the authority, and the content type and accepted type (`application/dns-message`).
 pub fn request_prefix(authority: &str, path: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + authority.len() + path.len());
+    put_int(&mut out, 0x20, 5, 0);
     put_int(&mut out, 0x80, 7, METHOD_POST);
     put_int(&mut out, 0x80, 7, SCHEME_HTTPS);
     literal(&mut out, PATH, path.as_bytes());
@@ -171,15 +174,18 @@ enum Name {
     Other,
 }
 
+/// A string's text: `raw` itself, or its Huffman decoding (into `decoded`).
+fn text<'a>(coded: bool, raw: &'a [u8], decoded: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+    if !coded {
+        return Ok(raw);
+    }
+    huffman::decode(raw, decoded).map_err(|_| Error("bad Huffman code"))?;
+    Ok(decoded.as_slice())
+}
+
 fn name_of(coded: bool, raw: &[u8]) -> Result<Name, Error> {
     let mut decoded = Vec::new();
-    let name = if coded {
-        huffman::decode(raw, &mut decoded).map_err(|_| Error("bad Huffman code"))?;
-        decoded.as_slice()
-    } else {
-        raw
-    };
-    Ok(match name {
+    Ok(match text(coded, raw, &mut decoded)? {
         b":status" => Name::Status,
         b"content-type" => Name::ContentType,
         _ => Name::Other,
@@ -188,13 +194,7 @@ fn name_of(coded: bool, raw: &[u8]) -> Result<Name, Error> {
 
 fn status_of(coded: bool, raw: &[u8]) -> Result<u16, Error> {
     let mut decoded = Vec::new();
-    let text = if coded {
-        huffman::decode(raw, &mut decoded).map_err(|_| Error("bad Huffman code"))?;
-        decoded.as_slice()
-    } else {
-        raw
-    };
-    match text {
+    match text(coded, raw, &mut decoded)? {
         [a, b, c] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
             Ok(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
         }
@@ -207,12 +207,7 @@ fn type_of(coded: bool, raw: &[u8], dns_coded: &[u8]) -> Result<ContentType, Err
         return Ok(ContentType::Dns);
     }
     let mut decoded = Vec::new();
-    let text = if coded {
-        huffman::decode(raw, &mut decoded).map_err(|_| Error("bad Huffman code"))?;
-        decoded.as_slice()
-    } else {
-        raw
-    };
+    let text = text(coded, raw, &mut decoded)?;
     Ok(ContentType::Other(
         String::from_utf8_lossy(text).into_owned(),
     ))
@@ -321,12 +316,13 @@ mod tests {
     }
 
     #[test]
-    fn a_request_prefix_reads_back_with_h2s_own_decoder_shape() {
+    fn a_request_prefix_is_a_size_update_then_static_indices_and_plain_literals() {
         // Written without the dynamic table: every field is a literal without indexing or
         // a static index, and its strings are plain.
         let mut block = request_prefix("dns.example:8443", "/dns-query?x=1");
         put_content_length(&mut block, 1234);
-        let mut at = 0;
+        assert_eq!(block[0], 0x20, "a table size update to 0 first");
+        let mut at = 1;
         let mut seen = Vec::new();
         while at < block.len() {
             let first = block[at];

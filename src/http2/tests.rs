@@ -356,3 +356,105 @@ fn violations_end_the_connection() {
         assert!(c.receive(&bytes, &mut events).is_err(), "{what}");
     }
 }
+
+#[test]
+fn a_body_waits_for_the_stream_and_connection_windows_and_a_larger_initial_window() {
+    let mut c = client();
+    // The server's initial stream window, 10, applies to streams already open too.
+    feed(&mut c, &settings(&[(frame::INITIAL_WINDOW_SIZE, 10)])).unwrap();
+    written(&mut c);
+    c.ask(1, vec![b'a'; 25]);
+    let out = written(&mut c);
+    assert_eq!(out[1].3.len(), 10);
+    feed(&mut c, &settings(&[(frame::INITIAL_WINDOW_SIZE, 100)])).unwrap();
+    let out = written(&mut c);
+    let data: Vec<(u8, usize)> = out
+        .iter()
+        .filter(|f| f.0 == frame::DATA)
+        .map(|f| (f.1, f.3.len()))
+        .collect();
+    assert_eq!(data, [(frame::END_STREAM, 15)]);
+
+    // The connection's window (65,535 before the server's updates), in frames of at most
+    // 16 KiB; the stream's own window must open too.
+    let mut c = client();
+    c.ask(2, vec![b'b'; 70_000]);
+    let sizes: Vec<usize> = written(&mut c)
+        .iter()
+        .filter(|f| f.0 == frame::DATA)
+        .map(|f| f.3.len())
+        .collect();
+    assert_eq!(sizes, [16_384, 16_384, 16_384, 16_383]);
+    feed(
+        &mut c,
+        &frame(frame::WINDOW_UPDATE, 0, 0, &10_000u32.to_be_bytes()),
+    )
+    .unwrap();
+    assert!(
+        written(&mut c).is_empty(),
+        "the stream's window is still shut"
+    );
+    feed(
+        &mut c,
+        &frame(frame::WINDOW_UPDATE, 0, 1, &10_000u32.to_be_bytes()),
+    )
+    .unwrap();
+    let out = written(&mut c);
+    assert_eq!(
+        (out[0].0, out[0].1, out[0].3.len()),
+        (frame::DATA, frame::END_STREAM, 70_000 - 65_535)
+    );
+}
+
+#[test]
+fn a_reset_from_the_server_is_not_answered_with_a_reset() {
+    let mut c = client();
+    feed(&mut c, &settings(&[(frame::INITIAL_WINDOW_SIZE, 5)])).unwrap();
+    c.ask(1, vec![b'a'; 20]);
+    written(&mut c);
+    // Half sent, the server resets it: no reset back (RFC 9113 §5.4.2).
+    let rst = frame(frame::RST_STREAM, 0, 1, &frame::CANCEL.to_be_bytes());
+    let events = feed(&mut c, &rst).unwrap();
+    assert!(matches!(events.as_slice(), [Event::Failed(1, _)]));
+    assert!(written(&mut c).is_empty());
+    // Half sent, the server answers: our side is reset with NO_ERROR (§8.1).
+    c.ask(2, vec![b'a'; 20]);
+    written(&mut c);
+    let answer = frame(
+        frame::HEADERS,
+        frame::END_HEADERS | frame::END_STREAM,
+        3,
+        &ok_block(),
+    );
+    assert_eq!(
+        feed(&mut c, &answer).unwrap(),
+        [Event::Answer(2, Vec::new())]
+    );
+    let out = written(&mut c);
+    assert_eq!(
+        (out[0].0, out[0].2, out[0].3.as_slice()),
+        (frame::RST_STREAM, 3, &frame::NO_ERROR.to_be_bytes()[..])
+    );
+}
+
+#[test]
+fn a_cancelled_stream_frees_its_place_for_a_queued_query() {
+    let mut c = client();
+    feed(&mut c, &settings(&[(frame::MAX_CONCURRENT_STREAMS, 1)])).unwrap();
+    c.ask(1, b"q".to_vec());
+    c.ask(2, b"q".to_vec());
+    written(&mut c);
+    let mut gone = Vec::new();
+    c.cancel_where(|&e| e == 1, &mut gone);
+    assert_eq!(gone, [1]);
+    let kinds: Vec<(u8, u32)> = written(&mut c).iter().map(|f| (f.0, f.2)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (frame::RST_STREAM, 1),
+            (frame::HEADERS, 3),
+            (frame::DATA, 3)
+        ]
+    );
+    assert_eq!(c.len(), 1);
+}

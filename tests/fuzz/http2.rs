@@ -6,7 +6,10 @@
 //! Properties: never panics; each query is settled at most once, and the settled plus the
 //! unsettled are the three asked; an answer is at most a DNS message; after the last whole
 //! frame less than a frame is left; what the client writes back is bounded by what it read;
-//! the same bytes cut in two give the same outcomes as in one piece.
+//! what it writes is whole frames, nothing on a stream after that stream's end or reset, no
+//! more of a body than there is, and no more DATA than the connection's window allows (the
+//! second query's body, 70,000 bytes, is larger than the first window); the same bytes cut
+//! in two give the same outcomes as in one piece.
 
 use sinkhole::http2::client::{Event, MAX_ANSWER};
 use sinkhole::http2::{Client, hpack};
@@ -38,19 +41,107 @@ fn ok_block(coded: bool) -> Vec<u8> {
 /// What became of the queries, and whether the connection ended in an error.
 type Outcome = (Vec<(u8, u32, usize)>, bool);
 
+/// The queries' bodies: the second needs more than the connection's first window.
+const BODIES: [usize; 3] = [29, 70_000, 45];
+
+/// The sum of the connection-level WINDOW_UPDATE increments among the whole frames of `b`.
+fn connection_credit(mut b: &[u8]) -> u64 {
+    let mut credit = 0;
+    while b.len() >= 9 {
+        let len = usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]);
+        let Some(payload) = b.get(9..9 + len) else {
+            break;
+        };
+        let stream = u32::from_be_bytes(b[5..9].try_into().unwrap()) & 0x7fff_ffff;
+        if b[3] == 8 && stream == 0 && len == 4 {
+            credit += u64::from(u32::from_be_bytes(payload.try_into().unwrap()) & 0x7fff_ffff);
+        }
+        b = &b[9 + len..];
+    }
+    credit
+}
+
+/// Checks what the client wrote: whole frames, nothing on a stream after its reset and
+/// only a reset after its end (RFC 9113 §5.1: half-closed, it may still be reset), no more
+/// DATA than the bodies and the connection's window. `ended`: 1 after our END_STREAM, 2
+/// after our RST_STREAM.
+fn check_written(
+    mut out: &[u8],
+    sent: &mut [usize; 3],
+    ended: &mut [u8; 3],
+    credit: u64,
+) -> Result<(), String> {
+    while !out.is_empty() {
+        if out.len() < 9 {
+            return Err("a partial frame written".into());
+        }
+        let len = usize::from(out[0]) << 16 | usize::from(out[1]) << 8 | usize::from(out[2]);
+        let (kind, flags) = (out[3], out[4]);
+        let stream = u32::from_be_bytes(out[5..9].try_into().unwrap()) & 0x7fff_ffff;
+        let Some(payload) = out.get(9..9 + len) else {
+            return Err("a partial frame written".into());
+        };
+        if stream != 0 {
+            let i = (stream / 2) as usize;
+            if stream % 2 == 0 || i >= 3 {
+                return Err(format!("a frame on stream {stream}, never opened"));
+            }
+            if ended[i] == 2 || (ended[i] == 1 && kind != 3) {
+                return Err(format!(
+                    "a frame of type {kind} on stream {stream} after its end"
+                ));
+            }
+            match kind {
+                0 => {
+                    sent[i] += payload.len();
+                    if sent[i] > BODIES[i] {
+                        return Err(format!(
+                            "{} bytes of a {}-byte body sent",
+                            sent[i], BODIES[i]
+                        ));
+                    }
+                    if flags & 1 != 0 {
+                        if sent[i] != BODIES[i] {
+                            return Err(format!("stream {stream} ended after {} bytes", sent[i]));
+                        }
+                        ended[i] = 1;
+                    }
+                }
+                3 => ended[i] = 2,
+                _ => {}
+            }
+        }
+        out = &out[9 + len..];
+    }
+    let total: usize = sent.iter().sum();
+    if total as u64 > 65_535 + credit {
+        return Err(format!(
+            "{total} bytes of DATA in a window of {}",
+            65_535 + credit
+        ));
+    }
+    Ok(())
+}
+
 /// Feeds `chunks` in order, as a relay's inbox would; checks the bounds on the way.
 fn run(chunks: &[&[u8]]) -> Result<(Outcome, Client<u32>), String> {
     let mut c = Client::new("dns.example", "/dns-query");
-    for i in 0..3 {
-        c.ask(i, vec![0; 29]);
-    }
+    let mut sent = [0usize; 3];
+    let mut ended = [0u8; 3];
     c.output().clear();
+    for (i, len) in BODIES.iter().enumerate() {
+        c.ask(i as u32, vec![0; *len]);
+    }
+    let first = std::mem::take(c.output());
+    check_written(&first, &mut sent, &mut ended, 0)?;
+    let mut fed = Vec::new();
     let mut inbox = Vec::new();
     let mut events = Vec::new();
     let mut read = 0usize;
     let mut failed = false;
     for chunk in chunks {
         inbox.extend_from_slice(chunk);
+        fed.extend_from_slice(chunk);
         read += chunk.len();
         match c.receive(&inbox, &mut events) {
             Ok(n) => {
@@ -61,12 +152,12 @@ fn run(chunks: &[&[u8]]) -> Result<(Outcome, Client<u32>), String> {
                 break;
             }
         }
-        if c.output().len() > 2 * read + 1024 {
-            return Err(format!(
-                "{} bytes written for {read} read",
-                c.output().len()
-            ));
+        let out = std::mem::take(c.output());
+        // Besides replies, at most the rest of the bodies (as windows open) and headers.
+        if out.len() > 2 * read + 1024 + 70_000 {
+            return Err(format!("{} bytes written for {read} read", out.len()));
         }
+        check_written(&out, &mut sent, &mut ended, connection_credit(&fed))?;
     }
     if !failed && inbox.len() >= 9 {
         let len = usize::from(inbox[0]) << 16 | usize::from(inbox[1]) << 8 | usize::from(inbox[2]);

@@ -35,8 +35,9 @@
 //! an idle connection. The clients here are small: tokio-rustls with a reader and a writer
 //! task per connection (DoT), the `h2` crate hyper already builds on (DoH), and quinn, the
 //! QUIC stack of the DoQ listener (DoQ). A UDP listener thread makes the first attempt of
-//! its encrypted misses on connections of its own, rustls, `h2` and `quinn-proto` driven
-//! by its loop (`relay::kept`), and on its own runtime ([`near`]) when those are full.
+//! its encrypted misses on connections of its own, rustls, our own HTTP/2 client
+//! ([`crate::http2`], a fraction of `h2`'s cost per query) and `quinn-proto` driven by its
+//! loop (`relay::kept`), and on its own runtime ([`near`]) when those are full.
 
 mod doh;
 mod doq;

@@ -21,7 +21,7 @@
 //! on at the same server on the runtime too. Bounded by [`MAX_IN_FLIGHT`] queries and
 //! [`MAX_UNSENT`] bytes per connection, and by the client's own limits.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
@@ -33,13 +33,22 @@ use tokio::time::Instant;
 use super::super::encrypted::{MAX_IN_FLIGHT, write_query};
 use super::super::{Step, Then, UpstreamError};
 use super::sock::{Entry, encrypted_verdict, failed, resume, transport};
-use super::tls::{Drained, MAX_UNSENT, RECORD_OVERHEAD, closed, connect};
+use super::tls::{Drained, MAX_UNSENT, RECORD_OVERHEAD, closed, connect, take_plaintext};
 use super::{Relayed, Settled};
 use crate::http2::{Client, Event};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests;
+
+/// Most bytes of ours a connection may hold unsent (handed to the session or still in the
+/// client): beyond [`MAX_UNSENT`] no query is added, so only the client's replies to the
+/// server's frames (PING and SETTINGS acknowledgements, resets) take it further; a server
+/// that makes it owe more (a flood of PINGs, or replies it does not read) is cut off.
+const MAX_PENDING: usize = 4 * MAX_UNSENT;
+/// Socket reads per [`Conn::drive`]: a server that never stops sending does not hold the
+/// thread (the epoll is level-triggered: what is left wakes it again).
+const MAX_READS: usize = 32;
 
 /// A relay's connection to one DNS-over-HTTPS server; see the module documentation.
 pub(super) struct Conn<T> {
@@ -126,7 +135,7 @@ impl<T: Relayed> Conn<T> {
     /// True when the client has frames to send that [`Conn::drive`] has not written (the
     /// resets of expired queries).
     pub(super) fn woken(&self) -> bool {
-        self.agreed && self.h2.has_output()
+        self.agreed && self.h2.output_len() > 0
     }
 
     /// Adds a query (its message written with ID 0); it leaves with [`Conn::drive`].
@@ -171,7 +180,7 @@ impl<T: Relayed> Conn<T> {
 
     /// Reads until the socket would block, handing whole frames to the client as they come.
     fn read_in(&mut self, out: &mut Vec<Settled<T>>) -> io::Result<()> {
-        loop {
+        for _ in 0..MAX_READS {
             let mut tcp = Drained {
                 tcp: &self.tcp,
                 short: false,
@@ -203,32 +212,21 @@ impl<T: Relayed> Conn<T> {
                 }
                 self.agreed = true;
             }
-            let mut eof = false;
-            loop {
-                let mut reader = self.tls.reader();
-                match reader.fill_buf() {
-                    // Empty only after the server's close_notify.
-                    Ok([]) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(chunk) => {
-                        let n = chunk.len();
-                        self.inbox.extend_from_slice(chunk);
-                        reader.consume(n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
+            let eof = take_plaintext(&mut self.tls, &mut self.inbox)?;
             self.settle_inbox(out)?;
             if eof {
                 return Err(closed());
+            }
+            if self.unsent + self.h2.output_len() > MAX_PENDING {
+                return Err(io::Error::other(
+                    "the server sends more frames to answer than it reads answers to",
+                ));
             }
             if !self.readable {
                 return Ok(());
             }
         }
+        Ok(())
     }
 
     /// Hands the whole frames in the inbox to the client, keeps the rest, and settles the
@@ -302,8 +300,10 @@ impl<T: Relayed> Conn<T> {
         self.h2.items().map(|e| e.end).min()
     }
 
-    /// Ends the session politely (close_notify), as far as the socket takes it now.
+    /// Ends the session politely (close_notify), as far as the socket takes it now; frames
+    /// not handed to the session yet are dropped (nothing may follow the alert).
     pub(super) fn close_notify(&mut self) {
+        self.h2.output().clear();
         self.tls.send_close_notify();
         let _ = self.write_out();
     }

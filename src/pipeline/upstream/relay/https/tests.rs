@@ -188,3 +188,40 @@ fn a_connection_closed_after_answering_hands_its_queries_back_for_the_same_serve
     );
     assert!(r.kept.is_empty());
 }
+
+#[test]
+fn a_server_that_sends_pings_and_reads_nothing_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    // SETTINGS, then PINGs without end, never reading: each asks for an acknowledgement,
+    // and what our side owes grows by one frame per frame read until it is cut off.
+    let server = tls_serving(b"h2", |mut s| async move {
+        if s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.is_err() {
+            return;
+        }
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let flood = ping.repeat(4096);
+        // 68 KiB of PINGs per write, up to 48 MiB.
+        for _ in 0..720 {
+            if s.write_all(&flood).await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let up = upstream_with_ca(
+        &[url(&server)],
+        Duration::from_secs(20),
+        Some(server.ca.clone()),
+    );
+    let (mut r, _listener) = relay();
+    assert!(r.start(item("ping.example.test", &up)).is_ok());
+    let got = settle(&mut r, 1, Duration::from_secs(25));
+    match then(&got[0]) {
+        Then::Next(UpstreamError::Transport(a, why)) => {
+            assert_eq!(*a, server.addr);
+            assert!(why.contains("more frames to answer"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(r.kept.is_empty());
+}
