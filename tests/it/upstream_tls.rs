@@ -2,7 +2,9 @@
 //! service forwards its misses to in-process DNS-over-TLS and DNS-over-HTTPS servers on
 //! loopback (tokio-rustls; the `h2` crate's server), whose certificate the test makes and
 //! gives the service as `upstream.tls_ca`. Each test server answers every A query with its
-//! own address and counts the connections it accepted and the queries it answered.
+//! own address and counts the connections it accepted and the queries it answered. One DoH
+//! upstream is nghttpd (nghttp2), so that our own HTTP/2 client meets another
+//! implementation than the one it replaced.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -382,4 +384,69 @@ fn config_errors_name_the_entry_and_say_what_to_write() {
     ] {
         assert!(e.contains(&want), "missing {want:?} in:\n{e}");
     }
+}
+
+/// nghttpd (nghttp2's server, Debian's nghttp2-server, installed by `.ci/run`) serving
+/// `docroot` over TLS with `p` on `port`; killed when dropped.
+struct Nghttpd(std::process::Child);
+
+impl Drop for Nghttpd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A DNS-over-HTTPS upstream served by another HTTP/2 implementation than the `h2` crate:
+/// nghttp2, strict about HPACK and flow control. It answers every request for `/dns-query`
+/// with one file, the answer (ID 0, as DoH queries carry) to `nghttp2.example.test A`; the
+/// UDP listener's own connection (our HTTP/2 client) and the runtime's (the `h2` crate's)
+/// both get it, on misses (no cache), over kept connections.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_doh_upstream_served_by_nghttp2_answers_our_own_http2_client_and_h2s() {
+    let p = pair();
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    let mut q = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["nghttp2", "example", "test"] {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    std::fs::write(www.join("dns-query"), answer(&q, [192, 0, 2, 77])).unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    std::fs::write(&key, &p.key_pem).unwrap();
+    std::fs::write(&cert, &p.cert_pem).unwrap();
+    let port = crate::harness::free_port();
+    let child = std::process::Command::new("nghttpd")
+        .args(["--address=127.0.0.1", "-d"])
+        .arg(&www)
+        .arg(port.to_string())
+        .args([&key, &cert])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nghttpd (Debian's nghttp2-server, installed by .ci/run)");
+    let _server = Nghttpd(child);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nghttpd did not listen on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let toml = format!(
+        "[upstream]\nservers = [\"{}\"]\ntimeout_ms = 2000\ntls_ca = \"ca.pem\"\n[cache]\nmax_entries = 0\n",
+        https(addr, NAME)
+    );
+    let s = TestServer::start(&toml, &[("ca.pem", &p.cert_pem)]).await;
+    for _ in 0..3 {
+        let m = s.query("nghttp2.example.test.", RecordType::A).await;
+        assert_eq!(first_answer(&m), "192.0.2.77", "over UDP: {m:?}");
+    }
+    let m = s.query_tcp("nghttp2.example.test.", RecordType::A).await;
+    assert_eq!(first_answer(&m), "192.0.2.77", "over TCP: {m:?}");
 }
