@@ -75,10 +75,14 @@ fn names(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Sends the script: (client, name), in order; waits until the log holds them all.
+/// Sends the script: (client, name), in order; waits until the log holds them all. The
+/// queries are 2 ms apart, so that no two records share a timestamp (milliseconds): a time
+/// range ending at one record's `ts` holds no later one (two in the same millisecond made
+/// the range test fail now and then).
 async fn script(s: &TestServer, qs: &[(&str, &str)]) {
     for (client, name) in qs {
         s.query_from(client, name, RecordType::A).await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     records(&s.path("q.jsonl"), qs.len()).await;
 }
