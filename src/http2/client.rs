@@ -389,14 +389,7 @@ impl<E> Client<E> {
                 return Ok(());
             }
         };
-        let reset = if end {
-            Reset::IfUnsent
-        } else {
-            Reset::With(code)
-        };
-        if let Some(s) = self.close(i, reset) {
-            events.push(Event::Failed(s.item, why.into()));
-        }
+        self.fail(i, end, code, why.into(), events);
         Ok(())
     }
 
@@ -445,14 +438,7 @@ impl<E> Client<E> {
             }
             return Ok(());
         };
-        let reset = if end {
-            Reset::IfUnsent
-        } else {
-            Reset::With(code)
-        };
-        if let Some(s) = self.close(i, reset) {
-            events.push(Event::Failed(s.item, failure));
-        }
+        self.fail(i, end, code, failure, events);
         Ok(())
     }
 
@@ -576,6 +562,19 @@ impl<E> Client<E> {
             ));
         }
         Ok(self.streams.binary_search_by_key(&id, |s| s.id).ok())
+    }
+
+    /// Fails stream `i`'s query with `why`: reset with `code` unless the server ended the
+    /// stream (`end`), then only if our body was not all sent.
+    fn fail(&mut self, i: usize, end: bool, code: u32, why: String, events: &mut Vec<Event<E>>) {
+        let reset = if end {
+            Reset::IfUnsent
+        } else {
+            Reset::With(code)
+        };
+        if let Some(s) = self.close(i, reset) {
+            events.push(Event::Failed(s.item, why));
+        }
     }
 
     /// Closes stream `i`, resetting it as `reset` says.

@@ -33,7 +33,9 @@ use tokio::time::Instant;
 use super::super::encrypted::{MAX_IN_FLIGHT, write_query};
 use super::super::{Step, Then, UpstreamError};
 use super::sock::{Entry, encrypted_verdict, failed, resume, transport};
-use super::tls::{Drained, MAX_UNSENT, RECORD_OVERHEAD, closed, connect, take_plaintext};
+use super::tls::{
+    Drained, MAX_UNSENT, RECORD_OVERHEAD, closed, connect, connected, take_plaintext, write_tls_out,
+};
 use super::{Relayed, Settled};
 use crate::http2::{Client, Event};
 
@@ -152,14 +154,10 @@ impl<T: Relayed> Conn<T> {
     /// and closes it.
     pub(super) fn drive(&mut self, out: &mut Vec<Settled<T>>) -> io::Result<()> {
         if self.connecting {
-            if let Some(e) = self.tcp.take_error()? {
-                return Err(e);
+            if !connected(&self.tcp)? {
+                return Ok(());
             }
-            match self.tcp.peer_addr() {
-                Ok(_) => self.connecting = false,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
-                Err(e) => return Err(e),
-            }
+            self.connecting = false;
         }
         let read = if self.readable {
             self.read_in(out)
@@ -265,16 +263,7 @@ impl<T: Relayed> Conn<T> {
             self.unsent = self.unsent.saturating_add(frames.len() + RECORD_OVERHEAD);
             frames.clear();
         }
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.tcp) {
-                Ok(n) => self.unsent = self.unsent.saturating_sub(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.unsent = 0;
-        Ok(())
+        write_tls_out(&mut self.tls, &self.tcp, &mut self.unsent)
     }
 
     /// Fails every query, the connection having broken with `e` (see `tls::Stream::fail_all`).

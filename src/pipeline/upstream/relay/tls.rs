@@ -138,16 +138,7 @@ impl<T: Relayed> Stream<T> {
         if self.connecting {
             return Ok(());
         }
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.tcp) {
-                Ok(n) => self.unsent = self.unsent.saturating_sub(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.unsent = 0;
-        Ok(())
+        write_tls_out(&mut self.tls, &self.tcp, &mut self.unsent)
     }
 
     /// Does what the socket's readiness allows: completes the connect, reads and settles
@@ -155,14 +146,10 @@ impl<T: Relayed> Stream<T> {
     /// fails it ([`Stream::fail_all`]) and closes it.
     pub(super) fn drive(&mut self, out: &mut Vec<Settled<T>>) -> io::Result<()> {
         if self.connecting {
-            if let Some(e) = self.tcp.take_error()? {
-                return Err(e);
+            if !connected(&self.tcp)? {
+                return Ok(());
             }
-            match self.tcp.peer_addr() {
-                Ok(_) => self.connecting = false,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
-                Err(e) => return Err(e),
-            }
+            self.connecting = false;
         }
         let read = self.read_in(out);
         // Handshake messages, alerts and queries that waited for the handshake.
@@ -235,6 +222,37 @@ impl<T: Relayed> Stream<T> {
         self.tls.send_close_notify();
         let _ = self.write_out();
     }
+}
+
+/// True once the non-blocking connect of `tcp` is done; its error if it failed.
+pub(super) fn connected(tcp: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = tcp.take_error()? {
+        return Err(e);
+    }
+    match tcp.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes what `tls` has for the socket until it would block, taking what went from
+/// `unsent` (0 once all went).
+pub(super) fn write_tls_out(
+    tls: &mut ClientConnection,
+    mut tcp: &TcpStream,
+    unsent: &mut usize,
+) -> io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(&mut tcp) {
+            Ok(n) => *unsent = unsent.saturating_sub(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    *unsent = 0;
+    Ok(())
 }
 
 /// Appends the session's plaintext to `inbox`, straight from the session's buffer (no
