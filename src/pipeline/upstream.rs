@@ -38,7 +38,7 @@
 //! [`Recursive`] resolver: relays decline its misses (they have no first server), and
 //! [`Upstream::forward`] resolves them from the root, by `arrived +
 //! upstream.recursion_timeout_ms`: on the runtime, or (a UDP thread's misses) whole on the
-//! thread's own [`Near`] runtime with a resolver of the thread's own.
+//! thread's own [`Near`] runtime with the resolver's twin.
 
 mod cookie;
 pub mod dnssec;

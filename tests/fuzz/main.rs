@@ -32,6 +32,10 @@
 //! - `postgres_rows`: records from the bytes → the PostgreSQL writer's `COPY` rows, which
 //!   decode as PostgreSQL reads them and hold no NUL or invalid UTF-8 in text; the API's
 //!   database page cursor prints back as it parsed.
+//! - `walk_answers`: authoritative servers' answers → the recursive walk's `classify` and
+//!   `dns::wire::answer_has_type`; referrals only below the zone asked and above the name,
+//!   glue only for the servers named and within the zone asked, NXDOMAIN an answer, the
+//!   CNAME check agrees with hickory-proto.
 //! - `cert_der`: certificate bytes → the expiry reader (`tls::der`); our own certificates
 //!   read back their `notAfter`; any time read is within DER's range.
 //!
@@ -65,4 +69,5 @@ mod local; // local_hosts
 mod postgres; // postgres_rows
 mod query; // dns_query
 mod querylog; // querylog_lines
+mod referrals; // walk_answers
 mod upstream; // upstream_response

@@ -108,17 +108,25 @@ impl Drop for Authority {
 
 /// An address on port 53 that never answers (UDP bound, TCP listening, nothing read).
 pub(crate) struct Silent {
-    _udp: std::net::UdpSocket,
+    udp: std::net::UdpSocket,
     _tcp: std::net::TcpListener,
 }
 
 impl Silent {
     pub(crate) fn bind(addr: Ipv4Addr) -> Self {
         let sa = SocketAddr::from((addr, 53));
+        let udp = std::net::UdpSocket::bind(sa).unwrap();
+        udp.set_nonblocking(true).unwrap();
         Self {
-            _udp: std::net::UdpSocket::bind(sa).unwrap(),
+            udp,
             _tcp: std::net::TcpListener::bind(sa).unwrap(),
         }
+    }
+
+    /// How many queries came over UDP since the last call (read and dropped).
+    pub(crate) fn drain(&self) -> usize {
+        let mut buf = [0u8; 512];
+        std::iter::from_fn(|| self.udp.recv(&mut buf).ok()).count()
     }
 }
 

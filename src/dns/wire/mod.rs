@@ -250,6 +250,27 @@ fn parse_rr(pkt: &[u8], pos: usize) -> Option<RrPos> {
     })
 }
 
+/// True when a record of type `rtype` is in the answer section of message `pkt` (false for
+/// a message that is not well formed that far).
+pub fn answer_has_type(pkt: &[u8], rtype: u16) -> bool {
+    let Some(an) = u16_at(pkt, 6) else {
+        return false;
+    };
+    let Some(mut pos) = skip_name(pkt, HEADER_LEN).map(|p| p + 4) else {
+        return false;
+    };
+    for _ in 0..an {
+        let Some(rr) = parse_rr(pkt, pos) else {
+            return false;
+        };
+        if rr.rtype == rtype {
+            return true;
+        }
+        pos = rr.end;
+    }
+    false
+}
+
 /// What the tests of every part share.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -9,11 +9,14 @@
 //! answers are kept in a small cache of their own ([`KEY_CACHE_ENTRIES`]); the validator
 //! keeps its verdicts on them too. A client's CD skips all this: its query goes upstream as
 //! it came (see `Upstream::forward`).
+//!
+//! In recursive mode the same validator checks what the walk from the root found
+//! ([`Validator::walking`]): its queries for keys and delegation signers are walks too.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant as StdInstant;
+use std::time::{Duration, Instant as StdInstant};
 
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
@@ -27,7 +30,8 @@ use hickory_resolver::proto::serialize::binary::{BinDecodable, BinDecoder};
 use hickory_resolver::{ResponseCache, TtlConfig};
 use tokio::time::{Instant, timeout_at};
 
-use super::{Upstream, UpstreamError, dnssec};
+use super::recursive::walk::{Found, WalkError, Walker};
+use super::{RECURSIVE, Upstream, UpstreamError, dnssec};
 use crate::config::Dnssec;
 use crate::dns::wire::{Query, Response, parse_query};
 
@@ -56,8 +60,27 @@ impl Validator {
     /// Validation of `upstream`'s answers (a set without a validator of its own) from the
     /// anchors of `cfg`.
     pub fn new(upstream: Upstream, cfg: &Dnssec) -> Self {
+        let (min_ttl, max_ttl) = (upstream.min_ttl, upstream.max_ttl);
+        Self::over(Source::Forward(upstream), cfg, min_ttl, max_ttl)
+    }
+
+    /// Validation of what `walker` finds from the root (each walk ending `timeout` after it
+    /// starts), answers' TTLs clamped to `[min_ttl, max_ttl]`, from the anchors of `cfg`.
+    pub fn walking(
+        walker: Arc<Walker>,
+        timeout: Duration,
+        cfg: &Dnssec,
+        min_ttl: u32,
+        max_ttl: u32,
+    ) -> Self {
+        Self::over(Source::Walk(walker, timeout), cfg, min_ttl, max_ttl)
+    }
+
+    fn over(source: Source, cfg: &Dnssec, min_ttl: u32, max_ttl: u32) -> Self {
         let via = Via {
-            upstream,
+            source,
+            min_ttl,
+            max_ttl,
             keys: Arc::new(ResponseCache::new(KEY_CACHE_ENTRIES, TtlConfig::default())),
             primed: Arc::new(Mutex::new(HashMap::new())),
         };
@@ -77,7 +100,7 @@ impl Validator {
         deadline: Instant,
     ) -> Result<(Response, SocketAddr), UpstreamError> {
         let via = self.handle.inner();
-        let (min_ttl, max_ttl) = (via.upstream.min_ttl, via.upstream.max_ttl);
+        let (min_ttl, max_ttl) = (via.min_ttl, via.max_ttl);
         let name = Name::read(&mut BinDecoder::new(q.wire_name()))
             .map_err(|_| UpstreamError::Malformed(UNKNOWN))?;
         let mut hq = HQuery::query(name, RecordType::from(q.qtype));
@@ -137,11 +160,22 @@ impl dnssec::Keys for ValidatorKeys<'_> {
     }
 }
 
+/// Where the validator's questions go.
+#[derive(Clone)]
+enum Source {
+    /// Forwarded through the set, with its failover and deadline.
+    Forward(Upstream),
+    /// Walked from the root, each walk ending after the duration.
+    Walk(Arc<Walker>, Duration),
+}
+
 /// The validator's way to the servers: each of its queries (keys and delegation
-/// signers) is one forward through the set, with its failover and deadline.
+/// signers) is one forward through the set, or one walk from the root.
 #[derive(Clone)]
 struct Via {
-    upstream: Upstream,
+    source: Source,
+    min_ttl: u32,
+    max_ttl: u32,
     keys: Arc<ResponseCache>,
     /// Answers already fetched for a client's question, by request ID, handed to the
     /// validator's first query.
@@ -149,19 +183,45 @@ struct Via {
 }
 
 impl Via {
-    /// One forward of `request` (with CD: the validation is ours); the answer and who
-    /// gave it.
+    /// One forward of `request` (with CD: the validation is ours), or one walk; the answer
+    /// and who gave it.
     async fn ask(
         &self,
         request: &DnsRequest,
         arrived: Instant,
     ) -> Result<(Message, SocketAddr), UpstreamError> {
+        let upstream = match &self.source {
+            Source::Forward(u) => u,
+            Source::Walk(walker, timeout) => {
+                let hq = request
+                    .queries
+                    .first()
+                    .ok_or(UpstreamError::Malformed(RECURSIVE))?;
+                let name = hq.name().to_lowercase();
+                let found = walker
+                    .resolve(&name, hq.query_type(), arrived + *timeout)
+                    .await
+                    .map_err(|e| match e {
+                        WalkError::Timeout => UpstreamError::Timeout(RECURSIVE),
+                        WalkError::Failed(s) => UpstreamError::Recursion(s),
+                    })?;
+                let mut msg = match found {
+                    Found::Raw(pkt) => {
+                        Message::from_vec(&pkt).map_err(|_| UpstreamError::Malformed(RECURSIVE))?
+                    }
+                    Found::Built(m) => m,
+                };
+                msg.queries = vec![hq.clone()];
+                msg.metadata.id = request.metadata.id;
+                return Ok((msg, RECURSIVE));
+            }
+        };
         let mut m: Message = (**request).clone();
         m.metadata.checking_disabled = true;
         m.metadata.recursion_desired = true;
         let bytes = m.to_vec().map_err(|_| UpstreamError::Malformed(UNKNOWN))?;
         let q = parse_query(&bytes).map_err(|_| UpstreamError::Malformed(UNKNOWN))?;
-        let (resp, server) = self.upstream.forward_plain(&q, arrived).await?;
+        let (resp, server) = upstream.forward_plain(&q, arrived).await?;
         let mut msg =
             Message::from_vec(resp.wire()).map_err(|_| UpstreamError::Malformed(server))?;
         msg.metadata.id = m.metadata.id;

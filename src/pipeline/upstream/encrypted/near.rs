@@ -30,8 +30,9 @@
 //! own), opened by the first miss that needs it, closed after `IDLE` without queries as
 //! there; a thread's connections to servers of an upstream set that is no longer in use
 //! (a reload replaced it) are dropped after [`FORGET`] without use. Recursive resolvers:
-//! one per thread per shared resolver ([`Recursive::twin`]: the same config, caches of its
-//! own), dropped the same way.
+//! one per thread per shared resolver ([`Recursive::twin`]: the same resolver, its zone
+//! cuts and validator shared; its sockets opened on this thread's runtime), dropped the
+//! same way.
 
 use std::collections::{HashMap, hash_map};
 use std::io;
