@@ -9,11 +9,14 @@
 //! the `NS` of every new name before the name's own type (two exchanges per miss where
 //! unbound makes one), and builds, encodes, parses and caches a `Message` per exchange;
 //! a miss cost 2.2 to 2.9 times unbound's CPU (docs/performance.md). The walk sends one
-//! query per miss under a known zone and hands the zone's answer on as it came.
+//! query for a new name one label under a known zone, and hands the zone's answer on as it
+//! came.
 //!
 //! Work per query is bounded (see `walk`): referral depth ([`MAX_REFERRAL_DEPTH`] zone
 //! cuts for one name), CNAME chain ([`MAX_CNAMES`] links, loops refused), upstream queries
-//! (200 per client query), glueless name servers (5 looked up per cut), and time: one
+//! (200 per walk; a validated question adds a walk for each DNSKEY or DS set the validator
+//! lacks, all within the same deadline), QNAME minimisation steps (10 per zone), glueless
+//! name servers (5 looked up per cut), and time: one
 //! authoritative server is waited for at most `upstream.timeout_ms` (then the next is
 //! tried, and the one that answers is asked first next time), and the whole resolution ends
 //! by `arrived + upstream.recursion_timeout_ms`.
@@ -188,7 +191,10 @@ impl Recursive {
         // With CD, a client that did not set DO still gets no DNSSEC records.
         let strip = self.validator.is_some() && !q.dnssec_ok();
         let mut msg = match found {
-            Found::Raw(pkt) if !strip => {
+            Found::Raw(mut pkt) if !strip => {
+                // The authoritative server's AA and AD are not ours to relay: AD only from
+                // our own validation (none here), and the answer is not authoritative here.
+                unflag(&mut pkt);
                 let id = pkt
                     .get(..2)
                     .and_then(|b| <[u8; 2]>::try_from(b).ok())
@@ -210,10 +216,22 @@ impl Recursive {
         msg.metadata.id = 0;
         msg.metadata.recursion_desired = true;
         msg.metadata.recursion_available = true;
+        msg.metadata.authoritative = false;
+        msg.metadata.authentic_data = false;
         let bytes = msg.to_vec().map_err(|_| malformed.clone())?;
         Response::parse(&bytes, q, 0, self.min_ttl, self.max_ttl).map_err(|_| malformed)
     }
 }
+/// Clears AA and AD in the header of message `pkt`.
+fn unflag(pkt: &mut [u8]) {
+    if let Some(f) = pkt.get_mut(2) {
+        *f &= !0x04;
+    }
+    if let Some(f) = pkt.get_mut(3) {
+        *f &= !0x20;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

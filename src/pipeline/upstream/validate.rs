@@ -213,6 +213,9 @@ impl Via {
                 };
                 msg.queries = vec![hq.clone()];
                 msg.metadata.id = request.metadata.id;
+                // What an authoritative server says of AD is not taken.
+                msg.metadata.authentic_data = false;
+                msg.metadata.authoritative = false;
                 return Ok((msg, RECURSIVE));
             }
         };

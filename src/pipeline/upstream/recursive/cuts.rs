@@ -3,7 +3,7 @@
 //! that zone's servers at once. The root's servers (the hints) never expire.
 //!
 //! Bounded by [`super::RECURSOR_ZONE_CUTS`]: when full, the expired cuts go, and if none
-//! had, all of them do (the walks that follow find them again from the root).
+//! had, an eighth of the others (the walks that follow find them again from above).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -100,7 +100,10 @@ impl Cuts {
         Arc::clone(&self.root)
     }
 
-    /// Keeps `cut` (replacing what was known of its zone).
+    /// Keeps `cut` (replacing what was known of its zone). When full, the expired cuts
+    /// go, and if that is not enough, an eighth of the others, whichever the table holds
+    /// first (its order is random: a zone that delegates every name cannot empty it for
+    /// the rest).
     pub(super) fn insert(&mut self, cut: Arc<Cut>, now: Instant) {
         if cut.zone.is_root() {
             return;
@@ -108,10 +111,29 @@ impl Cuts {
         if self.known.len() >= self.capacity && !self.known.contains_key(&cut.zone) {
             self.known.retain(|_, c| c.live(now));
             if self.known.len() >= self.capacity {
-                self.known.clear();
+                let drop: Vec<Name> = self
+                    .known
+                    .keys()
+                    .take((self.capacity / 8).max(1))
+                    .cloned()
+                    .collect();
+                for z in drop {
+                    self.known.remove(&z);
+                }
             }
         }
         self.known.insert(cut.zone.clone(), cut);
+    }
+
+    /// Forgets `cut`, unless its zone is known anew since (or it is the root's).
+    pub(super) fn forget(&mut self, cut: &Cut) {
+        if self
+            .known
+            .get(&cut.zone)
+            .is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), cut))
+        {
+            self.known.remove(&cut.zone);
+        }
     }
 }
 
@@ -158,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_drops_the_expired_then_all() {
+    fn a_full_table_drops_the_expired_then_an_eighth() {
         let t0 = Instant::now();
         let mut cuts = Cuts::new(vec![at(1)], 2);
         let soon = Some(t0 + Duration::from_secs(1));
@@ -170,7 +192,23 @@ mod tests {
         assert_eq!(cuts.known.len(), 2);
         assert_eq!(cuts.closest(&n("x.b."), false, t1).zone, n("b."));
         cuts.insert(Arc::new(Cut::new(n("d."), vec![at(5)], later)), t1);
-        assert_eq!(cuts.known.len(), 1, "none expired: all dropped");
+        assert_eq!(cuts.known.len(), 2, "none expired: one dropped, d. kept");
+        assert_eq!(cuts.closest(&n("x.d."), false, t1).zone, n("d."));
+    }
+
+    #[test]
+    fn a_cut_whose_servers_failed_is_forgotten_unless_renewed() {
+        let t0 = Instant::now();
+        let mut cuts = Cuts::new(vec![at(1)], 8);
+        let later = Some(t0 + Duration::from_secs(60));
+        let old = Arc::new(Cut::new(n("a."), vec![at(2)], later));
+        cuts.insert(Arc::clone(&old), t0);
+        let new = Arc::new(Cut::new(n("a."), vec![at(3)], later));
+        cuts.insert(Arc::clone(&new), t0);
+        cuts.forget(&old);
+        assert_eq!(cuts.closest(&n("x.a."), false, t0).servers[..], [at(3)]);
+        cuts.forget(&new);
+        assert!(cuts.closest(&n("x.a."), false, t0).zone.is_root());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //!
 //! QNAME minimisation (RFC 9156): a zone is asked for one label more than its own name, with
 //! type A (§3), until the name asked is the question's; then the question's own type is
-//! asked, and a referral that comes back is followed like any other. So a name under a
-//! known zone costs one exchange, where hickory-resolver 0.26's recursor first asks the
+//! asked, and a referral that comes back is followed like any other. So a new name one
+//! label under a known zone costs one exchange, where hickory-resolver 0.26's recursor first asks the
 //! name's `NS` there too (two exchanges per new name, and a `Message` built and parsed for
 //! each; see docs/performance.md). An NXDOMAIN for a shortened name is not taken as the
 //! answer (RFC 9156 §2.3's relaxed mode): the full question is asked of the same zone, so
@@ -15,11 +15,15 @@
 //! question goes through; the name servers' own addresses are found with [`Walker::find`]
 //! alone.
 //!
-//! Work per client question is bounded by its [`Budget`]: [`MAX_QUERIES`] exchanges, the
-//! deadline, [`super::MAX_REFERRAL_DEPTH`] referrals per name, [`MAX_GLUELESS`] glueless name
-//! servers looked up per cut, [`MAX_NESTING`] such look-ups inside each other, and a zone
-//! whose servers are being looked up is never looked up again inside that look-up (a
-//! referral loop fails at once).
+//! Work per walk is bounded by its [`Budget`]: [`MAX_QUERIES`] exchanges, the deadline,
+//! [`super::MAX_REFERRAL_DEPTH`] referrals per name, [`MAX_MINIMISE_COUNT`] shortened names
+//! per zone, [`MAX_GLUELESS`] glueless name servers looked up per cut, [`MAX_NESTING`] such
+//! look-ups inside each other, and a zone whose servers are being looked up is never looked
+//! up again inside that look-up (a referral loop ends that name server's look-up; the
+//! cut's next name server is tried). A cut keeps at most [`MAX_CUT_ADDRESSES`] addresses,
+//! and a cut none of whose servers answered is forgotten (learnt again from its parent).
+//! Addresses on loopback, private, documentation, multicast networks (an IPv4-mapped IPv6
+//! address counts as its IPv4 one) are never asked, but for the root hints' own.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +46,11 @@ pub(crate) const MAX_QUERIES: u16 = 200;
 pub(crate) const MAX_GLUELESS: usize = 5;
 /// Most look-ups of name servers' addresses inside each other.
 pub(crate) const MAX_NESTING: usize = 4;
+/// Most shortened names asked of one zone (RFC 9156 §2.3's MAX_MINIMISE_COUNT); the whole
+/// question is asked after that.
+pub(crate) const MAX_MINIMISE_COUNT: u8 = 10;
+/// Most addresses kept for one zone cut (from glue or looked up).
+pub(crate) const MAX_CUT_ADDRESSES: usize = 16;
 
 /// Why a walk ended without an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,8 +135,11 @@ impl Walker {
         }
     }
 
-    fn allowed(&self, ip: IpAddr) -> bool {
-        !self.deny.iter().any(|net| net.contains(&ip))
+    /// `ip` as it is asked (an IPv4-mapped IPv6 address as the IPv4 one), when it may be.
+    fn allowed(&self, ip: IpAddr) -> Option<IpAddr> {
+        let ip = ip.to_canonical();
+        let multicast = ip.is_multicast() || ip.is_unspecified();
+        (!multicast && !self.deny.iter().any(|net| net.contains(&ip))).then_some(ip)
     }
 
     fn cuts(&self) -> std::sync::MutexGuard<'_, Cuts> {
@@ -151,16 +163,25 @@ impl Walker {
         }
         let mut msg = parse(&first)?;
         let mut out = Message::response(0, msg.metadata.op_code);
+        // The denial proofs of the zones passed (a wildcard's NSEC among them), for the
+        // validator.
+        let mut proofs: Vec<Record> = Vec::new();
         let mut seen: Vec<Name> = vec![target.clone()];
         let mut at = target.clone();
         loop {
             let from = seen.len() - 1;
             let done = follow(&msg, &zone, &mut at, qtype, &mut seen)?;
             let on_chain = seen.get(from..).unwrap_or_default();
+            // The chain's records, and the DNAMEs (with their signatures) above its names
+            // that the CNAMEs were made from (RFC 6672 §3).
+            let dname = |r: &Record| {
+                matches!(r.record_type(), RecordType::DNAME | RecordType::RRSIG)
+                    && on_chain.iter().any(|c| r.name.zone_of(c))
+            };
             out.answers.extend(
                 msg.answers
                     .iter()
-                    .filter(|r| zone.zone_of(&r.name) && on_chain.contains(&r.name))
+                    .filter(|r| zone.zone_of(&r.name) && (on_chain.contains(&r.name) || dname(r)))
                     .cloned(),
             );
             let moved = seen.len() - 1 > from;
@@ -171,8 +192,16 @@ impl Walker {
             if done || !moved || ended {
                 out.metadata.response_code = msg.metadata.response_code;
                 out.authorities = std::mem::take(&mut msg.authorities);
+                out.authorities.extend(proofs);
                 return Ok(Found::Built(out));
             }
+            proofs.extend(msg.authorities.drain(..).filter(|r| {
+                zone.zone_of(&r.name)
+                    && matches!(
+                        r.record_type(),
+                        RecordType::NSEC | RecordType::NSEC3 | RecordType::RRSIG
+                    )
+            }));
             let (next, next_zone) = self.find(&at, qtype, &mut b).await?;
             msg = parse(&next)?;
             zone = next_zone;
@@ -193,8 +222,17 @@ impl Walker {
                 .closest(target, qtype == RecordType::DS, std::time::Instant::now());
         let mut labels = (cut.zone.num_labels() + 1).min(n);
         let mut referrals = 0u8;
+        let mut minimised = 0u8;
         loop {
+            // RFC 9156 §2.3: a zone is asked at most MAX_MINIMISE_COUNT shortened names (a
+            // wildcard zone answers every one of a name of 120 labels).
+            if minimised >= MAX_MINIMISE_COUNT {
+                labels = n;
+            }
             let last = labels >= n;
+            if !last {
+                minimised += 1;
+            }
             let asked = if last {
                 target.clone()
             } else {
@@ -224,6 +262,7 @@ impl Walker {
                     let from = cut.zone.clone();
                     cut = self.enter(&from, r, b).await?;
                     labels = (cut.zone.num_labels() + 1).min(n);
+                    minimised = 0;
                 }
                 Kind::Lame => {
                     return Err(WalkError::Failed(format!(
@@ -275,6 +314,9 @@ impl Walker {
         if Instant::now() >= b.deadline {
             return Err(WalkError::Timeout);
         }
+        // None of its servers answered: the next question learns the zone's servers again
+        // from its parent (they may have moved).
+        self.cuts().forget(cut);
         Err(WalkError::Failed(format!(
             "{why} from the servers of {} for {asked} {atype}",
             cut.zone
@@ -287,8 +329,8 @@ impl Walker {
         let mut addrs: Vec<SocketAddr> = r
             .glue
             .iter()
-            .filter(|(_, ip)| self.allowed(*ip))
-            .map(|(_, ip)| SocketAddr::new(*ip, 53))
+            .filter_map(|(_, ip)| self.allowed(*ip))
+            .map(|ip| SocketAddr::new(ip, 53))
             .collect();
         if addrs.is_empty() {
             if b.finding.contains(&r.zone) {
@@ -313,18 +355,15 @@ impl Walker {
                     Ok(found) => addrs.extend(
                         found
                             .into_iter()
-                            .filter(|ip| self.allowed(*ip))
+                            .filter_map(|ip| self.allowed(ip))
                             .map(|ip| SocketAddr::new(ip, 53)),
                     ),
                     Err(WalkError::Timeout) => {
                         b.finding.pop();
                         return Err(WalkError::Timeout);
                     }
-                    Err(e @ WalkError::Failed(_)) if e.is_loop() => {
-                        b.finding.pop();
-                        return Err(e);
-                    }
-                    Err(_) => {}
+                    // A loop or a dead end through this name server: the next one may do.
+                    Err(WalkError::Failed(_)) => {}
                 }
                 if !addrs.is_empty() {
                     break;
@@ -338,6 +377,14 @@ impl Walker {
                 r.zone
             )));
         }
+        addrs.sort_by_key(SocketAddr::is_ipv6);
+        let mut unique: Vec<SocketAddr> = Vec::with_capacity(addrs.len().min(MAX_CUT_ADDRESSES));
+        for a in addrs {
+            if unique.len() < MAX_CUT_ADDRESSES && !unique.contains(&a) {
+                unique.push(a);
+            }
+        }
+        let addrs = unique;
         let ttl = Duration::from_secs(u64::from(r.ttl)).min(MAX_CUT_TTL);
         let now = std::time::Instant::now();
         let cut = Arc::new(Cut::new(r.zone, addrs, Some(now + ttl)));
@@ -358,13 +405,6 @@ impl Walker {
                 _ => None,
             })
             .collect())
-    }
-}
-
-impl WalkError {
-    /// True for a referral loop, which no other name server of the cut escapes.
-    fn is_loop(&self) -> bool {
-        matches!(self, Self::Failed(s) if s.starts_with("referral loop"))
     }
 }
 
@@ -504,6 +544,30 @@ mod tests {
         );
         let (got, at, _) = walk(&answer(long), "test.", "n1.test.");
         assert_eq!((got, at), (Ok(false), n("n16.test.")), "15 links are fine");
+    }
+
+    #[test]
+    fn mapped_private_and_multicast_addresses_are_not_asked() {
+        let deny = hickory_resolver::recursor::RecursorOptions::default().deny_server;
+        let root: IpAddr = [198, 41, 0, 4].into();
+        let w = Walker::new(
+            &[root, [10, 0, 0, 1].into()],
+            Duration::from_secs(1),
+            false,
+            &deny,
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(w.allowed(ip("::ffff:127.0.0.1")), None);
+        assert_eq!(w.allowed(ip("::ffff:192.168.1.1")), None);
+        assert_eq!(w.allowed(ip("192.168.1.1")), None);
+        assert_eq!(w.allowed(ip("224.0.0.251")), None);
+        assert_eq!(w.allowed(ip("::ffff:8.8.8.8")), Some(ip("8.8.8.8")));
+        assert_eq!(w.allowed(ip("9.9.9.9")), Some(ip("9.9.9.9")));
+        assert_eq!(
+            w.allowed(ip("10.1.2.3")),
+            Some(ip("10.1.2.3")),
+            "a root's own network"
+        );
     }
 
     #[test]
