@@ -23,9 +23,10 @@ use futures_util::stream::{self, BoxStream};
 use hickory_resolver::net::dnssec::DnssecDnsHandle;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, DnsHandle, NetError};
+use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
 use hickory_resolver::proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message};
 use hickory_resolver::proto::op::{Query as HQuery, ResponseCode};
-use hickory_resolver::proto::rr::{DNSClass, Name, RecordType};
+use hickory_resolver::proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_resolver::proto::serialize::binary::{BinDecodable, BinDecoder};
 use hickory_resolver::{ResponseCache, TtlConfig};
 use tokio::time::{Instant, timeout_at};
@@ -114,7 +115,8 @@ impl Validator {
         // validator is then handed its answer (by ID and question) and asks for the rest.
         let id: u16 = rand::random();
         request.metadata.id = id;
-        let (first, server) = via.ask(&request, arrived).await?;
+        let (mut first, server) = via.ask(&request, arrived).await?;
+        minimal(&mut first);
         let _primed = Primed::insert(&via.primed, id, first);
         let mut answers = self.handle.send(request);
         let got = timeout_at(deadline, answers.next()).await;
@@ -139,6 +141,22 @@ impl Validator {
         resp.set_security(security);
         Ok((resp, server))
     }
+}
+
+/// Keeps of an answer's other sections what the validator and the client need, as a
+/// resolver with minimal responses sends them: the authority section's SOA, NSEC and NSEC3
+/// records and their signatures (a negative answer's proof, a wildcard's); no additional
+/// records. The validator checks the signature of every RRset it is handed: a zone's own
+/// servers (the walk's, or an upstream without minimal responses) add its signed NS set
+/// and their addresses, a signature check or more per answer for nothing.
+fn minimal(msg: &mut Message) {
+    let wanted =
+        |t: RecordType| matches!(t, RecordType::SOA | RecordType::NSEC | RecordType::NSEC3);
+    msg.authorities.retain(|r| match &r.data {
+        RData::DNSSEC(DNSSECRData::RRSIG(sig)) => wanted(sig.input().type_covered),
+        _ => wanted(r.record_type()),
+    });
+    msg.additionals.clear();
 }
 
 /// The zone keys' verdict, from the validator (its caches, mostly).
@@ -298,5 +316,74 @@ impl DnsHandle for Via {
     fn send(&self, request: DnsRequest) -> Self::Response {
         let me = self.clone();
         Box::pin(stream::once(me.exchange(request)))
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::proto::dnssec::rdata::{RRSIG, SigInput};
+    use hickory_resolver::proto::dnssec::{Algorithm, rdata::NSEC};
+    use hickory_resolver::proto::rr::rdata::{A, NS, SOA};
+    use hickory_resolver::proto::rr::{Record, SerialNumber};
+    use std::str::FromStr;
+
+    fn n(s: &str) -> Name {
+        Name::from_str(s).unwrap()
+    }
+
+    fn rrsig(owner: &str, covered: RecordType) -> Record {
+        let input = SigInput {
+            type_covered: covered,
+            algorithm: Algorithm::ECDSAP256SHA256,
+            num_labels: 2,
+            original_ttl: 60,
+            sig_expiration: SerialNumber::new(2),
+            sig_inception: SerialNumber::new(1),
+            key_tag: 1,
+            signer_name: n("example.test."),
+        };
+        let data = RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(input, vec![0; 64])));
+        Record::from_rdata(n(owner), 60, data)
+    }
+
+    #[test]
+    fn the_validator_gets_the_answer_and_its_proofs_only() {
+        let zone = "example.test.";
+        let mut m = Message::response(1, hickory_resolver::proto::op::OpCode::Query);
+        let a = Record::from_rdata(n("w.example.test."), 60, RData::A(A::new(192, 0, 2, 1)));
+        m.answers = vec![a, rrsig("w.example.test.", RecordType::A)];
+        let ns = Record::from_rdata(n(zone), 60, RData::NS(NS(n("ns.example.test."))));
+        let nsec = Record::from_rdata(
+            n("*.example.test."),
+            60,
+            RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(
+                n("x.example.test."),
+                [RecordType::A],
+            ))),
+        );
+        let soa = SOA::new(n("ns.example.test."), n("h.test."), 1, 60, 60, 60, 60);
+        let soa = Record::from_rdata(n(zone), 60, RData::SOA(soa));
+        m.authorities = vec![
+            ns,
+            rrsig(zone, RecordType::NS),
+            nsec.clone(),
+            rrsig("*.example.test.", RecordType::NSEC),
+            soa.clone(),
+            rrsig(zone, RecordType::SOA),
+        ];
+        let glue = Record::from_rdata(n("ns.example.test."), 60, RData::A(A::new(192, 0, 2, 53)));
+        m.additionals = vec![glue, rrsig("ns.example.test.", RecordType::A)];
+        minimal(&mut m);
+        assert_eq!(m.answers.len(), 2, "the answer stays whole");
+        let kept: Vec<String> = m
+            .authorities
+            .iter()
+            .map(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::RRSIG(s)) => format!("RRSIG {}", s.input().type_covered),
+                _ => r.record_type().to_string(),
+            })
+            .collect();
+        assert_eq!(kept, ["NSEC", "RRSIG NSEC", "SOA", "RRSIG SOA"]);
+        assert!(m.additionals.is_empty());
     }
 }
