@@ -34,8 +34,8 @@
 //!   database page cursor prints back as it parsed.
 //! - `walk_answers`: authoritative servers' answers → the recursive walk's `classify` and
 //!   `dns::wire::answer_has_type`; referrals only below the zone asked and above the name,
-//!   glue only for the servers named and within the zone asked, NXDOMAIN an answer, the
-//!   CNAME check agrees with hickory-proto.
+//!   glue only for the servers named and within the zone asked, a message that is not whole
+//!   of no use, a whole NXDOMAIN an answer, the CNAME check agrees with hickory-proto.
 //! - `cert_der`: certificate bytes → the expiry reader (`tls::der`); our own certificates
 //!   read back their `notAfter`; any time read is within DER's range.
 //!

@@ -1,18 +1,19 @@
 //! Target `walk_answers`: answers of authoritative servers, as the recursive walk reads
-//! them (`pipeline::upstream::recursive::classify`: an answer, a referral one zone cut
-//! down, or of no use), and `dns::wire::answer_has_type`, which decides whether the CNAME
+//! them (`pipeline::upstream::recursive::classify`: an answer, a referral below the zone
+//! asked, or of no use), and `dns::wire::answer_has_type`, which decides whether the CNAME
 //! chain is followed. Seeded with real-shaped referrals (glue in and out of the bailiwick,
 //! sideways and upward NS sets), answers, denials and captures.
 //!
 //! Properties: never panics; a referral's zone is below the zone asked and at or above the
 //! name asked, names at most 16 servers, and its glue is only for those servers and within
-//! the zone asked; an input hickory-proto cannot read is never a referral; an NXDOMAIN is an
-//! answer; `answer_has_type` agrees with hickory-proto on what it reads.
+//! the zone asked; an input hickory-proto cannot read is never a referral; a message that
+//! is not whole (`dns::wire::well_formed`) is of no use; a whole NXDOMAIN is an answer;
+//! `answer_has_type` agrees with hickory-proto on what it reads.
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use sinkhole::dns::wire::answer_has_type;
+use sinkhole::dns::wire::{self, answer_has_type};
 use sinkhole::pipeline::upstream::recursive::{Kind, classify};
 
 use crate::engine::{Shape, Target, Verdict, fuzz, sig};
@@ -130,9 +131,13 @@ fn walk_answers() {
                     return Err(format!("glue for {g} kept"));
                 }
             }
+            let whole = wire::well_formed(b);
+            if !whole && kind != Kind::Lame {
+                return Err("a message that is not whole was taken".into());
+            }
             let nx =
                 b.get(3).is_some_and(|f| f & 0x0F == 3) && b.get(2).is_some_and(|f| f & 0x80 != 0);
-            if nx && !matches!(kind, Kind::Answer) {
+            if nx && whole && !matches!(kind, Kind::Answer) {
                 return Err("an NXDOMAIN that is not an answer".into());
             }
             if let Some(m) = &parsed

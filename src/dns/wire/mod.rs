@@ -250,6 +250,28 @@ fn parse_rr(pkt: &[u8], pos: usize) -> Option<RrPos> {
     })
 }
 
+/// True when message `pkt` (one question) is whole: its question and every record of its
+/// three sections read to their ends within it.
+pub fn well_formed(pkt: &[u8]) -> bool {
+    let counts = [6, 8, 10].map(|i| u16_at(pkt, i));
+    let [Some(an), Some(ns), Some(ar)] = counts else {
+        return false;
+    };
+    let Some(mut pos) = skip_name(pkt, HEADER_LEN).map(|p| p + 4) else {
+        return false;
+    };
+    if pos > pkt.len() {
+        return false;
+    }
+    for _ in 0..u32::from(an) + u32::from(ns) + u32::from(ar) {
+        let Some(rr) = parse_rr(pkt, pos) else {
+            return false;
+        };
+        pos = rr.end;
+    }
+    true
+}
+
 /// True when a record of type `rtype` is in the answer section of message `pkt` (false for
 /// a message that is not well formed that far).
 pub fn answer_has_type(pkt: &[u8], rtype: u16) -> bool {

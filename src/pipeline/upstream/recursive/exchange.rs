@@ -120,13 +120,17 @@ async fn over_tcp(server: SocketAddr, sent: &[u8]) -> Result<Vec<u8>, Failed> {
         let mut pkt = vec![0u8; len.min(MAX_MESSAGE)];
         s.read_exact(&mut pkt).await.map_err(|_| Failed::Io)?;
         if answers(&pkt, sent) {
+            // Still truncated over TCP: of no use.
+            if pkt.get(2).is_some_and(|f| f & (TC >> 8) as u8 != 0) {
+                return Err(Failed::Io);
+            }
             return Ok(pkt);
         }
     }
 }
 
 /// What an answer is to the walk.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Kind {
     /// The zone's answer to the question: records, a CNAME, no data, or NXDOMAIN.
     Answer,
@@ -138,7 +142,7 @@ pub enum Kind {
 }
 
 /// A referral's name servers and the glue that came with it.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Referral {
     /// The zone delegated.
     pub zone: Name,
@@ -163,6 +167,10 @@ pub fn classify(pkt: &[u8], from: &Name, asked: &Name) -> Kind {
             .map_or(0, u16::from_be_bytes)
     };
     let (an, ns) = (count(6), count(8));
+    // A message cut short or garbled: the zone's next server is asked.
+    if !crate::dns::wire::well_formed(pkt) {
+        return Kind::Lame;
+    }
     match flags & 0x000F {
         rcode::NXDOMAIN => return Kind::Answer,
         rcode::NOERROR => {}
@@ -253,6 +261,37 @@ mod tests {
             Message::from_vec(&query(&wire_name(&Name::root()), RecordType::NS, 1, false)).unwrap();
         assert!(!plain.edns.unwrap().flags().dnssec_ok);
         assert!(plain.queries[0].name().is_root());
+    }
+
+    #[test]
+    fn a_garbled_or_cut_answer_is_of_no_use() {
+        let (from, asked) = (n("example."), n("a.example."));
+        let sent = query(&wire_name(&asked), RecordType::A, 7, false);
+        let mut reply = sent[..sent.len() - 11].to_vec();
+        reply[2] = 0x84; // QR, AA
+        reply[10..12].copy_from_slice(&[0, 0]);
+        reply[6..8].copy_from_slice(&[0, 1]);
+        reply.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        assert_eq!(classify(&reply, &from, &asked), Kind::Answer);
+        let cut = &reply[..reply.len() - 2];
+        assert_eq!(
+            classify(cut, &from, &asked),
+            Kind::Lame,
+            "a record cut short"
+        );
+        let mut more = reply.clone();
+        more[7] = 2;
+        assert_eq!(
+            classify(&more, &from, &asked),
+            Kind::Lame,
+            "a record missing"
+        );
+        let mut nx = reply.clone();
+        nx[3] = 3;
+        assert_eq!(classify(&nx, &from, &asked), Kind::Answer, "NXDOMAIN");
+        let mut refused = reply;
+        refused[3] = 5;
+        assert_eq!(classify(&refused, &from, &asked), Kind::Lame);
     }
 
     #[test]
