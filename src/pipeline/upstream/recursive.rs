@@ -181,11 +181,9 @@ impl Recursive {
             .walker
             .resolve(&name, qtype, deadline)
             .await
-            .map_err(|e| match e {
-                WalkError::Timeout => UpstreamError::Timeout(RECURSIVE),
-                WalkError::Failed(s) => {
+            .inspect_err(|e| {
+                if let WalkError::Failed(s) = e {
                     tracing::debug!(query = %name, %qtype, error = %s, "recursion failed");
-                    UpstreamError::Recursion(s)
                 }
             })?;
         // With CD, a client that did not set DO still gets no DNSSEC records.

@@ -31,7 +31,7 @@ use hickory_resolver::proto::serialize::binary::{BinDecodable, BinDecoder};
 use hickory_resolver::{ResponseCache, TtlConfig};
 use tokio::time::{Instant, timeout_at};
 
-use super::recursive::walk::{Found, WalkError, Walker};
+use super::recursive::walk::{Found, Walker};
 use super::{RECURSIVE, Upstream, UpstreamError, dnssec};
 use crate::config::Dnssec;
 use crate::dns::wire::{Query, Response, parse_query};
@@ -218,11 +218,7 @@ impl Via {
                 let name = hq.name().to_lowercase();
                 let found = walker
                     .resolve(&name, hq.query_type(), arrived + *timeout)
-                    .await
-                    .map_err(|e| match e {
-                        WalkError::Timeout => UpstreamError::Timeout(RECURSIVE),
-                        WalkError::Failed(s) => UpstreamError::Recursion(s),
-                    })?;
+                    .await?;
                 let mut msg = match found {
                     Found::Raw(pkt) => {
                         Message::from_vec(&pkt).map_err(|_| UpstreamError::Malformed(RECURSIVE))?

@@ -28,24 +28,21 @@ pub(super) enum Failed {
     Io,
 }
 
-/// `name` in wire form, lower case (a name read by hickory is at most 255 bytes).
-pub(super) fn wire_name(name: &Name) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    for label in name.iter() {
+/// Bytes of the OPT record a query ends with.
+const OPT_LEN: usize = 11;
+
+/// The query for `qname` (written lower case) and `qtype`, ID `id`: RD clear, EDNS with our
+/// payload size, DO when `dnssec_ok`.
+pub(super) fn query(qname: &Name, qtype: RecordType, id: u16, dnssec_ok: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 64 + 4 + OPT_LEN);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+    // A name read by hickory has labels of at most 63 bytes.
+    for label in qname.iter() {
         out.push(u8::try_from(label.len()).unwrap_or(63));
         out.extend(label.iter().map(u8::to_ascii_lowercase));
     }
     out.push(0);
-    out
-}
-
-/// The query for `qname` (wire form) and `qtype`, ID `id`: RD clear, EDNS with our payload
-/// size, DO when `dnssec_ok`.
-pub(super) fn query(qname: &[u8], qtype: RecordType, id: u16, dnssec_ok: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + qname.len() + 4 + 11);
-    out.extend_from_slice(&id.to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
-    out.extend_from_slice(qname);
     out.extend_from_slice(&u16::from(qtype).to_be_bytes());
     out.extend_from_slice(&1u16.to_be_bytes());
     // OPT: root owner, payload size as class, flags in the TTL (DO is its top bit).
@@ -56,9 +53,21 @@ pub(super) fn query(qname: &[u8], qtype: RecordType, id: u16, dnssec_ok: bool) -
     out
 }
 
+/// Sets the ID of query `sent`.
+pub(super) fn set_id(sent: &mut [u8], id: u16) {
+    if let Some(at) = sent.get_mut(..2) {
+        at.copy_from_slice(&id.to_be_bytes());
+    }
+}
+
+/// True when message `pkt` has TC set.
+fn truncated(pkt: &[u8]) -> bool {
+    pkt.get(2).is_some_and(|f| f & (TC >> 8) as u8 != 0)
+}
+
 /// True when `pkt` answers `sent` (same ID and question).
 fn answers(pkt: &[u8], sent: &[u8]) -> bool {
-    let q = HEADER_LEN..sent.len().saturating_sub(11);
+    let q = HEADER_LEN..sent.len().saturating_sub(OPT_LEN);
     let flags = pkt.get(2).copied().unwrap_or(0);
     pkt.get(0..2) == sent.get(0..2)
         && flags & 0x80 != 0
@@ -98,8 +107,7 @@ pub(super) async fn ask(
             break;
         }
     }
-    let truncated = buf.get(2).is_some_and(|f| f & (TC >> 8) as u8 != 0);
-    if !truncated {
+    if !truncated(&buf) {
         return Ok(buf);
     }
     // Boxed: the TCP exchange's future is only made for the rare truncated answer.
@@ -121,7 +129,7 @@ async fn over_tcp(server: SocketAddr, sent: &[u8]) -> Result<Vec<u8>, Failed> {
         s.read_exact(&mut pkt).await.map_err(|_| Failed::Io)?;
         if answers(&pkt, sent) {
             // Still truncated over TCP: of no use.
-            if pkt.get(2).is_some_and(|f| f & (TC >> 8) as u8 != 0) {
+            if truncated(&pkt) {
                 return Err(Failed::Io);
             }
             return Ok(pkt);
@@ -243,12 +251,7 @@ mod tests {
 
     #[test]
     fn queries_carry_edns_and_do_when_asked() {
-        let q = query(
-            &wire_name(&n("WWW.Example.")),
-            RecordType::AAAA,
-            0xBEEF,
-            true,
-        );
+        let q = query(&n("WWW.Example."), RecordType::AAAA, 0xBEEF, true);
         let m = Message::from_vec(&q).unwrap();
         assert_eq!(m.metadata.id, 0xBEEF);
         assert!(!m.metadata.recursion_desired);
@@ -257,8 +260,7 @@ mod tests {
         let edns = m.edns.as_ref().unwrap();
         assert!(edns.flags().dnssec_ok);
         assert_eq!(edns.max_payload(), EDNS_PAYLOAD);
-        let plain =
-            Message::from_vec(&query(&wire_name(&Name::root()), RecordType::NS, 1, false)).unwrap();
+        let plain = Message::from_vec(&query(&Name::root(), RecordType::NS, 1, false)).unwrap();
         assert!(!plain.edns.unwrap().flags().dnssec_ok);
         assert!(plain.queries[0].name().is_root());
     }
@@ -266,7 +268,7 @@ mod tests {
     #[test]
     fn a_garbled_or_cut_answer_is_of_no_use() {
         let (from, asked) = (n("example."), n("a.example."));
-        let sent = query(&wire_name(&asked), RecordType::A, 7, false);
+        let sent = query(&asked, RecordType::A, 7, false);
         let mut reply = sent[..sent.len() - 11].to_vec();
         reply[2] = 0x84; // QR, AA
         reply[10..12].copy_from_slice(&[0, 0]);
@@ -296,7 +298,8 @@ mod tests {
 
     #[test]
     fn only_our_id_and_question_answer() {
-        let sent = query(&wire_name(&n("a.example.")), RecordType::A, 7, false);
+        let mut sent = query(&n("a.example."), RecordType::A, 6, false);
+        set_id(&mut sent, 7);
         let mut reply = sent.clone();
         reply[2] |= 0x80;
         assert!(answers(&reply, &sent));

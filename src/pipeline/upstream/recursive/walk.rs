@@ -61,6 +61,15 @@ pub enum WalkError {
     Failed(String),
 }
 
+impl From<WalkError> for super::UpstreamError {
+    fn from(e: WalkError) -> Self {
+        match e {
+            WalkError::Timeout => Self::Timeout(super::RECURSIVE),
+            WalkError::Failed(s) => Self::Recursion(s),
+        }
+    }
+}
+
 /// What one client question may still spend.
 #[derive(Debug)]
 pub struct Budget {
@@ -292,12 +301,12 @@ impl Walker {
         atype: RecordType,
         b: &mut Budget,
     ) -> Result<(Vec<u8>, Kind), WalkError> {
-        let qname = exchange::wire_name(asked);
+        let mut sent = exchange::query(asked, atype, 0, self.dnssec_ok);
         let mut why = "no server";
         for (i, server) in cut.order() {
             let now = Instant::now();
             b.spend(now)?;
-            let sent = exchange::query(&qname, atype, rand::random(), self.dnssec_ok);
+            exchange::set_id(&mut sent, rand::random());
             let until = (now + self.wait).min(b.deadline);
             match exchange::ask(server, &sent, until).await {
                 Ok(pkt) => match exchange::classify(&pkt, &cut.zone, asked) {
