@@ -6,6 +6,7 @@ cache-miss query, and the latency of a miss and of a resolution from a cold star
     python3 benches/peers/recursive.py                     # 1,000 misses/s, 10 s, 2 rounds
     python3 benches/peers/recursive.py --qps 2000 --duration 20 --rounds 3
     python3 benches/peers/recursive.py --signed            # signed zones, both validating
+    python3 benches/peers/recursive.py --signed --names    # a record (and signature) per name
     python3 benches/peers/recursive.py --signed --peers fwd-off,fwd-validate
                                        # forward mode: validation off against on
     python3 benches/peers/recursive.py --baseline /tmp/sinkhole-old
@@ -22,6 +23,10 @@ all on this machine:
    that costs the resolver one query to the leaf, the delegations being cached).
    `--signed`: each zone signed (ECDSA P-256, NSEC) with its DS in the parent, the root's
    DS as the trust anchor.
+   `--names`: no wildcard; the leaf holds one A record for each name the run will ask, so
+   that each signed answer carries a signature of its own (a wildcard's answers all carry
+   the same signature over `*.miss.bench.` and the same NSEC, which a resolver may check
+   once for all of them).
 2. The peers, each on 127.0.0.1 with the root as its only hint: sinkhole
    (`upstream.mode = "recursive"`; with `--signed`, `upstream.dnssec = "validate"` and
    `upstream.trust_anchor`) and unbound (`module-config: "iterator"`, or `"validator
@@ -110,8 +115,9 @@ def family_cpu(pids):
     return sum(stats[pid][1] for pid in family if pid in stats)
 
 
-def zone_texts():
-    """The three zone files' text, unsigned."""
+def zone_texts(names=None):
+    """The three zone files' text, unsigned; the leaf answers every name by its wildcard, or
+    only `names` (leaf labels), one record each."""
     root, bench, leaf = (a for _, a, _ in ZONES)
     soa = "{z} 300 IN SOA {ns} hostmaster.bench. 1 3600 600 86400 300\n"
     return {
@@ -124,7 +130,8 @@ def zone_texts():
         + f"miss.bench. 86400 IN NS ns.miss.bench.\nns.miss.bench. 86400 IN A {leaf}\n",
         "miss.bench": soa.format(z="miss.bench.", ns="ns.miss.bench.")
         + f"miss.bench. 86400 IN NS ns.miss.bench.\nns.miss.bench. 86400 IN A {leaf}\n"
-        + "*.miss.bench. 300 IN A 192.0.2.1\n",
+        + ("*.miss.bench. 300 IN A 192.0.2.1\n" if names is None else
+           "".join(f"{n}.miss.bench. 300 IN A 192.0.2.1\n" for n in names)),
     }
 
 
@@ -197,7 +204,7 @@ zone:
 """)
         self.proc = subprocess.Popen(["nsd", "-d", "-c", conf], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
+        deadline = time.time() + 60  # a zone of a record per name takes a while to load
         while query(addr, 53, "ns." + zone.lstrip(".") if zone != "." else ROOT_NS, 0.2) is None:
             if self.proc.poll() is not None or time.time() > deadline:
                 sys.exit(f"nsd for {zone} on {addr}:53 did not start (see {d}/{f}.nsd.log)")
@@ -304,13 +311,18 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
 
 
+def miss_names(tag, qps, duration):
+    """The leaf labels one dnsperf run asks (more than it can send in `duration`)."""
+    return [f"m{i}-{tag}" for i in range(qps * (duration + 2))]
+
+
 def misses(p, d, tag, qps, duration, tree):
     """One dnsperf run of never-asked names: (answered, µs CPU per miss, latencies in ms,
     rcodes other than NOERROR, µs of the hierarchy's CPU per miss)."""
     qf = os.path.join(d, f"q-{tag}.txt")
     with open(qf, "w") as f:
-        for i in range(qps * (duration + 2)):
-            f.write(f"m{i}-{tag}.miss.bench A\n")
+        for n in miss_names(tag, qps, duration):
+            f.write(f"{n}.miss.bench A\n")
     c0, t0 = cpu(p.proc.pid), family_cpu(tree)
     out = subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", str(p.port), "-d", qf,
                           "-l", str(duration), "-Q", str(qps), "-c", "4", "-q", "500",
@@ -343,6 +355,8 @@ def main():
                     help="another sinkhole build: each sinkhole peer runs again with it, as `NAME~base`")
     ap.add_argument("--signed", action="store_true",
                     help="sign the zones (ldnsutils) and validate in both peers")
+    ap.add_argument("--names", action="store_true",
+                    help="no wildcard: a record (with --signed, a signature) of its own per name asked")
     a = ap.parse_args()
     need = ["nsd", "unbound", "dnsperf"] + (["ldns-keygen", "ldns-signzone", "ldns-key2ds"] if a.signed else [])
     missing = [t for t in need if not shutil.which(t)]
@@ -355,7 +369,15 @@ def main():
     peers = {}
     relay = None
     try:
-        texts = zone_texts()
+        names = [p for p in a.peers.split(",") if p]
+        if a.baseline:
+            names += [f"{n}~base" for n in names if n == "sinkhole" or n.startswith("fwd-")]
+        leaf = None
+        if a.names:
+            leaf = ["warm"] + [f"cold{i}-{n}" for i in range(a.cold) for n in names] + [
+                m for r in range(a.rounds) for n in names
+                for m in miss_names(f"{r}-{n}", a.qps, a.duration)]
+        texts = zone_texts(leaf)
         anchor = sign(d, texts) if a.signed else ""
         for zone, addr, f in ZONES:
             zf = f + ".zone"
@@ -365,9 +387,6 @@ def main():
                 with open(os.path.join(d, zf), "w") as z:
                     z.write(texts[f])
             nsds.append(Nsd(d, zone, addr, f, zf))
-        names = [p for p in a.peers.split(",") if p]
-        if a.baseline:
-            names += [f"{n}~base" for n in names if n == "sinkhole" or n.startswith("fwd-")]
         hints_text = f". 3600000 NS {ROOT_NS}\n{ROOT_NS} 3600000 A {ZONES[0][1]}\n"
         if any(n.startswith("fwd-") for n in names):
             rd = os.path.join(d, "relay")
@@ -441,11 +460,12 @@ def main():
     cmd = "python3 benches/peers/recursive.py" + "".join(
         f" --{k} {v}" for k, v in [("qps", a.qps), ("duration", a.duration), ("rounds", a.rounds),
                                    ("cold", a.cold)] if v != ap.get_default(k)) \
-        + (" --signed" if a.signed else "") + (f" --peers {a.peers}" if a.peers != ap.get_default("peers") else "") \
+        + (" --signed" if a.signed else "") + (" --names" if a.names else "") + (f" --peers {a.peers}" if a.peers != ap.get_default("peers") else "") \
         + (f" --baseline {a.baseline}" if a.baseline else "")
     print()
     print(f"`{cmd}` ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; nsd hierarchy on "
-          f"loopback, {'signed, both validating' if a.signed else 'unsigned'}; dnsperf -Q {a.qps} -c 4, "
+          f"loopback, {'signed, both validating' if a.signed else 'unsigned'}"
+          f"{', a record per name' if a.names else ', wildcard'}; dnsperf -Q {a.qps} -c 4, "
           f"{a.rounds} × {a.duration} s of misses per peer, median; {a.cold} cold starts per peer):")
     print()
     print("| peer | CPU µs per miss | miss latency p50 / p99 (ms) | cold resolution p50 / max (ms) "

@@ -43,6 +43,8 @@
 mod cookie;
 pub mod dnssec;
 mod encrypted;
+pub mod known_keys;
+pub mod nsec;
 mod pool;
 pub mod recursive;
 mod relay;

@@ -8,11 +8,12 @@
 //! section (SOA, NSEC, NSEC3) for a denial.
 
 use hickory_resolver::proto::dnssec::Proof;
-use hickory_resolver::proto::dnssec::rdata::{DNSSECRData, RRSIG};
+use hickory_resolver::proto::dnssec::rdata::{DNSSECRData, NSEC, RRSIG};
 use hickory_resolver::proto::op::{Message, Query as HQuery, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 
 use super::UpstreamError;
+use super::nsec::proves_expansion;
 use crate::dns::wire::{
     EDE_DNSKEY_MISSING, EDE_DNSSEC_BOGUS, EDE_NSEC_MISSING, EDE_RRSIGS_MISSING,
     EDE_SIGNATURE_EXPIRED, Query, Security,
@@ -227,26 +228,40 @@ pub(super) async fn settle(
     Ok(security)
 }
 
-/// True when every wildcard expansion in the answer section (a secure RRset whose RRSIG
-/// counts fewer labels than its owner) is proven by a secure NSEC that covers the expanded
-/// name: no closer name exists, so the wildcard applied (RFC 4035 §5.3.4). False when the
-/// answer has no expansion.
+/// True when every wildcard expansion in the answer section (a secure RRset whose
+/// verified RRSIG counts fewer labels than its owner) is proven by a secure NSEC of the
+/// zone that signed it: the expanded name does not exist and no name closer to it than the
+/// wildcard's parent does, so that wildcard applied (RFC 4035 §5.3.4,
+/// `nsec::proves_expansion`). False when the answer has no expansion.
 pub fn wildcard_proven(msg: &Message) -> bool {
-    let nsecs: Vec<(&Name, &Name)> = msg
+    // Who signed `name`/`t`: the signer of the signature the validator verified it with.
+    let signer_of = |records: &'_ [Record], name: &Name, t: RecordType| -> Option<Name> {
+        records.iter().find_map(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(s))
+                if r.proof == Proof::Secure && &r.name == name && s.input().type_covered == t =>
+            {
+                Some(s.input().signer_name.clone())
+            }
+            _ => None,
+        })
+    };
+    let nsecs: Vec<(&Name, &NSEC, Name)> = msg
         .authorities
         .iter()
         .filter(|r| r.proof == Proof::Secure)
         .filter_map(|r| match &r.data {
-            RData::DNSSEC(DNSSECRData::NSEC(n)) => Some((&r.name, n.next_domain_name())),
+            RData::DNSSEC(DNSSECRData::NSEC(n)) => {
+                let signer = signer_of(&msg.authorities, &r.name, RecordType::NSEC)?;
+                Some((&r.name, n, signer))
+            }
             _ => None,
         })
         .collect();
-    let covered = |name: &Name| {
-        nsecs.iter().any(|(owner, next)| {
-            // The last NSEC of a zone points back at the apex: it covers everything after
-            // its owner.
-            let wraps = next <= owner;
-            *owner < name && (name < *next || wraps)
+    // An NSEC of the zone that signed the expansion proves it; another zone's proves
+    // nothing of it.
+    let proven = |name: &Name, encloser: &Name, signer: &Name| {
+        nsecs.iter().any(|(owner, n, by)| {
+            by == signer && signer.zone_of(owner) && proves_expansion(owner, n, name, encloser)
         })
     };
     let mut expanded = msg
@@ -254,9 +269,15 @@ pub fn wildcard_proven(msg: &Message) -> bool {
         .iter()
         .filter_map(|r| match &r.data {
             RData::DNSSEC(DNSSECRData::RRSIG(s))
-                if usize::from(s.input().num_labels) < usize::from(r.name.num_labels()) =>
+                if r.proof == Proof::Secure && s.input().num_labels < r.name.num_labels() =>
             {
-                Some((&r.name, s.input().type_covered))
+                let encloser = r.name.trim_to(usize::from(s.input().num_labels));
+                Some((
+                    &r.name,
+                    s.input().type_covered,
+                    encloser,
+                    &s.input().signer_name,
+                ))
             }
             _ => None,
         })
@@ -269,7 +290,9 @@ pub fn wildcard_proven(msg: &Message) -> bool {
             .peekable();
         set.peek().is_some() && set.all(|r| r.proof == Proof::Secure)
     };
-    expanded.peek().is_some() && expanded.all(|(name, t)| secure(name, t) && covered(name))
+    expanded.peek().is_some()
+        && expanded
+            .all(|(name, t, encloser, signer)| secure(name, t) && proven(name, &encloser, signer))
 }
 
 /// True when `records` hold a DNSKEY set and every key of it is secure.
@@ -388,5 +411,53 @@ mod tests {
         let other = [a(Proof::Bogus), rrsig(RecordType::AAAA, 2000)];
         let (c, _) = code(ResponseCode::NoError, &other, &[]);
         assert_eq!(c, EDE_RRSIGS_MISSING);
+    }
+
+    #[test]
+    fn a_wildcard_answer_needs_the_closest_wildcard_proven() {
+        use hickory_resolver::proto::op::OpCode;
+        // A signature as the validator leaves it: verified (secure), by `signer`.
+        let sig = |owner: &str, covered: RecordType, labels: u8, signer: &str| {
+            let mut r = rrsig(covered, 2000);
+            r.name = n(owner);
+            r.proof = Proof::Secure;
+            if let RData::DNSSEC(DNSSECRData::RRSIG(s)) = &r.data {
+                let mut input = s.input().clone();
+                input.num_labels = labels;
+                input.signer_name = n(signer);
+                r.data = RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(input, vec![0; 64])));
+            }
+            r
+        };
+        let nsec = |owner: &str, next: &str, signer: &str| {
+            let data = RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(n(next), [RecordType::A])));
+            let mut r = Record::from_rdata(n(owner), 60, data);
+            r.proof = Proof::Secure;
+            let labels = r.name.num_labels();
+            vec![r, sig(owner, RecordType::NSEC, labels, signer)]
+        };
+        // `name` answered from *.example.test. (signed at 2 labels by example.test.).
+        let expanded = |name: &str| {
+            let mut answer = a(Proof::Secure);
+            answer.name = n(name);
+            vec![answer, sig(name, RecordType::A, 2, "example.test.")]
+        };
+        let mut m = Message::response(1, OpCode::Query);
+        // b.example.test. exists: its NSEC covers x.b.example.test., but the wildcard
+        // for that name would be *.b.example.test., not *.example.test.
+        m.answers = expanded("x.b.example.test.");
+        m.authorities = nsec("b.example.test.", "z.example.test.", "example.test.");
+        assert!(!wildcard_proven(&m));
+        // No name under example.test. between the wildcard and z: *.example.test. is the
+        // closest wildcard of x.example.test.
+        m.answers = expanded("x.example.test.");
+        m.authorities = nsec("*.example.test.", "z.example.test.", "example.test.");
+        assert!(wildcard_proven(&m));
+        // The same proof signed by another zone (say, one the attacker holds, whose owner
+        // sorts before the name and whose next name after it) proves nothing.
+        m.authorities = nsec("evil.other.", "z.example.test.", "other.");
+        assert!(!wildcard_proven(&m));
+        m.authorities = nsec("*.example.test.", "z.example.test.", "other.");
+        assert!(!wildcard_proven(&m));
     }
 }

@@ -12,6 +12,10 @@
 //!
 //! In recursive mode the same validator checks what the walk from the root found
 //! ([`Validator::walking`]): its queries for keys and delegation signers are walks too.
+//!
+//! Once hickory has proven a zone's keys, the next answers that zone signs are proven from
+//! them by [`KnownKeys`], each signature verified once; hickory's validator sees only what
+//! that cannot prove (denials, unknown zones, anything that fails).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,18 +27,20 @@ use futures_util::stream::{self, BoxStream};
 use hickory_resolver::net::dnssec::DnssecDnsHandle;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, DnsHandle, NetError};
+use hickory_resolver::proto::dnssec::Proof;
 use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
 use hickory_resolver::proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message};
 use hickory_resolver::proto::op::{Query as HQuery, ResponseCode};
-use hickory_resolver::proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_resolver::proto::serialize::binary::{BinDecodable, BinDecoder};
 use hickory_resolver::{ResponseCache, TtlConfig};
 use tokio::time::{Instant, timeout_at};
 
+use super::known_keys::KnownKeys;
 use super::recursive::walk::{Found, Walker};
 use super::{RECURSIVE, Upstream, UpstreamError, dnssec};
 use crate::config::Dnssec;
-use crate::dns::wire::{Query, Response, parse_query};
+use crate::dns::wire::{Query, Response, Security, parse_query};
 
 /// The server of an answer when none is known.
 const UNKNOWN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -49,6 +55,7 @@ pub const KEY_CACHE_ENTRIES: u64 = 4_096;
 #[derive(Clone)]
 pub struct Validator {
     handle: DnssecDnsHandle<Via>,
+    known: Arc<KnownKeys>,
 }
 
 impl std::fmt::Debug for Validator {
@@ -87,6 +94,7 @@ impl Validator {
         };
         Self {
             handle: DnssecDnsHandle::with_trust_anchor(via, Arc::new(cfg.anchors())),
+            known: Arc::new(KnownKeys::new()),
         }
     }
 
@@ -117,6 +125,15 @@ impl Validator {
         request.metadata.id = id;
         let (mut first, server) = via.ask(&request, arrived).await?;
         minimal(&mut first);
+        let keys = ValidatorKeys {
+            handle: &self.handle,
+            deadline,
+        };
+        let now = dnssec::unix_now();
+        if self.known.prove(&hq.name, hq.query_type, &mut first, now) {
+            let security = dnssec::settle(&hq, &mut first, None, q, &keys).await?;
+            return finish(first, security, q, server, min_ttl, max_ttl);
+        }
         let _primed = Primed::insert(&via.primed, id, first);
         let mut answers = self.handle.send(request);
         let got = timeout_at(deadline, answers.next()).await;
@@ -128,19 +145,52 @@ impl Validator {
             })))) => (response.into_message(), Some(proof)),
             Ok(Some(Err(e))) => return Err(UpstreamError::Transport(server, e.to_string())),
         };
-        let keys = ValidatorKeys {
-            handle: &self.handle,
-            deadline,
-        };
+        let unknown = self.unknown_signers(&msg, now);
         let security = dnssec::settle(&hq, &mut msg, nsec, q, &keys).await?;
-        msg.edns = None;
-        msg.metadata.id = 0;
-        let bytes = msg.to_vec().map_err(|_| UpstreamError::Malformed(server))?;
-        let mut resp = Response::parse(&bytes, q, 0, min_ttl, max_ttl)
-            .map_err(|_| UpstreamError::Malformed(server))?;
-        resp.set_security(security);
-        Ok((resp, server))
+        if security == Security::Secure {
+            for zone in unknown {
+                if let Some(records) = keys.fetch(&zone).await {
+                    self.known.learn(&zone, &records, now);
+                }
+            }
+        }
+        finish(msg, security, q, server, min_ttl, max_ttl)
     }
+
+    /// The zones whose signatures the validator verified in `msg` with a key not known at
+    /// `now` (at most two: an answer's chain crosses few zones; a zone whose keys rolled
+    /// is learned again).
+    fn unknown_signers(&self, msg: &Message, now: u32) -> Vec<Name> {
+        let mut zones: Vec<Name> = Vec::new();
+        for r in msg.answers.iter().chain(&msg.authorities) {
+            if let RData::DNSSEC(DNSSECRData::RRSIG(s)) = &r.data {
+                let (z, tag) = (&s.input().signer_name, s.input().key_tag);
+                let used = r.proof == Proof::Secure && z.zone_of(&r.name);
+                if used && zones.len() < 2 && !zones.contains(z) && !self.known.knows(z, tag, now) {
+                    zones.push(z.clone());
+                }
+            }
+        }
+        zones
+    }
+}
+
+/// The validated `msg` as the client's answer to `q`, marked with its `security`.
+fn finish(
+    mut msg: Message,
+    security: Security,
+    q: &Query,
+    server: SocketAddr,
+    min_ttl: u32,
+    max_ttl: u32,
+) -> Result<(Response, SocketAddr), UpstreamError> {
+    msg.edns = None;
+    msg.metadata.id = 0;
+    let bytes = msg.to_vec().map_err(|_| UpstreamError::Malformed(server))?;
+    let mut resp = Response::parse(&bytes, q, 0, min_ttl, max_ttl)
+        .map_err(|_| UpstreamError::Malformed(server))?;
+    resp.set_security(security);
+    Ok((resp, server))
 }
 
 /// Keeps of an answer's other sections what the validator and the client need, as a
@@ -165,16 +215,28 @@ struct ValidatorKeys<'a> {
     deadline: Instant,
 }
 
-impl dnssec::Keys for ValidatorKeys<'_> {
-    async fn secure(&self, zone: &Name) -> bool {
+impl ValidatorKeys<'_> {
+    /// `zone`'s DNSKEY records as the validator judged them (its caches, mostly), or
+    /// `None` when they could not be had by the deadline.
+    async fn fetch(&self, zone: &Name) -> Option<Vec<Record>> {
         let mut options = DnsRequestOptions::default();
         options.use_edns = true;
         options.edns_set_dnssec_ok = true;
         options.recursion_desired = true;
         let q = HQuery::query(zone.clone(), RecordType::DNSKEY);
         let mut answers = self.handle.lookup(q, options);
-        let got = timeout_at(self.deadline, answers.next()).await;
-        matches!(got, Ok(Some(Ok(r))) if dnssec::keys_secure(&r.answers))
+        match timeout_at(self.deadline, answers.next()).await {
+            Ok(Some(Ok(r))) => Some(r.into_message().answers),
+            _ => None,
+        }
+    }
+}
+
+impl dnssec::Keys for ValidatorKeys<'_> {
+    async fn secure(&self, zone: &Name) -> bool {
+        self.fetch(zone)
+            .await
+            .is_some_and(|records| dnssec::keys_secure(&records))
     }
 }
 

@@ -1,0 +1,416 @@
+//! `KnownKeys`: the validation of an answer from zone keys already proven secure, each
+//! signature checked once. hickory's validator (`validate.rs`) proves a zone's keys from
+//! the trust anchors; once it has, the next answers signed by that zone are checked here:
+//! each RRset's signature against the zone's keys (RFC 4035 §5.3), a wildcard's answer
+//! against its NSEC (§5.3.4), TTLs cut to what the signature allows (§5.3.3).
+//!
+//! Why: hickory keys its verdicts by the question, so the same signature on the answers to
+//! two names (a wildcard's, or the NSEC that proves it) is verified for each; an ECDSA
+//! check costs more than the rest of a miss. Here a verified signature is kept by the
+//! SHA-256 of key, signed data and signature, until it expires.
+//!
+//! Only a proof is made here, never a verdict against an answer: whatever cannot be proven
+//! from what is known (an unknown zone, a denial, NSEC3, a DNAME, a bad signature) is left
+//! to hickory's validator, which finds out why and says so. Both tables are bounded: when
+//! full, the expired entries go, and if none had, an eighth of the others.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+
+use hickory_resolver::proto::dnssec::rdata::{DNSKEY, DNSSECRData, RRSIG};
+use hickory_resolver::proto::dnssec::{Proof, PublicKey, TBS, Verifier};
+use hickory_resolver::proto::op::{Message, ResponseCode};
+use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
+
+use super::nsec::proves_expansion;
+
+/// Zones whose keys are kept.
+pub const KNOWN_ZONES: usize = 4_096;
+
+/// Verified signatures kept.
+pub const KNOWN_SIGNATURES: usize = 16_384;
+
+/// The longest a zone's keys are kept, whatever their TTL says (seconds).
+const MAX_KEY_TTL: u32 = 86_400;
+
+/// Keys kept per zone (a rollover has two or three).
+const KEYS_PER_ZONE: usize = 8;
+
+/// Signatures verified per answer, found or not: an answer with many signatures that
+/// fail costs no more than this before it goes to hickory's validator.
+const CHECKS_PER_ANSWER: usize = 8;
+
+/// Signatures looked at per answer (their signed data built, their key looked up).
+const SIGNATURES_PER_ANSWER: usize = 16;
+
+/// Records in the answer and authority sections of an answer proven here; a longer one
+/// goes to hickory's validator.
+const MAX_RECORDS: usize = 64;
+
+/// The longest public key kept (an RSA key of 4,096 bits takes 516 bytes).
+const MAX_KEY_BYTES: usize = 1_024;
+
+/// Zone keys proven secure, and the signatures they verified.
+#[derive(Debug, Default)]
+pub struct KnownKeys {
+    zones: Mutex<HashMap<Name, ZoneKeys>>,
+    verified: Mutex<HashMap<[u8; 32], u32>>,
+    verifications: AtomicUsize,
+}
+
+/// One zone's keys, with their key tags, until a UNIX time.
+#[derive(Debug)]
+struct ZoneKeys {
+    keys: Vec<(u16, DNSKEY)>,
+    until: u32,
+}
+
+/// One RRset of an answer, proven: where its records are, what its signature allows, who
+/// signed it, the signature's index in its section, and for a wildcard's expansion the
+/// wildcard's parent.
+struct Proven {
+    section: Section,
+    name: Name,
+    rtype: RecordType,
+    ttl: u32,
+    signer: Name,
+    sig: usize,
+    expanded: Option<Name>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Section {
+    Answer,
+    Authority,
+}
+
+impl KnownKeys {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps `zone`'s keys from `records` (a DNSKEY answer from hickory's validator): the
+    /// zone keys it proved secure, not revoked, for their TTL (a day at most) from `now`
+    /// (UNIX seconds). Nothing is kept when none was proven.
+    pub fn learn(&self, zone: &Name, records: &[Record], now: u32) {
+        let mut ttl = MAX_KEY_TTL;
+        let mut keys = Vec::new();
+        for r in records {
+            let RData::DNSSEC(DNSSECRData::DNSKEY(k)) = &r.data else {
+                continue;
+            };
+            if r.proof != Proof::Secure
+                || &r.name != zone
+                || !k.zone_key()
+                || k.revoke()
+                || !k.algorithm().is_supported()
+                || k.public_key().public_bytes().len() > MAX_KEY_BYTES
+            {
+                continue;
+            }
+            let Ok(tag) = k.calculate_key_tag() else {
+                continue;
+            };
+            ttl = ttl.min(r.ttl);
+            if keys.len() < KEYS_PER_ZONE {
+                keys.push((tag, k.clone()));
+            }
+        }
+        if keys.is_empty() {
+            return;
+        }
+        let until = now.saturating_add(ttl);
+        let mut zones = lock(&self.zones);
+        make_room(&mut zones, KNOWN_ZONES, now, |z| z.until);
+        zones.insert(zone.clone(), ZoneKeys { keys, until });
+    }
+
+    /// The signatures verified so far (those found verified before not counted).
+    pub fn verifications(&self) -> usize {
+        self.verifications.load(AtomicOrdering::Relaxed)
+    }
+
+    /// Whether the key of `zone` with `tag` is known at `now` (a zone whose keys changed
+    /// is learned again when an answer signed by a new key is proven by hickory).
+    pub fn knows(&self, zone: &Name, tag: u16, now: u32) -> bool {
+        lock(&self.zones)
+            .get(zone)
+            .is_some_and(|z| now < z.until && z.keys.iter().any(|(t, _)| *t == tag))
+    }
+
+    /// Proves every RRset of `msg`, a NOERROR answer to `qname`/`qtype` whose chain of
+    /// aliases from `qname` ends at `qtype` records, from known keys at `now`: each RRset
+    /// of its answer and authority sections (as `validate::minimal` left them) verified by
+    /// a key of its signer, each wildcard expansion proven by an NSEC of the same signer.
+    /// On proof, every record and the signature that proved it are marked secure with
+    /// their TTL cut to what that signature allows (as hickory marks them), and `true` is
+    /// returned; otherwise `msg` is untouched. Keys and delegation signers (whose proof
+    /// runs from the parent's DS, not the zone's own keys) are left to hickory.
+    pub fn prove(&self, qname: &Name, qtype: RecordType, msg: &mut Message, now: u32) -> bool {
+        let Some(proven) = self.proven(qname, qtype, msg, now) else {
+            return false;
+        };
+        for p in proven {
+            let records = match p.section {
+                Section::Answer => &mut msg.answers,
+                Section::Authority => &mut msg.authorities,
+            };
+            for (i, r) in records.iter_mut().enumerate() {
+                if i == p.sig || (r.record_type() == p.rtype && r.name == p.name) {
+                    r.ttl = r.ttl.min(p.ttl);
+                    r.proof = Proof::Secure;
+                }
+            }
+        }
+        true
+    }
+
+    /// Every RRset of `msg` proven, or `None`.
+    fn proven(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        msg: &Message,
+        now: u32,
+    ) -> Option<Vec<Proven>> {
+        let small = msg.answers.len() + msg.authorities.len() <= MAX_RECORDS;
+        let positive = msg.metadata.response_code == ResponseCode::NoError
+            && !matches!(
+                qtype,
+                RecordType::ANY | RecordType::RRSIG | RecordType::CNAME
+            )
+            && answers_to(qname, qtype, &msg.answers);
+        if !small || !positive || !msg.additionals.is_empty() {
+            return None;
+        }
+        let mut budget = Budget::default();
+        let mut proven = Vec::new();
+        for (section, records) in [
+            (Section::Answer, &msg.answers),
+            (Section::Authority, &msg.authorities),
+        ] {
+            for (name, rtype) in rrsets(records) {
+                if matches!(
+                    rtype,
+                    RecordType::DNAME | RecordType::DNSKEY | RecordType::DS
+                ) {
+                    return None;
+                }
+                let set: Vec<&Record> = records
+                    .iter()
+                    .filter(|r| &r.name == name && r.record_type() == rtype)
+                    .collect();
+                if set.iter().any(|r| r.dns_class != DNSClass::IN) {
+                    return None;
+                }
+                let (at, sig) = records
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, r)| match &r.data {
+                        RData::DNSSEC(DNSSECRData::RRSIG(s))
+                            if &r.name == name
+                                && s.input().type_covered == rtype
+                                && r.dns_class == DNSClass::IN =>
+                        {
+                            self.check(name, s, &set, now, &mut budget)
+                                .then_some((i, s))
+                        }
+                        _ => None,
+                    })?;
+                let input = sig.input();
+                let expanded = (input.num_labels < name.num_labels())
+                    .then(|| name.trim_to(usize::from(input.num_labels)));
+                proven.push(Proven {
+                    section,
+                    name: name.clone(),
+                    rtype,
+                    ttl: authenticated_ttl(sig, &set, now),
+                    signer: input.signer_name.clone(),
+                    sig: at,
+                    expanded,
+                });
+            }
+        }
+        let nsec_proves = |name: &Name, encloser: &Name, signer: &Name| {
+            msg.authorities.iter().any(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::NSEC(n)) => {
+                    proven.iter().any(|p| {
+                        p.section == Section::Authority
+                            && p.rtype == RecordType::NSEC
+                            && p.name == r.name
+                            && &p.signer == signer
+                    }) && proves_expansion(&r.name, n, name, encloser)
+                }
+                _ => false,
+            })
+        };
+        let all_proven = proven.iter().all(|p| {
+            p.expanded
+                .as_ref()
+                .is_none_or(|encloser| nsec_proves(&p.name, encloser, &p.signer))
+        });
+        all_proven.then_some(proven)
+    }
+
+    /// Whether `sig` over `set` (at `name`) is valid at `now` and verified by a known key
+    /// of its signer: RFC 4035 §5.3.1's checks, then the signature, unless it was verified
+    /// before. Spends `budget`.
+    fn check(
+        &self,
+        name: &Name,
+        sig: &RRSIG,
+        set: &[&Record],
+        now: u32,
+        budget: &mut Budget,
+    ) -> bool {
+        if budget.signatures >= SIGNATURES_PER_ANSWER {
+            return false;
+        }
+        budget.signatures += 1;
+        let input = sig.input();
+        let now_serial = SerialNumber::new(now);
+        let at_or_before = |a: SerialNumber, b: SerialNumber| {
+            matches!(a.partial_cmp(&b), Some(Ordering::Less | Ordering::Equal))
+        };
+        if !input.signer_name.zone_of(name)
+            || input.num_labels > name.num_labels()
+            || input.num_labels < input.signer_name.num_labels()
+            || !at_or_before(now_serial, input.sig_expiration)
+            || !at_or_before(input.sig_inception, now_serial)
+        {
+            return false;
+        }
+        let keys: Vec<DNSKEY> = {
+            let zones = lock(&self.zones);
+            let Some(z) = zones.get(&input.signer_name).filter(|z| now < z.until) else {
+                return false;
+            };
+            z.keys
+                .iter()
+                .filter(|(tag, k)| *tag == input.key_tag && k.algorithm() == input.algorithm)
+                .map(|(_, k)| k.clone())
+                .collect()
+        };
+        if keys.is_empty() {
+            return false;
+        }
+        let Ok(tbs) = TBS::from_input(name, DNSClass::IN, input, set.iter().copied()) else {
+            return false;
+        };
+        for key in keys {
+            let digest = fingerprint(&key, tbs.as_ref(), sig.sig());
+            if lock(&self.verified).contains_key(&digest) {
+                return true;
+            }
+            if budget.verifications >= CHECKS_PER_ANSWER {
+                return false;
+            }
+            budget.verifications += 1;
+            self.verifications.fetch_add(1, AtomicOrdering::Relaxed);
+            if key.verify(tbs.as_ref(), sig.sig()).is_ok() {
+                let mut verified = lock(&self.verified);
+                make_room(&mut verified, KNOWN_SIGNATURES, now, |until| *until);
+                verified.insert(digest, input.sig_expiration.get());
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// What one answer may cost: signatures looked at, and verified.
+#[derive(Default)]
+struct Budget {
+    signatures: usize,
+    verifications: usize,
+}
+
+/// Whether the aliases in `answers` lead from `qname` to records of `qtype` (a chain of
+/// at most 16 links).
+fn answers_to(qname: &Name, qtype: RecordType, answers: &[Record]) -> bool {
+    let mut name = qname;
+    for _ in 0..=16 {
+        if answers
+            .iter()
+            .any(|r| r.record_type() == qtype && &r.name == name)
+        {
+            return true;
+        }
+        let next = answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(c) if &r.name == name => Some(&c.0),
+            _ => None,
+        });
+        match next {
+            Some(target) => name = target,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// The (name, type) of each RRset among `records`, signatures aside, in order.
+fn rrsets(records: &[Record]) -> Vec<(&Name, RecordType)> {
+    let mut sets: Vec<(&Name, RecordType)> = Vec::new();
+    for r in records {
+        let t = r.record_type();
+        if t != RecordType::RRSIG && !sets.iter().any(|(n, st)| *st == t && *n == &r.name) {
+            sets.push((&r.name, t));
+        }
+    }
+    sets
+}
+
+/// The TTL `sig` allows `set` at `now` (RFC 4035 §5.3.3): the least of the records' TTL,
+/// the signature's original TTL and the time left before it expires.
+fn authenticated_ttl(sig: &RRSIG, set: &[&Record], now: u32) -> u32 {
+    set.iter()
+        .map(|r| sig.authenticated_ttl(r, now))
+        .min()
+        .unwrap_or(0)
+}
+
+/// The SHA-256 of a key, the data it signed and the signature.
+fn fingerprint(key: &DNSKEY, tbs: &[u8], sig: &[u8]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&[u8::from(key.algorithm())]);
+    let public = key.public_key().public_bytes();
+    ctx.update(
+        &u32::try_from(public.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    ctx.update(public);
+    ctx.update(&u32::try_from(tbs.len()).unwrap_or(u32::MAX).to_be_bytes());
+    ctx.update(tbs);
+    ctx.update(sig);
+    let mut out = [0; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Room in `map` (of at most `cap`): when full, the entries expired at `now` go, then
+/// others until an eighth of `cap` is free, so that a table full of live entries is not
+/// swept again at the next insert.
+fn make_room<K, V>(map: &mut HashMap<K, V>, cap: usize, now: u32, until: impl Fn(&V) -> u32) {
+    if map.len() < cap {
+        return;
+    }
+    map.retain(|_, v| now < until(v));
+    let mut extra = map.len().saturating_sub(cap - cap / 8);
+    map.retain(|_, _| {
+        let keep = extra == 0;
+        extra = extra.saturating_sub(1);
+        keep
+    });
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+#[path = "known_keys_tests.rs"]
+mod tests;
