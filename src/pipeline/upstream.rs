@@ -276,11 +276,13 @@ impl Upstream {
             let got = r.resolve(q, self.deadline(arrived)).await;
             return got.map(|resp| (resp, RECURSIVE));
         }
-        // DNSSEC: validated here unless the client's CD asks for the answer as it is.
+        // DNSSEC: validated here unless the client's CD asks for the answer as it is. The
+        // validation's future (hickory's validator inside) is boxed: inline, it would be
+        // copied into and within every forwarding task, validated or not.
         if let Some(v) = &self.validator
             && !q.cd()
         {
-            return v.resolve(q, arrived, self.deadline(arrived)).await;
+            return Box::pin(v.resolve(q, arrived, self.deadline(arrived))).await;
         }
         self.forward_plain(q, arrived).await
     }

@@ -6,8 +6,8 @@
 //!
 //! Why: hickory keys its verdicts by the question, so the same signature on the answers to
 //! two names (a wildcard's, or the NSEC that proves it) is verified for each; an ECDSA
-//! check costs more than the rest of a miss. Here a verified signature is kept by the
-//! SHA-256 of key, signed data and signature, until it expires.
+//! check costs more than the rest of a miss. Here a verified signature is kept, by its
+//! key, the data it signed and the signature byte for byte, until it expires.
 //!
 //! Only a proof is made here, never a verdict against an answer: whatever cannot be proven
 //! from what is known (an unknown zone, a denial, NSEC3, a DNAME, a bad signature) is left
@@ -30,7 +30,12 @@ use super::nsec::proves_expansion;
 pub const KNOWN_ZONES: usize = 4_096;
 
 /// Verified signatures kept.
-pub const KNOWN_SIGNATURES: usize = 16_384;
+pub const KNOWN_SIGNATURES: usize = 8_192;
+
+/// The longest signature kept verified, with its key and the data it signed (bytes): an
+/// answer's RRset signed with ECDSA takes 200 to 300, RSA-2048 some 500; a larger one is
+/// verified each time. With [`KNOWN_SIGNATURES`], at most 8 MiB.
+const MAX_KEPT_BYTES: usize = 1_024;
 
 /// The longest a zone's keys are kept, whatever their TTL says (seconds).
 const MAX_KEY_TTL: u32 = 86_400;
@@ -56,7 +61,7 @@ const MAX_KEY_BYTES: usize = 1_024;
 #[derive(Debug, Default)]
 pub struct KnownKeys {
     zones: Mutex<HashMap<Name, ZoneKeys>>,
-    verified: Mutex<HashMap<[u8; 32], u32>>,
+    verified: Mutex<HashMap<Box<[u8]>, u32>>,
     verifications: AtomicUsize,
 }
 
@@ -301,8 +306,11 @@ impl KnownKeys {
             return false;
         };
         for key in keys {
-            let digest = fingerprint(&key, tbs.as_ref(), sig.sig());
-            if lock(&self.verified).contains_key(&digest) {
+            let kept = kept_as(&key, tbs.as_ref(), sig.sig());
+            if kept
+                .as_ref()
+                .is_some_and(|k| lock(&self.verified).contains_key(k))
+            {
                 return true;
             }
             if budget.verifications >= CHECKS_PER_ANSWER {
@@ -311,9 +319,11 @@ impl KnownKeys {
             budget.verifications += 1;
             self.verifications.fetch_add(1, AtomicOrdering::Relaxed);
             if key.verify(tbs.as_ref(), sig.sig()).is_ok() {
-                let mut verified = lock(&self.verified);
-                make_room(&mut verified, KNOWN_SIGNATURES, now, |until| *until);
-                verified.insert(digest, input.sig_expiration.get());
+                if let Some(k) = kept {
+                    let mut verified = lock(&self.verified);
+                    make_room(&mut verified, KNOWN_SIGNATURES, now, |until| *until);
+                    verified.insert(k, input.sig_expiration.get());
+                }
                 return true;
             }
         }
@@ -372,23 +382,21 @@ fn authenticated_ttl(sig: &RRSIG, set: &[&Record], now: u32) -> u32 {
         .unwrap_or(0)
 }
 
-/// The SHA-256 of a key, the data it signed and the signature.
-fn fingerprint(key: &DNSKEY, tbs: &[u8], sig: &[u8]) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&[u8::from(key.algorithm())]);
+/// How a verified signature is kept: the key's algorithm and public key, the data it
+/// signed and the signature, each with its length; `None` when over [`MAX_KEPT_BYTES`].
+fn kept_as(key: &DNSKEY, tbs: &[u8], sig: &[u8]) -> Option<Box<[u8]>> {
     let public = key.public_key().public_bytes();
-    ctx.update(
-        &u32::try_from(public.len())
-            .unwrap_or(u32::MAX)
-            .to_be_bytes(),
-    );
-    ctx.update(public);
-    ctx.update(&u32::try_from(tbs.len()).unwrap_or(u32::MAX).to_be_bytes());
-    ctx.update(tbs);
-    ctx.update(sig);
-    let mut out = [0; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
+    let len = 1 + 3 * 2 + public.len() + tbs.len() + sig.len();
+    if len > MAX_KEPT_BYTES {
+        return None;
+    }
+    let mut out = Vec::with_capacity(len);
+    out.push(u8::from(key.algorithm()));
+    for part in [public, tbs, sig] {
+        out.extend_from_slice(&u16::try_from(part.len()).ok()?.to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    Some(out.into_boxed_slice())
 }
 
 /// Room in `map` (of at most `cap`): when full, the entries expired at `now` go, then
