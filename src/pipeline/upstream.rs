@@ -113,6 +113,12 @@ pub struct Resume {
     then: Then,
 }
 
+/// The server of an error that has none.
+const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
 /// What follows the relay's attempt.
 #[derive(Debug)]
 enum Then {
@@ -120,6 +126,9 @@ enum Then {
     Next(UpstreamError),
     /// The same server, from this step (TCP after TC, UDP again after BADCOOKIE).
     Again(Step),
+    /// The server answered (this message) a query to validate that could not be proven at
+    /// once: the validator takes it from there.
+    Validate(Box<[u8]>),
 }
 
 /// Where an attempt at one server begins.
@@ -295,13 +304,60 @@ impl Upstream {
     ) -> Result<(Response, SocketAddr), UpstreamError> {
         let Some(first) = self.servers.first() else {
             return Err(UpstreamError::Transport(
-                SocketAddr::from(([0, 0, 0, 0], 0)),
+                UNSPECIFIED,
                 "no upstream configured".into(),
             ));
         };
         let last = UpstreamError::Timeout(first.addr);
         self.forward_from(q, self.deadline(arrived), 0, None, last)
             .await
+    }
+
+    /// [`Upstream::forward_plain`] going on after a first attempt made elsewhere (`r`), as
+    /// [`Upstream::resume`] does for an answer not validated here.
+    async fn resume_plain(
+        &self,
+        q: &Query,
+        arrived: Instant,
+        r: Resume,
+    ) -> Result<(Response, SocketAddr), UpstreamError> {
+        let deadline = self.deadline(arrived);
+        match r.then {
+            Then::Next(last) => {
+                self.forward_from(q, deadline, r.server + 1, None, last)
+                    .await
+            }
+            Then::Again(step) => {
+                let last = UpstreamError::Timeout(
+                    self.servers.get(r.server).map_or(UNSPECIFIED, |s| s.addr),
+                );
+                let resumed = Some((step, r.started, r.end));
+                self.forward_from(q, deadline, r.server, resumed, last)
+                    .await
+            }
+            // Made only for a query validated here (see `resume`).
+            Then::Validate(_) => Err(UpstreamError::Malformed(UNSPECIFIED)),
+        }
+    }
+
+    /// True when `q`'s answer is validated here (`upstream.dnssec = "validate"` in forward
+    /// mode, and no CD from the client).
+    fn validates(&self, q: &Query) -> bool {
+        self.validator.is_some() && !q.cd()
+    }
+
+    /// The answer `pkt` of the first server (at `server`) to `q`, validated at once from
+    /// zone keys already proven ([`validate::Validator::quick`], spending `budget`
+    /// verifications at most), or `None` when that takes more (the runtime's validator
+    /// then).
+    fn quick_validation(
+        &self,
+        q: &Query,
+        pkt: &[u8],
+        server: SocketAddr,
+        budget: &mut usize,
+    ) -> Option<Response> {
+        self.validator.as_ref()?.quick(q, pkt, server, budget)
     }
 
     /// Goes on with a forward whose first UDP attempt was made elsewhere (a UDP thread's
@@ -316,23 +372,19 @@ impl Upstream {
             // Never made: relays decline recursive misses. The whole resolution then.
             return self.forward(q, arrived).await;
         }
-        let deadline = self.deadline(arrived);
-        match r.then {
-            Then::Next(last) => {
-                self.forward_from(q, deadline, r.server + 1, None, last)
-                    .await
+        // A validated forward whose first exchange the relay made: its answer validated
+        // by the validator proper, or, when the first server gave none that can be, the
+        // validator's question going on from there as a plain forward would (the next
+        // server, TCP after TC), then validated.
+        if let Some(v) = self.validator.as_ref().filter(|_| !q.cd()) {
+            let deadline = self.deadline(arrived);
+            if let Then::Validate(pkt) = r.then {
+                let server = self.servers.get(r.server).map_or(UNSPECIFIED, |s| s.addr);
+                return Box::pin(v.resolve_answer(q, &pkt, server, deadline)).await;
             }
-            Then::Again(step) => {
-                let last = UpstreamError::Timeout(
-                    self.servers
-                        .get(r.server)
-                        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.addr),
-                );
-                let resumed = Some((step, r.started, r.end));
-                self.forward_from(q, deadline, r.server, resumed, last)
-                    .await
-            }
+            return Box::pin(v.resolve_resumed(q, arrived, deadline, r)).await;
         }
+        self.resume_plain(q, arrived, r).await
     }
 
     /// The servers from index `from` in order, until one answers usably or `deadline`.
@@ -439,7 +491,8 @@ impl Upstream {
     }
 
     /// True when a miss is one exchange with a server (no DNSSEC validation, which needs
-    /// more): the only kind a UDP thread's [`Relay`] or [`Near`] attempts.
+    /// more): the only kind [`Near`] attempts (a [`Relay`] also takes validated misses to
+    /// a plain first server, see [`Upstream::validates`]).
     fn one_exchange(&self) -> bool {
         self.validator.is_none()
     }

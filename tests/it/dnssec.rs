@@ -658,6 +658,40 @@ async fn forward_mode_validates_what_the_upstream_answers() {
         m.metadata.authentic_data && rcode(&m) == 0,
         "a secure wildcard: {m:?}"
     );
+    // More of the zone, its keys known by now: proven where the UDP thread relayed the
+    // query (`Validator::quick`), with DO the signatures along, without DO none of them.
+    let m = ask(
+        &s,
+        "two.wild.example.test.",
+        RecordType::A,
+        true,
+        false,
+        false,
+    )
+    .await;
+    assert!(
+        m.metadata.authentic_data && rcode(&m) == 0 && has(&m, RecordType::RRSIG),
+        "{m:?}"
+    );
+    assert!(
+        m.answers
+            .iter()
+            .any(|r| r.data == RData::A(A([192, 0, 2, 110].into()))),
+        "{m:?}"
+    );
+    let m = ask(
+        &s,
+        "three.wild.example.test.",
+        RecordType::A,
+        false,
+        true,
+        false,
+    )
+    .await;
+    assert!(
+        m.metadata.authentic_data && rcode(&m) == 0 && !has(&m, RecordType::RRSIG),
+        "{m:?}"
+    );
     let m = ask(&s, "www.bad.test.", RecordType::A, true, false, false).await;
     assert_eq!(rcode(&m), 2, "{m:?}");
     let (code, text) = ede(&m).expect("an EDE");
@@ -686,10 +720,49 @@ async fn forward_mode_validates_what_the_upstream_answers() {
     assert_eq!(of("www.example.test"), ["allowed/secure", "allowed/secure"]);
     assert_eq!(of("www.bad.test"), ["failed/bogus", "allowed/-"]);
     assert_eq!(of("www.unsigned.test"), ["allowed/insecure"]);
+    assert_eq!(of("two.wild.example.test"), ["allowed/secure"]);
     let up = upstream.addr.to_string();
     assert!(
         log.iter()
             .filter(|r| r["qname"] == "www.example.test")
             .all(|r| r["upstream"] == up.as_str())
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_mode_validation_fails_over_to_the_next_server() {
+    let tree = Tree::start(65).await;
+    let upstream = sinkhole(&tree, "").await;
+    // The first server: a port nobody listens on (refused at once on loopback).
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let s = TestServer::start(
+        &format!(
+            "[upstream]\nservers = [\"{dead}\", \"{}\"]\ndnssec = \"validate\"\ntrust_anchor = \"{{dir}}/root.key\"\ntimeout_ms = 2000\n[log]\npath = \"q.jsonl\"\n",
+            upstream.addr
+        ),
+        &[("root.key", tree.anchor.as_str())],
+    )
+    .await;
+    // Twice in the same zone: the first validated by hickory, the second from the keys
+    // it proved; both through the relay's first attempt at the dead server.
+    for qname in ["www.example.test.", "any.wild.example.test."] {
+        let m = ask(&s, qname, RecordType::A, true, false, false).await;
+        assert!(
+            m.metadata.authentic_data && rcode(&m) == 0,
+            "{qname}: {m:?}"
+        );
+    }
+    let m = ask(&s, "www.forged.test.", RecordType::A, true, false, false).await;
+    let (code, text) = ede(&m).expect("an EDE");
+    assert_eq!((rcode(&m), code), (2, 6), "{text}");
+    let log = records(&s.path("q.jsonl"), 3).await;
+    let up = upstream.addr.to_string();
+    for qname in ["www.example.test", "any.wild.example.test"] {
+        let r = log.iter().find(|r| r["qname"] == qname).expect("logged");
+        assert_eq!(r["upstream"], up.as_str(), "{r}");
+        assert_eq!(r["dnssec"], "secure", "{r}");
+    }
 }

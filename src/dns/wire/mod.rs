@@ -32,8 +32,8 @@ pub use answer::{
 pub use query::{Edns, Query, Reject, parse_query, parse_query_into};
 pub use response::{LOG_ANSWER_TEXT, LOG_ANSWERS, Response, ResponseError};
 pub use upstream::{
-    Cookie, CookieOption, OPT_COOKIE, RCODE_BADCOOKIE, UpstreamOpt, next_frame, response_cookie,
-    write_upstream_query, write_upstream_query_cookie,
+    Cookie, CookieOption, OPT_COOKIE, RCODE_BADCOOKIE, UpstreamOpt, ask_for_validation, next_frame,
+    response_cookie, write_upstream_query, write_upstream_query_cookie,
 };
 
 /// Length of the fixed DNS header.

@@ -152,6 +152,25 @@ pub fn write_upstream_query_cookie(
     out.extend_from_slice(server);
 }
 
+/// Marks a query to `q` written by [`write_upstream_query`] or
+/// [`write_upstream_query_cookie`] as one whose answer is validated here, as the validator
+/// asks its own: RD whatever the client set (the answer, not a referral, is validated), CD
+/// (the server hands over what it would judge bogus, RFC 4035 §3.2.2) and no AD in its
+/// header, DO in its OPT (signatures and denials come along).
+pub fn ask_for_validation(out: &mut [u8], q: &Query) {
+    if let Some(flags) = out.get_mut(2) {
+        *flags |= RD.to_be_bytes()[0];
+    }
+    if let Some(flags) = out.get_mut(3) {
+        *flags = (*flags | CD.to_be_bytes()[1]) & !AD.to_be_bytes()[1];
+    }
+    // The OPT follows the question: its root name, type, payload, extended rcode, version,
+    // then the flags' upper byte, where DO is the top bit.
+    if let Some(flags) = out.get_mut(HEADER_LEN + q.question_len() + 7) {
+        *flags |= 0x80;
+    }
+}
+
 /// The first message of a stream of two-byte-length-prefixed DNS messages (TCP and TLS,
 /// RFC 1035 §4.2.2, RFC 7766), and the bytes after it; `None` until the whole of it has
 /// come. An empty message (length 0) is one too: its reader finds it no answer.

@@ -143,4 +143,30 @@ mod tests {
         }
         assert!(response_cookie(&out[..out.len() - 3]).is_none());
     }
+
+    #[test]
+    fn a_query_asked_for_validation_carries_rd_cd_and_do_and_its_cookie() {
+        use crate::dns::wire::ask_for_validation;
+        use hickory_proto::op::Message;
+        use hickory_proto::rr::rdata::opt::EdnsCode;
+        let q = query();
+        let mut out = Vec::new();
+        write_upstream_query_cookie(&mut out, &q, 7, b"ABCDEFGH", Some(b"0123456789abcdef"));
+        // As a client without RD and with AD would have it asked.
+        out[2] &= !0x01;
+        out[3] |= 0x20;
+        let before = Message::from_vec(&out).unwrap();
+        assert!(!before.metadata.checking_disabled && !before.metadata.recursion_desired);
+        assert!(!before.edns.as_ref().unwrap().flags().dnssec_ok);
+        ask_for_validation(&mut out, &q);
+        let m = Message::from_vec(&out).unwrap();
+        assert!(m.metadata.checking_disabled && m.metadata.recursion_desired);
+        assert!(!m.metadata.authentic_data);
+        let edns = m.edns.as_ref().unwrap();
+        assert!(edns.flags().dnssec_ok);
+        assert!(edns.option(EdnsCode::Cookie).is_some());
+        assert_eq!(m.queries, before.queries);
+        // A buffer too short is left alone, never a panic.
+        ask_for_validation(&mut out[..3], &q);
+    }
 }

@@ -155,7 +155,28 @@ impl KnownKeys {
     /// returned; otherwise `msg` is untouched. Keys and delegation signers (whose proof
     /// runs from the parent's DS, not the zone's own keys) are left to hickory.
     pub fn prove(&self, qname: &Name, qtype: RecordType, msg: &mut Message, now: u32) -> bool {
-        let Some(proven) = self.proven(qname, qtype, msg, now) else {
+        self.prove_verifying(qname, qtype, msg, now, &mut CHECKS_PER_ANSWER.clone())
+    }
+
+    /// [`KnownKeys::prove`] spending at most `budget` signature verifications (one verified
+    /// before costs nothing; what is spent is taken off, proven or not): a UDP thread's
+    /// relay proves with few, so that answers that need more do not hold up the thread's
+    /// other clients.
+    pub fn prove_verifying(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        msg: &mut Message,
+        now: u32,
+        budget: &mut usize,
+    ) -> bool {
+        let mut spend = Budget {
+            most: (*budget).min(CHECKS_PER_ANSWER),
+            ..Budget::default()
+        };
+        let proven = self.proven(qname, qtype, msg, now, &mut spend);
+        *budget = budget.saturating_sub(spend.verifications);
+        let Some(proven) = proven else {
             return false;
         };
         for p in proven {
@@ -180,6 +201,7 @@ impl KnownKeys {
         qtype: RecordType,
         msg: &Message,
         now: u32,
+        budget: &mut Budget,
     ) -> Option<Vec<Proven>> {
         let small = msg.answers.len() + msg.authorities.len() <= MAX_RECORDS;
         let positive = msg.metadata.response_code == ResponseCode::NoError
@@ -191,7 +213,6 @@ impl KnownKeys {
         if !small || !positive || !msg.additionals.is_empty() {
             return None;
         }
-        let mut budget = Budget::default();
         let mut proven = Vec::new();
         for (section, records) in [
             (Section::Answer, &msg.answers),
@@ -220,8 +241,7 @@ impl KnownKeys {
                                 && s.input().type_covered == rtype
                                 && r.dns_class == DNSClass::IN =>
                         {
-                            self.check(name, s, &set, now, &mut budget)
-                                .then_some((i, s))
+                            self.check(name, s, &set, now, budget).then_some((i, s))
                         }
                         _ => None,
                     })?;
@@ -313,7 +333,7 @@ impl KnownKeys {
             {
                 return true;
             }
-            if budget.verifications >= CHECKS_PER_ANSWER {
+            if budget.verifications >= budget.most {
                 return false;
             }
             budget.verifications += 1;
@@ -331,11 +351,12 @@ impl KnownKeys {
     }
 }
 
-/// What one answer may cost: signatures looked at, and verified.
+/// What one answer may cost: signatures looked at, and verified (of at most `most`).
 #[derive(Default)]
 struct Budget {
     signatures: usize,
     verifications: usize,
+    most: usize,
 }
 
 /// Whether the aliases in `answers` lead from `qname` to records of `qtype` (a chain of

@@ -313,3 +313,30 @@ fn keys_and_delegation_signers_are_left_to_hickory() {
     let mut m = answer(set.into_iter().chain([short]).collect(), vec![]);
     assert!(!known.prove(&qname(&m), RecordType::A, &mut m, NOW));
 }
+
+#[test]
+fn a_relay_proves_with_few_verifications_and_leaves_the_rest() {
+    let first = Zone::new("example.test.");
+    let second = Zone::new("cdn.test.");
+    let known = knowing(&[&first, &second]);
+    let cname = Record::from_rdata(
+        n("www.example.test."),
+        60,
+        RData::CNAME(CNAME(n("edge.cdn.test."))),
+    );
+    let mut records = first.signed(vec![cname]);
+    records.extend(second.signed(vec![a("edge.cdn.test.", 60)]));
+    let mut m = answer(records.clone(), vec![]);
+    let before = m.clone();
+    let mut budget = 1;
+    assert!(!known.prove_verifying(&qname(&m), RecordType::A, &mut m, NOW, &mut budget));
+    assert_eq!(m, before, "untouched");
+    assert_eq!(budget, 0, "spent, proven or not");
+    // Two new signatures: one verified by the first try, one now; then both are known.
+    let mut m = answer(records.clone(), vec![]);
+    assert!(known.prove_verifying(&qname(&m), RecordType::A, &mut m, NOW, &mut 1));
+    let mut m = answer(records, vec![]);
+    let mut none = 0;
+    assert!(known.prove_verifying(&qname(&m), RecordType::A, &mut m, NOW, &mut none));
+    assert_eq!(known.verifications(), 2);
+}

@@ -38,7 +38,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::known_keys::KnownKeys;
 use super::recursive::walk::{Found, Walker};
-use super::{RECURSIVE, Upstream, UpstreamError, dnssec};
+use super::{RECURSIVE, Resume, Upstream, UpstreamError, dnssec};
 use crate::config::Dnssec;
 use crate::dns::wire::{Query, Response, Security, parse_query};
 
@@ -47,6 +47,10 @@ const UNKNOWN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     std::net::Ipv4Addr::UNSPECIFIED,
     1,
 ));
+
+/// Signatures a UDP thread's relay verifies for one answer ([`Validator::quick`]): an
+/// answer and its wildcard's NSEC; one that needs more goes to the runtime.
+pub const QUICK_VERIFICATIONS: usize = 2;
 
 /// DNSKEY and DS answers kept for validation.
 pub const KEY_CACHE_ENTRIES: u64 = 4_096;
@@ -108,22 +112,97 @@ impl Validator {
         arrived: Instant,
         deadline: Instant,
     ) -> Result<(Response, SocketAddr), UpstreamError> {
+        self.resolve_with(q, arrived, deadline, None).await
+    }
+
+    /// [`Validator::resolve`] of a query whose first attempt a UDP thread's relay made
+    /// (`r`: its question goes on from there as a plain forward would).
+    pub async fn resolve_resumed(
+        &self,
+        q: &Query,
+        arrived: Instant,
+        deadline: Instant,
+        r: Resume,
+    ) -> Result<(Response, SocketAddr), UpstreamError> {
+        self.resolve_with(q, arrived, deadline, Some(r)).await
+    }
+
+    /// [`Validator::resolve`], going on from `resumed` when given.
+    async fn resolve_with(
+        &self,
+        q: &Query,
+        arrived: Instant,
+        deadline: Instant,
+        resumed: Option<Resume>,
+    ) -> Result<(Response, SocketAddr), UpstreamError> {
+        let (hq, request) = request_for(q)?;
+        let (first, server) = self.handle.inner().ask(&request, arrived, resumed).await?;
+        self.validate(q, hq, request, first, server, deadline).await
+    }
+
+    /// [`Validator::resolve`] of the answer `pkt` that `server` gave to `q` (asked with DO
+    /// and CD by a UDP thread's relay).
+    pub async fn resolve_answer(
+        &self,
+        q: &Query,
+        pkt: &[u8],
+        server: SocketAddr,
+        deadline: Instant,
+    ) -> Result<(Response, SocketAddr), UpstreamError> {
+        let (hq, request) = request_for(q)?;
+        let mut first = Message::from_vec(pkt).map_err(|_| UpstreamError::Malformed(server))?;
+        first.metadata.id = request.metadata.id;
+        self.validate(q, hq, request, first, server, deadline).await
+    }
+
+    /// The answer `pkt` that `server` gave to `q` (asked with DO and CD), proven secure at
+    /// once from zone keys already proven, as the client's answer; `None` when proving it
+    /// takes more ([`Validator::resolve_answer`] then). Never waits: a UDP thread's relay
+    /// calls it, with a `budget` of signature verifications for its batch, of which one
+    /// answer spends at most [`QUICK_VERIFICATIONS`].
+    pub fn quick(
+        &self,
+        q: &Query,
+        pkt: &[u8],
+        server: SocketAddr,
+        budget: &mut usize,
+    ) -> Option<Response> {
+        let via = self.handle.inner();
+        let mut msg = Message::from_vec(pkt).ok()?;
+        minimal(&mut msg);
+        let hq = msg.queries.first()?.clone();
+        let now = dnssec::unix_now();
+        let mut most = (*budget).min(QUICK_VERIFICATIONS);
+        let before = most;
+        let proven = self
+            .known
+            .prove_verifying(&hq.name, hq.query_type, &mut msg, now, &mut most);
+        *budget = budget.saturating_sub(before - most);
+        if !proven {
+            return None;
+        }
+        if !q.dnssec_ok() {
+            dnssec::strip(&mut msg, hq.query_type);
+        }
+        finish(msg, Security::Secure, q, server, via.min_ttl, via.max_ttl)
+            .ok()
+            .map(|(r, _)| r)
+    }
+
+    /// Validates `first`, the answer `server` gave to `request` (`hq`, from the client's
+    /// `q`), by `deadline`: from known keys, or by hickory's validator (which asks for the
+    /// keys and delegation signers it needs).
+    async fn validate(
+        &self,
+        q: &Query,
+        hq: HQuery,
+        request: DnsRequest,
+        mut first: Message,
+        server: SocketAddr,
+        deadline: Instant,
+    ) -> Result<(Response, SocketAddr), UpstreamError> {
         let via = self.handle.inner();
         let (min_ttl, max_ttl) = (via.min_ttl, via.max_ttl);
-        let name = Name::read(&mut BinDecoder::new(q.wire_name()))
-            .map_err(|_| UpstreamError::Malformed(UNKNOWN))?;
-        let mut hq = HQuery::query(name, RecordType::from(q.qtype));
-        hq.query_class = DNSClass::from(q.qclass);
-        let mut options = DnsRequestOptions::default();
-        options.use_edns = true;
-        options.edns_set_dnssec_ok = true;
-        options.recursion_desired = true;
-        let mut request = DnsRequest::from_query(hq.clone(), options);
-        // The client's question goes first, through the set as any forward does; the
-        // validator is then handed its answer (by ID and question) and asks for the rest.
-        let id: u16 = rand::random();
-        request.metadata.id = id;
-        let (mut first, server) = via.ask(&request, arrived).await?;
         minimal(&mut first);
         let keys = ValidatorKeys {
             handle: &self.handle,
@@ -134,7 +213,9 @@ impl Validator {
             let security = dnssec::settle(&hq, &mut first, None, q, &keys).await?;
             return finish(first, security, q, server, min_ttl, max_ttl);
         }
-        let _primed = Primed::insert(&via.primed, id, first);
+        // The validator's first query is handed this answer (by ID and question), and asks
+        // for the rest itself.
+        let _primed = Primed::insert(&via.primed, request.metadata.id, first);
         let mut answers = self.handle.send(request);
         let got = timeout_at(deadline, answers.next()).await;
         let (mut msg, nsec) = match got {
@@ -173,6 +254,22 @@ impl Validator {
         }
         zones
     }
+}
+
+/// The client's question `q` as hickory's validator asks it (DO, RD, EDNS), with an ID of
+/// its own.
+fn request_for(q: &Query) -> Result<(HQuery, DnsRequest), UpstreamError> {
+    let name = Name::read(&mut BinDecoder::new(q.wire_name()))
+        .map_err(|_| UpstreamError::Malformed(UNKNOWN))?;
+    let mut hq = HQuery::query(name, RecordType::from(q.qtype));
+    hq.query_class = DNSClass::from(q.qclass);
+    let mut options = DnsRequestOptions::default();
+    options.use_edns = true;
+    options.edns_set_dnssec_ok = true;
+    options.recursion_desired = true;
+    let mut request = DnsRequest::from_query(hq.clone(), options);
+    request.metadata.id = rand::random();
+    Ok((hq, request))
 }
 
 /// The validated `msg` as the client's answer to `q`, marked with its `security`.
@@ -269,6 +366,7 @@ impl Via {
         &self,
         request: &DnsRequest,
         arrived: Instant,
+        resumed: Option<Resume>,
     ) -> Result<(Message, SocketAddr), UpstreamError> {
         let upstream = match &self.source {
             Source::Forward(u) => u,
@@ -300,7 +398,10 @@ impl Via {
         m.metadata.recursion_desired = true;
         let bytes = m.to_vec().map_err(|_| UpstreamError::Malformed(UNKNOWN))?;
         let q = parse_query(&bytes).map_err(|_| UpstreamError::Malformed(UNKNOWN))?;
-        let (resp, server) = upstream.forward_plain(&q, arrived).await?;
+        let (resp, server) = match resumed {
+            Some(r) => upstream.resume_plain(&q, arrived, r).await?,
+            None => upstream.forward_plain(&q, arrived).await?,
+        };
         let mut msg =
             Message::from_vec(resp.wire()).map_err(|_| UpstreamError::Malformed(server))?;
         msg.metadata.id = m.metadata.id;
@@ -332,7 +433,7 @@ impl Via {
             return DnsResponse::from_message(m).map_err(|e| NetError::from(e.to_string()));
         }
         let (msg, _) = self
-            .ask(&request, Instant::now())
+            .ask(&request, Instant::now(), None)
             .await
             .map_err(|e| NetError::from(e.to_string()))?;
         if cacheable && msg.metadata.response_code == ResponseCode::NoError {

@@ -73,7 +73,11 @@ pub(super) fn connected_udp(server: SocketAddr) -> io::Result<UdpSocket> {
 
 /// The query that `pkt` answers on `sock`, settled; `None` when it answers none (late,
 /// forged, or a cookieless answer from a server that does cookies).
-pub(super) fn dispatch<T: Relayed>(sock: &mut Sock<T>, pkt: &[u8]) -> Option<Settled<T>> {
+pub(super) fn dispatch<T: Relayed>(
+    sock: &mut Sock<T>,
+    pkt: &[u8],
+    budget: &mut usize,
+) -> Option<Settled<T>> {
     let id = answer_id(pkt)?;
     let entry = sock.waiting.get_mut(&id)?;
     let q = entry.item.query();
@@ -102,6 +106,22 @@ pub(super) fn dispatch<T: Relayed>(sock: &mut Sock<T>, pkt: &[u8]) -> Option<Set
         return Some(again(entry, Step::UdpAfterBadCookie));
     }
     match Response::parse(pkt, entry.item.query(), id, up.min_ttl, up.max_ttl) {
+        Ok(r)
+            if up.validates(entry.item.query())
+                && !matches!(r.rcode(), rcode::SERVFAIL | rcode::REFUSED) =>
+        {
+            // Proven here from known zone keys (within the batch's `budget` of signature
+            // verifications), or handed to the validator with the answer, which the
+            // server gave all the same.
+            let q = entry.item.query();
+            match up.quick_validation(q, r.wire(), server.addr, budget) {
+                Some(validated) => Some(verdict(entry, validated)),
+                None => {
+                    server.stats.answered(entry.started.elapsed());
+                    Some(resume(entry, Then::Validate(r.wire().into())))
+                }
+            }
+        }
         Ok(r) => Some(verdict(entry, r)),
         Err(ResponseError::Truncated) => Some(again(entry, Step::Tcp)),
         Err(ResponseError::Malformed | ResponseError::Mismatch) => {
