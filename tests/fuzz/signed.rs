@@ -79,6 +79,14 @@ fn seeds(key: &EcdsaSigningKey, zone: &Name) -> Vec<Vec<u8>> {
         m.authorities = authorities;
         m.to_vec().unwrap_or_default()
     };
+    let wild = |nsec_owner: &str, labels: u8| {
+        let proof = nsec(nsec_owner, "z.example.test.");
+        make(
+            "x.example.test.",
+            signed(key, zone, vec![a("x.example.test.")], 2),
+            signed(key, zone, vec![proof], labels),
+        )
+    };
     let cname = Record::from_rdata(
         name("www.example.test."),
         300,
@@ -93,26 +101,10 @@ fn seeds(key: &EcdsaSigningKey, zone: &Name) -> Vec<Vec<u8>> {
             vec![],
         ),
         make("www.example.test.", chain, vec![]),
-        make(
-            "x.example.test.",
-            signed(key, zone, vec![a("x.example.test.")], 2),
-            signed(
-                key,
-                zone,
-                vec![nsec("*.example.test.", "z.example.test.")],
-                2,
-            ),
-        ),
-        make(
-            "x.example.test.",
-            signed(key, zone, vec![a("x.example.test.")], 2),
-            signed(
-                key,
-                zone,
-                vec![nsec("y.example.test.", "z.example.test.")],
-                3,
-            ),
-        ),
+        // The wildcard's expansion with the NSEC that proves it, then with one of another
+        // name.
+        wild("*.example.test.", 2),
+        wild("y.example.test.", 3),
         make("www.example.test.", vec![a("www.example.test.")], vec![]),
     ]
 }

@@ -158,11 +158,12 @@ pub fn write_upstream_query_cookie(
 /// (the server hands over what it would judge bogus, RFC 4035 §3.2.2) and no AD in its
 /// header, DO in its OPT (signatures and denials come along).
 pub fn ask_for_validation(out: &mut [u8], q: &Query) {
+    let ([rd, _], [_, cd], [_, ad]) = (RD.to_be_bytes(), CD.to_be_bytes(), AD.to_be_bytes());
     if let Some(flags) = out.get_mut(2) {
-        *flags |= RD.to_be_bytes()[0];
+        *flags |= rd;
     }
     if let Some(flags) = out.get_mut(3) {
-        *flags = (*flags | CD.to_be_bytes()[1]) & !AD.to_be_bytes()[1];
+        *flags = (*flags | cd) & !ad;
     }
     // The OPT follows the question: its root name, type, payload, extended rcode, version,
     // then the flags' upper byte, where DO is the top bit.

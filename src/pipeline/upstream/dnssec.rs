@@ -13,7 +13,7 @@ use hickory_resolver::proto::op::{Message, Query as HQuery, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 
 use super::UpstreamError;
-use super::nsec::proves_expansion;
+use super::nsec::expansion_proven;
 use crate::dns::wire::{
     EDE_DNSKEY_MISSING, EDE_DNSSEC_BOGUS, EDE_NSEC_MISSING, EDE_RRSIGS_MISSING,
     EDE_SIGNATURE_EXPIRED, Query, Security,
@@ -260,9 +260,8 @@ pub fn wildcard_proven(msg: &Message) -> bool {
     // An NSEC of the zone that signed the expansion proves it; another zone's proves
     // nothing of it.
     let proven = |name: &Name, encloser: &Name, signer: &Name| {
-        nsecs.iter().any(|(owner, n, by)| {
-            by == signer && signer.zone_of(owner) && proves_expansion(owner, n, name, encloser)
-        })
+        let nsecs = nsecs.iter().map(|(owner, n, by)| (*owner, *n, by));
+        expansion_proven(nsecs, name, encloser, signer)
     };
     let mut expanded = msg
         .answers

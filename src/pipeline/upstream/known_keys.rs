@@ -16,15 +16,15 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
 
 use hickory_resolver::proto::dnssec::rdata::{DNSKEY, DNSSECRData, RRSIG};
 use hickory_resolver::proto::dnssec::{Proof, PublicKey, TBS, Verifier};
 use hickory_resolver::proto::op::{Message, ResponseCode};
 use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
 
-use super::nsec::proves_expansion;
+use super::nsec::expansion_proven;
 
 /// Zones whose keys are kept.
 pub const KNOWN_ZONES: usize = 4_096;
@@ -68,7 +68,8 @@ pub struct KnownKeys {
 /// One zone's keys, with their key tags, until a UNIX time.
 #[derive(Debug)]
 struct ZoneKeys {
-    keys: Vec<(u16, DNSKEY)>,
+    /// Shared, so that a check takes them out of the lock without copying a key.
+    keys: Arc<[(u16, DNSKEY)]>,
     until: u32,
 }
 
@@ -130,6 +131,7 @@ impl KnownKeys {
         let until = now.saturating_add(ttl);
         let mut zones = lock(&self.zones);
         make_room(&mut zones, KNOWN_ZONES, now, |z| z.until);
+        let keys = keys.into();
         zones.insert(zone.clone(), ZoneKeys { keys, until });
     }
 
@@ -259,18 +261,22 @@ impl KnownKeys {
                 });
             }
         }
-        let nsec_proves = |name: &Name, encloser: &Name, signer: &Name| {
-            msg.authorities.iter().any(|r| match &r.data {
-                RData::DNSSEC(DNSSECRData::NSEC(n)) => {
-                    proven.iter().any(|p| {
+        // The NSECs proven above, with who signed each.
+        let nsecs = || {
+            msg.authorities.iter().filter_map(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::NSEC(n)) => proven
+                    .iter()
+                    .find(|p| {
                         p.section == Section::Authority
                             && p.rtype == RecordType::NSEC
                             && p.name == r.name
-                            && &p.signer == signer
-                    }) && proves_expansion(&r.name, n, name, encloser)
-                }
-                _ => false,
+                    })
+                    .map(|p| (&r.name, n, &p.signer)),
+                _ => None,
             })
+        };
+        let nsec_proves = |name: &Name, encloser: &Name, signer: &Name| {
+            expansion_proven(nsecs(), name, encloser, signer)
         };
         let all_proven = proven.iter().all(|p| {
             p.expanded
@@ -308,29 +314,28 @@ impl KnownKeys {
         {
             return false;
         }
-        let keys: Vec<DNSKEY> = {
+        let keys = {
             let zones = lock(&self.zones);
             let Some(z) = zones.get(&input.signer_name).filter(|z| now < z.until) else {
                 return false;
             };
-            z.keys
-                .iter()
-                .filter(|(tag, k)| *tag == input.key_tag && k.algorithm() == input.algorithm)
-                .map(|(_, k)| k.clone())
-                .collect()
+            Arc::clone(&z.keys)
         };
-        if keys.is_empty() {
+        let mut keys = keys
+            .iter()
+            .filter(|(tag, k)| *tag == input.key_tag && k.algorithm() == input.algorithm)
+            .map(|(_, k)| k)
+            .peekable();
+        if keys.peek().is_none() {
             return false;
         }
         let Ok(tbs) = TBS::from_input(name, DNSClass::IN, input, set.iter().copied()) else {
             return false;
         };
+        let mut entry = Kept::new();
         for key in keys {
-            let kept = kept_as(&key, tbs.as_ref(), sig.sig());
-            if kept
-                .as_ref()
-                .is_some_and(|k| lock(&self.verified).contains_key(k))
-            {
+            let kept = kept_as(key, tbs.as_ref(), sig.sig(), &mut entry);
+            if kept && lock(&self.verified).contains_key(&entry[..]) {
                 return true;
             }
             if budget.verifications >= budget.most {
@@ -339,10 +344,10 @@ impl KnownKeys {
             budget.verifications += 1;
             self.verifications.fetch_add(1, AtomicOrdering::Relaxed);
             if key.verify(tbs.as_ref(), sig.sig()).is_ok() {
-                if let Some(k) = kept {
+                if kept {
                     let mut verified = lock(&self.verified);
                     make_room(&mut verified, KNOWN_SIGNATURES, now, |until| *until);
-                    verified.insert(k, input.sig_expiration.get());
+                    verified.insert(Box::from(&entry[..]), input.sig_expiration.get());
                 }
                 return true;
             }
@@ -404,21 +409,27 @@ fn authenticated_ttl(sig: &RRSIG, set: &[&Record], now: u32) -> u32 {
 }
 
 /// How a verified signature is kept: the key's algorithm and public key, the data it
-/// signed and the signature, each with its length; `None` when over [`MAX_KEPT_BYTES`].
-fn kept_as(key: &DNSKEY, tbs: &[u8], sig: &[u8]) -> Option<Box<[u8]>> {
+/// signed and the signature, each with its length, written into `out` on the stack (a
+/// look-up allocates nothing); false when over [`MAX_KEPT_BYTES`].
+fn kept_as(key: &DNSKEY, tbs: &[u8], sig: &[u8], out: &mut Kept) -> bool {
     let public = key.public_key().public_bytes();
     let len = 1 + 3 * 2 + public.len() + tbs.len() + sig.len();
     if len > MAX_KEPT_BYTES {
-        return None;
+        return false;
     }
-    let mut out = Vec::with_capacity(len);
+    out.clear();
     out.push(u8::from(key.algorithm()));
     for part in [public, tbs, sig] {
-        out.extend_from_slice(&u16::try_from(part.len()).ok()?.to_be_bytes());
+        // Each part is shorter than MAX_KEPT_BYTES, checked above.
+        let part_len = u16::try_from(part.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&part_len.to_be_bytes());
         out.extend_from_slice(part);
     }
-    Some(out.into_boxed_slice())
+    true
 }
+
+/// A verified signature's entry being looked up ([`kept_as`]).
+type Kept = smallvec::SmallVec<[u8; MAX_KEPT_BYTES]>;
 
 /// Room in `map` (of at most `cap`): when full, the entries expired at `now` go, then
 /// others until an eighth of `cap` is free, so that a table full of live entries is not

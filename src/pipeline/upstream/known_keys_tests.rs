@@ -65,7 +65,12 @@ impl Zone {
     /// `set` and its signature, signed as its own name.
     fn signed(&self, set: Vec<Record>) -> Vec<Record> {
         let labels = set.first().unwrap().name.num_labels();
-        let sig = self.sign(&set, labels, NOW + 3_600);
+        self.signed_as(set, labels, NOW + 3_600)
+    }
+
+    /// `set` and its signature, made as at `labels` labels, valid until `expires`.
+    fn signed_as(&self, set: Vec<Record>, labels: u8, expires: u32) -> Vec<Record> {
+        let sig = self.sign(&set, labels, expires);
         set.into_iter().chain([sig]).collect()
     }
 }
@@ -152,9 +157,7 @@ fn what_cannot_be_proven_is_left_untouched() {
 fn an_expired_signature_or_key_proves_nothing() {
     let zone = Zone::new("example.test.");
     let known = knowing(&[&zone]);
-    let set = vec![a("www.example.test.", 60)];
-    let sig = zone.sign(&set, 3, NOW + 10);
-    let signed: Vec<Record> = set.into_iter().chain([sig]).collect();
+    let signed = zone.signed_as(vec![a("www.example.test.", 60)], 3, NOW + 10);
     let mut m = answer(signed.clone(), vec![]);
     assert!(known.prove(&qname(&m), RecordType::A, &mut m, NOW));
     assert_eq!(m.answers.first().unwrap().ttl, 10, "cut to the time left");
@@ -208,9 +211,7 @@ fn a_wildcard_answer_needs_the_nsec_that_proves_it() {
     let zone = Zone::new("example.test.");
     let known = knowing(&[&zone]);
     // *.example.test. expanded for x.example.test.: signed at 2 labels.
-    let set = vec![a("x.example.test.", 60)];
-    let sig = zone.sign(&set, 2, NOW + 3_600);
-    let expanded: Vec<Record> = set.into_iter().chain([sig]).collect();
+    let expanded = zone.signed_as(vec![a("x.example.test.", 60)], 2, NOW + 3_600);
     let nsec = |owner: &str, next: &str| {
         let data = RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(n(next), [RecordType::A])));
         zone.signed(vec![Record::from_rdata(n(owner), 60, data)])
@@ -308,9 +309,8 @@ fn keys_and_delegation_signers_are_left_to_hickory() {
     let mut m = answer(zone.signed(vec![key]), vec![]);
     assert!(!known.prove(&qname(&m), RecordType::DNSKEY, &mut m, NOW));
     // A signature that claims fewer labels than its signer's name is not taken.
-    let set = vec![a("www.example.test.", 60)];
-    let short = zone.sign(&set, 1, NOW + 3_600);
-    let mut m = answer(set.into_iter().chain([short]).collect(), vec![]);
+    let short = zone.signed_as(vec![a("www.example.test.", 60)], 1, NOW + 3_600);
+    let mut m = answer(short, vec![]);
     assert!(!known.prove(&qname(&m), RecordType::A, &mut m, NOW));
 }
 

@@ -39,6 +39,21 @@ pub fn proves_expansion(owner: &Name, nsec: &NSEC, name: &Name, encloser: &Name)
     closest == usize::from(encloser.num_labels()) && encloser.zone_of(name)
 }
 
+/// Whether one of `nsecs` (owner, record, signer; each verified) proves the expansion of
+/// the wildcard whose parent is `encloser` for `name`, as [`proves_expansion`] does, and is
+/// of `signer`, the zone that signed the expansion: another zone's NSEC proves nothing of
+/// it.
+pub fn expansion_proven<'a>(
+    nsecs: impl IntoIterator<Item = (&'a Name, &'a NSEC, &'a Name)>,
+    name: &Name,
+    encloser: &Name,
+    signer: &Name,
+) -> bool {
+    nsecs.into_iter().any(|(owner, n, by)| {
+        by == signer && signer.zone_of(owner) && proves_expansion(owner, n, name, encloser)
+    })
+}
+
 /// How many labels `a` and `b` share from the root down.
 fn shared_labels(a: &Name, b: &Name) -> usize {
     a.iter()
