@@ -419,6 +419,15 @@ async fn quic_upstream_answers_on_one_kept_connection() {
         m.metadata.response_code,
         hickory_proto::op::ResponseCode::NXDomain
     );
+    // Quiet gaps longer than the UDP thread's nap (20 ms) and than the acknowledgement's
+    // delay (25 ms): the thread blocks on its listener between misses, the connection's
+    // timers still run, and the same connection answers.
+    for gap in [30, 60, 30] {
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+        let m = s.query("mail.example.test.", RecordType::A).await;
+        assert_eq!(first_answer(&m), "192.0.2.53");
+    }
+    assert_eq!(up.sources(), 1, "still one connection");
 }
 
 #[tokio::test(flavor = "multi_thread")]

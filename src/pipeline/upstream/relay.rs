@@ -161,6 +161,21 @@ impl<T: Relayed> Relay<T> {
             && self.kept.values().all(|k| k.waiting() == 0 && !k.busy())
     }
 
+    /// True when no query is in flight, nothing waits to be read or sent, and no
+    /// connection has protocol work due before `now + least` (a QUIC connection's delayed
+    /// acknowledgement, a probe): the thread may block on its listener alone for `least`,
+    /// as an idle one does, instead of waiting in the epoll, which costs a system call
+    /// more per query.
+    pub fn may_nap(&self, now: Instant, least: Duration) -> bool {
+        self.ready.is_empty()
+            && self.dirty.is_empty()
+            && self.socks.values().all(|s| s.waiting.is_empty())
+            && self
+                .kept
+                .values()
+                .all(|k| k.waiting() == 0 && k.timer().is_none_or(|t| t >= now + least))
+    }
+
     /// The earliest end of an attempt in flight, when [`Relay::expire`] has work.
     pub fn due(&self) -> Option<Instant> {
         self.next_due

@@ -123,6 +123,21 @@ fn misses_are_answered_on_one_kept_connection_and_the_relay_goes_idle_after() {
     }
     assert_eq!(server.conns.load(Ordering::Relaxed), 1, "one connection");
     assert_eq!(r.kept.len(), 1);
+    // Nothing in flight, an acknowledgement due: the thread may block on its listener
+    // alone until the connection's timer, not past it.
+    let now = Instant::now();
+    let due = r.kept.values().filter_map(|k| k.timer()).min();
+    let due = due.expect("a timer once the answers came");
+    assert!(!r.idle(), "not idle while the acknowledgement is due");
+    assert!(!r.may_nap(now, due - now + Duration::from_millis(1)));
+    if due > now {
+        assert!(r.may_nap(now, due - now));
+    }
+    // A query in flight: never.
+    assert!(r.start(item("nap.example.test", &up)).is_ok());
+    assert!(!r.may_nap(now, Duration::ZERO), "a query in flight");
+    let got = settle(&mut r, 1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
     // The acknowledgements go out on the connection's timer; then nothing keeps the
     // thread from blocking on its listener alone.
     let until = Instant::now() + Duration::from_secs(3);
