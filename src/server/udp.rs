@@ -49,9 +49,17 @@ const POLL: Duration = Duration::from_millis(200);
 /// How long a thread blocks on its listener alone while its relay has no query in flight
 /// but a connection has protocol work due later (a QUIC connection's delayed
 /// acknowledgement, 25 ms after an answer): a wait that ends before that work is due, as
-/// the epoll's would, without the epoll's system call per query. Shorter than the
-/// acknowledgement's delay, so that under load the thread naps between misses.
-const NAP: Duration = Duration::from_millis(20);
+/// the epoll's would, without the epoll's system call per query. It naps only when that
+/// work is at least [`NAP_MARGIN`] further off, the kernel rounding the read timeout up
+/// to its clock's ticks; both together shorter than the acknowledgement's delay, so that
+/// under load the thread naps between misses.
+const NAP: Duration = Duration::from_millis(15);
+/// See [`NAP`].
+const NAP_MARGIN: Duration = Duration::from_millis(5);
+/// The read timeout goes back from `NAP` to `POLL` once the listener has been quiet this
+/// long: not at every miss under load, and not 50 wake-ups a second for long after the
+/// last query of a quiet LAN.
+const NAP_LINGER: Duration = Duration::from_millis(100);
 /// Datagrams taken per `recvmmsg`.
 const BATCH: usize = 32;
 /// Receive buffer per datagram (EDNS payloads above this are not sent by real clients).
@@ -173,8 +181,10 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
     let mut settled: Vec<Settled<Pending>> = Vec::new();
     // When the last receive that took datagrams returned: the rate that sets the pause.
     let mut last_arrived = tokio::time::Instant::now();
-    // The listener's read timeout is `NAP`, not `POLL`.
-    let mut napping = false;
+    // The listener's read timeout is `NAP`, not `POLL` (set here: a loop started again
+    // after a panic may find it left at `NAP`).
+    let mut napping = true;
+    read_timeout(sock, &mut napping, false);
     while !stop.load(Ordering::Relaxed) {
         got.clear();
         // With forwards in flight, wait for the listener and the upstream sockets together;
@@ -183,14 +193,12 @@ fn run(sock: &Arc<UdpSocket>, sh: &Shared) {
         let waited = match (relay.as_mut(), near.as_mut().filter(|n| !n.idle())) {
             (Some(r), Some(n)) => Some(n.wait(r, POLL)),
             (Some(r), None) if !r.idle() => {
-                let nap = r.may_nap(tokio::time::Instant::now(), NAP)
+                let nap = r.may_nap(tokio::time::Instant::now(), NAP + NAP_MARGIN)
                     && read_timeout(sock, &mut napping, true);
                 (!nap).then(|| r.wait(POLL))
             }
-            // Back to `POLL` once the listener has been quiet for a while: at a few queries
-            // a second, the thread does not switch at every miss.
             _ => {
-                if napping && last_arrived.elapsed() >= Duration::from_secs(1) {
+                if napping && last_arrived.elapsed() >= NAP_LINGER {
                     read_timeout(sock, &mut napping, false);
                 }
                 None

@@ -419,7 +419,7 @@ async fn quic_upstream_answers_on_one_kept_connection() {
         m.metadata.response_code,
         hickory_proto::op::ResponseCode::NXDomain
     );
-    // Quiet gaps longer than the UDP thread's nap (20 ms) and than the acknowledgement's
+    // Quiet gaps longer than the UDP thread's nap (15 ms) and than the acknowledgement's
     // delay (25 ms): the thread blocks on its listener between misses, the connection's
     // timers still run, and the same connection answers.
     for gap in [30, 60, 30] {
