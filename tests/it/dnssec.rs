@@ -617,20 +617,25 @@ async fn dnssec_off_answers_bogus_zones_and_logs_no_verdict() {
     assert!(log[0].get("dnssec").is_none(), "{}", log[0]);
 }
 
+/// sinkhole in forward mode to `servers` (TOML array items), validating from the tree's
+/// trust anchor, logging to `q.jsonl`.
+async fn validating_forwarder(tree: &Tree, servers: &str, timeout_ms: u64) -> TestServer {
+    TestServer::start(
+        &format!(
+            "[upstream]\nservers = [{servers}]\ndnssec = \"validate\"\ntrust_anchor = \"{{dir}}/root.key\"\ntimeout_ms = {timeout_ms}\n[log]\npath = \"q.jsonl\"\n"
+        ),
+        &[("root.key", tree.anchor.as_str())],
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn forward_mode_validates_what_the_upstream_answers() {
     let tree = Tree::start(63).await;
     // The upstream: a resolver of the hierarchy that hands over signatures (sinkhole in
     // recursive mode); it validates too, but the forwarder asks with CD and checks itself.
     let upstream = sinkhole(&tree, "").await;
-    let s = TestServer::start(
-        &format!(
-            "[upstream]\nservers = [\"{}\"]\ndnssec = \"validate\"\ntrust_anchor = \"{{dir}}/root.key\"\ntimeout_ms = 3000\n[log]\npath = \"q.jsonl\"\n",
-            upstream.addr
-        ),
-        &[("root.key", tree.anchor.as_str())],
-    )
-    .await;
+    let s = validating_forwarder(&tree, &format!("\"{}\"", upstream.addr), 3000).await;
     let m = ask(&s, "www.example.test.", RecordType::A, true, false, false).await;
     assert_eq!(rcode(&m), 0, "{m:?}");
     assert!(
@@ -738,14 +743,7 @@ async fn forward_mode_validation_fails_over_to_the_next_server() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let s = TestServer::start(
-        &format!(
-            "[upstream]\nservers = [\"{dead}\", \"{}\"]\ndnssec = \"validate\"\ntrust_anchor = \"{{dir}}/root.key\"\ntimeout_ms = 2000\n[log]\npath = \"q.jsonl\"\n",
-            upstream.addr
-        ),
-        &[("root.key", tree.anchor.as_str())],
-    )
-    .await;
+    let s = validating_forwarder(&tree, &format!("\"{dead}\", \"{}\"", upstream.addr), 2000).await;
     // Twice in the same zone: the first validated by hickory, the second from the keys
     // it proved; both through the relay's first attempt at the dead server.
     for qname in ["www.example.test.", "any.wild.example.test."] {

@@ -335,7 +335,7 @@ impl KnownKeys {
         let mut entry = Kept::new();
         for key in keys {
             let kept = kept_as(key, tbs.as_ref(), sig.sig(), &mut entry);
-            if kept && lock(&self.verified).contains_key(&entry[..]) {
+            if kept && lock(&self.verified).contains_key(entry.as_slice()) {
                 return true;
             }
             if budget.verifications >= budget.most {
@@ -347,7 +347,7 @@ impl KnownKeys {
                 if kept {
                     let mut verified = lock(&self.verified);
                     make_room(&mut verified, KNOWN_SIGNATURES, now, |until| *until);
-                    verified.insert(Box::from(&entry[..]), input.sig_expiration.get());
+                    verified.insert(Box::from(entry.as_slice()), input.sig_expiration.get());
                 }
                 return true;
             }

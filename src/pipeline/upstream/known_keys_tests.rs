@@ -188,10 +188,9 @@ fn only_keys_the_validator_proved_are_learned() {
     assert!(known.knows(&zone.name, tag(&zone), NOW));
 }
 
-#[test]
-fn a_chain_across_zones_needs_every_zone_known() {
-    let first = Zone::new("example.test.");
-    let second = Zone::new("cdn.test.");
+/// `www.example.test.` CNAME `edge.cdn.test.` signed by `first`, and the A record at
+/// `edge.cdn.test.` signed by `second`.
+fn chain_across(first: &Zone, second: &Zone) -> Vec<Record> {
     let cname = Record::from_rdata(
         n("www.example.test."),
         60,
@@ -199,6 +198,14 @@ fn a_chain_across_zones_needs_every_zone_known() {
     );
     let mut records = first.signed(vec![cname]);
     records.extend(second.signed(vec![a("edge.cdn.test.", 60)]));
+    records
+}
+
+#[test]
+fn a_chain_across_zones_needs_every_zone_known() {
+    let first = Zone::new("example.test.");
+    let second = Zone::new("cdn.test.");
+    let records = chain_across(&first, &second);
     let mut m = answer(records.clone(), vec![]);
     assert!(!knowing(&[&first]).prove(&qname(&m), RecordType::A, &mut m, NOW));
     let mut m = answer(records, vec![]);
@@ -319,13 +326,7 @@ fn a_relay_proves_with_few_verifications_and_leaves_the_rest() {
     let first = Zone::new("example.test.");
     let second = Zone::new("cdn.test.");
     let known = knowing(&[&first, &second]);
-    let cname = Record::from_rdata(
-        n("www.example.test."),
-        60,
-        RData::CNAME(CNAME(n("edge.cdn.test."))),
-    );
-    let mut records = first.signed(vec![cname]);
-    records.extend(second.signed(vec![a("edge.cdn.test.", 60)]));
+    let records = chain_across(&first, &second);
     let mut m = answer(records.clone(), vec![]);
     let before = m.clone();
     let mut budget = 1;
