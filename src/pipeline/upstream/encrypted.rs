@@ -73,6 +73,10 @@ const OPT_PADDING: u16 = 12;
 /// with an EDNS Padding option (RFC 7830) to a multiple of [`PAD_BLOCK`] bytes, as RFC 8467
 /// recommends, so that the length of the encrypted query does not tell the name's.
 pub(super) fn write_query(out: &mut Vec<u8>, q: &Query, id: u16) {
+    // One allocation for a fresh buffer (DNS over HTTPS hands each query its own): the header,
+    // the question, the OPT record and its Padding option, padded.
+    out.clear();
+    out.reserve_exact(padded_len(q));
     write_upstream_query(out, q, id);
     // The OPT record comes last, without options: its RDLENGTH is the last two bytes.
     let n = out.len();
@@ -86,6 +90,12 @@ pub(super) fn write_query(out: &mut Vec<u8>, q: &Query, id: u16) {
     out.extend_from_slice(&OPT_PADDING.to_be_bytes());
     out.extend_from_slice(&len.to_be_bytes());
     out.resize(n + 4 + pad, 0);
+}
+
+/// The length of the query [`write_query`] writes for `q`: a 12-byte header, the question,
+/// an 11-byte OPT record with a 4-byte Padding option head, rounded up to [`PAD_BLOCK`].
+fn padded_len(q: &Query) -> usize {
+    (12 + q.question_len() + 11 + 4).next_multiple_of(PAD_BLOCK)
 }
 
 /// [`write_query`] framed for a stream (DNS over TLS, RFC 7766 §6.2.1.1; DNS over QUIC, RFC

@@ -111,7 +111,7 @@ impl Doh {
         let Some(uri) = &self.uri else {
             return Err(UpstreamError::Transport(self.addr, "bad URL".into()));
         };
-        let mut body = Vec::with_capacity(64 + q.question_len());
+        let mut body = Vec::new();
         super::write_query(&mut body, q, 0);
         let body = Bytes::from(body);
         let buf = with_retry(

@@ -85,7 +85,7 @@ impl Doq {
         end: Instant,
     ) -> Result<(Vec<u8>, u16), UpstreamError> {
         let _counted = Counted::admit(&self.in_flight, self.addr)?;
-        let mut body = Vec::with_capacity(64 + q.question_len());
+        let mut body = Vec::new();
         super::write_query(&mut body, q, 0);
         let framed = doq::framed(&body);
         let buf = with_retry(

@@ -203,7 +203,7 @@ async fn ask(
     };
     id_out.store(id, Ordering::Relaxed);
     let _withdraw = Withdraw { conn: &conn, id };
-    let mut body = Vec::with_capacity(64 + q.question_len());
+    let mut body = Vec::new();
     super::write_query(&mut body, q, id);
     let mut frame = Vec::with_capacity(2 + body.len());
     frame.extend_from_slice(&u16::try_from(body.len()).unwrap_or(0).to_be_bytes());

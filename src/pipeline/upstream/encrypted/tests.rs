@@ -128,6 +128,8 @@ fn queries_are_padded_to_128_bytes_without_a_cookie() {
     for name in [
         "a.test",
         "a-rather-longer-name.with.several.labels.example.test",
+        // 245 bytes on the wire: padded to 384 (three blocks).
+        &format!("{0}.{0}.{0}.{0}", "a".repeat(60)),
     ] {
         let mut m = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         for label in name.split('.') {
@@ -139,6 +141,9 @@ fn queries_are_padded_to_128_bytes_without_a_cookie() {
         let mut out = Vec::new();
         write_query(&mut out, &q, 7);
         assert_eq!(out.len() % PAD_BLOCK, 0, "{name}: {} bytes", out.len());
+        // Sized before writing: one allocation, no growth.
+        assert_eq!(out.len(), padded_len(&q), "{name}");
+        assert_eq!(out.capacity(), out.len(), "{name}");
         let msg = hickory_proto::op::Message::from_vec(&out).unwrap();
         assert_eq!(msg.metadata.id, 7);
         assert!(msg.edns.is_some());

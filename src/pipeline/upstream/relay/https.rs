@@ -143,7 +143,7 @@ impl<T: Relayed> Conn<T> {
     /// Adds a query (its message written with ID 0); it leaves with [`Conn::drive`].
     pub(super) fn add(&mut self, entry: Entry<T>) {
         let q = entry.item.query();
-        let mut body = Vec::with_capacity(64 + q.question_len());
+        let mut body = Vec::new();
         write_query(&mut body, q, 0);
         self.h2.ask(entry, body);
     }

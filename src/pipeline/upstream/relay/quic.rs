@@ -93,7 +93,7 @@ pub(super) struct Conn<T> {
     /// endpoint's replies).
     body: Vec<u8>,
     frame: Vec<u8>,
-    rx: Vec<[u8; DATAGRAM]>,
+    rx: Box<[[u8; DATAGRAM]; BATCH]>,
     headers: MultiHeaders<SockaddrStorage>,
     tx: Vec<u8>,
 }
@@ -120,7 +120,7 @@ impl<T: Relayed> Conn<T> {
             next_timer: None,
             body: Vec::new(),
             frame: Vec::new(),
-            rx: vec![[0u8; DATAGRAM]; BATCH],
+            rx: Box::new([[0u8; DATAGRAM]; BATCH]),
             headers: MultiHeaders::preallocate(BATCH, None),
             tx: Vec::new(),
         })
@@ -191,8 +191,10 @@ impl<T: Relayed> Conn<T> {
     /// connection is over: the caller fails it ([`Conn::fail_all`]) and closes it.
     pub(super) fn drive(&mut self, out: &mut Vec<Settled<T>>) -> io::Result<()> {
         let mut result = Ok(());
+        // One clock reading for the datagrams and the timer (the packets out read their own).
+        let now = Instant::now();
         for _ in 0..MAX_READS / BATCH {
-            match self.receive() {
+            match self.receive(now) {
                 // A short batch emptied the socket: no second call to learn that it would
                 // block (the epoll is level-triggered: what comes later wakes the thread).
                 Ok(n) if n < BATCH => break,
@@ -204,7 +206,7 @@ impl<T: Relayed> Conn<T> {
                 }
             }
         }
-        self.on_timer(Instant::now());
+        self.on_timer(now);
         self.pump(out);
         self.transmit()?;
         result?;
@@ -283,16 +285,15 @@ impl<T: Relayed> Conn<T> {
     }
 
     /// Takes the datagrams waiting on the socket (one `recvmmsg`, up to [`BATCH`]) to the
-    /// connection; how many came.
-    fn receive(&mut self) -> io::Result<usize> {
+    /// connection (as received at `now`); how many came.
+    fn receive(&mut self, now: Instant) -> io::Result<usize> {
         let mut got = [(0usize, false); BATCH];
         let mut n = 0;
         {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = self
+            let mut iovs = self
                 .rx
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(b.as_mut_slice())])
-                .collect();
+                .each_mut()
+                .map(|b| [IoSliceMut::new(b.as_mut_slice())]);
             let flags = MsgFlags::MSG_DONTWAIT;
             match recvmmsg(
                 self.udp.as_raw_fd(),
@@ -314,20 +315,20 @@ impl<T: Relayed> Conn<T> {
         for (i, &(len, cut)) in got.iter().enumerate().take(n) {
             // Longer than a server may send us: dropped, as the network would.
             if !cut {
-                self.take(i, len);
+                self.take(i, len, now);
             }
         }
         Ok(n)
     }
 
-    /// Hands the datagram of `n` bytes in buffer `i` to the connection.
-    fn take(&mut self, i: usize, n: usize) {
+    /// Hands the datagram of `n` bytes in buffer `i`, received at `now`, to the connection.
+    fn take(&mut self, i: usize, n: usize, now: Instant) {
         let pkt = self.rx.get(i).and_then(|b| b.get(..n)).unwrap_or_default();
         let data = BytesMut::from(pkt);
         self.tx.clear();
-        let event =
-            self.endpoint
-                .handle(Instant::now(), self.server, None, None, data, &mut self.tx);
+        let event = self
+            .endpoint
+            .handle(now, self.server, None, None, data, &mut self.tx);
         match event {
             Some(DatagramEvent::ConnectionEvent(h, ev)) if h == self.handle => {
                 self.conn.handle_event(ev);
