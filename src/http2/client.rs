@@ -22,6 +22,7 @@ use std::collections::VecDeque;
 
 use super::frame::{self, Head};
 use super::hpack::{self, ContentType};
+use super::table::Table;
 
 /// Our receive window of each stream (`SETTINGS_INITIAL_WINDOW_SIZE`): an answer and its
 /// padding fit, so no stream is ever given more.
@@ -101,6 +102,8 @@ pub struct Client<E> {
     prefix: Vec<u8>,
     /// `application/dns-message`, Huffman-coded.
     dns_coded: Vec<u8>,
+    /// The answers' HPACK dynamic table.
+    table: Table,
     /// Queries waiting for a stream (the server's stream limit).
     queued: VecDeque<(E, Vec<u8>)>,
     /// Open streams, by ascending ID.
@@ -146,6 +149,7 @@ impl<E> Client<E> {
             out,
             prefix: hpack::request_prefix(authority, path),
             dns_coded: hpack::dns_message_coded(),
+            table: Table::default(),
             queued: VecDeque::new(),
             streams: VecDeque::new(),
             blocked: false,
@@ -401,7 +405,7 @@ impl<E> Client<E> {
         end: bool,
         events: &mut Vec<Event<E>>,
     ) -> Result<(), Error> {
-        let head = hpack::read_response(block, &self.dns_coded)?;
+        let head = hpack::read_response(block, &self.dns_coded, &mut self.table)?;
         let Some(i) = self.find(stream)? else {
             return Ok(());
         };

@@ -1,11 +1,13 @@
 //! HPACK (RFC 7541) as the DNS-over-HTTPS client needs it. A request's header block is
 //! written with the static table and literals only: nothing is added to the server's
-//! dynamic table, so no state is shared. A response's header block is read with a dynamic
-//! table of size 0 (the client's `SETTINGS_HEADER_TABLE_SIZE`), so reading it needs no
-//! state either; only `:status` and `content-type` are kept, other fields are skipped
-//! without decoding their strings.
+//! dynamic table. A response's header block is read with the connection's dynamic table
+//! ([`super::table`]): empty for a server that honours the client's
+//! `SETTINGS_HEADER_TABLE_SIZE` of 0, kept (bounded) for one that does not. Only `:status`
+//! and `content-type` are kept; other fields' strings are decoded only to count an indexed
+//! one into the table.
 
 use super::huffman;
+use super::table::{self, Field, STATIC_ENTRIES, Table, static_name_len};
 
 /// Static-table indices (RFC 7541 Appendix A) of what a request and an answer use.
 const METHOD_POST: usize = 3;
@@ -17,8 +19,6 @@ const CONTENT_LENGTH: usize = 28;
 const CONTENT_TYPE: usize = 31;
 /// `:status` entries 8 to 14, with their values.
 const STATUSES: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
-/// Entries of the static table.
-const STATIC_ENTRIES: usize = 61;
 
 /// The media type of DNS messages (RFC 8484 §6).
 pub const DNS_MESSAGE: &str = "application/dns-message";
@@ -33,7 +33,7 @@ pub struct Head {
 }
 
 /// A response's `content-type`.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContentType {
     /// `application/dns-message`.
     Dns,
@@ -103,53 +103,86 @@ fn put_int(out: &mut Vec<u8>, flags: u8, n: u32, v: usize) {
     out.push(rest as u8);
 }
 
-/// Reads a response's header block. `dns_coded` is `application/dns-message` Huffman-coded
-/// (see [`dns_message_coded`]): a coded type is compared as it came, not decoded.
-pub fn read_response(block: &[u8], dns_coded: &[u8]) -> Result<Head, Error> {
+/// Reads a response's header block with the connection's dynamic `table`, which the
+/// block's size updates and indexed literals change (every block of the connection must
+/// pass through it, in order). `dns_coded` is `application/dns-message` Huffman-coded (see
+/// [`dns_message_coded`]): a coded type is compared as it came, not decoded. Strings of
+/// other fields are decoded only to count them into the table.
+pub fn read_response(block: &[u8], dns_coded: &[u8], table: &mut Table) -> Result<Head, Error> {
     let mut at = 0;
     let mut status = None;
     let mut content_type = None;
     let mut fields = 0usize;
+    let mut scratch = Vec::new();
     while let Some(&first) = block.get(at) {
         if first & 0x80 != 0 {
-            // Indexed field (§6.1): only the static table, the dynamic one being empty.
+            // Indexed field (§6.1).
             let index = int(block, &mut at, 7)?;
             match index {
                 0 => return Err(Error("index 0")),
                 8..=14 => status = STATUSES.get(index - 8).copied(),
                 CONTENT_TYPE => content_type = Some(ContentType::Other(String::new())),
-                i if i > STATIC_ENTRIES => return Err(Error("index beyond the static table")),
+                i if i > STATIC_ENTRIES => match &dynamic(table, i)?.field {
+                    Field::Status(s) => status = Some(*s),
+                    Field::ContentType(t) => content_type = Some(t.clone()),
+                    Field::Other => {}
+                },
                 _ => {}
             }
         } else if first & 0xe0 == 0x20 {
-            // Dynamic table size update (§6.3): only to 0, and only before the fields.
+            // Dynamic table size update (§6.3): only before the fields (§4.2).
             if fields > 0 {
                 return Err(Error("table size update after a field"));
             }
-            if int(block, &mut at, 5)? != 0 {
-                return Err(Error("table size above the 0 the client allows"));
-            }
+            let max = int(block, &mut at, 5)?;
+            table.resize(max)?;
             continue;
         } else {
-            // Literal field (§6.2): with incremental indexing (the entry does not fit a
-            // table of size 0 and empties it, which it is), without, or never indexed.
-            let prefix = if first & 0xc0 == 0x40 { 6 } else { 4 };
-            let index = int(block, &mut at, prefix)?;
-            let name = match index {
+            // Literal field (§6.2): with incremental indexing (then added to the table),
+            // without, or never indexed.
+            let indexed = first & 0xc0 == 0x40;
+            let index = int(block, &mut at, if indexed { 6 } else { 4 })?;
+            let (name, name_len) = match index {
                 0 => {
                     let (coded, raw) = string(block, &mut at)?;
-                    name_of(coded, raw)?
+                    let name = text(coded, raw, &mut scratch)?;
+                    (name_of(name), name.len())
                 }
-                8..=14 => Name::Status,
-                CONTENT_TYPE => Name::ContentType,
-                i if i > STATIC_ENTRIES => return Err(Error("index beyond the static table")),
-                _ => Name::Other,
+                i if i > STATIC_ENTRIES => {
+                    let e = dynamic(table, i)?;
+                    let name = match e.field {
+                        Field::Status(_) => Name::Status,
+                        Field::ContentType(_) => Name::ContentType,
+                        Field::Other => Name::Other,
+                    };
+                    (name, e.name_len)
+                }
+                i => {
+                    let name = match i {
+                        8..=14 => Name::Status,
+                        CONTENT_TYPE => Name::ContentType,
+                        _ => Name::Other,
+                    };
+                    (name, static_name_len(i).unwrap_or_default())
+                }
             };
             let (coded, value) = string(block, &mut at)?;
-            match name {
-                Name::Status => status = Some(status_of(coded, value)?),
-                Name::ContentType => content_type = Some(type_of(coded, value, dns_coded)?),
-                Name::Other => {}
+            let field = match name {
+                Name::Status => {
+                    let s = status_of(coded, value)?;
+                    status = Some(s);
+                    Field::Status(s)
+                }
+                Name::ContentType => {
+                    let t = type_of(coded, value, dns_coded)?;
+                    content_type = Some(t.clone());
+                    Field::ContentType(t)
+                }
+                Name::Other => Field::Other,
+            };
+            if indexed {
+                let value_len = text(coded, value, &mut scratch)?.len();
+                table.insert(field, name_len, value_len);
             }
         }
         fields += 1;
@@ -158,6 +191,13 @@ pub fn read_response(block: &[u8], dns_coded: &[u8]) -> Result<Head, Error> {
         status,
         content_type,
     })
+}
+
+/// The dynamic table's entry at `index`; an index past it is a connection error.
+fn dynamic(table: &Table, index: usize) -> Result<&table::Entry, Error> {
+    table
+        .get(index)
+        .ok_or(Error("index beyond the dynamic table"))
 }
 
 /// The Huffman coding of `application/dns-message`, for [`read_response`].
@@ -174,22 +214,22 @@ enum Name {
     Other,
 }
 
-/// A string's text: `raw` itself, or its Huffman decoding (into `decoded`).
+/// A string's text: `raw` itself, or its Huffman decoding (into `decoded`, emptied first).
 fn text<'a>(coded: bool, raw: &'a [u8], decoded: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
     if !coded {
         return Ok(raw);
     }
+    decoded.clear();
     huffman::decode(raw, decoded).map_err(|_| Error("bad Huffman code"))?;
     Ok(decoded.as_slice())
 }
 
-fn name_of(coded: bool, raw: &[u8]) -> Result<Name, Error> {
-    let mut decoded = Vec::new();
-    Ok(match text(coded, raw, &mut decoded)? {
+fn name_of(name: &[u8]) -> Name {
+    match name {
         b":status" => Name::Status,
         b"content-type" => Name::ContentType,
         _ => Name::Other,
-    })
+    }
 }
 
 fn status_of(coded: bool, raw: &[u8]) -> Result<u16, Error> {
@@ -257,7 +297,15 @@ mod tests {
     use super::*;
 
     fn read(block: &[u8]) -> Result<Head, Error> {
-        read_response(block, &dns_message_coded())
+        read_response(block, &dns_message_coded(), &mut Table::default())
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -304,15 +352,106 @@ mod tests {
     }
 
     #[test]
-    fn the_dynamic_table_is_refused_beyond_size_0() {
-        // A size update to 0 first is fine; to 4096 is not; an index past the static table
-        // (the dynamic table's first entry) is not.
+    fn the_dynamic_table_is_bounded_at_4096_and_its_indices_checked() {
+        // Size updates to 0 and to 4,096 first are fine; above 4,096, or after a field, not;
+        // an index past the static table with nothing in the dynamic one is not.
         assert_eq!(read(&[0x20, 0x88]).unwrap().status, Some(200));
-        assert!(read(&[0x3f, 0xe1, 0x1f, 0x88]).is_err());
+        assert_eq!(read(&[0x3f, 0xe1, 0x1f, 0x88]).unwrap().status, Some(200));
+        assert!(read(&[0x3f, 0xe2, 0x1f, 0x88]).is_err());
         assert!(read(&[0xbe]).is_err());
         assert!(read(&[0x88, 0x20]).is_err());
         assert_eq!(read(&[]).unwrap().status, None);
         assert!(read(&[0x08, 0x83, 0x64]).is_err());
+    }
+
+    #[test]
+    fn rfc_7541_c_5_responses_fill_and_evict_a_256_byte_table() {
+        // RFC 7541 C.5: three responses on one connection, literals with incremental
+        // indexing and references to them, in a table of 256 bytes: its size after each
+        // (222, 222, 215) is the RFC's.
+        let coded = dns_message_coded();
+        let mut t = Table::new(256);
+        let first = hex(
+            "4803 3330 3258 0770 7269 7661 7465 611d 4d6f 6e2c 2032 3120 4f63 \
+                         7420 3230 3133 2032 303a 3133 3a32 3120 474d 546e 1768 7474 7073 \
+                         3a2f 2f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
+        );
+        assert_eq!(
+            read_response(&first, &coded, &mut t).unwrap().status,
+            Some(302)
+        );
+        assert_eq!((t.size(), t.len()), (222, 4));
+        // :status 307 (a literal), then cache-control, date and location by dynamic index:
+        // :status 302, the oldest, is evicted.
+        let second = hex("4803 3330 37c1 c0bf");
+        assert_eq!(
+            read_response(&second, &coded, &mut t).unwrap().status,
+            Some(307)
+        );
+        assert_eq!((t.size(), t.len()), (222, 4));
+        let third = hex(
+            "88c1 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133 2032 303a 3133 \
+                         3a32 3220 474d 54c0 5a04 677a 6970 7738 666f 6f3d 4153 444a 4b48 \
+                         514b 425a 584f 5157 454f 5049 5541 5851 5745 4f49 553b 206d 6178 \
+                         2d61 6765 3d33 3630 303b 2076 6572 7369 6f6e 3d31",
+        );
+        assert_eq!(
+            read_response(&third, &coded, &mut t).unwrap().status,
+            Some(200)
+        );
+        assert_eq!((t.size(), t.len()), (215, 3));
+        // The 307 went with the third response's additions: index 65 is past the table.
+        assert!(read_response(&[0xc1], &coded, &mut t).is_err());
+    }
+
+    #[test]
+    fn a_status_and_a_type_indexed_by_the_server_are_read_back_by_index() {
+        // As dnsdist 1.7 (h2o) answers whatever the client's settings: the first answer
+        // adds :status 200 and the DNS type to the table, later ones refer to them.
+        let coded = dns_message_coded();
+        let mut t = Table::default();
+        let mut first = vec![0x48, 0x03];
+        first.extend_from_slice(b"200");
+        first.extend_from_slice(&[0x5f, 0x80 | coded.len() as u8]);
+        first.extend_from_slice(&coded);
+        first.extend_from_slice(&[0x5c, 0x02]);
+        first.extend_from_slice(b"49");
+        let head = read_response(&first, &coded, &mut t).unwrap();
+        assert_eq!(head.status, Some(200));
+        assert_eq!(head.content_type, Some(ContentType::Dns));
+        // content-length 49 (14 + 2 + 32), content-type (12 + 23 + 32), :status (7 + 3 + 32).
+        assert_eq!((t.size(), t.len()), (48 + 67 + 42, 3));
+        // :status is now 64, the type 63, the length 62: a new length takes index 62's name.
+        let mut later = vec![0xc0, 0xbf, 0x7e, 0x02];
+        later.extend_from_slice(b"51");
+        let head = read_response(&later, &coded, &mut t).unwrap();
+        assert_eq!(head.status, Some(200));
+        assert_eq!(head.content_type, Some(ContentType::Dns));
+        let newest = t.get(62).unwrap();
+        assert_eq!((&newest.field, newest.name_len), (&table::Field::Other, 14));
+        assert_eq!((t.size(), t.len()), (157 + 48, 4));
+        // A size update to 0 empties the table.
+        assert_eq!(
+            read_response(&[0x20, 0x88], &coded, &mut t).unwrap().status,
+            Some(200)
+        );
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_field_larger_than_the_table_empties_it() {
+        let coded = dns_message_coded();
+        let mut t = Table::new(64);
+        read_response(&hex("4803 3330 32"), &coded, &mut t).unwrap();
+        assert_eq!(t.len(), 1);
+        // A 40-byte value with a 4-byte name: 76 bytes, over 64.
+        let mut big = vec![0x40, 0x04];
+        big.extend_from_slice(b"x-no");
+        big.push(40);
+        big.extend_from_slice(&[b'v'; 40]);
+        read_response(&big, &coded, &mut t).unwrap();
+        assert!(t.is_empty());
+        assert_eq!(t.size(), 0);
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! HTTP/2 as a DNS-over-HTTPS client speaks it to an upstream, without I/O: the relay's
 //! connections ([`crate::pipeline::upstream`]) feed it the server's bytes and send what it
-//! writes. One request shape (a `POST` of a DNS message), so the header block is fixed and
-//! answers are read with no HPACK state; see [`client`] for why it is not the `h2` crate.
+//! writes. One request shape (a `POST` of a DNS message), so the header block is fixed; of an
+//! answer's, only the status and type are read (with the dynamic table a server may keep
+//! despite our settings); see [`client`] for why it is not the `h2` crate.
 //!
 //! - `client`: streams, flow control, settings, GOAWAY; the queries' outcomes.
 //! - `frame`: the frame header, types, flags, settings.
 //! - `hpack`: the request's header block; `:status` and `content-type` of an answer's.
 //! - `huffman`: HPACK's Huffman code.
+//! - `table`: the answers' HPACK dynamic table.
 
 pub mod client;
 mod frame;
 pub mod hpack;
 mod huffman;
+pub mod table;
 
 pub use client::{Client, Event};
 

@@ -1,7 +1,8 @@
 //! Target `h2_frames`: the bytes a DNS-over-HTTPS server sends on an HTTP/2 connection
 //! through `http2::Client::receive`, as the relay's connections feed it, with three queries
 //! on streams 1, 3 and 5; seeded with answers as servers send them (coded and plain types,
-//! padding, CONTINUATION, trailers), settings, pings, resets and GOAWAY.
+//! padding, CONTINUATION, trailers, fields in HPACK's dynamic table), settings, pings, resets
+//! and GOAWAY.
 //!
 //! Properties: never panics; each query is settled at most once, and the settled plus the
 //! unsettled are the three asked; an answer is at most a DNS message; after the last whole
@@ -193,9 +194,10 @@ fn run(chunks: &[&[u8]]) -> Result<(Outcome, Client<u32>), String> {
 #[test]
 fn h2_frames() {
     let settings = frame(4, 0, 0, &[0, 3, 0, 0, 0, 100, 0, 4, 0, 1, 0, 0]);
+    let body: &[u8] = b"\x00\x00\x81\x80\x00\x01\x00\x01";
     let answer = |stream: u32, coded: bool| {
         let mut b = frame(1, 4, stream, &ok_block(coded));
-        b.extend(frame(0, 1, stream, b"\x00\x00\x81\x80\x00\x01\x00\x01"));
+        b.extend(frame(0, 1, stream, body));
         b
     };
     let mut seeds = vec![
@@ -221,6 +223,22 @@ fn h2_frames() {
         .concat(),
         [frame(7, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]), answer(1, true)].concat(),
         [frame(8, 0, 0, &[0, 0, 1, 0]), frame(8, 0, 1, &[0, 0, 0, 9])].concat(),
+        // As dnsdist (h2o) answers: :status and the type indexed in HPACK's dynamic table
+        // by the first answer, referred to by index (63, then 62) by the next ones.
+        [
+            frame(
+                1,
+                4,
+                1,
+                &[&[0x48, 3, b'2', b'0', b'0'][..], &ok_block(true)[1..]].concat(),
+            ),
+            frame(0, 1, 1, body),
+            frame(1, 4, 3, &[0xbf, 0xbe]),
+            frame(0, 1, 3, body),
+            frame(1, 4, 5, &[0xbf, 0xbe, 0x7e, 0x02, b'4', b'9']),
+            frame(0, 1, 5, body),
+        ]
+        .concat(),
     ];
     seeds.push(seeds.concat());
     let dict: Vec<Vec<u8>> = vec![
@@ -235,6 +253,10 @@ fn h2_frames() {
         hpack::dns_message_coded(),
         vec![0x3f, 0xe1, 0x1f],
         vec![0xff, 0xff, 0xff],
+        vec![0xbe],
+        vec![0xbf],
+        vec![0x48, 0x03],
+        vec![0x7e],
     ];
     fuzz(
         Target {

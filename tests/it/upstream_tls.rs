@@ -2,9 +2,10 @@
 //! service forwards its misses to in-process DNS-over-TLS and DNS-over-HTTPS servers on
 //! loopback (tokio-rustls; the `h2` crate's server), whose certificate the test makes and
 //! gives the service as `upstream.tls_ca`. Each test server answers every A query with its
-//! own address and counts the connections it accepted and the queries it answered. One DoH
-//! upstream is nghttpd (nghttp2), so that our own HTTP/2 client meets another
-//! implementation than the one it replaced.
+//! own address and counts the connections it accepted and the queries it answered. Two DoH
+//! upstreams are other implementations, so that our own HTTP/2 client meets more than the one
+//! it replaced: nghttpd (nghttp2), and dnsdist (h2o), which indexes its answers' fields in
+//! HPACK's dynamic table although the client allows none.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -388,9 +389,10 @@ fn config_errors_name_the_entry_and_say_what_to_write() {
 
 /// nghttpd (nghttp2's server, Debian's nghttp2-server, installed by `.ci/run`) serving
 /// `docroot` over TLS with `p` on `port`; killed when dropped.
-struct Nghttpd(std::process::Child);
+/// A server process of the test's (nghttpd, dnsdist), killed with the test.
+struct Child(std::process::Child);
 
-impl Drop for Nghttpd {
+impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -428,7 +430,7 @@ async fn a_doh_upstream_served_by_nghttp2_answers_our_own_http2_client_and_h2s()
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("nghttpd (Debian's nghttp2-server, installed by .ci/run)");
-    let _server = Nghttpd(child);
+    let _server = Child(child);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
@@ -449,4 +451,91 @@ async fn a_doh_upstream_served_by_nghttp2_answers_our_own_http2_client_and_h2s()
     }
     let m = s.query_tcp("nghttp2.example.test.", RecordType::A).await;
     assert_eq!(first_answer(&m), "192.0.2.77", "over TCP: {m:?}");
+}
+
+/// Waits until something listens on TCP `addr`.
+async fn listening(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A TCP relay on loopback to `to` that counts the connections it accepted: how many
+/// connections a client opened to a server that cannot count them itself.
+async fn counting_relay(to: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counted = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut a, _)) = l.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                if let Ok(mut b) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+/// dnsdist's DNS over HTTPS (h2o, Debian's dnsdist 1.7) indexes `:status`, `content-type`
+/// and the rest of its answers' fields in HPACK's dynamic table whatever the client's
+/// `SETTINGS_HEADER_TABLE_SIZE` (ours is 0), and refers to them in later answers. Our
+/// HTTP/2 client keeps the table: the UDP listener's connection answers every miss and
+/// stays open. (Without the table, the connection failed at its first answer, and every
+/// miss opened another before going on at the runtime's `h2` client: one connection per
+/// query, which the relay in front of dnsdist counts.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_doh_upstream_that_indexes_its_answers_in_hpacks_table_keeps_one_connection() {
+    let p = pair();
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    std::fs::write(&key, &p.key_pem).unwrap();
+    std::fs::write(&cert, &p.cert_pem).unwrap();
+    let up = FakeUpstream::start(vec![a("www.dnsdist.test.", "192.0.2.88", 60)]).await;
+    let (udp, doh) = (crate::harness::free_port(), crate::harness::free_port());
+    let conf = dir.path().join("dnsdist.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "setSecurityPollSuffix(\"\")\nsetLocal(\"127.0.0.1:{udp}\")\n\
+             addDOHLocal(\"127.0.0.1:{doh}\", \"{}\", \"{}\", \"/dns-query\")\n\
+             newServer({{address=\"{}\"}}):setUp()\n",
+            cert.display(),
+            key.display(),
+            up.addr
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new("dnsdist")
+        .args(["--supervised", "--disable-syslog", "-C"])
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dnsdist (Debian's dnsdist, installed by .ci/run)");
+    let _server = Child(child);
+    listening(([127, 0, 0, 1], doh).into(), "dnsdist").await;
+    let (relay, conns) = counting_relay(([127, 0, 0, 1], doh).into()).await;
+    let toml = format!(
+        "[upstream]\nservers = [\"{}\"]\ntimeout_ms = 2000\ntls_ca = \"ca.pem\"\n[cache]\nmax_entries = 0\n",
+        https(relay, NAME)
+    );
+    let s = TestServer::start(&toml, &[("ca.pem", &p.cert_pem)]).await;
+    for i in 0..20 {
+        let m = s.query("www.dnsdist.test.", RecordType::A).await;
+        assert_eq!(first_answer(&m), "192.0.2.88", "miss {i}: {m:?}");
+    }
+    assert_eq!(up.calls(), 20, "every query a miss, forwarded by dnsdist");
+    // A kept connection per UDP listener thread that took a query (each query comes from a
+    // socket of its own, spread over the threads); twenty before the table was kept.
+    let n = conns.load(Ordering::Relaxed);
+    assert!(
+        (1..=3).contains(&n),
+        "{n} connections for twenty misses: one per UDP thread expected"
+    );
 }
