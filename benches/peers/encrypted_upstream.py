@@ -10,6 +10,8 @@ fixed rate.
     python3 benches/peers/encrypted_upstream.py --pin      # upstream side on its own core
     python3 benches/peers/encrypted_upstream.py --kinds udp,quic   # some transports only
     python3 benches/peers/encrypted_upstream.py --instructions     # counted under callgrind
+    python3 benches/peers/encrypted_upstream.py --pool run1.txt run2.txt   # runs' rounds together
+    python3 benches/peers/encrypted_upstream.py --middle dnsdist   # an upstream not ours
 
 All on loopback: `examples/bench_upstream` answers every query at once; a middle sinkhole
 (no cache) serves UDP, DoT, DoH and DoQ with a self-signed pair and forwards to it; four
@@ -21,6 +23,19 @@ over the run (their `schedstat`, to the nanosecond; utime + stime count 10 ms ti
 divided by the answered queries, is its CPU per miss. Rounds are
 interleaved; the medians are printed. `--baseline BIN` adds fronts run by another binary,
 each compared with its own UDP front.
+
+Each round's ratio to its own build's UDP round is kept too: the last column is their median,
+with a 90 % interval (a bootstrap over the rounds: how far the median moves when the rounds
+are drawn again). One round of one front varies by a fifth here, so a ratio near a goal needs
+many rounds: `--pool` reads the printed output of several runs (their `# round` lines) and
+prints the same table over all their rounds, without running anything.
+
+`--middle dnsdist` puts dnsdist (UDP, DoT and DoH; no DoQ in Debian's 1.7, so no QUIC front)
+in the middle sinkhole's place, forwarding to the same `bench_upstream`: the fronts are the
+same, the server they talk to is another implementation. On one machine the middle shares
+the cores with the front, so what it costs can show in the front's figure (its work evicts
+the front's caches, and wakes on the front's core); a second middle tells how much of a
+transport's figure is the front's own.
 
 `--pin` runs the upstream side (`bench_upstream` and the middle sinkhole) on the last CPU
 and the fronts on the others. A real upstream is another machine; on one machine, the
@@ -37,6 +52,8 @@ the tool for an A/B of the user-space side of one transport. `--rounds`, `--qps`
 """
 import argparse
 import os
+import random
+import re
 import socket
 import statistics
 import subprocess
@@ -104,7 +121,32 @@ def main():
                     help="count each front's user-space instructions per miss under callgrind "
                          "instead of timing its CPU (needs valgrind; --rounds, --qps, --duration "
                          "and --pin do not apply)")
+    ap.add_argument("--middle", choices=["sinkhole", "dnsdist"], default="sinkhole",
+                    help="the server the fronts forward to (dnsdist: no QUIC)")
+    ap.add_argument("--pool", nargs="+", metavar="OUTPUT",
+                    help="print the table over the rounds of earlier runs' printed output instead "
+                         "of running")
     a = ap.parse_args()
+    if a.pool:
+        res = {}
+        for path in a.pool:
+            run = {}
+            with open(path) as f:
+                for line in f:
+                    m = ROUND.match(line)
+                    if m:
+                        run.setdefault(m.group(1), []).append(float(m.group(2)))
+            if not run:
+                ap.error(f"{path}: no '# round' lines (the printed output of a run)")
+            # Rounds pair up within a run only.
+            n = min(len(v) for v in run.values())
+            for name, v in run.items():
+                res.setdefault(name, []).extend(v[:n])
+        print(f"`python3 benches/peers/encrypted_upstream.py --pool` ({len(a.pool)} runs, "
+              f"{len(res.get('udp', []))} rounds, median):")
+        print()
+        table(res)
+        return
     ncpu = os.cpu_count() or 1
     if a.pin and ncpu < 2:
         ap.error("--pin needs two CPUs at least")
@@ -117,13 +159,23 @@ def main():
     procs = [subprocess.Popen(up_side + [UP, f"127.0.0.1:{u}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     pb, pt, ph = port(), port(), port()
     pq = udp_port()
-    with open(d + "/middle.toml", "w") as f:
-        f.write(f'[server]\nlisten = ["127.0.0.1:{pb}"]\ntls_listen = ["127.0.0.1:{pt}"]\n'
-                f'https_listen = ["127.0.0.1:{ph}"]\nquic_listen = ["127.0.0.1:{pq}"]\n'
-                f'tls_cert = "{d}/tls/cert.pem"\n'
-                f'tls_key = "{d}/tls/key.pem"\n[upstream]\nservers = ["127.0.0.1:{u}"]\n'
-                f'[cache]\nmax_entries = 0\n')
-    procs.append(subprocess.Popen(up_side + [BIN, "serve", "--config", d + "/middle.toml"],
+    if a.middle == "dnsdist":
+        cert, key = f"{d}/tls/cert.pem", f"{d}/tls/key.pem"
+        with open(d + "/dnsdist.conf", "w") as f:
+            f.write(f'setSecurityPollSuffix("")\nsetLocal("127.0.0.1:{pb}")\n'
+                    f'addTLSLocal("127.0.0.1:{pt}", "{cert}", "{key}")\n'
+                    f'addDOHLocal("127.0.0.1:{ph}", "{cert}", "{key}", "/dns-query")\n'
+                    f'newServer({{address="127.0.0.1:{u}"}})\n')
+        middle = ["dnsdist", "--supervised", "--disable-syslog", "-C", d + "/dnsdist.conf"]
+    else:
+        with open(d + "/middle.toml", "w") as f:
+            f.write(f'[server]\nlisten = ["127.0.0.1:{pb}"]\ntls_listen = ["127.0.0.1:{pt}"]\n'
+                    f'https_listen = ["127.0.0.1:{ph}"]\nquic_listen = ["127.0.0.1:{pq}"]\n'
+                    f'tls_cert = "{d}/tls/cert.pem"\n'
+                    f'tls_key = "{d}/tls/key.pem"\n[upstream]\nservers = ["127.0.0.1:{u}"]\n'
+                    f'[cache]\nmax_entries = 0\n')
+        middle = [BIN, "serve", "--config", d + "/middle.toml"]
+    procs.append(subprocess.Popen(up_side + middle,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     fronts = {}
     kinds = [("udp", f"127.0.0.1:{pb}"),
@@ -131,6 +183,8 @@ def main():
              ("https", f"https://bench.test/dns-query@127.0.0.1:{ph}"),
              ("quic", f"quic://127.0.0.1:{pq}#bench.test")]
     wanted = set(a.kinds.split(",")) | {"udp"}
+    if a.middle == "dnsdist":
+        wanted.discard("quic")
     kinds = [k for k in kinds if k[0] in wanted]
     bins = [("", BIN)] + ([("-base", a.baseline)] if a.baseline else [])
     for (suffix, binary), (kind, server) in [(b, k) for b in bins for k in kinds]:
@@ -173,19 +227,33 @@ def main():
         for proc in procs:
             proc.terminate()
     print()
-    pin = " --pin" if a.pin else ""
+    pin = (" --pin" if a.pin else "") + (f" --middle {a.middle}" if a.middle != "sinkhole" else "")
     print(f"`python3 benches/peers/encrypted_upstream.py{pin}` ({time.strftime('%Y-%m-%d')}, "
           f"{a.qps} misses/s, {a.rounds} × {a.duration} s, median):")
     print()
     # The last column pairs each round with its own build's UDP round just before it: a
     # slow drift of the machine's load weighs on both.
-    print("| upstream | µs per miss | vs UDP | per-round ratios, median |")
+    table(res)
+
+
+# A round's line as a run prints it: its front and its µs per miss.
+ROUND = re.compile(r"# round \d+ (\S+)\s+[\d,]+ answered\s+([\d.]+) ")
+
+
+def table(res):
+    """The medians of `res` (front: µs per miss of each round), and the median of each
+    front's per-round ratios to its own build's UDP rounds with its 90 % bootstrap interval."""
+    print("| upstream | µs per miss | vs UDP | per-round ratios, median (90 % interval) |")
     print("|---|---|---|---|")
+    draw = random.Random(1)
     for name in res:
         m = statistics.median(res[name])
         udp = statistics.median(own_udp(res, name))
-        paired = statistics.median(x / u for x, u in zip(res[name], own_udp(res, name)))
-        print(f"| {name} | {m:.1f} | {m / udp:.2f}× | {paired:.2f}× |")
+        ratios = [x / u for x, u in zip(res[name], own_udp(res, name))]
+        paired = statistics.median(ratios)
+        boot = sorted(statistics.median(draw.choices(ratios, k=len(ratios))) for _ in range(2000))
+        lo, hi = boot[len(boot) // 20], boot[len(boot) - 1 - len(boot) // 20]
+        print(f"| {name} | {m:.1f} | {m / udp:.2f}× | {paired:.2f}× ({lo:.2f}–{hi:.2f}) |")
 
 
 def summary_ir(path):
