@@ -8,7 +8,8 @@
 //! with tables) was about 26,000 of the 48,700 user-space instructions a miss over HTTPS
 //! cost under callgrind, where the whole of DNS over TLS's difference from UDP is about
 //! 3,000 (`docs/performance.md`). A DNS client needs one request shape: a fixed header
-//! block written from the static table, answers read with no dynamic table.
+//! block written from the static table, answers read for two fields (with the dynamic table
+//! a server keeps against our settings, [`super::table`]).
 //!
 //! What the server may do is bounded: frames of at most 16 KiB (the default it may not
 //! exceed), header blocks of at most [`MAX_HEADER_BLOCK`], an answer of at most

@@ -20,6 +20,9 @@ const CONTENT_TYPE: usize = 31;
 /// `:status` entries 8 to 14, with their values.
 const STATUSES: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
 
+/// The most bytes of another content type kept (for the error that names it).
+const SHOWN_TYPE: usize = 64;
+
 /// The media type of DNS messages (RFC 8484 §6).
 pub const DNS_MESSAGE: &str = "application/dns-message";
 
@@ -37,7 +40,7 @@ pub struct Head {
 pub enum ContentType {
     /// `application/dns-message`.
     Dns,
-    /// Another type (as sent, lossily as text).
+    /// Another type (as sent, its first 64 bytes, lossily as text).
     Other(String),
 }
 
@@ -248,8 +251,11 @@ fn type_of(coded: bool, raw: &[u8], dns_coded: &[u8]) -> Result<ContentType, Err
     }
     let mut decoded = Vec::new();
     let text = text(coded, raw, &mut decoded)?;
+    // Only an error message shows it: its first bytes do, and a table entry that holds it
+    // stays small however often a block refers to it.
+    let shown = text.get(..SHOWN_TYPE).unwrap_or(text);
     Ok(ContentType::Other(
-        String::from_utf8_lossy(text).into_owned(),
+        String::from_utf8_lossy(shown).into_owned(),
     ))
 }
 
@@ -436,6 +442,17 @@ mod tests {
             Some(200)
         );
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn another_type_is_kept_to_its_first_64_bytes() {
+        // content-type (static name 31, a literal without indexing) of 100 bytes.
+        let mut block = vec![0x88, 0x0f, 0x10, 100];
+        block.extend_from_slice(&[b't'; 100]);
+        assert_eq!(
+            read(&block).unwrap().content_type,
+            Some(ContentType::Other("t".repeat(64)))
+        );
     }
 
     #[test]

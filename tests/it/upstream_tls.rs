@@ -387,9 +387,7 @@ fn config_errors_name_the_entry_and_say_what_to_write() {
     }
 }
 
-/// nghttpd (nghttp2's server, Debian's nghttp2-server, installed by `.ci/run`) serving
-/// `docroot` over TLS with `p` on `port`; killed when dropped.
-/// A server process of the test's (nghttpd, dnsdist), killed with the test.
+/// A server process of the test's (nghttpd, dnsdist), killed when dropped.
 struct Child(std::process::Child);
 
 impl Drop for Child {
@@ -432,14 +430,7 @@ async fn a_doh_upstream_served_by_nghttp2_answers_our_own_http2_client_and_h2s()
         .expect("nghttpd (Debian's nghttp2-server, installed by .ci/run)");
     let _server = Child(child);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nghttpd did not listen on {addr}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    listening(addr, "nghttpd").await;
     let toml = format!(
         "[upstream]\nservers = [\"{}\"]\ntimeout_ms = 2000\ntls_ca = \"ca.pem\"\n[cache]\nmax_entries = 0\n",
         https(addr, NAME)
@@ -488,7 +479,9 @@ async fn counting_relay(to: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
 /// HTTP/2 client keeps the table: the UDP listener's connection answers every miss and
 /// stays open. (Without the table, the connection failed at its first answer, and every
 /// miss opened another before going on at the runtime's `h2` client: one connection per
-/// query, which the relay in front of dnsdist counts.)
+/// query, which the relay in front of dnsdist counts.) It takes dnsdist's h2o: Debian 12's
+/// 1.7; from 1.9 dnsdist serves DNS over HTTPS with nghttp2 by default, which honours the
+/// client's table size, and this test would no longer meet the table.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_doh_upstream_that_indexes_its_answers_in_hpacks_table_keeps_one_connection() {
     let p = pair();
@@ -497,7 +490,13 @@ async fn a_doh_upstream_that_indexes_its_answers_in_hpacks_table_keeps_one_conne
     std::fs::write(&key, &p.key_pem).unwrap();
     std::fs::write(&cert, &p.cert_pem).unwrap();
     let up = FakeUpstream::start(vec![a("www.dnsdist.test.", "192.0.2.88", 60)]).await;
-    let (udp, doh) = (crate::harness::free_port(), crate::harness::free_port());
+    let udp = crate::harness::free_port();
+    let doh = loop {
+        let p = crate::harness::free_port();
+        if p != udp {
+            break p;
+        }
+    };
     let conf = dir.path().join("dnsdist.conf");
     std::fs::write(
         &conf,
@@ -530,12 +529,13 @@ async fn a_doh_upstream_that_indexes_its_answers_in_hpacks_table_keeps_one_conne
         let m = s.query("www.dnsdist.test.", RecordType::A).await;
         assert_eq!(first_answer(&m), "192.0.2.88", "miss {i}: {m:?}");
     }
-    assert_eq!(up.calls(), 20, "every query a miss, forwarded by dnsdist");
     // A kept connection per UDP listener thread that took a query (each query comes from a
-    // socket of its own, spread over the threads); twenty before the table was kept.
-    let n = conns.load(Ordering::Relaxed);
+    // socket of its own, spread over the threads), and each miss asked once; twenty
+    // connections and 29 queries before the table was kept.
+    let (n, calls) = (conns.load(Ordering::Relaxed), up.calls());
     assert!(
-        (1..=3).contains(&n),
-        "{n} connections for twenty misses: one per UDP thread expected"
+        (1..=3).contains(&n) && calls == 20,
+        "{n} connections and {calls} upstream queries for twenty misses: \
+         one connection per UDP thread and twenty queries expected"
     );
 }

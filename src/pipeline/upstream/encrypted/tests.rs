@@ -128,7 +128,7 @@ fn queries_are_padded_to_128_bytes_without_a_cookie() {
     for name in [
         "a.test",
         "a-rather-longer-name.with.several.labels.example.test",
-        // 245 bytes on the wire: padded to 384 (three blocks).
+        // A 245-byte name: a 276-byte query, padded to 384 (three blocks).
         &format!("{0}.{0}.{0}.{0}", "a".repeat(60)),
     ] {
         let mut m = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
