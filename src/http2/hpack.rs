@@ -302,16 +302,10 @@ fn string<'a>(block: &'a [u8], at: &mut usize) -> Result<(bool, &'a [u8]), Error
 mod tests {
     use super::*;
 
+    use super::super::hex;
+
     fn read(block: &[u8]) -> Result<Head, Error> {
         read_response(block, &dns_message_coded(), &mut Table::default())
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
     }
 
     #[test]
@@ -331,12 +325,7 @@ mod tests {
         // location, all Huffman-coded, with incremental indexing.
         let block = "4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81 66e0 \
                      82a6 2d1b ff6e 919d 29ad 1718 63c7 8f0b 97c8 e9ae 82ae 43d3";
-        let s: String = block.split_whitespace().collect();
-        let bytes: Vec<u8> = (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect();
-        let head = read(&bytes).unwrap();
+        let head = read(&hex(block)).unwrap();
         assert_eq!(head.status, Some(302));
         assert_eq!(head.content_type, None);
     }

@@ -134,15 +134,8 @@ fn code_of(b: u8, len: u8) -> u32 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::hex;
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     /// RFC 7541 Appendix C.4 and C.6: coded strings and what they decode to.
     const VECTORS: &[(&str, &str)] = &[

@@ -20,6 +20,7 @@
 //! holds `X`.
 
 mod answer;
+mod pointers;
 mod query;
 mod response;
 mod scrub;

@@ -10,6 +10,7 @@
 //! response and bounded in size.
 
 use super::answer::{response_flags, write_opt, write_truncated};
+use super::pointers::reads_rewritten;
 use super::query::Query;
 use smallvec::SmallVec;
 use std::net::IpAddr;
@@ -136,8 +137,13 @@ impl Response {
         let mut opt: Option<(usize, usize)> = None;
         let mut has_cname = false;
         let total = u32::from(an) + u32::from(ns) + u32::from(ar);
+        // Names must not read what the relay rewrites (`pointers`): the question is safe.
+        let question = (HEADER_LEN, qend + 4);
         for i in 0..total {
             let rr = parse_rr(pkt, pos).ok_or(Malformed)?;
+            if reads_rewritten(pkt, rr.start, question, &ttls).unwrap_or(true) {
+                return Err(Malformed);
+            }
             let ttl = u32_at(pkt, rr.ttl_off).ok_or(Malformed)?;
             if rr.rtype == TYPE_OPT {
                 if i < u32::from(an) + u32::from(ns) || opt.is_some() {
@@ -148,6 +154,12 @@ impl Response {
                 let clamped = ttl.min(i32::MAX as u32).clamp(min_ttl, max_ttl);
                 ttls.push((u16::try_from(rr.ttl_off).map_err(|_| Malformed)?, clamped));
                 if i < u32::from(an) {
+                    // A CNAME's target decides the chain: it may read its own TTL too.
+                    if rr.rtype == TYPE_CNAME
+                        && reads_rewritten(pkt, rr.ttl_off + 6, question, &ttls).unwrap_or(true)
+                    {
+                        return Err(Malformed);
+                    }
                     has_cname |= rr.rtype == TYPE_CNAME;
                     min_answer = Some(min_answer.map_or(clamped, |m| m.min(clamped)));
                 } else if i < u32::from(an) + u32::from(ns) && rr.rtype == TYPE_SOA {
@@ -600,6 +612,33 @@ mod tests {
             .push(r("www.example.", RData::CNAME(CNAME(n("edge.cdn.test.")))));
         let resp = Response::from_upstream(&m.to_vec().unwrap(), &q, 0x1234, 0, 86400).unwrap();
         assert!(resp.cname_targets().is_empty());
+    }
+
+    /// An owner name that points into an earlier record's TTL (as the `upstream_response`
+    /// fuzz target found, seed 1796665726020726146): clamping that TTL would rewrite the name
+    /// after the chain was checked (a record for the root relayed). Malformed; the same
+    /// answer pointing at the question instead is taken.
+    #[test]
+    fn a_name_pointing_into_a_ttl_is_malformed() {
+        let hex = "0103808f000100020000000005616c696173076578616de0ec99094304d06c6503636f6d00\
+                   00010001c00c00050001c00c0078001406746172676574076578616d706c65036e657400\
+                   c02f000100010000001e0004c6336407";
+        let pkt: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let mut query = vec![1, 3, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        query.extend_from_slice(&pkt[12..41]);
+        let q = parse_query(&query).unwrap();
+        // The A record's owner: a pointer to offset 47, the CNAME's TTL (c0 0c 00 78).
+        assert_eq!(&pkt[73..75], &[0xc0, 0x2f]);
+        assert!(matches!(
+            Response::from_upstream(&pkt, &q, 0x0103, 0, 86400),
+            Err(ResponseError::Malformed)
+        ));
+        let mut fine = pkt.clone();
+        fine[74] = 12;
+        assert!(Response::from_upstream(&fine, &q, 0x0103, 0, 86400).is_ok());
     }
 
     #[test]
