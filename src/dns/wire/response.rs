@@ -137,11 +137,15 @@ impl Response {
         let mut opt: Option<(usize, usize)> = None;
         let mut has_cname = false;
         let total = u32::from(an) + u32::from(ns) + u32::from(ar);
-        // Names must not read what the relay rewrites (`pointers`): the question is safe.
-        let question = (HEADER_LEN, qend + 4);
+        // Names must not read what the relay rewrites (`pointers`).
+        let question = (HEADER_LEN, qend);
+        let clean = |at: usize, end: usize, ttls: &[(u16, u32)]| {
+            reads_rewritten(pkt, at, end, question, ttls) == Some(false)
+        };
         for i in 0..total {
             let rr = parse_rr(pkt, pos).ok_or(Malformed)?;
-            if reads_rewritten(pkt, rr.start, question, &ttls).unwrap_or(true) {
+            // The owner name ends where its type begins, 4 bytes before the TTL.
+            if !clean(rr.start, rr.ttl_off - 4, &ttls) {
                 return Err(Malformed);
             }
             let ttl = u32_at(pkt, rr.ttl_off).ok_or(Malformed)?;
@@ -153,13 +157,18 @@ impl Response {
             } else {
                 let clamped = ttl.min(i32::MAX as u32).clamp(min_ttl, max_ttl);
                 ttls.push((u16::try_from(rr.ttl_off).map_err(|_| Malformed)?, clamped));
-                if i < u32::from(an) {
-                    // A CNAME's target decides the chain: it may read its own TTL too.
-                    if rr.rtype == TYPE_CNAME
-                        && reads_rewritten(pkt, rr.ttl_off + 6, question, &ttls).unwrap_or(true)
-                    {
+                // Names in the data that decide what is kept: a CNAME's target (the chain),
+                // and the targets whose addresses may ride along (`scrub::target`).
+                if i < u32::from(an) + u32::from(ns) {
+                    let target = match rr.rtype {
+                        TYPE_CNAME if i < u32::from(an) => Some(rr.ttl_off + 6),
+                        _ => scrub::target(pkt, &rr),
+                    };
+                    if target.is_some_and(|t| !clean(t, rr.end, &ttls)) {
                         return Err(Malformed);
                     }
+                }
+                if i < u32::from(an) {
                     has_cname |= rr.rtype == TYPE_CNAME;
                     min_answer = Some(min_answer.map_or(clamped, |m| m.min(clamped)));
                 } else if i < u32::from(an) + u32::from(ns) && rr.rtype == TYPE_SOA {

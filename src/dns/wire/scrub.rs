@@ -165,7 +165,7 @@ fn rdata(rr: &RrPos) -> usize {
 }
 
 /// The name a kept record points at, whose addresses may ride in the additional section.
-fn target(pkt: &[u8], rr: &RrPos) -> Option<usize> {
+pub(super) fn target(pkt: &[u8], rr: &RrPos) -> Option<usize> {
     let off = match rr.rtype {
         TYPE_NS => 0,
         TYPE_MX | TYPE_SVCB | TYPE_HTTPS => 2,
