@@ -309,10 +309,11 @@ static TTL_POINTERS: AtomicU64 = AtomicU64::new(0);
 /// KNOWN FINDING, in part: a compression pointer into a field the relay rewrites (a TTL, the
 /// ID and flags, the section counts) makes the name depend on that field, so clamping or
 /// ageing a TTL, or counting the client's OPT record, rewrites the name and can make the
-/// relayed message unreadable. Owner names and CNAME targets that do so are now refused
-/// (`src/dns/wire/pointers.rs`: they decide the chain; this target found a record for the
-/// root relayed that way); names inside other records' data (NS, MX, SOA...) are not
-/// walked. Only a broken or hostile upstream sends such pointers. True when the upstream has
+/// relayed message unreadable. Owner names, CNAME targets and the NS, MX, SRV, SVCB and
+/// HTTPS targets of the answer and authority sections that do so are now refused
+/// (`src/dns/wire/pointers.rs`: they decide what is kept; this target found a record for the
+/// root relayed that way); other names inside records' data (SOA, PTR, and any in the
+/// additional section) are not walked. Only a broken or hostile upstream sends such pointers. True when the upstream has
 /// a pointer into the header, or when putting the upstream's own bytes back where ours
 /// differ makes the output readable, i.e. only patched bytes broke it.
 fn ttl_patch_breaks_a_name(pkt: &[u8], out: &[u8], q: &Query) -> bool {
