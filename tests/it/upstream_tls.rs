@@ -390,6 +390,28 @@ fn config_errors_name_the_entry_and_say_what_to_write() {
 /// A server process of the test's (nghttpd, dnsdist), killed when dropped.
 struct Child(std::process::Child);
 
+impl Child {
+    /// Starts `cmd` without its output; `what` says what is missing when it cannot start.
+    fn spawn(cmd: &mut std::process::Command, what: &str) -> Self {
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect(what);
+        Self(child)
+    }
+}
+
+/// A service forwarding every query (no cache) to the DoH server at `addr`, whose
+/// certificate is `p`'s.
+async fn uncached_front(p: &SelfSigned, addr: SocketAddr) -> TestServer {
+    let toml = format!(
+        "[upstream]\nservers = [\"{}\"]\ntimeout_ms = 2000\ntls_ca = \"ca.pem\"\n[cache]\nmax_entries = 0\n",
+        https(addr, NAME)
+    );
+    TestServer::start(&toml, &[("ca.pem", &p.cert_pem)]).await
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -419,23 +441,17 @@ async fn a_doh_upstream_served_by_nghttp2_answers_our_own_http2_client_and_h2s()
     std::fs::write(&key, &p.key_pem).unwrap();
     std::fs::write(&cert, &p.cert_pem).unwrap();
     let port = crate::harness::free_port();
-    let child = std::process::Command::new("nghttpd")
-        .args(["--address=127.0.0.1", "-d"])
-        .arg(&www)
-        .arg(port.to_string())
-        .args([&key, &cert])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nghttpd (Debian's nghttp2-server, installed by .ci/run)");
-    let _server = Child(child);
+    let _server = Child::spawn(
+        std::process::Command::new("nghttpd")
+            .args(["--address=127.0.0.1", "-d"])
+            .arg(&www)
+            .arg(port.to_string())
+            .args([&key, &cert]),
+        "nghttpd (Debian's nghttp2-server, installed by .ci/run)",
+    );
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     listening(addr, "nghttpd").await;
-    let toml = format!(
-        "[upstream]\nservers = [\"{}\"]\ntimeout_ms = 2000\ntls_ca = \"ca.pem\"\n[cache]\nmax_entries = 0\n",
-        https(addr, NAME)
-    );
-    let s = TestServer::start(&toml, &[("ca.pem", &p.cert_pem)]).await;
+    let s = uncached_front(&p, addr).await;
     for _ in 0..3 {
         let m = s.query("nghttp2.example.test.", RecordType::A).await;
         assert_eq!(first_answer(&m), "192.0.2.77", "over UDP: {m:?}");
@@ -510,21 +526,15 @@ async fn a_doh_upstream_that_indexes_its_answers_in_hpacks_table_keeps_one_conne
         ),
     )
     .unwrap();
-    let child = std::process::Command::new("dnsdist")
-        .args(["--supervised", "--disable-syslog", "-C"])
-        .arg(&conf)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("dnsdist (Debian's dnsdist, installed by .ci/run)");
-    let _server = Child(child);
+    let _server = Child::spawn(
+        std::process::Command::new("dnsdist")
+            .args(["--supervised", "--disable-syslog", "-C"])
+            .arg(&conf),
+        "dnsdist (Debian's dnsdist, installed by .ci/run)",
+    );
     listening(([127, 0, 0, 1], doh).into(), "dnsdist").await;
     let (relay, conns) = counting_relay(([127, 0, 0, 1], doh).into()).await;
-    let toml = format!(
-        "[upstream]\nservers = [\"{}\"]\ntimeout_ms = 2000\ntls_ca = \"ca.pem\"\n[cache]\nmax_entries = 0\n",
-        https(relay, NAME)
-    );
-    let s = TestServer::start(&toml, &[("ca.pem", &p.cert_pem)]).await;
+    let s = uncached_front(&p, relay).await;
     for i in 0..20 {
         let m = s.query("www.dnsdist.test.", RecordType::A).await;
         assert_eq!(first_answer(&m), "192.0.2.88", "miss {i}: {m:?}");

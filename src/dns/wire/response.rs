@@ -145,7 +145,7 @@ impl Response {
         for i in 0..total {
             let rr = parse_rr(pkt, pos).ok_or(Malformed)?;
             // The owner name ends where its type begins, 4 bytes before the TTL.
-            if !clean(rr.start, rr.ttl_off - 4, &ttls) {
+            if !clean(rr.start, rr.ttl_off.saturating_sub(4), &ttls) {
                 return Err(Malformed);
             }
             let ttl = u32_at(pkt, rr.ttl_off).ok_or(Malformed)?;
