@@ -8,7 +8,8 @@
 //! with tables) was about 26,000 of the 48,700 user-space instructions a miss over HTTPS
 //! cost under callgrind, where the whole of DNS over TLS's difference from UDP is about
 //! 3,000 (`docs/performance.md`). A DNS client needs one request shape: a fixed header
-//! block written from the static table, answers read for two fields (with the dynamic table
+//! block (its fields indexed in the server's table once it takes them, [`super::request`]),
+//! answers read for two fields (with the dynamic table
 //! a server keeps against our settings, [`super::table`]).
 //!
 //! What the server may do is bounded: frames of at most 16 KiB (the default it may not
@@ -23,7 +24,8 @@ use std::collections::VecDeque;
 
 use super::frame::{self, Head};
 use super::hpack::{self, ContentType};
-use super::table::Table;
+use super::request::Requests;
+use super::table::{self, Table};
 
 /// Our receive window of each stream (`SETTINGS_INITIAL_WINDOW_SIZE`): an answer and its
 /// padding fit, so no stream is ever given more.
@@ -99,8 +101,8 @@ struct Partial {
 /// One connection's HTTP/2 state; see the module documentation.
 pub struct Client<E> {
     out: Vec<u8>,
-    /// Every request's header block but its `content-length`.
-    prefix: Vec<u8>,
+    /// Every request's header block, written for the server's decoder.
+    requests: Requests,
     /// `application/dns-message`, Huffman-coded.
     dns_coded: Vec<u8>,
     /// The answers' HPACK dynamic table.
@@ -115,6 +117,8 @@ pub struct Client<E> {
     max_streams: usize,
     peer_initial_window: i64,
     peer_max_frame: usize,
+    /// The server's `SETTINGS_HEADER_TABLE_SIZE`, once it set one.
+    peer_table: Option<u32>,
     send_window: i64,
     /// Flow-controlled bytes received since the connection's window was last given back.
     received: u64,
@@ -148,7 +152,7 @@ impl<E> Client<E> {
         );
         Self {
             out,
-            prefix: hpack::request_prefix(authority, path),
+            requests: Requests::new(authority, path),
             dns_coded: hpack::dns_message_coded(),
             table: Table::default(),
             queued: VecDeque::new(),
@@ -158,6 +162,7 @@ impl<E> Client<E> {
             max_streams: FIRST_STREAM_LIMIT,
             peer_initial_window: i64::from(DEFAULT_WINDOW),
             peer_max_frame: frame::DEFAULT_MAX_FRAME,
+            peer_table: None,
             send_window: i64::from(DEFAULT_WINDOW),
             received: 0,
             partial: None,
@@ -461,6 +466,7 @@ impl<E> Client<E> {
         if !h.len.is_multiple_of(6) {
             return Err(Error::Protocol("a malformed SETTINGS"));
         }
+        let mut table = None;
         for setting in payload.chunks_exact(6) {
             let [a, b, v0, v1, v2, v3] = *setting else {
                 continue;
@@ -494,11 +500,17 @@ impl<E> Client<E> {
                     }
                     self.peer_max_frame = value as usize;
                 }
-                // The header table size: every request's block starts by setting ours to 0
-                // (`hpack::request_prefix`), which any size allows.
+                frame::HEADER_TABLE_SIZE => table = Some(value),
                 _ => {}
             }
         }
+        // Our requests' blocks fit the server's decoder: the size it last set, else the
+        // default, 4,096 (RFC 9113 §6.5.2).
+        if table.is_some() {
+            self.peer_table = table;
+        }
+        self.requests
+            .settings(self.peer_table.unwrap_or(table::MAX_SIZE as u32));
         frame::put_head(&mut self.out, 0, frame::SETTINGS, frame::ACK, 0);
         Ok(())
     }
@@ -620,8 +632,7 @@ impl<E> Client<E> {
         let id = self.next_id;
         self.next_id += 2;
         self.scratch.clear();
-        self.scratch.extend_from_slice(&self.prefix);
-        hpack::put_content_length(&mut self.scratch, body.len());
+        self.requests.write(&mut self.scratch, body.len());
         let end_stream = if body.is_empty() {
             frame::END_STREAM
         } else {

@@ -1,6 +1,5 @@
-//! HPACK (RFC 7541) as the DNS-over-HTTPS client needs it. A request's header block is
-//! written with the static table and literals only: nothing is added to the server's
-//! dynamic table. A response's header block is read with the connection's dynamic table
+//! HPACK (RFC 7541) as the DNS-over-HTTPS client reads it (its requests' blocks are
+//! [`super::request`]'s). A response's header block is read with the connection's dynamic table
 //! ([`super::table`]): empty for a server that honours the client's
 //! `SETTINGS_HEADER_TABLE_SIZE` of 0, kept (bounded) for one that does not. Only `:status`
 //! and `content-type` are kept; other fields' strings are decoded only to count an indexed
@@ -9,14 +8,8 @@
 use super::huffman;
 use super::table::{self, Field, STATIC_ENTRIES, Table, static_name_len};
 
-/// Static-table indices (RFC 7541 Appendix A) of what a request and an answer use.
-const METHOD_POST: usize = 3;
-const SCHEME_HTTPS: usize = 7;
-const PATH: usize = 4;
-const AUTHORITY: usize = 1;
-const ACCEPT: usize = 19;
-const CONTENT_LENGTH: usize = 28;
-const CONTENT_TYPE: usize = 31;
+/// Static-table index (RFC 7541 Appendix A) of `content-type`.
+pub(super) const CONTENT_TYPE: usize = 31;
 /// `:status` entries 8 to 14, with their values.
 const STATUSES: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
 
@@ -48,63 +41,6 @@ pub enum ContentType {
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("bad HPACK header block: {0}")]
 pub struct Error(pub &'static str);
-
-/// The fixed part of every request's header block: a dynamic table size update to 0 (our
-/// encoder's table, which we never use: legal under any `SETTINGS_HEADER_TABLE_SIZE` the
-/// server sets, and the signal §4.2 asks for after a change), `POST`, `https`, the path,
-/// the authority, and the content type and accepted type (`application/dns-message`).
-pub fn request_prefix(authority: &str, path: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + authority.len() + path.len());
-    put_int(&mut out, 0x20, 5, 0);
-    put_int(&mut out, 0x80, 7, METHOD_POST);
-    put_int(&mut out, 0x80, 7, SCHEME_HTTPS);
-    literal(&mut out, PATH, path.as_bytes());
-    literal(&mut out, AUTHORITY, authority.as_bytes());
-    literal(&mut out, CONTENT_TYPE, DNS_MESSAGE.as_bytes());
-    literal(&mut out, ACCEPT, DNS_MESSAGE.as_bytes());
-    out
-}
-
-/// Appends a request's `content-length: len`.
-pub fn put_content_length(out: &mut Vec<u8>, len: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = len;
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
-        }
-    }
-    literal(out, CONTENT_LENGTH, digits.get(at..).unwrap_or_default());
-}
-
-/// A literal field without indexing (§6.2.2), its name from the static table.
-fn literal(out: &mut Vec<u8>, name: usize, value: &[u8]) {
-    put_int(out, 0x00, 4, name);
-    put_int(out, 0x00, 7, value.len());
-    out.extend_from_slice(value);
-}
-
-/// An integer with an `n`-bit prefix (§5.1), the first byte's other bits from `flags`.
-fn put_int(out: &mut Vec<u8>, flags: u8, n: u32, v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(flags | v as u8);
-        return;
-    }
-    out.push(flags | max as u8);
-    let mut rest = v - max;
-    while rest >= 0x80 {
-        out.push(0x80 | (rest & 0x7f) as u8);
-        rest >>= 7;
-    }
-    out.push(rest as u8);
-}
 
 /// Reads a response's header block with the connection's dynamic `table`, which the
 /// block's size updates and indexed literals change (every block of the connection must
@@ -260,7 +196,7 @@ fn type_of(coded: bool, raw: &[u8], dns_coded: &[u8]) -> Result<ContentType, Err
 }
 
 /// An integer with an `n`-bit prefix (§5.1) at `*at`, which moves past it; at most 2^28.
-fn int(block: &[u8], at: &mut usize, n: u32) -> Result<usize, Error> {
+pub(super) fn int(block: &[u8], at: &mut usize, n: u32) -> Result<usize, Error> {
     let truncated = Error("truncated");
     let first = *block.get(*at).ok_or(truncated)?;
     *at += 1;
@@ -286,7 +222,7 @@ fn int(block: &[u8], at: &mut usize, n: u32) -> Result<usize, Error> {
 
 /// A string literal (§5.2) at `*at`, which moves past it: whether it is Huffman-coded, and
 /// its bytes as sent.
-fn string<'a>(block: &'a [u8], at: &mut usize) -> Result<(bool, &'a [u8]), Error> {
+pub(super) fn string<'a>(block: &'a [u8], at: &mut usize) -> Result<(bool, &'a [u8]), Error> {
     let coded = block.get(*at).ok_or(Error("truncated"))? & 0x80 != 0;
     let len = int(block, at, 7)?;
     let end = at.checked_add(len).ok_or(Error("truncated"))?;
@@ -458,41 +394,5 @@ mod tests {
         read_response(&big, &coded, &mut t).unwrap();
         assert!(t.is_empty());
         assert_eq!(t.size(), 0);
-    }
-
-    #[test]
-    fn a_request_prefix_is_a_size_update_then_static_indices_and_plain_literals() {
-        // Written without the dynamic table: every field is a literal without indexing or
-        // a static index, and its strings are plain.
-        let mut block = request_prefix("dns.example:8443", "/dns-query?x=1");
-        put_content_length(&mut block, 1234);
-        assert_eq!(block[0], 0x20, "a table size update to 0 first");
-        let mut at = 1;
-        let mut seen = Vec::new();
-        while at < block.len() {
-            let first = block[at];
-            if first & 0x80 != 0 {
-                seen.push((int(&block, &mut at, 7).unwrap(), Vec::new()));
-            } else {
-                assert_eq!(first & 0xf0, 0, "literal without indexing");
-                let name = int(&block, &mut at, 4).unwrap();
-                let (coded, v) = string(&block, &mut at).unwrap();
-                assert!(!coded);
-                seen.push((name, v.to_vec()));
-            }
-        }
-        let want: Vec<(usize, Vec<u8>)> = vec![
-            (3, vec![]),
-            (7, vec![]),
-            (4, b"/dns-query?x=1".to_vec()),
-            (1, b"dns.example:8443".to_vec()),
-            (31, DNS_MESSAGE.into()),
-            (19, DNS_MESSAGE.into()),
-            (28, b"1234".to_vec()),
-        ];
-        assert_eq!(seen, want);
-        let mut zero = Vec::new();
-        put_content_length(&mut zero, 0);
-        assert_eq!(zero, [0x0f, 0x0d, 0x01, b'0']);
     }
 }

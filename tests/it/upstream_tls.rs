@@ -451,11 +451,20 @@ async fn a_doh_upstream_served_by_nghttp2_answers_our_own_http2_client_and_h2s()
     );
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     listening(addr, "nghttpd").await;
-    let s = uncached_front(&p, addr).await;
-    for _ in 0..3 {
+    let (relay, conns) = counting_relay(addr).await;
+    let s = uncached_front(&p, relay).await;
+    for i in 0..12 {
         let m = s.query("nghttp2.example.test.", RecordType::A).await;
-        assert_eq!(first_answer(&m), "192.0.2.77", "over UDP: {m:?}");
+        assert_eq!(first_answer(&m), "192.0.2.77", "miss {i} over UDP: {m:?}");
     }
+    // A kept connection per UDP listener thread that took a query: after its first requests
+    // the client names the fields nghttp2's table holds (`http2::request`); a block it could
+    // not decode would end the connection, and every later miss would open another.
+    let n = conns.load(Ordering::Relaxed);
+    assert!(
+        (1..=3).contains(&n),
+        "{n} connections for twelve misses: one per UDP thread expected"
+    );
     let m = s.query_tcp("nghttp2.example.test.", RecordType::A).await;
     assert_eq!(first_answer(&m), "192.0.2.77", "over TCP: {m:?}");
 }

@@ -18,8 +18,18 @@ use super::super::tests::{item, relay, settle, then, upstream_with_ca};
 /// A DoH server that treats the `n`th request of each connection as `act(n)` says, and
 /// answers HTTP 500 to a name that starts with `err`. `alpn`: what it agrees to (empty: none).
 fn doh(act: fn(usize) -> Act, alpn: &'static [u8]) -> Dot {
+    doh_with_table(4096, act, alpn)
+}
+
+/// [`doh`] with a header table of `table` bytes for the requests' fields
+/// (`SETTINGS_HEADER_TABLE_SIZE`).
+fn doh_with_table(table: u32, act: fn(usize) -> Act, alpn: &'static [u8]) -> Dot {
     tls_serving(alpn, move |tls| async move {
-        let Ok(mut conn) = h2::server::handshake(tls).await else {
+        let Ok(mut conn) = h2::server::Builder::new()
+            .header_table_size(table)
+            .handshake(tls)
+            .await
+        else {
             return;
         };
         let mut n = 0;
@@ -39,6 +49,16 @@ async fn respond_to(
     mut respond: h2::server::SendResponse<Bytes>,
     what: Act,
 ) {
+    // What every request must say, however its header block was written: else a 400.
+    let h = req.headers();
+    let right = req.method() == hyper::Method::POST
+        && req.uri().scheme_str() == Some("https")
+        && req.uri().authority().map(|a| a.as_str()) == Some(NAME)
+        && req.uri().path() == "/dns-query"
+        && h.get("content-type")
+            .is_some_and(|v| v == "application/dns-message")
+        && h.get("accept")
+            .is_some_and(|v| v == "application/dns-message");
     let mut body = req.into_body();
     let mut q = Vec::new();
     while let Some(Ok(chunk)) = body.data().await {
@@ -51,7 +71,9 @@ async fn respond_to(
         return;
     }
     // The first label of the question starts after the header and its length byte.
-    let status = if q.get(13..16) == Some(b"err") {
+    let status = if !right {
+        400
+    } else if q.get(13..16) == Some(b"err") {
         500
     } else {
         200
@@ -97,6 +119,44 @@ fn misses_are_answered_over_http2_on_one_kept_connection() {
     }
     assert_eq!(server.conns.load(Ordering::Relaxed), 1, "one connection");
     assert_eq!(r.kept.len(), 1);
+}
+
+/// Misses on one connection to a server whose header table is `table` bytes, `n` at a time,
+/// three times: each answered, and by one connection.
+fn answered_in_rounds_with_table(table: u32) {
+    let server = doh_with_table(table, |_| Act::Answer, b"h2");
+    let up = upstream_with_ca(
+        &[url(&server)],
+        Duration::from_secs(3),
+        Some(server.ca.clone()),
+    );
+    let (mut r, _listener) = relay();
+    for round in 0..3 {
+        for i in 0..4 {
+            let name = format!("t{table}-{round}-{i}.example.test");
+            assert!(r.start(item(&name, &up)).is_ok());
+        }
+        let got = settle(&mut r, 4, Duration::from_secs(5));
+        assert_eq!(got.len(), 4, "round {round}: every attempt settled");
+        for s in &got {
+            assert_eq!(
+                answer_ip(s),
+                "192.0.2.7",
+                "round {round}: answered, not failed"
+            );
+        }
+    }
+    assert_eq!(server.conns.load(Ordering::Relaxed), 1, "one connection");
+}
+
+#[test]
+fn the_requests_fields_read_right_whatever_table_the_server_keeps_for_them() {
+    // 4,096: the default, they are added to it and then named by index. 0 and 100: too
+    // small, they go as literals (a size update above the server's setting, or an index it
+    // does not have, would be a compression error and fail every query of the connection).
+    for table in [4096, 0, 100] {
+        answered_in_rounds_with_table(table);
+    }
 }
 
 #[test]
