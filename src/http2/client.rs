@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use super::frame::{self, Head};
 use super::hpack::{self, ContentType};
 use super::request::Requests;
-use super::table::{self, Table};
+use super::table::Table;
 
 /// Our receive window of each stream (`SETTINGS_INITIAL_WINDOW_SIZE`): an answer and its
 /// padding fit, so no stream is ever given more.
@@ -117,8 +117,8 @@ pub struct Client<E> {
     max_streams: usize,
     peer_initial_window: i64,
     peer_max_frame: usize,
-    /// The server's `SETTINGS_HEADER_TABLE_SIZE`, once it set one.
-    peer_table: Option<u32>,
+    /// The server's `SETTINGS_HEADER_TABLE_SIZE`: the last it set, else the default.
+    peer_table: u32,
     send_window: i64,
     /// Flow-controlled bytes received since the connection's window was last given back.
     received: u64,
@@ -162,7 +162,7 @@ impl<E> Client<E> {
             max_streams: FIRST_STREAM_LIMIT,
             peer_initial_window: i64::from(DEFAULT_WINDOW),
             peer_max_frame: frame::DEFAULT_MAX_FRAME,
-            peer_table: None,
+            peer_table: frame::DEFAULT_HEADER_TABLE_SIZE,
             send_window: i64::from(DEFAULT_WINDOW),
             received: 0,
             partial: None,
@@ -466,7 +466,7 @@ impl<E> Client<E> {
         if !h.len.is_multiple_of(6) {
             return Err(Error::Protocol("a malformed SETTINGS"));
         }
-        let mut table = None;
+        let mut table_set = false;
         for setting in payload.chunks_exact(6) {
             let [a, b, v0, v1, v2, v3] = *setting else {
                 continue;
@@ -500,17 +500,19 @@ impl<E> Client<E> {
                     }
                     self.peer_max_frame = value as usize;
                 }
-                frame::HEADER_TABLE_SIZE => table = Some(value),
+                // Each value in turn: a decoder that applies them in order expects the
+                // smallest one at the next block (RFC 7541 §4.2).
+                frame::HEADER_TABLE_SIZE => {
+                    self.peer_table = value;
+                    self.requests.settings(value);
+                    table_set = true;
+                }
                 _ => {}
             }
         }
-        // Our requests' blocks fit the server's decoder: the size it last set, else the
-        // default, 4,096 (RFC 9113 §6.5.2).
-        if table.is_some() {
-            self.peer_table = table;
+        if !table_set {
+            self.requests.settings(self.peer_table);
         }
-        self.requests
-            .settings(self.peer_table.unwrap_or(table::MAX_SIZE as u32));
         frame::put_head(&mut self.out, 0, frame::SETTINGS, frame::ACK, 0);
         Ok(())
     }

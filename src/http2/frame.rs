@@ -39,6 +39,8 @@ pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(super) const HEAD_LEN: usize = 9;
 /// The largest frame payload before a peer says otherwise, and the least it may say.
 pub(super) const DEFAULT_MAX_FRAME: usize = 16_384;
+/// `SETTINGS_HEADER_TABLE_SIZE` until the peer sets it (RFC 9113 §6.5.2).
+pub(super) const DEFAULT_HEADER_TABLE_SIZE: u32 = 4096;
 /// The largest frame payload a peer may allow.
 pub(super) const LARGEST_MAX_FRAME: u32 = (1 << 24) - 1;
 /// The largest flow-control window and stream ID (31 bits).

@@ -4,8 +4,10 @@
 //! SETTINGS say how large a table its decoder keeps, they go as static indices and plain
 //! literals that add nothing to that table; once its table takes them, the next request adds
 //! the four literals to it (incremental indexing, §6.2.1), and every later one names them by
-//! index, as browsers and the `h2` crate do: a block of 15 bytes where the literals take
-//! about 80 for a short URL.
+//! index: a block of 15 bytes (for a padded query of 128 bytes) where the literals take
+//! about 80 for a short URL. (General clients such as the `h2` crate and nghttp2 index
+//! `:authority` and the types but never `:path`, which changes from request to request;
+//! ours never does.)
 //!
 //! Why: each byte of a request is copied, encrypted and sent by us, and decrypted and
 //! decoded by the server; a server's HPACK decoder copies and checks every literal it reads,
@@ -14,7 +16,10 @@
 //! Every block starts with a dynamic table size update (§6.3), as §4.2 asks after a change
 //! of the server's setting: to 0 while the fields go as literals (whatever the server's
 //! setting, its table is then empty), else to exactly what the four entries take, so that
-//! nothing is ever evicted and their indices never move.
+//! nothing is ever evicted and their indices never move. The block that adds them starts
+//! with two updates, to 0 and then to that size: the table is empty before they go in, and
+//! the smallest size since the last block is signalled whatever the server set in between
+//! (§4.2: it may have lowered its setting below theirs and raised it again).
 
 use super::hpack::{CONTENT_TYPE, DNS_MESSAGE};
 use super::table::{MAX_SIZE, STATIC_ENTRIES};
@@ -51,7 +56,7 @@ enum State {
 pub struct Requests {
     /// Size update to 0, the fields as plain literals without indexing.
     plain: Vec<u8>,
-    /// Size update to `size`, the fields as literals with incremental indexing.
+    /// Size updates to 0 and to `size`, the fields as literals with incremental indexing.
     index: Vec<u8>,
     /// Size update to `size`, the fields by index.
     indexed: Vec<u8>,
@@ -79,6 +84,7 @@ impl Requests {
         let mut index = plain.clone();
         let mut indexed = Vec::with_capacity(16);
         put_int(&mut plain, 0x20, 5, 0);
+        put_int(&mut index, 0x20, 5, 0);
         put_int(&mut index, 0x20, 5, size);
         put_int(&mut indexed, 0x20, 5, size);
         for out in [&mut plain, &mut index, &mut indexed] {
@@ -182,12 +188,17 @@ mod tests {
 
     use super::super::hpack::{int, string};
 
-    /// The fields of a request block after its leading size update (which it returns):
-    /// (representation's flags, name or entry index, value).
-    fn fields(block: &[u8]) -> (usize, Vec<(u8, usize, Vec<u8>)>) {
+    /// A field as written: its representation's flags, name or entry index, and value.
+    type Written = (u8, usize, Vec<u8>);
+
+    /// A request block's leading table size updates, and its fields.
+    fn fields(block: &[u8]) -> (Vec<usize>, Vec<Written>) {
         assert_eq!(block[0] & 0xe0, 0x20, "a table size update first");
         let mut at = 0;
-        let size = int(block, &mut at, 5).unwrap();
+        let mut sizes = Vec::new();
+        while block[at] & 0xe0 == 0x20 {
+            sizes.push(int(block, &mut at, 5).unwrap());
+        }
         let mut seen = Vec::new();
         while at < block.len() {
             let first = block[at];
@@ -207,7 +218,7 @@ mod tests {
             };
             seen.push((kind, index, value));
         }
-        (size, seen)
+        (sizes, seen)
     }
 
     #[test]
@@ -215,9 +226,9 @@ mod tests {
         let mut r = Requests::new("dns.example:8443", "/dns-query?x=1");
         let mut plain = Vec::new();
         r.write(&mut plain, 1234);
-        let (size, seen) = fields(&plain);
-        assert_eq!(size, 0, "the server's table emptied");
-        let literals = |kind: u8| -> Vec<(u8, usize, Vec<u8>)> {
+        let (sizes, seen) = fields(&plain);
+        assert_eq!(sizes, [0], "the server's table emptied");
+        let literals = |kind: u8| -> Vec<Written> {
             vec![
                 (0x80, 3, vec![]),
                 (0x80, 7, vec![]),
@@ -234,13 +245,17 @@ mod tests {
         r.settings(4096);
         let mut index = Vec::new();
         r.write(&mut index, 1234);
-        let (size, seen) = fields(&index);
-        assert_eq!(size, want_size, "the table set to what the entries take");
+        let (sizes, seen) = fields(&index);
+        assert_eq!(
+            sizes,
+            [0, want_size],
+            "emptied, then set to what the entries take"
+        );
         assert_eq!(seen, literals(0x40), "literals with incremental indexing");
         let mut indexed = Vec::new();
         r.write(&mut indexed, 128);
-        let (size, seen) = fields(&indexed);
-        assert_eq!(size, want_size);
+        let (sizes, seen) = fields(&indexed);
+        assert_eq!(sizes, [want_size]);
         // Newest first: accept (62), content-type, authority, path (65).
         let by_index: Vec<_> = [3, 7, 65, 64, 63, 62]
             .into_iter()
@@ -279,6 +294,16 @@ mod tests {
         let mut b = Vec::new();
         r.write(&mut b, 0);
         assert_eq!(fields(&b).1[2].0, 0x40, "added again");
+        // Lowered below the entries and raised again before the next block: that block
+        // signals the smaller size first (0), then adds them again.
+        r.write(&mut Vec::new(), 0);
+        r.settings(100);
+        r.settings(4096);
+        let mut b = Vec::new();
+        r.write(&mut b, 0);
+        let (sizes, seen) = fields(&b);
+        assert_eq!(sizes.first(), Some(&0));
+        assert_eq!(seen[2].0, 0x40);
     }
 
     #[test]
@@ -288,8 +313,8 @@ mod tests {
         r.settings(u32::MAX);
         let mut b = Vec::new();
         r.write(&mut b, 7);
-        let (size, seen) = fields(&b);
-        assert_eq!(size, 0);
+        let (sizes, seen) = fields(&b);
+        assert_eq!(sizes, [0]);
         assert_eq!(seen[2], (0x00, 4, path.into_bytes()));
     }
 

@@ -458,3 +458,76 @@ fn a_cancelled_stream_frees_its_place_for_a_queued_query() {
     );
     assert_eq!(c.len(), 1);
 }
+
+/// How the fixed fields of a request's header block went: `plain` (a size update to 0 and
+/// literals), `index` (updates to 0 and to their size, literals added to the table) or
+/// `indexed` (an update to their size, then indices).
+fn how(block: &[u8]) -> &'static str {
+    match block {
+        [0x20, 0x83, ..] => "plain",
+        [0x20, 0x3f, _, _, 0x83, ..] => "index",
+        [0x3f, _, _, 0x83, ..] => "indexed",
+        _ => panic!("unexpected block {block:02x?}"),
+    }
+}
+
+/// Asks a query and returns how its header block went.
+fn ask_how(c: &mut Client<u32>, item: u32) -> &'static str {
+    c.ask(item, b"q".to_vec());
+    let out = written(c);
+    let head = out.iter().find(|f| f.0 == frame::HEADERS).unwrap();
+    how(&head.3)
+}
+
+#[test]
+fn requests_index_their_fields_after_the_servers_settings_and_its_ack() {
+    let mut c = client();
+    assert_eq!(ask_how(&mut c, 1), "plain", "before the server's SETTINGS");
+    feed(&mut c, &settings(&[])).unwrap();
+    c.ask(2, b"q".to_vec());
+    let out = written(&mut c);
+    let kinds: Vec<(u8, u8)> = out.iter().map(|f| (f.0, f.1)).collect();
+    assert_eq!(
+        kinds[..2],
+        [
+            (frame::SETTINGS, frame::ACK),
+            (frame::HEADERS, frame::END_HEADERS)
+        ],
+        "the acknowledgement goes before the first block that adds to the table"
+    );
+    assert_eq!(how(&out[1].3), "index");
+    assert_eq!(ask_how(&mut c, 3), "indexed");
+    assert_eq!(ask_how(&mut c, 4), "indexed");
+}
+
+#[test]
+fn a_server_table_of_0_keeps_literals_through_later_settings_without_one() {
+    let mut c = client();
+    feed(&mut c, &settings(&[(frame::HEADER_TABLE_SIZE, 0)])).unwrap();
+    assert_eq!(ask_how(&mut c, 1), "plain");
+    // Its setting stands until it sends another.
+    feed(&mut c, &settings(&[(frame::MAX_CONCURRENT_STREAMS, 50)])).unwrap();
+    assert_eq!(ask_how(&mut c, 2), "plain");
+    feed(&mut c, &settings(&[(frame::HEADER_TABLE_SIZE, 4096)])).unwrap();
+    assert_eq!(ask_how(&mut c, 3), "index");
+    assert_eq!(ask_how(&mut c, 4), "indexed");
+}
+
+#[test]
+fn a_table_lowered_and_raised_in_one_settings_frame_signals_the_lower_size_first() {
+    let mut c = client();
+    feed(&mut c, &settings(&[])).unwrap();
+    assert_eq!(ask_how(&mut c, 1), "index");
+    // A decoder applying both in order takes 100 first (below the entries' size): the next
+    // block must start with an update to at most 100, and adds the entries again.
+    feed(
+        &mut c,
+        &settings(&[
+            (frame::HEADER_TABLE_SIZE, 100),
+            (frame::HEADER_TABLE_SIZE, 4096),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(ask_how(&mut c, 2), "index");
+    assert_eq!(ask_how(&mut c, 3), "indexed");
+}
