@@ -41,6 +41,11 @@ pub const MAX_ANSWER: usize = 65_535;
 const FIRST_STREAM_LIMIT: usize = 100;
 /// Windows before the peer's SETTINGS (§6.9.2).
 const DEFAULT_WINDOW: u32 = 65_535;
+/// Buffers kept for reuse, of each kind (queries' bodies, answers).
+const SPARE: usize = 8;
+/// The largest buffer kept for reuse: a query, or an answer with its padding (RFC 8467
+/// pads answers to 468 bytes); a larger answer's goes back to the allocator.
+const SPARE_CAPACITY: usize = 4096;
 
 /// A protocol violation by the server: the connection is over.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -126,6 +131,10 @@ pub struct Client<E> {
     /// The last stream the server will process, after its GOAWAY.
     goaway: Option<u32>,
     scratch: Vec<u8>,
+    /// Bodies of closed streams, for the next queries ([`Client::body_buffer`]).
+    spare_bodies: Vec<Vec<u8>>,
+    /// Answers given back ([`Client::give_back`]), for the next answers.
+    spare_answers: Vec<Vec<u8>>,
 }
 
 impl<E> Client<E> {
@@ -168,6 +177,8 @@ impl<E> Client<E> {
             partial: None,
             goaway: None,
             scratch: Vec::new(),
+            spare_bodies: Vec::new(),
+            spare_answers: Vec::new(),
         }
     }
 
@@ -175,6 +186,17 @@ impl<E> Client<E> {
     pub fn ask(&mut self, item: E, body: Vec<u8>) {
         self.queued.push_back((item, body));
         self.pump();
+    }
+
+    /// An empty buffer for a query's body: a closed stream's, so that a miss allocates none
+    /// once the connection is warm.
+    pub fn body_buffer(&mut self) -> Vec<u8> {
+        self.spare_bodies.pop().unwrap_or_default()
+    }
+
+    /// Takes back an answer's buffer (of [`Event::Answer`]) once read, for a later answer.
+    pub fn give_back(&mut self, answer: Vec<u8>) {
+        keep(&mut self.spare_answers, answer);
     }
 
     /// Bytes to send to the server; the caller takes them (and clears the vector).
@@ -440,8 +462,9 @@ impl<E> Client<E> {
         } else if let Some(ContentType::Other(t)) = head.content_type {
             format!("answer of type {t:?}, not {}", hpack::DNS_MESSAGE)
         } else {
+            let buffer = self.spare_answers.pop().unwrap_or_default();
             if let Some(s) = self.streams.get_mut(i) {
-                s.answer = Some(Vec::new());
+                s.answer = Some(buffer);
             }
             if end && let Some(s) = self.close(i, Reset::IfUnsent) {
                 events.push(Event::Answer(s.item, s.answer.unwrap_or_default()));
@@ -598,7 +621,7 @@ impl<E> Client<E> {
 
     /// Closes stream `i`, resetting it as `reset` says.
     fn close(&mut self, i: usize, reset: Reset) -> Option<Stream<E>> {
-        let s = self.streams.remove(i)?;
+        let mut s = self.streams.remove(i)?;
         let code = match reset {
             Reset::With(code) => Some(code),
             Reset::IfUnsent => (s.sent < s.body.len()).then_some(frame::NO_ERROR),
@@ -607,6 +630,7 @@ impl<E> Client<E> {
         if let Some(code) = code {
             frame::put_u32_frame(&mut self.out, frame::RST_STREAM, s.id, code);
         }
+        keep(&mut self.spare_bodies, std::mem::take(&mut s.body));
         Some(s)
     }
 
@@ -688,5 +712,13 @@ impl<E> Client<E> {
             s.window -= n as i64;
             self.send_window -= n as i64;
         }
+    }
+}
+
+/// Keeps `buffer` emptied in `spare` for reuse, unless `spare` is full or it is large.
+fn keep(spare: &mut Vec<Vec<u8>>, mut buffer: Vec<u8>) {
+    if spare.len() < SPARE && (1..=SPARE_CAPACITY).contains(&buffer.capacity()) {
+        buffer.clear();
+        spare.push(buffer);
     }
 }

@@ -531,3 +531,41 @@ fn a_table_lowered_and_raised_in_one_settings_frame_signals_the_lower_size_first
     assert_eq!(ask_how(&mut c, 2), "index");
     assert_eq!(ask_how(&mut c, 3), "indexed");
 }
+
+#[test]
+fn buffers_of_settled_queries_and_answers_are_reused_and_large_ones_are_not_kept() {
+    let mut c = client();
+    let answer_of = |c: &mut Client<u32>, stream: u32, data: &[u8]| -> Vec<u8> {
+        let mut bytes = frame(frame::HEADERS, frame::END_HEADERS, stream, &ok_block());
+        bytes.extend(frame(frame::DATA, frame::END_STREAM, stream, data));
+        match feed(c, &bytes).unwrap().pop() {
+            Some(Event::Answer(_, a)) => a,
+            other => panic!("no answer: {other:?}"),
+        }
+    };
+    let mut body = c.body_buffer();
+    body.extend_from_slice(b"query-bytes");
+    let body_at = body.as_ptr();
+    c.ask(1, body);
+    written(&mut c);
+    let answer = answer_of(&mut c, 1, b"answer");
+    assert_eq!(answer, b"answer");
+    let answer_at = answer.as_ptr();
+    c.give_back(answer);
+    let mut body = c.body_buffer();
+    assert!(body.is_empty());
+    assert_eq!(body.as_ptr(), body_at, "the closed stream's body, reused");
+    body.extend_from_slice(b"q2");
+    c.ask(2, body);
+    written(&mut c);
+    let answer = answer_of(&mut c, 3, b"answer2");
+    assert_eq!(answer, b"answer2");
+    assert_eq!(answer.as_ptr(), answer_at, "the answer given back, reused");
+    // A large answer goes back to the allocator.
+    let big = vec![0u8; 10_000];
+    c.give_back(big);
+    c.ask(3, b"q3".to_vec());
+    written(&mut c);
+    let answer = answer_of(&mut c, 5, b"a3");
+    assert!(answer.capacity() < 10_000);
+}

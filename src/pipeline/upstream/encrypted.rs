@@ -73,8 +73,9 @@ const OPT_PADDING: u16 = 12;
 /// with an EDNS Padding option (RFC 7830) to a multiple of [`PAD_BLOCK`] bytes, as RFC 8467
 /// recommends, so that the length of the encrypted query does not tell the name's.
 pub(super) fn write_query(out: &mut Vec<u8>, q: &Query, id: u16) {
-    // One allocation for a fresh buffer (DNS over HTTPS hands each query its own): the header,
-    // the question, the OPT record and its Padding option, padded.
+    // At most one allocation (DNS over HTTPS hands each query a buffer of its own, reused
+    // once the connection is warm): the header, the question, the OPT record and its Padding
+    // option, padded.
     out.clear();
     out.reserve_exact(padded_len(q));
     write_upstream_query(out, q, id);

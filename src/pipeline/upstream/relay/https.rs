@@ -143,7 +143,7 @@ impl<T: Relayed> Conn<T> {
     /// Adds a query (its message written with ID 0); it leaves with [`Conn::drive`].
     pub(super) fn add(&mut self, entry: Entry<T>) {
         let q = entry.item.query();
-        let mut body = Vec::new();
+        let mut body = self.h2.body_buffer();
         write_query(&mut body, q, 0);
         self.h2.ask(entry, body);
     }
@@ -238,7 +238,9 @@ impl<T: Relayed> Conn<T> {
             out.push(match event {
                 Event::Answer(entry, body) => {
                     self.answered = true;
-                    encrypted_verdict(entry, &body, 0)
+                    let settled = encrypted_verdict(entry, &body, 0);
+                    self.h2.give_back(body);
+                    settled
                 }
                 Event::Failed(entry, why) => {
                     failed(entry, UpstreamError::Transport(self.server, why))
