@@ -152,3 +152,7 @@ pub mod server;
 pub mod service;
 pub mod systemd;
 pub mod tls;
+
+/// Helpers for the unit tests of several modules.
+#[cfg(test)]
+mod test_util;

@@ -238,7 +238,7 @@ pub(super) fn string<'a>(block: &'a [u8], at: &mut usize) -> Result<(bool, &'a [
 mod tests {
     use super::*;
 
-    use super::super::hex;
+    use crate::test_util::hex;
 
     fn read(block: &[u8]) -> Result<Head, Error> {
         read_response(block, &dns_message_coded(), &mut Table::default())

@@ -134,8 +134,8 @@ fn code_of(b: u8, len: u8) -> u32 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::hex;
     use super::*;
+    use crate::test_util::hex;
 
     /// RFC 7541 Appendix C.4 and C.6: coded strings and what they decode to.
     const VECTORS: &[(&str, &str)] = &[

@@ -23,14 +23,3 @@ pub use client::{Client, Event};
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests;
-
-/// Bytes from hex digits, whitespace ignored (as the RFCs print their examples).
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}

@@ -161,7 +161,8 @@ impl Response {
                 // and the targets whose addresses may ride along (`scrub::target`).
                 if i < u32::from(an) + u32::from(ns) {
                     let target = match rr.rtype {
-                        TYPE_CNAME if i < u32::from(an) => Some(rr.ttl_off + 6),
+                        // Past the TTL and RDLENGTH.
+                        TYPE_CNAME if i < u32::from(an) => rr.ttl_off.checked_add(6),
                         _ => scrub::target(pkt, &rr),
                     };
                     if target.is_some_and(|t| !clean(t, rr.end, &ttls)) {
@@ -629,13 +630,11 @@ mod tests {
     /// answer pointing at the question instead is taken.
     #[test]
     fn a_name_pointing_into_a_ttl_is_malformed() {
-        let hex = "0103808f000100020000000005616c696173076578616de0ec99094304d06c6503636f6d00\
-                   00010001c00c00050001c00c0078001406746172676574076578616d706c65036e657400\
-                   c02f000100010000001e0004c6336407";
-        let pkt: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
+        let pkt = crate::test_util::hex(
+            "0103808f000100020000000005616c696173076578616de0ec99094304d06c6503636f6d00\
+             00010001c00c00050001c00c0078001406746172676574076578616d706c65036e657400\
+             c02f000100010000001e0004c6336407",
+        );
         let mut query = vec![1, 3, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         query.extend_from_slice(&pkt[12..41]);
         let q = parse_query(&query).unwrap();

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::super::super::encrypted::near::tests::{
     Act, Dot, NAME, a_record, answer_ip, tls_serving,
 };
-use super::super::super::{Step, Then, UpstreamError};
+use super::super::super::{Step, Then, Upstream, UpstreamError};
 use super::super::tests::{item, relay, settle, then, upstream_with_ca};
 
 /// A DoH server that treats the `n`th request of each connection as `act(n)` says, and
@@ -89,6 +89,15 @@ async fn respond_to(
     let _ = send.send_data(Bytes::from(a_record(&q)), true);
 }
 
+/// An upstream set of `server` alone, trusting its CA, with a 3-second timeout.
+fn upstream_of(server: &Dot) -> Upstream {
+    upstream_with_ca(
+        &[url(server)],
+        Duration::from_secs(3),
+        Some(server.ca.clone()),
+    )
+}
+
 fn url(server: &Dot) -> String {
     format!("https://{NAME}/dns-query@{}", server.addr)
 }
@@ -96,11 +105,7 @@ fn url(server: &Dot) -> String {
 #[test]
 fn misses_are_answered_over_http2_on_one_kept_connection() {
     let server = doh(|_| Act::Answer, b"h2");
-    let up = upstream_with_ca(
-        &[url(&server)],
-        Duration::from_secs(3),
-        Some(server.ca.clone()),
-    );
+    let up = upstream_of(&server);
     let (mut r, _listener) = relay();
     for i in 0..5 {
         assert!(r.start(item(&format!("n{i}.example.test"), &up)).is_ok());
@@ -125,11 +130,7 @@ fn misses_are_answered_over_http2_on_one_kept_connection() {
 /// three times: each answered, and by one connection.
 fn answered_in_rounds_with_table(table: u32) {
     let server = doh_with_table(table, |_| Act::Answer, b"h2");
-    let up = upstream_with_ca(
-        &[url(&server)],
-        Duration::from_secs(3),
-        Some(server.ca.clone()),
-    );
+    let up = upstream_of(&server);
     let (mut r, _listener) = relay();
     for round in 0..3 {
         for i in 0..4 {
@@ -162,11 +163,7 @@ fn the_requests_fields_read_right_whatever_table_the_server_keeps_for_them() {
 #[test]
 fn an_http_error_fails_the_server_for_that_query_only() {
     let server = doh(|_| Act::Answer, b"h2");
-    let up = upstream_with_ca(
-        &[url(&server)],
-        Duration::from_secs(3),
-        Some(server.ca.clone()),
-    );
+    let up = upstream_of(&server);
     let (mut r, _listener) = relay();
     assert!(r.start(item("err.example.test", &up)).is_ok());
     let got = settle(&mut r, 1, Duration::from_secs(5));
@@ -229,11 +226,7 @@ fn a_server_without_http2_fails_and_a_silent_one_times_out() {
 #[test]
 fn a_connection_closed_after_answering_hands_its_queries_back_for_the_same_server() {
     let server = doh(|n| if n == 0 { Act::Answer } else { Act::Close }, b"h2");
-    let up = upstream_with_ca(
-        &[url(&server)],
-        Duration::from_secs(3),
-        Some(server.ca.clone()),
-    );
+    let up = upstream_of(&server);
     let (mut r, _listener) = relay();
     assert!(r.start(item("first.example.test", &up)).is_ok());
     let got = settle(&mut r, 1, Duration::from_secs(5));
